@@ -1,0 +1,179 @@
+import os from "node:os";
+import path from "node:path";
+import type pg from "pg";
+import yargs, { type Argv } from "yargs";
+import { hideBin } from "yargs/helpers";
+import { type Config, getConfig, requireDatabaseUrl } from "../src/config";
+import { getLogger } from "../src/context";
+import { createPool } from "../src/db/pool";
+import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport, runSchema } from "./commands";
+import { ImportError } from "./import";
+
+/** Exit statuses: 0 done, 1 the work failed (e.g. a file did not import), 2 bad usage or configuration. */
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+function printResult(result: object): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+function fail(message: string, status = EXIT_FAILED): never {
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(status);
+}
+
+async function withDatabase<T>(config: Config, connections: number, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = createPool({
+    url: requireDatabaseUrl(config),
+    max: connections,
+    appName: `seed ${config.podName}`,
+    logger: getLogger(),
+  });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+const generateOptions = <T>(cmd: Argv<T>) =>
+  cmd
+    .option("rows", { type: "number", default: 1_000_000, describe: "users to generate" })
+    .option("out", { type: "string", default: "data", describe: "directory for the CSV files" })
+    .option("rows-per-file", { type: "number", default: 1_000_000, describe: "rows in each CSV file" })
+    .option("seed", { type: "number", default: 1, describe: "the same seed writes byte-identical files" })
+    .option("status-mix", {
+      choices: ["pending", "original"] as const,
+      default: "pending" as const,
+      describe: "pending: every row waits to be processed; original: the original's uniform status mix",
+    })
+    .option("as-of", {
+      type: "string",
+      default: DEFAULT_AS_OF,
+      describe: "created_at falls within the year before this date",
+    })
+    .option("threads", { type: "number", describe: "generator threads (default: one per core)" })
+    .check((argv) => {
+      for (const key of ["rows", "rows-per-file", "threads"] as const) {
+        const value = argv[key];
+        if (value !== undefined && (!Number.isInteger(value) || value < 1))
+          throw new Error(`--${key} must be a positive whole number`);
+      }
+      if (!Number.isInteger(argv.seed)) throw new Error("--seed must be a whole number");
+      if (Number.isNaN(Date.parse(argv["as-of"]))) throw new Error("--as-of must be a date, such as 2026-01-01");
+      return true;
+    });
+
+const importOptions = <T>(cmd: Argv<T>) =>
+  cmd
+    .option("concurrency", {
+      type: "number",
+      default: Math.min(4, os.availableParallelism() * 2),
+      describe: "files loaded at the same time",
+    })
+    .check((argv) => {
+      if (!Number.isInteger(argv.concurrency) || argv.concurrency < 1)
+        throw new Error("--concurrency must be a positive whole number");
+      return true;
+    });
+
+const batchNameOption = <T>(cmd: Argv<T>) =>
+  cmd
+    .option("batch-name", {
+      type: "string",
+      default: DEFAULT_BATCH_NAME,
+      describe: "the run's name; enqueueing a name that exists changes nothing",
+    })
+    .check((argv) => {
+      const name = argv["batch-name"];
+      if (typeof name !== "string" || name.trim() === "" || name.length > 255)
+        throw new Error("--batch-name must be 1 to 255 characters");
+      return true;
+    });
+
+export async function main(argv: string[]): Promise<void> {
+  const config = getConfig();
+  await yargs(argv)
+    .scriptName("seed")
+    .usage("$0 <command> [options]\n\nLoads users into PostgreSQL and enqueues batch runs over them.")
+    .command(
+      "schema",
+      "create or update the schema (this project's migrations and graphile-worker's)",
+      {},
+      async () => {
+        await withDatabase(config, 2, async (pool) => printResult(await runSchema(pool)));
+      },
+    )
+    .command(
+      "generate",
+      "write reproducible fake users to CSV files",
+      (cmd) => generateOptions(cmd),
+      async (args) =>
+        printResult(
+          await runGenerate({
+            ...args,
+            rowsPerFile: args["rows-per-file"],
+            statusMix: args["status-mix"],
+            asOf: args["as-of"],
+          }),
+        ),
+    )
+    .command(
+      "import",
+      "COPY the CSV files of a directory into users (files imported before are skipped)",
+      (cmd) =>
+        importOptions(cmd).option("dir", { type: "string", default: "data", describe: "directory of CSV files" }),
+      async (args) => {
+        const result = await withDatabase(config, args.concurrency + 1, (pool) =>
+          runImport(pool, args.dir, args.concurrency, config),
+        );
+        printResult(result);
+        if (result.failed.length > 0)
+          fail(`${result.failed.length} file(s) failed to import:\n${result.failed.join("\n")}`);
+      },
+    )
+    .command(
+      "enqueue",
+      "start a batch run over the pending rows: one chunk job per CLAIM_SIZE rows",
+      (cmd) => batchNameOption(cmd),
+      async (args) => {
+        await withDatabase(config, 2, async (pool) => printResult(await runEnqueue(pool, args["batch-name"], config)));
+      },
+    )
+    .command(
+      "all",
+      "schema, generate, import and enqueue in one go",
+      (cmd) => batchNameOption(importOptions(generateOptions(cmd))),
+      async (args) => {
+        await withDatabase(config, args.concurrency + 1, async (pool) => {
+          await runSchema(pool);
+          const generated = await runGenerate({
+            ...args,
+            rowsPerFile: args["rows-per-file"],
+            statusMix: args["status-mix"],
+            asOf: args["as-of"],
+          });
+          const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
+          if (imported.failed.length > 0)
+            fail(`${imported.failed.length} file(s) failed to import:\n${imported.failed.join("\n")}`);
+          const enqueued = await runEnqueue(pool, args["batch-name"], config);
+          printResult({ generated, imported, enqueued });
+        });
+      },
+    )
+    .demandCommand(1, "name a command")
+    .strict()
+    .fail((message, error) => {
+      if (error) throw error;
+      fail(`${message}\nRun with --help for usage.`, EXIT_USAGE);
+    })
+    .help()
+    .parseAsync();
+}
+
+if (require.main === module) {
+  main(hideBin(process.argv)).catch((error: unknown) => {
+    if (!(error instanceof ImportError)) getLogger().fatal({ err: error }, "seed failed");
+    fail(error instanceof Error ? error.message : String(error));
+  });
+}

@@ -1,0 +1,83 @@
+import type pg from "pg";
+import type { Config } from "../src/config";
+import { getLogger } from "../src/context";
+import { migrate } from "../src/db/migrate";
+import { withPool } from "../src/db/pool";
+import { createProgress } from "../src/progress";
+import { planRun, runSettings, startRun } from "../workflows/batch-run";
+import { generate } from "./generate";
+import { importDirectory } from "./import";
+import type { StatusMix } from "./user-rows";
+
+/** The seed tool's commands as functions, shared by the CLI (seed/cli.ts) and `npm start`. */
+
+export const DEFAULT_BATCH_NAME = "users-batch";
+/** Fixed, so that generated files are reproducible from the seed alone. */
+export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
+
+export async function runSchema(pool: pg.Pool) {
+  return migrate(pool, getLogger());
+}
+
+export interface GenerateArgs {
+  rows: number;
+  out: string;
+  rowsPerFile: number;
+  seed: number;
+  statusMix: StatusMix;
+  asOf: string;
+  threads?: number;
+}
+
+export async function runGenerate(args: GenerateArgs) {
+  const progress = createProgress({ label: "generate", total: args.rows, unit: "rows", logger: getLogger() });
+  const started = performance.now();
+  const result = await generate({
+    rows: args.rows,
+    outDir: args.out,
+    rowsPerFile: args.rowsPerFile,
+    seed: args.seed,
+    statusMix: args.statusMix,
+    asOf: args.asOf,
+    threads: args.threads,
+    onProgress: (rows) => progress.update(rows),
+  });
+  progress.finish();
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    files: result.files.length,
+    rows: args.rows,
+    bytes: result.bytes,
+    seconds,
+    rowsPerSecond: Math.round(args.rows / seconds),
+  };
+}
+
+export async function runImport(pool: pg.Pool, dir: string, concurrency: number, config: Config) {
+  const progress = createProgress({ label: "import", total: 0, unit: "bytes", logger: getLogger() });
+  const summary = await importDirectory({
+    pool,
+    dir,
+    concurrency,
+    logger: getLogger(),
+    startedBy: config.podName,
+    onProgress: (bytes, total) => progress.update(bytes, total),
+  });
+  progress.finish();
+  const failed = summary.files.filter((file) => file.status === "failed");
+  return {
+    importRun: summary.runId,
+    files: summary.files.length,
+    imported: summary.files.filter((file) => file.status === "imported").length,
+    skipped: summary.files.filter((file) => file.status === "skipped").length,
+    failed: failed.map((file) => (file.status === "failed" ? file.error : "")),
+    rows: summary.rowsImported,
+  };
+}
+
+export async function runEnqueue(pool: pg.Pool, batchName: string, config: Config) {
+  const db = withPool(pool);
+  const { run, created } = await startRun(db, batchName, runSettings(config), config.podName);
+  const { result: plan } = await planRun(db, run.id, config.podName);
+  return { run: run.id, batch: run.name, created, chunks: plan.chunks, rows: plan.rows };
+}

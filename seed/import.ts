@@ -1,0 +1,176 @@
+import fs from "node:fs";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import type { Logger } from "../src/logger";
+import { CSV_COLUMNS } from "./user-rows";
+
+export type FileResult =
+  | { file: string; status: "imported"; rows: number }
+  | { file: string; status: "skipped"; rows: number }
+  | { file: string; status: "failed"; error: string };
+
+export interface ImportSummary {
+  /** The batch_jobs row recording this import. */
+  runId: number;
+  files: FileResult[];
+  rowsImported: number;
+}
+
+export interface ImportOptions {
+  pool: pg.Pool;
+  dir: string;
+  /** Files loaded at the same time, each on its own connection. */
+  concurrency: number;
+  logger: Logger;
+  startedBy: string;
+  /** Called with the bytes read so far and the bytes of all files. */
+  onProgress?: (bytes: number, totalBytes: number) => void;
+}
+
+export class ImportError extends Error {
+  override name = "ImportError";
+}
+
+/** "users-00002.csv:3: invalid input syntax for type integer: "x" (column age)" from a COPY error. */
+export function describeCopyError(file: string, error: unknown): string {
+  const e = error as Partial<pg.DatabaseError> & Error;
+  const line = /line (\d+)/.exec(e.where ?? "")?.[1];
+  const column = /column (\w+)/.exec(e.where ?? "")?.[1];
+  let text = e.message;
+  if (e.code === "23505" && e.detail) text = `duplicate value, ${e.detail.replace(/^Key /, "")}`;
+  else if (e.code === "23514" && e.constraint) text = `value out of range (check ${e.constraint})`;
+  const columnNote = column && !text.includes(column) ? ` (column ${column})` : "";
+  return `${line ? `${file}:${line}` : file}: ${text}${columnNote}`;
+}
+
+async function copyStatement(client: pg.PoolClient): Promise<string> {
+  const { rows } = await client.query<{ version: number }>(
+    "SELECT current_setting('server_version_num')::int AS version",
+  );
+  // HEADER MATCH (PostgreSQL 15+) also checks the header names against the columns.
+  const header = (rows[0]?.version ?? 0) >= 150000 ? "MATCH" : "true";
+  return `COPY users (${CSV_COLUMNS.join(", ")}) FROM STDIN WITH (FORMAT csv, HEADER ${header})`;
+}
+
+/**
+ * Loads one file in one transaction: its imported_files record first (so a concurrent or later
+ * import skips it), then COPY. Any error rolls back the whole file.
+ */
+async function importFile(
+  pool: pg.Pool,
+  filePath: string,
+  runId: number,
+  onBytes: (bytes: number) => void,
+): Promise<FileResult> {
+  const file = path.basename(filePath);
+  const { size } = await fs.promises.stat(filePath);
+  if (size === 0) return { file, status: "failed", error: `${file}: the file is empty` };
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const claimed = await client.query(
+      `INSERT INTO imported_files (file_name, bytes, rows, import_run_id) VALUES ($1, $2, 0, $3)
+       ON CONFLICT (file_name) DO NOTHING`,
+      [file, size, runId],
+    );
+    if (claimed.rowCount === 0) {
+      const { rows } = await client.query<{ bytes: string; rows: string }>(
+        "SELECT bytes, rows FROM imported_files WHERE file_name = $1",
+        [file],
+      );
+      await client.query("ROLLBACK");
+      const before = rows[0];
+      if (before && Number(before.bytes) !== size) {
+        return {
+          file,
+          status: "failed",
+          error: `${file}: a file of this name was imported before with ${before.bytes} bytes; this one has ${size}`,
+        };
+      }
+      onBytes(size);
+      return { file, status: "skipped", rows: Number(before?.rows ?? 0) };
+    }
+    const copy = client.query(copyFrom(await copyStatement(client)));
+    const input = fs.createReadStream(filePath, { highWaterMark: 1 << 20 });
+    input.on("data", (chunk) => onBytes(chunk.length));
+    await pipeline(input, copy);
+    const rows = copy.rowCount;
+    await client.query("UPDATE imported_files SET rows = $2 WHERE file_name = $1", [file, rows]);
+    await client.query("COMMIT");
+    return { file, status: "imported", rows };
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    return { file, status: "failed", error: describeCopyError(file, error) };
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Imports every .csv file of `dir` into users with COPY, `concurrency` files at a time, and
+ * records the import in batch_jobs (kind 'import'), counting rows. Files imported before are
+ * skipped; a file with a bad line fails alone, with its name and line number.
+ */
+export async function importDirectory(options: ImportOptions): Promise<ImportSummary> {
+  const { pool, dir, logger } = options;
+  let names: string[];
+  try {
+    names = (await fs.promises.readdir(dir)).filter((name) => name.endsWith(".csv")).sort();
+  } catch (error) {
+    throw new ImportError(`cannot read directory ${dir}: ${(error as Error).message}`);
+  }
+  if (names.length === 0) throw new ImportError(`no .csv files in ${dir}`);
+  const paths = names.map((name) => path.join(dir, name));
+  const sizes = await Promise.all(paths.map(async (file) => (await fs.promises.stat(file)).size));
+  const totalBytes = sizes.reduce((sum, size) => sum + size, 0);
+
+  const { rows: created } = await pool.query<{ id: number }>(
+    `INSERT INTO batch_jobs (batch_name, kind, status, created_by) VALUES ($1, 'import', 'running', $2) RETURNING id`,
+    [`import ${path.resolve(dir)} ${new Date().toISOString()}`, options.startedBy],
+  );
+  const runId = (created[0] as { id: number }).id;
+
+  let bytesRead = 0;
+  const onBytes = (bytes: number) => {
+    bytesRead += bytes;
+    options.onProgress?.(bytesRead, totalBytes);
+  };
+  const results: FileResult[] = new Array(paths.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < paths.length) {
+      const index = next++;
+      const result = await importFile(pool, paths[index] as string, runId, onBytes);
+      results[index] = result;
+      if (result.status === "failed") logger.error({ file: result.file }, result.error);
+      else logger.debug({ file: result.file, rows: result.rows }, `file ${result.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));
+
+  const rowsImported = results.reduce((sum, r) => sum + (r.status === "imported" ? r.rows : 0), 0);
+  const failures = results.filter((r) => r.status === "failed");
+  if (rowsImported > 0) {
+    // ids came from the files: move the id sequence past them, and refresh planner statistics
+    await pool.query(`
+      SELECT setval(pg_get_serial_sequence('users', 'id'), m)
+        FROM (SELECT max(id) AS m FROM users) s
+       WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)`);
+    await pool.query("ANALYZE users");
+  }
+  await pool.query(
+    `UPDATE batch_jobs
+        SET status = $2, total_records = $3, processed_records = $3, completed_at = now(), updated_at = now(),
+            error_message = $4
+      WHERE id = $1`,
+    [
+      runId,
+      failures.length > 0 ? "failed" : "completed",
+      rowsImported,
+      failures.length > 0 ? failures.map((f) => (f.status === "failed" ? f.error : "")).join("\n") : null,
+    ],
+  );
+  return { runId, files: results, rowsImported };
+}

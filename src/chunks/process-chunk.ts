@@ -1,0 +1,150 @@
+import type { ProcessUser } from "../business-logic";
+import type { WithClient } from "../db/pool";
+import type { Logger } from "../logger";
+import { runRecords } from "../processing/run-records";
+import { countLeftInRange, type RunStatus, startChunk } from "../runs/store";
+import { runSlice } from "./slice";
+
+/**
+ * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
+ * take about TARGET_SLICE_MS, so transactions stay short and progress shows while a chunk runs
+ * whatever the business logic costs.
+ */
+
+export const TARGET_SLICE_MS = 1000;
+/** A slice starts no record after this long; the transaction ends at most a record later. */
+export const SLICE_BUDGET_MS = 5 * TARGET_SLICE_MS;
+export const MAX_SLICE_ROWS = 5000;
+
+export interface ChunkRef {
+  runId: number;
+  round: number;
+  chunkNo: number;
+}
+
+export interface ChunkDeps {
+  db: WithClient;
+  logger: Logger;
+  logic: ProcessUser;
+  worker: string;
+  rowConcurrency: number;
+  rowTimeoutMs: number;
+  statementTimeoutMs: number;
+  /** Set when the worker begins a graceful shutdown: no new record starts, the chunk is handed back. */
+  draining: AbortSignal;
+  /** Set when the shutdown grace runs out: records in flight are abandoned and rolled back. */
+  abort: AbortSignal;
+}
+
+export interface ChunkTotals {
+  slices: number;
+  processed: number;
+  completed: number;
+  failed: number;
+  retryable: number;
+}
+
+export type ChunkOutcome =
+  | { kind: "finished"; totals: ChunkTotals }
+  /** The worker is shutting down; the chunk's remaining rows are untouched and still claimable. */
+  | { kind: "handed-back"; totals: ChunkTotals }
+  /** The run is no longer running (paused, cancelled, ended): nothing more to do now. */
+  | { kind: "stopped"; runStatus: RunStatus; totals: ChunkTotals }
+  /** The chunk had already ended: a repeated job. */
+  | { kind: "skipped" };
+
+/** Another transaction still holds rows of the range; graphile-worker retries the chunk later. */
+export class RowsHeldElsewhereError extends Error {
+  override name = "RowsHeldElsewhereError";
+}
+
+export function nextSliceLimit(limit: number, processed: number, elapsedMs: number, floor: number): number {
+  if (processed < limit) return limit;
+  const ideal = Math.round((limit * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
+  const bounded = Math.min(Math.max(ideal, Math.floor(limit / 2)), limit * 2);
+  return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
+}
+
+export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
+  const start = await deps.db((client) => startChunk(client, ref.runId, ref.round, ref.chunkNo, deps.worker));
+  if (!start) throw new Error(`batch run ${ref.runId} does not exist`);
+  const totals: ChunkTotals = { slices: 0, processed: 0, completed: 0, failed: 0, retryable: 0 };
+  if (start.runStatus !== "running") return { kind: "stopped", runStatus: start.runStatus, totals };
+  if (!start.chunk) return { kind: "skipped" };
+
+  const { chunk, settings } = start;
+  const log = deps.logger.child({
+    run: ref.runId,
+    round: ref.round,
+    chunk: ref.chunkNo,
+    ids: [chunk.firstId, chunk.lastId],
+  });
+  const floor = Math.min(deps.rowConcurrency, MAX_SLICE_ROWS);
+  const began = performance.now();
+  let afterId = chunk.firstId - 1;
+  let limit = Math.min(Math.max(4 * deps.rowConcurrency, 100), MAX_SLICE_ROWS);
+
+  for (;;) {
+    if (deps.draining.aborted) {
+      log.info({ ...totals }, "worker shutting down: chunk handed back");
+      return { kind: "handed-back", totals };
+    }
+    const sliceStart = performance.now();
+    let slice: Awaited<ReturnType<typeof runSlice>>;
+    try {
+      slice = await deps.db((client) =>
+        runSlice(
+          client,
+          {
+            runId: ref.runId,
+            round: ref.round,
+            chunkNo: ref.chunkNo,
+            firstId: chunk.firstId,
+            lastId: chunk.lastId,
+            afterId,
+            limit,
+            maxAttempts: settings.maxAttempts,
+            plannedAt: chunk.plannedAt,
+            statementTimeoutMs: deps.statementTimeoutMs,
+            idleTimeoutMs: SLICE_BUDGET_MS + deps.rowTimeoutMs + deps.statementTimeoutMs,
+          },
+          (records) => {
+            const recordsStart = performance.now();
+            return runRecords(records, deps.logic, {
+              runId: ref.runId,
+              concurrency: deps.rowConcurrency,
+              timeoutMs: deps.rowTimeoutMs,
+              signal: deps.abort,
+              mayStart: () => !deps.draining.aborted && performance.now() - recordsStart < SLICE_BUDGET_MS,
+            });
+          },
+        ),
+      );
+    } catch (error) {
+      if (!deps.abort.aborted) throw error;
+      log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");
+      return { kind: "handed-back", totals };
+    }
+    if (!slice) break;
+    if (slice.processed === 0) continue;
+    totals.slices++;
+    totals.processed += slice.processed;
+    totals.completed += slice.completed;
+    totals.failed += slice.failed;
+    totals.retryable += slice.retryable;
+    afterId = slice.lastProcessedId;
+    log.debug({ rows: slice.processed, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
+    if (slice.runStatus !== "running") return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
+    limit = nextSliceLimit(limit, slice.processed, performance.now() - sliceStart, floor);
+  }
+
+  const left = await deps.db((client) =>
+    countLeftInRange(client, chunk.firstId, chunk.lastId, settings.maxAttempts, chunk.plannedAt),
+  );
+  if (left > 0)
+    throw new RowsHeldElsewhereError(
+      `${left} rows of ids ${chunk.firstId}-${chunk.lastId} are held by another transaction`,
+    );
+  log.info({ ...totals, ms: Math.round(performance.now() - began) }, "chunk processed");
+  return { kind: "finished", totals };
+}

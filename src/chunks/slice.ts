@@ -1,0 +1,210 @@
+import type { PoolClient } from "pg";
+import { inTransaction } from "../db/pool";
+import { ROW_TYPES } from "../db/types";
+import type { ClaimedRecord, RecordOutcome } from "../processing/run-records";
+
+/**
+ * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
+ * with FOR UPDATE SKIP LOCKED, runs the business logic on them, and writes every row's outcome
+ * together with the chunk's and the run's counters.
+ *
+ * The claim is the row lock, not a write: claimed rows are never marked `processing`, so a
+ * worker that dies leaves nothing behind. Its transaction ends with its connection, the locks
+ * go with it, and the rows are still pending for the next worker. Each row is written once.
+ */
+
+export interface SliceRequest {
+  runId: number;
+  round: number;
+  chunkNo: number;
+  /** The chunk's id range, inclusive. */
+  firstId: number;
+  lastId: number;
+  /** Claim only ids above this one (the slices before have covered the rest). */
+  afterId: number;
+  limit: number;
+  maxAttempts: number;
+  /** When the chunk was planned: rows processed since then belong to this round already. */
+  plannedAt: Date;
+  statementTimeoutMs: number;
+  /** Longest the transaction may sit idle while the business logic runs. */
+  idleTimeoutMs: number;
+}
+
+export interface SliceResult {
+  claimed: number;
+  /** Claimed rows that got an outcome: a prefix, the rest go back unprocessed at commit. */
+  processed: number;
+  /** The highest id processed (the request's afterId when none was). */
+  lastProcessedId: number;
+  completed: number;
+  /** Rows failed for good (no attempts left). */
+  failed: number;
+  /** Rows failed with attempts left. */
+  retryable: number;
+  /** The run's status after the slice (a paused or cancelled run stops its chunks). "running"
+   *  when nothing was written. */
+  runStatus: string;
+}
+
+interface ClaimedRow extends ClaimedRecord {
+  batch_status: string;
+  batch_id: number | null;
+}
+
+/**
+ * Claimable: pending, or failed with attempts left, and not yet processed in this round. The
+ * `batch_status IN` form lets the planner use users_open_idx.
+ */
+const CLAIM_SLICE = `
+  SELECT id, name, email, age, salary, created_at AS "createdAt", batch_status, batch_id, attempts
+    FROM users
+   WHERE id > $1 AND id <= $2
+     AND batch_status IN ('pending', 'failed')
+     AND (batch_status = 'pending' OR attempts < $3)
+     AND (processed_at IS NULL OR processed_at < $4)
+   ORDER BY id
+   LIMIT $5
+     FOR UPDATE SKIP LOCKED`;
+
+/**
+ * Every outcome in one statement, with the chunk's counters. The id range bound on users keeps
+ * the planner from walking the primary key from its start for every slice.
+ */
+const WRITE_OUTCOMES = `
+  WITH outcome AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+      AS o(id, last_error, email_normalized, segment)
+  ), written AS (
+    UPDATE users u
+       SET batch_status = CASE WHEN o.last_error IS NULL THEN 'completed' ELSE 'failed' END,
+           attempts = u.attempts + 1,
+           last_error = o.last_error,
+           email_normalized = coalesce(o.email_normalized, u.email_normalized),
+           segment = coalesce(o.segment, u.segment),
+           batch_id = $5,
+           processed_at = now(),
+           updated_at = now()
+      FROM outcome o
+     WHERE u.id = o.id AND u.id BETWEEN $6 AND $7
+    RETURNING 1
+  )
+  UPDATE batch_chunks
+     SET rows_completed = rows_completed + $8, rows_failed = rows_failed + $9, updated_at = now()
+   WHERE run_id = $5 AND round = $10 AND chunk_no = $11
+  RETURNING (SELECT count(*) FROM written)::int AS written`;
+
+/**
+ * The run's counters, the last statement before COMMIT: every slice of the run updates this
+ * one row, so its lock is held only for the commit.
+ */
+const COUNT_OUTCOMES = `
+  UPDATE batch_jobs
+     SET processed_records = processed_records + $2,
+         failed_records = failed_records + $3,
+         retryable_records = retryable_records + $4,
+         updated_at = now()
+   WHERE id = $1
+  RETURNING status`;
+
+/**
+ * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
+ * for a prefix of the records it is given; the rest are released unwritten at commit.
+ */
+export async function runSlice(
+  client: PoolClient,
+  request: SliceRequest,
+  processRecords: (records: ClaimedRecord[]) => Promise<RecordOutcome[]>,
+): Promise<SliceResult | undefined> {
+  const setup = [
+    `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
+    `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(request.idleTimeoutMs)}`,
+  ];
+  return inTransaction(
+    client,
+    async () => {
+      const { rows } = await client.query<ClaimedRow>({
+        name: "claim-slice",
+        text: CLAIM_SLICE,
+        values: [request.afterId, request.lastId, request.maxAttempts, request.plannedAt, request.limit],
+        types: ROW_TYPES,
+      });
+      if (rows.length === 0) return undefined;
+
+      const outcomes = await processRecords(rows);
+      if (outcomes.length === 0) {
+        return {
+          claimed: rows.length,
+          processed: 0,
+          lastProcessedId: request.afterId,
+          completed: 0,
+          failed: 0,
+          retryable: 0,
+          runStatus: "running",
+        };
+      }
+      const ids: number[] = [];
+      const errors: (string | null)[] = [];
+      const emails: (string | null)[] = [];
+      const segments: (string | null)[] = [];
+      let completed = 0;
+      let failed = 0;
+      let retryable = 0;
+      let retriedFromThisRun = 0;
+      outcomes.forEach((outcome, index) => {
+        const row = rows[index] as ClaimedRow;
+        ids.push(row.id);
+        if (row.batch_status === "failed" && row.batch_id === request.runId) retriedFromThisRun++;
+        if (outcome.status === "completed") {
+          completed++;
+          errors.push(null);
+          emails.push(outcome.result.emailNormalized);
+          segments.push(outcome.result.segment);
+        } else {
+          if (row.attempts + 1 >= request.maxAttempts) failed++;
+          else retryable++;
+          errors.push(outcome.error);
+          emails.push(null);
+          segments.push(null);
+        }
+      });
+
+      const { rows: written } = await client.query<{ written: number }>({
+        name: "write-outcomes",
+        text: WRITE_OUTCOMES,
+        values: [
+          ids,
+          errors,
+          emails,
+          segments,
+          request.runId,
+          request.firstId,
+          request.lastId,
+          completed,
+          failed + retryable,
+          request.round,
+          request.chunkNo,
+        ],
+      });
+      if (written[0]?.written !== outcomes.length) {
+        throw new Error(`slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`);
+      }
+      const { rows: counted } = await client.query<{ status: string }>({
+        name: "count-outcomes",
+        text: COUNT_OUTCOMES,
+        values: [request.runId, completed, failed, retryable - retriedFromThisRun],
+      });
+      const run = { status: counted[0]?.status ?? "missing" };
+      return {
+        claimed: rows.length,
+        processed: outcomes.length,
+        lastProcessedId: (rows[outcomes.length - 1] as ClaimedRow).id,
+        completed,
+        failed,
+        retryable,
+        runStatus: run.status,
+      };
+    },
+    setup,
+  );
+}

@@ -1,0 +1,158 @@
+import os from "node:os";
+import { z } from "zod";
+
+/**
+ * Every setting of the system, read from the environment once per process.
+ * `parseConfig` is pure (tests call it); `getConfig` is what entry points use.
+ */
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const wholeNumber = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, `must be a whole number from ${min} to ${max}`)
+        .max(max, `must be a whole number from ${min} to ${max}`),
+    );
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "30", "30s", "1.5m", "500ms" (Go-style, as the original accepted) to milliseconds. */
+const duration = (maxMs: number) =>
+  z
+    .string()
+    .regex(/^\d+(\.\d+)?(ms|s|m|h)?$/, 'must be a duration such as "30" or "30s" (units: ms, s, m, h; default s)')
+    .transform((text) => {
+      const [, amount = "0", unit = "s"] = /^([\d.]+)(ms|s|m|h)?$/.exec(text) ?? [];
+      return Math.round(Number(amount) * (UNIT_MS[unit] ?? 1000));
+    })
+    .pipe(z.number().max(maxMs, `must be at most ${maxMs / 1000}s`));
+
+const share = z
+  .string()
+  .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
+  .transform(Number);
+
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string");
+
+const envSchema = z.object({
+  DATABASE_URL: postgresUrl.optional(),
+  CLAIM_SIZE: wholeNumber(1, 1_000_000).default(10_000),
+  WORKERS: wholeNumber(1, 256).default(4),
+  ROW_CONCURRENCY: wholeNumber(1, 10_000).default(32),
+  CLAIM_TIMEOUT_S: duration(3_600_000).default(30_000),
+  SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
+  ROW_TIMEOUT_S: duration(3_600_000).default(30_000),
+  POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
+  MAX_ATTEMPTS: wholeNumber(1, 100).default(3),
+  RETRY_ROUNDS: wholeNumber(0, 100).optional(),
+  RETRY_DELAY_S: duration(86_400_000).default(5_000),
+  CHUNK_MAX_ATTEMPTS: wholeNumber(1, 25).default(10),
+  PROCESS_DELAY_MS: wholeNumber(0, 600_000).default(0),
+  FAIL_RATE: share.default(0),
+  FAIL_FIRST_ATTEMPTS: wholeNumber(1, 100).optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }).default("info"),
+});
+
+export interface Config {
+  /** Absent only where an embedded database may stand in (`npm start`). */
+  databaseUrl: string | undefined;
+  /** Rows to process per chunk job. */
+  claimSize: number;
+  /** Chunk jobs one process runs at the same time. */
+  workers: number;
+  /** Records of one chunk in flight at the same time. */
+  rowConcurrency: number;
+  claimTimeoutMs: number;
+  shutdownGraceMs: number;
+  rowTimeoutMs: number;
+  podName: string;
+  maxAttempts: number;
+  /** Rounds that re-run retryable failed rows after the first pass. */
+  retryRounds: number;
+  /** Delay before the first retry round; it doubles every round. */
+  retryDelayMs: number;
+  chunkMaxAttempts: number;
+  processDelayMs: number;
+  failRate: number;
+  failFirstAttempts: number | undefined;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Variables whose values are never echoed back in an error. */
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "PG_DSN"]);
+
+export function parseConfig(env: NodeJS.ProcessEnv): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key];
+    raw[key] = value === undefined || value.trim() === "" ? undefined : value.trim();
+  }
+  // PG_DSN is the original's name for the connection string.
+  const urlVariable = raw.DATABASE_URL === undefined && env.PG_DSN?.trim() ? "PG_DSN" : "DATABASE_URL";
+  if (urlVariable === "PG_DSN") raw.DATABASE_URL = env.PG_DSN?.trim();
+
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0] ?? "environment");
+    const name = key === "DATABASE_URL" ? urlVariable : key;
+    const shown = SECRET_VARIABLES.has(name) ? "" : ` (got ${JSON.stringify(raw[key])})`;
+    throw new ConfigError(`${name} ${issue?.message ?? "is invalid"}${shown}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    claimSize: e.CLAIM_SIZE,
+    workers: e.WORKERS,
+    rowConcurrency: e.ROW_CONCURRENCY,
+    claimTimeoutMs: e.CLAIM_TIMEOUT_S,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_S,
+    rowTimeoutMs: e.ROW_TIMEOUT_S,
+    podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+    maxAttempts: e.MAX_ATTEMPTS,
+    retryRounds: e.RETRY_ROUNDS ?? e.MAX_ATTEMPTS - 1,
+    retryDelayMs: e.RETRY_DELAY_S,
+    chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
+    processDelayMs: e.PROCESS_DELAY_MS,
+    failRate: e.FAIL_RATE,
+    failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+let loaded: Config | undefined;
+
+/**
+ * The process's configuration. A bad value ends the process with status 2 and one line on
+ * stderr naming the variable: configuration mistakes are not crashes and get no stack trace.
+ */
+export function getConfig(): Config {
+  if (loaded) return loaded;
+  try {
+    loaded = parseConfig(process.env);
+    return loaded;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`configuration error: ${error.message}\n`);
+    process.exit(2);
+  }
+}
+
+/** The connection string, or an exit with status 2 where a database is required. */
+export function requireDatabaseUrl(config: Config): string {
+  if (config.databaseUrl) return config.databaseUrl;
+  process.stderr.write("configuration error: DATABASE_URL (or PG_DSN) must be set\n");
+  process.exit(2);
+}

@@ -1,0 +1,13 @@
+import { getConfig } from "./config";
+import { createLogger, type Logger } from "./logger";
+
+let logger: Logger | undefined;
+
+/** The process's one logger, configured from the environment on first use. */
+export function getLogger(): Logger {
+  if (!logger) {
+    const config = getConfig();
+    logger = createLogger({ level: config.logLevel, pod: config.podName });
+  }
+  return logger;
+}

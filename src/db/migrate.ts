@@ -1,0 +1,86 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { runMigrations as runWorkerMigrations } from "graphile-worker";
+import type pg from "pg";
+import type { Logger } from "../logger";
+import { MIGRATIONS_DIR } from "../paths";
+import { toGraphileLogger } from "../worker/graphile-logger";
+import { inTransaction } from "./pool";
+
+/** Any pod may run migrations; this session-level advisory lock lets one at a time do so. */
+const MIGRATION_LOCK_KEY = 4_171_202_601;
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
+  const files = (await fs.readdir(dir)).filter((file) => /^\d+_.+\.sql$/.test(file)).sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const sql = await fs.readFile(path.join(dir, file), "utf8");
+      return {
+        version: Number.parseInt(file, 10),
+        name: file.replace(/\.sql$/, ""),
+        sql,
+        checksum: createHash("sha256").update(sql).digest("hex"),
+      };
+    }),
+  );
+}
+
+/**
+ * Brings the database to the newest schema: graphile-worker's own migrations first (ours
+ * enqueue jobs through its functions), then every file of sql/migrations not yet recorded in
+ * `schema_migrations`, each in its own transaction with its record. Safe to run again and
+ * from several processes at once. An applied file whose text has changed is an error.
+ */
+export async function migrate(pool: pg.Pool, logger: Logger): Promise<{ applied: string[] }> {
+  const client = await pool.connect();
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    try {
+      await runWorkerMigrations({ pgPool: pool, logger: toGraphileLogger(logger) });
+      await client.query(`
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+          version INTEGER PRIMARY KEY,
+          name TEXT NOT NULL,
+          checksum TEXT NOT NULL,
+          applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )`);
+      const { rows } = await client.query<{ version: number; checksum: string }>(
+        "SELECT version, checksum FROM schema_migrations",
+      );
+      const done = new Map(rows.map((row) => [row.version, row.checksum]));
+      const applied: string[] = [];
+      for (const migration of await readMigrations()) {
+        const checksum = done.get(migration.version);
+        if (checksum !== undefined) {
+          if (checksum !== migration.checksum) {
+            throw new Error(`migration ${migration.name} was changed after it was applied`);
+          }
+          continue;
+        }
+        await inTransaction(client, async () => {
+          await client.query(migration.sql);
+          await client.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", [
+            migration.version,
+            migration.name,
+            migration.checksum,
+          ]);
+        });
+        applied.push(migration.name);
+        logger.info({ migration: migration.name }, "applied migration");
+      }
+      return { applied };
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+    }
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,48 @@
+import pg from "pg";
+import type { Logger } from "../logger";
+
+export type { PoolClient } from "pg";
+
+/** Runs `fn` with a client from a pool; graphile-worker's `helpers.withPgClient` has this shape. */
+export type WithClient = <T>(fn: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
+
+/** The process's one pool. Connection errors of idle clients are logged, not fatal. */
+export function createPool(options: { url: string; max: number; appName: string; logger: Logger }): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.max,
+    application_name: options.appName.slice(0, 63),
+    keepAlive: true,
+  });
+  pool.on("error", (error) => options.logger.warn({ err: error }, "idle database connection failed"));
+  // A connection lost while checked out fails its query; without a listener it would also
+  // crash the process.
+  pool.on("connect", (client) =>
+    client.on("error", (error) => options.logger.warn({ err: error }, "database connection failed")),
+  );
+  return pool;
+}
+
+export function withPool(pool: pg.Pool): WithClient {
+  return async (fn) => {
+    const client = await pool.connect();
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
+    }
+  };
+}
+
+/** BEGIN, `fn`, COMMIT; ROLLBACK when `fn` throws. `setup` statements run right after BEGIN. */
+export async function inTransaction<T>(client: pg.PoolClient, fn: () => Promise<T>, setup: string[] = []): Promise<T> {
+  await client.query(["BEGIN", ...setup].join("; "));
+  try {
+    const result = await fn();
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,138 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { run as runWorker } from "graphile-worker";
+import type pg from "pg";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport } from "../seed/commands";
+import { getConfig } from "./config";
+import { getLogger } from "./context";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded";
+import { migrate } from "./db/migrate";
+import { createPool, withPool } from "./db/pool";
+import { createProgress } from "./progress";
+import { describeDatabase } from "./redact";
+import { getRun, type Run } from "./runs/store";
+import { workerPreset } from "./worker/preset";
+import { taskList } from "./worker/task-list";
+
+/**
+ * The main job, end to end in one process: schema, generated users, COPY import, a batch run,
+ * and graphile-worker processing it until the run ends. Without DATABASE_URL it brings its own
+ * embedded PostgreSQL. The last line on stdout is the run's summary as JSON.
+ */
+
+const ENDED = new Set(["completed", "failed", "cancelled"]);
+const POLL_MS = 250;
+
+async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
+  const db = withPool(pool);
+  const progress = createProgress({ label: "process", total: 0, unit: "rows", logger: getLogger() });
+  for (;;) {
+    const run = await db((client) => getRun(client, runId));
+    if (!run) throw new Error(`batch run ${runId} disappeared`);
+    progress.update(run.processedRecords + run.failedRecords, run.totalRecords);
+    if (ENDED.has(run.status)) {
+      progress.finish();
+      return run;
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+function seconds(since: number): number {
+  return Math.round((performance.now() - since) / 10) / 100;
+}
+
+async function main(): Promise<void> {
+  const config = getConfig();
+  const logger = getLogger();
+  const args = await yargs(hideBin(process.argv))
+    .scriptName("npm start --")
+    .usage("$0 [options]\n\nRuns the whole job: schema, generate, import, enqueue, process.")
+    .option("rows", { type: "number", default: 100_000, describe: "users to generate and process" })
+    .option("rows-per-file", { type: "number", default: 100_000, describe: "rows per generated CSV file" })
+    .option("seed", { type: "number", default: 1, describe: "seed of the generated data" })
+    .option("batch-name", { type: "string", default: DEFAULT_BATCH_NAME, describe: "name of the batch run" })
+    .option("data-dir", { type: "string", describe: "where to write the CSV files (default: a temporary directory)" })
+    .check((argv) => {
+      if (!Number.isInteger(argv.rows) || argv.rows < 1) throw new Error("--rows must be a positive whole number");
+      if (!Number.isInteger(argv["rows-per-file"]) || argv["rows-per-file"] < 1) {
+        throw new Error("--rows-per-file must be a positive whole number");
+      }
+      return true;
+    })
+    .strict()
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`error: ${message}\nRun with --help for usage.\n`);
+      process.exit(2);
+    })
+    .help()
+    .parseAsync();
+
+  let embedded: EmbeddedDatabase | undefined;
+  if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
+  const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
+  logger.info({ database: describeDatabase(url) }, "using database");
+  const pool = createPool({ url, max: config.workers + 6, appName: config.podName, logger });
+  const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
+  try {
+    await migrate(pool, logger);
+
+    let started = performance.now();
+    await runGenerate({
+      rows: args.rows,
+      out: dataDir,
+      rowsPerFile: args["rows-per-file"],
+      seed: args.seed,
+      statusMix: "pending",
+      asOf: DEFAULT_AS_OF,
+    });
+    const generateSeconds = seconds(started);
+
+    started = performance.now();
+    const imported = await runImport(pool, dataDir, Math.min(4, os.availableParallelism() * 2), config);
+    if (imported.failed.length > 0) throw new Error(`import failed:\n${imported.failed.join("\n")}`);
+    const importSeconds = seconds(started);
+
+    const enqueued = await runEnqueue(pool, args["batch-name"], config);
+    logger.info(enqueued, enqueued.created ? "batch run started" : "batch run exists already");
+
+    const runner = await runWorker({ preset: workerPreset(config, logger, undefined), pgPool: pool, taskList });
+    let run: Run;
+    try {
+      run = await waitForRun(pool, enqueued.run);
+    } finally {
+      await runner.stop();
+    }
+    const processSeconds = run.completedAt
+      ? Math.max((run.completedAt.getTime() - run.startedAt.getTime()) / 1000, 0.001)
+      : 0;
+    const summary = {
+      batch: run.name,
+      run: run.id,
+      status: run.status,
+      total: run.totalRecords,
+      completed: run.processedRecords,
+      failed: run.failedRecords,
+      seconds: Math.round(processSeconds * 100) / 100,
+      rowsPerSecond: Math.round((run.processedRecords + run.failedRecords) / processSeconds),
+      phases: { generateSeconds, importSeconds },
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    if (run.status !== "completed") process.exitCode = 1;
+  } finally {
+    await pool.end();
+    if (!args["data-dir"]) await fs.rm(dataDir, { recursive: true, force: true });
+    await embedded?.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  getLogger().fatal({ err: error }, "the job failed");
+  process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

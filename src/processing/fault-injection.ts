@@ -1,0 +1,37 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ProcessUser } from "../business-logic";
+
+export interface FaultSettings {
+  /** Latency added to every record (PROCESS_DELAY_MS), standing in for I/O. */
+  delayMs: number;
+  /** Share of rows that fail (FAIL_RATE), chosen by a hash of the id: the same rows every time. */
+  failRate: number;
+  /** When set, a failing row fails only its first N attempts (FAIL_FIRST_ATTEMPTS). */
+  failFirstAttempts: number | undefined;
+}
+
+/** A deterministic hash of a row id to [0, 1) (murmur3's 32-bit finaliser). */
+export function rowFraction(id: number): number {
+  let h = (id ^ Math.floor(id / 2 ** 32)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) >>> 0) / 2 ** 32;
+}
+
+/** Whether FAIL_RATE selects this row to fail on this attempt. */
+export function failsOnAttempt(id: number, attempt: number, faults: FaultSettings): boolean {
+  if (rowFraction(id) >= faults.failRate) return false;
+  return faults.failFirstAttempts === undefined || attempt <= faults.failFirstAttempts;
+}
+
+/** Wraps business logic with the latency and failures the settings ask for, for demos and tests. */
+export function withInjectedFaults(logic: ProcessUser, faults: FaultSettings): ProcessUser {
+  if (faults.delayMs === 0 && faults.failRate === 0) return logic;
+  return async (user, ctx) => {
+    if (faults.delayMs > 0) await sleep(faults.delayMs, undefined, { signal: ctx.signal });
+    if (failsOnAttempt(user.id, ctx.attempt, faults)) {
+      throw new Error(`injected failure (FAIL_RATE) on attempt ${ctx.attempt}`);
+    }
+    return logic(user, ctx);
+  };
+}

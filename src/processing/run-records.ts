@@ -1,0 +1,124 @@
+import type { ProcessUser, RecordContext, UserRecord, UserResult } from "../business-logic";
+
+export type RecordOutcome = { status: "completed"; result: UserResult } | { status: "failed"; error: string };
+
+export interface ClaimedRecord extends UserRecord {
+  /** Attempts recorded before this one. */
+  attempts: number;
+}
+
+export interface RunRecordsOptions {
+  runId: number;
+  concurrency: number;
+  timeoutMs: number;
+  /** Aborting it abandons the records in flight: the caller rolls the slice back. */
+  signal: AbortSignal;
+  /** Asked before each record starts; once false, no further record starts. */
+  mayStart: () => boolean;
+}
+
+const MAX_ERROR_LENGTH = 2000;
+
+function failed(error: unknown): RecordOutcome {
+  const message = error instanceof Error ? error.message : String(error);
+  return { status: "failed", error: message.slice(0, MAX_ERROR_LENGTH) || "error without a message" };
+}
+
+/** Per-record context; its AbortSignal is only made if the business logic asks for it. */
+class RowContext implements RecordContext {
+  private controller: AbortController | undefined;
+  private readonly forward = () => this.abort(this.parent.reason);
+
+  constructor(
+    readonly runId: number,
+    readonly attempt: number,
+    private readonly rowId: number,
+    private readonly parent: AbortSignal,
+  ) {}
+
+  get idempotencyKey(): string {
+    return `${this.runId}:${this.rowId}:${this.attempt}`;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.parent.aborted) this.controller.abort(this.parent.reason);
+      else this.parent.addEventListener("abort", this.forward, { once: true });
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    this.controller?.abort(reason);
+  }
+
+  dispose(): void {
+    if (this.controller) this.parent.removeEventListener("abort", this.forward);
+  }
+}
+
+/**
+ * Runs the business logic over the records of one slice, `concurrency` at a time, each with
+ * its own timeout. Records start in order, so the outcomes returned are for a prefix of
+ * `records`: all of them unless `mayStart` said stop. Never rejects for a record's failure.
+ * Rejects only when `signal` aborts, since the outcomes are then incomplete.
+ */
+export async function runRecords(
+  records: ClaimedRecord[],
+  logic: ProcessUser,
+  options: RunRecordsOptions,
+): Promise<RecordOutcome[]> {
+  const outcomes: RecordOutcome[] = new Array(records.length);
+  const abandonInFlight = new Set<() => void>();
+  const onAbort = () => {
+    for (const abandon of abandonInFlight) abandon();
+  };
+  options.signal.addEventListener("abort", onAbort, { once: true });
+  let next = 0;
+
+  const lane = async () => {
+    let settle: (outcome: RecordOutcome) => void = () => undefined;
+    let current: RowContext | undefined;
+    // One timer per lane, re-armed for every record, instead of one per record.
+    const timer = setTimeout(() => {
+      current?.abort(new Error("record timed out"));
+      settle(failed(`timed out after ${options.timeoutMs} ms`));
+    }, options.timeoutMs);
+    const abandon = () => settle(failed("abandoned"));
+    abandonInFlight.add(abandon);
+    try {
+      while (next < records.length && !options.signal.aborted && options.mayStart()) {
+        const index = next++;
+        const record = records[index] as ClaimedRecord;
+        const ctx = new RowContext(options.runId, record.attempts + 1, record.id, options.signal);
+        current = ctx;
+        timer.refresh();
+        outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
+          settle = resolve;
+          try {
+            logic(record, ctx).then(
+              (result) => resolve({ status: "completed", result }),
+              (error) => resolve(failed(error)),
+            );
+          } catch (error) {
+            resolve(failed(error));
+          }
+        });
+        ctx.dispose();
+      }
+    } finally {
+      clearTimeout(timer);
+      abandonInFlight.delete(abandon);
+    }
+  };
+
+  try {
+    await Promise.all(Array.from({ length: Math.min(options.concurrency, records.length) }, lane));
+  } finally {
+    options.signal.removeEventListener("abort", onAbort);
+  }
+  if (options.signal.aborted) throw options.signal.reason ?? new Error("aborted");
+  outcomes.length = next;
+  return outcomes;
+}

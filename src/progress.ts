@@ -1,0 +1,70 @@
+import type { Logger } from "./logger";
+
+export interface Progress {
+  /** Sets the amount done so far (and the total, when it is learnt late). */
+  update(done: number, total?: number): void;
+  finish(): void;
+}
+
+const BAR_WIDTH = 30;
+const REDRAW_MS = 100;
+const LOG_EVERY_MS = 5000;
+
+function formatNumber(value: number): string {
+  return Math.round(value).toLocaleString("en-US");
+}
+
+/**
+ * Progress of a long step: a redrawn bar on stderr when it is a terminal, otherwise a log line
+ * every few seconds (so container logs show progress too).
+ */
+export function createProgress(options: { label: string; total: number; unit: string; logger: Logger }): Progress {
+  const { label, unit, logger } = options;
+  let total = options.total;
+  const interactive = process.stderr.isTTY === true;
+  const started = performance.now();
+  let done = 0;
+  let lastDrawn = 0;
+  let lastLogged = -1;
+
+  const rate = () => done / Math.max((performance.now() - started) / 1000, 0.001);
+
+  const draw = () => {
+    const share = total > 0 ? Math.min(done / total, 1) : 1;
+    const filled = Math.round(share * BAR_WIDTH);
+    const eta = rate() > 0 ? Math.ceil((total - done) / rate()) : 0;
+    process.stderr.write(
+      `\r${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ` +
+        `${formatNumber(done)}/${formatNumber(total)} ${unit} ${formatNumber(rate())}/s ETA ${eta}s\x1b[K`,
+    );
+  };
+
+  const log = () => {
+    if (done === lastLogged) return;
+    lastLogged = done;
+    logger.info(
+      { step: label, done, total, unit, perSecond: Math.round(rate()) },
+      `${label}: ${formatNumber(done)}/${formatNumber(total)} ${unit}`,
+    );
+  };
+
+  return {
+    update(value, newTotal) {
+      done = value;
+      if (newTotal !== undefined) total = newTotal;
+      const now = performance.now();
+      if (now - lastDrawn < (interactive ? REDRAW_MS : LOG_EVERY_MS)) return;
+      lastDrawn = now;
+      if (interactive) draw();
+      else log();
+    },
+    finish() {
+      if (interactive) {
+        draw();
+        process.stderr.write("\n");
+      } else {
+        log();
+      }
+    },
+  };
+}

@@ -1,0 +1,9 @@
+import { z } from "zod";
+
+/** Payloads of the batch-run jobs, as src/runs/store.ts enqueues them. */
+
+const id = z.number().int().nonnegative();
+
+export const PlanPayload = z.object({ run: id }).strict();
+export const ChunkPayload = z.object({ run: id, round: id, chunk: id }).strict();
+export const FinishPayload = z.object({ run: id, round: id }).strict();

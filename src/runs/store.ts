@@ -1,0 +1,339 @@
+import type { PoolClient } from "pg";
+import { ROW_TYPES } from "../db/types";
+
+/**
+ * The SQL of batch runs: their summary row (batch_jobs), chunks (batch_chunks) and memoised
+ * steps (batch_steps), and the graphile-worker jobs that carry them. Callers own transactions.
+ */
+
+export const TASKS = { plan: "batch_plan", chunk: "batch_chunk", finish: "batch_finish" } as const;
+
+/** What a run was started with; every worker reads these from the run, not its environment. */
+export interface RunSettings {
+  claimSize: number;
+  maxAttempts: number;
+  retryRounds: number;
+  retryDelayMs: number;
+  chunkMaxAttempts: number;
+}
+
+export type RunStatus = "pending" | "running" | "paused" | "cancelling" | "cancelled" | "completed" | "failed";
+
+export interface Run {
+  id: number;
+  name: string;
+  status: RunStatus;
+  settings: RunSettings;
+  round: number;
+  totalRecords: number;
+  processedRecords: number;
+  failedRecords: number;
+  retryableRecords: number;
+  chunksTotal: number;
+  chunksDone: number;
+  startedAt: Date;
+  completedAt: Date | null;
+  errorMessage: string | null;
+}
+
+const RUN_COLUMNS = `
+  id, batch_name AS name, status, config AS settings, round,
+  total_records AS "totalRecords", processed_records AS "processedRecords",
+  failed_records AS "failedRecords", retryable_records AS "retryableRecords",
+  chunks_total AS "chunksTotal", chunks_done AS "chunksDone",
+  started_at AS "startedAt", completed_at AS "completedAt", error_message AS "errorMessage"`;
+
+export const jobKeys = {
+  plan: (runId: number) => `batch:${runId}:plan`,
+  finish: (runId: number, round: number) => `batch:${runId}:${round}:finish`,
+};
+
+/** Creates the run unless one of that name exists; `created` says which happened. */
+export async function insertRun(
+  client: PoolClient,
+  name: string,
+  settings: RunSettings,
+  createdBy: string,
+): Promise<{ run: Run; created: boolean }> {
+  const inserted = await client.query<Run>(
+    `INSERT INTO batch_jobs (batch_name, kind, status, config, created_by)
+     VALUES ($1, 'process', 'pending', $2, $3)
+     ON CONFLICT (batch_name) DO NOTHING
+     RETURNING ${RUN_COLUMNS}`,
+    [name, settings, createdBy],
+  );
+  if (inserted.rows[0]) return { run: inserted.rows[0], created: true };
+  const existing = await findRunByName(client, name);
+  if (!existing) throw new Error(`batch name ${JSON.stringify(name)} is taken by an import record`);
+  return { run: existing, created: false };
+}
+
+export async function findRunByName(client: PoolClient, name: string): Promise<Run | undefined> {
+  const { rows } = await client.query<Run>(
+    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE batch_name = $1 AND kind = 'process'`,
+    [name],
+  );
+  return rows[0];
+}
+
+export async function getRun(client: PoolClient, runId: number): Promise<Run | undefined> {
+  const { rows } = await client.query<Run>(`SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1`, [runId]);
+  return rows[0];
+}
+
+/** Locks the run's row for the rest of the transaction: steps of one run take turns. */
+export async function lockRun(client: PoolClient, runId: number): Promise<Run> {
+  const { rows } = await client.query<Run>(
+    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process' FOR UPDATE`,
+    [runId],
+  );
+  if (!rows[0]) throw new Error(`batch run ${runId} does not exist`);
+  return rows[0];
+}
+
+export async function findStepResult(
+  client: PoolClient,
+  runId: number,
+  step: string,
+  round: number,
+): Promise<{ result: unknown } | undefined> {
+  const { rows } = await client.query<{ result: unknown }>(
+    "SELECT result FROM batch_steps WHERE run_id = $1 AND step = $2 AND round = $3",
+    [runId, step, round],
+  );
+  return rows[0];
+}
+
+export async function recordStep(
+  client: PoolClient,
+  runId: number,
+  step: string,
+  round: number,
+  result: unknown,
+  worker: string,
+): Promise<void> {
+  await client.query("INSERT INTO batch_steps (run_id, step, round, result, worker) VALUES ($1, $2, $3, $4, $5)", [
+    runId,
+    step,
+    round,
+    JSON.stringify(result),
+    worker,
+  ]);
+}
+
+/** Which rows a round works through. */
+export type RoundRows = "open" | "retryable";
+
+const ROUND_ROWS: Record<RoundRows, string> = {
+  // pending, or failed with attempts left (whichever run failed them)
+  open: "batch_status IN ('pending', 'failed') AND (batch_status = 'pending' OR attempts < $4)",
+  // what this run failed and may try again
+  retryable: "batch_status = 'failed' AND attempts < $4 AND batch_id = $1",
+};
+
+/**
+ * Splits the round's rows into chunks of `claimSize` rows each (by id order, so each chunk is
+ * an id range) and records them. One index-only pass over users_open_idx.
+ */
+export async function planChunks(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  rows: RoundRows,
+  settings: RunSettings,
+): Promise<{ chunks: number; rows: number }> {
+  const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
+    `WITH round_rows AS (
+       SELECT id, (row_number() OVER (ORDER BY id) - 1) / $3 AS chunk_no
+         FROM users
+        WHERE ${ROUND_ROWS[rows]}
+     ), planned AS (
+       INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
+       SELECT $1, $2, chunk_no, min(id), max(id), count(*) FROM round_rows GROUP BY chunk_no
+       RETURNING planned_rows
+     )
+     SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
+    [runId, round, settings.claimSize, settings.maxAttempts],
+  );
+  return planned[0] ?? { chunks: 0, rows: 0 };
+}
+
+/** Adds one graphile-worker job per chunk of the round, in one call, each with its job key. */
+export async function enqueueChunkJobs(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  delayMs: number,
+  settings: RunSettings,
+): Promise<number> {
+  const { rows } = await client.query<{ jobs: number }>(
+    `SELECT count(*)::int AS jobs FROM graphile_worker.add_jobs(ARRAY(
+       SELECT ROW(
+         $3::text,
+         json_build_object('run', run_id, 'round', round, 'chunk', chunk_no),
+         NULL, now() + make_interval(secs => $4::double precision / 1000), $5::int,
+         format('batch:%s:%s:chunk:%s', run_id, round, chunk_no), NULL, NULL
+       )::graphile_worker.job_spec
+         FROM batch_chunks
+        WHERE run_id = $1 AND round = $2
+        ORDER BY chunk_no))`,
+    [runId, round, TASKS.chunk, delayMs, settings.chunkMaxAttempts],
+  );
+  return rows[0]?.jobs ?? 0;
+}
+
+export async function addStepJob(
+  client: PoolClient,
+  task: string,
+  payload: object,
+  jobKey: string,
+  maxAttempts: number,
+): Promise<void> {
+  await client.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4)", [
+    task,
+    JSON.stringify(payload),
+    jobKey,
+    maxAttempts,
+  ]);
+}
+
+export interface ChunkStart {
+  runStatus: RunStatus;
+  settings: RunSettings;
+  /** Absent when the chunk has already ended. */
+  chunk?: { firstId: number; lastId: number; plannedAt: Date; attempts: number };
+}
+
+/** Marks the chunk running on this worker and returns what processing it needs. */
+export async function startChunk(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+  worker: string,
+): Promise<ChunkStart | undefined> {
+  const { rows } = await client.query<{
+    runStatus: RunStatus;
+    settings: RunSettings;
+    firstId: number | null;
+    lastId: number;
+    plannedAt: Date;
+    attempts: number;
+  }>({
+    text: `WITH chunk AS (
+             UPDATE batch_chunks
+                SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
+              WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
+             RETURNING first_id, last_id, planned_at, attempts
+           )
+           SELECT r.status AS "runStatus", r.config AS settings, c.first_id AS "firstId", c.last_id AS "lastId",
+                  c.planned_at AS "plannedAt", c.attempts
+             FROM batch_jobs r LEFT JOIN chunk c ON true
+            WHERE r.id = $1`,
+    values: [runId, round, chunkNo, worker],
+    types: ROW_TYPES,
+  });
+  const row = rows[0];
+  if (!row) return undefined;
+  const { runStatus, settings, firstId, lastId, plannedAt, attempts } = row;
+  return {
+    runStatus,
+    settings,
+    chunk: firstId === null ? undefined : { firstId, lastId, plannedAt, attempts },
+  };
+}
+
+/** Rows of the range still claimable in this round: rows another transaction held locked. */
+export async function countLeftInRange(
+  client: PoolClient,
+  firstId: number,
+  lastId: number,
+  maxAttempts: number,
+  plannedAt: Date,
+): Promise<number> {
+  const { rows } = await client.query<{ left: number }>(
+    `SELECT count(*)::int AS left FROM users
+      WHERE id BETWEEN $1 AND $2
+        AND batch_status IN ('pending', 'failed')
+        AND (batch_status = 'pending' OR attempts < $3)
+        AND (processed_at IS NULL OR processed_at < $4)`,
+    [firstId, lastId, maxAttempts, plannedAt],
+  );
+  return rows[0]?.left ?? 0;
+}
+
+/**
+ * Ends a chunk (done, or failed for good) and counts it toward its round. Returns true for the
+ * transaction that ended the round's last chunk: the row lock on batch_jobs makes exactly one
+ * transaction see chunks_done reach chunks_total.
+ */
+export async function endChunk(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+  outcome: { status: "done" } | { status: "failed"; error: string },
+): Promise<{ ended: boolean; lastOfRound: boolean }> {
+  const { rows } = await client.query<{ last: boolean }>(
+    `WITH chunk AS (
+       UPDATE batch_chunks
+          SET status = $4, last_error = $5, finished_at = now(), updated_at = now()
+        WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
+       RETURNING run_id
+     )
+     UPDATE batch_jobs r
+        SET chunks_done = chunks_done + 1, updated_at = now()
+       FROM chunk
+      WHERE r.id = chunk.run_id AND r.round = $2
+     RETURNING r.chunks_done = r.chunks_total AS last`,
+    [runId, round, chunkNo, outcome.status, outcome.status === "failed" ? outcome.error : null],
+  );
+  return { ended: rows.length > 0, lastOfRound: rows[0]?.last ?? false };
+}
+
+export async function failedChunks(
+  client: PoolClient,
+  runId: number,
+  round: number,
+): Promise<{ count: number; firstError: string | null }> {
+  const { rows } = await client.query<{ count: number; firstError: string | null }>(
+    `SELECT count(*)::int AS count, (array_agg(last_error ORDER BY chunk_no))[1] AS "firstError"
+       FROM batch_chunks WHERE run_id = $1 AND round = $2 AND status = 'failed'`,
+    [runId, round],
+  );
+  return rows[0] ?? { count: 0, firstError: null };
+}
+
+/** Starts round `round` of a planned run: its chunks are recorded, its jobs about to be added. */
+export async function beginRound(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  planned: { chunks: number; rows: number },
+): Promise<void> {
+  await client.query(
+    `UPDATE batch_jobs
+        SET status = 'running', round = $2, chunks_total = $3, chunks_done = 0,
+            total_records = CASE WHEN $2 = 0 THEN $4 ELSE total_records END, updated_at = now()
+      WHERE id = $1`,
+    [runId, round, planned.chunks, planned.rows],
+  );
+}
+
+/**
+ * Ends the run. Rows still retryable when it completes have no attempt coming in this run, so
+ * they count as failed from then on.
+ */
+export async function endRun(
+  client: PoolClient,
+  runId: number,
+  outcome: { status: "completed" } | { status: "failed"; error: string },
+): Promise<void> {
+  await client.query(
+    `UPDATE batch_jobs
+        SET status = $2, error_message = $3, completed_at = now(), updated_at = now(),
+            failed_records = failed_records + retryable_records, retryable_records = 0
+      WHERE id = $1`,
+    [runId, outcome.status, outcome.status === "failed" ? outcome.error : null],
+  );
+}

@@ -1,0 +1,22 @@
+import { Logger as GraphileLogger, type Job, type LogLevel } from "graphile-worker";
+import type { Logger } from "../logger";
+
+const LEVELS: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {
+  error: "error",
+  warning: "warn",
+  info: "info",
+  debug: "debug",
+};
+
+/** graphile-worker's log lines, written through the process's pino logger. */
+export function toGraphileLogger(logger: Logger): GraphileLogger {
+  const worker = logger.child({ component: "graphile-worker" });
+  return new GraphileLogger((scope) => (level, message, meta) => {
+    const { job, ...rest } = { ...scope, ...meta } as { job?: Job } & Record<string, unknown>;
+    // a job is logged by its identity, not its whole row
+    const fields = job
+      ? { ...rest, job: { id: job.id, task: job.task_identifier, key: job.key, attempt: job.attempts } }
+      : rest;
+    worker[LEVELS[level]](fields, message);
+  });
+}

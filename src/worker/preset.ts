@@ -1,0 +1,39 @@
+import { EventEmitter } from "node:events";
+import path from "node:path";
+import { type WorkerEvents, WorkerPreset } from "graphile-worker";
+import type { Config } from "../config";
+import type { Logger } from "../logger";
+import { toGraphileLogger } from "./graphile-logger";
+import { drainOnShutdown } from "./shutdown";
+
+/** Time kept after the abort signal for rolling back, handing chunks back and exiting. */
+const SHUTDOWN_MARGIN_MS = 3000;
+
+/**
+ * The graphile-worker configuration used both by `graphile-worker -C dist/.graphile-worker.config.js`
+ * and by the in-process runner of `npm start`.
+ */
+export function workerPreset(
+  config: Config,
+  logger: Logger,
+  connectionString: string | undefined,
+): GraphileConfig.Preset {
+  const events: WorkerEvents = new EventEmitter();
+  drainOnShutdown(events);
+  return {
+    extends: [WorkerPreset],
+    worker: {
+      connectionString,
+      concurrentJobs: config.workers,
+      // a client per running chunk, plus graphile-worker's LISTEN and job bookkeeping
+      maxPoolSize: config.workers + 4,
+      // compiled tasks: dist/src/worker -> dist/tasks
+      taskDirectory: path.resolve(__dirname, "../../tasks"),
+      fileExtensions: [".js"],
+      crontabFile: path.resolve(__dirname, "../../crontab"),
+      gracefulShutdownAbortTimeout: Math.max(1000, config.shutdownGraceMs - SHUTDOWN_MARGIN_MS),
+      logger: toGraphileLogger(logger),
+      events,
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import type { JobHelpers } from "graphile-worker";
+import { processUser } from "../business-logic";
+import type { ChunkDeps } from "../chunks/process-chunk";
+import { type Config, getConfig } from "../config";
+import { getLogger } from "../context";
+import { withInjectedFaults } from "../processing/fault-injection";
+import { drainingSignal } from "./shutdown";
+
+/** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
+export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
+  return {
+    db: helpers.withPgClient,
+    logger: getLogger(),
+    logic: withInjectedFaults(processUser, {
+      delayMs: config.processDelayMs,
+      failRate: config.failRate,
+      failFirstAttempts: config.failFirstAttempts,
+    }),
+    worker: config.podName,
+    rowConcurrency: config.rowConcurrency,
+    rowTimeoutMs: config.rowTimeoutMs,
+    statementTimeoutMs: config.claimTimeoutMs,
+    draining: drainingSignal,
+    abort: helpers.abortSignal ?? new AbortController().signal,
+  };
+}

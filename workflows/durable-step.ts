@@ -1,0 +1,33 @@
+import type { PoolClient } from "pg";
+import { inTransaction, type WithClient } from "../src/db/pool";
+import { findStepResult, lockRun, type Run, recordStep } from "../src/runs/store";
+
+export interface StepRef {
+  runId: number;
+  step: string;
+  round: number;
+}
+
+/**
+ * Runs a workflow step exactly once. The step's body, its record in batch_steps and whatever
+ * it starts next (jobs, status) commit in one transaction, under the run's row lock. Running
+ * the step again (a retried or duplicated job, a resumed workflow) returns the recorded result
+ * without running the body.
+ */
+export async function durableStep<T>(
+  db: WithClient,
+  ref: StepRef,
+  worker: string,
+  body: (client: PoolClient, run: Run) => Promise<T>,
+): Promise<{ result: T; replayed: boolean }> {
+  return db((client) =>
+    inTransaction(client, async () => {
+      const run = await lockRun(client, ref.runId);
+      const recorded = await findStepResult(client, ref.runId, ref.step, ref.round);
+      if (recorded) return { result: recorded.result as T, replayed: true };
+      const result = await body(client, run);
+      await recordStep(client, ref.runId, ref.step, ref.round, result, worker);
+      return { result, replayed: false };
+    }),
+  );
+}
