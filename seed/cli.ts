@@ -3,6 +3,7 @@ import path from "node:path";
 import type pg from "pg";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
+import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
 import { type Config, getConfig, requireDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
 import { createPool } from "../src/db/pool";
@@ -11,15 +12,14 @@ import { ImportError } from "./import";
 
 /** Exit statuses: 0 done, 1 the work failed (e.g. a file did not import), 2 bad usage or configuration. */
 const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
 
 function printResult(result: object): void {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function fail(message: string, status = EXIT_FAILED): never {
+function fail(message: string): never {
   process.stderr.write(`error: ${message}\n`);
-  process.exit(status);
+  process.exit(EXIT_FAILED);
 }
 
 async function withDatabase<T>(config: Config, connections: number, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
@@ -54,13 +54,9 @@ const generateOptions = <T>(cmd: Argv<T>) =>
     })
     .option("threads", { type: "number", describe: "generator threads (default: one per core)" })
     .check((argv) => {
-      for (const key of ["rows", "rows-per-file", "threads"] as const) {
-        const value = argv[key];
-        if (value !== undefined && (!Number.isInteger(value) || value < 1))
-          throw new Error(`--${key} must be a positive whole number`);
-      }
-      if (!Number.isInteger(argv.seed)) throw new Error("--seed must be a whole number");
-      if (Number.isNaN(Date.parse(argv["as-of"]))) throw new Error("--as-of must be a date, such as 2026-01-01");
+      requireWholeNumbers(argv, ["rows", "rows-per-file", "threads"]);
+      requireWholeNumbers(argv, ["seed"], 0);
+      if (Number.isNaN(Date.parse(argv["as-of"]))) throw new UsageError("--as-of must be a date, such as 2026-01-01");
       return true;
     });
 
@@ -71,11 +67,7 @@ const importOptions = <T>(cmd: Argv<T>) =>
       default: Math.min(4, os.availableParallelism() * 2),
       describe: "files loaded at the same time",
     })
-    .check((argv) => {
-      if (!Number.isInteger(argv.concurrency) || argv.concurrency < 1)
-        throw new Error("--concurrency must be a positive whole number");
-      return true;
-    });
+    .check((argv) => requireWholeNumbers(argv, ["concurrency"]));
 
 const batchNameOption = <T>(cmd: Argv<T>) =>
   cmd
@@ -87,7 +79,7 @@ const batchNameOption = <T>(cmd: Argv<T>) =>
     .check((argv) => {
       const name = argv["batch-name"];
       if (typeof name !== "string" || name.trim() === "" || name.length > 255)
-        throw new Error("--batch-name must be 1 to 255 characters");
+        throw new UsageError("--batch-name must be 1 to 255 characters");
       return true;
     });
 
@@ -163,10 +155,7 @@ export async function main(argv: string[]): Promise<void> {
     )
     .demandCommand(1, "name a command")
     .strict()
-    .fail((message, error) => {
-      if (error) throw error;
-      fail(`${message}\nRun with --help for usage.`, EXIT_USAGE);
-    })
+    .fail(failOnUsage)
     .help()
     .parseAsync();
 }

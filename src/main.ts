@@ -7,6 +7,7 @@ import type pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport } from "../seed/commands";
+import { failOnUsage, requireWholeNumbers } from "./cli-args";
 import { getConfig } from "./config";
 import { getLogger } from "./context";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded";
@@ -57,19 +58,9 @@ async function main(): Promise<void> {
     .option("seed", { type: "number", default: 1, describe: "seed of the generated data" })
     .option("batch-name", { type: "string", default: DEFAULT_BATCH_NAME, describe: "name of the batch run" })
     .option("data-dir", { type: "string", describe: "where to write the CSV files (default: a temporary directory)" })
-    .check((argv) => {
-      if (!Number.isInteger(argv.rows) || argv.rows < 1) throw new Error("--rows must be a positive whole number");
-      if (!Number.isInteger(argv["rows-per-file"]) || argv["rows-per-file"] < 1) {
-        throw new Error("--rows-per-file must be a positive whole number");
-      }
-      return true;
-    })
+    .check((argv) => requireWholeNumbers(argv, ["rows", "rows-per-file", "seed"]))
     .strict()
-    .fail((message, error) => {
-      if (error) throw error;
-      process.stderr.write(`error: ${message}\nRun with --help for usage.\n`);
-      process.exit(2);
-    })
+    .fail(failOnUsage)
     .help()
     .parseAsync();
 

@@ -187,7 +187,9 @@ export async function runSlice(
         ],
       });
       if (written[0]?.written !== outcomes.length) {
-        throw new Error(`slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`);
+        throw new Error(
+          `slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`,
+        );
       }
       const { rows: counted } = await client.query<{ status: string }>({
         name: "count-outcomes",

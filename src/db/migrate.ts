@@ -39,7 +39,7 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
  * `schema_migrations`, each in its own transaction with its record. Safe to run again and
  * from several processes at once. An applied file whose text has changed is an error.
  */
-export async function migrate(pool: pg.Pool, logger: Logger): Promise<{ applied: string[] }> {
+export async function migrate(pool: pg.Pool, logger: Logger, dir = MIGRATIONS_DIR): Promise<{ applied: string[] }> {
   const client = await pool.connect();
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
@@ -57,7 +57,7 @@ export async function migrate(pool: pg.Pool, logger: Logger): Promise<{ applied:
       );
       const done = new Map(rows.map((row) => [row.version, row.checksum]));
       const applied: string[] = [];
-      for (const migration of await readMigrations()) {
+      for (const migration of await readMigrations(dir)) {
         const checksum = done.get(migration.version);
         if (checksum !== undefined) {
           if (checksum !== migration.checksum) {

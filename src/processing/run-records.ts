@@ -24,16 +24,18 @@ function failed(error: unknown): RecordOutcome {
   return { status: "failed", error: message.slice(0, MAX_ERROR_LENGTH) || "error without a message" };
 }
 
-/** Per-record context; its AbortSignal is only made if the business logic asks for it. */
+/**
+ * Per-record context. Its AbortSignal is only made if the business logic asks for it, and is
+ * aborted by its lane (timeout, or the slice's signal), so records add no listeners of their own.
+ */
 class RowContext implements RecordContext {
   private controller: AbortController | undefined;
-  private readonly forward = () => this.abort(this.parent.reason);
+  private abortedWith: unknown;
 
   constructor(
     readonly runId: number,
     readonly attempt: number,
     private readonly rowId: number,
-    private readonly parent: AbortSignal,
   ) {}
 
   get idempotencyKey(): string {
@@ -43,18 +45,14 @@ class RowContext implements RecordContext {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.parent.aborted) this.controller.abort(this.parent.reason);
-      else this.parent.addEventListener("abort", this.forward, { once: true });
+      if (this.abortedWith !== undefined) this.controller.abort(this.abortedWith);
     }
     return this.controller.signal;
   }
 
   abort(reason: unknown): void {
+    this.abortedWith = reason;
     this.controller?.abort(reason);
-  }
-
-  dispose(): void {
-    if (this.controller) this.parent.removeEventListener("abort", this.forward);
   }
 }
 
@@ -85,13 +83,16 @@ export async function runRecords(
       current?.abort(new Error("record timed out"));
       settle(failed(`timed out after ${options.timeoutMs} ms`));
     }, options.timeoutMs);
-    const abandon = () => settle(failed("abandoned"));
+    const abandon = () => {
+      current?.abort(options.signal.reason);
+      settle(failed("abandoned"));
+    };
     abandonInFlight.add(abandon);
     try {
       while (next < records.length && !options.signal.aborted && options.mayStart()) {
         const index = next++;
         const record = records[index] as ClaimedRecord;
-        const ctx = new RowContext(options.runId, record.attempts + 1, record.id, options.signal);
+        const ctx = new RowContext(options.runId, record.attempts + 1, record.id);
         current = ctx;
         timer.refresh();
         outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
@@ -105,7 +106,6 @@ export async function runRecords(
             resolve(failed(error));
           }
         });
-        ctx.dispose();
       }
     } finally {
       clearTimeout(timer);

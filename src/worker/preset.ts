@@ -32,6 +32,11 @@ export function workerPreset(
       fileExtensions: [".js"],
       crontabFile: path.resolve(__dirname, "../../crontab"),
       gracefulShutdownAbortTimeout: Math.max(1000, config.shutdownGraceMs - SHUTDOWN_MARGIN_MS),
+      // Batched (even with no delay), job completions and failures are flushed before a
+      // graceful shutdown ends; unbatched, graphile-worker 0.17 does not wait for them, and a
+      // job finished just before SIGTERM could stay locked.
+      completeJobBatchDelay: 0,
+      failJobBatchDelay: 0,
       logger: toGraphileLogger(logger),
       events,
     },

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
 import { processUser } from "../business-logic";
 import type { ChunkDeps } from "../chunks/process-chunk";
@@ -8,6 +9,9 @@ import { drainingSignal } from "./shutdown";
 
 /** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
 export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
+  const abort = helpers.abortSignal ?? new AbortController().signal;
+  // every running chunk's slice listens on this one signal
+  setMaxListeners(config.workers + 10, abort);
   return {
     db: helpers.withPgClient,
     logger: getLogger(),
@@ -21,6 +25,6 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     rowTimeoutMs: config.rowTimeoutMs,
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
-    abort: helpers.abortSignal ?? new AbortController().signal,
+    abort,
   };
 }

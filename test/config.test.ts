@@ -1,0 +1,137 @@
+import { ConfigError, parseConfig } from "../src/config";
+import { redactSecrets } from "../src/redact";
+import { createTestDatabase, type TestDatabase } from "./support/database";
+import { seed, startWorker } from "./support/processes";
+
+describe("parseConfig", () => {
+  it("applies the defaults", () => {
+    const config = parseConfig({});
+    expect(config).toMatchObject({
+      databaseUrl: undefined,
+      claimSize: 10_000,
+      workers: 4,
+      claimTimeoutMs: 30_000,
+      shutdownGraceMs: 30_000,
+      maxAttempts: 3,
+      retryRounds: 2,
+      failRate: 0,
+      logLevel: "info",
+    });
+    expect(config.podName).toMatch(/-\d+$/);
+  });
+
+  it("accepts durations as plain seconds or with a unit, like the original", () => {
+    expect(parseConfig({ CLAIM_TIMEOUT_S: "30" }).claimTimeoutMs).toBe(30_000);
+    expect(parseConfig({ CLAIM_TIMEOUT_S: "30s" }).claimTimeoutMs).toBe(30_000);
+    expect(parseConfig({ SHUTDOWN_GRACE_S: "1.5m" }).shutdownGraceMs).toBe(90_000);
+    expect(parseConfig({ ROW_TIMEOUT_S: "250ms" }).rowTimeoutMs).toBe(250);
+  });
+
+  it("takes PG_DSN, the original's name, when DATABASE_URL is absent", () => {
+    expect(parseConfig({ PG_DSN: "postgres://a@b/c" }).databaseUrl).toBe("postgres://a@b/c");
+    expect(parseConfig({ PG_DSN: "postgres://a@b/c", DATABASE_URL: "postgres://x@y/z" }).databaseUrl).toBe(
+      "postgres://x@y/z",
+    );
+  });
+
+  it("derives the retry rounds from MAX_ATTEMPTS unless set", () => {
+    expect(parseConfig({ MAX_ATTEMPTS: "5" }).retryRounds).toBe(4);
+    expect(parseConfig({ MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1" }).retryRounds).toBe(1);
+  });
+
+  it.each([
+    [{ CLAIM_SIZE: "abc" }, 'CLAIM_SIZE must be a whole number from 1 to 1000000 (got "abc")'],
+    [{ CLAIM_SIZE: "0" }, "CLAIM_SIZE must be a whole number from 1 to 1000000"],
+    [{ WORKERS: "-2" }, "WORKERS must be a whole number"],
+    [{ CLAIM_TIMEOUT_S: "soon" }, 'CLAIM_TIMEOUT_S must be a duration such as "30" or "30s"'],
+    [{ FAIL_RATE: "1.5" }, "FAIL_RATE must be a number from 0 to 1"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL must be one of"],
+    [{ MAX_ATTEMPTS: "101" }, "MAX_ATTEMPTS must be a whole number from 1 to 100"],
+  ])("rejects %j", (env, message) => {
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    expect(() => parseConfig(env)).toThrow(message);
+  });
+
+  it("names the variable but never echoes a connection string", () => {
+    const attempt = () => parseConfig({ PG_DSN: "mysql://admin:hunter2@db/app" });
+    expect(attempt).toThrow("PG_DSN must be a postgres:// or postgresql:// connection string");
+    expect(attempt).not.toThrow(/hunter2/);
+  });
+});
+
+describe("a bad value in a real process", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  it.each([
+    ["CLAIM_SIZE", "lots"],
+    ["SHUTDOWN_GRACE_S", "30x"],
+    ["WORKERS", "0"],
+  ])("%s=%s makes the seed tool exit 2 with one line, writing nothing", async (name, value) => {
+    const result = await seed(["schema"], { DATABASE_URL: db.url, [name]: value });
+    expect(result.code).toBe(2);
+    const lines = result.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^configuration error: ${name} `));
+    expect(result.stderr).not.toMatch(/\bat .+:\d+:\d+/);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'");
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("makes graphile-worker exit 2 the same way", async () => {
+    const result = await startWorker(["--once"], { DATABASE_URL: db.url, MAX_ATTEMPTS: "many" }).exited;
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split("\n")).toEqual([
+      'configuration error: MAX_ATTEMPTS must be a whole number from 1 to 100 (got "many")',
+    ]);
+  });
+
+  it("requires a database where one is needed", async () => {
+    const result = await seed(["schema"], {});
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim()).toBe("configuration error: DATABASE_URL (or PG_DSN) must be set");
+  });
+});
+
+describe("secrets in logs", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  /** The test database's URL with a password in it (a trust-auth server ignores it). */
+  function urlWithPassword(): { url: string; password: string } {
+    const url = new URL(db.url);
+    if (!url.password) url.password = "Pa55-w0rd-never-logged";
+    return { url: url.toString(), password: decodeURIComponent(url.password) };
+  }
+
+  it("keeps the password out of every log line of a working command", async () => {
+    const { url, password } = urlWithPassword();
+    const result = await seed(["schema"], { DATABASE_URL: url, LOG_LEVEL: "trace" });
+    expect(result.code).toBe(0);
+    expect(result.stderr.length).toBeGreaterThan(0);
+    expect(result.stderr + result.stdout).not.toContain(password);
+  });
+
+  it("keeps it out of the error of a failing connection", async () => {
+    const { url, password } = urlWithPassword();
+    const unreachable = new URL(url);
+    unreachable.port = "1";
+    const result = await seed(["schema"], { DATABASE_URL: unreachable.toString(), LOG_LEVEL: "trace" });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("ECONNREFUSED");
+    expect(result.stderr).not.toContain(password);
+  });
+
+  it("redacts connection strings that appear inside messages", () => {
+    expect(redactSecrets("connect to postgres://app:hunter2@db:5432/x failed")).toBe(
+      "connect to postgres://app:***@db:5432/x failed",
+    );
+    expect(redactSecrets("host=db password='hunter 2' user=app")).toBe("host=db password=*** user=app");
+  });
+});

@@ -1,0 +1,102 @@
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import { seed } from "./support/processes";
+
+async function jobCount(db: TestDatabase): Promise<number> {
+  const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker.jobs");
+  return rows[0].n;
+}
+
+describe("seed enqueue", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+  });
+  afterEach(() => db.drop());
+
+  const enqueue = (args: string[] = [], env: Record<string, string> = {}) =>
+    seed(["enqueue", ...args], { DATABASE_URL: db.url, CLAIM_SIZE: "300", ...env });
+
+  it("splits the rows to process into id-range chunks of CLAIM_SIZE rows, one job each", async () => {
+    await insertUsers(db.pool, 1000);
+    const result = await enqueue(["--batch-name", "nightly"]);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ batch: "nightly", created: true, chunks: 4, rows: 1000 });
+    const { rows: chunks } = await db.pool.query(
+      "SELECT chunk_no, first_id::int, last_id::int, planned_rows FROM batch_chunks ORDER BY chunk_no",
+    );
+    expect(chunks).toEqual([
+      { chunk_no: 0, first_id: 1, last_id: 300, planned_rows: 300 },
+      { chunk_no: 1, first_id: 301, last_id: 600, planned_rows: 300 },
+      { chunk_no: 2, first_id: 601, last_id: 900, planned_rows: 300 },
+      { chunk_no: 3, first_id: 901, last_id: 1000, planned_rows: 100 },
+    ]);
+    const { rows: jobs } = await db.pool.query("SELECT task_identifier, key FROM graphile_worker.jobs ORDER BY id");
+    const runId = JSON.parse(result.stdout).run;
+    expect(jobs.map((job) => `${job.task_identifier} ${job.key}`).sort()).toEqual([
+      `batch_chunk batch:${runId}:0:chunk:0`,
+      `batch_chunk batch:${runId}:0:chunk:1`,
+      `batch_chunk batch:${runId}:0:chunk:2`,
+      `batch_chunk batch:${runId}:0:chunk:3`,
+      `batch_plan batch:${runId}:plan`,
+    ]);
+    const { rows: run } = await db.pool.query("SELECT status, total_records, config FROM batch_jobs");
+    expect(run[0]).toMatchObject({
+      status: "running",
+      total_records: 1000,
+      config: { claimSize: 300, maxAttempts: 3 },
+    });
+  });
+
+  it("adds nothing when the same batch is enqueued again", async () => {
+    await insertUsers(db.pool, 1000);
+    const first = JSON.parse((await enqueue()).stdout);
+    const jobs = await jobCount(db);
+    await insertUsers(db.pool, 500, 1001);
+    const second = await enqueue([], { CLAIM_SIZE: "50" });
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toEqual({ ...first, created: false });
+    expect(await jobCount(db)).toBe(jobs);
+  });
+
+  it("makes one run with one set of chunk jobs when several pods enqueue at the same moment", async () => {
+    await insertUsers(db.pool, 2000);
+    const results = await Promise.all(Array.from({ length: 4 }, () => enqueue(["--batch-name", "race"])));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+    const outputs = results.map((r) => JSON.parse(r.stdout));
+    expect(outputs.filter((o) => o.created)).toHaveLength(1);
+    expect(new Set(outputs.map((o) => o.run)).size).toBe(1);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_chunks");
+    expect(rows[0].n).toBe(7);
+    expect(await jobCount(db)).toBe(7 + 1);
+  });
+
+  it("plans only pending rows and failed rows with attempts left", async () => {
+    await insertUsers(db.pool, 10);
+    await db.pool.query(`
+      UPDATE users SET batch_status = 'completed' WHERE id IN (1, 2);
+      UPDATE users SET batch_status = 'cancelled' WHERE id = 3;
+      UPDATE users SET batch_status = 'failed', attempts = 3 WHERE id = 4;
+      UPDATE users SET batch_status = 'failed', attempts = 1 WHERE id = 5;`);
+    const result = JSON.parse((await enqueue()).stdout);
+    expect(result).toMatchObject({ chunks: 1, rows: 6 });
+    const { rows } = await db.pool.query("SELECT first_id::int, last_id::int FROM batch_chunks");
+    expect(rows).toEqual([{ first_id: 5, last_id: 10 }]);
+  });
+
+  it("ends at once a run with nothing to do", async () => {
+    const result = JSON.parse((await enqueue(["--batch-name", "empty"])).stdout);
+    expect(result).toMatchObject({ chunks: 0, rows: 0 });
+    const { rows } = await db.pool.query("SELECT status, completed_at IS NOT NULL AS ended FROM batch_jobs");
+    expect(rows).toEqual([{ status: "completed", ended: true }]);
+  });
+
+  it("takes any batch name as data, never as SQL", async () => {
+    await insertUsers(db.pool, 10);
+    const name = `x'); DROP TABLE users; --"$(whoami)`;
+    const result = await enqueue(["--batch-name", name]);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ batch: name, rows: 10 });
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM users");
+    expect(rows[0].n).toBe(10);
+  });
+});

@@ -1,0 +1,54 @@
+import { createTestDatabase, statusCounts, type TestDatabase } from "./support/database";
+import { lastJsonLine, MAIN, run } from "./support/processes";
+
+describe("npm start: the whole job in one process", () => {
+  it("brings its own embedded PostgreSQL when no DATABASE_URL is set, and ends with a JSON summary", async () => {
+    const result = await run(process.execPath, [MAIN, "--rows", "3000", "--rows-per-file", "1000"], {});
+    expect(result.code).toBe(0);
+    const summary = lastJsonLine(result.stdout);
+    expect(summary).toMatchObject({
+      batch: "users-batch",
+      status: "completed",
+      total: 3000,
+      completed: 3000,
+      failed: 0,
+    });
+    expect(summary.seconds).toEqual(expect.any(Number));
+    expect(summary.rowsPerSecond).toEqual(expect.any(Number));
+    expect(result.stderr).toContain("starting an embedded PostgreSQL");
+    // progress shows while it runs
+    expect(result.stderr).toMatch(/"step":"process"/);
+  });
+
+  describe("with DATABASE_URL", () => {
+    let db: TestDatabase;
+    beforeAll(async () => {
+      db = await createTestDatabase();
+    });
+    afterAll(() => db.drop());
+
+    it("uses that database, reports failures, and a second start returns the same run", async () => {
+      const env = { DATABASE_URL: db.url, FAIL_RATE: "0.05", RETRY_DELAY_S: "0" };
+      const first = await run(process.execPath, [MAIN, "--rows", "2000", "--batch-name", "demo"], env);
+      expect(first.code).toBe(0);
+      const summary = lastJsonLine(first.stdout);
+      expect(first.stderr).not.toContain("embedded PostgreSQL");
+      const counts = await statusCounts(db.pool);
+      expect(summary).toMatchObject({ batch: "demo", total: 2000, completed: counts.completed, failed: counts.failed });
+      expect(counts.failed).toBeGreaterThan(0);
+
+      const second = await run(process.execPath, [MAIN, "--rows", "2000", "--batch-name", "demo"], env);
+      expect(second.code).toBe(0);
+      const withoutPhases = ({ phases: _, ...rest }: Record<string, unknown>) => rest;
+      expect(withoutPhases(lastJsonLine(second.stdout))).toEqual(withoutPhases(summary));
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM users");
+      expect(rows[0].n).toBe(2000);
+    });
+  });
+
+  it("refuses bad arguments with status 2", async () => {
+    const result = await run(process.execPath, [MAIN, "--rows", "-5"], {});
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--rows must be a whole number of at least 1");
+  });
+});

@@ -1,0 +1,13 @@
+import { startTestServer, type TestServer } from "./server";
+
+declare global {
+  var testServer: TestServer | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const server = await startTestServer();
+  globalThis.testServer = server;
+  // jest's workers inherit the environment of this process
+  process.env.TEST_ADMIN_DATABASE_URL = server.adminUrl;
+  process.stderr.write(`\ntests use PostgreSQL from ${server.kind}\n`);
+}

@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "../..");
+export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
+export const MAIN = path.join(ROOT, "dist/src/main.js");
+export const WORKER_CONFIG = "dist/.graphile-worker.config.js";
+/** The worker command the README and the container image use (npx adds only a launcher). */
+export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment of a child: this process's, without any database or tuning variables. */
+export function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info" };
+  for (const key of ["DATABASE_URL", "PG_DSN", "TEST_ADMIN_DATABASE_URL"]) delete env[key];
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
+
+export interface Running {
+  child: ChildProcess;
+  output: { stdout: string; stderr: string };
+  exited: Promise<Finished>;
+}
+
+export function start(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  detached = false,
+): Running {
+  const child = spawn(command, args, { cwd: ROOT, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"], detached });
+  const output = { stdout: "", stderr: "" };
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output.stdout += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output.stderr += chunk.toString();
+  });
+  const exited = once(child, "close").then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+    ...output,
+  }));
+  return { child, output, exited };
+}
+
+export function run(command: string, args: string[], env: Record<string, string | undefined>): Promise<Finished> {
+  return start(command, args, env).exited;
+}
+
+export function seed(args: string[], env: Record<string, string | undefined>): Promise<Finished> {
+  return run(process.execPath, [SEED_CLI, ...args], env);
+}
+
+/** graphile-worker with the project's configuration, as a separate process. */
+export function startWorker(args: string[], env: Record<string, string | undefined>): Running {
+  return start(WORKER_BIN, ["-C", WORKER_CONFIG, ...args], env);
+}
+
+/** Parses the JSON log lines of a process's stderr, skipping anything else. */
+export function logLines(stderr: string): Record<string, unknown>[] {
+  return stderr
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+export function lastJsonLine(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1] ?? "{}") as Record<string, unknown>;
+}
