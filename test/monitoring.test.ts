@@ -1,0 +1,47 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import { ROOT, seed } from "./support/processes";
+
+describe("monitoring SQL", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, 1000);
+  });
+  afterAll(() => db.drop());
+
+  async function backlog(): Promise<number> {
+    const { rows } = await db.pool.query("SELECT rows_left::int FROM batch_backlog");
+    return rows[0].rows_left;
+  }
+
+  it("counts the work left of running runs, excluding rows failed for good", async () => {
+    expect(await backlog()).toBe(0);
+    expect((await seed(["enqueue", "--batch-name", "b"], { DATABASE_URL: db.url, CLAIM_SIZE: "100" })).code).toBe(0);
+    expect(await backlog()).toBe(1000);
+    await db.pool.query(
+      "UPDATE batch_jobs SET processed_records = 600, failed_records = 50, retryable_records = 30 WHERE batch_name = 'b'",
+    );
+    expect(await backlog()).toBe(350);
+    await db.pool.query("UPDATE batch_jobs SET status = 'paused' WHERE batch_name = 'b'");
+    expect(await backlog()).toBe(0);
+  });
+
+  it("reads no users row to do so: its plan does not touch the table", async () => {
+    const { rows } = await db.pool.query("EXPLAIN (FORMAT JSON) SELECT rows_left FROM batch_backlog");
+    const plan = JSON.stringify(rows[0]["QUERY PLAN"]);
+    expect(plan).toContain('"Relation Name":"batch_jobs"');
+    expect(plan).not.toContain('"Relation Name":"users"');
+  });
+
+  it("runs every query of sql/monitoring.sql", async () => {
+    const text = await fs.readFile(path.join(ROOT, "sql/monitoring.sql"), "utf8");
+    const statements = text
+      .split(/;\s*$/m)
+      .map((statement) => statement.replace(/^--.*$/gm, "").trim())
+      .filter(Boolean);
+    expect(statements.length).toBeGreaterThanOrEqual(7);
+    for (const statement of statements) await db.pool.query(statement);
+  });
+});
