@@ -6,7 +6,7 @@ import { withPool } from "../src/db/pool";
 import { createProgress } from "../src/progress";
 import { planRun, runSettings, startRun } from "../workflows/batch-run";
 import { generate } from "./generate";
-import { importDirectory } from "./import";
+import { importDirectory, isFailed } from "./import";
 import type { StatusMix } from "./user-rows";
 
 /** The seed tool's commands as functions, shared by the CLI (seed/cli.ts) and `npm start`. */
@@ -64,13 +64,13 @@ export async function runImport(pool: pg.Pool, dir: string, concurrency: number,
     onProgress: (bytes, total) => progress.update(bytes, total),
   });
   progress.finish();
-  const failed = summary.files.filter((file) => file.status === "failed");
+  const failed = summary.files.filter(isFailed);
   return {
     importRun: summary.runId,
     files: summary.files.length,
     imported: summary.files.filter((file) => file.status === "imported").length,
     skipped: summary.files.filter((file) => file.status === "skipped").length,
-    failed: failed.map((file) => (file.status === "failed" ? file.error : "")),
+    failed: failed.map((file) => file.error),
     rows: summary.rowsImported,
   };
 }

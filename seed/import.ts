@@ -11,6 +11,10 @@ export type FileResult =
   | { file: string; status: "skipped"; rows: number }
   | { file: string; status: "failed"; error: string };
 
+export type FailedFile = Extract<FileResult, { status: "failed" }>;
+
+export const isFailed = (result: FileResult): result is FailedFile => result.status === "failed";
+
 export interface ImportSummary {
   /** The batch_jobs row recording this import. */
   runId: number;
@@ -151,7 +155,7 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
   await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));
 
   const rowsImported = results.reduce((sum, r) => sum + (r.status === "imported" ? r.rows : 0), 0);
-  const failures = results.filter((r) => r.status === "failed");
+  const failures = results.filter(isFailed);
   if (rowsImported > 0) {
     // ids came from the files: move the id sequence past them, and refresh planner statistics
     await pool.query(`
@@ -169,7 +173,7 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
       runId,
       failures.length > 0 ? "failed" : "completed",
       rowsImported,
-      failures.length > 0 ? failures.map((f) => (f.status === "failed" ? f.error : "")).join("\n") : null,
+      failures.length > 0 ? failures.map((failure) => failure.error).join("\n") : null,
     ],
   );
   return { runId, files: results, rowsImported };

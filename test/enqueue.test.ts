@@ -1,4 +1,7 @@
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createMigratedDatabase, createTestDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { seed } from "./support/processes";
 
 async function jobCount(db: TestDatabase): Promise<number> {
@@ -98,5 +101,31 @@ describe("seed enqueue", () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ batch: name, rows: 10 });
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM users");
     expect(rows[0].n).toBe(10);
+  });
+});
+
+describe("seed all", () => {
+  it("creates the schema, generates, imports and enqueues in one go, and changes nothing when run again", async () => {
+    const db = await createTestDatabase();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "all-"));
+    try {
+      const args = ["all", "--rows", "1500", "--rows-per-file", "500", "--out", dir, "--batch-name", "first"];
+      const env = { DATABASE_URL: db.url, CLAIM_SIZE: "700" };
+      const result = await seed(args, env);
+      expect(result.code).toBe(0);
+      const output = JSON.parse(result.stdout);
+      expect(output).toMatchObject({
+        generated: { files: 3, rows: 1500 },
+        imported: { imported: 3, rows: 1500 },
+        enqueued: { batch: "first", created: true, chunks: 3, rows: 1500 },
+      });
+      const again = JSON.parse((await seed(args, env)).stdout);
+      expect(again).toMatchObject({ imported: { skipped: 3, rows: 0 }, enqueued: { created: false, chunks: 3 } });
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM users");
+      expect(rows[0].n).toBe(1500);
+    } finally {
+      await db.drop();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,9 +1,9 @@
 import type { ProcessUser } from "../business-logic";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
-import { runRecords } from "../processing/run-records";
+import { type ClaimedRecord, runRecords } from "../processing/run-records";
 import { countLeftInRange, type RunStatus, startChunk } from "../runs/store";
-import { runSlice } from "./slice";
+import { runSlice, type SliceRequest, type SliceResult } from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
@@ -65,6 +65,18 @@ export function nextSliceLimit(limit: number, processed: number, elapsedMs: numb
   return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
 }
 
+/** Runs a slice's records, starting none after SLICE_BUDGET_MS or once the worker drains. */
+function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[]) {
+  const started = performance.now();
+  return runRecords(records, deps.logic, {
+    runId: ref.runId,
+    concurrency: deps.rowConcurrency,
+    timeoutMs: deps.rowTimeoutMs,
+    signal: deps.abort,
+    mayStart: () => !deps.draining.aborted && performance.now() - started < SLICE_BUDGET_MS,
+  });
+}
+
 export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const start = await deps.db((client) => startChunk(client, ref.runId, ref.round, ref.chunkNo, deps.worker));
   if (!start) throw new Error(`batch run ${ref.runId} does not exist`);
@@ -90,36 +102,22 @@ export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<Chun
       return { kind: "handed-back", totals };
     }
     const sliceStart = performance.now();
-    let slice: Awaited<ReturnType<typeof runSlice>>;
+    let slice: SliceResult | undefined;
     try {
-      slice = await deps.db((client) =>
-        runSlice(
-          client,
-          {
-            runId: ref.runId,
-            round: ref.round,
-            chunkNo: ref.chunkNo,
-            firstId: chunk.firstId,
-            lastId: chunk.lastId,
-            afterId,
-            limit,
-            maxAttempts: settings.maxAttempts,
-            plannedAt: chunk.plannedAt,
-            statementTimeoutMs: deps.statementTimeoutMs,
-            idleTimeoutMs: SLICE_BUDGET_MS + deps.rowTimeoutMs + deps.statementTimeoutMs,
-          },
-          (records) => {
-            const recordsStart = performance.now();
-            return runRecords(records, deps.logic, {
-              runId: ref.runId,
-              concurrency: deps.rowConcurrency,
-              timeoutMs: deps.rowTimeoutMs,
-              signal: deps.abort,
-              mayStart: () => !deps.draining.aborted && performance.now() - recordsStart < SLICE_BUDGET_MS,
-            });
-          },
-        ),
-      );
+      const request: SliceRequest = {
+        runId: ref.runId,
+        round: ref.round,
+        chunkNo: ref.chunkNo,
+        firstId: chunk.firstId,
+        lastId: chunk.lastId,
+        afterId,
+        limit,
+        maxAttempts: settings.maxAttempts,
+        plannedAt: chunk.plannedAt,
+        statementTimeoutMs: deps.statementTimeoutMs,
+        idleTimeoutMs: SLICE_BUDGET_MS + deps.rowTimeoutMs + deps.statementTimeoutMs,
+      };
+      slice = await deps.db((client) => runSlice(client, request, (records) => runWithinBudget(deps, ref, records)));
     } catch (error) {
       if (!deps.abort.aborted) throw error;
       log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");

@@ -107,6 +107,46 @@ const COUNT_OUTCOMES = `
    WHERE id = $1
   RETURNING status`;
 
+interface Tally {
+  completed: number;
+  failed: number;
+  retryable: number;
+  /** Claimed rows this run had failed before: they leave its retryable count. */
+  retriedFromThisRun: number;
+}
+
+/**
+ * The columns WRITE_OUTCOMES takes, one array each, and what the outcomes add to the counters.
+ * The business logic's result fields map to result columns here.
+ */
+function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: SliceRequest) {
+  const columns = {
+    ids: [] as number[],
+    errors: [] as (string | null)[],
+    emails: [] as (string | null)[],
+    segments: [] as (string | null)[],
+  };
+  const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
+  outcomes.forEach((outcome, index) => {
+    const row = rows[index] as ClaimedRow;
+    columns.ids.push(row.id);
+    if (row.batch_status === "failed" && row.batch_id === request.runId) tally.retriedFromThisRun++;
+    if (outcome.status === "completed") {
+      tally.completed++;
+      columns.errors.push(null);
+      columns.emails.push(outcome.result.emailNormalized);
+      columns.segments.push(outcome.result.segment);
+    } else {
+      if (row.attempts + 1 >= request.maxAttempts) tally.failed++;
+      else tally.retryable++;
+      columns.errors.push(outcome.error);
+      columns.emails.push(null);
+      columns.segments.push(null);
+    }
+  });
+  return { columns, tally };
+}
+
 /**
  * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
  * for a prefix of the records it is given; the rest are released unwritten at commit.
@@ -132,56 +172,31 @@ export async function runSlice(
       if (rows.length === 0) return undefined;
 
       const outcomes = await processRecords(rows);
-      if (outcomes.length === 0) {
-        return {
-          claimed: rows.length,
-          processed: 0,
-          lastProcessedId: request.afterId,
-          completed: 0,
-          failed: 0,
-          retryable: 0,
-          runStatus: "running",
-        };
-      }
-      const ids: number[] = [];
-      const errors: (string | null)[] = [];
-      const emails: (string | null)[] = [];
-      const segments: (string | null)[] = [];
-      let completed = 0;
-      let failed = 0;
-      let retryable = 0;
-      let retriedFromThisRun = 0;
-      outcomes.forEach((outcome, index) => {
-        const row = rows[index] as ClaimedRow;
-        ids.push(row.id);
-        if (row.batch_status === "failed" && row.batch_id === request.runId) retriedFromThisRun++;
-        if (outcome.status === "completed") {
-          completed++;
-          errors.push(null);
-          emails.push(outcome.result.emailNormalized);
-          segments.push(outcome.result.segment);
-        } else {
-          if (row.attempts + 1 >= request.maxAttempts) failed++;
-          else retryable++;
-          errors.push(outcome.error);
-          emails.push(null);
-          segments.push(null);
-        }
-      });
+      const { columns, tally } = outcomeColumns(rows, outcomes, request);
+      const result = {
+        claimed: rows.length,
+        processed: outcomes.length,
+        lastProcessedId: outcomes.length > 0 ? (rows[outcomes.length - 1] as ClaimedRow).id : request.afterId,
+        completed: tally.completed,
+        failed: tally.failed,
+        retryable: tally.retryable,
+        runStatus: "running",
+      };
+      if (outcomes.length === 0) return result;
 
       const { rows: written } = await client.query<{ written: number }>({
         name: "write-outcomes",
         text: WRITE_OUTCOMES,
         values: [
-          ids,
-          errors,
-          emails,
-          segments,
+          columns.ids,
+          columns.errors,
+          columns.emails,
+          columns.segments,
           request.runId,
           request.firstId,
           request.lastId,
-          completed,
-          failed + retryable,
+          tally.completed,
+          tally.failed + tally.retryable,
           request.round,
           request.chunkNo,
         ],
@@ -191,21 +206,12 @@ export async function runSlice(
           `slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`,
         );
       }
-      const { rows: counted } = await client.query<{ status: string }>({
+      const { rows: run } = await client.query<{ status: string }>({
         name: "count-outcomes",
         text: COUNT_OUTCOMES,
-        values: [request.runId, completed, failed, retryable - retriedFromThisRun],
+        values: [request.runId, tally.completed, tally.failed, tally.retryable - tally.retriedFromThisRun],
       });
-      const run = { status: counted[0]?.status ?? "missing" };
-      return {
-        claimed: rows.length,
-        processed: outcomes.length,
-        lastProcessedId: (rows[outcomes.length - 1] as ClaimedRow).id,
-        completed,
-        failed,
-        retryable,
-        runStatus: run.status,
-      };
+      return { ...result, runStatus: run[0]?.status ?? "missing" };
     },
     setup,
   );

@@ -204,7 +204,10 @@ export interface ChunkStart {
   chunk?: { firstId: number; lastId: number; plannedAt: Date; attempts: number };
 }
 
-/** Marks the chunk running on this worker and returns what processing it needs. */
+/**
+ * Marks the chunk running on this worker and returns what processing it needs; the chunk is
+ * absent when it has ended or its run is not running.
+ */
 export async function startChunk(
   client: PoolClient,
   runId: number,
@@ -224,6 +227,7 @@ export async function startChunk(
              UPDATE batch_chunks
                 SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
               WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
+                AND EXISTS (SELECT 1 FROM batch_jobs WHERE id = $1 AND status = 'running')
              RETURNING first_id, last_id, planned_at, attempts
            )
            SELECT r.status AS "runStatus", r.config AS settings, c.first_id AS "firstId", c.last_id AS "lastId",

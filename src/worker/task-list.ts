@@ -2,10 +2,11 @@ import type { TaskList } from "graphile-worker";
 import batchChunk from "../../tasks/batch_chunk";
 import batchFinish from "../../tasks/batch_finish";
 import batchPlan from "../../tasks/batch_plan";
+import { TASKS } from "../runs/store";
 
 /** The task modules of tasks/, for runners started in-process (the CLI reads the directory). */
 export const taskList: TaskList = {
-  batch_plan: batchPlan,
-  batch_chunk: batchChunk,
-  batch_finish: batchFinish,
+  [TASKS.plan]: batchPlan,
+  [TASKS.chunk]: batchChunk,
+  [TASKS.finish]: batchFinish,
 };

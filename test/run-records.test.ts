@@ -1,0 +1,129 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ProcessUser, UserRecord } from "../src/business-logic";
+import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/process-chunk";
+import { type ClaimedRecord, runRecords } from "../src/processing/run-records";
+import { taskList } from "../src/worker/task-list";
+import { ROOT } from "./support/processes";
+
+function records(count: number): ClaimedRecord[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: i + 1,
+    name: `User ${i + 1}`,
+    email: `user.${i + 1}@example.com`,
+    age: 30,
+    salary: 50_000,
+    createdAt: "2025-06-01 12:00:00",
+    attempts: i % 3,
+  }));
+}
+
+const options = (overrides: Partial<Parameters<typeof runRecords>[2]> = {}) => ({
+  runId: 9,
+  concurrency: 4,
+  timeoutMs: 1000,
+  signal: new AbortController().signal,
+  mayStart: () => true,
+  ...overrides,
+});
+
+describe("runRecords", () => {
+  it("runs at most `concurrency` records at once and gives every record an outcome in order", async () => {
+    let running = 0;
+    let most = 0;
+    const logic: ProcessUser = async (user: UserRecord) => {
+      running++;
+      most = Math.max(most, running);
+      await sleep(2);
+      running--;
+      if (user.id % 5 === 0) throw new Error(`bad ${user.id}`);
+      return { emailNormalized: user.email, segment: String(user.id) };
+    };
+    const outcomes = await runRecords(records(40), logic, options());
+    expect(most).toBe(4);
+    expect(outcomes).toHaveLength(40);
+    expect(outcomes[0]).toEqual({
+      status: "completed",
+      result: { emailNormalized: "user.1@example.com", segment: "1" },
+    });
+    expect(outcomes[4]).toEqual({ status: "failed", error: "bad 5" });
+  });
+
+  it("gives each record its attempt number and an idempotency key of run, row and attempt", async () => {
+    const seen: string[] = [];
+    await runRecords(
+      records(3),
+      async (user, ctx) => {
+        seen.push(`${user.id}:${ctx.attempt}:${ctx.idempotencyKey}`);
+        return { emailNormalized: "", segment: "" };
+      },
+      options(),
+    );
+    expect(seen.sort()).toEqual(["1:1:9:1:1", "2:2:9:2:2", "3:3:9:3:3"]);
+  });
+
+  it("fails a record that outlives its timeout, and aborts its signal", async () => {
+    let aborted = false;
+    const outcomes = await runRecords(
+      records(2),
+      async (user, ctx) => {
+        if (user.id === 1) {
+          await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+          aborted = true;
+        }
+        return { emailNormalized: "", segment: "" };
+      },
+      options({ timeoutMs: 50 }),
+    );
+    expect(outcomes[0]).toEqual({ status: "failed", error: "timed out after 50 ms" });
+    expect(outcomes[1]?.status).toBe("completed");
+    expect(aborted).toBe(true);
+  });
+
+  it("starts no record once mayStart says stop, returning the outcomes of those started", async () => {
+    let started = 0;
+    const outcomes = await runRecords(
+      records(20),
+      async () => {
+        started++;
+        return { emailNormalized: "", segment: "" };
+      },
+      options({ concurrency: 2, mayStart: () => started < 7 }),
+    );
+    expect(outcomes).toHaveLength(started);
+    expect(started).toBeGreaterThanOrEqual(7);
+    expect(started).toBeLessThanOrEqual(8);
+  });
+
+  it("rejects when its signal aborts, abandoning records that never settle", async () => {
+    const controller = new AbortController();
+    const pending = runRecords(records(5), () => new Promise(() => undefined), options({ signal: controller.signal }));
+    setTimeout(() => controller.abort(new Error("grace ran out")), 20);
+    await expect(pending).rejects.toThrow("grace ran out");
+  });
+});
+
+describe("slice sizing", () => {
+  it("grows fast slices, at most doubling, up to MAX_SLICE_ROWS", () => {
+    expect(nextSliceLimit(1000, 1000, 100, 32)).toBe(2000);
+    expect(nextSliceLimit(4000, 4000, 10, 32)).toBe(MAX_SLICE_ROWS);
+  });
+
+  it("shrinks slow slices, at most halving, never under one wave of records", () => {
+    expect(nextSliceLimit(1000, 1000, 1250, 32)).toBe(800);
+    expect(nextSliceLimit(1000, 1000, 60_000, 32)).toBe(500);
+    expect(nextSliceLimit(40, 40, 60_000, 32)).toBe(32);
+  });
+
+  it("keeps the size when the slice was not full", () => {
+    expect(nextSliceLimit(1000, 10, 5, 32)).toBe(1000);
+  });
+});
+
+describe("task list", () => {
+  it("names exactly the task files graphile-worker loads from dist/tasks", async () => {
+    const files = (await fs.readdir(path.join(ROOT, "dist/tasks"))).filter((file) => file.endsWith(".js"));
+    expect(files.map((file) => file.replace(/\.js$/, "")).sort()).toEqual(Object.keys(taskList).sort());
+  });
+});
