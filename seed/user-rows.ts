@@ -1,4 +1,5 @@
-import { en, Faker } from "@faker-js/faker";
+// the English locale alone: the package root loads every locale (some 25 MB per thread)
+import { faker } from "@faker-js/faker/locale/en";
 
 /** One generated CSV file: rows firstId .. firstId+rows-1, reproducible from (seed, index). */
 export interface FileSpec {
@@ -43,11 +44,12 @@ function timestampText(ms: number): string {
 /**
  * Yields the file's CSV text in blocks of up to `blockRows` lines with their row counts
  * (the header first, as a block of 0 rows). Emails are
- * unique because they contain the id; everything else comes from a Faker seeded with
- * (seed, file index), so a file's bytes depend on nothing else.
+ * unique because they contain the id; everything else comes from Faker seeded with
+ * (seed, file index), so a file's bytes depend on nothing else. Not re-entrant: one file at a
+ * time per thread.
  */
 export function* userCsvBlocks(spec: FileSpec, blockRows = 1000): Generator<[text: string, rows: number]> {
-  const faker = new Faker({ locale: [en] });
+  // A thread writes one file at a time, so re-seeding the one instance per file is enough.
   faker.seed([spec.seed, spec.index]);
   const to = Date.parse(spec.asOf);
   const from = to - YEAR_MS;
