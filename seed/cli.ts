@@ -1,40 +1,13 @@
 import os from "node:os";
 import path from "node:path";
-import type pg from "pg";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
-import { type Config, getConfig, requireDatabaseUrl } from "../src/config";
-import { getLogger } from "../src/context";
-import { createPool } from "../src/db/pool";
+import { fail, printResult } from "../src/cli-output";
+import { getConfig } from "../src/config";
+import { getLogger, withCommandPool } from "../src/context";
 import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport, runSchema } from "./commands";
 import { ImportError } from "./import";
-
-/** Exit statuses: 0 done, 1 the work failed (e.g. a file did not import), 2 bad usage or configuration. */
-const EXIT_FAILED = 1;
-
-function printResult(result: object): void {
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
-
-function fail(message: string): never {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(EXIT_FAILED);
-}
-
-async function withDatabase<T>(config: Config, connections: number, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = createPool({
-    url: requireDatabaseUrl(config),
-    max: connections,
-    appName: `seed ${config.podName}`,
-    logger: getLogger(),
-  });
-  try {
-    return await fn(pool);
-  } finally {
-    await pool.end();
-  }
-}
 
 const generateOptions = <T>(cmd: Argv<T>) =>
   cmd
@@ -93,7 +66,7 @@ export async function main(argv: string[]): Promise<void> {
       "create or update the schema (this project's migrations and graphile-worker's)",
       {},
       async () => {
-        await withDatabase(config, 2, async (pool) => printResult(await runSchema(pool)));
+        await withCommandPool("seed", 2, async (pool) => printResult(await runSchema(pool)));
       },
     )
     .command(
@@ -116,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
       (cmd) =>
         importOptions(cmd).option("dir", { type: "string", default: "data", describe: "directory of CSV files" }),
       async (args) => {
-        const result = await withDatabase(config, args.concurrency + 1, (pool) =>
+        const result = await withCommandPool("seed", args.concurrency + 1, (pool) =>
           runImport(pool, args.dir, args.concurrency, config),
         );
         printResult(result);
@@ -129,7 +102,9 @@ export async function main(argv: string[]): Promise<void> {
       "start a batch run over the pending rows: one chunk job per CLAIM_SIZE rows",
       (cmd) => batchNameOption(cmd),
       async (args) => {
-        await withDatabase(config, 2, async (pool) => printResult(await runEnqueue(pool, args["batch-name"], config)));
+        await withCommandPool("seed", 2, async (pool) =>
+          printResult(await runEnqueue(pool, args["batch-name"], config)),
+        );
       },
     )
     .command(
@@ -137,7 +112,7 @@ export async function main(argv: string[]): Promise<void> {
       "schema, generate, import and enqueue in one go",
       (cmd) => batchNameOption(importOptions(generateOptions(cmd))),
       async (args) => {
-        await withDatabase(config, args.concurrency + 1, async (pool) => {
+        await withCommandPool("seed", args.concurrency + 1, async (pool) => {
           await runSchema(pool);
           const generated = await runGenerate({
             ...args,

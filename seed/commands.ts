@@ -4,6 +4,7 @@ import { getLogger } from "../src/context";
 import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
 import { createProgress } from "../src/progress";
+import { getRun } from "../src/runs/store";
 import { planRun, runSettings, startRun } from "../workflows/batch-run";
 import { generate } from "./generate";
 import { importDirectory, isFailed } from "./import";
@@ -78,6 +79,14 @@ export async function runImport(pool: pg.Pool, dir: string, concurrency: number,
 export async function runEnqueue(pool: pg.Pool, batchName: string, config: Config) {
   const db = withPool(pool);
   const { run, created } = await startRun(db, batchName, runSettings(config), config.podName);
-  const { result: plan } = await planRun(db, run.id, config.podName);
-  return { run: run.id, batch: run.name, created, chunks: plan.chunks, rows: plan.rows };
+  await planRun(db, run.id, config.podName);
+  const planned = (await db((client) => getRun(client, run.id))) ?? run;
+  return {
+    run: run.id,
+    batch: run.name,
+    created,
+    status: planned.status,
+    chunks: planned.chunksTotal,
+    rows: planned.totalRecords,
+  };
 }

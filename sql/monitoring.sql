@@ -11,6 +11,32 @@ SELECT count(1) FROM users WHERE batch_status IN ('pending', 'failed');
 -- Processing status of every row (a full scan: for small tables or quiet hours).
 SELECT batch_status, count(*) FROM users GROUP BY batch_status ORDER BY batch_status;
 
+-- Progress of every batch run: counts, percent done, current rate and ETA.
+SELECT id, batch_name, status, round, total, completed, failed, retrying, pending, percent_done,
+       rows_per_second, eta_seconds
+  FROM batch_progress ORDER BY id DESC LIMIT 10;
+
+-- Chunks of each run's current round by state: running (a worker holds its job), waiting,
+-- retrying (its job waits out graphile-worker's backoff after a failure).
+SELECT c.run_id, c.round, count(*) AS chunks,
+       count(*) FILTER (WHERE c.status = 'done') AS done,
+       count(*) FILTER (WHERE q.locked_at IS NOT NULL) AS running,
+       count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL
+                          AND coalesce(q.attempts, 0) = 0) AS waiting,
+       count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL AND q.attempts > 0) AS retrying,
+       count(*) FILTER (WHERE c.status = 'failed') AS failed
+  FROM batch_chunks c
+  JOIN batch_jobs j ON j.id = c.run_id AND j.round = c.round
+  LEFT JOIN graphile_worker.jobs q ON q.key = format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)
+ GROUP BY c.run_id, c.round ORDER BY c.run_id DESC;
+
+-- Workers, busiest first, and the most frequent errors of each run.
+SELECT * FROM batch_workers ORDER BY running_chunks DESC, rows DESC LIMIT 10;
+SELECT run_id, attempts, message, last_seen FROM batch_errors ORDER BY attempts DESC LIMIT 10;
+
+-- A run's history (replace 1 by its id).
+SELECT at, event, round, chunk_no, actor, counts, detail FROM batch_events WHERE run_id = 1 ORDER BY id;
+
 -- Latest batch runs and imports.
 SELECT id, batch_name, kind, status, total_records, processed_records, failed_records, retryable_records,
        started_at, completed_at, error_message

@@ -1,4 +1,6 @@
-import { getConfig } from "./config";
+import type pg from "pg";
+import { getConfig, requireDatabaseUrl } from "./config";
+import { createPool } from "./db/pool";
 import { createLogger, type Logger } from "./logger";
 
 let logger: Logger | undefined;
@@ -10,4 +12,24 @@ export function getLogger(): Logger {
     logger = createLogger({ level: config.logLevel, pod: config.podName });
   }
   return logger;
+}
+
+/** Runs a command with the process's pool on DATABASE_URL (required), closed afterwards. */
+export async function withCommandPool<T>(
+  command: string,
+  connections: number,
+  fn: (pool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  const config = getConfig();
+  const pool = createPool({
+    url: requireDatabaseUrl(config),
+    max: connections,
+    appName: `${command} ${config.podName}`,
+    logger: getLogger(),
+  });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
 }

@@ -1,5 +1,6 @@
 import type { Task } from "graphile-worker";
 import { ChunkPayload } from "../src/runs/payloads";
+import { jobKeys } from "../src/runs/store";
 import { chunkDeps } from "../src/worker/task-context";
 import { runChunk } from "../workflows/batch-run";
 
@@ -7,19 +8,11 @@ import { runChunk } from "../workflows/batch-run";
 const task: Task = async (payload, helpers) => {
   const { run, round, chunk } = ChunkPayload.parse(payload);
   const { job } = helpers;
-  const outcome = await runChunk(
+  await runChunk(
     chunkDeps(helpers),
     { runId: run, round, chunkNo: chunk },
-    { number: job.attempts, max: job.max_attempts },
+    { key: jobKeys.chunk(run, round, chunk), attempt: job.attempts, maxAttempts: job.max_attempts },
   );
-  if (outcome.kind === "handed-back") {
-    // A fresh job under the same key replaces this one, so the rest of the chunk is picked
-    // up at once by another worker, without counting against this job's attempts.
-    await helpers.addJob(job.task_identifier, payload, {
-      jobKey: job.key ?? undefined,
-      maxAttempts: job.max_attempts,
-    });
-  }
 };
 
 export default task;

@@ -41,7 +41,7 @@ describe("monitoring SQL", () => {
       .split(/;\s*$/m)
       .map((statement) => statement.replace(/^--.*$/gm, "").trim())
       .filter(Boolean);
-    expect(statements.length).toBeGreaterThanOrEqual(7);
+    expect(statements.length).toBeGreaterThanOrEqual(12);
     for (const statement of statements) await db.pool.query(statement);
   });
 });

@@ -4,16 +4,21 @@ import type { Config } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import {
   addStepJob,
+  appendEvent,
   beginRound,
+  type ChunkEnding,
+  countRunningChunks,
   endChunk,
   endRun,
   enqueueChunkJobs,
   failedChunks,
   insertRun,
   jobKeys,
+  lockRun,
   planChunks,
   type Run,
   type RunSettings,
+  setRunStatus,
   TASKS,
 } from "../src/runs/store";
 import { durableStep } from "./durable-step";
@@ -26,7 +31,8 @@ import { durableStep } from "./durable-step";
  *     -> completed
  *
  * Each step is a graphile-worker job whose result and next transition commit together
- * (durableStep); chunks are the activities that touch users.
+ * (durableStep); chunks are the activities that touch users. Every state change is appended to
+ * the run's history (batch_events). Pause, resume and cancel are in batch-control.ts.
  */
 
 /** Steps only touch the database: graphile-worker's default attempts and backoff suit them. */
@@ -39,6 +45,7 @@ export function runSettings(config: Config): RunSettings {
     retryRounds: config.retryRounds,
     retryDelayMs: config.retryDelayMs,
     chunkMaxAttempts: config.chunkMaxAttempts,
+    hints: { workers: config.workers, rowConcurrency: config.rowConcurrency },
   };
 }
 
@@ -47,31 +54,32 @@ export async function startRun(
   db: WithClient,
   name: string,
   settings: RunSettings,
-  startedBy: string,
+  actor: string,
 ): Promise<{ run: Run; created: boolean }> {
   return db((client) =>
     inTransaction(client, async () => {
-      const started = await insertRun(client, name, settings, startedBy);
+      const started = await insertRun(client, name, settings, actor);
       if (started.created) {
-        await addStepJob(client, TASKS.plan, { run: started.run.id }, jobKeys.plan(started.run.id), STEP_MAX_ATTEMPTS);
+        const runId = started.run.id;
+        await addStepJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+        await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
       }
       return started;
     }),
   );
 }
 
-export interface PlanResult {
-  chunks: number;
-  rows: number;
-}
+export type PlanResult = { chunks: number; rows: number } | { skipped: string };
 
 /** Chooses the rows (pending, or failed with attempts left), splits them into chunks, enqueues them. */
-export async function planRun(db: WithClient, runId: number, worker: string) {
-  return durableStep(db, { runId, step: "plan", round: 0 }, worker, async (client, run): Promise<PlanResult> => {
+export async function planRun(db: WithClient, runId: number, actor: string) {
+  return durableStep(db, { runId, step: "plan", round: 0 }, actor, async (client, run): Promise<PlanResult> => {
+    if (run.status !== "pending" && run.status !== "paused") return { skipped: `run is ${run.status}` };
     const planned = await planChunks(client, runId, 0, "open", run.settings);
     await beginRound(client, runId, 0, planned);
-    if (planned.chunks === 0) await endRun(client, runId, { status: "completed" });
-    else await enqueueChunkJobs(client, runId, 0, 0, run.settings);
+    await appendEvent(client, runId, "planned", { step: "plan", actor, round: 0, counts: planned });
+    if (planned.chunks === 0) await complete(client, runId, actor);
+    else if (run.status !== "paused") await enqueueChunkJobs(client, runId, 0, 0, run.settings);
     return planned;
   });
 }
@@ -79,15 +87,21 @@ export async function planRun(db: WithClient, runId: number, worker: string) {
 export type FinishResult =
   | { next: "retry-round"; round: number; chunks: number; rows: number; delayMs: number }
   | { next: "completed" }
-  | { next: "failed"; error: string };
+  | { next: "failed"; error: string }
+  | { next: "cancelled" };
 
 /** Fan-in of round `round`: runs once, when its last chunk has ended. */
-export async function finishRound(db: WithClient, runId: number, round: number, worker: string) {
-  return durableStep(db, { runId, step: "finish", round }, worker, async (client, run): Promise<FinishResult> => {
+export async function finishRound(db: WithClient, runId: number, round: number, actor: string) {
+  return durableStep(db, { runId, step: "finish", round }, actor, async (client, run): Promise<FinishResult> => {
+    if (run.status === "cancelling" || run.status === "cancelled") {
+      await settleCancellation(client, run, actor);
+      return { next: "cancelled" };
+    }
     const failures = await failedChunks(client, runId, round);
     if (failures.count > 0) {
       const error = `${failures.count} chunk(s) failed after all their attempts; first error: ${failures.firstError}`;
       await endRun(client, runId, { status: "failed", error });
+      await appendEvent(client, runId, "failed", { step: "finish", actor, round, detail: error });
       return { next: "failed", error };
     }
     if (run.retryableRecords > 0 && round < run.settings.retryRounds) {
@@ -96,57 +110,122 @@ export async function finishRound(db: WithClient, runId: number, round: number, 
       if (planned.chunks > 0) {
         const delayMs = run.settings.retryDelayMs * 2 ** round;
         await beginRound(client, runId, next, planned);
-        await enqueueChunkJobs(client, runId, next, delayMs, run.settings);
+        if (run.status !== "paused") await enqueueChunkJobs(client, runId, next, delayMs, run.settings);
+        await appendEvent(client, runId, "retry-round", {
+          step: "finish",
+          actor,
+          round: next,
+          counts: planned,
+          detail: `starts in ${delayMs} ms`,
+        });
         return { next: "retry-round", round: next, ...planned, delayMs };
       }
     }
-    await endRun(client, runId, { status: "completed" });
+    await complete(client, runId, actor);
     return { next: "completed" };
   });
 }
 
-/** Ends the chunk and, for the round's last chunk, enqueues the fan-in in the same transaction. */
-async function closeChunk(
-  client: PoolClient,
-  ref: ChunkRef,
-  outcome: { status: "done" } | { status: "failed"; error: string },
-): Promise<void> {
-  const { lastOfRound } = await endChunk(client, ref.runId, ref.round, ref.chunkNo, outcome);
-  if (lastOfRound) {
-    await addStepJob(
-      client,
-      TASKS.finish,
-      { run: ref.runId, round: ref.round },
-      jobKeys.finish(ref.runId, ref.round),
-      STEP_MAX_ATTEMPTS,
-    );
-  }
+async function complete(client: PoolClient, runId: number, actor: string): Promise<void> {
+  await endRun(client, runId, { status: "completed" });
+  await appendEvent(client, runId, "completed", { step: "finish", actor });
 }
 
-export interface JobAttempt {
-  number: number;
-  max: number;
+/** A cancelling run becomes cancelled once none of its chunks is running. */
+export async function settleCancellation(client: PoolClient, run: Run, actor: string): Promise<boolean> {
+  if (run.status !== "cancelling" || (await countRunningChunks(client, run.id)) > 0) return false;
+  await setRunStatus(client, run.id, "cancelled");
+  await appendEvent(client, run.id, "cancelled", { step: "control", actor });
+  return true;
+}
+
+const CHUNK_EVENTS: Record<ChunkEnding["status"], string> = {
+  done: "chunk-done",
+  failed: "chunk-failed",
+  cancelled: "chunk-cancelled",
+};
+
+/**
+ * Ends the chunk; for the round's last chunk, enqueues the fan-in in the same transaction (or,
+ * when the run is being cancelled, settles the cancel).
+ */
+async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, actor: string): Promise<void> {
+  await db((client) =>
+    inTransaction(client, async () => {
+      const run = await lockRun(client, ref.runId);
+      const ended = await endChunk(client, ref.runId, ref.round, ref.chunkNo, ending);
+      if (!ended.ended) return;
+      await appendEvent(client, ref.runId, CHUNK_EVENTS[ending.status], {
+        step: "chunk",
+        actor,
+        round: ref.round,
+        chunkNo: ref.chunkNo,
+        counts: { chunkCompleted: ended.rowsCompleted, chunkFailed: ended.rowsFailed },
+        detail: ending.status === "failed" ? ending.error : undefined,
+      });
+      if (run.status === "cancelling") {
+        await settleCancellation(client, run, actor);
+      } else if (ended.lastOfRound) {
+        await addStepJob(
+          client,
+          TASKS.finish,
+          { run: ref.runId, round: ref.round },
+          jobKeys.finish(ref.runId, ref.round),
+          STEP_MAX_ATTEMPTS,
+        );
+        await appendEvent(client, ref.runId, "round-ended", { step: "chunk", actor, round: ref.round });
+      }
+    }),
+  );
+}
+
+/** Puts the chunk's job back in the queue, fresh, for another worker to take at once. */
+async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor: string): Promise<void> {
+  await db((client) =>
+    inTransaction(client, async () => {
+      await client.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4)", [
+        TASKS.chunk,
+        JSON.stringify({ run: ref.runId, round: ref.round, chunk: ref.chunkNo }),
+        job.key,
+        job.maxAttempts,
+      ]);
+      await appendEvent(client, ref.runId, "chunk-handed-back", {
+        step: "chunk",
+        actor,
+        round: ref.round,
+        chunkNo: ref.chunkNo,
+      });
+    }),
+  );
+}
+
+/** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
+export interface ChunkJob {
+  key: string;
+  attempt: number;
+  maxAttempts: number;
 }
 
 /**
  * The chunk activity. A chunk that throws is retried by graphile-worker with its backoff; on
- * its last attempt the failure is recorded so that the round still ends (and the run fails).
+ * its last attempt the failure is recorded so that the round still ends (and the run fails). A
+ * chunk of a paused run waits for the resume; one of a cancelled run ends cancelled.
  */
-export async function runChunk(deps: ChunkDeps, ref: ChunkRef, attempt: JobAttempt) {
+export async function runChunk(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob) {
   let outcome: Awaited<ReturnType<typeof processChunk>>;
   try {
     outcome = await processChunk(deps, ref);
   } catch (error) {
-    if (attempt.number >= attempt.max) {
+    if (job.attempt >= job.maxAttempts) {
       const message = error instanceof Error ? error.message : String(error);
-      await deps.db((client) =>
-        inTransaction(client, () => closeChunk(client, ref, { status: "failed", error: message })),
-      );
+      await closeChunk(deps.db, ref, { status: "failed", error: message }, deps.worker);
     }
     throw error;
   }
-  if (outcome.kind === "finished") {
-    await deps.db((client) => inTransaction(client, () => closeChunk(client, ref, { status: "done" })));
+  if (outcome.kind === "finished") await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
+  else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
+  else if (outcome.kind === "stopped" && outcome.runStatus === "cancelling") {
+    await closeChunk(deps.db, ref, { status: "cancelled" }, deps.worker);
   }
   return outcome;
 }

@@ -16,6 +16,9 @@ export const TARGET_SLICE_MS = 1000;
 export const SLICE_BUDGET_MS = 5 * TARGET_SLICE_MS;
 export const MAX_SLICE_ROWS = 5000;
 
+/** Run statuses under which a chunk that has started goes on. */
+const KEEPS_RUNNING = new Set(["running", "paused"]);
+
 export interface ChunkRef {
   runId: number;
   round: number;
@@ -48,7 +51,10 @@ export type ChunkOutcome =
   | { kind: "finished"; totals: ChunkTotals }
   /** The worker is shutting down; the chunk's remaining rows are untouched and still claimable. */
   | { kind: "handed-back"; totals: ChunkTotals }
-  /** The run is no longer running (paused, cancelled, ended): nothing more to do now. */
+  /**
+   * The run is not running: paused before the chunk started (it waits for the resume),
+   * cancelling, or ended.
+   */
   | { kind: "stopped"; runStatus: RunStatus; totals: ChunkTotals }
   /** The chunk had already ended: a repeated job. */
   | { kind: "skipped" };
@@ -132,7 +138,9 @@ export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<Chun
     totals.retryable += slice.retryable;
     afterId = slice.lastProcessedId;
     log.debug({ rows: slice.processed, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
-    if (slice.runStatus !== "running") return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
+    // a pause lets running chunks finish; a cancel stops them here
+    if (!KEEPS_RUNNING.has(slice.runStatus))
+      return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
     limit = nextSliceLimit(limit, slice.processed, performance.now() - sliceStart, floor);
   }
 

@@ -68,8 +68,8 @@ const CLAIM_SLICE = `
      FOR UPDATE SKIP LOCKED`;
 
 /**
- * Every outcome in one statement, with the chunk's counters. The id range bound on users keeps
- * the planner from walking the primary key from its start for every slice.
+ * Every outcome in one statement. The id range bound on users keeps the planner from walking
+ * the primary key from its start for every slice.
  */
 const WRITE_OUTCOMES = `
   WITH outcome AS (
@@ -89,23 +89,41 @@ const WRITE_OUTCOMES = `
      WHERE u.id = o.id AND u.id BETWEEN $6 AND $7
     RETURNING 1
   )
-  UPDATE batch_chunks
-     SET rows_completed = rows_completed + $8, rows_failed = rows_failed + $9, updated_at = now()
-   WHERE run_id = $5 AND round = $10 AND chunk_no = $11
-  RETURNING (SELECT count(*) FROM written)::int AS written`;
+  SELECT count(*)::int AS written FROM written`;
+
+/** Failed attempts by message; sorted, so that concurrent slices lock the rows in one order. */
+const COUNT_ERRORS = `
+  INSERT INTO batch_errors (run_id, message, attempts, last_seen)
+  SELECT $1, left(message, 500), count(*), now() FROM unnest($2::text[]) AS e(message) GROUP BY 2 ORDER BY 2
+  ON CONFLICT (run_id, message)
+  DO UPDATE SET attempts = batch_errors.attempts + excluded.attempts, last_seen = excluded.last_seen`;
 
 /**
- * The run's counters, the last statement before COMMIT: every slice of the run updates this
- * one row, so its lock is held only for the commit.
+ * The run's and the chunk's counters, and the run's progress sample, the last statement before
+ * COMMIT. Every slice of the run updates the run's row, so its lock is taken last and held only
+ * for the commit; the chunk is updated from the run's row, after it, the order control commands
+ * lock them in too.
  */
 const COUNT_OUTCOMES = `
-  UPDATE batch_jobs
-     SET processed_records = processed_records + $2,
-         failed_records = failed_records + $3,
-         retryable_records = retryable_records + $4,
-         updated_at = now()
-   WHERE id = $1
-  RETURNING status`;
+  WITH run AS (
+    UPDATE batch_jobs
+       SET processed_records = processed_records + $2,
+           failed_records = failed_records + $3,
+           retryable_records = retryable_records + $4,
+           updated_at = now()
+     WHERE id = $1
+    RETURNING id, status, processed_records + failed_records AS done
+  ), chunk AS (
+    UPDATE batch_chunks c
+       SET rows_completed = rows_completed + $2, rows_failed = rows_failed + $5, updated_at = now()
+      FROM run
+     WHERE c.run_id = run.id AND c.round = $6 AND c.chunk_no = $7
+  ), sample AS (
+    INSERT INTO batch_samples (run_id, bucket, at, done)
+    SELECT id, floor(extract(epoch FROM now()) / 5), now(), done FROM run
+    ON CONFLICT DO NOTHING
+  )
+  SELECT status FROM run`;
 
 interface Tally {
   completed: number;
@@ -195,10 +213,6 @@ export async function runSlice(
           request.runId,
           request.firstId,
           request.lastId,
-          tally.completed,
-          tally.failed + tally.retryable,
-          request.round,
-          request.chunkNo,
         ],
       });
       if (written[0]?.written !== outcomes.length) {
@@ -206,10 +220,22 @@ export async function runSlice(
           `slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`,
         );
       }
+      const errors = columns.errors.filter((error): error is string => error !== null);
+      if (errors.length > 0) {
+        await client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, errors] });
+      }
       const { rows: run } = await client.query<{ status: string }>({
         name: "count-outcomes",
         text: COUNT_OUTCOMES,
-        values: [request.runId, tally.completed, tally.failed, tally.retryable - tally.retriedFromThisRun],
+        values: [
+          request.runId,
+          tally.completed,
+          tally.failed,
+          tally.retryable - tally.retriedFromThisRun,
+          tally.failed + tally.retryable,
+          request.round,
+          request.chunkNo,
+        ],
       });
       return { ...result, runStatus: run[0]?.status ?? "missing" };
     },

@@ -15,6 +15,8 @@ export interface RunSettings {
   retryRounds: number;
   retryDelayMs: number;
   chunkMaxAttempts: number;
+  /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
+  hints?: { workers: number; rowConcurrency: number };
 }
 
 export type RunStatus = "pending" | "running" | "paused" | "cancelling" | "cancelled" | "completed" | "failed";
@@ -45,8 +47,14 @@ const RUN_COLUMNS = `
 
 export const jobKeys = {
   plan: (runId: number) => `batch:${runId}:plan`,
+  chunk: (runId: number, round: number, chunkNo: number) => `batch:${runId}:${round}:chunk:${chunkNo}`,
   finish: (runId: number, round: number) => `batch:${runId}:${round}:finish`,
+  /** Every job key of the run starts so. */
+  runPrefix: (runId: number) => `batch:${runId}:`,
 };
+
+/** jobKeys.chunk in SQL, from a batch_chunks row aliased `c`. */
+const CHUNK_JOB_KEY = "format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)";
 
 /** Creates the run unless one of that name exists; `created` says which happened. */
 export async function insertRun(
@@ -76,15 +84,27 @@ export async function findRunByName(client: PoolClient, name: string): Promise<R
   return rows[0];
 }
 
+/** A run by its exact name, or else by its id. */
+export async function findRun(client: PoolClient, nameOrId: string): Promise<Run | undefined> {
+  const byName = await findRunByName(client, nameOrId);
+  if (byName || !/^\d{1,9}$/.test(nameOrId)) return byName;
+  return getRun(client, Number(nameOrId));
+}
+
 export async function getRun(client: PoolClient, runId: number): Promise<Run | undefined> {
-  const { rows } = await client.query<Run>(`SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1`, [runId]);
+  const { rows } = await client.query<Run>(`SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process'`, [
+    runId,
+  ]);
   return rows[0];
 }
 
-/** Locks the run's row for the rest of the transaction: steps of one run take turns. */
+/**
+ * Locks the run's row for the rest of the transaction: its steps, control commands and chunk
+ * endings take turns. They lock the run before its chunks, as slices do.
+ */
 export async function lockRun(client: PoolClient, runId: number): Promise<Run> {
   const { rows } = await client.query<Run>(
-    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process' FOR UPDATE`,
+    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process' FOR NO KEY UPDATE`,
     [runId],
   );
   if (!rows[0]) throw new Error(`batch run ${runId} does not exist`);
@@ -158,7 +178,10 @@ export async function planChunks(
   return planned[0] ?? { chunks: 0, rows: 0 };
 }
 
-/** Adds one graphile-worker job per chunk of the round, in one call, each with its job key. */
+/**
+ * Adds one graphile-worker job per chunk of the round that has not ended, in one call, each
+ * with its job key; chunks whose job is running now are left alone.
+ */
 export async function enqueueChunkJobs(
   client: PoolClient,
   runId: number,
@@ -170,16 +193,123 @@ export async function enqueueChunkJobs(
     `SELECT count(*)::int AS jobs FROM graphile_worker.add_jobs(ARRAY(
        SELECT ROW(
          $3::text,
-         json_build_object('run', run_id, 'round', round, 'chunk', chunk_no),
+         json_build_object('run', c.run_id, 'round', c.round, 'chunk', c.chunk_no),
          NULL, now() + make_interval(secs => $4::double precision / 1000), $5::int,
-         format('batch:%s:%s:chunk:%s', run_id, round, chunk_no), NULL, NULL
+         ${CHUNK_JOB_KEY}, NULL, NULL
        )::graphile_worker.job_spec
-         FROM batch_chunks
-        WHERE run_id = $1 AND round = $2
-        ORDER BY chunk_no))`,
+         FROM batch_chunks c
+        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
+          AND NOT EXISTS (
+            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_JOB_KEY} AND j.locked_at IS NOT NULL)
+        ORDER BY c.chunk_no))`,
     [runId, round, TASKS.chunk, delayMs, settings.chunkMaxAttempts],
   );
   return rows[0]?.jobs ?? 0;
+}
+
+/**
+ * Removes the run's jobs that no worker has started, its chunk jobs only or all of them (steps
+ * too); running ones go on.
+ */
+export async function removeWaitingJobs(client: PoolClient, runId: number, which: "chunks" | "all"): Promise<number> {
+  const { rows } = await client.query<{ removed: number }>(
+    `SELECT count(graphile_worker.remove_job(key))::int AS removed
+       FROM graphile_worker.jobs
+      WHERE key LIKE $1 AND locked_at IS NULL`,
+    [`${jobKeys.runPrefix(runId)}${which === "chunks" ? "%:chunk:%" : "%"}`],
+  );
+  return rows[0]?.removed ?? 0;
+}
+
+/**
+ * Cancels the round's chunks that no worker is running (queued, or left running by a worker
+ * that handed them back), and returns how many chunks still run.
+ */
+export async function cancelIdleChunks(client: PoolClient, runId: number, round: number): Promise<{ running: number }> {
+  const { rows } = await client.query<{ running: number }>(
+    `WITH idle AS (
+       UPDATE batch_chunks c SET status = 'cancelled', finished_at = now(), updated_at = now()
+        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
+          AND NOT EXISTS (
+            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_JOB_KEY} AND j.locked_at IS NOT NULL)
+       RETURNING c.chunk_no
+     )
+     SELECT count(*)::int AS running FROM batch_chunks
+      WHERE run_id = $1 AND round = $2 AND status = 'running'
+        AND chunk_no NOT IN (SELECT chunk_no FROM idle)`,
+    [runId, round],
+  );
+  return rows[0] ?? { running: 0 };
+}
+
+export async function countRunningChunks(client: PoolClient, runId: number): Promise<number> {
+  const { rows } = await client.query<{ running: number }>(
+    "SELECT count(*)::int AS running FROM batch_chunks WHERE run_id = $1 AND status = 'running'",
+    [runId],
+  );
+  return rows[0]?.running ?? 0;
+}
+
+export async function setRunStatus(client: PoolClient, runId: number, status: RunStatus): Promise<void> {
+  const ended = ["completed", "failed", "cancelled"].includes(status);
+  await client.query(
+    `UPDATE batch_jobs SET status = $2, updated_at = now(), completed_at = CASE WHEN $3 THEN now() END
+      WHERE id = $1`,
+    [runId, status, ended],
+  );
+}
+
+export interface EventDetails {
+  step: "start" | "plan" | "chunk" | "finish" | "control";
+  actor: string;
+  round?: number;
+  chunkNo?: number;
+  /** Merged into the run's counters at this moment. */
+  counts?: Record<string, number>;
+  detail?: string;
+}
+
+/** Appends to the run's history, with the run's counters as they are in this transaction. */
+export async function appendEvent(client: PoolClient, runId: number, event: string, details: EventDetails) {
+  await client.query(
+    `INSERT INTO batch_events (run_id, event, step, round, chunk_no, actor, counts, detail)
+     SELECT id, $2, $3, $4, $5, $6,
+            jsonb_build_object('total', total_records, 'completed', processed_records,
+                               'failed', failed_records, 'retryable', retryable_records) || $7::jsonb,
+            $8
+       FROM batch_jobs WHERE id = $1`,
+    [
+      runId,
+      event,
+      details.step,
+      details.round ?? null,
+      details.chunkNo ?? null,
+      details.actor,
+      JSON.stringify(details.counts ?? {}),
+      details.detail ?? null,
+    ],
+  );
+}
+
+export interface RunEvent {
+  id: number;
+  at: Date;
+  event: string;
+  step: string;
+  round: number | null;
+  chunkNo: number | null;
+  actor: string;
+  counts: Record<string, number>;
+  detail: string | null;
+}
+
+export async function listEvents(client: PoolClient, runId: number): Promise<RunEvent[]> {
+  const { rows } = await client.query<RunEvent>(
+    `SELECT id::int, at, event, step, round, chunk_no AS "chunkNo", actor, counts, detail
+       FROM batch_events WHERE run_id = $1 ORDER BY id`,
+    [runId],
+  );
+  return rows;
 }
 
 export async function addStepJob(
@@ -266,8 +396,10 @@ export async function countLeftInRange(
   return rows[0]?.left ?? 0;
 }
 
+export type ChunkEnding = { status: "done" } | { status: "cancelled" } | { status: "failed"; error: string };
+
 /**
- * Ends a chunk (done, or failed for good) and counts it toward its round. Returns true for the
+ * Ends a chunk (done, failed for good, or stopped by a cancel) and counts it toward its round. Returns true for the
  * transaction that ended the round's last chunk: the row lock on batch_jobs makes exactly one
  * transaction see chunks_done reach chunks_total.
  */
@@ -276,23 +408,31 @@ export async function endChunk(
   runId: number,
   round: number,
   chunkNo: number,
-  outcome: { status: "done" } | { status: "failed"; error: string },
-): Promise<{ ended: boolean; lastOfRound: boolean }> {
-  const { rows } = await client.query<{ last: boolean }>(
+  outcome: ChunkEnding,
+): Promise<{ ended: boolean; lastOfRound: boolean; rowsCompleted: number; rowsFailed: number }> {
+  const { rows } = await client.query<{ last: boolean; rowsCompleted: number; rowsFailed: number }>(
     `WITH chunk AS (
        UPDATE batch_chunks
           SET status = $4, last_error = $5, finished_at = now(), updated_at = now()
         WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
-       RETURNING run_id
+       RETURNING run_id, rows_completed, rows_failed
+     ), run AS (
+       UPDATE batch_jobs r
+          SET chunks_done = chunks_done + 1, updated_at = now()
+         FROM chunk
+        WHERE r.id = chunk.run_id AND r.round = $2
+       RETURNING r.chunks_done = r.chunks_total AS last
      )
-     UPDATE batch_jobs r
-        SET chunks_done = chunks_done + 1, updated_at = now()
-       FROM chunk
-      WHERE r.id = chunk.run_id AND r.round = $2
-     RETURNING r.chunks_done = r.chunks_total AS last`,
+     SELECT run.last, chunk.rows_completed AS "rowsCompleted", chunk.rows_failed AS "rowsFailed" FROM run, chunk`,
     [runId, round, chunkNo, outcome.status, outcome.status === "failed" ? outcome.error : null],
   );
-  return { ended: rows.length > 0, lastOfRound: rows[0]?.last ?? false };
+  const row = rows[0];
+  return {
+    ended: row !== undefined,
+    lastOfRound: row?.last ?? false,
+    rowsCompleted: row?.rowsCompleted ?? 0,
+    rowsFailed: row?.rowsFailed ?? 0,
+  };
 }
 
 export async function failedChunks(
@@ -308,7 +448,10 @@ export async function failedChunks(
   return rows[0] ?? { count: 0, firstError: null };
 }
 
-/** Starts round `round` of a planned run: its chunks are recorded, its jobs about to be added. */
+/**
+ * Starts round `round` of a planned run: its chunks are recorded, its jobs about to be added.
+ * A paused run stays paused (its jobs are added when it resumes).
+ */
 export async function beginRound(
   client: PoolClient,
   runId: number,
@@ -317,7 +460,8 @@ export async function beginRound(
 ): Promise<void> {
   await client.query(
     `UPDATE batch_jobs
-        SET status = 'running', round = $2, chunks_total = $3, chunks_done = 0,
+        SET status = CASE WHEN status = 'paused' THEN 'paused' ELSE 'running' END,
+            round = $2, chunks_total = $3, chunks_done = 0,
             total_records = CASE WHEN $2 = 0 THEN $4 ELSE total_records END, updated_at = now()
       WHERE id = $1`,
     [runId, round, planned.chunks, planned.rows],

@@ -5,6 +5,8 @@ import path from "node:path";
 export const ROOT = path.resolve(__dirname, "../..");
 export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
 export const MAIN = path.join(ROOT, "dist/src/main.js");
+export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
+export const STATUS_CLI = path.join(ROOT, "dist/src/status/status-cli.js");
 export const WORKER_CONFIG = "dist/.graphile-worker.config.js";
 /** The worker command the README and the container image use (npx adds only a launcher). */
 export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");
@@ -61,6 +63,14 @@ export function run(command: string, args: string[], env: Record<string, string 
 
 export function seed(args: string[], env: Record<string, string | undefined>): Promise<Finished> {
   return run(process.execPath, [SEED_CLI, ...args], env);
+}
+
+export function batch(args: string[], env: Record<string, string | undefined>): Promise<Finished> {
+  return run(process.execPath, [BATCH_CLI, ...args], env);
+}
+
+export function status(args: string[], env: Record<string, string | undefined>): Promise<Finished> {
+  return run(process.execPath, [STATUS_CLI, ...args], env);
 }
 
 /** graphile-worker with the project's configuration, as a separate process. */

@@ -1,0 +1,24 @@
+/** Output helpers shared by the project's commands: results on stdout, errors on stderr. */
+
+/** Exit statuses: 0 done, 1 the work failed or was refused, 2 bad usage or configuration. */
+export const EXIT_FAILED = 1;
+
+export function printResult(result: object): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+export function fail(message: string): never {
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(EXIT_FAILED);
+}
+
+/** Renders rows as an aligned text table. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
+}

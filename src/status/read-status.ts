@@ -1,0 +1,95 @@
+import type { PoolClient } from "pg";
+
+/**
+ * What `status` shows, read with a few cheap queries: the batch_progress view (run counters
+ * and samples), the run's chunks of its current round and their jobs, its workers and errors.
+ * None reads users, so watching a 50M-row run every second costs the database next to nothing.
+ */
+
+export interface RunProgress {
+  id: number;
+  name: string;
+  status: string;
+  round: number;
+  total: number;
+  completed: number;
+  failed: number;
+  retrying: number;
+  pending: number;
+  percentDone: number | null;
+  rowsPerSecond: number | null;
+  etaSeconds: number | null;
+  startedAt: Date;
+  completedAt: Date | null;
+}
+
+export interface ChunkStates {
+  total: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+  running: number;
+  waiting: number;
+  retrying: number;
+}
+
+export interface RunReport extends RunProgress {
+  chunks: ChunkStates;
+  workers: { worker: string; runningChunks: number; rows: number }[];
+  errors: { message: string; attempts: number; lastSeen: Date }[];
+}
+
+const PROGRESS_COLUMNS = `
+  id, batch_name AS name, status, round, total, completed, failed, retrying, pending,
+  percent_done::float8 AS "percentDone", rows_per_second::float8 AS "rowsPerSecond", eta_seconds AS "etaSeconds",
+  started_at AS "startedAt", completed_at AS "completedAt"`;
+
+export const ENDED_STATUSES = new Set(["completed", "failed", "cancelled"]);
+
+export async function readRunsOverview(client: PoolClient, limit = 20): Promise<RunProgress[]> {
+  const { rows } = await client.query<RunProgress>(
+    `SELECT ${PROGRESS_COLUMNS} FROM batch_progress ORDER BY id DESC LIMIT $1`,
+    [limit],
+  );
+  return rows;
+}
+
+export async function readRunReport(client: PoolClient, runId: number): Promise<RunReport | undefined> {
+  const { rows } = await client.query<RunProgress>(`SELECT ${PROGRESS_COLUMNS} FROM batch_progress WHERE id = $1`, [
+    runId,
+  ]);
+  const progress = rows[0];
+  if (!progress) return undefined;
+  const chunks = await client.query<ChunkStates>(
+    `SELECT count(*)::int AS total,
+            count(*) FILTER (WHERE c.status = 'done')::int AS done,
+            count(*) FILTER (WHERE c.status = 'failed')::int AS failed,
+            count(*) FILTER (WHERE c.status = 'cancelled')::int AS cancelled,
+            count(*) FILTER (WHERE q.locked_at IS NOT NULL)::int AS running,
+            count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL
+                               AND coalesce(q.attempts, 0) = 0)::int AS waiting,
+            count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL
+                               AND q.attempts > 0)::int AS retrying
+       FROM batch_chunks c
+       LEFT JOIN graphile_worker.jobs q ON q.key = format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)
+      WHERE c.run_id = $1 AND c.round = $2`,
+    [runId, progress.round],
+  );
+  const workers = await client.query<{ worker: string; runningChunks: number; rows: number }>(
+    `SELECT worker, running_chunks AS "runningChunks", rows::float8 AS rows
+       FROM batch_workers WHERE run_id = $1
+      ORDER BY running_chunks DESC, rows DESC LIMIT 5`,
+    [runId],
+  );
+  const errors = await client.query<{ message: string; attempts: number; lastSeen: Date }>(
+    `SELECT message, attempts, last_seen AS "lastSeen" FROM batch_errors
+      WHERE run_id = $1 ORDER BY attempts DESC, last_seen DESC LIMIT 5`,
+    [runId],
+  );
+  return {
+    ...progress,
+    chunks: chunks.rows[0] as ChunkStates,
+    workers: workers.rows,
+    errors: errors.rows,
+  };
+}

@@ -1,0 +1,79 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { failOnUsage, requireWholeNumbers } from "../cli-args";
+import { fail, printResult } from "../cli-output";
+import { getConfig } from "../config";
+import { getLogger, withCommandPool } from "../context";
+import { withPool } from "../db/pool";
+import { findRun } from "../runs/store";
+import { ENDED_STATUSES, readRunReport, readRunsOverview } from "./read-status";
+import { renderLine, renderOverview, renderReport } from "./render";
+
+/** `status [run] [--watch] [--json]`: where batch runs are, from the database alone. */
+
+class UnknownRunError extends Error {}
+
+interface StatusArgs {
+  run?: string;
+  watch: boolean;
+  json: boolean;
+  interval: number;
+}
+
+async function show(args: StatusArgs): Promise<void> {
+  await withCommandPool("status", 1, async (pool) => {
+    const db = withPool(pool);
+    const run = args.run === undefined ? undefined : await db((client) => findRun(client, args.run as string));
+    if (args.run !== undefined && !run)
+      throw new UnknownRunError(`no batch run is named or numbered ${JSON.stringify(args.run)}`);
+    const interactive = process.stdout.isTTY === true && !args.json;
+    for (;;) {
+      if (run) {
+        const report = await db((client) => readRunReport(client, run.id));
+        if (!report) throw new UnknownRunError(`batch run ${run.id} disappeared`);
+        if (args.json) printResult(report);
+        else if (!args.watch) process.stdout.write(`${renderReport(report)}\n`);
+        else if (interactive) process.stdout.write(`\x1b[H\x1b[J${renderReport(report)}\n`);
+        else process.stdout.write(`${renderLine(report)}\n`);
+        if (!args.watch || ENDED_STATUSES.has(report.status)) return;
+      } else {
+        const runs = await db((client) => readRunsOverview(client));
+        if (args.json) printResult({ runs });
+        else process.stdout.write(`${interactive && args.watch ? "\x1b[H\x1b[J" : ""}${renderOverview(runs)}\n`);
+        if (!args.watch || runs.every((run) => ENDED_STATUSES.has(run.status))) return;
+      }
+      await sleep(args.interval * 1000);
+    }
+  });
+}
+
+export async function main(argv: string[]): Promise<void> {
+  getConfig();
+  await yargs(argv)
+    .scriptName("status")
+    .usage("$0 [run] [options]\n\nShows batch runs: all of them, or one (by name or id) in detail.")
+    .command(
+      "$0 [run]",
+      "show batch runs",
+      (cmd) =>
+        cmd
+          .positional("run", { type: "string", describe: "a run's name or id" })
+          .option("watch", { type: "boolean", default: false, describe: "redraw until the run(s) end" })
+          .option("json", { type: "boolean", default: false, describe: "print one JSON object (a line each redraw)" })
+          .option("interval", { type: "number", default: 1, describe: "seconds between redraws" })
+          .check((a) => requireWholeNumbers(a, ["interval"])),
+      (a) => show({ run: a.run, watch: a.watch, json: a.json, interval: a.interval }),
+    )
+    .strict()
+    .fail(failOnUsage)
+    .help()
+    .parseAsync();
+}
+
+if (require.main === module) {
+  main(hideBin(process.argv)).catch((error: unknown) => {
+    if (!(error instanceof UnknownRunError)) getLogger().fatal({ err: error }, "status failed");
+    fail(error instanceof Error ? error.message : String(error));
+  });
+}

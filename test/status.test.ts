@@ -1,0 +1,85 @@
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import { STATUS_CLI, seed, start, startWorker, status } from "./support/processes";
+import { runByName, waitFor } from "./support/runs";
+
+const ROWS = 3000;
+
+describe("status", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, ROWS);
+  });
+  afterEach(() => db.drop());
+
+  it("--json reports what the database holds: rows, chunks, workers and errors", async () => {
+    // round 0 runs; the retry round waits a minute, so the run stays open with rows retrying
+    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", POD_NAME: "pod-x" };
+    await seed(["enqueue", "--batch-name", "reported"], { DATABASE_URL: db.url, ...env });
+    expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
+
+    const result = await status(["reported", "--json"], { DATABASE_URL: db.url });
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    const { rows } = await db.pool.query(
+      `SELECT count(*) FILTER (WHERE batch_status = 'completed')::int AS completed,
+              count(*) FILTER (WHERE batch_status = 'failed')::int AS failed
+         FROM users`,
+    );
+    const { completed, failed } = rows[0];
+    expect(failed).toBeGreaterThan(0);
+    const run = await runByName(db.pool, "reported");
+    expect(report).toMatchObject({
+      id: run.id,
+      name: "reported",
+      status: "running",
+      round: 1,
+      total: ROWS,
+      completed,
+      failed: 0,
+      retrying: failed,
+      pending: 0,
+      percentDone: Math.round((1000 * completed) / ROWS) / 10,
+      chunks: { total: 1, waiting: 1, running: 0, done: 0, retrying: 0, failed: 0, cancelled: 0 },
+      workers: [{ worker: "pod-x", runningChunks: 0, rows: ROWS }],
+      errors: [{ message: "injected failure (FAIL_RATE) on attempt 1", attempts: failed }],
+    });
+
+    const text = await status(["reported"], { DATABASE_URL: db.url });
+    expect(text.stdout).toContain(`batch run ${run.id} "reported": running (round 1)`);
+    expect(text.stdout).toContain(`${failed}  injected failure (FAIL_RATE) on attempt 1`);
+
+    const overview = JSON.parse((await status(["--json"], { DATABASE_URL: db.url })).stdout);
+    expect(overview.runs).toHaveLength(1);
+    expect(overview.runs[0]).toMatchObject({ id: run.id, status: "running", completed, retrying: failed });
+  });
+
+  it("--watch follows a run until it ends; the rate and ETA show while it runs", async () => {
+    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "5" };
+    await seed(["enqueue", "--batch-name", "watched"], { DATABASE_URL: db.url, ...env });
+    const worker = startWorker(["--once"], { DATABASE_URL: db.url, ...env });
+    const watch = start(process.execPath, [STATUS_CLI, "watched", "--watch", "--interval", "1"], {
+      DATABASE_URL: db.url,
+    });
+
+    await waitFor("a rate", async () => {
+      const { rows } = await db.pool.query("SELECT rows_per_second, eta_seconds FROM batch_progress");
+      return Number(rows[0].rows_per_second) > 0 && rows[0].eta_seconds > 0;
+    });
+    const watched = await watch.exited;
+    expect((await worker.exited).code).toBe(0);
+    expect(watched.code).toBe(0);
+    const lines = watched.stdout.trim().split("\n");
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.at(-1)).toMatch(/^run \d+ completed \[#{20}\] 100\.0% 3,000\/3,000 rows/);
+  });
+
+  it("says so when there is nothing to show, or no such run", async () => {
+    expect((await status([], { DATABASE_URL: db.url })).stdout.trim()).toBe(
+      "no batch runs yet (start one with: seed enqueue --batch-name NAME)",
+    );
+    const missing = await status(["nope"], { DATABASE_URL: db.url });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('error: no batch run is named or numbered "nope"');
+  });
+});

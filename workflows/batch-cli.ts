@@ -1,0 +1,102 @@
+import os from "node:os";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { failOnUsage } from "../src/cli-args";
+import { fail, printResult, table } from "../src/cli-output";
+import { getConfig } from "../src/config";
+import { getLogger, withCommandPool } from "../src/context";
+import { withPool } from "../src/db/pool";
+import type { RunEvent } from "../src/runs/store";
+import {
+  cancelRun,
+  pauseRun,
+  RunNotFoundError,
+  resumeRun,
+  runHistory,
+  SignalRefusedError,
+  type SignalResult,
+} from "./batch-control";
+
+/** `batch <pause|resume|cancel|history> <run>`: steer a batch run from any machine. */
+
+const actor = () => `${os.userInfo().username}@${os.hostname()}`;
+
+type Signal = typeof pauseRun;
+
+async function sendSignal(send: Signal, run: string): Promise<void> {
+  const result: SignalResult = await withCommandPool("batch", 2, (pool) => send(withPool(pool), run, actor()));
+  printResult({ run: result.run.id, batch: result.run.name, status: result.run.status, changed: result.changed });
+}
+
+/** "done 120/1,000, failed 3, retrying 5" plus the event's own counts. */
+function formatCounts(event: RunEvent): string {
+  const { total = 0, completed = 0, failed = 0, retryable = 0, ...own } = event.counts;
+  const run = `done ${(completed + failed).toLocaleString("en-US")}/${total.toLocaleString("en-US")}, failed ${failed}, retrying ${retryable}`;
+  const extra = Object.entries(own).map(([key, value]) => `${key} ${value}`);
+  return [run, ...extra].join(", ");
+}
+
+async function printHistory(run: string, json: boolean): Promise<void> {
+  const history = await withCommandPool("batch", 2, (pool) => runHistory(withPool(pool), run));
+  if (json) {
+    printResult({ run: history.run.id, batch: history.run.name, status: history.run.status, events: history.events });
+    return;
+  }
+  const rows = history.events.map((event) => [
+    event.at.toISOString(),
+    event.event,
+    event.round === null ? "" : String(event.round),
+    event.chunkNo === null ? "" : String(event.chunkNo),
+    event.actor,
+    formatCounts(event),
+    event.detail ?? "",
+  ]);
+  process.stdout.write(`batch run ${history.run.id} "${history.run.name}": ${history.run.status}\n`);
+  process.stdout.write(`${table(["at", "event", "round", "chunk", "by", "counts", "detail"], rows)}\n`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  getConfig();
+  const runArg = { describe: "the run's name, or its id", type: "string" as const, demandOption: true };
+  await yargs(argv)
+    .scriptName("batch")
+    .usage("$0 <command> <run>\n\nSteers a batch run; works from any machine with access to the database.")
+    .command(
+      "pause <run>",
+      "start no more chunks; running chunks finish",
+      (cmd) => cmd.positional("run", runArg),
+      (args) => sendSignal(pauseRun, args.run as string),
+    )
+    .command(
+      "resume <run>",
+      "enqueue the chunks of a paused run again",
+      (cmd) => cmd.positional("run", runArg),
+      (args) => sendSignal(resumeRun, args.run as string),
+    )
+    .command(
+      "cancel <run>",
+      "remove waiting chunks, stop running ones after their slice; unprocessed rows stay pending",
+      (cmd) => cmd.positional("run", runArg),
+      (args) => sendSignal(cancelRun, args.run as string),
+    )
+    .command(
+      "history <run>",
+      "every state change of the run: when, what, who, counts",
+      (cmd) => cmd.positional("run", runArg).option("json", { type: "boolean", default: false }),
+      (args) => printHistory(args.run as string, args.json),
+    )
+    .demandCommand(1, "name a command")
+    .strict()
+    .fail(failOnUsage)
+    .help()
+    .parseAsync();
+}
+
+if (require.main === module) {
+  main(hideBin(process.argv)).catch((error: unknown) => {
+    if (!(error instanceof RunNotFoundError || error instanceof SignalRefusedError)) {
+      getLogger().fatal({ err: error }, "batch command failed");
+    }
+    fail(error instanceof Error ? error.message : String(error));
+  });
+}
