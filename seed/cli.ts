@@ -3,11 +3,18 @@ import path from "node:path";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
-import { fail, printResult } from "../src/cli-output";
+import { printResult, runCommand } from "../src/cli-output";
 import { getConfig } from "../src/config";
-import { getLogger, withCommandPool } from "../src/context";
-import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport, runSchema } from "./commands";
-import { ImportError } from "./import";
+import { withCommandPool } from "../src/context";
+import {
+  assertImported,
+  DEFAULT_AS_OF,
+  DEFAULT_BATCH_NAME,
+  runEnqueue,
+  runGenerate,
+  runImport,
+  runSchema,
+} from "./commands";
 
 const generateOptions = <T>(cmd: Argv<T>) =>
   cmd
@@ -93,8 +100,7 @@ export async function main(argv: string[]): Promise<void> {
           runImport(pool, args.dir, args.concurrency, config),
         );
         printResult(result);
-        if (result.failed.length > 0)
-          fail(`${result.failed.length} file(s) failed to import:\n${result.failed.join("\n")}`);
+        assertImported(result);
       },
     )
     .command(
@@ -121,8 +127,7 @@ export async function main(argv: string[]): Promise<void> {
             asOf: args["as-of"],
           });
           const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
-          if (imported.failed.length > 0)
-            fail(`${imported.failed.length} file(s) failed to import:\n${imported.failed.join("\n")}`);
+          assertImported(imported);
           const enqueued = await runEnqueue(pool, args["batch-name"], config);
           printResult({ generated, imported, enqueued });
         });
@@ -135,9 +140,4 @@ export async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
-if (require.main === module) {
-  main(hideBin(process.argv)).catch((error: unknown) => {
-    if (!(error instanceof ImportError)) getLogger().fatal({ err: error }, "seed failed");
-    fail(error instanceof Error ? error.message : String(error));
-  });
-}
+if (require.main === module) runCommand("seed", () => main(hideBin(process.argv)));

@@ -7,7 +7,7 @@ import { createProgress } from "../src/progress";
 import { getRun } from "../src/runs/store";
 import { planRun, runSettings, startRun } from "../workflows/batch-run";
 import { generate } from "./generate";
-import { importDirectory, isFailed } from "./import";
+import { ImportError, importDirectory, isFailed } from "./import";
 import type { StatusMix } from "./user-rows";
 
 /** The seed tool's commands as functions, shared by the CLI (seed/cli.ts) and `npm start`. */
@@ -74,6 +74,13 @@ export async function runImport(pool: pg.Pool, dir: string, concurrency: number,
     failed: failed.map((file) => file.error),
     rows: summary.rowsImported,
   };
+}
+
+/** Throws when a file failed to import: its rows are not there, and the job must not go on. */
+export function assertImported(result: { failed: string[] }): void {
+  if (result.failed.length > 0) {
+    throw new ImportError(`${result.failed.length} file(s) failed to import:\n${result.failed.join("\n")}`);
+  }
 }
 
 export async function runEnqueue(pool: pg.Pool, batchName: string, config: Config) {

@@ -3,6 +3,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
+import { CommandError } from "../src/cli-output";
 import type { Logger } from "../src/logger";
 import { CSV_COLUMNS } from "./user-rows";
 
@@ -33,7 +34,7 @@ export interface ImportOptions {
   onProgress?: (bytes: number, totalBytes: number) => void;
 }
 
-export class ImportError extends Error {
+export class ImportError extends CommandError {
   override name = "ImportError";
 }
 

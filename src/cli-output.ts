@@ -1,4 +1,11 @@
+import { getLogger } from "./context";
+
 /** Output helpers shared by the project's commands: results on stdout, errors on stderr. */
+
+/** An expected failure of a command (a file that did not import, an unknown run): its message is enough. */
+export class CommandError extends Error {
+  override name = "CommandError";
+}
 
 /** Exit statuses: 0 done, 1 the work failed or was refused, 2 bad usage or configuration. */
 export const EXIT_FAILED = 1;
@@ -21,4 +28,15 @@ export function table(headers: string[], rows: string[][]): string {
       .join("  ")
       .trimEnd();
   return [line(headers), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
+}
+
+/**
+ * Runs a command's main function as the process's entry point: a CommandError ends it with its
+ * message, anything else is logged in full first.
+ */
+export function runCommand(command: string, main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    if (!(error instanceof CommandError)) getLogger().fatal({ err: error }, `${command} failed`);
+    fail(error instanceof Error ? error.message : String(error));
+  });
 }

@@ -6,7 +6,14 @@ import { run as runWorker } from "graphile-worker";
 import type pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { DEFAULT_AS_OF, DEFAULT_BATCH_NAME, runEnqueue, runGenerate, runImport } from "../seed/commands";
+import {
+  assertImported,
+  DEFAULT_AS_OF,
+  DEFAULT_BATCH_NAME,
+  runEnqueue,
+  runGenerate,
+  runImport,
+} from "../seed/commands";
 import { failOnUsage, requireWholeNumbers } from "./cli-args";
 import { getConfig } from "./config";
 import { getLogger } from "./context";
@@ -86,7 +93,7 @@ async function main(): Promise<void> {
 
     started = performance.now();
     const imported = await runImport(pool, dataDir, Math.min(4, os.availableParallelism() * 2), config);
-    if (imported.failed.length > 0) throw new Error(`import failed:\n${imported.failed.join("\n")}`);
+    assertImported(imported);
     const importSeconds = seconds(started);
 
     const enqueued = await runEnqueue(pool, args["batch-name"], config);

@@ -83,3 +83,47 @@ describe("status", () => {
     expect(missing.stderr.trim()).toBe('error: no batch run is named or numbered "nope"');
   });
 });
+
+describe("the cost of watching", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, 1000);
+    await seed(["enqueue", "--batch-name", "cheap"], { DATABASE_URL: db.url, CLAIM_SIZE: "100" });
+  });
+  afterAll(() => db.drop());
+
+  /** Scans of a table so far, as the statistics system counts them. */
+  async function scans(table: string): Promise<number> {
+    const client = await db.pool.connect();
+    try {
+      await client.query("SELECT pg_stat_clear_snapshot()");
+      const { rows } = await client.query(
+        "SELECT (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::int AS n FROM pg_stat_user_tables WHERE relname = $1",
+        [table],
+      );
+      return rows[0].n;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** The count once the statistics of earlier sessions have all arrived. */
+  async function settledScans(table: string): Promise<number> {
+    for (;;) {
+      const before = await scans(table);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      if ((await scans(table)) === before) return before;
+    }
+  }
+
+  it("status reads no users row, however often it is asked", async () => {
+    const users = await settledScans("users");
+    const runs = await scans("batch_jobs");
+    for (const args of [["cheap", "--json"], ["cheap"], ["--json"]]) {
+      expect((await status(args, { DATABASE_URL: db.url })).code).toBe(0);
+    }
+    await waitFor("statistics to arrive", async () => (await scans("batch_jobs")) > runs);
+    expect(await scans("users")).toBe(users);
+  });
+});

@@ -2,20 +2,12 @@ import os from "node:os";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage } from "../src/cli-args";
-import { fail, printResult, table } from "../src/cli-output";
+import { printResult, runCommand, table } from "../src/cli-output";
 import { getConfig } from "../src/config";
-import { getLogger, withCommandPool } from "../src/context";
+import { withCommandPool } from "../src/context";
 import { withPool } from "../src/db/pool";
 import type { RunEvent } from "../src/runs/store";
-import {
-  cancelRun,
-  pauseRun,
-  RunNotFoundError,
-  resumeRun,
-  runHistory,
-  SignalRefusedError,
-  type SignalResult,
-} from "./batch-control";
+import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "./batch-control";
 
 /** `batch <pause|resume|cancel|history> <run>`: steer a batch run from any machine. */
 
@@ -92,11 +84,4 @@ export async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
-if (require.main === module) {
-  main(hideBin(process.argv)).catch((error: unknown) => {
-    if (!(error instanceof RunNotFoundError || error instanceof SignalRefusedError)) {
-      getLogger().fatal({ err: error }, "batch command failed");
-    }
-    fail(error instanceof Error ? error.message : String(error));
-  });
-}
+if (require.main === module) runCommand("batch", () => main(hideBin(process.argv)));

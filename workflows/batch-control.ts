@@ -1,4 +1,5 @@
 import type { PoolClient } from "pg";
+import { CommandError } from "../src/cli-output";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import {
   appendEvent,
@@ -26,12 +27,12 @@ import { settleCancellation } from "./batch-run";
  *   run ends `cancelled` once none runs. Rows not processed stay pending, for a later run.
  */
 
-export class RunNotFoundError extends Error {
+export class RunNotFoundError extends CommandError {
   override name = "RunNotFoundError";
 }
 
 /** The run is in a state where the signal makes no sense (cancelling a completed run, say). */
-export class SignalRefusedError extends Error {
+export class SignalRefusedError extends CommandError {
   override name = "SignalRefusedError";
 }
 

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../cli-args";
-import { fail, printResult } from "../cli-output";
+import { CommandError, printResult, runCommand } from "../cli-output";
 import { getConfig } from "../config";
-import { getLogger, withCommandPool } from "../context";
+import { withCommandPool } from "../context";
 import { withPool } from "../db/pool";
 import { findRun } from "../runs/store";
 import { ENDED_STATUSES, readRunReport, readRunsOverview } from "./read-status";
@@ -12,7 +12,7 @@ import { renderLine, renderOverview, renderReport } from "./render";
 
 /** `status [run] [--watch] [--json]`: where batch runs are, from the database alone. */
 
-class UnknownRunError extends Error {}
+class UnknownRunError extends CommandError {}
 
 interface StatusArgs {
   run?: string;
@@ -71,9 +71,4 @@ export async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
-if (require.main === module) {
-  main(hideBin(process.argv)).catch((error: unknown) => {
-    if (!(error instanceof UnknownRunError)) getLogger().fatal({ err: error }, "status failed");
-    fail(error instanceof Error ? error.message : String(error));
-  });
-}
+if (require.main === module) runCommand("status", () => main(hideBin(process.argv)));
