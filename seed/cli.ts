@@ -19,7 +19,7 @@ import {
 const generateOptions = <T>(cmd: Argv<T>) =>
   cmd
     .option("rows", { type: "number", default: 1_000_000, describe: "users to generate" })
-    .option("out", { type: "string", default: "data", describe: "directory for the CSV files" })
+    .option("out", { type: "string", requiresArg: true, default: "data", describe: "directory for the CSV files" })
     .option("rows-per-file", { type: "number", default: 1_000_000, describe: "rows in each CSV file" })
     .option("seed", { type: "number", default: 1, describe: "the same seed writes byte-identical files" })
     .option("status-mix", {
@@ -29,6 +29,7 @@ const generateOptions = <T>(cmd: Argv<T>) =>
     })
     .option("as-of", {
       type: "string",
+      requiresArg: true,
       default: DEFAULT_AS_OF,
       describe: "created_at falls within the year before this date",
     })
@@ -53,6 +54,7 @@ const batchNameOption = <T>(cmd: Argv<T>) =>
   cmd
     .option("batch-name", {
       type: "string",
+      requiresArg: true,
       default: DEFAULT_BATCH_NAME,
       describe: "the run's name; enqueueing a name that exists changes nothing",
     })
@@ -94,7 +96,12 @@ export async function main(argv: string[]): Promise<void> {
       "import",
       "COPY the CSV files of a directory into users (files imported before are skipped)",
       (cmd) =>
-        importOptions(cmd).option("dir", { type: "string", default: "data", describe: "directory of CSV files" }),
+        importOptions(cmd).option("dir", {
+          type: "string",
+          requiresArg: true,
+          default: "data",
+          describe: "directory of CSV files",
+        }),
       async (args) => {
         const result = await withCommandPool("seed", args.concurrency + 1, (pool) =>
           runImport(pool, args.dir, args.concurrency, config),

@@ -55,6 +55,7 @@ const envSchema = z.object({
   RETRY_ROUNDS: wholeNumber(0, 100).optional(),
   RETRY_DELAY_S: duration(86_400_000).default(5_000),
   CHUNK_MAX_ATTEMPTS: wholeNumber(1, 25).default(10),
+  WORKER_DEAD_AFTER_S: duration(3_600_000).pipe(z.number().min(2000, "must be at least 2s")).default(60_000),
   PROCESS_DELAY_MS: wholeNumber(0, 600_000).default(0),
   FAIL_RATE: share.default(0),
   FAIL_FIRST_ATTEMPTS: wholeNumber(1, 100).optional(),
@@ -80,6 +81,8 @@ export interface Config {
   /** Delay before the first retry round; it doubles every round. */
   retryDelayMs: number;
   chunkMaxAttempts: number;
+  /** How long a worker whose session is gone stays presumed alive before its jobs are taken back. */
+  workerDeadAfterMs: number;
   processDelayMs: number;
   failRate: number;
   failFirstAttempts: number | undefined;
@@ -125,6 +128,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     retryRounds: e.RETRY_ROUNDS ?? e.MAX_ATTEMPTS - 1,
     retryDelayMs: e.RETRY_DELAY_S,
     chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
+    workerDeadAfterMs: e.WORKER_DEAD_AFTER_S,
     processDelayMs: e.PROCESS_DELAY_MS,
     failRate: e.FAIL_RATE,
     failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,

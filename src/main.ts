@@ -63,8 +63,17 @@ async function main(): Promise<void> {
     .option("rows", { type: "number", default: 100_000, describe: "users to generate and process" })
     .option("rows-per-file", { type: "number", default: 100_000, describe: "rows per generated CSV file" })
     .option("seed", { type: "number", default: 1, describe: "seed of the generated data" })
-    .option("batch-name", { type: "string", default: DEFAULT_BATCH_NAME, describe: "name of the batch run" })
-    .option("data-dir", { type: "string", describe: "where to write the CSV files (default: a temporary directory)" })
+    .option("batch-name", {
+      type: "string",
+      requiresArg: true,
+      default: DEFAULT_BATCH_NAME,
+      describe: "name of the batch run",
+    })
+    .option("data-dir", {
+      requiresArg: true,
+      type: "string",
+      describe: "where to write the CSV files (default: a temporary directory)",
+    })
     .check((argv) => requireWholeNumbers(argv, ["rows", "rows-per-file", "seed"]))
     .strict()
     .fail(failOnUsage)
@@ -99,7 +108,7 @@ async function main(): Promise<void> {
     const enqueued = await runEnqueue(pool, args["batch-name"], config);
     logger.info(enqueued, enqueued.created ? "batch run started" : "batch run exists already");
 
-    const runner = await runWorker({ preset: workerPreset(config, logger, undefined), pgPool: pool, taskList });
+    const runner = await runWorker({ preset: workerPreset(config, logger, url), pgPool: pool, taskList });
     let run: Run;
     try {
       run = await waitForRun(pool, enqueued.run);

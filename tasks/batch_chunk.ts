@@ -1,18 +1,15 @@
-import type { Task } from "graphile-worker";
 import { ChunkPayload } from "../src/runs/payloads";
 import { jobKeys } from "../src/runs/store";
+import { batchTask } from "../src/worker/batch-task";
 import { chunkDeps } from "../src/worker/task-context";
 import { runChunk } from "../workflows/batch-run";
 
 /** Workflow activity: process one chunk of a run's round. */
-const task: Task = async (payload, helpers) => {
-  const { run, round, chunk } = ChunkPayload.parse(payload);
+export default batchTask(ChunkPayload, async ({ run, round, chunk }, helpers) => {
   const { job } = helpers;
   await runChunk(
     chunkDeps(helpers),
     { runId: run, round, chunkNo: chunk },
     { key: jobKeys.chunk(run, round, chunk), attempt: job.attempts, maxAttempts: job.max_attempts },
   );
-};
-
-export default task;
+});

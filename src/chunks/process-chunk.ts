@@ -2,7 +2,7 @@ import type { ProcessUser } from "../business-logic";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { type ClaimedRecord, runRecords } from "../processing/run-records";
-import { countLeftInRange, type RunStatus, startChunk } from "../runs/store";
+import { countLeftInRange, RunMissingError, type RunStatus, startChunk } from "../runs/store";
 import { runSlice, type SliceRequest, type SliceResult } from "./slice";
 
 /**
@@ -85,7 +85,7 @@ function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[
 
 export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const start = await deps.db((client) => startChunk(client, ref.runId, ref.round, ref.chunkNo, deps.worker));
-  if (!start) throw new Error(`batch run ${ref.runId} does not exist`);
+  if (!start) throw new RunMissingError(`batch run ${ref.runId} does not exist`);
   const totals: ChunkTotals = { slices: 0, processed: 0, completed: 0, failed: 0, retryable: 0 };
   if (start.runStatus !== "running") return { kind: "stopped", runStatus: start.runStatus, totals };
   if (!start.chunk) return { kind: "skipped" };

@@ -8,6 +8,8 @@ import type { Logger } from "../logger";
 
 export interface EmbeddedDatabase {
   url: string;
+  /** Stops and starts the server again on the same data: every session ends. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,7 +40,8 @@ export async function startEmbeddedPostgres(logger: Logger): Promise<EmbeddedDat
     port,
     user: "postgres",
     password,
-    persistent: false,
+    // the data directory is removed by stop() below, not by the package, so restart() keeps it
+    persistent: true,
     createPostgresUser: true,
     onLog: (message: unknown) => log.debug(String(message).trim()),
     onError: (error: unknown) => log.error({ err: error }, "embedded PostgreSQL reported an error"),
@@ -48,6 +51,10 @@ export async function startEmbeddedPostgres(logger: Logger): Promise<EmbeddedDat
   await server.start();
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    async restart() {
+      await server.stop();
+      await server.start();
+    },
     async stop() {
       await server.stop();
       await fs.rm(dir, { recursive: true, force: true });

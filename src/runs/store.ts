@@ -53,8 +53,19 @@ export const jobKeys = {
   runPrefix: (runId: number) => `batch:${runId}:`,
 };
 
+/** The chunk a job key names, if it names one. */
+export function parseChunkKey(key: string): { runId: number; round: number; chunkNo: number } | undefined {
+  const match = /^batch:(\d+):(\d+):chunk:(\d+)$/.exec(key);
+  return match ? { runId: Number(match[1]), round: Number(match[2]), chunkNo: Number(match[3]) } : undefined;
+}
+
 /** jobKeys.chunk in SQL, from a batch_chunks row aliased `c`. */
 const CHUNK_JOB_KEY = "format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)";
+
+/** A job names a run that does not exist (deleted, or never was). */
+export class RunMissingError extends Error {
+  override name = "RunMissingError";
+}
 
 /** Creates the run unless one of that name exists; `created` says which happened. */
 export async function insertRun(
@@ -107,7 +118,7 @@ export async function lockRun(client: PoolClient, runId: number): Promise<Run> {
     `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process' FOR NO KEY UPDATE`,
     [runId],
   );
-  if (!rows[0]) throw new Error(`batch run ${runId} does not exist`);
+  if (!rows[0]) throw new RunMissingError(`batch run ${runId} does not exist`);
   return rows[0];
 }
 

@@ -4,6 +4,7 @@ import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import { toGraphileLogger } from "./graphile-logger";
+import { WorkerLiveness } from "./liveness";
 import { drainOnShutdown } from "./shutdown";
 
 /** Time kept after the abort signal for rolling back, handing chunks back and exiting. */
@@ -13,15 +14,29 @@ const SHUTDOWN_MARGIN_MS = 3000;
  * The graphile-worker configuration used both by `graphile-worker -C dist/.graphile-worker.config.js`
  * and by the in-process runner of `npm start`.
  */
-export function workerPreset(
-  config: Config,
-  logger: Logger,
-  connectionString: string | undefined,
-): GraphileConfig.Preset {
+export function workerPreset(config: Config, logger: Logger, connectionString: string): GraphileConfig.Preset {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
+  const liveness = new WorkerLiveness({
+    url: connectionString,
+    pod: config.podName,
+    deadAfterMs: config.workerDeadAfterMs,
+    logger,
+  });
+  events.on("pool:release", () => void liveness.close());
+  const livenessPlugin: GraphileConfig.Plugin = {
+    name: "BatchWorkerLiveness",
+    version: "1.0.0",
+    description: "registers each job pool as alive before it takes a job (src/worker/liveness.ts)",
+    worker: {
+      hooks: {
+        startWorker: (_info, event) => liveness.register(event.worker.workerPool.id),
+      },
+    },
+  };
   return {
     extends: [WorkerPreset],
+    plugins: [livenessPlugin],
     worker: {
       connectionString,
       concurrentJobs: config.workers,

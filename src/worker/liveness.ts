@@ -1,0 +1,113 @@
+import { randomInt } from "node:crypto";
+import os from "node:os";
+import pg from "pg";
+import type { Logger } from "../logger";
+import { recoverDeadWorkers } from "./recovery";
+
+/**
+ * Proof of life of this worker process, and its share of recovering dead ones.
+ *
+ * On its first job pool it opens one session of its own (not from the pool: a pooled
+ * connection comes and goes), asks the server to probe that connection with TCP keepalives,
+ * takes a session advisory lock under a random key and registers the pool in worker_sessions
+ * with that key. Every few seconds it sets its heartbeat and runs a recovery of dead workers
+ * (src/worker/recovery.ts). A lost session is opened again and the lock taken again.
+ */
+export class WorkerLiveness {
+  private readonly lockKey = randomInt(1, 2 ** 47);
+  private readonly pools = new Set<string>();
+  private registering: Promise<void> | undefined;
+  private session: Promise<pg.Client> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: { url: string; pod: string; deadAfterMs: number; logger: Logger }) {}
+
+  /** The pause between heartbeats and recoveries: a few in every WORKER_DEAD_AFTER_S. */
+  get intervalMs(): number {
+    return Math.max(500, Math.floor(this.options.deadAfterMs / 4));
+  }
+
+  /**
+   * Registers a job pool of this process before it takes jobs. Never rejects: a pool that
+   * cannot register now (database down) is registered by the next heartbeat.
+   */
+  register(poolId: string): Promise<void> {
+    if (!this.pools.has(poolId)) {
+      this.pools.add(poolId);
+      this.registering = this.heartbeat().catch((error: unknown) =>
+        this.options.logger.warn({ err: error, pool: poolId }, "worker not registered yet; the next heartbeat will"),
+      );
+      this.timer ??= setInterval(() => void this.tick(), this.intervalMs);
+    }
+    return this.registering ?? Promise.resolve();
+  }
+
+  /** Deregisters the pools and ends the session (its lock goes with it). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    if (!this.session) return;
+    const client = await this.session.catch(() => undefined);
+    if (!client) return;
+    await client
+      .query("DELETE FROM worker_sessions WHERE pool_id = ANY($1::text[])", [[...this.pools]])
+      .catch(() => undefined);
+    await client.end().catch(() => undefined);
+  }
+
+  /** Registers (again, if need be) this process's pools and marks them alive now. */
+  private heartbeat(): Promise<void> {
+    return this.withSession(async (client) => {
+      await client.query(
+        `INSERT INTO worker_sessions (pool_id, pod, host, pid, lock_key)
+         SELECT pool, $2, $3, $4, $5 FROM unnest($1::text[]) AS pool
+         ON CONFLICT (pool_id) DO UPDATE SET lock_key = excluded.lock_key, last_seen = now()`,
+        [[...this.pools], this.options.pod, os.hostname(), process.pid, this.lockKey],
+      );
+    });
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.heartbeat();
+      const recovered = await this.withSession((client) =>
+        recoverDeadWorkers(client, { deadAfterMs: this.options.deadAfterMs, actor: this.options.pod }),
+      );
+      if (recovered.pools.length > 0) this.options.logger.warn(recovered, "released the jobs of dead workers");
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "heartbeat or recovery failed; trying again");
+    }
+  }
+
+  private async withSession<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    this.session ??= this.openSession();
+    try {
+      return await fn(await this.session);
+    } catch (error) {
+      this.session = undefined;
+      throw error;
+    }
+  }
+
+  private async openSession(): Promise<pg.Client> {
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      application_name: `${this.options.pod} liveness`.slice(0, 63),
+      keepAlive: true,
+    });
+    client.on("error", (error) => {
+      this.options.logger.warn({ err: error }, "liveness session lost");
+      this.session = undefined;
+    });
+    await client.connect();
+    // the server probes the connection, and ends the session of a vanished node
+    const idle = Math.max(1, Math.floor(this.options.deadAfterMs / 3000));
+    await client.query(
+      `SET tcp_keepalives_idle = ${idle}; SET tcp_keepalives_interval = ${Math.min(idle, 5)}; SET tcp_keepalives_count = 3`,
+    );
+    await client.query("SELECT pg_advisory_lock($1)", [this.lockKey]);
+    if (this.closed) await client.end();
+    return client;
+  }
+}

@@ -1,0 +1,110 @@
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { type Running, seed, startWorker } from "./support/processes";
+import { lockedJobs, runByName, tally, waitFor } from "./support/runs";
+
+const ROWS = 3000;
+const DEAD_AFTER_S = 3;
+const SLOW = {
+  CLAIM_SIZE: "500",
+  WORKERS: "2",
+  ROW_CONCURRENCY: "4",
+  PROCESS_DELAY_MS: "10",
+  WORKER_DEAD_AFTER_S: String(DEAD_AFTER_S),
+};
+
+describe("recovery from dead workers", () => {
+  let db: TestDatabase;
+  const workers: Running[] = [];
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, ROWS);
+    expect((await seed(["enqueue", "--batch-name", "survivor"], { DATABASE_URL: db.url, ...SLOW })).code).toBe(0);
+  });
+  afterEach(async () => {
+    for (const worker of workers.splice(0)) {
+      worker.child.kill("SIGCONT");
+      worker.child.kill("SIGKILL");
+      await worker.exited;
+    }
+    await db.drop();
+  });
+
+  const worker = (name: string, env: Record<string, string> = {}) => {
+    const started = startWorker([], { DATABASE_URL: db.url, ...SLOW, POD_NAME: name, ...env });
+    workers.push(started);
+    return started;
+  };
+
+  async function poolOf(pod: string): Promise<string> {
+    return waitFor(`${pod} to register`, async () => {
+      const { rows } = await db.pool.query("SELECT pool_id FROM worker_sessions WHERE pod = $1", [pod]);
+      return rows[0]?.pool_id as string | undefined;
+    });
+  }
+
+  async function jobsLockedBy(pool: string): Promise<number> {
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE locked_by = $1", [
+      pool,
+    ]);
+    return rows[0].n;
+  }
+
+  it("takes back the chunks of a worker killed with SIGKILL within WORKER_DEAD_AFTER_S, and loses no row", async () => {
+    const doomed = worker("doomed");
+    const doomedPool = await poolOf("doomed");
+    await waitFor("the doomed worker to hold chunks", async () => (await jobsLockedBy(doomedPool)) > 0);
+    await waitFor("some rows done", async () => (await runByName(db.pool, "survivor")).processed_records > 100);
+    doomed.child.kill("SIGKILL");
+    const killedAt = Date.now();
+    expect((await doomed.exited).signal).toBe("SIGKILL");
+    expect(await jobsLockedBy(doomedPool)).toBeGreaterThan(0);
+
+    worker("rescuer");
+    await waitFor("the dead worker's jobs to be released", async () => (await jobsLockedBy(doomedPool)) === 0);
+    const recoverySeconds = (Date.now() - killedAt) / 1000;
+    // dead after DEAD_AFTER_S without heartbeat, noticed within a quarter of it, plus start-up
+    expect(recoverySeconds).toBeLessThan(DEAD_AFTER_S * 1.25 + 5);
+
+    await waitFor("the run to complete", async () => (await runByName(db.pool, "survivor")).status === "completed");
+    expect(await statusCounts(db.pool)).toEqual({ completed: ROWS });
+    const { rows } = await db.pool.query("SELECT DISTINCT attempts FROM users");
+    expect(rows).toEqual([{ attempts: 1 }]);
+    const counts = await tally(db.pool, "survivor", 3);
+    expect(counts.run.processed_records).toBe(ROWS);
+    const { rows: recovered } = await db.pool.query(
+      "SELECT actor, detail FROM batch_events WHERE event = 'chunk-recovered'",
+    );
+    expect(recovered.length).toBeGreaterThan(0);
+    expect(recovered[0]).toMatchObject({ actor: "rescuer", detail: expect.stringContaining(doomedPool) });
+    expect(await lockedJobs(db.pool)).toBe(0);
+    const { rows: sessions } = await db.pool.query("SELECT pod FROM worker_sessions");
+    expect(sessions.map((s) => s.pod)).toEqual(["rescuer"]);
+  });
+
+  it("never takes chunks from a live worker, even one that stops answering for a while", async () => {
+    const frozen = worker("frozen");
+    const frozenPool = await poolOf("frozen");
+    await waitFor("the frozen worker to hold chunks", async () => (await jobsLockedBy(frozenPool)) > 0);
+    // SIGSTOP: no heartbeat, no progress, but the process and its sessions are alive
+    frozen.child.kill("SIGSTOP");
+    const held = await jobsLockedBy(frozenPool);
+    worker("bystander");
+    await poolOf("bystander");
+    await new Promise((resolve) => setTimeout(resolve, DEAD_AFTER_S * 3 * 1000));
+    const { rows } = await db.pool.query(
+      "SELECT last_seen < now() - interval '3 seconds' AS stale FROM worker_sessions WHERE pool_id = $1",
+      [frozenPool],
+    );
+    expect(rows[0].stale).toBe(true);
+    expect(await jobsLockedBy(frozenPool)).toBe(held);
+    const { rows: events } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-recovered'",
+    );
+    expect(events[0].n).toBe(0);
+
+    frozen.child.kill("SIGCONT");
+    await waitFor("the run to complete", async () => (await runByName(db.pool, "survivor")).status === "completed");
+    const { rows: attempts } = await db.pool.query("SELECT DISTINCT attempts FROM users");
+    expect(attempts).toEqual([{ attempts: 1 }]);
+  });
+});
