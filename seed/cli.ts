@@ -13,6 +13,7 @@ import {
   runEnqueue,
   runGenerate,
   runImport,
+  runRoles,
   runSchema,
 } from "./commands";
 
@@ -76,6 +77,14 @@ export async function main(argv: string[]): Promise<void> {
       {},
       async () => {
         await withCommandPool("seed", 2, async (pool) => printResult(await runSchema(pool)));
+      },
+    )
+    .command(
+      "roles",
+      "create the batch_admin, batch_worker and batch_monitor roles and their grants (sql/roles.sql)",
+      {},
+      async () => {
+        await withCommandPool("seed", 1, async (pool) => printResult(await runRoles(pool)));
       },
     )
     .command(

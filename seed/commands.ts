@@ -1,8 +1,10 @@
+import fs from "node:fs/promises";
 import type pg from "pg";
 import type { Config } from "../src/config";
 import { getLogger } from "../src/context";
 import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
+import { ROLES_FILE } from "../src/paths";
 import { createProgress } from "../src/progress";
 import { getRun } from "../src/runs/store";
 import { planRun, runSettings, startRun } from "../workflows/batch-run";
@@ -18,6 +20,12 @@ export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
 
 export async function runSchema(pool: pg.Pool) {
   return migrate(pool, getLogger());
+}
+
+/** Creates the deployment's roles and their grants (sql/roles.sql); run after the migrations. */
+export async function runRoles(pool: pg.Pool) {
+  await pool.query(await fs.readFile(ROLES_FILE, "utf8"));
+  return { roles: ["batch_admin", "batch_worker", "batch_monitor"] };
 }
 
 export interface GenerateArgs {

@@ -14,3 +14,4 @@ function findRoot(start: string): string {
 
 export const PROJECT_ROOT = findRoot(__dirname);
 export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, "sql", "migrations");
+export const ROLES_FILE = path.join(PROJECT_ROOT, "sql", "roles.sql");

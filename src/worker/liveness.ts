@@ -69,6 +69,7 @@ export class WorkerLiveness {
   }
 
   private async tick(): Promise<void> {
+    if (this.closed) return;
     try {
       await this.heartbeat();
       const recovered = await this.withSession((client) =>

@@ -1,0 +1,73 @@
+-- Roles of a pg-batch deployment, least privilege first. Run as the schema's owner after the
+-- migrations (`npm run seed -- roles`, or psql -f sql/roles.sql); safe to run again.
+--
+-- They are group roles (NOLOGIN): give your login users membership, e.g.
+--   CREATE ROLE worker_pods LOGIN PASSWORD '...' IN ROLE batch_worker;
+--
+--   batch_admin    runs migrations, seeds, starts and steers runs, reads everything
+--   batch_worker   what worker processes do: claim and write outcomes, run the queue
+--   batch_monitor  what the KEDA trigger reads: the backlog view, nothing else
+
+DO $$
+DECLARE
+  role_name TEXT;
+BEGIN
+  FOREACH role_name IN ARRAY ARRAY['batch_admin', 'batch_worker', 'batch_monitor'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
+      BEGIN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+      EXCEPTION WHEN duplicate_object OR unique_violation THEN
+        NULL; -- created meanwhile by a concurrent run
+      END;
+    END IF;
+  END LOOP;
+END $$;
+
+-- Nobody creates objects in public unless granted (PostgreSQL 15's default, made explicit).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+-- batch_admin: the tools' role.
+GRANT USAGE, CREATE ON SCHEMA public, graphile_worker TO batch_admin;
+GRANT ALL ON ALL TABLES IN SCHEMA public, graphile_worker TO batch_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA public, graphile_worker TO batch_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO batch_admin;
+
+-- batch_worker: reads the columns the business logic gets, writes only the processing columns.
+GRANT USAGE ON SCHEMA public, graphile_worker TO batch_worker;
+GRANT SELECT (id, name, email, age, salary, created_at, batch_status, batch_id, attempts, processed_at,
+              email_normalized, segment)
+  ON users TO batch_worker;
+GRANT UPDATE (batch_status, batch_id, attempts, last_error, processed_at, email_normalized, segment, updated_at)
+  ON users TO batch_worker;
+GRANT SELECT, UPDATE ON batch_jobs TO batch_worker;
+GRANT SELECT, INSERT, UPDATE ON batch_chunks, batch_errors TO batch_worker;
+GRANT SELECT, INSERT ON batch_steps, batch_samples TO batch_worker;
+GRANT INSERT ON batch_events TO batch_worker;
+GRANT USAGE ON SEQUENCE batch_events_id_seq TO batch_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
+-- the queue: graphile-worker's tables and functions, without the right to change its schema
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA graphile_worker TO batch_worker;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA graphile_worker TO batch_worker;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO batch_worker;
+
+-- graphile-worker's tables have row-level security on and no policy: only their owner sees a
+-- row. Let the admin and worker roles at every row of them (again after a graphile-worker
+-- upgrade, whose migrations may recreate tables).
+DO $$
+DECLARE
+  queue_table REGCLASS;
+BEGIN
+  FOR queue_table IN
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'graphile_worker' AND c.relkind = 'r' AND c.relrowsecurity
+  LOOP
+    IF NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = queue_table AND polname = 'batch_roles') THEN
+      EXECUTE format('CREATE POLICY batch_roles ON %s TO batch_admin, batch_worker USING (true) WITH CHECK (true)',
+                     queue_table);
+    END IF;
+  END LOOP;
+END $$;
+
+-- batch_monitor: the autoscaler's query, SELECT rows_left FROM batch_backlog.
+GRANT USAGE ON SCHEMA public TO batch_monitor;
+GRANT SELECT ON batch_backlog TO batch_monitor;

@@ -1,0 +1,129 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { batch, MAIN, run, seed, startWorker, status } from "./support/processes";
+import { runByName } from "./support/runs";
+
+/** A login role in `group` with a real password, and the test database's URL as that role. */
+async function loginAs(db: TestDatabase, group: string) {
+  const user = `${group}_${randomBytes(4).toString("hex")}`;
+  const password = randomBytes(18).toString("base64url");
+  await db.pool.query(`CREATE ROLE ${user} LOGIN PASSWORD '${password}' IN ROLE ${group}`);
+  const url = new URL(db.url);
+  url.username = user;
+  url.password = password;
+  return { user, password, url: url.toString() };
+}
+
+async function attempt(url: string, sql: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+    return "allowed";
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await client.end();
+  }
+}
+
+describe("least privilege", () => {
+  let db: TestDatabase;
+  const logins: string[] = [];
+  let worker: Awaited<ReturnType<typeof loginAs>>;
+  let monitor: Awaited<ReturnType<typeof loginAs>>;
+  let admin: Awaited<ReturnType<typeof loginAs>>;
+
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+    // twice, as a re-deploy would: nothing breaks
+    expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+    await insertUsers(db.pool, 2000);
+    worker = await loginAs(db, "batch_worker");
+    monitor = await loginAs(db, "batch_monitor");
+    admin = await loginAs(db, "batch_admin");
+    logins.push(worker.user, monitor.user, admin.user);
+  });
+  afterAll(async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    for (const user of logins) await client.query(`DROP OWNED BY ${user}; DROP ROLE ${user}`);
+    await client.end();
+    await db.drop();
+  });
+
+  it("lets the admin role start a run and the worker role process it", async () => {
+    const env = { CLAIM_SIZE: "500", FAIL_RATE: "0.02", RETRY_DELAY_S: "0" };
+    expect((await seed(["enqueue", "--batch-name", "least"], { DATABASE_URL: admin.url, ...env })).code).toBe(0);
+    const result = await startWorker(["--once"], { DATABASE_URL: worker.url, ...env }).exited;
+    expect(result.stderr).not.toMatch(/permission denied/);
+    expect(result.code).toBe(0);
+    expect((await runByName(db.pool, "least")).status).toBe("completed");
+    expect(Object.keys(await statusCounts(db.pool)).sort()).toEqual(["completed", "failed"]);
+    expect((await batch(["history", "least"], { DATABASE_URL: admin.url })).code).toBe(0);
+  });
+
+  it.each([
+    ["DELETE FROM users", "permission denied for table users"],
+    ["INSERT INTO users (name, email) VALUES ('x', 'x@example.com')", "permission denied for table users"],
+    ["UPDATE users SET email = 'stolen@example.com' WHERE id = 1", "permission denied for table users"],
+    ["UPDATE users SET name = 'x' WHERE id = 1", "permission denied for table users"],
+    ["SELECT last_error FROM users", "permission denied for table users"],
+    ["TRUNCATE batch_jobs", "permission denied for table batch_jobs"],
+    ["DELETE FROM batch_jobs", "permission denied for table batch_jobs"],
+    ["SELECT * FROM imported_files", "permission denied for table imported_files"],
+    ["DROP TABLE users", "must be owner of table users"],
+    ["CREATE TABLE mine (id int)", "permission denied for schema public"],
+    ["CREATE TABLE graphile_worker.mine (id int)", "permission denied for schema graphile_worker"],
+  ])("refuses the worker role: %s", async (sql, refusal) => {
+    expect(await attempt(worker.url, sql)).toContain(refusal);
+  });
+
+  it("lets the monitoring role read the trigger's query and nothing else", async () => {
+    expect(await attempt(monitor.url, "SELECT rows_left FROM batch_backlog")).toBe("allowed");
+    for (const sql of [
+      "SELECT count(*) FROM users",
+      "SELECT * FROM batch_jobs",
+      "SELECT * FROM batch_progress",
+      "SELECT * FROM graphile_worker.jobs",
+      "UPDATE batch_jobs SET status = 'paused'",
+    ]) {
+      expect(await attempt(monitor.url, sql)).toMatch(/permission denied/);
+    }
+  });
+
+  it("keeps a real password out of every output, error and process title", async () => {
+    const outputs: string[] = [];
+    const worked = startWorker(["--once"], { DATABASE_URL: worker.url, LOG_LEVEL: "trace" });
+    const cmdline = await import("node:fs/promises").then((fs) =>
+      fs.readFile(`/proc/${worked.child.pid}/cmdline`, "utf8").catch(() => ""),
+    );
+    const finished = await worked.exited;
+    outputs.push(cmdline, finished.stdout, finished.stderr);
+    for (const [args, url] of [
+      [["enqueue", "--batch-name", "secret"], admin.url],
+      [["enqueue", "--batch-name", "denied"], worker.url],
+    ] as const) {
+      const result = await seed([...args], { DATABASE_URL: url, LOG_LEVEL: "trace" });
+      outputs.push(result.stdout, result.stderr);
+    }
+    const shown = await status(["secret", "--json"], { DATABASE_URL: admin.url });
+    // a login the server refuses, whatever its authentication method
+    const wrong = new URL(admin.url);
+    wrong.username = `nobody_${randomBytes(4).toString("hex")}`;
+    const refused = await status([], { DATABASE_URL: wrong.toString() });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/password authentication failed|does not exist/);
+    const started = await run(process.execPath, [MAIN, "--rows", "100"], { DATABASE_URL: admin.url });
+    outputs.push(shown.stdout, shown.stderr, refused.stdout, refused.stderr, started.stdout, started.stderr);
+    const { rows } = await db.pool.query("SELECT string_agg(application_name, ' ') AS names FROM pg_stat_activity");
+    outputs.push(rows[0].names ?? "");
+
+    for (const secret of [worker.password, admin.password]) {
+      for (const output of outputs) expect(output).not.toContain(secret);
+    }
+    expect(outputs.join("").length).toBeGreaterThan(1000);
+  });
+});
