@@ -91,7 +91,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
   for (let i = 0; i < options.workers; i++) startOne();
   let nextKill = Date.now() + options.killEveryMs * (0.5 + next());
-  while ((report.status = await runStatus()) !== "completed") {
+  for (;;) {
+    report.status = await runStatus();
+    if (report.status === "completed") break;
     if (Date.now() - started > options.timeoutMs) throw new Error(`chaos run still ${report.status} after the timeout`);
     for (const pending of [...pendingRecoveries]) {
       const held = await scalar<number>(pool, "SELECT count(*)::int FROM graphile_worker.jobs WHERE locked_by = $1", [

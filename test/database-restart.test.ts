@@ -1,5 +1,4 @@
 import type pg from "pg";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { migrate } from "../src/db/migrate";
 import { createPool } from "../src/db/pool";
 import { insertUsers, quietLogger, statusCounts } from "./support/database";
