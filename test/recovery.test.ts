@@ -42,6 +42,13 @@ describe("recovery from dead workers", () => {
     });
   }
 
+  async function jobIdsLockedBy(pool: string): Promise<string[]> {
+    const { rows } = await db.pool.query("SELECT id FROM graphile_worker.jobs WHERE locked_by = $1 ORDER BY id", [
+      pool,
+    ]);
+    return rows.map((row) => row.id);
+  }
+
   async function jobsLockedBy(pool: string): Promise<number> {
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE locked_by = $1", [
       pool,
@@ -87,7 +94,10 @@ describe("recovery from dead workers", () => {
     await waitFor("the frozen worker to hold chunks", async () => (await jobsLockedBy(frozenPool)) > 0);
     // SIGSTOP: no heartbeat, no progress, but the process and its sessions are alive
     frozen.child.kill("SIGSTOP");
-    const held = await jobsLockedBy(frozenPool);
+    // a job fetch the worker sent just before stopping may still land: let it
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const held = await jobIdsLockedBy(frozenPool);
+    expect(held.length).toBeGreaterThan(0);
     worker("bystander");
     await poolOf("bystander");
     await new Promise((resolve) => setTimeout(resolve, DEAD_AFTER_S * 3 * 1000));
@@ -96,7 +106,7 @@ describe("recovery from dead workers", () => {
       [frozenPool],
     );
     expect(rows[0].stale).toBe(true);
-    expect(await jobsLockedBy(frozenPool)).toBe(held);
+    expect(await jobIdsLockedBy(frozenPool)).toEqual(held);
     const { rows: events } = await db.pool.query(
       "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-recovered'",
     );

@@ -55,7 +55,7 @@ describe("status", () => {
   });
 
   it("--watch follows a run until it ends; the rate and ETA show while it runs", async () => {
-    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "5" };
+    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
     await seed(["enqueue", "--batch-name", "watched"], { DATABASE_URL: db.url, ...env });
     const worker = startWorker(["--once"], { DATABASE_URL: db.url, ...env });
     const watch = start(process.execPath, [STATUS_CLI, "watched", "--watch", "--interval", "1"], {
