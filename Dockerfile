@@ -1,31 +1,36 @@
 # syntax=docker/dockerfile:1
-# Worker and seed tool in one image. Build from the repository root: docker build -t pg-batch .
+# The worker and the seed tool in one image. Build from the repository root:
+#   docker build -t pg-batch .
+# test/image.test.ts runs these steps outside Docker and starts the result.
 
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-# scripts run later: `prepare` (the build) needs the sources, and the embedded PostgreSQL
-# binaries, the only dependency with an install script, are not wanted in the image
+# No install scripts: the only dependency with one ships the embedded PostgreSQL binaries of
+# `npm start`, which the image does not need. The build runs below, once the sources are in.
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
 COPY src ./src
 COPY seed ./seed
 COPY tasks ./tasks
 COPY workflows ./workflows
+COPY bench ./bench
 COPY sql ./sql
-RUN npm run build \
- && npm prune --omit=dev --omit=optional
+# compile, then keep only what runs: production dependencies, without the optional binaries
+RUN npm run build && npm prune --omit=dev --omit=optional
 
-FROM node:22-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     PATH=/app/node_modules/.bin:$PATH
 WORKDIR /app
-COPY --from=build --chown=root:root /app/package.json ./
-COPY --from=build --chown=root:root /app/node_modules ./node_modules
-COPY --from=build --chown=root:root /app/dist ./dist
-COPY --from=build --chown=root:root /app/sql ./sql
-# the image's user owns nothing it runs: the root filesystem can be mounted read-only
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/sql ./sql
+# the image's files belong to root; the process runs as the unprivileged user of node's image,
+# which owns nothing it runs: the root filesystem can be mounted read-only
 USER node
-# The worker; `graphile-worker` directly rather than through npx, which does not pass SIGTERM
-# on to it. The seed tool runs in the same image: node dist/seed/cli.js <command>
+EXPOSE 9464
+# The worker: graphile-worker itself rather than through npx, which does not pass SIGTERM on to
+# it. The seed tool is in the same image: node dist/seed/cli.js <command>
 CMD ["graphile-worker", "-C", "dist/.graphile-worker.config.js"]

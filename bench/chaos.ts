@@ -77,7 +77,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const name = `chaos-${++count}`;
     const child = spawn(WORKER_BIN, ["-C", "dist/.graphile-worker.config.js"], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, ...options.env, DATABASE_URL: options.url, POD_NAME: name, LOG_LEVEL: "warn" },
+      env: {
+        ...process.env,
+        ...options.env,
+        DATABASE_URL: options.url,
+        POD_NAME: name,
+        LOG_LEVEL: "warn",
+        METRICS_PORT: "0",
+      },
       stdio: "ignore",
     });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

@@ -74,9 +74,12 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       "schema",
       "create or update the schema (this project's migrations and graphile-worker's)",
-      {},
-      async () => {
-        await withCommandPool("seed", 2, async (pool) => printResult(await runSchema(pool)));
+      (cmd) => cmd.option("roles", { type: "boolean", default: false, describe: "then apply sql/roles.sql too" }),
+      async (args) => {
+        await withCommandPool("seed", 2, async (pool) => {
+          const schema = await runSchema(pool);
+          printResult(args.roles ? { ...schema, ...(await runRoles(pool)) } : schema);
+        });
       },
     )
     .command(

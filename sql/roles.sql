@@ -23,8 +23,14 @@ BEGIN
   END LOOP;
 END $$;
 
--- Nobody creates objects in public unless granted (PostgreSQL 15's default, made explicit).
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- Nobody creates objects in public unless granted (PostgreSQL 15's default, made explicit where
+-- this role may change it).
+DO $$
+BEGIN
+  REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'public schema left as it is: only its owner can revoke CREATE from PUBLIC';
+END $$;
 
 -- batch_admin: the tools' role.
 GRANT USAGE, CREATE ON SCHEMA public, graphile_worker TO batch_admin;

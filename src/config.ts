@@ -59,6 +59,7 @@ const envSchema = z.object({
   PROCESS_DELAY_MS: wholeNumber(0, 600_000).default(0),
   FAIL_RATE: share.default(0),
   FAIL_FIRST_ATTEMPTS: wholeNumber(1, 100).optional(),
+  METRICS_PORT: wholeNumber(0, 65_535).default(9464),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }).default("info"),
 });
 
@@ -86,6 +87,8 @@ export interface Config {
   processDelayMs: number;
   failRate: number;
   failFirstAttempts: number | undefined;
+  /** Port of the worker's /metrics and /healthz; 0 serves none. */
+  metricsPort: number;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
@@ -132,6 +135,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     processDelayMs: e.PROCESS_DELAY_MS,
     failRate: e.FAIL_RATE,
     failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,
+    metricsPort: e.METRICS_PORT,
     logLevel: e.LOG_LEVEL,
   };
 }

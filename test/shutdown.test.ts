@@ -64,7 +64,12 @@ describe("SIGTERM to a worker in the middle of a run", () => {
   });
 
   it("npx graphile-worker does the same when its process group is signalled, as a terminal or init does", async () => {
-    const worker = start("npx", ["graphile-worker", "-C", WORKER_CONFIG], { DATABASE_URL: db.url, ...SLOW }, true);
+    const worker = start(
+      "npx",
+      ["graphile-worker", "-C", WORKER_CONFIG],
+      { DATABASE_URL: db.url, ...SLOW },
+      { detached: true },
+    );
     const group = worker.child.pid as number;
     const { seconds } = await interruptMidRun(worker, () => process.kill(-group, "SIGTERM"));
     // npx itself returns at once; wait for the worker under it to finish its shutdown

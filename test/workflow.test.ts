@@ -1,9 +1,9 @@
-import { processUser } from "../src/business-logic";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import { findRunByName, listEvents } from "../src/runs/store";
 import { finishRound, planRun, runChunk, runSettings, startRun } from "../workflows/batch-run";
-import { createMigratedDatabase, insertUsers, quietLogger, statusCounts, type TestDatabase } from "./support/database";
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { inProcessDeps } from "./support/in-process";
 import { seed, startWorker } from "./support/processes";
 import { runByName, tally, waitFor } from "./support/runs";
 
@@ -89,17 +89,7 @@ describe("the batch-run workflow", () => {
       await db.pool.query("UPDATE users SET batch_status = 'pending', attempts = 0, processed_at = NULL");
       const { run } = await startRun(db1, `race-${attempt}`, runSettings(config), "test");
       await planRun(db1, run.id, "test");
-      const deps = {
-        db: db1,
-        logger: quietLogger,
-        logic: processUser,
-        worker: "test",
-        rowConcurrency: 8,
-        rowTimeoutMs: 5000,
-        statementTimeoutMs: 5000,
-        draining: new AbortController().signal,
-        abort: new AbortController().signal,
-      };
+      const deps = inProcessDeps(db.pool);
       const job = (chunkNo: number) => ({ key: `k${chunkNo}`, attempt: 1, maxAttempts: 5 });
       await Promise.all([0, 1].map((chunkNo) => runChunk(deps, { runId: run.id, round: 0, chunkNo }, job(chunkNo))));
       const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE key = $1", [

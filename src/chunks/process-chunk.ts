@@ -25,6 +25,19 @@ export interface ChunkRef {
   chunkNo: number;
 }
 
+/** What a chunk reports as it goes, for metrics. */
+export interface ChunkObserver {
+  sliceCommitted(slice: {
+    completed: number;
+    failed: number;
+    retryable: number;
+    claimSeconds: number;
+    writeSeconds: number;
+  }): void;
+  /** outcome: finished, handed-back, stopped, skipped or error */
+  chunkEnded(outcome: string, seconds: number): void;
+}
+
 export interface ChunkDeps {
   db: WithClient;
   logger: Logger;
@@ -37,6 +50,7 @@ export interface ChunkDeps {
   draining: AbortSignal;
   /** Set when the shutdown grace runs out: records in flight are abandoned and rolled back. */
   abort: AbortSignal;
+  observer?: ChunkObserver;
 }
 
 export interface ChunkTotals {
@@ -84,6 +98,18 @@ function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[
 }
 
 export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
+  const began = performance.now();
+  let ended = "error";
+  try {
+    const outcome = await workThroughChunk(deps, ref);
+    ended = outcome.kind;
+    return outcome;
+  } finally {
+    deps.observer?.chunkEnded(ended, (performance.now() - began) / 1000);
+  }
+}
+
+async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const start = await deps.db((client) => startChunk(client, ref.runId, ref.round, ref.chunkNo, deps.worker));
   if (!start) throw new RunMissingError(`batch run ${ref.runId} does not exist`);
   const totals: ChunkTotals = { slices: 0, processed: 0, completed: 0, failed: 0, retryable: 0 };
@@ -137,6 +163,13 @@ export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<Chun
     totals.failed += slice.failed;
     totals.retryable += slice.retryable;
     afterId = slice.lastProcessedId;
+    deps.observer?.sliceCommitted({
+      completed: slice.completed,
+      failed: slice.failed,
+      retryable: slice.retryable,
+      claimSeconds: slice.claimMs / 1000,
+      writeSeconds: slice.writeMs / 1000,
+    });
     log.debug({ rows: slice.processed, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
     // a pause lets running chunks finish; a cancel stops them here
     if (!KEEPS_RUNNING.has(slice.runStatus))

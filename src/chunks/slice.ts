@@ -45,6 +45,9 @@ export interface SliceResult {
   /** The run's status after the slice (a paused or cancelled run stops its chunks). "running"
    *  when nothing was written. */
   runStatus: string;
+  /** Time spent claiming, and writing outcomes and counters (the commit aside). */
+  claimMs: number;
+  writeMs: number;
 }
 
 interface ClaimedRow extends ClaimedRecord {
@@ -181,6 +184,7 @@ export async function runSlice(
   return inTransaction(
     client,
     async () => {
+      const claimStart = performance.now();
       const { rows } = await client.query<ClaimedRow>({
         name: "claim-slice",
         text: CLAIM_SLICE,
@@ -188,8 +192,10 @@ export async function runSlice(
         types: ROW_TYPES,
       });
       if (rows.length === 0) return undefined;
+      const claimMs = performance.now() - claimStart;
 
       const outcomes = await processRecords(rows);
+      const writeStart = performance.now();
       const { columns, tally } = outcomeColumns(rows, outcomes, request);
       const result = {
         claimed: rows.length,
@@ -199,6 +205,8 @@ export async function runSlice(
         failed: tally.failed,
         retryable: tally.retryable,
         runStatus: "running",
+        claimMs,
+        writeMs: 0,
       };
       if (outcomes.length === 0) return result;
 
@@ -237,7 +245,7 @@ export async function runSlice(
           request.chunkNo,
         ],
       });
-      return { ...result, runStatus: run[0]?.status ?? "missing" };
+      return { ...result, runStatus: run[0]?.status ?? "missing", writeMs: performance.now() - writeStart };
     },
     setup,
   );

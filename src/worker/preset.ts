@@ -1,14 +1,28 @@
 import { EventEmitter } from "node:events";
+import type http from "node:http";
 import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import { toGraphileLogger } from "./graphile-logger";
 import { WorkerLiveness } from "./liveness";
+import { WorkerMetrics } from "./metrics";
 import { drainOnShutdown } from "./shutdown";
+import { observeChunks } from "./task-context";
 
 /** Time kept after the abort signal for rolling back, handing chunks back and exiting. */
 const SHUTDOWN_MARGIN_MS = 3000;
+
+/** Metrics of this process's chunks and jobs, served while its job pool runs. */
+function serveMetrics(events: WorkerEvents, port: number, logger: Logger): void {
+  const metrics = new WorkerMetrics();
+  metrics.watch(events);
+  observeChunks(metrics);
+  const server = new Promise<http.Server | undefined>((resolve) =>
+    events.once("pool:create", () => resolve(metrics.serve(port, logger))),
+  );
+  events.on("pool:release", () => void server.then((listening) => listening?.close()));
+}
 
 /**
  * The graphile-worker configuration used both by `graphile-worker -C dist/.graphile-worker.config.js`
@@ -24,6 +38,7 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
     logger,
   });
   events.on("pool:release", () => void liveness.close());
+  if (config.metricsPort > 0) serveMetrics(events, config.metricsPort, logger);
   const livenessPlugin: GraphileConfig.Plugin = {
     name: "BatchWorkerLiveness",
     version: "1.0.0",

@@ -1,11 +1,18 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
 import { processUser } from "../business-logic";
-import type { ChunkDeps } from "../chunks/process-chunk";
+import type { ChunkDeps, ChunkObserver } from "../chunks/process-chunk";
 import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
 import { withInjectedFaults } from "../processing/fault-injection";
 import { drainingSignal } from "./shutdown";
+
+let observer: ChunkObserver | undefined;
+
+/** Sets what this process's chunks report to (its metrics). */
+export function observeChunks(chunkObserver: ChunkObserver): void {
+  observer = chunkObserver;
+}
 
 /** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
 export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
@@ -26,5 +33,6 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,
+    observer,
   };
 }

@@ -20,7 +20,8 @@ export interface Finished {
 
 /** The environment of a child: this process's, without any database or tuning variables. */
 export function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info" };
+  // no metrics server unless a test asks: processes run side by side
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info", METRICS_PORT: "0" };
   for (const key of ["DATABASE_URL", "PG_DSN", "TEST_ADMIN_DATABASE_URL"]) delete env[key];
   for (const [key, value] of Object.entries(extra)) {
     if (value === undefined) delete env[key];
@@ -39,9 +40,14 @@ export function start(
   command: string,
   args: string[],
   env: Record<string, string | undefined>,
-  detached = false,
+  options: { detached?: boolean; cwd?: string } = {},
 ): Running {
-  const child = spawn(command, args, { cwd: ROOT, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"], detached });
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? ROOT,
+    env: childEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached ?? false,
+  });
   const output = { stdout: "", stderr: "" };
   child.stdout?.on("data", (chunk: Buffer) => {
     output.stdout += chunk.toString();
@@ -57,8 +63,13 @@ export function start(
   return { child, output, exited };
 }
 
-export function run(command: string, args: string[], env: Record<string, string | undefined>): Promise<Finished> {
-  return start(command, args, env).exited;
+export function run(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  cwd?: string,
+): Promise<Finished> {
+  return start(command, args, env, { cwd }).exited;
 }
 
 export function seed(args: string[], env: Record<string, string | undefined>): Promise<Finished> {

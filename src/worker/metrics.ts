@@ -1,0 +1,118 @@
+import http from "node:http";
+import type { WorkerEvents } from "graphile-worker";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { ChunkObserver } from "../chunks/process-chunk";
+import type { Logger } from "../logger";
+
+/**
+ * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the
+ * liveness probe): rows and chunks processed, claim and write latencies, graphile-worker job
+ * events, and the process's own metrics.
+ */
+export class WorkerMetrics implements ChunkObserver {
+  readonly registry = new Registry();
+  private readonly rows = new Counter({
+    name: "batch_rows_total",
+    help: "Rows processed, by outcome: completed, failed (for good) or retryable",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  private readonly slices = new Counter({
+    name: "batch_slices_total",
+    help: "Slices committed",
+    registers: [this.registry],
+  });
+  private readonly claimSeconds = new Histogram({
+    name: "batch_claim_seconds",
+    help: "Time to claim a slice's rows (SELECT ... FOR UPDATE SKIP LOCKED)",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  private readonly writeSeconds = new Histogram({
+    name: "batch_write_seconds",
+    help: "Time to write a slice's outcomes and counters, commit included",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  private readonly chunkSeconds = new Histogram({
+    name: "batch_chunk_duration_seconds",
+    help: "Time a chunk job took, by how it ended",
+    labelNames: ["outcome"],
+    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
+  private readonly chunksRunning = new Gauge({
+    name: "batch_chunks_running",
+    help: "Chunk jobs running in this process",
+    registers: [this.registry],
+  });
+  private readonly jobs = new Counter({
+    name: "graphile_worker_jobs_total",
+    help: "graphile-worker job events: start, success, error (will retry), failed (for good)",
+    labelNames: ["task", "event"],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  sliceCommitted(slice: {
+    completed: number;
+    failed: number;
+    retryable: number;
+    claimSeconds: number;
+    writeSeconds: number;
+  }): void {
+    this.slices.inc();
+    this.rows.inc({ outcome: "completed" }, slice.completed);
+    this.rows.inc({ outcome: "failed" }, slice.failed);
+    this.rows.inc({ outcome: "retryable" }, slice.retryable);
+    this.claimSeconds.observe(slice.claimSeconds);
+    this.writeSeconds.observe(slice.writeSeconds);
+  }
+
+  chunkEnded(outcome: string, seconds: number): void {
+    this.chunkSeconds.observe({ outcome }, seconds);
+  }
+
+  /** Counts graphile-worker's job events, and the chunk jobs running. */
+  watch(events: WorkerEvents): void {
+    const count = (event: string) => (payload: { job: { task_identifier: string } }) => {
+      this.jobs.inc({ task: payload.job.task_identifier, event });
+    };
+    events.on("job:start", count("start"));
+    events.on("job:success", count("success"));
+    events.on("job:error", count("error"));
+    events.on("job:failed", count("failed"));
+    events.on("job:start", ({ job }) => job.task_identifier === "batch_chunk" && this.chunksRunning.inc());
+    events.on("job:complete", ({ job }) => job.task_identifier === "batch_chunk" && this.chunksRunning.dec());
+  }
+
+  /** Serves /metrics and /healthz; resolves to the port, or undefined when it cannot listen. */
+  async serve(port: number, logger: Logger): Promise<http.Server | undefined> {
+    const server = http.createServer((request, response) => {
+      if (request.url === "/healthz") {
+        response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      } else if (request.url === "/metrics") {
+        this.registry.metrics().then(
+          (text) => response.writeHead(200, { "content-type": this.registry.contentType }).end(text),
+          (error: Error) => response.writeHead(500).end(error.message),
+        );
+      } else {
+        response.writeHead(404).end();
+      }
+    });
+    return new Promise((resolve) => {
+      server.once("error", (error) => {
+        logger.warn({ err: error, port }, "metrics server not started");
+        resolve(undefined);
+      });
+      server.listen(port, () => {
+        server.unref();
+        logger.info({ port: (server.address() as { port: number }).port }, "serving metrics on /metrics");
+        resolve(server);
+      });
+    });
+  }
+}

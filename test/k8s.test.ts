@@ -1,0 +1,197 @@
+import fs from "node:fs";
+import path from "node:path";
+import {
+  EXPECTED_API_VERSIONS,
+  type K8sObject,
+  OVERLAYS,
+  readObjects,
+  render,
+  schemaSource,
+  validate,
+} from "./support/manifests";
+import { ROOT } from "./support/processes";
+
+type Container = {
+  name: string;
+  image: string;
+  command: string[];
+  env: { name: string; value?: string; valueFrom?: { secretKeyRef?: object; fieldRef?: { fieldPath: string } } }[];
+  securityContext: Record<string, unknown>;
+  resources: { requests: object; limits: object };
+  livenessProbe?: object;
+};
+type PodSpec = {
+  containers: Container[];
+  securityContext: Record<string, unknown>;
+  terminationGracePeriodSeconds?: number;
+  serviceAccountName: string;
+  automountServiceAccountToken: boolean;
+};
+
+const find = (objects: K8sObject[], kind: string, name?: string) =>
+  objects.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as K8sObject & Record<string, any>;
+
+function podSpecs(objects: K8sObject[]): PodSpec[] {
+  return objects.flatMap((o: any) => {
+    if (o.kind === "ScaledJob") return [o.spec.jobTargetRef.template.spec];
+    if (o.kind === "Deployment" || o.kind === "Job") return [o.spec.template.spec];
+    return [];
+  });
+}
+
+const README_WORKER_COMMAND = ["graphile-worker", "-C", "dist/.graphile-worker.config.js"];
+
+describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
+  const rendered = Object.fromEntries(OVERLAYS.map((overlay) => [overlay, render(overlay)])) as Record<
+    (typeof OVERLAYS)[number],
+    K8sObject[]
+  >;
+  const example = readObjects("k8s/base/secret.example.yaml");
+
+  it.each(OVERLAYS)("overlay %s renders objects that match their schemas, unknown fields refused", (overlay) => {
+    const objects = rendered[overlay];
+    expect(objects.length).toBeGreaterThanOrEqual(6);
+    for (const object of objects) {
+      expect(object.apiVersion).toBe(EXPECTED_API_VERSIONS[object.kind]);
+      expect(validate(object)).toEqual([]);
+      expect(object.metadata.namespace ?? "pg-batch").toBe("pg-batch");
+    }
+  });
+
+  it("validates the example Secret, which has placeholders only", () => {
+    const [secret] = example;
+    expect(secret && validate(secret)).toEqual([]);
+    for (const value of Object.values((secret as any).stringData as Record<string, string>)) {
+      expect(value).toMatch(/^postgres:\/\/[A-Z_]+:[A-Z_]+@DATABASE_HOST:5432\/DATABASE\?sslmode=require$/);
+    }
+  });
+
+  it("refuses a misspelled field, which the CRD alone would let through", () => {
+    const scaledJob = structuredClone(find(rendered.local, "ScaledJob"));
+    scaledJob.spec.pollingIntervall = 30;
+    scaledJob.spec.jobTargetRef.template.spec.containers[0].imagePullPolicyy = "Always";
+    const errors = validate(scaledJob).join("\n");
+    expect(errors).toMatch(/pollingIntervall/);
+    expect(errors).toMatch(/imagePullPolicyy/);
+  });
+
+  it("gives every trigger metadata value as a string", () => {
+    for (const overlay of OVERLAYS) {
+      for (const object of rendered[overlay].filter((o) => o.kind === "ScaledJob" || o.kind === "ScaledObject")) {
+        for (const trigger of (object as any).spec.triggers) {
+          for (const value of Object.values(trigger.metadata)) expect(typeof value).toBe("string");
+        }
+      }
+    }
+  });
+
+  it("keeps the original ScaledJob's name, polling, replicas and history, with the right strategy", () => {
+    const scaledJob = find(rendered.local, "ScaledJob", "users-batch");
+    const base = find(rendered.production, "ScaledJob", "users-batch");
+    expect(base.spec).toMatchObject({
+      pollingInterval: 30,
+      successfulJobsHistoryLimit: 2,
+      failedJobsHistoryLimit: 2,
+      scalingStrategy: { strategy: "default" },
+      rollout: { strategy: "gradual" },
+      jobTargetRef: { parallelism: 1, completions: 1, template: { spec: { restartPolicy: "Never" } } },
+    });
+    expect(scaledJob.spec.maxReplicaCount).toBe(5);
+    expect(scaledJob.spec.triggers[0]).toMatchObject({ type: "postgresql", authenticationRef: { name: "pgconn" } });
+    const auth = find(rendered.local, "TriggerAuthentication", "pgconn");
+    expect(auth.spec.secretTargetRef).toEqual([{ parameter: "connection", name: "pg-secret", key: "monitor-url" }]);
+    const scaledObject = find(rendered["long-running"], "ScaledObject");
+    // the CEL rule of the CRD, which JSON Schema cannot check
+    expect(scaledObject.spec.minReplicaCount).toBeLessThanOrEqual(scaledObject.spec.maxReplicaCount);
+    expect(scaledObject.spec).toMatchObject({ minReplicaCount: 0, cooldownPeriod: 300 });
+    expect(find(rendered["long-running"], "ScaledJob")).toBeUndefined();
+  });
+
+  it("runs the README's worker command, non-root and read-only, with secrets only from the Secret", () => {
+    for (const overlay of OVERLAYS) {
+      for (const spec of podSpecs(rendered[overlay])) {
+        expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
+        expect(spec.automountServiceAccountToken).toBe(false);
+        expect(spec.serviceAccountName).toBe("pg-batch");
+        for (const container of spec.containers) {
+          expect(container.securityContext).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ["ALL"] },
+          });
+          expect(container.resources.requests).toBeDefined();
+          expect(container.resources.limits).toBeDefined();
+          const url = container.env.find((e) => e.name === "DATABASE_URL");
+          expect(url?.value).toBeUndefined();
+          expect(url?.valueFrom?.secretKeyRef).toMatchObject({ name: "pg-secret" });
+          for (const variable of container.env) expect(variable.value ?? "").not.toMatch(/postgres(ql)?:\/\//);
+        }
+      }
+      const workers = podSpecs(rendered[overlay]).filter((spec) => spec.containers[0]?.name === "worker");
+      expect(workers).toHaveLength(1);
+      const [worker] = workers as [PodSpec];
+      const container = worker.containers[0] as Container;
+      expect(container.command.slice(0, 3)).toEqual(README_WORKER_COMMAND);
+      expect(container.env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
+      expect(container.livenessProbe).toBeDefined();
+      const grace = Number(container.env.find((e) => e.name === "SHUTDOWN_GRACE_S")?.value);
+      expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 10);
+    }
+    const jobCommand = (find(rendered.local, "ScaledJob") as any).spec.jobTargetRef.template.spec.containers[0].command;
+    expect(jobCommand).toEqual([...README_WORKER_COMMAND, "--once"]);
+    const migrate = find(rendered.local, "Job", "pg-batch-migrate") as any;
+    expect(migrate.spec.template.spec.containers[0].command).toEqual(["node", "dist/seed/cli.js", "schema", "--roles"]);
+  });
+
+  it("lets pods reach only PostgreSQL and DNS, and the Kubernetes API not at all", () => {
+    const policy = find(rendered.production, "NetworkPolicy") as any;
+    expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    const ports = policy.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`));
+    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "UDP/53"]);
+    expect(find(rendered.production, "ServiceAccount").automountServiceAccountToken).toBe(false);
+    expect(rendered.production.some((o) => o.kind.includes("Role"))).toBe(false);
+  });
+
+  it("differs per overlay where it should: local image and secrets, production image and TLS", () => {
+    const image = (objects: K8sObject[]) => podSpecs(objects)[0]?.containers[0]?.image;
+    expect(image(rendered.local)).toBe("pg-batch:dev");
+    expect(image(rendered.production)).toMatch(/^registry\.example\.com\/pg-batch(:[\w.-]+|@sha256:[0-9a-f]{64})$/);
+    expect(find(rendered.local, "Secret", "pg-secret")).toBeDefined();
+    expect(find(rendered.production, "Secret")).toBeUndefined();
+    for (const spec of podSpecs(rendered.production)) {
+      expect(spec.containers[0]?.env).toContainEqual({ name: "PGSSLMODE", value: "require" });
+    }
+  });
+
+  it("supports every kubectl command the README shows", () => {
+    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const commands = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+      .flatMap((block) => (block[1] as string).replace(/\\\n\s*/g, " ").split("\n"))
+      .map((line) => line.trim())
+      .filter((line) => line.startsWith("kubectl"));
+    expect(commands.length).toBeGreaterThanOrEqual(6);
+    const everything = OVERLAYS.flatMap((overlay) => rendered[overlay]);
+    const podLabels = everything.flatMap((o: any) => {
+      const template = o.kind === "ScaledJob" ? o.spec.jobTargetRef.template : o.spec?.template;
+      return template ? Object.entries(template.metadata?.labels ?? {}).map(([k, v]) => `${k}=${v}`) : [];
+    });
+    for (const command of commands) {
+      for (const [, overlay] of command.matchAll(/-k k8s\/overlays\/([\w-]+)/g)) {
+        expect(OVERLAYS).toContain(overlay);
+      }
+      for (const [, namespace] of command.matchAll(/-n (\S+)/g)) expect(namespace).toBe("pg-batch");
+      for (const [, name] of command.matchAll(/scaledjob (\S+)/g)) {
+        expect(everything.some((o) => o.kind === "ScaledJob" && o.metadata.name === name)).toBe(true);
+      }
+      for (const [, name] of command.matchAll(/job\/(\S+)/g)) {
+        expect(everything.some((o) => o.kind === "Job" && o.metadata.name === name)).toBe(true);
+      }
+      for (const [, selector] of command.matchAll(/-l (\S+)/g)) expect(podLabels).toContain(selector);
+      for (const [, secret] of command.matchAll(/create secret generic (\S+)/g)) {
+        const keys = [...command.matchAll(/--from-literal=([\w-]+)=/g)].map((m) => m[1]).sort();
+        expect(secret).toBe("pg-secret");
+        expect(keys).toEqual(Object.keys((example[0] as any).stringData).sort());
+      }
+    }
+  });
+});

@@ -1,0 +1,66 @@
+import net from "node:net";
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { seed, startWorker } from "./support/processes";
+import { runByName, waitFor } from "./support/runs";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The value of one sample of a Prometheus text exposition. */
+function sample(text: string, name: string, labels = ""): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `));
+  return line ? Number(line.split(" ").pop()) : Number.NaN;
+}
+
+describe("worker metrics", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, 3000);
+  });
+  afterAll(() => db.drop());
+
+  it("are served on METRICS_PORT and agree with the database", async () => {
+    const port = await freePort();
+    const env = {
+      CLAIM_SIZE: "500",
+      FAIL_RATE: "0.05",
+      MAX_ATTEMPTS: "2",
+      RETRY_DELAY_S: "0",
+      METRICS_PORT: String(port),
+    };
+    await seed(["enqueue", "--batch-name", "measured"], { DATABASE_URL: db.url, ...env });
+    const worker = startWorker([], { DATABASE_URL: db.url, ...env });
+    try {
+      await waitFor("the run to complete", async () => (await runByName(db.pool, "measured")).status === "completed");
+      expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text()).toBe("ok\n");
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+
+      const counts = await statusCounts(db.pool);
+      const { rows } = await db.pool.query(
+        `SELECT count(*) FILTER (WHERE attempts = 2 AND batch_status = 'completed')::int AS retried,
+                (SELECT count(*)::int FROM batch_chunks) AS chunks FROM users`,
+      );
+      // every failing row failed its first attempt (retryable) and its second (for good)
+      expect(sample(text, "batch_rows_total", 'outcome="completed"')).toBe(counts.completed);
+      expect(sample(text, "batch_rows_total", 'outcome="failed"')).toBe(counts.failed);
+      expect(sample(text, "batch_rows_total", 'outcome="retryable"')).toBe(counts.failed + rows[0].retried);
+      expect(sample(text, "graphile_worker_jobs_total", 'task="batch_chunk",event="success"')).toBe(rows[0].chunks);
+      expect(sample(text, "graphile_worker_jobs_total", 'task="batch_finish",event="success"')).toBe(2);
+      expect(sample(text, "batch_chunk_duration_seconds_count", 'outcome="finished"')).toBe(rows[0].chunks);
+      expect(sample(text, "batch_chunks_running")).toBe(0);
+      expect(sample(text, "batch_claim_seconds_count")).toBe(sample(text, "batch_slices_total"));
+      expect(sample(text, "process_resident_memory_bytes")).toBeGreaterThan(0);
+      expect(counts.failed).toBeGreaterThan(0);
+    } finally {
+      worker.child.kill("SIGTERM");
+      await worker.exited;
+    }
+  });
+});

@@ -1,0 +1,21 @@
+import type pg from "pg";
+import { processUser } from "../../src/business-logic";
+import type { ChunkDeps } from "../../src/chunks/process-chunk";
+import { withPool } from "../../src/db/pool";
+import { withInjectedFaults } from "../../src/processing/fault-injection";
+import { quietLogger } from "./database";
+
+/** What runChunk needs to process chunks in the test's own process, on the test's pool. */
+export function inProcessDeps(pool: pg.Pool, failRate = 0): ChunkDeps {
+  return {
+    db: withPool(pool),
+    logger: quietLogger,
+    logic: withInjectedFaults(processUser, { delayMs: 0, failRate, failFirstAttempts: undefined }),
+    worker: "in-process",
+    rowConcurrency: 8,
+    rowTimeoutMs: 5000,
+    statementTimeoutMs: 10_000,
+    draining: new AbortController().signal,
+    abort: new AbortController().signal,
+  };
+}
