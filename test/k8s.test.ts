@@ -47,6 +47,9 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     K8sObject[]
   >;
   const example = readObjects("k8s/base/secret.example.yaml");
+  beforeAll(() => {
+    process.stderr.write(`\nKubernetes manifests validated against ${schemaSource}\n`);
+  });
 
   it.each(OVERLAYS)("overlay %s renders objects that match their schemas, unknown fields refused", (overlay) => {
     const objects = rendered[overlay];
