@@ -4,8 +4,8 @@
 -- the autoscaler reads; it costs the same at 50M rows as at 50.
 SELECT rows_left, runs FROM batch_backlog;
 
--- The original's queue depth, row by row: rows waiting or failed (retryable or not). It counts
--- through users_open_idx, so it grows with the backlog; prefer batch_backlog on large tables.
+-- The original's queue depth, row by row: rows waiting or failed (retryable or not). It reads
+-- the whole table: prefer batch_backlog on large tables.
 SELECT count(1) FROM users WHERE batch_status IN ('pending', 'failed');
 
 -- Processing status of every row (a full scan: for small tables or quiet hours).

@@ -86,6 +86,8 @@ describe("migrations", () => {
     const jobs = await db.pool.query("SELECT batch_name, kind FROM batch_jobs");
     expect(jobs.rows).toEqual([{ batch_name: "worker-1-1700000000", kind: "process" }]);
     const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 1");
-    expect(indexes.rows.map((r) => r.indexname)).toEqual(["users_email_key", "users_open_idx", "users_pkey"]);
+    expect(indexes.rows.map((r) => r.indexname)).toEqual(["users_email_key", "users_pkey"]);
+    const { rows: options } = await db.pool.query("SELECT reloptions FROM pg_class WHERE relname = 'users'");
+    expect(options[0].reloptions).toEqual(["fillfactor=40"]);
   });
 });

@@ -109,9 +109,11 @@ describe("the batch-run workflow", () => {
     const { run } = await startRun(pool, "memo", runSettings(config), "test");
     await planRun(pool, run.id, "test");
     await db.pool.query("UPDATE batch_jobs SET retryable_records = 5 WHERE id = $1", [run.id]);
+    // as if the first chunk had failed five rows with attempts left
     await db.pool.query("UPDATE users SET batch_status = 'failed', attempts = 1, batch_id = $1 WHERE id <= 5", [
       run.id,
     ]);
+    await db.pool.query("UPDATE batch_chunks SET rows_failed = 5 WHERE run_id = $1 AND first_id <= 5", [run.id]);
     const first = await finishRound(pool, run.id, 0, "worker-1");
     const again = await finishRound(pool, run.id, 0, "worker-2");
     expect(first).toMatchObject({ replayed: false, result: { next: "retry-round", round: 1, rows: 5 } });

@@ -57,14 +57,13 @@ interface ClaimedRow extends ClaimedRecord {
 
 /**
  * Claimable: pending, or failed with attempts left, and not yet processed in this round. The
- * `batch_status IN` form lets the planner use users_open_idx.
+ * range walks the primary key.
  */
 const CLAIM_SLICE = `
   SELECT id, name, email, age, salary, created_at AS "createdAt", batch_status, batch_id, attempts
     FROM users
    WHERE id > $1 AND id <= $2
-     AND batch_status IN ('pending', 'failed')
-     AND (batch_status = 'pending' OR attempts < $3)
+     AND (batch_status = 'pending' OR (batch_status = 'failed' AND attempts < $3))
      AND (processed_at IS NULL OR processed_at < $4)
    ORDER BY id
    LIMIT $5

@@ -155,16 +155,28 @@ export async function recordStep(
 /** Which rows a round works through. */
 export type RoundRows = "open" | "retryable";
 
-const ROUND_ROWS: Record<RoundRows, string> = {
-  // pending, or failed with attempts left (whichever run failed them)
-  open: "batch_status IN ('pending', 'failed') AND (batch_status = 'pending' OR attempts < $4)",
-  // what this run failed and may try again
-  retryable: "batch_status = 'failed' AND attempts < $4 AND batch_id = $1",
+/** Where a round looks for its rows (id ranges of at most $3 ids), and which rows it takes there. */
+const ROUND_ROWS: Record<RoundRows, { ranges: string; rows: string }> = {
+  // pending, or failed with attempts left (whichever run failed them), anywhere in the table
+  open: {
+    ranges: `SELECT b.lo, b.lo + $3 - 1 AS hi
+               FROM (SELECT min(id) AS first, max(id) AS last FROM users) t,
+                    generate_series(t.first, t.last, $3) AS b(lo)`,
+    rows: "u.batch_status = 'pending' OR (u.batch_status = 'failed' AND u.attempts < $4)",
+  },
+  // what this run failed and may try again, in the chunks of the last round that failed rows
+  retryable: {
+    ranges: `SELECT b.lo, least(b.lo + $3 - 1, c.last_id) AS hi
+               FROM batch_chunks c, generate_series(c.first_id, c.last_id, $3) AS b(lo)
+              WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
+    rows: "u.batch_status = 'failed' AND u.attempts < $4 AND u.batch_id = $1",
+  },
 };
 
 /**
- * Splits the round's rows into chunks of `claimSize` rows each (by id order, so each chunk is
- * an id range) and records them. One index-only pass over users_open_idx.
+ * Splits the round's rows into chunks of about `claimSize` rows, each an id range, and records
+ * them. The rows are counted range by range along the primary key, without sorting them; ranges
+ * are merged in order until they hold `claimSize` rows.
  */
 export async function planChunks(
   client: PoolClient,
@@ -173,14 +185,21 @@ export async function planChunks(
   rows: RoundRows,
   settings: RunSettings,
 ): Promise<{ chunks: number; rows: number }> {
+  const { ranges, rows: wanted } = ROUND_ROWS[rows];
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
-    `WITH round_rows AS (
-       SELECT id, (row_number() OVER (ORDER BY id) - 1) / $3 AS chunk_no
-         FROM users
-        WHERE ${ROUND_ROWS[rows]}
+    `WITH ranges AS (${ranges}),
+     counted AS (
+       SELECT r.lo, c.first_id, c.last_id, c.n
+         FROM ranges r
+         CROSS JOIN LATERAL (
+           SELECT min(u.id) AS first_id, max(u.id) AS last_id, count(*) AS n
+             FROM users u WHERE u.id BETWEEN r.lo AND r.hi AND (${wanted})) c
+        WHERE c.n > 0
+     ), numbered AS (
+       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - 1) / $3 AS chunk_no FROM counted
      ), planned AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
-       SELECT $1, $2, chunk_no, min(id), max(id), count(*) FROM round_rows GROUP BY chunk_no
+       SELECT $1, $2, chunk_no, min(first_id), max(last_id), sum(n) FROM numbered GROUP BY chunk_no
        RETURNING planned_rows
      )
      SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
@@ -399,8 +418,7 @@ export async function countLeftInRange(
   const { rows } = await client.query<{ left: number }>(
     `SELECT count(*)::int AS left FROM users
       WHERE id BETWEEN $1 AND $2
-        AND batch_status IN ('pending', 'failed')
-        AND (batch_status = 'pending' OR attempts < $3)
+        AND (batch_status = 'pending' OR (batch_status = 'failed' AND attempts < $3))
         AND (processed_at IS NULL OR processed_at < $4)`,
     [firstId, lastId, maxAttempts, plannedAt],
   );
