@@ -1,14 +1,21 @@
 import pg from "pg";
 
 const INT8_OID = 20;
+const TIMESTAMP_OID = 1114;
+
+const parseBigint = (value: string) => Number.parseInt(value, 10);
+const keepText = (value: string) => value;
 
 /**
- * Parses BIGINT columns as numbers for the queries that ask for it. Row ids stay far below
- * 2^53, and the global parser is left alone for graphile-worker's own queries.
+ * Type parsing for the queries that ask for it; the global parsers are left alone for
+ * graphile-worker's own queries. BIGINT becomes a number (row ids stay far below 2^53) and
+ * TIMESTAMP (without time zone) stays text: it names no instant, and parsing it into a Date
+ * costs more than the rest of a row.
  */
 export const ROW_TYPES = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === INT8_OID
-      ? (value: string) => Number.parseInt(value, 10)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    if (oid === INT8_OID) return parseBigint;
+    if (oid === TIMESTAMP_OID) return keepText;
+    return pg.types.getTypeParser(oid, format);
+  }) as typeof pg.types.getTypeParser,
 };

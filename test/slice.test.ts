@@ -1,0 +1,95 @@
+import { runSlice, type SliceRequest } from "../src/chunks/slice";
+import { parseConfig } from "../src/config";
+import { withPool } from "../src/db/pool";
+import type { ClaimedRecord, RecordOutcome } from "../src/processing/run-records";
+import { planRun, runSettings, startRun } from "../workflows/batch-run";
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+
+describe("a slice", () => {
+  let db: TestDatabase;
+  let request: SliceRequest;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, 20);
+    const pool = withPool(db.pool);
+    const { run } = await startRun(pool, "slices", runSettings(parseConfig({ CLAIM_SIZE: "20" })), "test");
+    await planRun(pool, run.id, "test");
+    const { rows } = await db.pool.query("SELECT planned_at FROM batch_chunks WHERE run_id = $1", [run.id]);
+    request = {
+      runId: run.id,
+      round: 0,
+      chunkNo: 0,
+      firstId: 1,
+      lastId: 20,
+      afterId: 0,
+      limit: 100,
+      maxAttempts: 3,
+      plannedAt: rows[0].planned_at,
+      statementTimeoutMs: 5000,
+      idleTimeoutMs: 5000,
+    };
+  });
+  afterEach(() => db.drop());
+
+  const complete = (records: ClaimedRecord[]): RecordOutcome[] =>
+    records.map((r) => ({ status: "completed", result: { emailNormalized: r.email, segment: "s" } }));
+
+  it("hands the business logic typed records: numbers for ids, the timestamp's text", async () => {
+    let seen: ClaimedRecord[] = [];
+    const client = await db.pool.connect();
+    try {
+      await runSlice(client, request, async (records) => {
+        seen = records;
+        return complete(records);
+      });
+    } finally {
+      client.release();
+    }
+    expect(seen).toHaveLength(20);
+    expect(seen[0]).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com", attempts: 0 });
+    expect(typeof seen[0]?.createdAt).toBe("string");
+    expect(seen[0]?.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+  });
+
+  it("skips rows another transaction holds, and writes each claimed row once", async () => {
+    const holder = await db.pool.connect();
+    const client = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT id FROM users WHERE id <= 10 FOR UPDATE");
+      let claimed: number[] = [];
+      const result = await runSlice(client, request, async (records) => {
+        claimed = records.map((r) => r.id);
+        return complete(records);
+      });
+      expect(claimed).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
+      expect(result).toMatchObject({ claimed: 10, processed: 10, completed: 10, lastProcessedId: 20 });
+      await holder.query("ROLLBACK");
+      const { rows } = await db.pool.query(
+        "SELECT count(*) FILTER (WHERE batch_status = 'completed')::int AS done, max(attempts)::int AS attempts FROM users",
+      );
+      expect(rows[0]).toEqual({ done: 10, attempts: 1 });
+    } finally {
+      holder.release();
+      client.release();
+    }
+  });
+
+  it("writes only the outcomes of the records that started, releasing the rest", async () => {
+    const client = await db.pool.connect();
+    try {
+      const result = await runSlice(client, request, async (records) => complete(records.slice(0, 5)));
+      expect(result).toMatchObject({ claimed: 20, processed: 5, lastProcessedId: 5 });
+      const { rows } = await db.pool.query(
+        "SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending FROM users",
+      );
+      expect(rows[0].pending).toBe(15);
+      const { rows: run } = await db.pool.query("SELECT processed_records FROM batch_jobs WHERE id = $1", [
+        request.runId,
+      ]);
+      expect(run[0].processed_records).toBe(5);
+    } finally {
+      client.release();
+    }
+  });
+});
