@@ -21,7 +21,11 @@ const generateOptions = <T>(cmd: Argv<T>) =>
   cmd
     .option("rows", { type: "number", default: 1_000_000, describe: "users to generate" })
     .option("out", { type: "string", requiresArg: true, default: "data", describe: "directory for the CSV files" })
-    .option("rows-per-file", { type: "number", default: 1_000_000, describe: "rows in each CSV file" })
+    .option("rows-per-file", {
+      type: "number",
+      default: 250_000,
+      describe: "rows in each CSV file (files import in parallel)",
+    })
     .option("seed", { type: "number", default: 1, describe: "the same seed writes byte-identical files" })
     .option("status-mix", {
       choices: ["pending", "original"] as const,

@@ -19,6 +19,12 @@ export interface GenerateOptions {
 
 export const FILE_PATTERN = /^users-\d+\.csv$/;
 
+/**
+ * A generator thread streams its file in small blocks and keeps nothing: a small heap holds it,
+ * and makes V8 collect early instead of growing every thread's heap to its default limits.
+ */
+const THREAD_HEAP = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
+
 export function planFiles(options: GenerateOptions): FileSpec[] {
   const count = Math.ceil(options.rows / options.rowsPerFile);
   const width = Math.max(5, String(count).length);
@@ -56,7 +62,7 @@ export async function generate(options: GenerateOptions): Promise<{ files: strin
 
   const runThread = () =>
     new Promise<void>((resolve, reject) => {
-      const worker = new Worker(path.join(__dirname, "generate-worker.js"));
+      const worker = new Worker(path.join(__dirname, "generate-worker.js"), { resourceLimits: THREAD_HEAP });
       const sendNext = () => {
         const file = queue.shift();
         worker.postMessage((file ? { file } : { stop: true }) satisfies ToWorker);
