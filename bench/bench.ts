@@ -104,7 +104,6 @@ class Bench {
     private readonly url: string,
     private readonly pool: pg.Pool,
     private readonly dataRoot: string,
-    private readonly log: (line: string) => void,
   ) {
     const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url, LOG_LEVEL: "warn", METRICS_PORT: "0" };
     for (const key of Object.keys(env)) if (key.startsWith("npm_")) delete env[key];
@@ -225,8 +224,8 @@ async function main(argv: string[]): Promise<void> {
   url.pathname = `/${name}`;
   const pool = createPool({ url: url.toString(), max: 2, appName: "bench", logger });
   const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), "bench-data-"));
-  const bench = new Bench(url.toString(), pool, dataRoot, log);
-  const results: Record<string, unknown> = {};
+  const bench = new Bench(url.toString(), pool, dataRoot);
+  const results = {} as Results;
   try {
     mustSucceed("schema", await bench.seed(["schema"]));
 
@@ -377,7 +376,23 @@ async function queryCost(pool: pg.Pool, rows: number) {
   };
 }
 
-function printReport(results: Record<string, any>, limit: number | undefined, seedLoop: number | undefined): void {
+interface Results {
+  generate: { rows: number; seconds: number; rowsPerSecond: number };
+  processing: {
+    rows: number;
+    rowsPerSecond: number;
+    runs: number[];
+    references: Record<string, number>;
+    timeInChunks: number;
+  };
+  import: { rows: number; seconds: number; psqlCopySeconds: number; rowsPerSecond: number };
+  ioBound: { rows: number; rowsPerSecond: number; originalPod: number };
+  queueLatencyMs: number;
+  peakRssMb: Record<string, Record<string, number | undefined>>;
+  autoscalingQuery: Awaited<ReturnType<typeof queryCost>>;
+}
+
+function printReport(results: Results, limit: number | undefined, seedLoop: number | undefined): void {
   const ratio = (ours: number, reference: number | undefined) => (reference ? `${round(ours / reference, 2)}x` : "n/a");
   const p = results.processing;
   const io = results.ioBound;
@@ -416,7 +431,7 @@ function printReport(results: Record<string, any>, limit: number | undefined, se
       "",
       `at ${results.autoscalingQuery.pendingRows} pending`,
     ],
-    ...Object.entries(results.peakRssMb as Record<string, Record<string, number>>).map(([size, m]) => [
+    ...Object.entries(results.peakRssMb).map(([size, m]) => [
       `peak RSS MB at ${size} rows`,
       `gen ${m.generate ?? "-"} / imp ${m.import} / wrk ${m.worker}`,
       "",
