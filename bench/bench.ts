@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import pg from "pg";
+import type pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { CSV_COLUMNS } from "../seed/user-rows";
@@ -11,9 +11,9 @@ import { failOnUsage } from "../src/cli-args";
 import { printResult, runCommand, table } from "../src/cli-output";
 import { getConfig } from "../src/config";
 import { getLogger } from "../src/context";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
-import { createPool } from "../src/db/pool";
 import { PROJECT_ROOT } from "../src/paths";
+import { withScratchDatabase } from "./scratch-database";
+import { insertSyntheticUsers } from "./synthetic-users";
 
 /**
  * `npm run bench [-- --quick]`: the system against its reference figures, on one database, in
@@ -193,13 +193,8 @@ class Bench {
     );
   }
 
-  async insertUsers(rows: number): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO users (id, name, email, age, salary, created_at)
-       SELECT g, 'User ' || g, 'user.' || g || '@example.com', 18 + g % 60, 30000 + g % 120000, now()
-         FROM generate_series(1, $1::bigint) g`,
-      [rows],
-    );
+  insertUsers(rows: number): Promise<void> {
+    return insertSyntheticUsers(this.pool, rows);
   }
 }
 
@@ -213,114 +208,112 @@ async function main(argv: string[]): Promise<void> {
   const config = getConfig();
   const logger = getLogger();
   const log = (line: string) => logger.info(line);
-  let embedded: EmbeddedDatabase | undefined;
-  if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
-  const server = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
-  const name = `bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: server });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  const pool = createPool({ url: url.toString(), max: 2, appName: "bench", logger });
-  const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), "bench-data-"));
-  const bench = new Bench(url.toString(), pool, dataRoot);
+  await withScratchDatabase("bench", async ({ url, pool }) => {
+    const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), "bench-data-"));
+    try {
+      await measure(new Bench(url, pool, dataRoot), pool, url, sizes, config.workers, log);
+    } finally {
+      fs.rmSync(dataRoot, { recursive: true, force: true });
+    }
+  });
+}
+
+async function measure(
+  bench: Bench,
+  pool: pg.Pool,
+  url: string,
+  sizes: Sizes,
+  workers: number,
+  log: (line: string) => void,
+): Promise<void> {
   const results = {} as Results;
-  try {
-    mustSucceed("schema", await bench.seed(["schema"]));
+  mustSucceed("schema", await bench.seed(["schema"]));
 
-    log(`generating ${sizes.rows} rows`);
-    const { dir, generate } = await bench.files(sizes.rows);
-    results.generate = {
-      rows: sizes.rows,
-      seconds: round(generate?.seconds ?? 0, 2),
-      rowsPerSecond: round(sizes.rows / (generate?.seconds ?? 1)),
-    };
+  log(`generating ${sizes.rows} rows`);
+  const { dir, generate } = await bench.files(sizes.rows);
+  results.generate = {
+    rows: sizes.rows,
+    seconds: round(generate?.seconds ?? 0, 2),
+    rowsPerSecond: round(sizes.rows / (generate?.seconds ?? 1)),
+  };
 
-    const imports: number[] = [];
-    const copies: number[] = [];
-    const processing: number[] = [];
-    const shares: number[] = [];
-    const references: Record<string, number[]> = {};
-    for (let i = 0; i < sizes.repeat; i++) {
-      log(`round ${i + 1} of ${sizes.repeat}: import, psql \\copy, processing, baselines`);
-      await bench.reset();
-      imports.push((await bench.importFiles(dir)).seconds);
-      await bench.reset();
-      copies.push(await bench.psqlCopy(dir));
-      await bench.settle();
-      const run = `plain-${i}`;
-      const processed = await bench.process(run);
-      processing.push(processed.rows / processed.seconds);
-      shares.push(await bench.chunkShare(run, processed.seconds, config.workers));
-      for (const [reference, rowsPerSecond] of Object.entries((await bench.baselines(sizes.rows)) ?? {})) {
-        references[reference] = [...(references[reference] ?? []), rowsPerSecond];
-      }
-    }
-    const ours = median(processing);
-    const limit = references.limit ? median(references.limit) : undefined;
-    const seedLoop = references.seed ? median(references.seed) : undefined;
-    results.processing = {
-      rows: sizes.rows,
-      rowsPerSecond: round(ours),
-      runs: processing.map((r) => round(r)),
-      references: Object.fromEntries(Object.entries(references).map(([k, v]) => [k, round(median(v))])),
-      timeInChunks: round(median(shares), 3),
-    };
-    results.import = {
-      rows: sizes.rows,
-      seconds: round(median(imports), 2),
-      psqlCopySeconds: round(median(copies), 2),
-      rowsPerSecond: round(sizes.rows / median(imports)),
-    };
-
-    log(`processing ${sizes.delayRows} rows with 2 ms of I/O each`);
+  const imports: number[] = [];
+  const copies: number[] = [];
+  const processing: number[] = [];
+  const shares: number[] = [];
+  const references: Record<string, number[]> = {};
+  for (let i = 0; i < sizes.repeat; i++) {
+    log(`round ${i + 1} of ${sizes.repeat}: import, psql \\copy, processing, baselines`);
     await bench.reset();
-    await bench.insertUsers(sizes.delayRows);
-    await bench.settle();
-    const delayed = await bench.process("io-bound", { PROCESS_DELAY_MS: "2" });
-    const ioRate = delayed.rows / delayed.seconds;
-    results.ioBound = {
-      rows: sizes.delayRows,
-      rowsPerSecond: round(ioRate),
-      originalPod: ORIGINAL_POD_ROWS_PER_SECOND,
-    };
-
-    log("queue latency: enqueue to first chunk with a worker waiting");
-    results.queueLatencyMs = await queueLatency(bench, pool, url.toString());
-
-    const memory: Record<string, Record<string, number | undefined>> = {};
-    for (const rows of sizes.memoryRows) {
-      log(`memory at ${rows} rows`);
-      const files = await bench.files(rows);
-      await bench.reset();
-      const imported = await bench.importFiles(files.dir, true);
-      await bench.settle();
-      const worked = await bench.process(`memory-${rows}`, {}, true);
-      memory[rows] = {
-        generate: files.generate?.peakRssMb,
-        import: imported.peakRssMb,
-        worker: worked.peakRssMb,
-      };
-    }
-    results.peakRssMb = memory;
-
-    log(`autoscaling query at ${sizes.backlogRows} pending rows`);
+    imports.push((await bench.importFiles(dir)).seconds);
     await bench.reset();
-    await bench.insertUsers(sizes.backlogRows);
+    copies.push(await bench.psqlCopy(dir));
     await bench.settle();
-    mustSucceed("enqueue", await bench.seed(["enqueue", "--batch-name", "backlog"]));
-    results.autoscalingQuery = await queryCost(pool, sizes.backlogRows);
-
-    printReport(results, limit, seedLoop);
-    printResult(results);
-  } finally {
-    await pool.end();
-    await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
-    await admin.end();
-    fs.rmSync(dataRoot, { recursive: true, force: true });
-    await embedded?.stop();
+    const run = `plain-${i}`;
+    const processed = await bench.process(run);
+    processing.push(processed.rows / processed.seconds);
+    shares.push(await bench.chunkShare(run, processed.seconds, workers));
+    for (const [reference, rowsPerSecond] of Object.entries((await bench.baselines(sizes.rows)) ?? {})) {
+      references[reference] = [...(references[reference] ?? []), rowsPerSecond];
+    }
   }
+  const ours = median(processing);
+  const limit = references.limit ? median(references.limit) : undefined;
+  const seedLoop = references.seed ? median(references.seed) : undefined;
+  results.processing = {
+    rows: sizes.rows,
+    rowsPerSecond: round(ours),
+    runs: processing.map((r) => round(r)),
+    references: Object.fromEntries(Object.entries(references).map(([k, v]) => [k, round(median(v))])),
+    timeInChunks: round(median(shares), 3),
+  };
+  results.import = {
+    rows: sizes.rows,
+    seconds: round(median(imports), 2),
+    psqlCopySeconds: round(median(copies), 2),
+    rowsPerSecond: round(sizes.rows / median(imports)),
+  };
+
+  log(`processing ${sizes.delayRows} rows with 2 ms of I/O each`);
+  await bench.reset();
+  await bench.insertUsers(sizes.delayRows);
+  await bench.settle();
+  const delayed = await bench.process("io-bound", { PROCESS_DELAY_MS: "2" });
+  const ioRate = delayed.rows / delayed.seconds;
+  results.ioBound = {
+    rows: sizes.delayRows,
+    rowsPerSecond: round(ioRate),
+    originalPod: ORIGINAL_POD_ROWS_PER_SECOND,
+  };
+
+  log("queue latency: enqueue to first chunk with a worker waiting");
+  results.queueLatencyMs = await queueLatency(bench, pool, url);
+
+  const memory: Record<string, Record<string, number | undefined>> = {};
+  for (const rows of sizes.memoryRows) {
+    log(`memory at ${rows} rows`);
+    const files = await bench.files(rows);
+    await bench.reset();
+    const imported = await bench.importFiles(files.dir, true);
+    await bench.settle();
+    const worked = await bench.process(`memory-${rows}`, {}, true);
+    memory[rows] = {
+      generate: files.generate?.peakRssMb,
+      import: imported.peakRssMb,
+      worker: worked.peakRssMb,
+    };
+  }
+  results.peakRssMb = memory;
+
+  log(`autoscaling query at ${sizes.backlogRows} pending rows`);
+  await bench.reset();
+  await bench.insertUsers(sizes.backlogRows);
+  await bench.settle();
+  mustSucceed("enqueue", await bench.seed(["enqueue", "--batch-name", "backlog"]));
+  results.autoscalingQuery = await queryCost(pool, sizes.backlogRows);
+
+  printReport(results, limit, seedLoop);
+  printResult(results);
 }
 
 /** Milliseconds from a run's start to its first chunk starting, a worker already listening. */

@@ -1,16 +1,15 @@
-import { randomBytes } from "node:crypto";
-import pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
-import { getConfig, parseConfig } from "../src/config";
+import { parseConfig } from "../src/config";
 import { getLogger } from "../src/context";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { migrate } from "../src/db/migrate";
-import { createPool, withPool } from "../src/db/pool";
+import { withPool } from "../src/db/pool";
 import { planRun, runSettings, startRun } from "../workflows/batch-run";
 import { runChaos, verifyRun } from "./chaos";
+import { withScratchDatabase } from "./scratch-database";
+import { insertSyntheticUsers } from "./synthetic-users";
 
 /**
  * `npm run chaos`: a long chaos run in a database of its own (on DATABASE_URL's server, or an
@@ -29,26 +28,10 @@ async function main(argv: string[]): Promise<void> {
     .strict()
     .fail(failOnUsage)
     .parseAsync();
-  const config = getConfig();
   const logger = getLogger();
-  let embedded: EmbeddedDatabase | undefined;
-  if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
-  const serverUrl = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
-  const name = `chaos_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const pool = createPool({ url: url.toString(), max: 4, appName: "chaos", logger });
-  try {
+  await withScratchDatabase("chaos", async ({ url, pool }) => {
     await migrate(pool, logger);
-    await pool.query(
-      `INSERT INTO users (id, name, email, age, salary)
-       SELECT g, 'User ' || g, 'user.' || g || '@example.com', 18 + g % 60, 30000 + g % 120000
-         FROM generate_series(1, $1::bigint) g`,
-      [args.rows],
-    );
+    await insertSyntheticUsers(pool, args.rows);
     const env = {
       CLAIM_SIZE: "2000",
       WORKERS: "2",
@@ -64,7 +47,7 @@ async function main(argv: string[]): Promise<void> {
     await planRun(db, run.id, "chaos-run");
     const report = await runChaos({
       pool,
-      url: url.toString(),
+      url,
       runName: "chaos",
       workers: args.workers,
       killEveryMs: args["kill-every-ms"],
@@ -89,12 +72,7 @@ async function main(argv: string[]): Promise<void> {
       problems,
     });
     if (problems.length > 0) process.exitCode = 1;
-  } finally {
-    await pool.end();
-    await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
-    await admin.end();
-    await embedded?.stop();
-  }
+  });
 }
 
 runCommand("chaos", () => main(hideBin(process.argv)));

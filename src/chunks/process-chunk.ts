@@ -25,15 +25,18 @@ export interface ChunkRef {
   chunkNo: number;
 }
 
+/** A committed slice, as reported for metrics. */
+export interface SliceReport {
+  completed: number;
+  failed: number;
+  retryable: number;
+  claimSeconds: number;
+  writeSeconds: number;
+}
+
 /** What a chunk reports as it goes, for metrics. */
 export interface ChunkObserver {
-  sliceCommitted(slice: {
-    completed: number;
-    failed: number;
-    retryable: number;
-    claimSeconds: number;
-    writeSeconds: number;
-  }): void;
+  sliceCommitted(slice: SliceReport): void;
   /** outcome: finished, handed-back, stopped, skipped or error */
   chunkEnded(outcome: string, seconds: number): void;
 }

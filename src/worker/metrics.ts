@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { WorkerEvents } from "graphile-worker";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { ChunkObserver } from "../chunks/process-chunk";
+import type { ChunkObserver, SliceReport } from "../chunks/process-chunk";
 import type { Logger } from "../logger";
 
 /**
@@ -57,13 +57,7 @@ export class WorkerMetrics implements ChunkObserver {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  sliceCommitted(slice: {
-    completed: number;
-    failed: number;
-    retryable: number;
-    claimSeconds: number;
-    writeSeconds: number;
-  }): void {
+  sliceCommitted(slice: SliceReport): void {
     this.slices.inc();
     this.rows.inc({ outcome: "completed" }, slice.completed);
     this.rows.inc({ outcome: "failed" }, slice.failed);

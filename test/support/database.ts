@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { insertSyntheticUsers } from "../../bench/synthetic-users";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
 import { createLogger } from "../../src/logger";
@@ -55,15 +56,7 @@ export async function createMigratedDatabase(): Promise<TestDatabase> {
 }
 
 /** Adds `count` pending users with ids from `firstId` on, straight from SQL. */
-export async function insertUsers(pool: pg.Pool, count: number, firstId = 1): Promise<void> {
-  await pool.query(
-    `INSERT INTO users (id, name, email, age, salary, created_at)
-     SELECT g, 'User ' || g, 'user.' || g || '@example.com', 18 + g % 60, 30000 + g % 120000, now()
-       FROM generate_series($1::bigint, $1::bigint + $2 - 1) g`,
-    [firstId, count],
-  );
-  await pool.query(`SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))`);
-}
+export const insertUsers = insertSyntheticUsers;
 
 export async function statusCounts(pool: pg.Pool): Promise<Record<string, number>> {
   const { rows } = await pool.query<{ batch_status: string; count: number }>(
