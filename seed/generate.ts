@@ -17,7 +17,7 @@ export interface GenerateOptions {
   onProgress?: (rows: number) => void;
 }
 
-export const FILE_PATTERN = /^users-\d+\.csv$/;
+const FILE_PATTERN = /^users-\d+\.csv$/;
 
 /**
  * A generator thread streams its file in small blocks and keeps nothing: a small heap holds it,
@@ -25,7 +25,7 @@ export const FILE_PATTERN = /^users-\d+\.csv$/;
  */
 const THREAD_HEAP = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 };
 
-export function planFiles(options: GenerateOptions): FileSpec[] {
+function planFiles(options: GenerateOptions): FileSpec[] {
   const count = Math.ceil(options.rows / options.rowsPerFile);
   const width = Math.max(5, String(count).length);
   return Array.from({ length: count }, (_, index) => ({

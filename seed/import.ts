@@ -39,7 +39,7 @@ export class ImportError extends CommandError {
 }
 
 /** "users-00002.csv:3: invalid input syntax for type integer: "x" (column age)" from a COPY error. */
-export function describeCopyError(file: string, error: unknown): string {
+function describeCopyError(file: string, error: unknown): string {
   const e = error as Partial<pg.DatabaseError> & Error;
   const line = /line (\d+)/.exec(e.where ?? "")?.[1];
   const column = /column (\w+)/.exec(e.where ?? "")?.[1];
@@ -70,10 +70,11 @@ async function importFile(
   onBytes: (bytes: number) => void,
 ): Promise<FileResult> {
   const file = path.basename(filePath);
-  const { size } = await fs.promises.stat(filePath);
-  if (size === 0) return { file, status: "failed", error: `${file}: the file is empty` };
-  const client = await pool.connect();
+  let client: pg.PoolClient | undefined;
   try {
+    const { size } = await fs.promises.stat(filePath);
+    if (size === 0) return { file, status: "failed", error: `${file}: the file is empty` };
+    client = await pool.connect();
     await client.query("BEGIN");
     const claimed = await client.query(
       `INSERT INTO imported_files (file_name, bytes, rows, import_run_id) VALUES ($1, $2, 0, $3)
@@ -106,10 +107,10 @@ async function importFile(
     await client.query("COMMIT");
     return { file, status: "imported", rows };
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    await client?.query("ROLLBACK").catch(() => undefined);
     return { file, status: "failed", error: describeCopyError(file, error) };
   } finally {
-    client.release();
+    client?.release();
   }
 }
 
@@ -156,26 +157,30 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
   await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));
 
   const rowsImported = results.reduce((sum, r) => sum + (r.status === "imported" ? r.rows : 0), 0);
-  const failures = results.filter(isFailed);
-  if (rowsImported > 0) {
-    // ids came from the files: move the id sequence past them, and refresh planner statistics
-    await pool.query(`
-      SELECT setval(pg_get_serial_sequence('users', 'id'), m)
-        FROM (SELECT max(id) AS m FROM users) s
-       WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)`);
-    await pool.query("ANALYZE users");
+  const errors = results.filter(isFailed).map((failure) => failure.error);
+  try {
+    if (rowsImported > 0) {
+      // ids came from the files: move the id sequence past them, and refresh planner statistics
+      await pool.query(`
+        SELECT setval(pg_get_serial_sequence('users', 'id'), m)
+          FROM (SELECT max(id) AS m FROM users) s
+         WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)`);
+      await pool.query("ANALYZE users");
+    }
+  } catch (error) {
+    errors.push(`after loading: ${(error as Error).message}`);
+    throw error;
+  } finally {
+    // the import's record ends even when the import does not: never left 'running'
+    await pool
+      .query(
+        `UPDATE batch_jobs
+            SET status = $2, total_records = $3, processed_records = $3, completed_at = now(), updated_at = now(),
+                error_message = $4
+          WHERE id = $1`,
+        [runId, errors.length > 0 ? "failed" : "completed", rowsImported, errors.length > 0 ? errors.join("\n") : null],
+      )
+      .catch((error: unknown) => logger.warn({ err: error, run: runId }, "could not record the end of the import"));
   }
-  await pool.query(
-    `UPDATE batch_jobs
-        SET status = $2, total_records = $3, processed_records = $3, completed_at = now(), updated_at = now(),
-            error_message = $4
-      WHERE id = $1`,
-    [
-      runId,
-      failures.length > 0 ? "failed" : "completed",
-      rowsImported,
-      failures.length > 0 ? failures.map((failure) => failure.error).join("\n") : null,
-    ],
-  );
   return { runId, files: results, rowsImported };
 }

@@ -4,7 +4,7 @@
  * every claimed row, ROW_CONCURRENCY records at a time, with a timeout of ROW_TIMEOUT_S.
  *
  * - Return a result to mark the row completed; its fields are written to the result columns
- *   (`writeOutcomes` in src/chunks/slice.ts maps them; add columns in a migration).
+ *   (`outcomeColumns` and WRITE_OUTCOMES in src/chunks/slice.ts map them; add columns in a migration).
  * - Throw to mark the row failed with the error's message; it is tried again in a later retry
  *   round until MAX_ATTEMPTS.
  * - Side effects are at-least-once: a row whose slice was rolled back (crash, shutdown) runs

@@ -8,7 +8,7 @@ export class CommandError extends Error {
 }
 
 /** Exit statuses: 0 done, 1 the work failed or was refused, 2 bad usage or configuration. */
-export const EXIT_FAILED = 1;
+const EXIT_FAILED = 1;
 
 export function printResult(result: object): void {
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -22,7 +22,7 @@ import { migrate } from "./db/migrate";
 import { createPool, withPool } from "./db/pool";
 import { createProgress } from "./progress";
 import { describeDatabase } from "./redact";
-import { getRun, type Run } from "./runs/store";
+import { ENDED_RUN_STATUSES, getRun, type Run } from "./runs/store";
 import { workerPreset } from "./worker/preset";
 import { taskList } from "./worker/task-list";
 
@@ -32,7 +32,6 @@ import { taskList } from "./worker/task-list";
  * embedded PostgreSQL. The last line on stdout is the run's summary as JSON.
  */
 
-const ENDED = new Set(["completed", "failed", "cancelled"]);
 const POLL_MS = 250;
 
 async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
@@ -42,7 +41,7 @@ async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
     const run = await db((client) => getRun(client, runId));
     if (!run) throw new Error(`batch run ${runId} disappeared`);
     progress.update(run.processedRecords + run.failedRecords, run.totalRecords);
-    if (ENDED.has(run.status)) {
+    if (ENDED_RUN_STATUSES.has(run.status)) {
       progress.finish();
       return run;
     }

@@ -38,6 +38,7 @@ describe("chaos: workers killed and restarted at random through a run", () => {
     expect(report.sigkills).toBeGreaterThanOrEqual(2);
     expect(report.sigterms).toBeGreaterThanOrEqual(2);
     expect(await verifyRun(db.pool, "chaos", 3)).toEqual([]);
+    expect(report.recoveries.length).toBeGreaterThanOrEqual(1);
     for (const seconds of report.recoveries) expect(seconds).toBeLessThan(2 * 1.25 + 5);
   });
 });

@@ -21,17 +21,16 @@ describe("seed enqueue", () => {
 
   it("splits the rows to process into id-range chunks of CLAIM_SIZE rows, one job each", async () => {
     await insertUsers(db.pool, 1000);
-    const result = await enqueue(["--batch-name", "nightly"]);
+    const result = await enqueue(["--batch-name", "nightly"], { CLAIM_SIZE: "400" });
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ batch: "nightly", created: true, chunks: 4, rows: 1000 });
+    expect(JSON.parse(result.stdout)).toMatchObject({ batch: "nightly", created: true, chunks: 3, rows: 1000 });
     const { rows: chunks } = await db.pool.query(
       "SELECT chunk_no, first_id::int, last_id::int, planned_rows FROM batch_chunks ORDER BY chunk_no",
     );
     expect(chunks).toEqual([
-      { chunk_no: 0, first_id: 1, last_id: 300, planned_rows: 300 },
-      { chunk_no: 1, first_id: 301, last_id: 600, planned_rows: 300 },
-      { chunk_no: 2, first_id: 601, last_id: 900, planned_rows: 300 },
-      { chunk_no: 3, first_id: 901, last_id: 1000, planned_rows: 100 },
+      { chunk_no: 0, first_id: 1, last_id: 400, planned_rows: 400 },
+      { chunk_no: 1, first_id: 401, last_id: 800, planned_rows: 400 },
+      { chunk_no: 2, first_id: 801, last_id: 1000, planned_rows: 200 },
     ]);
     const { rows: jobs } = await db.pool.query("SELECT task_identifier, key FROM graphile_worker.jobs ORDER BY id");
     const runId = JSON.parse(result.stdout).run;
@@ -39,14 +38,13 @@ describe("seed enqueue", () => {
       `batch_chunk batch:${runId}:0:chunk:0`,
       `batch_chunk batch:${runId}:0:chunk:1`,
       `batch_chunk batch:${runId}:0:chunk:2`,
-      `batch_chunk batch:${runId}:0:chunk:3`,
       `batch_plan batch:${runId}:plan`,
     ]);
     const { rows: run } = await db.pool.query("SELECT status, total_records, config FROM batch_jobs");
     expect(run[0]).toMatchObject({
       status: "running",
       total_records: 1000,
-      config: { claimSize: 300, maxAttempts: 3 },
+      config: { claimSize: 400, maxAttempts: 3 },
     });
   });
 

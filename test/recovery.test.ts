@@ -117,4 +117,43 @@ describe("recovery from dead workers", () => {
     const { rows: attempts } = await db.pool.query("SELECT DISTINCT attempts FROM users");
     expect(attempts).toEqual([{ attempts: 1 }]);
   });
+
+  it("gives a chunk whose job vanished a new job, and fails one whose job failed all its attempts", async () => {
+    const run = await runByName(db.pool, "survivor");
+    const key = (chunkNo: number) => `batch:${run.id}:0:chunk:${chunkNo}`;
+    await db.pool.query("SELECT graphile_worker.remove_job($1)", [key(0)]);
+    await db.pool.query(
+      "SELECT graphile_worker.permanently_fail_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = $1), $2)",
+      [key(1), "poisoned by the test"],
+    );
+    worker("healer");
+    await waitFor("the run to end", async () => (await runByName(db.pool, "survivor")).status === "failed");
+
+    const { rows: chunks } = await db.pool.query(
+      "SELECT chunk_no, status, last_error FROM batch_chunks WHERE run_id = $1 AND chunk_no IN (0, 1) ORDER BY chunk_no",
+      [run.id],
+    );
+    expect(chunks).toEqual([
+      { chunk_no: 0, status: "done", last_error: null },
+      { chunk_no: 1, status: "failed", last_error: "poisoned by the test" },
+    ]);
+    const { rows: healed } = await db.pool.query(
+      "SELECT event, chunk_no, actor FROM batch_events WHERE event IN ('chunk-requeued', 'chunk-failed') ORDER BY id",
+    );
+    expect(healed).toEqual([
+      { event: "chunk-failed", chunk_no: 1, actor: "healer" },
+      { event: "chunk-requeued", chunk_no: 0, actor: "healer" },
+    ]);
+    const { rows: ended } = await db.pool.query("SELECT error_message FROM batch_jobs WHERE id = $1", [run.id]);
+    expect(ended[0].error_message).toContain("poisoned by the test");
+    // the rows of the failed chunk stay pending for a later run; the rest are done
+    const { rows: planned } = await db.pool.query(
+      "SELECT planned_rows FROM batch_chunks WHERE run_id = $1 AND chunk_no = 1",
+      [run.id],
+    );
+    expect(await statusCounts(db.pool)).toEqual({
+      completed: ROWS - planned[0].planned_rows,
+      pending: planned[0].planned_rows,
+    });
+  });
 });

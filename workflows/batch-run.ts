@@ -3,7 +3,7 @@ import { type ChunkDeps, type ChunkRef, processChunk } from "../src/chunks/proce
 import type { Config } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import {
-  addStepJob,
+  addJob,
   appendEvent,
   beginRound,
   type ChunkEnding,
@@ -12,6 +12,7 @@ import {
   endRun,
   enqueueChunkJobs,
   failedChunks,
+  findStrandedChunks,
   insertRun,
   jobKeys,
   lockRun,
@@ -61,7 +62,7 @@ export async function startRun(
       const started = await insertRun(client, name, settings, actor);
       if (started.created) {
         const runId = started.run.id;
-        await addStepJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+        await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
         await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
       }
       return started;
@@ -166,7 +167,7 @@ async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, ac
       if (run.status === "cancelling") {
         await settleCancellation(client, run, actor);
       } else if (ended.lastOfRound) {
-        await addStepJob(
+        await addJob(
           client,
           TASKS.finish,
           { run: ref.runId, round: ref.round },
@@ -183,12 +184,8 @@ async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, ac
 async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor: string): Promise<void> {
   await db((client) =>
     inTransaction(client, async () => {
-      await client.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4)", [
-        TASKS.chunk,
-        JSON.stringify({ run: ref.runId, round: ref.round, chunk: ref.chunkNo }),
-        job.key,
-        job.maxAttempts,
-      ]);
+      const payload = { run: ref.runId, round: ref.round, chunk: ref.chunkNo };
+      await addJob(client, TASKS.chunk, payload, job.key, job.maxAttempts);
       await appendEvent(client, ref.runId, "chunk-handed-back", {
         step: "chunk",
         actor,
@@ -199,12 +196,46 @@ async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor
   );
 }
 
+/**
+ * Gives every stranded chunk (src/runs/store.ts findStrandedChunks) its ending: a chunk whose
+ * job is gone gets a new one, a chunk whose job failed for good fails. Run by the workers'
+ * periodic recovery; repeating it is harmless.
+ */
+export async function healStrandedChunks(db: WithClient, actor: string): Promise<{ requeued: number; failed: number }> {
+  const stranded = await db(findStrandedChunks);
+  const exhausted = stranded.filter((found) => found.exhausted);
+  for (const chunk of exhausted) {
+    const error = chunk.lastError ?? "the chunk's job failed all its attempts";
+    await closeChunk(db, chunk, { status: "failed", error }, actor);
+  }
+  const missing = stranded.filter((found) => !found.exhausted);
+  for (const chunk of missing) {
+    await db((client) =>
+      inTransaction(client, async () => {
+        const payload = { run: chunk.runId, round: chunk.round, chunk: chunk.chunkNo };
+        const key = jobKeys.chunk(chunk.runId, chunk.round, chunk.chunkNo);
+        await addJob(client, TASKS.chunk, payload, key, chunk.chunkMaxAttempts);
+        await appendEvent(client, chunk.runId, "chunk-requeued", {
+          step: "chunk",
+          actor,
+          round: chunk.round,
+          chunkNo: chunk.chunkNo,
+          detail: "its job was gone while the chunk had not ended",
+        });
+      }),
+    );
+  }
+  return { requeued: missing.length, failed: exhausted.length };
+}
+
 /** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
 export interface ChunkJob {
   key: string;
   attempt: number;
   maxAttempts: number;
 }
+
+const CANCELLED: ReadonlySet<string> = new Set(["cancelling", "cancelled"]);
 
 /**
  * The chunk activity. A chunk that throws is retried by graphile-worker with its backoff; on
@@ -224,7 +255,7 @@ export async function runChunk(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob) {
   }
   if (outcome.kind === "finished") await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
   else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
-  else if (outcome.kind === "stopped" && outcome.runStatus === "cancelling") {
+  else if (outcome.kind === "stopped" && CANCELLED.has(outcome.runStatus)) {
     await closeChunk(deps.db, ref, { status: "cancelled" }, deps.worker);
   }
   return outcome;

@@ -81,9 +81,19 @@ export class RowsHeldElsewhereError extends Error {
   override name = "RowsHeldElsewhereError";
 }
 
-export function nextSliceLimit(limit: number, processed: number, elapsedMs: number, floor: number): number {
-  if (processed < limit) return limit;
-  const ideal = Math.round((limit * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
+/**
+ * The next slice's size, from how the last one went: unchanged when it found fewer rows than
+ * it asked for (the range ran out), else what would have taken TARGET_SLICE_MS at its pace,
+ * changing at most twofold, and never under one wave of concurrent records.
+ */
+export function nextSliceLimit(
+  limit: number,
+  slice: { claimed: number; processed: number },
+  elapsedMs: number,
+  floor: number,
+): number {
+  if (slice.claimed < limit) return limit;
+  const ideal = Math.round((slice.processed * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
   const bounded = Math.min(Math.max(ideal, Math.floor(limit / 2)), limit * 2);
   return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
 }
@@ -130,6 +140,10 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
   const began = performance.now();
   let afterId = chunk.firstId - 1;
   let limit = Math.min(Math.max(4 * deps.rowConcurrency, 100), MAX_SLICE_ROWS);
+  const countLeft = () =>
+    deps.db((client) => countLeftInRange(client, chunk.firstId, chunk.lastId, settings.maxAttempts, chunk.plannedAt));
+  let left = 0;
+  let rescanned = false;
 
   for (;;) {
     if (deps.draining.aborted) {
@@ -158,7 +172,14 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
       log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");
       return { kind: "handed-back", totals };
     }
-    if (!slice) break;
+    if (!slice) {
+      left = await countLeft();
+      if (left === 0 || rescanned) break;
+      // rows skipped while another transaction held them: one more pass takes those released since
+      rescanned = true;
+      afterId = chunk.firstId - 1;
+      continue;
+    }
     if (slice.processed === 0) continue;
     totals.slices++;
     totals.processed += slice.processed;
@@ -177,12 +198,9 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
     // a pause lets running chunks finish; a cancel stops them here
     if (!KEEPS_RUNNING.has(slice.runStatus))
       return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
-    limit = nextSliceLimit(limit, slice.processed, performance.now() - sliceStart, floor);
+    limit = nextSliceLimit(limit, slice, performance.now() - sliceStart, floor);
   }
 
-  const left = await deps.db((client) =>
-    countLeftInRange(client, chunk.firstId, chunk.lastId, settings.maxAttempts, chunk.plannedAt),
-  );
   if (left > 0)
     throw new RowsHeldElsewhereError(
       `${left} rows of ids ${chunk.firstId}-${chunk.lastId} are held by another transaction`,

@@ -2,6 +2,7 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { ROW_TYPES } from "../db/types";
 import type { ClaimedRecord, RecordOutcome } from "../processing/run-records";
+import { claimableSql } from "../runs/store";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -63,7 +64,7 @@ const CLAIM_SLICE = `
   SELECT id, name, email, age, salary, created_at AS "createdAt", batch_status, batch_id, attempts
     FROM users
    WHERE id > $1 AND id <= $2
-     AND (batch_status = 'pending' OR (batch_status = 'failed' AND attempts < $3))
+     AND ${claimableSql("users", "$3")}
      AND (processed_at IS NULL OR processed_at < $4)
    ORDER BY id
    LIMIT $5
@@ -150,7 +151,10 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: 
   outcomes.forEach((outcome, index) => {
     const row = rows[index] as ClaimedRow;
     columns.ids.push(row.id);
-    if (row.batch_status === "failed" && row.batch_id === request.runId) tally.retriedFromThisRun++;
+    // only retry rounds take rows this run failed; round 0 counts none even if a clock went back
+    if (request.round > 0 && row.batch_status === "failed" && row.batch_id === request.runId) {
+      tally.retriedFromThisRun++;
+    }
     if (outcome.status === "completed") {
       tally.completed++;
       columns.errors.push(null);

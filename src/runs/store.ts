@@ -59,8 +59,20 @@ export function parseChunkKey(key: string): { runId: number; round: number; chun
   return match ? { runId: Number(match[1]), round: Number(match[2]), chunkNo: Number(match[3]) } : undefined;
 }
 
-/** jobKeys.chunk in SQL, from a batch_chunks row aliased `c`. */
-const CHUNK_JOB_KEY = "format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)";
+/** jobKeys.chunk in SQL, from a batch_chunks row of the given alias. */
+export const chunkJobKeySql = (alias: string) =>
+  `format('batch:%s:%s:chunk:%s', ${alias}.run_id, ${alias}.round, ${alias}.chunk_no)`;
+const CHUNK_JOB_KEY = chunkJobKeySql("c");
+
+/**
+ * In SQL, whether a users row (of the given alias) is work for a run allowed `maxAttempts`
+ * attempts: pending, or failed with attempts left.
+ */
+export const claimableSql = (alias: string, maxAttempts: string) =>
+  `(${alias}.batch_status = 'pending' OR (${alias}.batch_status = 'failed' AND ${alias}.attempts < ${maxAttempts}))`;
+
+/** Statuses in which a run is over. */
+export const ENDED_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(["completed", "failed", "cancelled"]);
 
 /** A job names a run that does not exist (deleted, or never was). */
 export class RunMissingError extends Error {
@@ -111,7 +123,7 @@ export async function getRun(client: PoolClient, runId: number): Promise<Run | u
 
 /**
  * Locks the run's row for the rest of the transaction: its steps, control commands and chunk
- * endings take turns. They lock the run before its chunks, as slices do.
+ * endings take turns. They lock the run before its chunks, as slices and chunk starts do.
  */
 export async function lockRun(client: PoolClient, runId: number): Promise<Run> {
   const { rows } = await client.query<Run>(
@@ -155,28 +167,31 @@ export async function recordStep(
 /** Which rows a round works through. */
 export type RoundRows = "open" | "retryable";
 
-/** Where a round looks for its rows (id ranges of at most $3 ids), and which rows it takes there. */
+/** Where a round looks for its rows (id ranges of at most $5 ids), and which rows it takes there. */
 const ROUND_ROWS: Record<RoundRows, { ranges: string; rows: string }> = {
   // pending, or failed with attempts left (whichever run failed them), anywhere in the table
   open: {
-    ranges: `SELECT b.lo, b.lo + $3 - 1 AS hi
+    ranges: `SELECT b.lo, b.lo + $5 - 1 AS hi
                FROM (SELECT min(id) AS first, max(id) AS last FROM users) t,
-                    generate_series(t.first, t.last, $3) AS b(lo)`,
-    rows: "u.batch_status = 'pending' OR (u.batch_status = 'failed' AND u.attempts < $4)",
+                    generate_series(t.first, t.last, $5) AS b(lo)`,
+    rows: claimableSql("u", "$4"),
   },
   // what this run failed and may try again, in the chunks of the last round that failed rows
   retryable: {
-    ranges: `SELECT b.lo, least(b.lo + $3 - 1, c.last_id) AS hi
-               FROM batch_chunks c, generate_series(c.first_id, c.last_id, $3) AS b(lo)
+    ranges: `SELECT b.lo, least(b.lo + $5 - 1, c.last_id) AS hi
+               FROM batch_chunks c, generate_series(c.first_id, c.last_id, $5) AS b(lo)
               WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
     rows: "u.batch_status = 'failed' AND u.attempts < $4 AND u.batch_id = $1",
   },
 };
 
+/** Ranges are this fraction of a chunk's rows wide: a chunk holds `claimSize` rows give or take one range. */
+const RANGES_PER_CHUNK = 8;
+
 /**
  * Splits the round's rows into chunks of about `claimSize` rows, each an id range, and records
- * them. The rows are counted range by range along the primary key, without sorting them; ranges
- * are merged in order until they hold `claimSize` rows.
+ * them. The rows are counted range by range along the primary key, without sorting them; in id
+ * order, each range joins the chunk its first row's number falls in.
  */
 export async function planChunks(
   client: PoolClient,
@@ -196,14 +211,14 @@ export async function planChunks(
              FROM users u WHERE u.id BETWEEN r.lo AND r.hi AND (${wanted})) c
         WHERE c.n > 0
      ), numbered AS (
-       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - 1) / $3 AS chunk_no FROM counted
+       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - n) / $3 AS chunk_no FROM counted
      ), planned AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
        SELECT $1, $2, chunk_no, min(first_id), max(last_id), sum(n) FROM numbered GROUP BY chunk_no
        RETURNING planned_rows
      )
      SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
-    [runId, round, settings.claimSize, settings.maxAttempts],
+    [runId, round, settings.claimSize, settings.maxAttempts, Math.ceil(settings.claimSize / RANGES_PER_CHUNK)],
   );
   return planned[0] ?? { chunks: 0, rows: 0 };
 }
@@ -281,7 +296,7 @@ export async function countRunningChunks(client: PoolClient, runId: number): Pro
 }
 
 export async function setRunStatus(client: PoolClient, runId: number, status: RunStatus): Promise<void> {
-  const ended = ["completed", "failed", "cancelled"].includes(status);
+  const ended = ENDED_RUN_STATUSES.has(status);
   await client.query(
     `UPDATE batch_jobs SET status = $2, updated_at = now(), completed_at = CASE WHEN $3 THEN now() END
       WHERE id = $1`,
@@ -342,7 +357,8 @@ export async function listEvents(client: PoolClient, runId: number): Promise<Run
   return rows;
 }
 
-export async function addStepJob(
+/** Adds (or, under an existing key, replaces) one graphile-worker job, in the caller's transaction. */
+export async function addJob(
   client: PoolClient,
   task: string,
   payload: object,
@@ -361,12 +377,14 @@ export interface ChunkStart {
   runStatus: RunStatus;
   settings: RunSettings;
   /** Absent when the chunk has already ended. */
-  chunk?: { firstId: number; lastId: number; plannedAt: Date; attempts: number };
+  chunk?: { firstId: number; lastId: number; plannedAt: Date };
 }
 
 /**
  * Marks the chunk running on this worker and returns what processing it needs; the chunk is
- * absent when it has ended or its run is not running.
+ * absent when it has ended or its run is not running. The run's row is share-locked, so that a
+ * chunk starts either before a pause or cancel commits (and counts as running for it) or after
+ * (and sees it).
  */
 export async function startChunk(
   client: PoolClient,
@@ -381,30 +399,27 @@ export async function startChunk(
     firstId: number | null;
     lastId: number;
     plannedAt: Date;
-    attempts: number;
   }>({
-    text: `WITH chunk AS (
-             UPDATE batch_chunks
+    text: `WITH run AS (
+             SELECT id, status, config FROM batch_jobs WHERE id = $1 FOR SHARE
+           ), chunk AS (
+             UPDATE batch_chunks c
                 SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
-              WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
-                AND EXISTS (SELECT 1 FROM batch_jobs WHERE id = $1 AND status = 'running')
-             RETURNING first_id, last_id, planned_at, attempts
+               FROM run
+              WHERE c.run_id = run.id AND c.round = $2 AND c.chunk_no = $3 AND c.status IN ('queued', 'running')
+                AND run.status = 'running'
+             RETURNING c.first_id, c.last_id, c.planned_at
            )
-           SELECT r.status AS "runStatus", r.config AS settings, c.first_id AS "firstId", c.last_id AS "lastId",
-                  c.planned_at AS "plannedAt", c.attempts
-             FROM batch_jobs r LEFT JOIN chunk c ON true
-            WHERE r.id = $1`,
+           SELECT run.status AS "runStatus", run.config AS settings, chunk.first_id AS "firstId",
+                  chunk.last_id AS "lastId", chunk.planned_at AS "plannedAt"
+             FROM run LEFT JOIN chunk ON true`,
     values: [runId, round, chunkNo, worker],
     types: ROW_TYPES,
   });
   const row = rows[0];
   if (!row) return undefined;
-  const { runStatus, settings, firstId, lastId, plannedAt, attempts } = row;
-  return {
-    runStatus,
-    settings,
-    chunk: firstId === null ? undefined : { firstId, lastId, plannedAt, attempts },
-  };
+  const { runStatus, settings, firstId, lastId, plannedAt } = row;
+  return { runStatus, settings, chunk: firstId === null ? undefined : { firstId, lastId, plannedAt } };
 }
 
 /** Rows of the range still claimable in this round: rows another transaction held locked. */
@@ -416,10 +431,9 @@ export async function countLeftInRange(
   plannedAt: Date,
 ): Promise<number> {
   const { rows } = await client.query<{ left: number }>(
-    `SELECT count(*)::int AS left FROM users
-      WHERE id BETWEEN $1 AND $2
-        AND (batch_status = 'pending' OR (batch_status = 'failed' AND attempts < $3))
-        AND (processed_at IS NULL OR processed_at < $4)`,
+    `SELECT count(*)::int AS left FROM users u
+      WHERE u.id BETWEEN $1 AND $2 AND ${claimableSql("u", "$3")}
+        AND (u.processed_at IS NULL OR u.processed_at < $4)`,
     [firstId, lastId, maxAttempts, plannedAt],
   );
   return rows[0]?.left ?? 0;
@@ -462,6 +476,37 @@ export async function endChunk(
     rowsCompleted: row?.rowsCompleted ?? 0,
     rowsFailed: row?.rowsFailed ?? 0,
   };
+}
+
+/** A chunk of a running round that no job will run, and why. */
+export interface StrandedChunk {
+  runId: number;
+  round: number;
+  chunkNo: number;
+  chunkMaxAttempts: number;
+  /** Its job failed all its attempts without the chunk being recorded failed; else its job is gone. */
+  exhausted: boolean;
+  lastError: string | null;
+}
+
+/**
+ * Chunks of running runs' current rounds that would keep their round from ending: their job
+ * is gone (it ended while the run was paused, and the resume found it still running) or it
+ * failed its last attempt without the chunk failing with it (the database was unreachable).
+ */
+export async function findStrandedChunks(client: PoolClient): Promise<StrandedChunk[]> {
+  const { rows } = await client.query<StrandedChunk>(
+    `SELECT c.run_id AS "runId", c.round, c.chunk_no AS "chunkNo",
+            (r.config ->> 'chunkMaxAttempts')::int AS "chunkMaxAttempts",
+            j.id IS NOT NULL AS exhausted, j.last_error AS "lastError"
+       FROM batch_chunks c
+       JOIN batch_jobs r ON r.id = c.run_id AND r.round = c.round AND r.status = 'running'
+       LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
+      WHERE c.status IN ('queued', 'running')
+        AND (j.id IS NULL OR (j.locked_at IS NULL AND j.attempts >= j.max_attempts))
+      ORDER BY c.run_id, c.chunk_no`,
+  );
+  return rows;
 }
 
 export async function failedChunks(

@@ -1,4 +1,5 @@
 import type { PoolClient } from "pg";
+import { chunkJobKeySql } from "../runs/store";
 
 /**
  * What `status` shows, read with a few cheap queries: the batch_progress view (run counters
@@ -44,8 +45,6 @@ const PROGRESS_COLUMNS = `
   percent_done::float8 AS "percentDone", rows_per_second::float8 AS "rowsPerSecond", eta_seconds AS "etaSeconds",
   started_at AS "startedAt", completed_at AS "completedAt"`;
 
-export const ENDED_STATUSES = new Set(["completed", "failed", "cancelled"]);
-
 export async function readRunsOverview(client: PoolClient, limit = 20): Promise<RunProgress[]> {
   const { rows } = await client.query<RunProgress>(
     `SELECT ${PROGRESS_COLUMNS} FROM batch_progress ORDER BY id DESC LIMIT $1`,
@@ -71,7 +70,7 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
             count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL
                                AND q.attempts > 0)::int AS retrying
        FROM batch_chunks c
-       LEFT JOIN graphile_worker.jobs q ON q.key = format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)
+       LEFT JOIN graphile_worker.jobs q ON q.key = ${chunkJobKeySql("c")}
       WHERE c.run_id = $1 AND c.round = $2`,
     [runId, progress.round],
   );

@@ -6,8 +6,8 @@ import { CommandError, printResult, runCommand } from "../cli-output";
 import { getConfig } from "../config";
 import { withCommandPool } from "../context";
 import { withPool } from "../db/pool";
-import { findRun } from "../runs/store";
-import { ENDED_STATUSES, readRunReport, readRunsOverview } from "./read-status";
+import { ENDED_RUN_STATUSES, findRun, type RunStatus } from "../runs/store";
+import { readRunReport, readRunsOverview } from "./read-status";
 import { renderLine, renderOverview, renderReport } from "./render";
 
 /** `status [run] [--watch] [--json]`: where batch runs are, from the database alone. */
@@ -36,12 +36,12 @@ async function show(args: StatusArgs): Promise<void> {
         else if (!args.watch) process.stdout.write(`${renderReport(report)}\n`);
         else if (interactive) process.stdout.write(`\x1b[H\x1b[J${renderReport(report)}\n`);
         else process.stdout.write(`${renderLine(report)}\n`);
-        if (!args.watch || ENDED_STATUSES.has(report.status)) return;
+        if (!args.watch || ENDED_RUN_STATUSES.has(report.status as RunStatus)) return;
       } else {
         const runs = await db((client) => readRunsOverview(client));
         if (args.json) printResult({ runs });
         else process.stdout.write(`${interactive && args.watch ? "\x1b[H\x1b[J" : ""}${renderOverview(runs)}\n`);
-        if (!args.watch || runs.every((run) => ENDED_STATUSES.has(run.status))) return;
+        if (!args.watch || runs.every((run) => ENDED_RUN_STATUSES.has(run.status as RunStatus))) return;
       }
       await sleep(args.interval * 1000);
     }

@@ -1,6 +1,7 @@
 import { randomInt } from "node:crypto";
 import os from "node:os";
 import pg from "pg";
+import { healStrandedChunks } from "../../workflows/batch-run";
 import type { Logger } from "../logger";
 import { recoverDeadWorkers } from "./recovery";
 
@@ -10,8 +11,9 @@ import { recoverDeadWorkers } from "./recovery";
  * On its first job pool it opens one session of its own (not from the pool: a pooled
  * connection comes and goes), asks the server to probe that connection with TCP keepalives,
  * takes a session advisory lock under a random key and registers the pool in worker_sessions
- * with that key. Every few seconds it sets its heartbeat and runs a recovery of dead workers
- * (src/worker/recovery.ts). A lost session is opened again and the lock taken again.
+ * with that key. Every few seconds it sets its heartbeat, runs a recovery of dead workers
+ * (src/worker/recovery.ts) and heals stranded chunks (workflows/batch-run.ts). A lost session
+ * is opened again and the lock taken again.
  */
 export class WorkerLiveness {
   private readonly lockKey = randomInt(1, 2 ** 47);
@@ -20,6 +22,8 @@ export class WorkerLiveness {
   private session: Promise<pg.Client> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** A slow database must not pile ticks up. */
+  private ticking = false;
 
   constructor(private readonly options: { url: string; pod: string; deadAfterMs: number; logger: Logger }) {}
 
@@ -69,15 +73,22 @@ export class WorkerLiveness {
   }
 
   private async tick(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.ticking) return;
+    this.ticking = true;
+    const actor = this.options.pod;
     try {
       await this.heartbeat();
       const recovered = await this.withSession((client) =>
-        recoverDeadWorkers(client, { deadAfterMs: this.options.deadAfterMs, actor: this.options.pod }),
+        recoverDeadWorkers(client, { deadAfterMs: this.options.deadAfterMs, actor }),
       );
       if (recovered.pools.length > 0) this.options.logger.warn(recovered, "released the jobs of dead workers");
+      // the session is a plain client; the workflow only needs one connection at a time
+      const healed = await healStrandedChunks((fn) => this.withSession((client) => fn(client as pg.PoolClient)), actor);
+      if (healed.requeued + healed.failed > 0) this.options.logger.warn(healed, "healed stranded chunks");
     } catch (error) {
       this.options.logger.warn({ err: error }, "heartbeat or recovery failed; trying again");
+    } finally {
+      this.ticking = false;
     }
   }
 

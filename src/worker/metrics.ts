@@ -30,7 +30,7 @@ export class WorkerMetrics implements ChunkObserver {
   });
   private readonly writeSeconds = new Histogram({
     name: "batch_write_seconds",
-    help: "Time to write a slice's outcomes and counters, commit included",
+    help: "Time to write a slice's outcomes and counters, commit aside",
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
