@@ -27,10 +27,12 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/sql ./sql
+# what `graphile-worker` finds by itself in its working directory: the compiled configuration
+COPY graphile.config.js ./
 # the image's files belong to root; the process runs as the unprivileged user of node's image,
 # which owns nothing it runs: the root filesystem can be mounted read-only
 USER node
 EXPOSE 9464
 # The worker: graphile-worker itself rather than through npx, which does not pass SIGTERM on to
-# it. The seed tool is in the same image: node dist/seed/cli.js <command>
-CMD ["graphile-worker", "-C", "dist/.graphile-worker.config.js"]
+# it; it loads graphile.config.js. The seed tool is in the same image: node dist/seed/cli.js <command>
+CMD ["graphile-worker"]

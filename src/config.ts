@@ -7,6 +7,8 @@ import { z } from "zod";
  */
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+/** auto: readable lines when stderr is a terminal, JSON lines otherwise. */
+const LOG_FORMATS = ["auto", "json", "pretty"] as const;
 
 const wholeNumber = (min: number, max: number) =>
   z
@@ -56,11 +58,15 @@ const envSchema = z.object({
   RETRY_DELAY_S: duration(86_400_000).default(5_000),
   CHUNK_MAX_ATTEMPTS: wholeNumber(1, 25).default(10),
   WORKER_DEAD_AFTER_S: duration(3_600_000).pipe(z.number().min(2000, "must be at least 2s")).default(60_000),
+  RECONNECT_TIMEOUT_S: duration(3_600_000).default(60_000),
   PROCESS_DELAY_MS: wholeNumber(0, 600_000).default(0),
   FAIL_RATE: share.default(0),
   FAIL_FIRST_ATTEMPTS: wholeNumber(1, 100).optional(),
   METRICS_PORT: wholeNumber(0, 65_535).default(9464),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }).default("info"),
+  LOG_FORMAT: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(", ")}` }).default("auto"),
+  // https://no-color.org: set and not empty turns colours off
+  NO_COLOR: z.string().optional(),
 });
 
 export interface Config {
@@ -84,12 +90,16 @@ export interface Config {
   chunkMaxAttempts: number;
   /** How long a worker whose session is gone stays presumed alive before its jobs are taken back. */
   workerDeadAfterMs: number;
+  /** How long a worker waits for a lost database before it gives up a chunk or, its job pool lost, exits. */
+  reconnectTimeoutMs: number;
   processDelayMs: number;
   failRate: number;
   failFirstAttempts: number | undefined;
   /** Port of the worker's /metrics and /healthz; 0 serves none. */
   metricsPort: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  logFormat: (typeof LOG_FORMATS)[number];
+  noColor: boolean;
 }
 
 export class ConfigError extends Error {
@@ -132,11 +142,14 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     retryDelayMs: e.RETRY_DELAY_S,
     chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
     workerDeadAfterMs: e.WORKER_DEAD_AFTER_S,
+    reconnectTimeoutMs: e.RECONNECT_TIMEOUT_S,
     processDelayMs: e.PROCESS_DELAY_MS,
     failRate: e.FAIL_RATE,
     failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,
     metricsPort: e.METRICS_PORT,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    noColor: e.NO_COLOR !== undefined,
   };
 }
 

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { getConfig, requireDatabaseUrl } from "./config";
 import { createPool } from "./db/pool";
-import { createLogger, type Logger } from "./logger";
+import { chooseLogOutput, createLogger, type Logger } from "./logger";
 
 let logger: Logger | undefined;
 
@@ -9,7 +9,8 @@ let logger: Logger | undefined;
 export function getLogger(): Logger {
   if (!logger) {
     const config = getConfig();
-    logger = createLogger({ level: config.logLevel, pod: config.podName });
+    const output = chooseLogOutput(config, process.stderr.isTTY === true);
+    logger = createLogger({ level: config.logLevel, pod: config.podName, output });
   }
   return logger;
 }

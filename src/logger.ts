@@ -1,7 +1,24 @@
 import pino, { type Logger } from "pino";
+import { prettyFactory } from "pino-pretty";
+import type { Config } from "./config";
+import { writeAboveLiveLine } from "./live-line";
 import { redactSecrets } from "./redact";
 
 export type { Logger };
+
+export interface LogOutput {
+  format: "json" | "pretty";
+  colorize: boolean;
+}
+
+/**
+ * The usual CLI conventions: readable lines for a person at a terminal, JSON lines for
+ * machines (pipes, files, log collectors); colours only on a terminal, and never with NO_COLOR.
+ */
+export function chooseLogOutput(config: Pick<Config, "logFormat" | "noColor">, stderrIsTerminal: boolean): LogOutput {
+  const format = config.logFormat === "auto" ? (stderrIsTerminal ? "pretty" : "json") : config.logFormat;
+  return { format, colorize: format === "pretty" && stderrIsTerminal && !config.noColor };
+}
 
 function scrub(value: unknown, depth: number): unknown {
   if (typeof value === "string") return redactSecrets(value);
@@ -14,11 +31,21 @@ function scrub(value: unknown, depth: number): unknown {
 }
 
 /**
- * The process's one logger: JSON lines on stderr (stdout stays free for command results).
- * Every string that reaches a log line passes through `redactSecrets`, so a password in an
- * error message or a connection string never gets written.
+ * Renders a JSON log line as text for a person: local time, level, message, then the fields on
+ * the same line. The pod's name is left out: on one's own terminal it is always the same.
  */
-export function createLogger(options: { level: string; pod: string }): Logger {
+function prettyLines(colorize: boolean): (line: string) => string {
+  return prettyFactory({ colorize, translateTime: "SYS:HH:MM:ss", ignore: "pod", singleLine: true });
+}
+
+/**
+ * The process's one logger, on stderr (stdout stays free for command results). Every string
+ * that reaches a log line passes through `redactSecrets` before it is formatted, so a password
+ * in an error message or a connection string is written in neither format.
+ */
+export function createLogger(options: { level: string; pod: string; output?: LogOutput }): Logger {
+  const { format, colorize } = options.output ?? { format: "json", colorize: false };
+  const render = format === "pretty" ? prettyLines(colorize) : (line: string) => line;
   return pino(
     {
       level: options.level,
@@ -34,6 +61,6 @@ export function createLogger(options: { level: string; pod: string }): Logger {
         },
       },
     },
-    pino.destination({ fd: 2, sync: true }),
+    { write: (line: string) => writeAboveLiveLine(render(line)) },
   );
 }

@@ -22,6 +22,7 @@ import { migrate } from "./db/migrate";
 import { createPool, withPool } from "./db/pool";
 import { createProgress } from "./progress";
 import { describeDatabase } from "./redact";
+import { describeSummary, summarizeRun } from "./run-summary";
 import { ENDED_RUN_STATUSES, getRun, type Run } from "./runs/store";
 import { workerPreset } from "./worker/preset";
 import { taskList } from "./worker/task-list";
@@ -29,7 +30,8 @@ import { taskList } from "./worker/task-list";
 /**
  * The main job, end to end in one process: schema, generated users, COPY import, a batch run,
  * and graphile-worker processing it until the run ends. Without DATABASE_URL it brings its own
- * embedded PostgreSQL. The last line on stdout is the run's summary as JSON.
+ * embedded PostgreSQL. It ends with the run's summary on stdout: a few lines for a person at a
+ * terminal, else (or with --json) JSON as the last line.
  */
 
 const POLL_MS = 250;
@@ -48,6 +50,8 @@ async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
     await sleep(POLL_MS);
   }
 }
+
+const count = (value: number) => value.toLocaleString("en-US");
 
 function seconds(since: number): number {
   return Math.round((performance.now() - since) / 10) / 100;
@@ -73,6 +77,11 @@ async function main(): Promise<void> {
       type: "string",
       describe: "where to write the CSV files (default: a temporary directory)",
     })
+    .option("json", {
+      type: "boolean",
+      default: false,
+      describe: "end with the JSON summary even on a terminal (the default when stdout is not one)",
+    })
     .check((argv) => requireWholeNumbers(argv, ["rows", "rows-per-file", "seed"]))
     .strict()
     .fail(failOnUsage)
@@ -89,7 +98,7 @@ async function main(): Promise<void> {
     await migrate(pool, logger);
 
     let started = performance.now();
-    await runGenerate({
+    const generated = await runGenerate({
       rows: args.rows,
       out: dataDir,
       rowsPerFile: args["rows-per-file"],
@@ -98,14 +107,19 @@ async function main(): Promise<void> {
       asOf: DEFAULT_AS_OF,
     });
     const generateSeconds = seconds(started);
+    logger.info({ rows: generated.rows, files: generated.files }, `generate: ${count(generated.rows)} users written`);
 
     started = performance.now();
     const imported = await runImport(pool, dataDir, Math.min(4, os.availableParallelism() * 2), config);
     assertImported(imported);
     const importSeconds = seconds(started);
+    logger.info({ rows: imported.rows, skipped: imported.skipped }, `import: ${count(imported.rows)} rows imported`);
 
     const enqueued = await runEnqueue(pool, args["batch-name"], config);
-    logger.info(enqueued, enqueued.created ? "batch run started" : "batch run exists already");
+    logger.info(
+      enqueued,
+      `enqueue: batch run ${enqueued.run} ${enqueued.created ? "started" : "exists already"}, ${count(enqueued.rows)} rows`,
+    );
 
     const runner = await runWorker({ preset: workerPreset(config, logger, url), pgPool: pool, taskList });
     let run: Run;
@@ -114,21 +128,9 @@ async function main(): Promise<void> {
     } finally {
       await runner.stop();
     }
-    const processSeconds = run.completedAt
-      ? Math.max((run.completedAt.getTime() - run.startedAt.getTime()) / 1000, 0.001)
-      : 0;
-    const summary = {
-      batch: run.name,
-      run: run.id,
-      status: run.status,
-      total: run.totalRecords,
-      completed: run.processedRecords,
-      failed: run.failedRecords,
-      seconds: Math.round(processSeconds * 100) / 100,
-      rowsPerSecond: Math.round((run.processedRecords + run.failedRecords) / processSeconds),
-      phases: { generateSeconds, importSeconds },
-    };
-    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    const summary = summarizeRun(run, { generateSeconds, importSeconds });
+    const forPerson = process.stdout.isTTY === true && !args.json;
+    process.stdout.write(`${forPerson ? describeSummary(summary) : JSON.stringify(summary)}\n`);
     if (run.status !== "completed") process.exitCode = 1;
   } finally {
     await pool.end();

@@ -1,3 +1,4 @@
+import { drawLiveLine, endLiveLine } from "./live-line";
 import type { Logger } from "./logger";
 
 export interface Progress {
@@ -9,6 +10,8 @@ export interface Progress {
 const BAR_WIDTH = 30;
 const REDRAW_MS = 100;
 const LOG_EVERY_MS = 5000;
+/** The longest step name, so that the bars of successive steps line up. */
+const LABEL_WIDTH = 8;
 
 function formatNumber(value: number): string {
   return Math.round(value).toLocaleString("en-US");
@@ -33,9 +36,10 @@ export function createProgress(options: { label: string; total: number; unit: st
     const share = total > 0 ? Math.min(done / total, 1) : 1;
     const filled = Math.round(share * BAR_WIDTH);
     const eta = rate() > 0 ? Math.ceil((total - done) / rate()) : 0;
-    process.stderr.write(
-      `\r${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ` +
-        `${formatNumber(done)}/${formatNumber(total)} ${unit} ${formatNumber(rate())}/s ETA ${eta}s\x1b[K`,
+    drawLiveLine(
+      `${label.padEnd(LABEL_WIDTH)} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ` +
+        `${(share * 100).toFixed(0).padStart(3)}% ${formatNumber(done)}/${formatNumber(total)} ${unit} ` +
+        `${formatNumber(rate())}/s ETA ${eta}s`,
     );
   };
 
@@ -61,7 +65,7 @@ export function createProgress(options: { label: string; total: number; unit: st
     finish() {
       if (interactive) {
         draw();
-        process.stderr.write("\n");
+        endLiveLine();
       } else {
         log();
       }

@@ -16,6 +16,8 @@ describe("parseConfig", () => {
       retryRounds: 2,
       failRate: 0,
       logLevel: "info",
+      logFormat: "auto",
+      noColor: false,
     });
     expect(config.podName).toMatch(/-\d+$/);
   });
@@ -39,6 +41,13 @@ describe("parseConfig", () => {
     expect(parseConfig({ MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1" }).retryRounds).toBe(1);
   });
 
+  it("reads LOG_FORMAT, and NO_COLOR when it is set and not empty (https://no-color.org)", () => {
+    expect(parseConfig({ LOG_FORMAT: "json" }).logFormat).toBe("json");
+    expect(parseConfig({ LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
+    expect(parseConfig({ NO_COLOR: "1" }).noColor).toBe(true);
+    expect(parseConfig({ NO_COLOR: "" }).noColor).toBe(false);
+  });
+
   it.each([
     [{ CLAIM_SIZE: "abc" }, 'CLAIM_SIZE must be a whole number from 1 to 1000000 (got "abc")'],
     [{ CLAIM_SIZE: "0" }, "CLAIM_SIZE must be a whole number from 1 to 1000000"],
@@ -46,6 +55,7 @@ describe("parseConfig", () => {
     [{ CLAIM_TIMEOUT_S: "soon" }, 'CLAIM_TIMEOUT_S must be a duration such as "30" or "30s"'],
     [{ FAIL_RATE: "1.5" }, "FAIL_RATE must be a number from 0 to 1"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL must be one of"],
+    [{ LOG_FORMAT: "yaml" }, 'LOG_FORMAT must be one of auto, json, pretty (got "yaml")'],
     [{ MAX_ATTEMPTS: "101" }, "MAX_ATTEMPTS must be a whole number from 1 to 100"],
   ])("rejects %j", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);

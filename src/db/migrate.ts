@@ -74,8 +74,12 @@ export async function migrate(pool: pg.Pool, logger: Logger, dir = MIGRATIONS_DI
           ]);
         });
         applied.push(migration.name);
-        logger.info({ migration: migration.name }, "applied migration");
+        logger.debug({ migration: migration.name }, "applied migration");
       }
+      logger.info(
+        { applied: applied.length },
+        applied.length > 0 ? `schema: ${applied.length} migration(s) applied` : "schema: up to date",
+      );
       return { applied };
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);

@@ -8,7 +8,11 @@ const LEVELS: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {
   debug: "debug",
 };
 
-/** graphile-worker's log lines, written through the process's pino logger. */
+/**
+ * graphile-worker's log lines, written through the process's pino logger. Its news about one
+ * job ("Completed task ... with success") is debug: a run has thousands of them, and the run's
+ * progress says the same at a glance. A job's warnings and errors keep their level.
+ */
 export function toGraphileLogger(logger: Logger): GraphileLogger {
   const worker = logger.child({ component: "graphile-worker" });
   return new GraphileLogger((scope) => (level, message, meta) => {
@@ -17,6 +21,6 @@ export function toGraphileLogger(logger: Logger): GraphileLogger {
     const fields = job
       ? { ...rest, job: { id: job.id, task: job.task_identifier, key: job.key, attempt: job.attempts } }
       : rest;
-    worker[LEVELS[level]](fields, message);
+    worker[job && level === "info" ? "debug" : LEVELS[level]](fields, message);
   });
 }

@@ -1,0 +1,41 @@
+import type { Run } from "./runs/store";
+
+/** What `npm start` reports when the run ends: one JSON line for scripts, or a few lines for a person. */
+export interface RunSummary {
+  batch: string;
+  run: number;
+  status: string;
+  total: number;
+  completed: number;
+  failed: number;
+  seconds: number;
+  rowsPerSecond: number;
+  phases: { generateSeconds: number; importSeconds: number };
+}
+
+const number = (value: number) => value.toLocaleString("en-US");
+
+export function summarizeRun(run: Run, phases: RunSummary["phases"]): RunSummary {
+  const seconds = run.completedAt ? Math.max((run.completedAt.getTime() - run.startedAt.getTime()) / 1000, 0.001) : 0;
+  return {
+    batch: run.name,
+    run: run.id,
+    status: run.status,
+    total: run.totalRecords,
+    completed: run.processedRecords,
+    failed: run.failedRecords,
+    seconds: Math.round(seconds * 100) / 100,
+    rowsPerSecond: Math.round((run.processedRecords + run.failedRecords) / seconds),
+    phases,
+  };
+}
+
+export function describeSummary(summary: RunSummary): string {
+  const { phases } = summary;
+  return [
+    `batch run ${summary.run} "${summary.batch}": ${summary.status}`,
+    `  rows: ${number(summary.completed)} completed, ${number(summary.failed)} failed, of ${number(summary.total)}`,
+    `  time: ${summary.seconds} s processing (${number(summary.rowsPerSecond)} rows/s); ` +
+      `generate ${phases.generateSeconds} s, import ${phases.importSeconds} s`,
+  ].join("\n");
+}
