@@ -83,11 +83,17 @@ export class WorkerMetrics implements ChunkObserver {
     events.on("job:complete", ({ job }) => job.task_identifier === "batch_chunk" && this.chunksRunning.dec());
   }
 
-  /** Serves /metrics and /healthz; resolves to the port, or undefined when it cannot listen. */
-  async serve(port: number, logger: Logger): Promise<http.Server | undefined> {
+  /**
+   * Serves /metrics and /healthz (200 while `healthy()`, else 503); resolves to the server, or
+   * undefined when it cannot listen.
+   */
+  async serve(port: number, logger: Logger, healthy: () => boolean): Promise<http.Server | undefined> {
     const server = http.createServer((request, response) => {
       if (request.url === "/healthz") {
-        response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        const ok = healthy();
+        response
+          .writeHead(ok ? 200 : 503, { "content-type": "text/plain" })
+          .end(ok ? "ok\n" : "job pool not running\n");
       } else if (request.url === "/metrics") {
         this.registry.metrics().then(
           (text) => response.writeHead(200, { "content-type": this.registry.contentType }).end(text),

@@ -7,21 +7,25 @@ import type { Logger } from "../logger";
 import { toGraphileLogger } from "./graphile-logger";
 import { WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
+import { PoolWatchdog } from "./pool-watchdog";
 import { drainOnShutdown } from "./shutdown";
 import { observeChunks } from "./task-context";
 
 /** Time kept after the abort signal for rolling back, handing chunks back and exiting. */
 const SHUTDOWN_MARGIN_MS = 3000;
 
-/** Metrics of this process's chunks and jobs, served while its job pool runs. */
-function serveMetrics(events: WorkerEvents, port: number, logger: Logger): void {
+/**
+ * Metrics of this process's chunks and jobs, and its health, served from its job pool's start
+ * until the pool is released; a lost pool's process keeps answering, unhealthy, until it exits.
+ */
+function serveMetrics(events: WorkerEvents, port: number, logger: Logger, watchdog: PoolWatchdog): void {
   const metrics = new WorkerMetrics();
   metrics.watch(events);
   observeChunks(metrics);
   const server = new Promise<http.Server | undefined>((resolve) =>
-    events.once("pool:create", () => resolve(metrics.serve(port, logger))),
+    events.once("pool:create", () => resolve(metrics.serve(port, logger, () => watchdog.healthy))),
   );
-  events.on("pool:release", () => void server.then((listening) => listening?.close()));
+  events.on("pool:release", () => void server.then((listening) => !watchdog.lost && listening?.close()));
 }
 
 /**
@@ -38,7 +42,14 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
     logger,
   });
   events.on("pool:release", () => void liveness.close());
-  if (config.metricsPort > 0) serveMetrics(events, config.metricsPort, logger);
+  const watchdog = new PoolWatchdog({
+    url: connectionString,
+    actor: config.podName,
+    reconnectTimeoutMs: config.reconnectTimeoutMs,
+    logger,
+  });
+  watchdog.watch(events);
+  if (config.metricsPort > 0) serveMetrics(events, config.metricsPort, logger, watchdog);
   const livenessPlugin: GraphileConfig.Plugin = {
     name: "BatchWorkerLiveness",
     version: "1.0.0",
@@ -60,7 +71,7 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
       // compiled tasks: dist/src/worker -> dist/tasks
       taskDirectory: path.resolve(__dirname, "../../tasks"),
       fileExtensions: [".js"],
-      crontabFile: path.resolve(__dirname, "../../crontab"),
+      crontabFile: "/dev/null", // no cron jobs: an always-empty crontab, read without a "cron is disabled" line
       gracefulShutdownAbortTimeout: Math.max(1000, config.shutdownGraceMs - SHUTDOWN_MARGIN_MS),
       // Batched (even with no delay), job completions and failures are flushed before a
       // graceful shutdown ends; unbatched, graphile-worker 0.17 does not wait for them, and a

@@ -64,27 +64,41 @@ export async function recoverDeadWorkers(
       await client.query("COMMIT");
       return { pools, jobs: 0 };
     }
-    const { rows: jobs } = await client.query<{ key: string | null; locked_by: string }>(
-      "SELECT key, locked_by FROM graphile_worker.jobs WHERE locked_by = ANY($1::text[])",
-      [pools],
-    );
-    await client.query("SELECT graphile_worker.force_unlock_workers($1::text[])", [pools]);
-    await client.query("DELETE FROM worker_sessions WHERE pool_id = ANY($1::text[])", [pools]);
-    for (const job of jobs) {
-      const chunk = job.key ? parseChunkKey(job.key) : undefined;
-      if (!chunk) continue;
-      await appendEvent(client as pg.PoolClient, chunk.runId, "chunk-recovered", {
-        step: "chunk",
-        actor: options.actor,
-        round: chunk.round,
-        chunkNo: chunk.chunkNo,
-        detail: `worker ${job.locked_by} presumed dead; chunk released for another worker`,
-      });
-    }
+    const jobs = await releaseJobsOf(client, pools, options.actor, "presumed dead");
     await client.query("COMMIT");
-    return { pools, jobs: jobs.length };
+    return { pools, jobs };
   } catch (error) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Unlocks every job locked by `pools` for other workers to take, forgets those pools, and notes
+ * each released chunk in its run's history. Returns the number of jobs released.
+ */
+export async function releaseJobsOf(
+  client: pg.ClientBase,
+  pools: string[],
+  actor: string,
+  why: string,
+): Promise<number> {
+  const { rows: jobs } = await client.query<{ key: string | null; locked_by: string }>(
+    "SELECT key, locked_by FROM graphile_worker.jobs WHERE locked_by = ANY($1::text[])",
+    [pools],
+  );
+  await client.query("SELECT graphile_worker.force_unlock_workers($1::text[])", [pools]);
+  await client.query("DELETE FROM worker_sessions WHERE pool_id = ANY($1::text[])", [pools]);
+  for (const job of jobs) {
+    const chunk = job.key ? parseChunkKey(job.key) : undefined;
+    if (!chunk) continue;
+    await appendEvent(client as pg.PoolClient, chunk.runId, "chunk-recovered", {
+      step: "chunk",
+      actor,
+      round: chunk.round,
+      chunkNo: chunk.chunkNo,
+      detail: `worker ${job.locked_by} ${why}; chunk released for another worker`,
+    });
+  }
+  return jobs.length;
 }

@@ -4,6 +4,8 @@ import { processUser } from "../business-logic";
 import type { ChunkDeps, ChunkObserver } from "../chunks/process-chunk";
 import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
+import { reconnecting } from "../db/connection-loss";
+import type { WithClient } from "../db/pool";
 import { withInjectedFaults } from "../processing/fault-injection";
 import { drainingSignal } from "./shutdown";
 
@@ -14,13 +16,32 @@ export function observeChunks(chunkObserver: ChunkObserver): void {
   observer = chunkObserver;
 }
 
+/**
+ * The job's database access, riding out a restart or failover of the database: a transaction cut
+ * by a lost connection is run again once the database answers (every transaction of the
+ * workflow and its activities finds its work done if it had committed), for up to
+ * RECONNECT_TIMEOUT_S, or until the shutdown grace runs out.
+ */
+export function taskDb(helpers: JobHelpers, config: Config = getConfig()): WithClient {
+  const logger = getLogger();
+  return reconnecting(helpers.withPgClient, {
+    timeoutMs: config.reconnectTimeoutMs,
+    signal: helpers.abortSignal,
+    onLost: (error, attempt) =>
+      logger[attempt === 1 ? "warn" : "debug"](
+        { err: error, job: helpers.job.id, attempt },
+        "database connection lost; trying again once it answers",
+      ),
+  });
+}
+
 /** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
 export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
   const abort = helpers.abortSignal ?? new AbortController().signal;
   // every running chunk's slice listens on this one signal
   setMaxListeners(config.workers + 10, abort);
   return {
-    db: helpers.withPgClient,
+    db: taskDb(helpers, config),
     logger: getLogger(),
     logic: withInjectedFaults(processUser, {
       delayMs: config.processDelayMs,
