@@ -1,5 +1,5 @@
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
-import { logLines, type Running, seed, start, startWorker, WORKER_CONFIG } from "./support/processes";
+import { logLines, type Running, seed, start, startWorker } from "./support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "./support/runs";
 
 const ROWS = 4000;
@@ -64,12 +64,7 @@ describe("SIGTERM to a worker in the middle of a run", () => {
   });
 
   it("npx graphile-worker does the same when its process group is signalled, as a terminal or init does", async () => {
-    const worker = start(
-      "npx",
-      ["graphile-worker", "-C", WORKER_CONFIG],
-      { DATABASE_URL: db.url, ...SLOW },
-      { detached: true },
-    );
+    const worker = start("npx", ["graphile-worker"], { DATABASE_URL: db.url, ...SLOW }, { detached: true });
     const group = worker.child.pid as number;
     const { seconds } = await interruptMidRun(worker, () => process.kill(-group, "SIGTERM"));
     // npx itself returns at once; wait for the worker under it to finish its shutdown

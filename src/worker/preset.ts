@@ -29,7 +29,7 @@ function serveMetrics(events: WorkerEvents, port: number, logger: Logger, watchd
 }
 
 /**
- * The graphile-worker configuration used both by `graphile-worker -C dist/.graphile-worker.config.js`
+ * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
  * and by the in-process runner of `npm start`.
  */
 export function workerPreset(config: Config, logger: Logger, connectionString: string): GraphileConfig.Preset {
