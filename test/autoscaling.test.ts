@@ -59,59 +59,91 @@ describe("the autoscaling trigger", () => {
 
   const settings = (env: Record<string, string>) => runSettings(parseConfig(env));
 
-  it("counts exactly the rows left: pending and retryable, never failed for good or paused", async () => {
+  it("counts the work a pod started now could take up: due or held chunks and steps to run, nothing else", async () => {
     const pool = withPool(db.pool);
     const faulty = inProcessDeps(db.pool, 0.1);
     const job = { key: "k", attempt: 1, maxAttempts: 5 };
-    const left = async (runId: number) =>
-      (
-        await db.pool.query(
-          "SELECT (total_records - processed_records - failed_records)::int AS n FROM batch_jobs WHERE id = $1",
-          [runId],
-        )
-      ).rows[0].n as number;
     const failedRows = async (where: string) =>
       (await db.pool.query(`SELECT count(*)::int AS n FROM users WHERE batch_status = 'failed' AND ${where}`)).rows[0]
         .n as number;
+    const chunkJobs = async (runId: number, round: number) =>
+      (
+        await db.pool.query<{ id: string }>("SELECT id FROM graphile_worker.jobs WHERE key LIKE $1 ORDER BY key", [
+          `batch:${runId}:${round}:chunk:%`,
+        ])
+      ).rows.map((row) => row.id);
     expect(await backlog()).toBe(0);
 
     await insertUsers(db.pool, 1000);
     const a = (await startRun(pool, "a", settings({ CLAIM_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
+    // the plan step, before it has run: a pod has it to do
+    expect(await backlog()).toBe(1);
     await planRun(pool, a.id, "test");
     expect(await backlog()).toBe(1000);
 
-    // two chunks done, a tenth of their rows failed with an attempt left: still work
-    for (const chunkNo of [0, 1]) await runChunk(faulty, { runId: a.id, round: 0, chunkNo }, job);
-    const retryable = await failedRows("attempts = 1");
-    expect(retryable).toBeGreaterThan(0);
-    const { rows: plan } = await db.pool.query(
-      `SELECT count(*)::int AS chunks, (sum(planned_rows) FILTER (WHERE chunk_no < 2))::int AS "firstTwo"
-         FROM batch_chunks WHERE run_id = $1`,
+    // a chunk held by a worker (alive, or dead until a recovery releases it) still counts; one
+    // whose job backs off after a failure does not, until it is due again
+    const [first, second] = await chunkJobs(a.id, 0);
+    const { rows: firstTwo } = await db.pool.query(
+      "SELECT planned_rows FROM batch_chunks WHERE run_id = $1 AND chunk_no < 2 ORDER BY chunk_no",
       [a.id],
     );
-    expect(await backlog()).toBe(1000 - plan[0].firstTwo + retryable);
+    await db.pool.query(
+      "UPDATE graphile_worker._private_jobs SET locked_at = now(), locked_by = 'pool-gone' WHERE id = $1",
+      [first],
+    );
+    await db.pool.query("UPDATE graphile_worker._private_jobs SET run_at = now() + interval '1 hour' WHERE id = $1", [
+      second,
+    ]);
+    expect(await backlog()).toBe(1000 - firstTwo[1].planned_rows);
+    await db.pool.query(
+      "UPDATE graphile_worker._private_jobs SET locked_at = NULL, locked_by = NULL, run_at = now() WHERE id = ANY($1)",
+      [[first, second]],
+    );
 
-    // the whole first round done: what is left is the retryable rows
-    for (let chunkNo = 2; chunkNo < plan[0].chunks; chunkNo++) {
+    // two chunks done, a tenth of their rows failed with an attempt left: those wait for the retry round
+    for (const chunkNo of [0, 1]) await runChunk(faulty, { runId: a.id, round: 0, chunkNo }, job);
+    expect(await failedRows("attempts = 1")).toBeGreaterThan(0);
+    expect(await backlog()).toBe(1000 - firstTwo[0].planned_rows - firstTwo[1].planned_rows);
+
+    // the whole first round done: the fan-in is the work left, never 0 before it has run
+    const { rows: chunks } = await db.pool.query("SELECT count(*)::int AS n FROM batch_chunks WHERE run_id = $1", [
+      a.id,
+    ]);
+    for (let chunkNo = 2; chunkNo < chunks[0].n; chunkNo++) {
       await runChunk(faulty, { runId: a.id, round: 0, chunkNo }, job);
     }
-    const allRetryable = await failedRows("attempts = 1");
-    expect(await backlog()).toBe(allRetryable);
+    const retryable = await failedRows("attempts = 1");
+    expect(await backlog()).toBe(1);
+
+    // the retry round waits for its delay: nothing is due, no pod would find a job
+    await finishRound(pool, a.id, 0, "test");
+    expect(await backlog()).toBe(0);
+    // once due, its rows count
+    await db.pool.query("UPDATE graphile_worker._private_jobs SET run_at = now() WHERE id = ANY($1)", [
+      await chunkJobs(a.id, 1),
+    ]);
+    expect(await backlog()).toBe(retryable);
 
     // the retry round fails them again, on their last attempt: failed for good, no work left
-    await finishRound(pool, a.id, 0, "test");
     await runChunk(faulty, { runId: a.id, round: 1, chunkNo: 0 }, job);
-    expect(await failedRows("attempts = 2")).toBe(allRetryable);
+    expect(await failedRows("attempts = 2")).toBe(retryable);
+    expect(await backlog()).toBe(1);
+    await finishRound(pool, a.id, 1, "test");
     expect(await backlog()).toBe(0);
 
     // a second run's rows count until the run is paused
     await insertUsers(db.pool, 500, 1001);
     const b = (await startRun(pool, "b", settings({ CLAIM_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
     await planRun(pool, b.id, "test");
-    expect(await left(b.id)).toBe(500);
     expect(await backlog()).toBe(500);
     await pauseRun(pool, "b", "test");
     expect(await backlog()).toBe(0);
+
+    // while b is active (paused included) it owns the rows: a third run is refused
+    await expect(startRun(pool, "c", settings({}), "test")).rejects.toThrow(
+      'batch run "b" (id 2) is paused over the same rows',
+    );
   });
 
   it("makes KEDA's ScaledJob (default strategy) start the pods the backlog needs, never more, down to zero", async () => {

@@ -144,6 +144,9 @@ describe("bad arguments and names", () => {
       expect(shown.name).toBe(name);
       const paused = await batch(["pause", name], { DATABASE_URL: db.url });
       expect(JSON.parse(paused.stdout)).toMatchObject({ batch: name, status: "paused" });
+      // one active run at a time: the next name needs this one ended
+      const cancelled = await batch(["cancel", name], { DATABASE_URL: db.url });
+      expect(JSON.parse(cancelled.stdout)).toMatchObject({ batch: name, status: "cancelled" });
     }
     expect((await status(["%"], { DATABASE_URL: db.url })).code).toBe(1);
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM users");

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { connectionsPerWorker } from "../src/worker/connections";
 import {
   EXPECTED_API_VERSIONS,
   type K8sObject,
@@ -41,6 +42,17 @@ function podSpecs(objects: K8sObject[]): PodSpec[] {
 
 const README_WORKER_COMMAND = ["graphile-worker"];
 
+/**
+ * The connection budget the README states: PostgreSQL's default max_connections less its
+ * superuser reserve, for the workers at maxReplicaCount, KEDA's trigger, the migration Job, and
+ * room for admins, monitoring and psql.
+ */
+const MAX_CONNECTIONS = 100;
+const SUPERUSER_RESERVED = 3;
+const KEDA_CONNECTIONS = 2;
+const MIGRATION = 1;
+const ADMIN_RESERVE = 10;
+
 describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
   const rendered = Object.fromEntries(OVERLAYS.map((overlay) => [overlay, render(overlay)])) as Record<
     (typeof OVERLAYS)[number],
@@ -57,9 +69,26 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     for (const object of objects) {
       expect(object.apiVersion).toBe(EXPECTED_API_VERSIONS[object.kind]);
       expect(validate(object)).toEqual([]);
-      expect(object.metadata.namespace ?? "pg-batch").toBe("pg-batch");
+      // kubectl apply puts an object without one in the current context's namespace: every
+      // namespaced object must say it, or its pods, Secret or ScaledObject would land elsewhere
+      if (object.kind !== "Namespace")
+        expect(`${object.kind}/${object.metadata.name} in ${object.metadata.namespace}`).toBe(
+          `${object.kind}/${object.metadata.name} in pg-batch`,
+        );
     }
   });
+
+  it.each(OVERLAYS)(
+    "overlay %s runs its pods from a tagged image of the release, never the bare local name",
+    (overlay) => {
+      const images = podSpecs(rendered[overlay]).flatMap((spec: any) =>
+        spec.containers.map((c: any) => c.image as string),
+      );
+      expect(images.length).toBeGreaterThanOrEqual(2);
+      for (const image of images) expect(image).toMatch(/^(registry\.example\.com\/pg-batch:0\.1\.0|pg-batch:dev)$/);
+      expect(new Set(images).size).toBe(1);
+    },
+  );
 
   it("validates the example Secret, which has placeholders only", () => {
     const [secret] = example;
@@ -108,6 +137,18 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(scaledObject.spec.minReplicaCount).toBeLessThanOrEqual(scaledObject.spec.maxReplicaCount);
     expect(scaledObject.spec).toMatchObject({ minReplicaCount: 0, cooldownPeriod: 300 });
     expect(find(rendered["long-running"], "ScaledJob")).toBeUndefined();
+  });
+
+  it.each(OVERLAYS)("overlay %s stays within the connection budget at its most replicas", (overlay) => {
+    const scaler = find(rendered[overlay], "ScaledJob") ?? find(rendered[overlay], "ScaledObject");
+    const worker = podSpecs(rendered[overlay])
+      .flatMap((spec) => spec.containers)
+      .find((container) => container.name === "worker");
+    const workers = Number(worker?.env.find((variable) => variable.name === "WORKERS")?.value);
+    expect(workers).toBeGreaterThan(0);
+    const total =
+      scaler.spec.maxReplicaCount * connectionsPerWorker(workers) + KEDA_CONNECTIONS + MIGRATION + ADMIN_RESERVE;
+    expect(total).toBeLessThanOrEqual(MAX_CONNECTIONS - SUPERUSER_RESERVED);
   });
 
   it("runs the README's worker command, non-root and read-only, with secrets only from the Secret", () => {

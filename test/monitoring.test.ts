@@ -16,14 +16,19 @@ describe("monitoring SQL", () => {
     return rows[0].rows_left;
   }
 
-  it("counts the work left of running runs, excluding rows failed for good", async () => {
+  it("counts the work left in the chunks of running runs", async () => {
     expect(await backlog()).toBe(0);
     expect((await seed(["enqueue", "--batch-name", "b"], { DATABASE_URL: db.url, CLAIM_SIZE: "100" })).code).toBe(0);
     expect(await backlog()).toBe(1000);
-    await db.pool.query(
-      "UPDATE batch_jobs SET processed_records = 600, failed_records = 50, retryable_records = 30 WHERE batch_name = 'b'",
-    );
-    expect(await backlog()).toBe(350);
+    const { rows } = await db.pool.query("SELECT chunk_no, planned_rows FROM batch_chunks ORDER BY chunk_no LIMIT 2");
+    // a chunk part done counts what it has left; a chunk done counts nothing
+    await db.pool.query("UPDATE batch_chunks SET rows_completed = 40, rows_failed = 5 WHERE chunk_no = $1", [
+      rows[0].chunk_no,
+    ]);
+    await db.pool.query("UPDATE batch_chunks SET status = 'done', rows_completed = planned_rows WHERE chunk_no = $1", [
+      rows[1].chunk_no,
+    ]);
+    expect(await backlog()).toBe(1000 - 45 - rows[1].planned_rows);
     await db.pool.query("UPDATE batch_jobs SET status = 'paused' WHERE batch_name = 'b'");
     expect(await backlog()).toBe(0);
   });

@@ -88,6 +88,36 @@ describe("recovery from dead workers", () => {
     expect(sessions.map((s) => s.pod)).toEqual(["rescuer"]);
   });
 
+  it("has a --once pod, started after every worker died, release their chunks before it looks for jobs", async () => {
+    // one worker holds every chunk of the run, then dies: nothing is due, everything is held
+    const doomed = worker("doomed", { WORKERS: "8" });
+    const doomedPool = await poolOf("doomed");
+    const { rows: chunks } = await db.pool.query("SELECT count(*)::int AS n FROM batch_chunks");
+    await waitFor(
+      "the doomed worker to hold every chunk",
+      async () => (await jobsLockedBy(doomedPool)) === chunks[0].n,
+    );
+    doomed.child.kill("SIGKILL");
+    await doomed.exited;
+    await waitFor("its heartbeat to go stale", async () => {
+      const { rows } = await db.pool.query(
+        "SELECT last_seen < now() - make_interval(secs => $2) AS stale FROM worker_sessions WHERE pool_id = $1",
+        [doomedPool, DEAD_AFTER_S],
+      );
+      return rows[0]?.stale === true;
+    });
+    // the autoscaler's trigger still sees the held work, so a pod gets started
+    const { rows: backlog } = await db.pool.query("SELECT rows_left::int FROM batch_backlog");
+    expect(backlog[0].rows_left).toBeGreaterThan(0);
+
+    const pod = await startWorker(["--once"], { DATABASE_URL: db.url, ...SLOW, POD_NAME: "pod" }).exited;
+    expect(pod.code).toBe(0);
+    expect(await runByName(db.pool, "survivor")).toMatchObject({ status: "completed", processed_records: ROWS });
+    expect(await lockedJobs(db.pool)).toBe(0);
+    const { rows: after } = await db.pool.query("SELECT rows_left::int FROM batch_backlog");
+    expect(after[0].rows_left).toBe(0);
+  });
+
   it("never takes chunks from a live worker, even one that stops answering for a while", async () => {
     const frozen = worker("frozen");
     const frozenPool = await poolOf("frozen");

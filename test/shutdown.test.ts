@@ -60,6 +60,9 @@ describe("SIGTERM to a worker in the middle of a run", () => {
     expect(exit.signal ?? exit.code).toBe("SIGTERM");
     expect(seconds).toBeLessThan(GRACE_S);
     expect(exit.stderr).toContain("Global graceful shutdown complete");
+    // it deregistered before exiting: nothing is left for the recovery to find
+    const { rows: sessions } = await db.pool.query("SELECT pod FROM worker_sessions");
+    expect(sessions).toEqual([]);
     await expectHandedBackCleanly(exit.stderr);
   });
 

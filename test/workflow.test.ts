@@ -96,6 +96,7 @@ describe("the batch-run workflow", () => {
       const ended = (await listEvents(client, run.id)).filter((e) => e.event === "round-ended");
       client.release();
       expect(ended).toHaveLength(1);
+      await finishRound(db1, run.id, 0, "test");
     }
   });
 

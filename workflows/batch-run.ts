@@ -1,5 +1,6 @@
 import type { PoolClient } from "pg";
 import { type ChunkDeps, type ChunkRef, processChunk } from "../src/chunks/process-chunk";
+import { CommandError } from "../src/cli-output";
 import type { Config } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import {
@@ -12,6 +13,7 @@ import {
   endRun,
   enqueueChunkJobs,
   failedChunks,
+  findActiveRun,
   findStrandedChunks,
   insertRun,
   jobKeys,
@@ -50,24 +52,41 @@ export function runSettings(config: Config): RunSettings {
   };
 }
 
-/** Starts the run named `name`, or returns it unchanged if it exists. */
+/** Another run is active: it owns the rows a new run would work through. */
+export class RunConflictError extends CommandError {
+  override name = "RunConflictError";
+}
+
+/**
+ * Starts the run named `name`, or returns it unchanged if it exists. Refused while another run
+ * is active (pending, running, paused or cancelling): a row belongs to at most one active run.
+ */
 export async function startRun(
   db: WithClient,
   name: string,
   settings: RunSettings,
   actor: string,
 ): Promise<{ run: Run; created: boolean }> {
-  return db((client) =>
-    inTransaction(client, async () => {
-      const started = await insertRun(client, name, settings, actor);
-      if (started.created) {
-        const runId = started.run.id;
-        await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-        await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-      }
-      return started;
-    }),
-  );
+  const start = () =>
+    db((client) =>
+      inTransaction(client, async () => {
+        const started = await insertRun(client, name, settings, actor);
+        if (started.created) {
+          const runId = started.run.id;
+          await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
+        }
+        return started;
+      }),
+    );
+  return start().catch(async (error: { constraint?: string }) => {
+    if (error.constraint !== "batch_jobs_one_active_run") throw error;
+    const active = await db(findActiveRun);
+    throw new RunConflictError(
+      `batch run ${JSON.stringify(active?.name)} (id ${active?.id}) is ${active?.status} over the same rows: ` +
+        "wait for it to end, or cancel it, before starting another",
+    );
+  });
 }
 
 export type PlanResult = { chunks: number; rows: number } | { skipped: string };

@@ -99,6 +99,15 @@ export async function insertRun(
   return { run: existing, created: false };
 }
 
+/** The run that is active (one at most: batch_jobs_one_active_run), if any. */
+export async function findActiveRun(client: PoolClient): Promise<Run | undefined> {
+  const { rows } = await client.query<Run>(
+    `SELECT ${RUN_COLUMNS} FROM batch_jobs
+      WHERE kind = 'process' AND status IN ('pending', 'running', 'paused', 'cancelling')`,
+  );
+  return rows[0];
+}
+
 export async function findRunByName(client: PoolClient, name: string): Promise<Run | undefined> {
   const { rows } = await client.query<Run>(
     `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE batch_name = $1 AND kind = 'process'`,

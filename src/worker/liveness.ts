@@ -11,8 +11,10 @@ import { recoverDeadWorkers } from "./recovery";
  * On its first job pool it opens one session of its own (not from the pool: a pooled
  * connection comes and goes), asks the server to probe that connection with TCP keepalives,
  * takes a session advisory lock under a random key and registers the pool in worker_sessions
- * with that key. Every few seconds it sets its heartbeat, runs a recovery of dead workers
- * (src/worker/recovery.ts) and heals stranded chunks (workflows/batch-run.ts). A lost session
+ * with that key. Then, before the pool takes its first job, and every few seconds after, it
+ * runs a recovery of dead workers (src/worker/recovery.ts) and heals stranded chunks
+ * (workflows/batch-run.ts): a `--once` pod, which may live a second, releases what dead
+ * workers hold and takes it up. Every few seconds it also sets its heartbeat. A lost session
  * is opened again and the lock taken again.
  */
 export class WorkerLiveness {
@@ -22,8 +24,11 @@ export class WorkerLiveness {
   private session: Promise<pg.Client> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** A slow database must not pile ticks up. */
   private ticking = false;
+  /** The session runs one thing at a time: a heartbeat, a recovery (a transaction). */
+  private sessionWork: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: { url: string; pod: string; deadAfterMs: number; logger: Logger }) {}
 
@@ -39,25 +44,35 @@ export class WorkerLiveness {
   register(poolId: string): Promise<void> {
     if (!this.pools.has(poolId)) {
       this.pools.add(poolId);
-      this.registering = this.heartbeat().catch((error: unknown) =>
-        this.options.logger.warn({ err: error, pool: poolId }, "worker not registered yet; the next heartbeat will"),
-      );
+      this.registering = this.serially(async () => {
+        try {
+          await this.heartbeat();
+        } catch (error) {
+          this.options.logger.warn({ err: error, pool: poolId }, "worker not registered yet; the next heartbeat will");
+          return;
+        }
+        await this.recover();
+      });
       this.timer ??= setInterval(() => void this.tick(), this.intervalMs);
     }
     return this.registering ?? Promise.resolve();
   }
 
   /** Deregisters the pools and ends the session (its lock goes with it). */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     this.closed = true;
     clearInterval(this.timer);
-    if (!this.session) return;
-    const client = await this.session.catch(() => undefined);
-    if (!client) return;
-    await client
-      .query("DELETE FROM worker_sessions WHERE pool_id = ANY($1::text[])", [[...this.pools]])
-      .catch(() => undefined);
-    await client.end().catch(() => undefined);
+    const session = this.session;
+    this.closing = this.serially(async () => {
+      const client = await session?.catch(() => undefined);
+      if (!client) return;
+      await client
+        .query("DELETE FROM worker_sessions WHERE pool_id = ANY($1::text[])", [[...this.pools]])
+        .catch(() => undefined);
+      await client.end().catch(() => undefined);
+    });
+    return this.closing;
   }
 
   /** Registers (again, if need be) this process's pools and marks them alive now. */
@@ -75,9 +90,28 @@ export class WorkerLiveness {
   private async tick(): Promise<void> {
     if (this.closed || this.ticking) return;
     this.ticking = true;
+    try {
+      await this.serially(async () => {
+        await this.heartbeat();
+        await this.recover();
+      });
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "heartbeat failed; trying again");
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const done = this.sessionWork.then(work, work);
+    this.sessionWork = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Releases the jobs of dead workers and heals stranded chunks; a failure waits for the next tick. */
+  private async recover(): Promise<void> {
     const actor = this.options.pod;
     try {
-      await this.heartbeat();
       const recovered = await this.withSession((client) =>
         recoverDeadWorkers(client, { deadAfterMs: this.options.deadAfterMs, actor }),
       );
@@ -86,9 +120,7 @@ export class WorkerLiveness {
       const healed = await healStrandedChunks((fn) => this.withSession((client) => fn(client as pg.PoolClient)), actor);
       if (healed.requeued + healed.failed > 0) this.options.logger.warn(healed, "healed stranded chunks");
     } catch (error) {
-      this.options.logger.warn({ err: error }, "heartbeat or recovery failed; trying again");
-    } finally {
-      this.ticking = false;
+      this.options.logger.warn({ err: error }, "recovery failed; trying again");
     }
   }
 

@@ -4,6 +4,7 @@ import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
+import { workerPoolSize } from "./connections";
 import { toGraphileLogger } from "./graphile-logger";
 import { WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
@@ -58,6 +59,17 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
       hooks: {
         startWorker: (_info, event) => liveness.register(event.worker.workerPool.id),
       },
+      middleware: {
+        // graphile-worker ends a process stopped by a signal as soon as its pools are down:
+        // deregister before that, not on pool:release, which it does not wait for
+        poolGracefulShutdown: async (next) => {
+          try {
+            return await next();
+          } finally {
+            await liveness.close();
+          }
+        },
+      },
     },
   };
   return {
@@ -66,8 +78,7 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
     worker: {
       connectionString,
       concurrentJobs: config.workers,
-      // a client per running chunk, plus graphile-worker's LISTEN and job bookkeeping
-      maxPoolSize: config.workers + 4,
+      maxPoolSize: workerPoolSize(config.workers),
       // compiled tasks: dist/src/worker -> dist/tasks
       taskDirectory: path.resolve(__dirname, "../../tasks"),
       fileExtensions: [".js"],
