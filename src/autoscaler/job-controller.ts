@@ -1,0 +1,111 @@
+import type { Logger } from "../logger";
+import { jobsToCreate } from "./job-scaling";
+import type { ScaledJobWorkload } from "./manifests";
+import type { Container } from "./pod-process";
+import { backoffSeconds, generateName, type PodRunner } from "./pods";
+
+/** A Job's pods that fail are replaced after 10 s, doubling up to 6 minutes. */
+const JOB_BACKOFF_MAX_SECONDS = 360;
+
+interface Job {
+  name: string;
+  status: "active" | "complete" | "failed" | "deleted";
+  failures: number;
+  container: Container | undefined;
+  retry: NodeJS.Timeout | undefined;
+  finishedAt: number;
+}
+
+/**
+ * KEDA's ScaledJob and Kubernetes' Job controller: at each poll the Jobs the scaling strategy
+ * asks for, each with one pod (parallelism 1); a pod that fails (non-zero exit, killed) is
+ * replaced after the Job back-off until `backoffLimit` failures fail the Job; finished Jobs
+ * beyond the history limits are deleted. KEDA never stops a Job's pod: pods end by themselves.
+ */
+export class JobController {
+  private jobs: Job[] = [];
+
+  constructor(
+    private readonly workload: ScaledJobWorkload,
+    private readonly pods: PodRunner,
+    private readonly logger: Logger,
+  ) {}
+
+  async poll(queue: number | undefined): Promise<{ started: number; stopped: number }> {
+    const active = this.jobs.filter((job) => job.status === "active");
+    const seen = {
+      running: active.length,
+      pending: active.filter((job) => !job.container?.alive).length,
+    };
+    // a failed query creates nothing: KEDA's trigger is then neither active nor scaled on
+    const create = queue === undefined ? 0 : jobsToCreate(this.workload.scaling, { queue, ...seen });
+    for (let i = 0; i < create; i++) {
+      const job: Job = {
+        name: generateName(this.workload.name),
+        status: "active",
+        failures: 0,
+        container: undefined,
+        retry: undefined,
+        finishedAt: 0,
+      };
+      this.jobs.push(job);
+      await this.startPod(job);
+    }
+    this.cleanUp();
+    return { started: create, stopped: 0 };
+  }
+
+  /** No Job left to finish. */
+  idle(): boolean {
+    return this.jobs.every((job) => job.status !== "active");
+  }
+
+  private async startPod(job: Job): Promise<void> {
+    const replacement = job.retry !== undefined;
+    job.retry = undefined;
+    const container = await this.pods.start(generateName(job.name), replacement);
+    job.container = container;
+    // deleted while its pod was being created
+    if (job.status === "deleted") container.terminate(this.pods.graceSeconds);
+    void container.exited.then((exit) => this.podExited(job, exit.code));
+  }
+
+  private podExited(job: Job, code: number | null): void {
+    if (job.status !== "active") return;
+    if (code === 0) {
+      this.finish(job, "complete");
+    } else if (++job.failures > this.workload.backoffLimit) {
+      this.logger.info({ job: job.name, failures: job.failures }, `job ${job.name} failed: backoffLimit reached`);
+      this.finish(job, "failed");
+    } else {
+      const delay = backoffSeconds(job.failures, JOB_BACKOFF_MAX_SECONDS);
+      job.retry = setTimeout(() => void this.startPod(job), delay * 1000);
+    }
+  }
+
+  private finish(job: Job, status: Job["status"]): void {
+    job.status = status;
+    job.finishedAt = performance.now();
+  }
+
+  /** KEDA deletes the oldest finished Jobs beyond successfulJobsHistoryLimit and failedJobsHistoryLimit. */
+  private cleanUp(): void {
+    const limits = { complete: this.workload.successfulJobsHistoryLimit, failed: this.workload.failedJobsHistoryLimit };
+    for (const status of ["complete", "failed"] as const) {
+      const finished = this.jobs.filter((job) => job.status === status).sort((a, b) => a.finishedAt - b.finishedAt);
+      const deleted = new Set(finished.slice(0, Math.max(0, finished.length - limits[status])));
+      this.jobs = this.jobs.filter((job) => !deleted.has(job));
+    }
+  }
+
+  /** Deletes every Job, as deleting the ScaledJob does: running pods get SIGTERM and their grace period. */
+  async stop(): Promise<void> {
+    const stopping = this.jobs.map((job) => {
+      clearTimeout(job.retry);
+      job.status = "deleted";
+      job.container?.terminate(this.pods.graceSeconds);
+      return job.container?.exited;
+    });
+    await Promise.all(stopping);
+  }
+}
