@@ -1,6 +1,7 @@
+import { exitOnError } from "./src/cli-output";
 import { getConfig, requireDatabaseUrl } from "./src/config";
 import { getLogger } from "./src/context";
-import { assertWorkerCanStart } from "./src/worker/preflight";
+import { checkDatabase } from "./src/db/preflight";
 import { workerPreset } from "./src/worker/preset";
 
 // The worker's configuration, read from the environment (see src/config.ts). `npx graphile-worker`
@@ -9,5 +10,8 @@ const config = getConfig();
 const connectionString = requireDatabaseUrl(config);
 
 // A promise, which graphile-worker's CLI awaits when it loads its configuration: the database is
-// checked before the CLI opens its pool, and a failed check ends the process with one line.
-export default assertWorkerCanStart(connectionString).then(() => workerPreset(config, getLogger(), connectionString));
+// checked and the metrics port bound before the CLI opens its pool, and a failure ends the
+// process with one line.
+export default checkDatabase(connectionString, "schema")
+  .then(() => workerPreset(config, getLogger(), connectionString))
+  .catch((error: unknown) => exitOnError("graphile-worker", error));

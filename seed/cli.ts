@@ -4,8 +4,8 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
+import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
-import { withCommandPool } from "../src/context";
 import {
   assertImported,
   DEFAULT_AS_OF,
@@ -80,10 +80,15 @@ export async function main(argv: string[]): Promise<void> {
       "create or update the schema (this project's migrations and graphile-worker's)",
       (cmd) => cmd.option("roles", { type: "boolean", default: false, describe: "then apply sql/roles.sql too" }),
       async (args) => {
-        await withCommandPool("seed", 2, async (pool) => {
-          const schema = await runSchema(pool);
-          printResult(args.roles ? { ...schema, ...(await runRoles(pool)) } : schema);
-        });
+        await withCommandPool(
+          "seed",
+          2,
+          async (pool) => {
+            const schema = await runSchema(pool);
+            printResult(args.roles ? { ...schema, ...(await runRoles(pool)) } : schema);
+          },
+          "connection",
+        );
       },
     )
     .command(
@@ -141,19 +146,24 @@ export async function main(argv: string[]): Promise<void> {
       "schema, generate, import and enqueue in one go",
       (cmd) => batchNameOption(importOptions(generateOptions(cmd))),
       async (args) => {
-        await withCommandPool("seed", args.concurrency + 1, async (pool) => {
-          await runSchema(pool);
-          const generated = await runGenerate({
-            ...args,
-            rowsPerFile: args["rows-per-file"],
-            statusMix: args["status-mix"],
-            asOf: args["as-of"],
-          });
-          const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
-          assertImported(imported);
-          const enqueued = await runEnqueue(pool, args["batch-name"], config);
-          printResult({ generated, imported, enqueued });
-        });
+        await withCommandPool(
+          "seed",
+          args.concurrency + 1,
+          async (pool) => {
+            await runSchema(pool);
+            const generated = await runGenerate({
+              ...args,
+              rowsPerFile: args["rows-per-file"],
+              statusMix: args["status-mix"],
+              asOf: args["as-of"],
+            });
+            const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
+            assertImported(imported);
+            const enqueued = await runEnqueue(pool, args["batch-name"], config);
+            printResult({ generated, imported, enqueued });
+          },
+          "connection",
+        );
       },
     )
     .demandCommand(1, "name a command")

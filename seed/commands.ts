@@ -84,17 +84,25 @@ export async function runImport(pool: pg.Pool, dir: string, concurrency: number,
   };
 }
 
-/** Throws when a file failed to import: its rows are not there, and the job must not go on. */
+/**
+ * Throws when a file failed to import: its rows are not there, and the job must not go on. The
+ * message is one line, naming each file and line.
+ */
 export function assertImported(result: { failed: string[] }): void {
   if (result.failed.length > 0) {
-    throw new ImportError(`${result.failed.length} file(s) failed to import:\n${result.failed.join("\n")}`);
+    throw new ImportError(
+      `${result.failed.length} file(s) failed to import, none of their rows loaded (fix them and import again: ` +
+        `imported files are skipped): ${result.failed.join("; ")}`,
+    );
   }
 }
 
 export async function runEnqueue(pool: pg.Pool, batchName: string, config: Config) {
   const db = withPool(pool);
   const { run, created } = await startRun(db, batchName, runSettings(config), config.podName);
-  await planRun(db, run.id, config.podName);
+  // planned here rather than by its job, so that the result tells the chunks; a run found
+  // planned, or ended, keeps what it has
+  if (run.status === "pending" || run.status === "paused") await planRun(db, run.id, config.podName);
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   return {
     run: run.id,

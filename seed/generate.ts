@@ -2,6 +2,8 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
+import { UsageError } from "../src/cli-args";
+import { CommandError } from "../src/cli-output";
 import type { FromWorker, ToWorker } from "./generate-worker";
 import type { FileSpec, StatusMix } from "./user-rows";
 
@@ -47,7 +49,9 @@ function planFiles(options: GenerateOptions): FileSpec[] {
  */
 export async function generate(options: GenerateOptions): Promise<{ files: string[]; bytes: number }> {
   const specs = planFiles(options);
-  await fs.mkdir(options.outDir, { recursive: true });
+  await fs.mkdir(options.outDir, { recursive: true }).catch((error: Error) => {
+    throw new UsageError(`cannot create the output directory ${options.outDir}: ${error.message}`);
+  });
   const wanted = new Set(specs.map((spec) => path.basename(spec.path)));
   for (const name of await fs.readdir(options.outDir)) {
     if ((FILE_PATTERN.test(name) && !wanted.has(name)) || name.endsWith(".csv.partial")) {
@@ -75,7 +79,7 @@ export async function generate(options: GenerateOptions): Promise<{ files: strin
           bytes += message.bytes;
           sendNext();
         } else {
-          reject(new Error(`generating files failed: ${message.message}`));
+          reject(new CommandError(`generating files failed: ${message.message}`));
           void worker.terminate();
         }
       });

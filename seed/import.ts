@@ -3,6 +3,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
+import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
 import type { Logger } from "../src/logger";
 import { CSV_COLUMNS } from "./user-rows";
@@ -38,6 +39,12 @@ export class ImportError extends CommandError {
   override name = "ImportError";
 }
 
+/** What a check constraint of users asks of a value, where "value out of range" would not say. */
+const CHECKS: Record<string, string> = {
+  // 'processing' is refused too: no run takes such a row (sql/migrations/010_status_truths.sql)
+  users_batch_status_check: "batch_status must be pending, completed, failed or cancelled",
+};
+
 /** "users-00002.csv:3: invalid input syntax for type integer: "x" (column age)" from a COPY error. */
 function describeCopyError(file: string, error: unknown): string {
   const e = error as Partial<pg.DatabaseError> & Error;
@@ -45,7 +52,8 @@ function describeCopyError(file: string, error: unknown): string {
   const column = /column (\w+)/.exec(e.where ?? "")?.[1];
   let text = e.message;
   if (e.code === "23505" && e.detail) text = `duplicate value, ${e.detail.replace(/^Key /, "")}`;
-  else if (e.code === "23514" && e.constraint) text = `value out of range (check ${e.constraint})`;
+  else if (e.code === "23514" && e.constraint)
+    text = `${CHECKS[e.constraint] ?? "value out of range"} (check ${e.constraint})`;
   const columnNote = column && !text.includes(column) ? ` (column ${column})` : "";
   return `${line ? `${file}:${line}` : file}: ${text}${columnNote}`;
 }
@@ -125,7 +133,7 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
   try {
     names = (await fs.promises.readdir(dir)).filter((name) => name.endsWith(".csv")).sort();
   } catch (error) {
-    throw new ImportError(`cannot read directory ${dir}: ${(error as Error).message}`);
+    throw new UsageError(`cannot read the directory ${dir}: ${(error as Error).message}`);
   }
   if (names.length === 0) throw new ImportError(`no .csv files in ${dir}`);
   const paths = names.map((name) => path.join(dir, name));
@@ -150,8 +158,8 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
       const index = next++;
       const result = await importFile(pool, paths[index] as string, runId, onBytes);
       results[index] = result;
-      if (result.status === "failed") logger.error({ file: result.file }, result.error);
-      else logger.debug({ file: result.file, rows: result.rows }, `file ${result.status}`);
+      // a failed file is reported once, with the others, in the import's one line of failure
+      logger.debug(result, result.status === "failed" ? result.error : `file ${result.status}`);
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));

@@ -11,9 +11,10 @@ SELECT count(1) FROM users WHERE batch_status IN ('pending', 'failed');
 -- Processing status of every row (a full scan: for small tables or quiet hours).
 SELECT batch_status, count(*) FROM users GROUP BY batch_status ORDER BY batch_status;
 
--- Progress of every batch run: counts, percent done, current rate and ETA.
+-- Progress of every batch run: counts, percent done, current rate and ETA, and while nothing of a
+-- running run runs (a retry round's delay), when its next chunk is due.
 SELECT id, batch_name, status, round, total, completed, failed, retrying, pending, percent_done,
-       rows_per_second, eta_seconds
+       rows_per_second, eta_seconds, waiting_until
   FROM batch_progress ORDER BY id DESC LIMIT 10;
 
 -- Chunks of each run's current round by state: running (a worker holds its job), waiting,
@@ -32,7 +33,7 @@ SELECT c.run_id, c.round, count(*) AS chunks,
 
 -- Workers, busiest first, and the most frequent errors of each run.
 SELECT * FROM batch_workers ORDER BY running_chunks DESC, rows DESC LIMIT 10;
-SELECT run_id, attempts, message, last_seen FROM batch_errors ORDER BY attempts DESC LIMIT 10;
+SELECT run_id, attempts AS failed_attempts, message, last_seen FROM batch_errors ORDER BY attempts DESC LIMIT 10;
 
 -- A run's history (replace 1 by its id).
 SELECT at, event, round, chunk_no, actor, counts, detail FROM batch_events WHERE run_id = 1 ORDER BY id;
@@ -45,10 +46,14 @@ SELECT id, batch_name, kind, status, total_records, processed_records, failed_re
 -- Active runs (the original's "active workers" query).
 SELECT DISTINCT id AS batch_id, batch_name FROM batch_jobs WHERE status = 'running';
 
--- Chunks being worked on now, and by which worker.
-SELECT run_id, round, chunk_no, first_id, last_id, worker, rows_completed + rows_failed AS rows_done, planned_rows,
-       now() - started_at AS running_for
-  FROM batch_chunks WHERE status = 'running' ORDER BY started_at;
+-- Chunks being worked on now (their job is locked: a chunk handed back stays 'running' until
+-- another worker starts it), and by which worker.
+SELECT c.run_id, c.round, c.chunk_no, c.first_id, c.last_id, c.worker, c.rows_completed + c.rows_failed AS rows_done,
+       c.planned_rows, now() - c.started_at AS running_for
+  FROM batch_chunks c
+  JOIN graphile_worker.jobs q ON q.key = format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)
+ WHERE c.status = 'running' AND q.locked_at IS NOT NULL
+ ORDER BY c.started_at;
 
 -- The queue underneath: graphile-worker jobs by task, with retries and locks.
 SELECT task_identifier, count(*) AS jobs, count(*) FILTER (WHERE attempts > 0) AS retried,

@@ -1,11 +1,13 @@
+import { CommandError, fail } from "./cli-output";
+import { EXIT_USAGE } from "./exit-status";
+
 /** Shared handling of command-line arguments for the project's commands (yargs). */
 
 /** Bad usage: reported in one line with exit status 2, like a configuration error. */
-export class UsageError extends Error {
+export class UsageError extends CommandError {
   override name = "UsageError";
+  override readonly exitStatus = EXIT_USAGE;
 }
-
-export const EXIT_USAGE = 2;
 
 /** Throws a UsageError unless every named option present is a whole number of at least `min`. */
 export function requireWholeNumbers(argv: Record<string, unknown>, names: string[], min = 1): true {
@@ -18,9 +20,12 @@ export function requireWholeNumbers(argv: Record<string, unknown>, names: string
   return true;
 }
 
-/** yargs' fail handler: usage mistakes end the process with status 2; other errors go on. */
+/**
+ * yargs' fail handler: usage mistakes end the process with status 2 and one line (yargs' own
+ * messages with a pointer to --help); other errors go on.
+ */
 export function failOnUsage(message: string | null, error: Error | undefined): never {
-  if (error && !(error instanceof UsageError) && error.name !== "YError") throw error;
-  process.stderr.write(`error: ${message ?? error?.message}\nRun with --help for usage.\n`);
-  process.exit(EXIT_USAGE);
+  if (error instanceof UsageError) fail(error.message, EXIT_USAGE);
+  if (error && error.name !== "YError") throw error;
+  fail(`${message ?? error?.message} (run with --help for usage)`, EXIT_USAGE);
 }

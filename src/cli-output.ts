@@ -1,42 +1,64 @@
+import { ConfigError, exitOnConfigError } from "./config";
 import { getLogger } from "./context";
+import { EXIT_FAILED } from "./exit-status";
+import { printable } from "./printable";
 
 /** Output helpers shared by the project's commands: results on stdout, errors on stderr. */
 
-/** An expected failure of a command (a file that did not import, an unknown run): its message is enough. */
+/**
+ * An expected failure of a command (a file that did not import, an unknown run): its message is
+ * enough, and says what to do. It ends the process with `exitStatus`.
+ */
 export class CommandError extends Error {
   override name = "CommandError";
+  readonly exitStatus: number = EXIT_FAILED;
 }
 
-/** Exit statuses: 0 done, 1 the work failed or was refused, 2 bad usage or configuration. */
-const EXIT_FAILED = 1;
-
+/** One JSON line; control characters that JSON leaves as they are (DEL, C1) are escaped too. */
 export function printResult(result: object): void {
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.stdout.write(`${printable(JSON.stringify(result))}\n`);
 }
 
-export function fail(message: string): never {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(EXIT_FAILED);
+/** Ends the process with one line on stderr, its control characters escaped. */
+export function fail(message: string, exitStatus = EXIT_FAILED): never {
+  process.stderr.write(`error: ${printable(message)}\n`);
+  process.exit(exitStatus);
 }
 
-/** Renders rows as an aligned text table. */
+/** Renders rows as an aligned text table; control characters in cells are escaped. */
 export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
+  const cells = rows.map((row) => row.map(printable));
+  const widths = headers.map((header, i) => Math.max(header.length, ...cells.map((row) => (row[i] ?? "").length)));
+  const line = (row: string[]) =>
+    row
       .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join("  ")
       .trimEnd();
-  return [line(headers), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
+  return [line(headers), line(widths.map((width) => "-".repeat(width))), ...cells.map(line)].join("\n");
 }
 
 /**
- * Runs a command's main function as the process's entry point: a CommandError ends it with its
- * message, anything else is logged in full first.
+ * Ends the process for an error: a configuration or command error with its one line and exit
+ * status; anything else, a bug, is logged in full first.
  */
+export function exitOnError(command: string, error: unknown): never {
+  if (error instanceof ConfigError) exitOnConfigError(error.message);
+  if (error instanceof CommandError) fail(error.message, error.exitStatus);
+  getLogger().fatal({ err: error }, `${command} failed`);
+  fail(error instanceof Error ? error.message : String(error));
+}
+
+/**
+ * A reader that stops reading (`| head`) closes the pipe: the output is no longer wanted, which
+ * is no failure. Any other error writing the output is one.
+ */
+function endOnClosedOutput(error: NodeJS.ErrnoException): void {
+  if (error.code === "EPIPE") process.exit(0);
+  fail(`cannot write the output: ${error.message}`);
+}
+
+/** Runs a command's main function as the process's entry point. */
 export function runCommand(command: string, main: () => Promise<void>): void {
-  main().catch((error: unknown) => {
-    if (!(error instanceof CommandError)) getLogger().fatal({ err: error }, `${command} failed`);
-    fail(error instanceof Error ? error.message : String(error));
-  });
+  process.stdout.on("error", endOnClosedOutput);
+  main().catch((error: unknown) => exitOnError(command, error));
 }

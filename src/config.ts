@@ -1,5 +1,7 @@
 import os from "node:os";
 import { z } from "zod";
+import { EXIT_USAGE } from "./exit-status";
+import { printable } from "./printable";
 
 /**
  * Every setting of the system, read from the environment once per process.
@@ -49,7 +51,8 @@ const envSchema = z.object({
   CLAIM_SIZE: wholeNumber(1, 1_000_000).default(10_000),
   WORKERS: wholeNumber(1, 256).default(4),
   ROW_CONCURRENCY: wholeNumber(1, 10_000).default(32),
-  CLAIM_TIMEOUT_S: duration(3_600_000).default(30_000),
+  // PostgreSQL takes a statement timeout of 0 as none at all: refused rather than taken so
+  CLAIM_TIMEOUT_S: duration(3_600_000).pipe(z.number().min(1000, "must be at least 1s")).default(30_000),
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).default(30_000),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
@@ -97,6 +100,11 @@ export interface Config {
   failFirstAttempts: number | undefined;
   /** Port of the worker's /metrics and /healthz; 0 serves none. */
   metricsPort: number;
+  /**
+   * Whether METRICS_PORT was set: a port asked for that cannot be served is a configuration
+   * error, where the default's is a warning (a second worker on the same host).
+   */
+  metricsPortSet: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
@@ -147,6 +155,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     failRate: e.FAIL_RATE,
     failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,
     metricsPort: e.METRICS_PORT,
+    metricsPortSet: raw.METRICS_PORT !== undefined,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
@@ -166,14 +175,18 @@ export function getConfig(): Config {
     return loaded;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`configuration error: ${error.message}\n`);
-    process.exit(2);
+    exitOnConfigError(error.message);
   }
+}
+
+/** Ends the process with status 2 and one line on stderr: configuration mistakes are not crashes. */
+export function exitOnConfigError(message: string): never {
+  process.stderr.write(`configuration error: ${printable(message)}\n`);
+  process.exit(EXIT_USAGE);
 }
 
 /** The connection string, or an exit with status 2 where a database is required. */
 export function requireDatabaseUrl(config: Config): string {
   if (config.databaseUrl) return config.databaseUrl;
-  process.stderr.write("configuration error: DATABASE_URL (or PG_DSN) must be set\n");
-  process.exit(2);
+  exitOnConfigError("DATABASE_URL (or PG_DSN) must be set");
 }

@@ -1,6 +1,4 @@
-import type pg from "pg";
-import { getConfig, requireDatabaseUrl } from "./config";
-import { createPool } from "./db/pool";
+import { getConfig } from "./config";
 import { chooseLogOutput, createLogger, type Logger } from "./logger";
 
 let logger: Logger | undefined;
@@ -13,24 +11,4 @@ export function getLogger(): Logger {
     logger = createLogger({ level: config.logLevel, pod: config.podName, output });
   }
   return logger;
-}
-
-/** Runs a command with the process's pool on DATABASE_URL (required), closed afterwards. */
-export async function withCommandPool<T>(
-  command: string,
-  connections: number,
-  fn: (pool: pg.Pool) => Promise<T>,
-): Promise<T> {
-  const config = getConfig();
-  const pool = createPool({
-    url: requireDatabaseUrl(config),
-    max: connections,
-    appName: `${command} ${config.podName}`,
-    logger: getLogger(),
-  });
-  try {
-    return await fn(pool);
-  } finally {
-    await pool.end();
-  }
 }

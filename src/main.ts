@@ -15,11 +15,13 @@ import {
   runImport,
 } from "../seed/commands";
 import { failOnUsage, requireWholeNumbers } from "./cli-args";
+import { printResult, runCommand } from "./cli-output";
 import { getConfig } from "./config";
 import { getLogger } from "./context";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded";
 import { migrate } from "./db/migrate";
 import { createPool, withPool } from "./db/pool";
+import { checkDatabase } from "./db/preflight";
 import { createProgress } from "./progress";
 import { describeDatabase } from "./redact";
 import { describeSummary, summarizeRun } from "./run-summary";
@@ -91,10 +93,14 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
   const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
-  logger.info({ database: describeDatabase(url) }, "using database");
   const pool = createPool({ url, max: config.workers + 6, appName: config.podName, logger });
   const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
   try {
+    // the schema is the job's own first step: the database need only answer
+    await checkDatabase(url, "connection");
+    logger.info({ database: describeDatabase(url) }, "using database");
+    // before any work: a METRICS_PORT asked for that is taken ends the job at once
+    const preset = await workerPreset(config, logger, url);
     await migrate(pool, logger);
 
     let started = performance.now();
@@ -121,7 +127,7 @@ async function main(): Promise<void> {
       `enqueue: batch run ${enqueued.run} ${enqueued.created ? "started" : "exists already"}, ${count(enqueued.rows)} rows`,
     );
 
-    const runner = await runWorker({ preset: workerPreset(config, logger, url), pgPool: pool, taskList });
+    const runner = await runWorker({ preset, pgPool: pool, taskList });
     let run: Run;
     try {
       run = await waitForRun(pool, enqueued.run);
@@ -130,7 +136,8 @@ async function main(): Promise<void> {
     }
     const summary = summarizeRun(run, { generateSeconds, importSeconds });
     const forPerson = process.stdout.isTTY === true && !args.json;
-    process.stdout.write(`${forPerson ? describeSummary(summary) : JSON.stringify(summary)}\n`);
+    if (forPerson) process.stdout.write(`${describeSummary(summary)}\n`);
+    else printResult(summary);
     if (run.status !== "completed") process.exitCode = 1;
   } finally {
     await pool.end();
@@ -139,8 +146,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  getLogger().fatal({ err: error }, "the job failed");
-  process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+runCommand("the job", main);

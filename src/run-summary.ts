@@ -1,3 +1,4 @@
+import { printable } from "./printable";
 import type { Run } from "./runs/store";
 
 /** What `npm start` reports when the run ends: one JSON line for scripts, or a few lines for a person. */
@@ -33,7 +34,7 @@ export function summarizeRun(run: Run, phases: RunSummary["phases"]): RunSummary
 export function describeSummary(summary: RunSummary): string {
   const { phases } = summary;
   return [
-    `batch run ${summary.run} "${summary.batch}": ${summary.status}`,
+    `batch run ${summary.run} "${printable(summary.batch)}": ${summary.status}`,
     `  rows: ${number(summary.completed)} completed, ${number(summary.failed)} failed, of ${number(summary.total)}`,
     `  time: ${summary.seconds} s processing (${number(summary.rowsPerSecond)} rows/s); ` +
       `generate ${phases.generateSeconds} s, import ${phases.importSeconds} s`,

@@ -45,7 +45,12 @@ describe("bad CSV input", () => {
     [
       "bad-status.csv",
       `${GOOD_ROW(1)}\n2,Two,two@example.com,30,50000,2025-06-01 12:00:00,done,`,
-      /:3: value out of range \(check users_batch_status_check\)/,
+      /:3: batch_status must be pending, completed, failed or cancelled \(check users_batch_status_check\)/,
+    ],
+    [
+      "processing-status.csv",
+      `${GOOD_ROW(1)}\n2,Two,two@example.com,30,50000,2025-06-01 12:00:00,processing,`,
+      /:3: batch_status must be pending, completed, failed or cancelled \(check users_batch_status_check\)/,
     ],
     [
       "old-age.csv",
@@ -153,6 +158,40 @@ describe("bad arguments and names", () => {
     expect(rows[0].n).toBe(50);
   });
 
+  it("prints names with their control characters escaped: no line broken, no screen cleared", async () => {
+    const env = { DATABASE_URL: db.url };
+    const name = "evil\nline \x1b[2J\x1b[Hcleared \x9b1m bold";
+    const escaped = "evil\\nline \\u001b[2J\\u001b[Hcleared \\u009b1m bold";
+    // any control character but the line breaks between lines
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+    const raw = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+    expect((await seed(["enqueue", "--batch-name", name], env)).code).toBe(0);
+
+    const overview = await status([], env);
+    const report = await status([name], env);
+    const history = await batch(["history", name], env);
+    for (const shown of [overview, report, history]) {
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).not.toMatch(raw);
+      expect(shown.stdout).toContain(escaped);
+    }
+    // the overview is a header, a rule and one line per run
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs WHERE kind = 'process'");
+    expect(overview.stdout.trim().split("\n")).toHaveLength(2 + rows[0].n);
+    const json = await status([name, "--json"], env);
+    expect(json.stdout).not.toMatch(raw);
+    const { id, name: stored } = JSON.parse(json.stdout);
+    expect(stored).toBe(name);
+    expect(report.stdout.split("\n")[0]).toBe(`batch run ${id} "${escaped}": running (round 0)`);
+
+    const unknown = await status([`${name} nope`], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).not.toMatch(raw);
+    expect(unknown.stderr.trim().split("\n")).toHaveLength(1);
+
+    expect((await batch(["cancel", name], env)).code).toBe(0);
+  });
+
   it("npm start refuses unknown options", async () => {
     const result = await run(process.execPath, [MAIN, "--rowz", "5"], {});
     expect(result.code).toBe(2);
@@ -175,6 +214,7 @@ describe("jobs with a bad payload", () => {
     ["batch_chunk", { run: 999, round: 0, chunk: 0 }, "batch run 999 does not exist"],
   ])("%s %j fails for good at once, with a clear error, instead of retrying", async (task, payload, error) => {
     const key = `bad-${Math.random()}`;
+    const { rows: before } = await db.pool.query("SELECT coalesce(max(id), 0) AS id FROM graphile_worker.jobs");
     await db.pool.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := 10)", [
       task,
       JSON.stringify(payload),
@@ -182,12 +222,13 @@ describe("jobs with a bad payload", () => {
     ]);
     const result = await startWorker(["--once"], { DATABASE_URL: db.url }).exited;
     expect(result.code).toBe(0);
+    // the job that stays failed has given up its key
     const { rows } = await db.pool.query(
-      "SELECT attempts, max_attempts, last_error, locked_at FROM graphile_worker.jobs WHERE key = $1",
-      [key],
+      "SELECT key, attempts, max_attempts, last_error, locked_at FROM graphile_worker.jobs WHERE id > $1",
+      [before[0].id],
     );
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ attempts: 1, max_attempts: 1, locked_at: null });
+    expect(rows[0]).toMatchObject({ key: null, attempts: 1, max_attempts: 1, locked_at: null });
     expect(rows[0].last_error).toContain(error);
   });
 });

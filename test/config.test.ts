@@ -53,6 +53,8 @@ describe("parseConfig", () => {
     [{ CLAIM_SIZE: "0" }, "CLAIM_SIZE must be a whole number from 1 to 1000000"],
     [{ WORKERS: "-2" }, "WORKERS must be a whole number"],
     [{ CLAIM_TIMEOUT_S: "soon" }, 'CLAIM_TIMEOUT_S must be a duration such as "30" or "30s"'],
+    [{ CLAIM_TIMEOUT_S: "0" }, 'CLAIM_TIMEOUT_S must be at least 1s (got "0")'],
+    [{ CLAIM_TIMEOUT_S: "500ms" }, "CLAIM_TIMEOUT_S must be at least 1s"],
     [{ FAIL_RATE: "1.5" }, "FAIL_RATE must be a number from 0 to 1"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL must be one of"],
     [{ LOG_FORMAT: "yaml" }, 'LOG_FORMAT must be one of auto, json, pretty (got "yaml")'],
@@ -80,6 +82,8 @@ describe("a bad value in a real process", () => {
     ["CLAIM_SIZE", "lots"],
     ["SHUTDOWN_GRACE_S", "30x"],
     ["WORKERS", "0"],
+    // zero would turn the timeout off, not make it instant: refused, not taken silently
+    ["CLAIM_TIMEOUT_S", "0"],
   ])("%s=%s makes the seed tool exit 2 with one line, writing nothing", async (name, value) => {
     const result = await seed(["schema"], { DATABASE_URL: db.url, [name]: value });
     expect(result.code).toBe(2);

@@ -84,11 +84,21 @@ describe("seed enqueue", () => {
     expect(rows).toEqual([{ first_id: 5, last_id: 10 }]);
   });
 
-  it("ends at once a run with nothing to do", async () => {
-    const result = JSON.parse((await enqueue(["--batch-name", "empty"])).stdout);
-    expect(result).toMatchObject({ chunks: 0, rows: 0 });
-    const { rows } = await db.pool.query("SELECT status, completed_at IS NOT NULL AS ended FROM batch_jobs");
-    expect(rows).toEqual([{ status: "completed", ended: true }]);
+  it("refuses to start a run with nothing to process, so that its name can be started later", async () => {
+    await insertUsers(db.pool, 10);
+    await db.pool.query("UPDATE users SET batch_status = 'completed'");
+    const refused = await enqueue(["--batch-name", "early"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe("error: nothing to process: no pending or retryable rows");
+    expect(refused.stdout).toBe("");
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
+    expect(rows[0].n).toBe(0);
+    expect(await jobCount(db)).toBe(0);
+
+    await insertUsers(db.pool, 5, 11);
+    const started = await enqueue(["--batch-name", "early"]);
+    expect(started.code).toBe(0);
+    expect(JSON.parse(started.stdout)).toMatchObject({ batch: "early", created: true, status: "running", rows: 5 });
   });
 
   it("takes any batch name as data, never as SQL", async () => {

@@ -1,4 +1,8 @@
+import net from "node:net";
+import pino from "pino";
+import { ConfigError } from "../src/config";
 import { freePort } from "../src/free-port";
+import { WorkerMetrics } from "../src/worker/metrics";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { seed, startWorker } from "./support/processes";
 import { runByName, waitFor } from "./support/runs";
@@ -53,5 +57,65 @@ describe("worker metrics", () => {
       worker.child.kill("SIGTERM");
       await worker.exited;
     }
+  });
+
+  it("make a worker whose METRICS_PORT is taken exit 2 with one line, before it takes a job", async () => {
+    await seed(["enqueue", "--batch-name", "unserved"], { DATABASE_URL: db.url, CLAIM_SIZE: "500" });
+    const taken = await listenOnFreePort();
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const result = await startWorker(["--once"], { DATABASE_URL: db.url, METRICS_PORT: String(port) }).exited;
+      expect(result.code).toBe(2);
+      expect(result.stderr.trim().split("\n")).toEqual([
+        `configuration error: METRICS_PORT ${port} cannot be served (listen EADDRINUSE: address already in use :::${port}): ` +
+          "give each worker on this host its own METRICS_PORT, or 0 for none",
+      ]);
+      const { rows } = await db.pool.query(
+        "SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE attempts > 0 OR locked_at IS NOT NULL",
+      );
+      expect(rows[0].n).toBe(0);
+    } finally {
+      taken.close();
+    }
+  });
+});
+
+/** A server holding a port, as another worker on the same host does. */
+async function listenOnFreePort(): Promise<net.Server> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, resolve));
+  return server;
+}
+
+describe("the default METRICS_PORT, taken", () => {
+  let taken: net.Server;
+  beforeAll(async () => {
+    taken = await listenOnFreePort();
+  });
+  afterAll(() => taken.close());
+
+  it("is a warning naming METRICS_PORT: the worker goes on without /metrics and /healthz", async () => {
+    const port = (taken.address() as net.AddressInfo).port;
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(line) });
+    const serving = new WorkerMetrics().serve(port, { logger, healthy: () => true, required: false });
+    await expect(serving).resolves.toBeUndefined();
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({
+        level: 40,
+        port,
+        msg: expect.stringMatching(
+          /^METRICS_PORT \d+ cannot be served \(listen EADDRINUSE.*\): this worker serves no \/metrics or \/healthz; set METRICS_PORT to a free port for them, or to 0 for none$/,
+        ),
+      }),
+    ]);
+    expect(lines[0]).not.toContain("stack");
+  });
+
+  it("is a configuration error where METRICS_PORT was set", async () => {
+    const port = (taken.address() as net.AddressInfo).port;
+    const logger = pino({ level: "silent" });
+    const serving = new WorkerMetrics().serve(port, { logger, healthy: () => true, required: true });
+    await expect(serving).rejects.toThrow(ConfigError);
   });
 });

@@ -56,10 +56,13 @@ describe("migrations", () => {
 
   it("enforce the batch_status values", async () => {
     await migrate(db.pool, quietLogger);
-    await expect(
-      db.pool.query("INSERT INTO users (name, email, batch_status) VALUES ('a', 'a@example.com', 'done')"),
-    ).rejects.toThrow(/users_batch_status_check/);
-    for (const status of ["pending", "processing", "completed", "failed", "cancelled"]) {
+    // 'processing' too: no run would ever take such a row
+    for (const status of ["done", "processing"]) {
+      await expect(
+        db.pool.query("INSERT INTO users (name, email, batch_status) VALUES ('a', 'a@example.com', $1)", [status]),
+      ).rejects.toThrow(/users_batch_status_check/);
+    }
+    for (const status of ["pending", "completed", "failed", "cancelled"]) {
       await db.pool.query("INSERT INTO users (name, email, batch_status) VALUES ('a', $1, $2)", [
         `${status}@example.com`,
         status,
@@ -78,11 +81,16 @@ describe("migrations", () => {
         id SERIAL PRIMARY KEY, batch_name VARCHAR(255) NOT NULL, status VARCHAR(20) DEFAULT 'pending',
         total_records INTEGER DEFAULT 0, processed_records INTEGER DEFAULT 0, failed_records INTEGER DEFAULT 0,
         started_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, completed_at TIMESTAMP, error_message TEXT);
-      INSERT INTO users (name, email, batch_status) VALUES ('Ann', 'ann@example.com', 'failed');
+      INSERT INTO users (name, email, batch_status) VALUES ('Ann', 'ann@example.com', 'failed'),
+                                                        ('Bob', 'bob@example.com', 'processing');
       INSERT INTO batch_jobs (batch_name, status) VALUES ('worker-1-1700000000', 'completed');`);
     await migrate(db.pool, quietLogger);
-    const { rows } = await db.pool.query("SELECT name, batch_status, attempts FROM users");
-    expect(rows).toEqual([{ name: "Ann", batch_status: "failed", attempts: 0 }]);
+    // a row the original left 'processing' is kept as it is
+    const { rows } = await db.pool.query("SELECT name, batch_status, attempts FROM users ORDER BY id");
+    expect(rows).toEqual([
+      { name: "Ann", batch_status: "failed", attempts: 0 },
+      { name: "Bob", batch_status: "processing", attempts: 0 },
+    ]);
     const jobs = await db.pool.query("SELECT batch_name, kind FROM batch_jobs");
     expect(jobs.rows).toEqual([{ batch_name: "worker-1-1700000000", kind: "process" }]);
     const indexes = await db.pool.query("SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 1");

@@ -82,7 +82,11 @@ describe("recovery from dead workers", () => {
       "SELECT actor, detail FROM batch_events WHERE event = 'chunk-recovered'",
     );
     expect(recovered.length).toBeGreaterThan(0);
-    expect(recovered[0]).toMatchObject({ actor: "rescuer", detail: expect.stringContaining(doomedPool) });
+    // the dead worker by its POD_NAME, and the job pool it ran
+    expect(recovered[0]).toEqual({
+      actor: "rescuer",
+      detail: `worker doomed (job pool ${doomedPool}) presumed dead; chunk released for another worker`,
+    });
     expect(await lockedJobs(db.pool)).toBe(0);
     const { rows: sessions } = await db.pool.query("SELECT pod FROM worker_sessions");
     expect(sessions.map((s) => s.pod)).toEqual(["rescuer"]);

@@ -1,4 +1,4 @@
-import { runSlice, type SliceRequest } from "../src/chunks/slice";
+import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slice";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import type { ClaimedRecord, RecordOutcome } from "../src/processing/run-records";
@@ -88,6 +88,25 @@ describe("a slice", () => {
         request.runId,
       ]);
       expect(run[0].processed_records).toBe(5);
+    } finally {
+      client.release();
+    }
+  });
+
+  it("writes nothing when another job ended its chunk while it ran", async () => {
+    const client = await db.pool.connect();
+    try {
+      const slice = runSlice(client, request, async (records) => {
+        await db.pool.query("UPDATE batch_chunks SET status = 'done' WHERE run_id = $1", [request.runId]);
+        return complete(records);
+      });
+      await expect(slice).rejects.toThrow(ChunkEndedError);
+      const { rows } = await db.pool.query(
+        `SELECT (SELECT count(*)::int FROM users WHERE batch_status = 'pending') AS pending,
+                (SELECT processed_records FROM batch_jobs WHERE id = $1) AS counted`,
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ pending: 20, counted: 0 });
     } finally {
       client.release();
     }

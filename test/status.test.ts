@@ -42,7 +42,7 @@ describe("status", () => {
       percentDone: Math.round((1000 * completed) / ROWS) / 10,
       chunks: { total: 1, waiting: 1, running: 0, done: 0, retrying: 0, failed: 0, cancelled: 0 },
       workers: [{ worker: "pod-x", runningChunks: 0, rows: ROWS }],
-      errors: [{ message: "injected failure (FAIL_RATE) on attempt 1", attempts: failed }],
+      errors: [{ message: "injected failure (FAIL_RATE) on attempt 1", occurrences: failed }],
     });
 
     const text = await status(["reported"], { DATABASE_URL: db.url });
@@ -52,6 +52,58 @@ describe("status", () => {
     const overview = JSON.parse((await status(["--json"], { DATABASE_URL: db.url })).stdout);
     expect(overview.runs).toHaveLength(1);
     expect(overview.runs[0]).toMatchObject({ id: run.id, status: "running", completed, retrying: failed });
+  });
+
+  it("counts the retry delay in the ETA, and says what the run waits for", async () => {
+    // round 0 runs; the retry round's chunks are due in a minute
+    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", PROCESS_DELAY_MS: "1" };
+    await seed(["enqueue", "--batch-name", "delayed"], { DATABASE_URL: db.url, ...env });
+    expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
+    const { rows } = await db.pool.query(
+      "SELECT min(run_at) AS due, extract(epoch FROM min(run_at) - now())::float8 AS wait FROM graphile_worker.jobs",
+    );
+    const { due, wait } = rows[0];
+    expect(wait).toBeGreaterThan(30);
+
+    const report = JSON.parse((await status(["delayed", "--json"], { DATABASE_URL: db.url })).stdout);
+    expect(report).toMatchObject({ status: "running", round: 1, waitingUntil: due.toISOString() });
+    expect(report.rowsPerSecond).toBeGreaterThan(0);
+    // nothing runs before the retry round is due: the ETA cannot be shorter than the wait
+    expect(report.etaSeconds).toBeGreaterThanOrEqual(Math.floor(wait) - 2);
+
+    const text = await status(["delayed"], { DATABASE_URL: db.url });
+    expect(text.stdout).toMatch(/ rows\/s {2}ETA (\d+s|1m\d\ds) \(next chunk due in (\d+s|1m00s)\) /);
+  });
+
+  it("says that the errors of a completed run with no failed row were all retried", async () => {
+    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", FAIL_FIRST_ATTEMPTS: "1", RETRY_DELAY_S: "0" };
+    await seed(["enqueue", "--batch-name", "recovered"], { DATABASE_URL: db.url, ...env });
+    expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
+    const result = await status(["recovered"], { DATABASE_URL: db.url });
+    expect(result.stdout).toContain('"recovered": completed');
+    expect(result.stdout).toContain("completed 3,000  failed 0  retrying 0");
+    const lines = result.stdout.trim().split("\n");
+    const heading = lines.findIndex((line) => line.startsWith("failed attempts"));
+    expect(lines[heading]).toBe("failed attempts, by message (all retried: no row failed for good):");
+    expect(lines[heading + 1]).toMatch(/^ +\d+ {2}injected failure \(FAIL_RATE\) on attempt 1$/);
+  });
+
+  it("does not list a worker that exited on SIGTERM as running", async () => {
+    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "2", PROCESS_DELAY_MS: "20", POD_NAME: "pod-t" };
+    await seed(["enqueue", "--batch-name", "stopped"], { DATABASE_URL: db.url, ...env });
+    const worker = startWorker([], { DATABASE_URL: db.url, ...env });
+    await waitFor("rows to complete", async () => (await runByName(db.pool, "stopped")).processed_records > 100);
+    const running = JSON.parse((await status(["stopped", "--json"], { DATABASE_URL: db.url })).stdout);
+    expect(running.workers).toEqual([expect.objectContaining({ worker: "pod-t" })]);
+    expect(running.workers[0].runningChunks).toBeGreaterThan(0);
+    worker.child.kill("SIGTERM");
+    await worker.exited;
+
+    const report = JSON.parse((await status(["stopped", "--json"], { DATABASE_URL: db.url })).stdout);
+    expect(report.chunks.running).toBe(0);
+    expect(report.workers).toEqual([expect.objectContaining({ worker: "pod-t", runningChunks: 0 })]);
+    const { rows } = await db.pool.query("SELECT running_chunks FROM batch_workers WHERE worker = 'pod-t'");
+    expect(rows).toEqual([{ running_chunks: 0 }]);
   });
 
   it("--watch follows a run until it ends; the rate and ETA show while it runs", async () => {

@@ -111,6 +111,8 @@ describe("the batch-run workflow", () => {
       run.id,
     ]);
     await db.pool.query("UPDATE batch_chunks SET rows_failed = 5 WHERE run_id = $1 AND first_id <= 5", [run.id]);
+    // and the round's chunks had ended
+    await db.pool.query("UPDATE batch_chunks SET status = 'done' WHERE run_id = $1", [run.id]);
     const first = await finishRound(pool, run.id, 0, "worker-1");
     const again = await finishRound(pool, run.id, 0, "worker-2");
     expect(first).toMatchObject({ replayed: false, result: { next: "retry-round", round: 1, rows: 5 } });

@@ -3,9 +3,10 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage } from "../src/cli-args";
 import { printResult, runCommand, table } from "../src/cli-output";
+import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
-import { withCommandPool } from "../src/context";
 import { withPool } from "../src/db/pool";
+import { printable } from "../src/printable";
 import type { RunEvent } from "../src/runs/store";
 import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "./batch-control";
 
@@ -28,10 +29,19 @@ function formatCounts(event: RunEvent): string {
   return [run, ...extra].join(", ");
 }
 
+/**
+ * An event as JSON: its detail is text, but the start records the run's settings as JSON text
+ * (workflows/batch-run.ts), given here as the object it is.
+ */
+function eventAsJson(event: RunEvent) {
+  return { ...event, detail: event.event === "started" && event.detail ? JSON.parse(event.detail) : event.detail };
+}
+
 async function printHistory(run: string, json: boolean): Promise<void> {
   const history = await withCommandPool("batch", 2, (pool) => runHistory(withPool(pool), run));
   if (json) {
-    printResult({ run: history.run.id, batch: history.run.name, status: history.run.status, events: history.events });
+    const events = history.events.map(eventAsJson);
+    printResult({ run: history.run.id, batch: history.run.name, status: history.run.status, events });
     return;
   }
   const rows = history.events.map((event) => [
@@ -43,7 +53,7 @@ async function printHistory(run: string, json: boolean): Promise<void> {
     formatCounts(event),
     event.detail ?? "",
   ]);
-  process.stdout.write(`batch run ${history.run.id} "${history.run.name}": ${history.run.status}\n`);
+  process.stdout.write(`batch run ${history.run.id} "${printable(history.run.name)}": ${history.run.status}\n`);
   process.stdout.write(`${table(["at", "event", "round", "chunk", "by", "counts", "detail"], rows)}\n`);
 }
 

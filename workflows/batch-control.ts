@@ -1,11 +1,11 @@
 import type { PoolClient } from "pg";
 import { CommandError } from "../src/cli-output";
 import { inTransaction, type WithClient } from "../src/db/pool";
+import { findRun } from "../src/runs/run-reference";
 import {
   appendEvent,
   cancelIdleChunks,
   enqueueChunkJobs,
-  findRun,
   findStepResult,
   listEvents,
   lockRun,

@@ -1,30 +1,37 @@
 import type { PoolClient } from "pg";
 import { type ChunkDeps, type ChunkRef, processChunk } from "../src/chunks/process-chunk";
+import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
 import type { Config } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
+import { ForgedJobError } from "../src/runs/forged-job";
+import { isIdReference } from "../src/runs/run-reference";
 import {
   addJob,
   appendEvent,
   beginRound,
   type ChunkEnding,
-  countRunningChunks,
+  countOpenChunks,
   endChunk,
   endRun,
   enqueueChunkJobs,
   failedChunks,
   findActiveRun,
-  findStrandedChunks,
+  findChunkStatus,
+  hasRowsToProcess,
   insertRun,
   jobKeys,
   lockRun,
+  OPEN_CHUNK_STATUSES,
   planChunks,
   type Run,
+  RunMissingError,
   type RunSettings,
   setRunStatus,
   TASKS,
 } from "../src/runs/store";
 import { durableStep } from "./durable-step";
+import { assertChunkClosable, assertFinishable, assertPlannable } from "./step-guards";
 
 /**
  * A batch run as a durable workflow on graphile-worker:
@@ -34,12 +41,15 @@ import { durableStep } from "./durable-step";
  *     -> completed
  *
  * Each step is a graphile-worker job whose result and next transition commit together
- * (durableStep); chunks are the activities that touch users. Every state change is appended to
- * the run's history (batch_events). Pause, resume and cancel are in batch-control.ts.
+ * (durableStep); chunks are the activities that touch users. Each checks first, under the run's
+ * lock, that the run is where the workflow would have it (step-guards.ts), so that forged or
+ * duplicated jobs change nothing. Every state change is appended to the run's history
+ * (batch_events). Pause, resume and cancel are in batch-control.ts; recovery of work that no
+ * job will do is in stranded-work.ts.
  */
 
 /** Steps only touch the database: graphile-worker's default attempts and backoff suit them. */
-const STEP_MAX_ATTEMPTS = 25;
+export const STEP_MAX_ATTEMPTS = 25;
 
 export function runSettings(config: Config): RunSettings {
   return {
@@ -57,9 +67,16 @@ export class RunConflictError extends CommandError {
   override name = "RunConflictError";
 }
 
+/** A new run would find no row to work through. */
+export class NothingToProcessError extends CommandError {
+  override name = "NothingToProcessError";
+}
+
 /**
  * Starts the run named `name`, or returns it unchanged if it exists. Refused while another run
  * is active (pending, running, paused or cancelling): a row belongs to at most one active run.
+ * A new run is refused too when no row is pending or retryable: it would end at once and keep
+ * its name, which the same name could then never start again once rows come.
  */
 export async function startRun(
   db: WithClient,
@@ -67,10 +84,16 @@ export async function startRun(
   settings: RunSettings,
   actor: string,
 ): Promise<{ run: Run; created: boolean }> {
+  if (isIdReference(name)) {
+    throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
+  }
   const start = () =>
     db((client) =>
       inTransaction(client, async () => {
         const started = await insertRun(client, name, settings, actor);
+        if (started.created && !(await hasRowsToProcess(client, settings.maxAttempts))) {
+          throw new NothingToProcessError("nothing to process: no pending or retryable rows");
+        }
         if (started.created) {
           const runId = started.run.id;
           await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
@@ -89,12 +112,16 @@ export async function startRun(
   });
 }
 
-export type PlanResult = { chunks: number; rows: number } | { skipped: string };
+export type PlanResult = { chunks: number; rows: number };
 
-/** Chooses the rows (pending, or failed with attempts left), splits them into chunks, enqueues them. */
+/**
+ * Chooses the rows (pending, or failed with attempts left), splits them into chunks, enqueues
+ * them. A run whose rows were taken between its start and its plan (by hand: no other run is
+ * active) finds none and ends completed.
+ */
 export async function planRun(db: WithClient, runId: number, actor: string) {
   return durableStep(db, { runId, step: "plan", round: 0 }, actor, async (client, run): Promise<PlanResult> => {
-    if (run.status !== "pending" && run.status !== "paused") return { skipped: `run is ${run.status}` };
+    assertPlannable(run);
     const planned = await planChunks(client, runId, 0, "open", run.settings);
     await beginRound(client, runId, 0, planned);
     await appendEvent(client, runId, "planned", { step: "plan", actor, round: 0, counts: planned });
@@ -113,7 +140,8 @@ export type FinishResult =
 /** Fan-in of round `round`: runs once, when its last chunk has ended. */
 export async function finishRound(db: WithClient, runId: number, round: number, actor: string) {
   return durableStep(db, { runId, step: "finish", round }, actor, async (client, run): Promise<FinishResult> => {
-    if (run.status === "cancelling" || run.status === "cancelled") {
+    await assertFinishable(client, run, round);
+    if (run.status === "cancelling") {
       await settleCancellation(client, run, actor);
       return { next: "cancelled" };
     }
@@ -151,9 +179,9 @@ async function complete(client: PoolClient, runId: number, actor: string): Promi
   await appendEvent(client, runId, "completed", { step: "finish", actor });
 }
 
-/** A cancelling run becomes cancelled once none of its chunks is running. */
+/** A cancelling run becomes cancelled once every one of its chunks has ended. */
 export async function settleCancellation(client: PoolClient, run: Run, actor: string): Promise<boolean> {
-  if (run.status !== "cancelling" || (await countRunningChunks(client, run.id)) > 0) return false;
+  if (run.status !== "cancelling" || (await countOpenChunks(client, run.id)) > 0) return false;
   await setRunStatus(client, run.id, "cancelled");
   await appendEvent(client, run.id, "cancelled", { step: "control", actor });
   return true;
@@ -169,10 +197,11 @@ const CHUNK_EVENTS: Record<ChunkEnding["status"], string> = {
  * Ends the chunk; for the round's last chunk, enqueues the fan-in in the same transaction (or,
  * when the run is being cancelled, settles the cancel).
  */
-async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, actor: string): Promise<void> {
+export async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, actor: string): Promise<void> {
   await db((client) =>
     inTransaction(client, async () => {
       const run = await lockRun(client, ref.runId);
+      assertChunkClosable(run, ref);
       const ended = await endChunk(client, ref.runId, ref.round, ref.chunkNo, ending);
       if (!ended.ended) return;
       await appendEvent(client, ref.runId, CHUNK_EVENTS[ending.status], {
@@ -199,10 +228,16 @@ async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnding, ac
   );
 }
 
-/** Puts the chunk's job back in the queue, fresh, for another worker to take at once. */
+/**
+ * Puts the chunk's job back in the queue, fresh, for another worker to take at once; unless
+ * another job has ended the chunk meanwhile.
+ */
 async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor: string): Promise<void> {
   await db((client) =>
     inTransaction(client, async () => {
+      await lockRun(client, ref.runId);
+      const status = await findChunkStatus(client, ref.runId, ref.round, ref.chunkNo);
+      if (!status || !OPEN_CHUNK_STATUSES.has(status)) return;
       const payload = { run: ref.runId, round: ref.round, chunk: ref.chunkNo };
       await addJob(client, TASKS.chunk, payload, job.key, job.maxAttempts);
       await appendEvent(client, ref.runId, "chunk-handed-back", {
@@ -215,38 +250,6 @@ async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor
   );
 }
 
-/**
- * Gives every stranded chunk (src/runs/store.ts findStrandedChunks) its ending: a chunk whose
- * job is gone gets a new one, a chunk whose job failed for good fails. Run by the workers'
- * periodic recovery; repeating it is harmless.
- */
-export async function healStrandedChunks(db: WithClient, actor: string): Promise<{ requeued: number; failed: number }> {
-  const stranded = await db(findStrandedChunks);
-  const exhausted = stranded.filter((found) => found.exhausted);
-  for (const chunk of exhausted) {
-    const error = chunk.lastError ?? "the chunk's job failed all its attempts";
-    await closeChunk(db, chunk, { status: "failed", error }, actor);
-  }
-  const missing = stranded.filter((found) => !found.exhausted);
-  for (const chunk of missing) {
-    await db((client) =>
-      inTransaction(client, async () => {
-        const payload = { run: chunk.runId, round: chunk.round, chunk: chunk.chunkNo };
-        const key = jobKeys.chunk(chunk.runId, chunk.round, chunk.chunkNo);
-        await addJob(client, TASKS.chunk, payload, key, chunk.chunkMaxAttempts);
-        await appendEvent(client, chunk.runId, "chunk-requeued", {
-          step: "chunk",
-          actor,
-          round: chunk.round,
-          chunkNo: chunk.chunkNo,
-          detail: "its job was gone while the chunk had not ended",
-        });
-      }),
-    );
-  }
-  return { requeued: missing.length, failed: exhausted.length };
-}
-
 /** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
 export interface ChunkJob {
   key: string;
@@ -254,19 +257,19 @@ export interface ChunkJob {
   maxAttempts: number;
 }
 
-const CANCELLED: ReadonlySet<string> = new Set(["cancelling", "cancelled"]);
-
 /**
  * The chunk activity. A chunk that throws is retried by graphile-worker with its backoff; on
  * its last attempt the failure is recorded so that the round still ends (and the run fails). A
- * chunk of a paused run waits for the resume; one of a cancelled run ends cancelled.
+ * chunk of a paused run waits for the resume; one of a cancelling run ends cancelled. A job the
+ * run would not run (src/chunks/chunk-start.ts) changes nothing and fails for good.
  */
 export async function runChunk(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob) {
   let outcome: Awaited<ReturnType<typeof processChunk>>;
   try {
     outcome = await processChunk(deps, ref);
   } catch (error) {
-    if (job.attempt >= job.maxAttempts) {
+    const refused = error instanceof ForgedJobError || error instanceof RunMissingError;
+    if (!refused && job.attempt >= job.maxAttempts) {
       const message = error instanceof Error ? error.message : String(error);
       await closeChunk(deps.db, ref, { status: "failed", error: message }, deps.worker);
     }
@@ -274,7 +277,7 @@ export async function runChunk(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob) {
   }
   if (outcome.kind === "finished") await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
   else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
-  else if (outcome.kind === "stopped" && CANCELLED.has(outcome.runStatus)) {
+  else if (outcome.kind === "stopped" && outcome.runStatus === "cancelling") {
     await closeChunk(deps.db, ref, { status: "cancelled" }, deps.worker);
   }
   return outcome;

@@ -2,8 +2,9 @@ import type { ProcessUser } from "../business-logic";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { type ClaimedRecord, runRecords } from "../processing/run-records";
-import { countLeftInRange, RunMissingError, type RunStatus, startChunk } from "../runs/store";
-import { runSlice, type SliceRequest, type SliceResult } from "./slice";
+import { countLeftInRange, type RunStatus } from "../runs/store";
+import { beginChunk } from "./chunk-start";
+import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
@@ -68,12 +69,9 @@ export type ChunkOutcome =
   | { kind: "finished"; totals: ChunkTotals }
   /** The worker is shutting down; the chunk's remaining rows are untouched and still claimable. */
   | { kind: "handed-back"; totals: ChunkTotals }
-  /**
-   * The run is not running: paused before the chunk started (it waits for the resume),
-   * cancelling, or ended.
-   */
+  /** The run is not running: paused before the chunk started (it waits for the resume), or cancelling. */
   | { kind: "stopped"; runStatus: RunStatus; totals: ChunkTotals }
-  /** The chunk had already ended: a repeated job. */
+  /** The chunk had already ended, or another job ended it meanwhile: a repeated job. */
   | { kind: "skipped" };
 
 /** Another transaction still holds rows of the range; graphile-worker retries the chunk later. */
@@ -123,11 +121,10 @@ export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<Chun
 }
 
 async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
-  const start = await deps.db((client) => startChunk(client, ref.runId, ref.round, ref.chunkNo, deps.worker));
-  if (!start) throw new RunMissingError(`batch run ${ref.runId} does not exist`);
+  const start = await deps.db((client) => beginChunk(client, ref, deps.worker));
   const totals: ChunkTotals = { slices: 0, processed: 0, completed: 0, failed: 0, retryable: 0 };
-  if (start.runStatus !== "running") return { kind: "stopped", runStatus: start.runStatus, totals };
-  if (!start.chunk) return { kind: "skipped" };
+  if (start.kind === "stopped") return { kind: "stopped", runStatus: start.runStatus, totals };
+  if (start.kind === "ended") return { kind: "skipped" };
 
   const { chunk, settings } = start;
   const log = deps.logger.child({
@@ -168,6 +165,10 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
       };
       slice = await deps.db((client) => runSlice(client, request, (records) => runWithinBudget(deps, ref, records)));
     } catch (error) {
+      if (error instanceof ChunkEndedError) {
+        log.warn({ ...totals }, "another job ended the chunk: slice rolled back");
+        return { kind: "skipped" };
+      }
       if (!deps.abort.aborted) throw error;
       log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");
       return { kind: "handed-back", totals };

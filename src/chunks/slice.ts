@@ -105,7 +105,8 @@ const COUNT_ERRORS = `
  * The run's and the chunk's counters, and the run's progress sample, the last statement before
  * COMMIT. Every slice of the run updates the run's row, so its lock is taken last and held only
  * for the commit; the chunk is updated from the run's row, after it, the order control commands
- * lock them in too.
+ * lock them in too. Only a chunk that has not ended, of a run that has not ended, counts: the
+ * slice finds none (and is rolled back) when another job ended the chunk while it ran.
  */
 const COUNT_OUTCOMES = `
   WITH run AS (
@@ -114,19 +115,25 @@ const COUNT_OUTCOMES = `
            failed_records = failed_records + $3,
            retryable_records = retryable_records + $4,
            updated_at = now()
-     WHERE id = $1
+     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
     RETURNING id, status, processed_records + failed_records AS done
   ), chunk AS (
     UPDATE batch_chunks c
        SET rows_completed = rows_completed + $2, rows_failed = rows_failed + $5, updated_at = now()
       FROM run
-     WHERE c.run_id = run.id AND c.round = $6 AND c.chunk_no = $7
+     WHERE c.run_id = run.id AND c.round = $6 AND c.chunk_no = $7 AND c.status IN ('queued', 'running')
+    RETURNING 1
   ), sample AS (
     INSERT INTO batch_samples (run_id, bucket, at, done)
     SELECT id, floor(extract(epoch FROM now()) / 5), now(), done FROM run
     ON CONFLICT DO NOTHING
   )
-  SELECT status FROM run`;
+  SELECT run.status FROM run WHERE EXISTS (SELECT 1 FROM chunk)`;
+
+/** The slice's chunk (or its run) ended while the slice ran: another job ended it. */
+export class ChunkEndedError extends Error {
+  override name = "ChunkEndedError";
+}
 
 interface Tally {
   completed: number;
@@ -248,7 +255,12 @@ export async function runSlice(
           request.chunkNo,
         ],
       });
-      return { ...result, runStatus: run[0]?.status ?? "missing", writeMs: performance.now() - writeStart };
+      if (!run[0]) {
+        throw new ChunkEndedError(
+          `chunk ${request.chunkNo} of round ${request.round} of batch run ${request.runId} ended while a slice ran`,
+        );
+      }
+      return { ...result, runStatus: run[0].status, writeMs: performance.now() - writeStart };
     },
     setup,
   );

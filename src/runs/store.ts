@@ -99,6 +99,19 @@ export async function insertRun(
   return { run: existing, created: false };
 }
 
+/**
+ * Whether any row is work for a new run allowed `maxAttempts` attempts. Plan: a sequential scan
+ * that stops at the first such row; it reads the whole table only when there is none, as the
+ * plan step would.
+ */
+export async function hasRowsToProcess(client: PoolClient, maxAttempts: number): Promise<boolean> {
+  const { rows } = await client.query<{ found: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM users u WHERE ${claimableSql("u", "$1")}) AS found`,
+    [maxAttempts],
+  );
+  return rows[0]?.found ?? false;
+}
+
 /** The run that is active (one at most: batch_jobs_one_active_run), if any. */
 export async function findActiveRun(client: PoolClient): Promise<Run | undefined> {
   const { rows } = await client.query<Run>(
@@ -116,13 +129,6 @@ export async function findRunByName(client: PoolClient, name: string): Promise<R
   return rows[0];
 }
 
-/** A run by its exact name, or else by its id. */
-export async function findRun(client: PoolClient, nameOrId: string): Promise<Run | undefined> {
-  const byName = await findRunByName(client, nameOrId);
-  if (byName || !/^\d{1,9}$/.test(nameOrId)) return byName;
-  return getRun(client, Number(nameOrId));
-}
-
 export async function getRun(client: PoolClient, runId: number): Promise<Run | undefined> {
   const { rows } = await client.query<Run>(`SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process'`, [
     runId,
@@ -133,10 +139,16 @@ export async function getRun(client: PoolClient, runId: number): Promise<Run | u
 /**
  * Locks the run's row for the rest of the transaction: its steps, control commands and chunk
  * endings take turns. They lock the run before its chunks, as slices and chunk starts do.
+ * Chunk starts take it `shared`: they wait for those, not for each other.
  */
-export async function lockRun(client: PoolClient, runId: number): Promise<Run> {
+export async function lockRun(
+  client: PoolClient,
+  runId: number,
+  mode: "exclusive" | "shared" = "exclusive",
+): Promise<Run> {
   const { rows } = await client.query<Run>(
-    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process' FOR NO KEY UPDATE`,
+    `SELECT ${RUN_COLUMNS} FROM batch_jobs WHERE id = $1 AND kind = 'process'
+        FOR ${mode === "shared" ? "SHARE" : "NO KEY UPDATE"}`,
     [runId],
   );
   if (!rows[0]) throw new RunMissingError(`batch run ${runId} does not exist`);
@@ -277,7 +289,8 @@ export async function removeWaitingJobs(client: PoolClient, runId: number, which
 
 /**
  * Cancels the round's chunks that no worker is running (queued, or left running by a worker
- * that handed them back), and returns how many chunks still run.
+ * that handed them back), and returns how many chunks a worker's job still holds: those end
+ * when their job sees the cancel.
  */
 export async function cancelIdleChunks(client: PoolClient, runId: number, round: number): Promise<{ running: number }> {
   const { rows } = await client.query<{ running: number }>(
@@ -289,19 +302,24 @@ export async function cancelIdleChunks(client: PoolClient, runId: number, round:
        RETURNING c.chunk_no
      )
      SELECT count(*)::int AS running FROM batch_chunks
-      WHERE run_id = $1 AND round = $2 AND status = 'running'
+      WHERE run_id = $1 AND round = $2 AND status IN ('queued', 'running')
         AND chunk_no NOT IN (SELECT chunk_no FROM idle)`,
     [runId, round],
   );
   return rows[0] ?? { running: 0 };
 }
 
-export async function countRunningChunks(client: PoolClient, runId: number): Promise<number> {
-  const { rows } = await client.query<{ running: number }>(
-    "SELECT count(*)::int AS running FROM batch_chunks WHERE run_id = $1 AND status = 'running'",
-    [runId],
+/**
+ * The run's chunks that have not ended (queued or running), in one round or in all of them. A
+ * queued chunk counts: its job may have been taken already, and it ends when that job runs.
+ */
+export async function countOpenChunks(client: PoolClient, runId: number, round?: number): Promise<number> {
+  const { rows } = await client.query<{ open: number }>(
+    `SELECT count(*)::int AS open FROM batch_chunks
+      WHERE run_id = $1 AND ($2::int IS NULL OR round = $2) AND status IN ('queued', 'running')`,
+    [runId, round ?? null],
   );
-  return rows[0]?.running ?? 0;
+  return rows[0]?.open ?? 0;
 }
 
 export async function setRunStatus(client: PoolClient, runId: number, status: RunStatus): Promise<void> {
@@ -382,53 +400,50 @@ export async function addJob(
   ]);
 }
 
-export interface ChunkStart {
-  runStatus: RunStatus;
-  settings: RunSettings;
-  /** Absent when the chunk has already ended. */
-  chunk?: { firstId: number; lastId: number; plannedAt: Date };
+export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled";
+
+/** Statuses in which a chunk has not ended: its rows may still be processed. */
+export const OPEN_CHUNK_STATUSES: ReadonlySet<ChunkStatus> = new Set(["queued", "running"]);
+
+/** The chunk's status; undefined when its run has no such chunk. */
+export async function findChunkStatus(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+): Promise<ChunkStatus | undefined> {
+  const { rows } = await client.query<{ status: ChunkStatus }>(
+    "SELECT status FROM batch_chunks WHERE run_id = $1 AND round = $2 AND chunk_no = $3",
+    [runId, round, chunkNo],
+  );
+  return rows[0]?.status;
 }
 
-/**
- * Marks the chunk running on this worker and returns what processing it needs; the chunk is
- * absent when it has ended or its run is not running. The run's row is share-locked, so that a
- * chunk starts either before a pause or cancel commits (and counts as running for it) or after
- * (and sees it).
- */
-export async function startChunk(
+/** Where a chunk's rows are, and since when they are its round's. */
+export interface ChunkRange {
+  firstId: number;
+  lastId: number;
+  plannedAt: Date;
+}
+
+/** Marks the chunk running on this worker (the caller has checked it may run) and returns its range. */
+export async function markChunkRunning(
   client: PoolClient,
   runId: number,
   round: number,
   chunkNo: number,
   worker: string,
-): Promise<ChunkStart | undefined> {
-  const { rows } = await client.query<{
-    runStatus: RunStatus;
-    settings: RunSettings;
-    firstId: number | null;
-    lastId: number;
-    plannedAt: Date;
-  }>({
-    text: `WITH run AS (
-             SELECT id, status, config FROM batch_jobs WHERE id = $1 FOR SHARE
-           ), chunk AS (
-             UPDATE batch_chunks c
-                SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
-               FROM run
-              WHERE c.run_id = run.id AND c.round = $2 AND c.chunk_no = $3 AND c.status IN ('queued', 'running')
-                AND run.status = 'running'
-             RETURNING c.first_id, c.last_id, c.planned_at
-           )
-           SELECT run.status AS "runStatus", run.config AS settings, chunk.first_id AS "firstId",
-                  chunk.last_id AS "lastId", chunk.planned_at AS "plannedAt"
-             FROM run LEFT JOIN chunk ON true`,
+): Promise<ChunkRange> {
+  const { rows } = await client.query<ChunkRange>({
+    text: `UPDATE batch_chunks
+              SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
+            WHERE run_id = $1 AND round = $2 AND chunk_no = $3
+           RETURNING first_id AS "firstId", last_id AS "lastId", planned_at AS "plannedAt"`,
     values: [runId, round, chunkNo, worker],
     types: ROW_TYPES,
   });
-  const row = rows[0];
-  if (!row) return undefined;
-  const { runStatus, settings, firstId, lastId, plannedAt } = row;
-  return { runStatus, settings, chunk: firstId === null ? undefined : { firstId, lastId, plannedAt } };
+  if (!rows[0]) throw new Error(`chunk ${chunkNo} of round ${round} of batch run ${runId} vanished`);
+  return rows[0];
 }
 
 /** Rows of the range still claimable in this round: rows another transaction held locked. */
@@ -499,8 +514,9 @@ export interface StrandedChunk {
 }
 
 /**
- * Chunks of running runs' current rounds that would keep their round from ending: their job
- * is gone (it ended while the run was paused, and the resume found it still running) or it
+ * Chunks of running (or cancelling) runs' current rounds that would keep their round from
+ * ending (or the cancel from settling): their job is gone (it ended while the run was paused,
+ * and the resume found it still running; or a job refused under its key gave the key up) or it
  * failed its last attempt without the chunk failing with it (the database was unreachable).
  */
 export async function findStrandedChunks(client: PoolClient): Promise<StrandedChunk[]> {
@@ -509,11 +525,49 @@ export async function findStrandedChunks(client: PoolClient): Promise<StrandedCh
             (r.config ->> 'chunkMaxAttempts')::int AS "chunkMaxAttempts",
             j.id IS NOT NULL AS exhausted, j.last_error AS "lastError"
        FROM batch_chunks c
-       JOIN batch_jobs r ON r.id = c.run_id AND r.round = c.round AND r.status = 'running'
+       JOIN batch_jobs r ON r.id = c.run_id AND r.round = c.round AND r.status IN ('running', 'cancelling')
        LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
       WHERE c.status IN ('queued', 'running')
         AND (j.id IS NULL OR (j.locked_at IS NULL AND j.attempts >= j.max_attempts))
       ORDER BY c.run_id, c.chunk_no`,
+  );
+  return rows;
+}
+
+/** A workflow step that is due, with no job to run it. */
+export interface StrandedStep {
+  runId: number;
+  step: "plan" | "finish";
+  round: number;
+}
+
+/**
+ * Steps of active runs that no job will run: the plan of a run not yet planned, or the finish
+ * of a current round whose chunks have all ended. The start and the last chunk ending add those
+ * jobs in their own transactions, so one is missing only when it was removed, or replaced under
+ * its key by a job that was then refused and gave the key up. A job that failed all its
+ * attempts is not missing: the step failed, and is left for a person to look at.
+ */
+export async function findStrandedSteps(client: PoolClient): Promise<StrandedStep[]> {
+  const { rows } = await client.query<StrandedStep>(
+    `WITH due AS (
+       SELECT r.id AS run_id, 'plan' AS step, 0 AS round, format('batch:%s:plan', r.id) AS key
+         FROM batch_jobs r
+        WHERE r.kind = 'process' AND r.status IN ('pending', 'paused')
+          AND NOT EXISTS (SELECT 1 FROM batch_steps s WHERE s.run_id = r.id AND s.step = 'plan')
+       UNION ALL
+       SELECT r.id, 'finish', r.round, format('batch:%s:%s:finish', r.id, r.round)
+         FROM batch_jobs r
+        WHERE r.kind = 'process' AND r.status IN ('running', 'paused')
+          AND EXISTS (SELECT 1 FROM batch_steps s WHERE s.run_id = r.id AND s.step = 'plan')
+          AND NOT EXISTS (SELECT 1 FROM batch_steps s WHERE s.run_id = r.id AND s.step = 'finish' AND s.round = r.round)
+          AND NOT EXISTS (
+            SELECT 1 FROM batch_chunks c
+             WHERE c.run_id = r.id AND c.round = r.round AND c.status IN ('queued', 'running'))
+     )
+     SELECT run_id AS "runId", step, round FROM due
+      WHERE NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.key = due.key)
+      ORDER BY run_id, step`,
   );
   return rows;
 }

@@ -22,6 +22,10 @@ export interface RunProgress {
   etaSeconds: number | null;
   startedAt: Date;
   completedAt: Date | null;
+  /** Set while a running run waits (a retry round's delay, chunks backing off): when its first chunk is due. */
+  waitingUntil: Date | null;
+  /** The seconds until then, by the database's clock. */
+  waitingSeconds: number | null;
 }
 
 export interface ChunkStates {
@@ -37,13 +41,15 @@ export interface ChunkStates {
 export interface RunReport extends RunProgress {
   chunks: ChunkStates;
   workers: { worker: string; runningChunks: number; rows: number }[];
-  errors: { message: string; attempts: number; lastSeen: Date }[];
+  /** Failed attempts by message: how often each occurred, rows retried later included. */
+  errors: { message: string; occurrences: number; lastSeen: Date }[];
 }
 
 const PROGRESS_COLUMNS = `
   id, batch_name AS name, status, round, total, completed, failed, retrying, pending,
   percent_done::float8 AS "percentDone", rows_per_second::float8 AS "rowsPerSecond", eta_seconds AS "etaSeconds",
-  started_at AS "startedAt", completed_at AS "completedAt"`;
+  started_at AS "startedAt", completed_at AS "completedAt", waiting_until AS "waitingUntil",
+  greatest(ceil(extract(epoch FROM waiting_until - now())), 0)::int AS "waitingSeconds"`;
 
 export async function readRunsOverview(client: PoolClient, limit = 20): Promise<RunProgress[]> {
   const { rows } = await client.query<RunProgress>(
@@ -80,8 +86,9 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
       ORDER BY running_chunks DESC, rows DESC LIMIT 5`,
     [runId],
   );
-  const errors = await client.query<{ message: string; attempts: number; lastSeen: Date }>(
-    `SELECT message, attempts, last_seen AS "lastSeen" FROM batch_errors
+  // batch_errors.attempts counts the failed attempts with that message
+  const errors = await client.query<{ message: string; occurrences: number; lastSeen: Date }>(
+    `SELECT message, attempts AS occurrences, last_seen AS "lastSeen" FROM batch_errors
       WHERE run_id = $1 ORDER BY attempts DESC, last_seen DESC LIMIT 5`,
     [runId],
   );

@@ -1,4 +1,5 @@
 import { table } from "../cli-output";
+import { printable } from "../printable";
 import type { RunProgress, RunReport } from "./read-status";
 
 const number = (value: number | null) => (value === null ? "-" : Math.round(value).toLocaleString("en-US"));
@@ -33,13 +34,30 @@ export function renderOverview(runs: RunProgress[]): string {
   );
 }
 
+/** "ETA 1m05s", and what the run waits for while nothing of it runs. */
+function eta(report: RunProgress): string {
+  const waiting = report.waitingSeconds === null ? "" : ` (next chunk due in ${duration(report.waitingSeconds)})`;
+  return `ETA ${duration(report.etaSeconds)}${waiting}`;
+}
+
 /** One line, for logs and non-interactive watching. */
 export function renderLine(report: RunReport): string {
   return (
     `run ${report.id} ${report.status} ${progressBar(report.percentDone, 20)} ` +
     `${number(report.completed + report.failed)}/${number(report.total)} rows, ` +
-    `${number(report.rowsPerSecond)} rows/s, ETA ${duration(report.etaSeconds)}`
+    `${number(report.rowsPerSecond)} rows/s, ${eta(report)}`
   );
+}
+
+/**
+ * The errors are failed attempts: a row that failed and then completed on a retry counts in
+ * them too. The heading says what became of the rows.
+ */
+function errorsHeading(report: RunReport): string {
+  if (report.failed === 0 && report.retrying === 0) {
+    return "failed attempts, by message (all retried: no row failed for good):";
+  }
+  return `failed attempts, by message (${number(report.failed)} rows failed for good, ${number(report.retrying)} to retry):`;
 }
 
 export function renderReport(report: RunReport): string {
@@ -48,7 +66,7 @@ export function renderReport(report: RunReport): string {
     `batch run ${report.id} "${report.name}": ${report.status} (round ${report.round})`,
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
     `completed ${number(report.completed)}  failed ${number(report.failed)}  retrying ${number(report.retrying)}  pending ${number(report.pending)}`,
-    `rate ${number(report.rowsPerSecond)} rows/s  ETA ${duration(report.etaSeconds)}  started ${report.startedAt.toISOString()}`,
+    `rate ${number(report.rowsPerSecond)} rows/s  ${eta(report)}  started ${report.startedAt.toISOString()}`,
     `chunks: ${chunks.total} in this round, ${chunks.done} done, ${chunks.running} running, ${chunks.waiting} waiting, ` +
       `${chunks.retrying} retrying, ${chunks.failed} failed, ${chunks.cancelled} cancelled`,
   ];
@@ -60,8 +78,9 @@ export function renderReport(report: RunReport): string {
     );
   }
   if (report.errors.length > 0) {
-    lines.push("errors:");
-    for (const error of report.errors) lines.push(`  ${number(error.attempts).padStart(9)}  ${error.message}`);
+    lines.push(errorsHeading(report));
+    for (const error of report.errors) lines.push(`  ${number(error.occurrences).padStart(9)}  ${error.message}`);
   }
-  return lines.join("\n");
+  // names, workers and messages are data: none may break a line or move the cursor
+  return lines.map(printable).join("\n");
 }

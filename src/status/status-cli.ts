@@ -3,10 +3,11 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../cli-args";
 import { CommandError, printResult, runCommand } from "../cli-output";
+import { withCommandPool } from "../command-pool";
 import { getConfig } from "../config";
-import { withCommandPool } from "../context";
 import { withPool } from "../db/pool";
-import { ENDED_RUN_STATUSES, findRun, type RunStatus } from "../runs/store";
+import { findRun } from "../runs/run-reference";
+import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/store";
 import { readRunReport, readRunsOverview } from "./read-status";
 import { renderLine, renderOverview, renderReport } from "./render";
 

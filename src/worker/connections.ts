@@ -14,7 +14,7 @@ export function workerPoolSize(workers: number): number {
 
 /**
  * The pool, the liveness session (src/worker/liveness.ts), and one short-lived connection: the
- * start-up check (src/worker/preflight.ts) before the pool opens, or the release of a lost
+ * start-up check (src/db/preflight.ts) before the pool opens, or the release of a lost
  * pool's jobs (src/worker/pool-watchdog.ts) after it has closed.
  */
 export function connectionsPerWorker(workers: number): number {

@@ -1,7 +1,7 @@
 import { randomInt } from "node:crypto";
 import os from "node:os";
 import pg from "pg";
-import { healStrandedChunks } from "../../workflows/batch-run";
+import { healStrandedWork } from "../../workflows/stranded-work";
 import type { Logger } from "../logger";
 import { recoverDeadWorkers } from "./recovery";
 
@@ -12,8 +12,8 @@ import { recoverDeadWorkers } from "./recovery";
  * connection comes and goes), asks the server to probe that connection with TCP keepalives,
  * takes a session advisory lock under a random key and registers the pool in worker_sessions
  * with that key. Then, before the pool takes its first job, and every few seconds after, it
- * runs a recovery of dead workers (src/worker/recovery.ts) and heals stranded chunks
- * (workflows/batch-run.ts): a `--once` pod, which may live a second, releases what dead
+ * runs a recovery of dead workers (src/worker/recovery.ts) and heals stranded chunks and steps
+ * (workflows/stranded-work.ts): a `--once` pod, which may live a second, releases what dead
  * workers hold and takes it up. Every few seconds it also sets its heartbeat. A lost session
  * is opened again and the lock taken again.
  */
@@ -108,7 +108,7 @@ export class WorkerLiveness {
     return done;
   }
 
-  /** Releases the jobs of dead workers and heals stranded chunks; a failure waits for the next tick. */
+  /** Releases the jobs of dead workers and heals stranded chunks and steps; a failure waits for the next tick. */
   private async recover(): Promise<void> {
     const actor = this.options.pod;
     try {
@@ -117,8 +117,8 @@ export class WorkerLiveness {
       );
       if (recovered.pools.length > 0) this.options.logger.warn(recovered, "released the jobs of dead workers");
       // the session is a plain client; the workflow only needs one connection at a time
-      const healed = await healStrandedChunks((fn) => this.withSession((client) => fn(client as pg.PoolClient)), actor);
-      if (healed.requeued + healed.failed > 0) this.options.logger.warn(healed, "healed stranded chunks");
+      const healed = await healStrandedWork((fn) => this.withSession((client) => fn(client as pg.PoolClient)), actor);
+      if (healed.requeued + healed.failed + healed.steps > 0) this.options.logger.warn(healed, "healed stranded work");
     } catch (error) {
       this.options.logger.warn({ err: error }, "recovery failed; trying again");
     }

@@ -2,6 +2,7 @@ import http from "node:http";
 import type { WorkerEvents } from "graphile-worker";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { ChunkObserver, SliceReport } from "../chunks/process-chunk";
+import { ConfigError } from "../config";
 import type { Logger } from "../logger";
 
 /**
@@ -84,10 +85,15 @@ export class WorkerMetrics implements ChunkObserver {
   }
 
   /**
-   * Serves /metrics and /healthz (200 while `healthy()`, else 503); resolves to the server, or
-   * undefined when it cannot listen.
+   * Serves /metrics and /healthz (200 while `healthy()`, else 503) from now on. A port that
+   * cannot be listened on is a configuration error where it was `required` (set in the
+   * environment); else the worker goes on without them, saying so in one warning.
    */
-  async serve(port: number, logger: Logger, healthy: () => boolean): Promise<http.Server | undefined> {
+  async serve(
+    port: number,
+    options: { logger: Logger; healthy: () => boolean; required: boolean },
+  ): Promise<http.Server | undefined> {
+    const { logger, healthy, required } = options;
     const server = http.createServer((request, response) => {
       if (request.url === "/healthz") {
         const ok = healthy();
@@ -103,9 +109,17 @@ export class WorkerMetrics implements ChunkObserver {
         response.writeHead(404).end();
       }
     });
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       server.once("error", (error) => {
-        logger.warn({ err: error, port }, "metrics server not started");
+        const problem = `METRICS_PORT ${port} cannot be served (${error.message})`;
+        if (required) {
+          reject(new ConfigError(`${problem}: give each worker on this host its own METRICS_PORT, or 0 for none`));
+          return;
+        }
+        logger.warn(
+          { port },
+          `${problem}: this worker serves no /metrics or /healthz; set METRICS_PORT to a free port for them, or to 0 for none`,
+        );
         resolve(undefined);
       });
       server.listen(port, () => {

@@ -1,5 +1,4 @@
 import { EventEmitter } from "node:events";
-import type http from "node:http";
 import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
@@ -16,24 +15,32 @@ import { observeChunks } from "./task-context";
 const SHUTDOWN_MARGIN_MS = 3000;
 
 /**
- * Metrics of this process's chunks and jobs, and its health, served from its job pool's start
- * until the pool is released; a lost pool's process keeps answering, unhealthy, until it exits.
+ * Metrics of this process's chunks and jobs, and its health, served from before its job pool
+ * starts (a port asked for that is taken ends the process before it takes a job) until the
+ * pool is released; a lost pool's process keeps answering, unhealthy, until it exits.
  */
-function serveMetrics(events: WorkerEvents, port: number, logger: Logger, watchdog: PoolWatchdog): void {
+async function serveMetrics(events: WorkerEvents, config: Config, logger: Logger, watchdog: PoolWatchdog) {
   const metrics = new WorkerMetrics();
   metrics.watch(events);
   observeChunks(metrics);
-  const server = new Promise<http.Server | undefined>((resolve) =>
-    events.once("pool:create", () => resolve(metrics.serve(port, logger, () => watchdog.healthy))),
-  );
-  events.on("pool:release", () => void server.then((listening) => !watchdog.lost && listening?.close()));
+  const server = await metrics.serve(config.metricsPort, {
+    logger,
+    healthy: () => watchdog.healthy,
+    required: config.metricsPortSet,
+  });
+  events.on("pool:release", () => !watchdog.lost && server?.close());
 }
 
 /**
  * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
- * and by the in-process runner of `npm start`.
+ * and by the in-process runner of `npm start`. Rejects with a ConfigError when METRICS_PORT
+ * was set and cannot be served.
  */
-export function workerPreset(config: Config, logger: Logger, connectionString: string): GraphileConfig.Preset {
+export async function workerPreset(
+  config: Config,
+  logger: Logger,
+  connectionString: string,
+): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
   const liveness = new WorkerLiveness({
@@ -50,7 +57,7 @@ export function workerPreset(config: Config, logger: Logger, connectionString: s
     logger,
   });
   watchdog.watch(events);
-  if (config.metricsPort > 0) serveMetrics(events, config.metricsPort, logger, watchdog);
+  if (config.metricsPort > 0) await serveMetrics(events, config, logger, watchdog);
   const livenessPlugin: GraphileConfig.Plugin = {
     name: "BatchWorkerLiveness",
     version: "1.0.0",

@@ -73,6 +73,11 @@ export async function recoverDeadWorkers(
   }
 }
 
+/** "worker pod-7 (job pool pool-abc)": its POD_NAME, or only its pool where it never registered. */
+function describeWorker(pod: string | null, pool: string): string {
+  return pod === null ? `job pool ${pool} (never registered)` : `worker ${pod} (job pool ${pool})`;
+}
+
 /**
  * Unlocks every job locked by `pools` for other workers to take, forgets those pools, and notes
  * each released chunk in its run's history. Returns the number of jobs released.
@@ -83,8 +88,11 @@ export async function releaseJobsOf(
   actor: string,
   why: string,
 ): Promise<number> {
-  const { rows: jobs } = await client.query<{ key: string | null; locked_by: string }>(
-    "SELECT key, locked_by FROM graphile_worker.jobs WHERE locked_by = ANY($1::text[])",
+  // the worker's name (POD_NAME) from its registration, before the registration is forgotten
+  const { rows: jobs } = await client.query<{ key: string | null; locked_by: string; pod: string | null }>(
+    `SELECT j.key, j.locked_by, s.pod
+       FROM graphile_worker.jobs j LEFT JOIN worker_sessions s ON s.pool_id = j.locked_by
+      WHERE j.locked_by = ANY($1::text[])`,
     [pools],
   );
   await client.query("SELECT graphile_worker.force_unlock_workers($1::text[])", [pools]);
@@ -97,7 +105,7 @@ export async function releaseJobsOf(
       actor,
       round: chunk.round,
       chunkNo: chunk.chunkNo,
-      detail: `worker ${job.locked_by} ${why}; chunk released for another worker`,
+      detail: `${describeWorker(job.pod, job.locked_by)} ${why}; chunk released for another worker`,
     });
   }
   return jobs.length;

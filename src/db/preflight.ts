@@ -1,0 +1,90 @@
+import pg from "pg";
+import { CommandError } from "../cli-output";
+import { describeDatabase, redactSecrets } from "../redact";
+import { readMigrations } from "./migrate";
+
+/** Long enough for a slow network, short enough that a wrong host does not hang a pod's start. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The tables worker processes use (batch_worker's grants in sql/roles.sql); the tasks need them all. */
+const WORKER_TABLES = [
+  "users",
+  "batch_jobs",
+  "batch_chunks",
+  "batch_errors",
+  "batch_steps",
+  "batch_samples",
+  "batch_events",
+  "worker_sessions",
+];
+
+/** What a program needs of the database: that it answers, or that it also holds the schema. */
+export type DatabaseNeeds = "connection" | "schema";
+
+/** The tables the database lacks; to_regclass needs no privilege on them, so the worker's role may ask. */
+async function missingTables(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    "SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL",
+    [WORKER_TABLES],
+  );
+  return rows.map((row) => row.name);
+}
+
+/**
+ * The migrations of sql/migrations the database has not applied, where the role may read
+ * schema_migrations (the worker's role may not: then none are reported).
+ */
+async function pendingMigrations(client: pg.Client): Promise<string[]> {
+  const { rows: readable } = await client.query<{ ok: boolean }>(
+    `SELECT to_regclass('schema_migrations') IS NOT NULL
+            AND has_table_privilege('schema_migrations', 'SELECT') AS ok`,
+  );
+  if (!readable[0]?.ok) return [];
+  const migrations = await readMigrations();
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT m.name FROM unnest($1::int[], $2::text[]) AS m(version, name)
+      WHERE NOT EXISTS (SELECT 1 FROM schema_migrations s WHERE s.version = m.version)
+      ORDER BY m.version`,
+    [migrations.map((m) => m.version), migrations.map((m) => m.name)],
+  );
+  return rows.map((row) => row.name);
+}
+
+/** An error's message; a refused connection to a host with several addresses has only a code. */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return redactSecrets(error.message || String((error as { code?: unknown }).code ?? error.name));
+}
+
+/**
+ * Checks, before a program opens its pool, that the database answers and, where `needs` says
+ * so, holds the pg-batch schema at its newest migration. Throws a CommandError whose message
+ * says what failed and what to do, instead of a stack trace later, or a worker that fails
+ * every job.
+ */
+export async function checkDatabase(connectionString: string, needs: DatabaseNeeds): Promise<void> {
+  const where = describeDatabase(connectionString);
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new CommandError(`cannot connect to the database at ${where}: ${describeError(error)}`);
+  }
+  try {
+    if (needs === "connection") return;
+    const missing = await missingTables(client);
+    if (missing.length > 0) {
+      throw new CommandError(
+        `the database at ${where} lacks the pg-batch schema (no table ${missing[0]}): run npm run seed -- schema`,
+      );
+    }
+    const pending = await pendingMigrations(client);
+    if (pending.length > 0) {
+      throw new CommandError(
+        `the database at ${where} lacks migration ${pending[0]} of the pg-batch schema: run npm run seed -- schema`,
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,58 @@
+import type { WithClient } from "../src/db/pool";
+import { inTransaction } from "../src/db/pool";
+import { addJob, appendEvent, findStrandedChunks, findStrandedSteps, jobKeys, TASKS } from "../src/runs/store";
+import { closeChunk, STEP_MAX_ATTEMPTS } from "./batch-run";
+
+/**
+ * Gives the work no job will do its job back, or its ending. Run by the workers' periodic
+ * recovery (and by a `--once` pod before it takes jobs); repeating it is harmless: a job added
+ * twice under its key is one job, and a step or chunk that has already run replays or skips.
+ *
+ * - a stranded chunk (src/runs/store.ts findStrandedChunks): a chunk whose job is gone gets a
+ *   new one, a chunk whose job failed for good fails;
+ * - a stranded step (findStrandedSteps): a plan or finish that is due and has no job gets one.
+ */
+export async function healStrandedWork(
+  db: WithClient,
+  actor: string,
+): Promise<{ requeued: number; failed: number; steps: number }> {
+  const stranded = await db(findStrandedChunks);
+  const exhausted = stranded.filter((found) => found.exhausted);
+  for (const chunk of exhausted) {
+    const error = chunk.lastError ?? "the chunk's job failed all its attempts";
+    await closeChunk(db, chunk, { status: "failed", error }, actor);
+  }
+  const missing = stranded.filter((found) => !found.exhausted);
+  for (const chunk of missing) {
+    await db((client) =>
+      inTransaction(client, async () => {
+        const payload = { run: chunk.runId, round: chunk.round, chunk: chunk.chunkNo };
+        const key = jobKeys.chunk(chunk.runId, chunk.round, chunk.chunkNo);
+        await addJob(client, TASKS.chunk, payload, key, chunk.chunkMaxAttempts);
+        await appendEvent(client, chunk.runId, "chunk-requeued", {
+          step: "chunk",
+          actor,
+          round: chunk.round,
+          chunkNo: chunk.chunkNo,
+          detail: "its job was gone while the chunk had not ended",
+        });
+      }),
+    );
+  }
+  const steps = await db(findStrandedSteps);
+  for (const { runId, step, round } of steps) {
+    await db((client) =>
+      inTransaction(client, async () => {
+        if (step === "plan") await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+        else await addJob(client, TASKS.finish, { run: runId, round }, jobKeys.finish(runId, round), STEP_MAX_ATTEMPTS);
+        await appendEvent(client, runId, "step-requeued", {
+          step,
+          actor,
+          round,
+          detail: "its job was gone while the step was due",
+        });
+      }),
+    );
+  }
+  return { requeued: missing.length, failed: exhausted.length, steps: steps.length };
+}
