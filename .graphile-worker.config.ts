@@ -3,15 +3,18 @@ import { getConfig, requireDatabaseUrl } from "./src/config";
 import { getLogger } from "./src/context";
 import { checkDatabase } from "./src/db/preflight";
 import { workerPreset } from "./src/worker/preset";
+import { workerRecovery } from "./workflows/recovery";
 
 // The worker's configuration, read from the environment (see src/config.ts). `npx graphile-worker`
 // finds it, compiled by `npm run build`, through graphile.config.js in the project root.
 const config = getConfig();
 const connectionString = requireDatabaseUrl(config);
+const logger = getLogger();
+const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
 
 // A promise, which graphile-worker's CLI awaits when it loads its configuration: the database is
 // checked and the metrics port bound before the CLI opens its pool, and a failure ends the
 // process with one line.
 export default checkDatabase(connectionString, "schema")
-  .then(() => workerPreset(config, getLogger(), connectionString))
+  .then(() => workerPreset(config, logger, connectionString, recover))
   .catch((error: unknown) => exitOnError("graphile-worker", error));

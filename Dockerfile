@@ -10,6 +10,7 @@ COPY package.json package-lock.json .npmrc ./
 # `npm start`, which the image does not need. The build runs below, once the sources are in.
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
+COPY app ./app
 COPY src ./src
 COPY seed ./seed
 COPY tasks ./tasks

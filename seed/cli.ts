@@ -6,16 +6,8 @@ import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
-import {
-  assertImported,
-  DEFAULT_AS_OF,
-  DEFAULT_BATCH_NAME,
-  runEnqueue,
-  runGenerate,
-  runImport,
-  runRoles,
-  runSchema,
-} from "./commands";
+import { DEFAULT_BATCH_NAME } from "../src/runs/model";
+import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport, runRoles, runSchema } from "./commands";
 
 const generateOptions = <T>(cmd: Argv<T>) =>
   cmd

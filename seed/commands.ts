@@ -6,15 +6,15 @@ import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
 import { ROLES_FILE } from "../src/paths";
 import { createProgress } from "../src/progress";
-import { getRun } from "../src/runs/store";
-import { planRun, runSettings, startRun } from "../workflows/batch-run";
+import { getRun } from "../src/runs/runs";
+import { planRun } from "../workflows/plan-run";
+import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
 import { ImportError, importDirectory, isFailed } from "./import";
 import type { StatusMix } from "./user-rows";
 
-/** The seed tool's commands as functions, shared by the CLI (seed/cli.ts) and `npm start`. */
+/** The seed tool's commands as functions, shared by the CLI (seed/cli.ts) and `npm start` (app/main.ts). */
 
-export const DEFAULT_BATCH_NAME = "users-batch";
 /** Fixed, so that generated files are reproducible from the seed alone. */
 export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
 

@@ -79,6 +79,8 @@ export interface Config {
   claimSize: number;
   /** Chunk jobs one process runs at the same time. */
   workers: number;
+  /** Database connections, derived from `workers`. */
+  pools: PoolSizes;
   /** Records of one chunk in flight at the same time. */
   rowConcurrency: number;
   claimTimeoutMs: number;
@@ -108,6 +110,36 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
+}
+
+/**
+ * The database connections a process opens, derived from WORKERS here and nowhere else: the
+ * connection budget of a deployment (README, "Connection budget"; test/k8s.test.ts) is computed
+ * from them.
+ */
+export interface PoolSizes {
+  /**
+   * graphile-worker's pool: a client per running job (a chunk holds one for each slice, a step
+   * for its transaction; a free slot uses one to fetch its next job), one for LISTEN, one for
+   * the batched recording of jobs' ends.
+   */
+  workerPool: number;
+  /**
+   * The most one worker process opens: its pool, the liveness session (src/worker/liveness.ts),
+   * and one short-lived connection: the start-up check (src/db/preflight.ts) before the pool
+   * opens, or the release of a lost pool's jobs (src/worker/pool-watchdog.ts) after it has closed.
+   */
+  perWorker: number;
+  /**
+   * The one pool of `npm start`, shared by its in-process worker and its own work: the
+   * migrations, the import's files (up to 4 at once), the run's start and the progress poll.
+   */
+  mainJob: number;
+}
+
+export function poolSizes(workers: number): PoolSizes {
+  const workerPool = workers + 2;
+  return { workerPool, perWorker: workerPool + 2, mainJob: workerPool + 4 };
 }
 
 export class ConfigError extends Error {
@@ -140,6 +172,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     databaseUrl: e.DATABASE_URL,
     claimSize: e.CLAIM_SIZE,
     workers: e.WORKERS,
+    pools: poolSizes(e.WORKERS),
     rowConcurrency: e.ROW_CONCURRENCY,
     claimTimeoutMs: e.CLAIM_TIMEOUT_S,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,

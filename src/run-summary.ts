@@ -1,5 +1,5 @@
 import { printable } from "./printable";
-import type { Run } from "./runs/store";
+import type { Run } from "./runs/model";
 
 /** What `npm start` reports when the run ends: one JSON line for scripts, or a few lines for a person. */
 export interface RunSummary {
@@ -23,10 +23,10 @@ export function summarizeRun(run: Run, phases: RunSummary["phases"]): RunSummary
     run: run.id,
     status: run.status,
     total: run.totalRecords,
-    completed: run.processedRecords,
+    completed: run.completedRecords,
     failed: run.failedRecords,
     seconds: Math.round(seconds * 100) / 100,
-    rowsPerSecond: Math.round((run.processedRecords + run.failedRecords) / seconds),
+    rowsPerSecond: Math.round((run.completedRecords + run.failedRecords) / seconds),
     phases,
   };
 }

@@ -1,13 +1,13 @@
+import { jobKeys } from "../src/runs/job-queue";
 import { ChunkPayload } from "../src/runs/payloads";
-import { jobKeys } from "../src/runs/store";
 import { batchTask } from "../src/worker/batch-task";
 import { chunkDeps } from "../src/worker/task-context";
-import { runChunk } from "../workflows/batch-run";
+import { runChunkJob } from "../workflows/chunk-activity";
 
 /** Workflow activity: process one chunk of a run's round. */
 export default batchTask(ChunkPayload, async ({ run, round, chunk }, helpers) => {
   const { job } = helpers;
-  await runChunk(
+  await runChunkJob(
     chunkDeps(helpers),
     { runId: run, round, chunkNo: chunk },
     { key: jobKeys.chunk(run, round, chunk), attempt: job.attempts, maxAttempts: job.max_attempts },

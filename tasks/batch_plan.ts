@@ -2,7 +2,7 @@ import { getConfig } from "../src/config";
 import { PlanPayload } from "../src/runs/payloads";
 import { batchTask } from "../src/worker/batch-task";
 import { taskDb } from "../src/worker/task-context";
-import { planRun } from "../workflows/batch-run";
+import { planRun } from "../workflows/plan-run";
 
 /** Workflow step: plan a started run and fan out its chunk jobs. */
 export default batchTask(PlanPayload, async ({ run }, helpers) => {

@@ -3,7 +3,10 @@ import pg from "pg";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import { pauseRun } from "../workflows/batch-control";
-import { finishRound, planRun, runChunk, runSettings, startRun } from "../workflows/batch-run";
+import { runChunkJob } from "../workflows/chunk-activity";
+import { finishRound } from "../workflows/finish-round";
+import { planRun } from "../workflows/plan-run";
+import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { inProcessDeps } from "./support/in-process";
 import { type K8sObject, render } from "./support/manifests";
@@ -102,7 +105,7 @@ describe("the autoscaling trigger", () => {
     );
 
     // two chunks done, a tenth of their rows failed with an attempt left: those wait for the retry round
-    for (const chunkNo of [0, 1]) await runChunk(faulty, { runId: a.id, round: 0, chunkNo }, job);
+    for (const chunkNo of [0, 1]) await runChunkJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
     expect(await failedRows("attempts = 1")).toBeGreaterThan(0);
     expect(await backlog()).toBe(1000 - firstTwo[0].planned_rows - firstTwo[1].planned_rows);
 
@@ -111,7 +114,7 @@ describe("the autoscaling trigger", () => {
       a.id,
     ]);
     for (let chunkNo = 2; chunkNo < chunks[0].n; chunkNo++) {
-      await runChunk(faulty, { runId: a.id, round: 0, chunkNo }, job);
+      await runChunkJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
     }
     const retryable = await failedRows("attempts = 1");
     expect(await backlog()).toBe(1);
@@ -126,7 +129,7 @@ describe("the autoscaling trigger", () => {
     expect(await backlog()).toBe(retryable);
 
     // the retry round fails them again, on their last attempt: failed for good, no work left
-    await runChunk(faulty, { runId: a.id, round: 1, chunkNo: 0 }, job);
+    await runChunkJob(faulty, { runId: a.id, round: 1, chunkNo: 0 }, job);
     expect(await failedRows("attempts = 2")).toBe(retryable);
     expect(await backlog()).toBe(1);
     await finishRound(pool, a.id, 1, "test");
@@ -192,7 +195,7 @@ describe("the autoscaling trigger", () => {
         survivors.push(pod);
         for (const c of mine) {
           taken.add(`${c.round}:${c.chunk_no}`);
-          await runChunk(
+          await runChunkJob(
             deps,
             { runId: run.id, round: c.round, chunkNo: c.chunk_no },
             { key: "k", attempt: 1, maxAttempts: 5 },

@@ -24,7 +24,7 @@ describe("a checkout in a directory only its owner may enter", () => {
 
   it("runs the main job with its embedded PostgreSQL", async () => {
     expect((await fs.stat(parent)).mode & 0o777).toBe(0o700);
-    const main = path.join(checkout, "dist/src/main.js");
+    const main = path.join(checkout, "dist/app/main.js");
     const result = await run(process.execPath, [main, "--rows", "2000"], {}, checkout);
     expect(result.stderr).not.toContain("EACCES");
     expect(result.code).toBe(0);

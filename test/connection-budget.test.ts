@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connectionsPerWorker } from "../src/worker/connections";
+import { poolSizes } from "../src/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { seed, startWorker } from "./support/processes";
 import { runByName } from "./support/runs";
@@ -13,7 +13,7 @@ describe("a worker's connections", () => {
   });
   afterAll(() => db.drop());
 
-  it("stay within connectionsPerWorker(WORKERS) through a whole run", async () => {
+  it("stay within poolSizes(WORKERS).perWorker through a whole run", async () => {
     const env = { DATABASE_URL: db.url, WORKERS: "3", CLAIM_SIZE: "400", ROW_CONCURRENCY: "8", PROCESS_DELAY_MS: "2" };
     expect((await seed(["enqueue", "--batch-name", "budgeted"], env)).code).toBe(0);
     const worker = startWorker([], env);
@@ -36,6 +36,6 @@ describe("a worker's connections", () => {
     }
     // it used several (a run with three chunks at once), never more than the budget counts
     expect(most).toBeGreaterThanOrEqual(4);
-    expect(most).toBeLessThanOrEqual(connectionsPerWorker(3));
+    expect(most).toBeLessThanOrEqual(poolSizes(3).perWorker);
   });
 });

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { connectionsPerWorker } from "../src/worker/connections";
+import { poolSizes } from "../src/config";
 import {
   EXPECTED_API_VERSIONS,
   type K8sObject,
@@ -147,7 +147,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const workers = Number(worker?.env.find((variable) => variable.name === "WORKERS")?.value);
     expect(workers).toBeGreaterThan(0);
     const total =
-      scaler.spec.maxReplicaCount * connectionsPerWorker(workers) + KEDA_CONNECTIONS + MIGRATION + ADMIN_RESERVE;
+      scaler.spec.maxReplicaCount * poolSizes(workers).perWorker + KEDA_CONNECTIONS + MIGRATION + ADMIN_RESERVE;
     expect(total).toBeLessThanOrEqual(MAX_CONNECTIONS - SUPERUSER_RESERVED);
   });
 

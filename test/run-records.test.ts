@@ -1,10 +1,10 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { taskList } from "../app/task-list";
 import type { ProcessUser, UserRecord } from "../src/business-logic";
-import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/process-chunk";
+import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
 import { type ClaimedRecord, runRecords } from "../src/processing/run-records";
-import { taskList } from "../src/worker/task-list";
 import { ROOT } from "./support/processes";
 
 function records(count: number): ClaimedRecord[] {
@@ -105,7 +105,7 @@ describe("runRecords", () => {
 });
 
 describe("slice sizing", () => {
-  const full = (rows: number) => ({ claimed: rows, processed: rows });
+  const full = (rows: number) => ({ claimed: rows, done: rows });
 
   it("grows fast slices, at most doubling, up to MAX_SLICE_ROWS", () => {
     expect(nextSliceLimit(1000, full(1000), 100, 32)).toBe(2000);
@@ -119,11 +119,11 @@ describe("slice sizing", () => {
   });
 
   it("sizes from the rows processed when the time budget cut the slice short", () => {
-    expect(nextSliceLimit(1000, { claimed: 1000, processed: 600 }, 1000, 32)).toBe(600);
+    expect(nextSliceLimit(1000, { claimed: 1000, done: 600 }, 1000, 32)).toBe(600);
   });
 
   it("keeps the size when the range ran out of rows", () => {
-    expect(nextSliceLimit(1000, { claimed: 10, processed: 10 }, 5, 32)).toBe(1000);
+    expect(nextSliceLimit(1000, { claimed: 10, done: 10 }, 5, 32)).toBe(1000);
   });
 });
 

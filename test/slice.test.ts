@@ -2,7 +2,8 @@ import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slic
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import type { ClaimedRecord, RecordOutcome } from "../src/processing/run-records";
-import { planRun, runSettings, startRun } from "../workflows/batch-run";
+import { planRun } from "../workflows/plan-run";
+import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 
 describe("a slice", () => {
@@ -63,7 +64,7 @@ describe("a slice", () => {
         return complete(records);
       });
       expect(claimed).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
-      expect(result).toMatchObject({ claimed: 10, processed: 10, completed: 10, lastProcessedId: 20 });
+      expect(result).toMatchObject({ claimed: 10, done: 10, completed: 10, lastProcessedId: 20 });
       await holder.query("ROLLBACK");
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'completed')::int AS done, max(attempts)::int AS attempts FROM users",
@@ -79,7 +80,7 @@ describe("a slice", () => {
     const client = await db.pool.connect();
     try {
       const result = await runSlice(client, request, async (records) => complete(records.slice(0, 5)));
-      expect(result).toMatchObject({ claimed: 20, processed: 5, lastProcessedId: 5 });
+      expect(result).toMatchObject({ claimed: 20, done: 5, lastProcessedId: 5 });
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending FROM users",
       );

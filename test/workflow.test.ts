@@ -1,7 +1,11 @@
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
-import { findRunByName, listEvents } from "../src/runs/store";
-import { finishRound, planRun, runChunk, runSettings, startRun } from "../workflows/batch-run";
+import { listEvents } from "../src/runs/events";
+import { findRunByName } from "../src/runs/runs";
+import { runChunkJob } from "../workflows/chunk-activity";
+import { finishRound } from "../workflows/finish-round";
+import { planRun } from "../workflows/plan-run";
+import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { inProcessDeps } from "./support/in-process";
 import { seed, startWorker } from "./support/processes";
@@ -91,7 +95,7 @@ describe("the batch-run workflow", () => {
       await planRun(db1, run.id, "test");
       const deps = inProcessDeps(db.pool);
       const job = (chunkNo: number) => ({ key: `k${chunkNo}`, attempt: 1, maxAttempts: 5 });
-      await Promise.all([0, 1].map((chunkNo) => runChunk(deps, { runId: run.id, round: 0, chunkNo }, job(chunkNo))));
+      await Promise.all([0, 1].map((chunkNo) => runChunkJob(deps, { runId: run.id, round: 0, chunkNo }, job(chunkNo))));
       const client = await db.pool.connect();
       const ended = (await listEvents(client, run.id)).filter((e) => e.event === "round-ended");
       client.release();

@@ -7,7 +7,7 @@ import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import { printable } from "../src/printable";
-import type { RunEvent } from "../src/runs/store";
+import type { RunEvent } from "../src/runs/model";
 import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "./batch-control";
 
 /** `batch <pause|resume|cancel|history> <run>`: steer a batch run from any machine. */
@@ -31,7 +31,7 @@ function formatCounts(event: RunEvent): string {
 
 /**
  * An event as JSON: its detail is text, but the start records the run's settings as JSON text
- * (workflows/batch-run.ts), given here as the object it is.
+ * (workflows/start-run.ts), given here as the object it is.
  */
 function eventAsJson(event: RunEvent) {
   return { ...event, detail: event.event === "started" && event.detail ? JSON.parse(event.detail) : event.detail };

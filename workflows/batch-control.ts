@@ -1,20 +1,14 @@
 import type { PoolClient } from "pg";
 import { CommandError } from "../src/cli-output";
 import { inTransaction, type WithClient } from "../src/db/pool";
+import { cancelIdleChunks } from "../src/runs/chunks";
+import { appendEvent, listEvents } from "../src/runs/events";
+import { enqueueChunkJobs, removeWaitingJobs } from "../src/runs/job-queue";
+import type { Run, RunEvent } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
-import {
-  appendEvent,
-  cancelIdleChunks,
-  enqueueChunkJobs,
-  findStepResult,
-  listEvents,
-  lockRun,
-  type Run,
-  type RunEvent,
-  removeWaitingJobs,
-  setRunStatus,
-} from "../src/runs/store";
-import { settleCancellation } from "./batch-run";
+import { lockRun, setRunStatus } from "../src/runs/runs";
+import { findStepResult } from "../src/runs/steps";
+import { settleCancellation } from "./run-endings";
 
 /**
  * Signals to a batch run, from any machine with database access. Each takes the run's lock,

@@ -1,6 +1,8 @@
 import type { PoolClient } from "pg";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { findStepResult, lockRun, type Run, recordStep } from "../src/runs/store";
+import type { Run } from "../src/runs/model";
+import { lockRun } from "../src/runs/runs";
+import { findStepResult, recordStep } from "../src/runs/steps";
 
 export interface StepRef {
   runId: number;

@@ -1,6 +1,7 @@
 import type { PoolClient } from "pg";
-import { ForgedJobError, runEndedReason } from "../src/runs/forged-job";
-import { countOpenChunks, ENDED_RUN_STATUSES, type Run } from "../src/runs/store";
+import { countOpenChunks } from "../src/runs/chunks";
+import { ForgedJobError, runEndedReason } from "../src/runs/errors";
+import { ENDED_RUN_STATUSES, type Run } from "../src/runs/model";
 
 /**
  * What the workflow's steps check, under the run's lock, before they change anything: that the

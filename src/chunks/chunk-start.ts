@@ -1,16 +1,15 @@
 import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
-import { ForgedJobError, runEndedReason } from "../runs/forged-job";
+import { findChunkStatus, markChunkRunning } from "../runs/chunks";
+import { ForgedJobError, runEndedReason } from "../runs/errors";
 import {
   type ChunkRange,
   ENDED_RUN_STATUSES,
-  findChunkStatus,
-  lockRun,
-  markChunkRunning,
   OPEN_CHUNK_STATUSES,
   type RunSettings,
   type RunStatus,
-} from "../runs/store";
+} from "../runs/model";
+import { lockRun } from "../runs/runs";
 
 /** What a chunk job found when it came to start its chunk. */
 export type ChunkStart =

@@ -2,7 +2,7 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { ROW_TYPES } from "../db/types";
 import type { ClaimedRecord, RecordOutcome } from "../processing/run-records";
-import { claimableSql } from "../runs/store";
+import { claimableSql } from "../runs/claimable";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -34,8 +34,8 @@ export interface SliceRequest {
 
 export interface SliceResult {
   claimed: number;
-  /** Claimed rows that got an outcome: a prefix, the rest go back unprocessed at commit. */
-  processed: number;
+  /** Claimed rows that got an outcome (completed, failed or retryable): a prefix, the rest go back unprocessed at commit. */
+  done: number;
   /** The highest id processed (the request's afterId when none was). */
   lastProcessedId: number;
   completed: number;
@@ -209,7 +209,7 @@ export async function runSlice(
       const { columns, tally } = outcomeColumns(rows, outcomes, request);
       const result = {
         claimed: rows.length,
-        processed: outcomes.length,
+        done: outcomes.length,
         lastProcessedId: outcomes.length > 0 ? (rows[outcomes.length - 1] as ClaimedRow).id : request.afterId,
         completed: tally.completed,
         failed: tally.failed,

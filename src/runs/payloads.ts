@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-/** Payloads of the batch-run jobs, as src/runs/store.ts enqueues them. */
+/** Payloads of the batch-run jobs, as src/runs/job-queue.ts enqueues them. */
 
 const id = z.number().int().nonnegative();
 

@@ -1,6 +1,7 @@
 import type { PoolClient } from "pg";
 import { CommandError } from "../cli-output";
-import { findRunByName, getRun, type Run } from "./store";
+import type { Run } from "./model";
+import { findRunByName, getRun } from "./runs";
 
 /**
  * How commands (`status`, `batch pause` ...) name a run. `#12` is run 12, always. Anything else

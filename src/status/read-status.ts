@@ -1,5 +1,5 @@
 import type { PoolClient } from "pg";
-import { chunkJobKeySql } from "../runs/store";
+import { chunkJobKeySql } from "../runs/job-queue";
 
 /**
  * What `status` shows, read with a few cheap queries: the batch_progress view (run counters

@@ -6,8 +6,8 @@ import { CommandError, printResult, runCommand } from "../cli-output";
 import { withCommandPool } from "../command-pool";
 import { getConfig } from "../config";
 import { withPool } from "../db/pool";
+import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/model";
 import { findRun } from "../runs/run-reference";
-import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/store";
 import { readRunReport, readRunsOverview } from "./read-status";
 import { renderLine, renderOverview, renderReport } from "./render";
 

@@ -1,8 +1,8 @@
 import type { JobHelpers, Task } from "graphile-worker";
 import { z } from "zod";
 import { getConfig } from "../config";
-import { ForgedJobError } from "../runs/forged-job";
-import { appendEvent, RunMissingError } from "../runs/store";
+import { ForgedJobError, RunMissingError } from "../runs/errors";
+import { appendEvent } from "../runs/events";
 
 /**
  * A job that retrying cannot fix: its payload does not match its task, its run is gone, or its
@@ -24,7 +24,7 @@ const FailedForGood = z.object({ failedForGood: z.string(), payload: z.unknown()
  * replaced by a job of a single attempt and no key that only fails with this error, and stays.
  * The key is given up because it is the workflow's: a job added by hand under a chunk's or a
  * step's key has replaced the workflow's own job, which the workers' recovery adds again once
- * the key is free (workflows/stranded-work.ts).
+ * the key is free (workflows/recovery.ts).
  */
 async function failForGood(helpers: JobHelpers, payload: unknown, message: string): Promise<void> {
   const { job } = helpers;

@@ -1,9 +1,15 @@
 import { randomInt } from "node:crypto";
 import os from "node:os";
 import pg from "pg";
-import { healStrandedWork } from "../../workflows/stranded-work";
+import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
-import { recoverDeadWorkers } from "./recovery";
+
+/**
+ * Takes back what dead workers and lost jobs left behind, one connection at a time on the
+ * liveness session. Handed in by the entry that composes the worker (workflows/recovery.ts):
+ * the runtime knows no workflow.
+ */
+export type Recover = (db: WithClient) => Promise<void>;
 
 /**
  * Proof of life of this worker process, and its share of recovering dead ones.
@@ -12,10 +18,10 @@ import { recoverDeadWorkers } from "./recovery";
  * connection comes and goes), asks the server to probe that connection with TCP keepalives,
  * takes a session advisory lock under a random key and registers the pool in worker_sessions
  * with that key. Then, before the pool takes its first job, and every few seconds after, it
- * runs a recovery of dead workers (src/worker/recovery.ts) and heals stranded chunks and steps
- * (workflows/stranded-work.ts): a `--once` pod, which may live a second, releases what dead
- * workers hold and takes it up. Every few seconds it also sets its heartbeat. A lost session
- * is opened again and the lock taken again.
+ * runs the recovery it was given (releasing dead workers' jobs, healing stranded chunks and
+ * steps): a `--once` pod, which may live a second, releases what dead workers hold and takes
+ * it up. Every few seconds it also sets its heartbeat. A lost session is opened again and the
+ * lock taken again.
  */
 export class WorkerLiveness {
   private readonly lockKey = randomInt(1, 2 ** 47);
@@ -30,7 +36,9 @@ export class WorkerLiveness {
   /** The session runs one thing at a time: a heartbeat, a recovery (a transaction). */
   private sessionWork: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly options: { url: string; pod: string; deadAfterMs: number; logger: Logger }) {}
+  constructor(
+    private readonly options: { url: string; pod: string; deadAfterMs: number; logger: Logger; recover: Recover },
+  ) {}
 
   /** The pause between heartbeats and recoveries: a few in every WORKER_DEAD_AFTER_S. */
   get intervalMs(): number {
@@ -108,17 +116,11 @@ export class WorkerLiveness {
     return done;
   }
 
-  /** Releases the jobs of dead workers and heals stranded chunks and steps; a failure waits for the next tick. */
+  /** Runs the recovery on the session; a failure waits for the next tick. */
   private async recover(): Promise<void> {
-    const actor = this.options.pod;
     try {
-      const recovered = await this.withSession((client) =>
-        recoverDeadWorkers(client, { deadAfterMs: this.options.deadAfterMs, actor }),
-      );
-      if (recovered.pools.length > 0) this.options.logger.warn(recovered, "released the jobs of dead workers");
-      // the session is a plain client; the workflow only needs one connection at a time
-      const healed = await healStrandedWork((fn) => this.withSession((client) => fn(client as pg.PoolClient)), actor);
-      if (healed.requeued + healed.failed + healed.steps > 0) this.options.logger.warn(healed, "healed stranded work");
+      // the session is a plain client; the recovery only needs one connection at a time
+      await this.options.recover((fn) => this.withSession((client) => fn(client as pg.PoolClient)));
     } catch (error) {
       this.options.logger.warn({ err: error }, "recovery failed; trying again");
     }

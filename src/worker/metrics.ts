@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { WorkerEvents } from "graphile-worker";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { ChunkObserver, SliceReport } from "../chunks/process-chunk";
+import type { ChunkObserver, SliceReport } from "../chunks/work-through-chunk";
 import { ConfigError } from "../config";
 import type { Logger } from "../logger";
 

@@ -2,7 +2,7 @@ import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import pg from "pg";
 import { retryWhileDisconnected } from "../db/connection-loss";
 import type { Logger } from "../logger";
-import { releaseJobsOf } from "./recovery";
+import { releaseJobsOf } from "./dead-workers";
 
 /**
  * Exit status of a worker whose job pool stopped by itself: a temporary failure (EX_TEMPFAIL),

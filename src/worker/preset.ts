@@ -3,9 +3,8 @@ import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
-import { workerPoolSize } from "./connections";
 import { toGraphileLogger } from "./graphile-logger";
-import { WorkerLiveness } from "./liveness";
+import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
 import { drainOnShutdown } from "./shutdown";
@@ -33,13 +32,14 @@ async function serveMetrics(events: WorkerEvents, config: Config, logger: Logger
 
 /**
  * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
- * and by the in-process runner of `npm start`. Rejects with a ConfigError when METRICS_PORT
- * was set and cannot be served.
+ * and by the in-process runner of `npm start`, which hand it the workers' recovery. Rejects with
+ * a ConfigError when METRICS_PORT was set and cannot be served.
  */
 export async function workerPreset(
   config: Config,
   logger: Logger,
   connectionString: string,
+  recover: Recover,
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
@@ -48,6 +48,7 @@ export async function workerPreset(
     pod: config.podName,
     deadAfterMs: config.workerDeadAfterMs,
     logger,
+    recover,
   });
   events.on("pool:release", () => void liveness.close());
   const watchdog = new PoolWatchdog({
@@ -85,7 +86,7 @@ export async function workerPreset(
     worker: {
       connectionString,
       concurrentJobs: config.workers,
-      maxPoolSize: workerPoolSize(config.workers),
+      maxPoolSize: config.pools.workerPool,
       // compiled tasks: dist/src/worker -> dist/tasks
       taskDirectory: path.resolve(__dirname, "../../tasks"),
       fileExtensions: [".js"],

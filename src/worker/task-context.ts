@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
 import { processUser } from "../business-logic";
-import type { ChunkDeps, ChunkObserver } from "../chunks/process-chunk";
+import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
 import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
 import { reconnecting } from "../db/connection-loss";

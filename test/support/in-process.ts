@@ -1,11 +1,11 @@
 import type pg from "pg";
 import { processUser } from "../../src/business-logic";
-import type { ChunkDeps } from "../../src/chunks/process-chunk";
+import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
 import { withPool } from "../../src/db/pool";
 import { withInjectedFaults } from "../../src/processing/fault-injection";
 import { quietLogger } from "./database";
 
-/** What runChunk needs to process chunks in the test's own process, on the test's pool. */
+/** What runChunkJob needs to process chunks in the test's own process, on the test's pool. */
 export function inProcessDeps(pool: pg.Pool, failRate = 0): ChunkDeps {
   return {
     db: withPool(pool),

@@ -1,7 +1,7 @@
 import type { Job, JobHelpers, Logger } from "graphile-worker";
 import type pg from "pg";
+import { taskList } from "../../app/task-list";
 import { withPool } from "../../src/db/pool";
-import { taskList } from "../../src/worker/task-list";
 
 /**
  * Runs one due graphile-worker job in this process, as a worker of one slot would: it is locked

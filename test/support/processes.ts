@@ -4,7 +4,7 @@ import path from "node:path";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
-export const MAIN = path.join(ROOT, "dist/src/main.js");
+export const MAIN = path.join(ROOT, "dist/app/main.js");
 export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
 export const STATUS_CLI = path.join(ROOT, "dist/src/status/status-cli.js");
 /** The worker command the README and the container image use (npx adds only a launcher). */

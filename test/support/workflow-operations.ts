@@ -1,24 +1,19 @@
 import fc from "fast-check";
 import { Logger, runOnce } from "graphile-worker";
 import type pg from "pg";
+import { taskList } from "../../app/task-list";
 import { beginChunk } from "../../src/chunks/chunk-start";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
-import { ForgedJobError } from "../../src/runs/forged-job";
+import { ForgedJobError, RunMissingError } from "../../src/runs/errors";
+import { jobKeys } from "../../src/runs/job-queue";
 import { ChunkPayload } from "../../src/runs/payloads";
-import { jobKeys, RunMissingError } from "../../src/runs/store";
-import { taskList } from "../../src/worker/task-list";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun, SignalRefusedError } from "../../workflows/batch-control";
-import {
-  finishRound,
-  NothingToProcessError,
-  planRun,
-  RunConflictError,
-  runChunk,
-  runSettings,
-  startRun,
-} from "../../workflows/batch-run";
-import { healStrandedWork } from "../../workflows/stranded-work";
+import { runChunkJob } from "../../workflows/chunk-activity";
+import { finishRound } from "../../workflows/finish-round";
+import { planRun } from "../../workflows/plan-run";
+import { healStrandedWork } from "../../workflows/recovery";
+import { NothingToProcessError, RunConflictError, runSettings, startRun } from "../../workflows/start-run";
 import { inProcessDeps } from "./in-process";
 import { runOneJob } from "./one-job";
 import { waitFor } from "./runs";
@@ -181,7 +176,7 @@ export class WorkflowDriver {
         const ref = { runId: run.id, round, chunkNo: operation.chunkNo };
         const exists = await this.chunkExists(ref);
         const job = { key: jobKeys.chunk(run.id, round, operation.chunkNo), attempt: 1, maxAttempts: 3 };
-        const { kind } = await runChunk(this.deps, ref, job);
+        const { kind } = await runChunkJob(this.deps, ref, job);
         if (!exists) throw new Error(`chunk ${JSON.stringify(ref)}, which does not exist, was not refused: ${kind}`);
         return kind;
       }

@@ -1,8 +1,8 @@
 import type { TaskList } from "graphile-worker";
-import batchChunk from "../../tasks/batch_chunk";
-import batchFinish from "../../tasks/batch_finish";
-import batchPlan from "../../tasks/batch_plan";
-import { TASKS } from "../runs/store";
+import { TASKS } from "../src/runs/job-queue";
+import batchChunk from "../tasks/batch_chunk";
+import batchFinish from "../tasks/batch_finish";
+import batchPlan from "../tasks/batch_plan";
 
 /** The task modules of tasks/, for runners started in-process (the CLI reads the directory). */
 export const taskList: TaskList = {

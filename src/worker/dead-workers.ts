@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { appendEvent, parseChunkKey, TASKS } from "../runs/store";
+import { appendEvent } from "../runs/events";
+import { parseChunkKey, TASKS } from "../runs/job-queue";
 
 /**
  * Taking back the jobs of dead workers. graphile-worker by itself leaves a job locked for four

@@ -1,3 +1,10 @@
+/** Why a job of a run is refused for good: retrying it cannot help. */
+
+/** A job names a run that does not exist (deleted, or never was). */
+export class RunMissingError extends Error {
+  override name = "RunMissingError";
+}
+
 /** What a workflow job would have acted on: a run's step, or one of its chunks. */
 export interface JobTarget {
   runId: number;

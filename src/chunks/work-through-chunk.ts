@@ -2,7 +2,8 @@ import type { ProcessUser } from "../business-logic";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { type ClaimedRecord, runRecords } from "../processing/run-records";
-import { countLeftInRange, type RunStatus } from "../runs/store";
+import { countLeftInRange } from "../runs/chunks";
+import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
 import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
 
@@ -59,7 +60,8 @@ export interface ChunkDeps {
 
 export interface ChunkTotals {
   slices: number;
-  processed: number;
+  /** Rows that got an outcome: completed, failed or retryable. */
+  done: number;
   completed: number;
   failed: number;
   retryable: number;
@@ -86,12 +88,12 @@ export class RowsHeldElsewhereError extends Error {
  */
 export function nextSliceLimit(
   limit: number,
-  slice: { claimed: number; processed: number },
+  slice: { claimed: number; done: number },
   elapsedMs: number,
   floor: number,
 ): number {
   if (slice.claimed < limit) return limit;
-  const ideal = Math.round((slice.processed * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
+  const ideal = Math.round((slice.done * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
   const bounded = Math.min(Math.max(ideal, Math.floor(limit / 2)), limit * 2);
   return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
 }
@@ -108,11 +110,12 @@ function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[
   });
 }
 
-export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
+/** Works through the chunk's rows, and reports how long it took and how it ended (for metrics). */
+export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const began = performance.now();
   let ended = "error";
   try {
-    const outcome = await workThroughChunk(deps, ref);
+    const outcome = await runSlices(deps, ref);
     ended = outcome.kind;
     return outcome;
   } finally {
@@ -120,9 +123,13 @@ export async function processChunk(deps: ChunkDeps, ref: ChunkRef): Promise<Chun
   }
 }
 
-async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
+/**
+ * Starts the chunk, then runs its slices until its range is done, the worker drains, the run
+ * stops it, or another job ends it.
+ */
+async function runSlices(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const start = await deps.db((client) => beginChunk(client, ref, deps.worker));
-  const totals: ChunkTotals = { slices: 0, processed: 0, completed: 0, failed: 0, retryable: 0 };
+  const totals: ChunkTotals = { slices: 0, done: 0, completed: 0, failed: 0, retryable: 0 };
   if (start.kind === "stopped") return { kind: "stopped", runStatus: start.runStatus, totals };
   if (start.kind === "ended") return { kind: "skipped" };
 
@@ -181,9 +188,9 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
       afterId = chunk.firstId - 1;
       continue;
     }
-    if (slice.processed === 0) continue;
+    if (slice.done === 0) continue;
     totals.slices++;
-    totals.processed += slice.processed;
+    totals.done += slice.done;
     totals.completed += slice.completed;
     totals.failed += slice.failed;
     totals.retryable += slice.retryable;
@@ -195,7 +202,7 @@ async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOu
       claimSeconds: slice.claimMs / 1000,
       writeSeconds: slice.writeMs / 1000,
     });
-    log.debug({ rows: slice.processed, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
+    log.debug({ rows: slice.done, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
     // a pause lets running chunks finish; a cancel stops them here
     if (!KEEPS_RUNNING.has(slice.runStatus))
       return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };

@@ -1,14 +1,33 @@
-import type { WithClient } from "../src/db/pool";
-import { inTransaction } from "../src/db/pool";
-import { addJob, appendEvent, findStrandedChunks, findStrandedSteps, jobKeys, TASKS } from "../src/runs/store";
-import { closeChunk, STEP_MAX_ATTEMPTS } from "./batch-run";
+import { inTransaction, type WithClient } from "../src/db/pool";
+import type { Logger } from "../src/logger";
+import { appendEvent } from "../src/runs/events";
+import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
+import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";
+import { recoverDeadWorkers } from "../src/worker/dead-workers";
+import type { Recover } from "../src/worker/liveness";
+import { closeChunk } from "./chunk-activity";
+
+/**
+ * The workers' recovery, which their liveness runs before a job pool takes its first job and
+ * every few seconds after: the jobs of dead workers are released (src/worker/dead-workers.ts),
+ * then work that no job will do gets its job or its ending (healStrandedWork).
+ */
+export function workerRecovery(options: { deadAfterMs: number; actor: string; logger: Logger }): Recover {
+  const { deadAfterMs, actor, logger } = options;
+  return async (db) => {
+    const recovered = await db((client) => recoverDeadWorkers(client, { deadAfterMs, actor }));
+    if (recovered.pools.length > 0) logger.warn(recovered, "released the jobs of dead workers");
+    const healed = await healStrandedWork(db, actor);
+    if (healed.requeued + healed.failed + healed.steps > 0) logger.warn(healed, "healed stranded work");
+  };
+}
 
 /**
  * Gives the work no job will do its job back, or its ending. Run by the workers' periodic
  * recovery (and by a `--once` pod before it takes jobs); repeating it is harmless: a job added
  * twice under its key is one job, and a step or chunk that has already run replays or skips.
  *
- * - a stranded chunk (src/runs/store.ts findStrandedChunks): a chunk whose job is gone gets a
+ * - a stranded chunk (src/runs/stranded.ts findStrandedChunks): a chunk whose job is gone gets a
  *   new one, a chunk whose job failed for good fails;
  * - a stranded step (findStrandedSteps): a plan or finish that is due and has no job gets one.
  */

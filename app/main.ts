@@ -6,28 +6,23 @@ import { run as runWorker } from "graphile-worker";
 import type pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import {
-  assertImported,
-  DEFAULT_AS_OF,
-  DEFAULT_BATCH_NAME,
-  runEnqueue,
-  runGenerate,
-  runImport,
-} from "../seed/commands";
-import { failOnUsage, requireWholeNumbers } from "./cli-args";
-import { printResult, runCommand } from "./cli-output";
-import { getConfig } from "./config";
-import { getLogger } from "./context";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded";
-import { migrate } from "./db/migrate";
-import { createPool, withPool } from "./db/pool";
-import { checkDatabase } from "./db/preflight";
-import { createProgress } from "./progress";
-import { describeDatabase } from "./redact";
-import { describeSummary, summarizeRun } from "./run-summary";
-import { ENDED_RUN_STATUSES, getRun, type Run } from "./runs/store";
-import { workerPreset } from "./worker/preset";
-import { taskList } from "./worker/task-list";
+import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport } from "../seed/commands";
+import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
+import { printResult, runCommand } from "../src/cli-output";
+import { getConfig } from "../src/config";
+import { getLogger } from "../src/context";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
+import { migrate } from "../src/db/migrate";
+import { createPool, withPool } from "../src/db/pool";
+import { checkDatabase } from "../src/db/preflight";
+import { createProgress } from "../src/progress";
+import { describeDatabase } from "../src/redact";
+import { describeSummary, summarizeRun } from "../src/run-summary";
+import { DEFAULT_BATCH_NAME, ENDED_RUN_STATUSES, type Run } from "../src/runs/model";
+import { getRun } from "../src/runs/runs";
+import { workerPreset } from "../src/worker/preset";
+import { workerRecovery } from "../workflows/recovery";
+import { taskList } from "./task-list";
 
 /**
  * The main job, end to end in one process: schema, generated users, COPY import, a batch run,
@@ -44,7 +39,7 @@ async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
   for (;;) {
     const run = await db((client) => getRun(client, runId));
     if (!run) throw new Error(`batch run ${runId} disappeared`);
-    progress.update(run.processedRecords + run.failedRecords, run.totalRecords);
+    progress.update(run.completedRecords + run.failedRecords, run.totalRecords);
     if (ENDED_RUN_STATUSES.has(run.status)) {
       progress.finish();
       return run;
@@ -93,14 +88,15 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
   const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
-  const pool = createPool({ url, max: config.workers + 6, appName: config.podName, logger });
+  const pool = createPool({ url, max: config.pools.mainJob, appName: config.podName, logger });
   const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
   try {
     // the schema is the job's own first step: the database need only answer
     await checkDatabase(url, "connection");
     logger.info({ database: describeDatabase(url) }, "using database");
     // before any work: a METRICS_PORT asked for that is taken ends the job at once
-    const preset = await workerPreset(config, logger, url);
+    const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
+    const preset = await workerPreset(config, logger, url, recover);
     await migrate(pool, logger);
 
     let started = performance.now();

@@ -1,0 +1,204 @@
+import type { PoolClient } from "pg";
+import { ROW_TYPES } from "../db/types";
+import { claimableSql } from "./claimable";
+import { chunkJobKeySql } from "./job-queue";
+import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } from "./model";
+
+/**
+ * The SQL of a run's chunks (batch_chunks): each an id range of a round, planned, started, and
+ * ended once. Callers own transactions.
+ */
+
+const CHUNK_JOB_KEY = chunkJobKeySql("c");
+
+/** Where a round looks for its rows (id ranges of at most $5 ids), and which rows it takes there. */
+const ROUND_ROWS: Record<RoundRows, { ranges: string; rows: string }> = {
+  // pending, or failed with attempts left (whichever run failed them), anywhere in the table
+  open: {
+    ranges: `SELECT b.lo, b.lo + $5 - 1 AS hi
+               FROM (SELECT min(id) AS first, max(id) AS last FROM users) t,
+                    generate_series(t.first, t.last, $5) AS b(lo)`,
+    rows: claimableSql("u", "$4"),
+  },
+  // what this run failed and may try again, in the chunks of the last round that failed rows
+  retryable: {
+    ranges: `SELECT b.lo, least(b.lo + $5 - 1, c.last_id) AS hi
+               FROM batch_chunks c, generate_series(c.first_id, c.last_id, $5) AS b(lo)
+              WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
+    rows: "u.batch_status = 'failed' AND u.attempts < $4 AND u.batch_id = $1",
+  },
+};
+
+/** Ranges are this fraction of a chunk's rows wide: a chunk holds `claimSize` rows give or take one range. */
+const RANGES_PER_CHUNK = 8;
+
+/**
+ * Splits the round's rows into chunks of about `claimSize` rows, each an id range, and records
+ * them. The rows are counted range by range along the primary key, without sorting them; in id
+ * order, each range joins the chunk its first row's number falls in.
+ */
+export async function planChunks(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  rows: RoundRows,
+  settings: RunSettings,
+): Promise<{ chunks: number; rows: number }> {
+  const { ranges, rows: wanted } = ROUND_ROWS[rows];
+  const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
+    `WITH ranges AS (${ranges}),
+     counted AS (
+       SELECT r.lo, c.first_id, c.last_id, c.n
+         FROM ranges r
+         CROSS JOIN LATERAL (
+           SELECT min(u.id) AS first_id, max(u.id) AS last_id, count(*) AS n
+             FROM users u WHERE u.id BETWEEN r.lo AND r.hi AND (${wanted})) c
+        WHERE c.n > 0
+     ), numbered AS (
+       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - n) / $3 AS chunk_no FROM counted
+     ), planned AS (
+       INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
+       SELECT $1, $2, chunk_no, min(first_id), max(last_id), sum(n) FROM numbered GROUP BY chunk_no
+       RETURNING planned_rows
+     )
+     SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
+    [runId, round, settings.claimSize, settings.maxAttempts, Math.ceil(settings.claimSize / RANGES_PER_CHUNK)],
+  );
+  return planned[0] ?? { chunks: 0, rows: 0 };
+}
+
+/**
+ * Cancels the round's chunks that no worker is running (queued, or left running by a worker
+ * that handed them back), and returns how many chunks a worker's job still holds: those end
+ * when their job sees the cancel.
+ */
+export async function cancelIdleChunks(client: PoolClient, runId: number, round: number): Promise<{ running: number }> {
+  const { rows } = await client.query<{ running: number }>(
+    `WITH idle AS (
+       UPDATE batch_chunks c SET status = 'cancelled', finished_at = now(), updated_at = now()
+        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
+          AND NOT EXISTS (
+            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_JOB_KEY} AND j.locked_at IS NOT NULL)
+       RETURNING c.chunk_no
+     )
+     SELECT count(*)::int AS running FROM batch_chunks
+      WHERE run_id = $1 AND round = $2 AND status IN ('queued', 'running')
+        AND chunk_no NOT IN (SELECT chunk_no FROM idle)`,
+    [runId, round],
+  );
+  return rows[0] ?? { running: 0 };
+}
+
+/**
+ * The run's chunks that have not ended (queued or running), in one round or in all of them. A
+ * queued chunk counts: its job may have been taken already, and it ends when that job runs.
+ */
+export async function countOpenChunks(client: PoolClient, runId: number, round?: number): Promise<number> {
+  const { rows } = await client.query<{ open: number }>(
+    `SELECT count(*)::int AS open FROM batch_chunks
+      WHERE run_id = $1 AND ($2::int IS NULL OR round = $2) AND status IN ('queued', 'running')`,
+    [runId, round ?? null],
+  );
+  return rows[0]?.open ?? 0;
+}
+
+/** The chunk's status; undefined when its run has no such chunk. */
+export async function findChunkStatus(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+): Promise<ChunkStatus | undefined> {
+  const { rows } = await client.query<{ status: ChunkStatus }>(
+    "SELECT status FROM batch_chunks WHERE run_id = $1 AND round = $2 AND chunk_no = $3",
+    [runId, round, chunkNo],
+  );
+  return rows[0]?.status;
+}
+
+/** Marks the chunk running on this worker (the caller has checked it may run) and returns its range. */
+export async function markChunkRunning(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+  worker: string,
+): Promise<ChunkRange> {
+  const { rows } = await client.query<ChunkRange>({
+    text: `UPDATE batch_chunks
+              SET status = 'running', worker = $4, attempts = attempts + 1, started_at = now(), updated_at = now()
+            WHERE run_id = $1 AND round = $2 AND chunk_no = $3
+           RETURNING first_id AS "firstId", last_id AS "lastId", planned_at AS "plannedAt"`,
+    values: [runId, round, chunkNo, worker],
+    types: ROW_TYPES,
+  });
+  if (!rows[0]) throw new Error(`chunk ${chunkNo} of round ${round} of batch run ${runId} vanished`);
+  return rows[0];
+}
+
+/** Rows of the range still claimable in this round: rows another transaction held locked. */
+export async function countLeftInRange(
+  client: PoolClient,
+  firstId: number,
+  lastId: number,
+  maxAttempts: number,
+  plannedAt: Date,
+): Promise<number> {
+  const { rows } = await client.query<{ left: number }>(
+    `SELECT count(*)::int AS left FROM users u
+      WHERE u.id BETWEEN $1 AND $2 AND ${claimableSql("u", "$3")}
+        AND (u.processed_at IS NULL OR u.processed_at < $4)`,
+    [firstId, lastId, maxAttempts, plannedAt],
+  );
+  return rows[0]?.left ?? 0;
+}
+
+/**
+ * Ends a chunk (done, failed for good, or stopped by a cancel) and counts it toward its round. Returns true for the
+ * transaction that ended the round's last chunk: the row lock on batch_jobs makes exactly one
+ * transaction see chunks_done reach chunks_total.
+ */
+export async function endChunk(
+  client: PoolClient,
+  runId: number,
+  round: number,
+  chunkNo: number,
+  outcome: ChunkEnding,
+): Promise<{ ended: boolean; lastOfRound: boolean; rowsCompleted: number; rowsFailed: number }> {
+  const { rows } = await client.query<{ last: boolean; rowsCompleted: number; rowsFailed: number }>(
+    `WITH chunk AS (
+       UPDATE batch_chunks
+          SET status = $4, last_error = $5, finished_at = now(), updated_at = now()
+        WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND status IN ('queued', 'running')
+       RETURNING run_id, rows_completed, rows_failed
+     ), run AS (
+       UPDATE batch_jobs r
+          SET chunks_done = chunks_done + 1, updated_at = now()
+         FROM chunk
+        WHERE r.id = chunk.run_id AND r.round = $2
+       RETURNING r.chunks_done = r.chunks_total AS last
+     )
+     SELECT run.last, chunk.rows_completed AS "rowsCompleted", chunk.rows_failed AS "rowsFailed" FROM run, chunk`,
+    [runId, round, chunkNo, outcome.status, outcome.status === "failed" ? outcome.error : null],
+  );
+  const row = rows[0];
+  return {
+    ended: row !== undefined,
+    lastOfRound: row?.last ?? false,
+    rowsCompleted: row?.rowsCompleted ?? 0,
+    rowsFailed: row?.rowsFailed ?? 0,
+  };
+}
+
+export async function failedChunks(
+  client: PoolClient,
+  runId: number,
+  round: number,
+): Promise<{ count: number; firstError: string | null }> {
+  const { rows } = await client.query<{ count: number; firstError: string | null }>(
+    `SELECT count(*)::int AS count, (array_agg(last_error ORDER BY chunk_no))[1] AS "firstError"
+       FROM batch_chunks WHERE run_id = $1 AND round = $2 AND status = 'failed'`,
+    [runId, round],
+  );
+  return rows[0] ?? { count: 0, firstError: null };
+}

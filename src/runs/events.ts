@@ -1,0 +1,35 @@
+import type { PoolClient } from "pg";
+import type { EventDetails, RunEvent } from "./model";
+
+/** The SQL of a run's history (batch_events): every state change, with the run's counters then. */
+
+/** Appends to the run's history, with the run's counters as they are in this transaction. */
+export async function appendEvent(client: PoolClient, runId: number, event: string, details: EventDetails) {
+  await client.query(
+    `INSERT INTO batch_events (run_id, event, step, round, chunk_no, actor, counts, detail)
+     SELECT id, $2, $3, $4, $5, $6,
+            jsonb_build_object('total', total_records, 'completed', processed_records,
+                               'failed', failed_records, 'retryable', retryable_records) || $7::jsonb,
+            $8
+       FROM batch_jobs WHERE id = $1`,
+    [
+      runId,
+      event,
+      details.step,
+      details.round ?? null,
+      details.chunkNo ?? null,
+      details.actor,
+      JSON.stringify(details.counts ?? {}),
+      details.detail ?? null,
+    ],
+  );
+}
+
+export async function listEvents(client: PoolClient, runId: number): Promise<RunEvent[]> {
+  const { rows } = await client.query<RunEvent>(
+    `SELECT id::int, at, event, step, round, chunk_no AS "chunkNo", actor, counts, detail
+       FROM batch_events WHERE run_id = $1 ORDER BY id`,
+    [runId],
+  );
+  return rows;
+}

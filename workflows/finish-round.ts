@@ -1,0 +1,51 @@
+import type { WithClient } from "../src/db/pool";
+import { failedChunks, planChunks } from "../src/runs/chunks";
+import { appendEvent } from "../src/runs/events";
+import { enqueueChunkJobs } from "../src/runs/job-queue";
+import { beginRound, endRun } from "../src/runs/runs";
+import { durableStep } from "./durable-step";
+import { completeRun, settleCancellation } from "./run-endings";
+import { assertFinishable } from "./step-guards";
+
+export type FinishResult =
+  | { next: "retry-round"; round: number; chunks: number; rows: number; delayMs: number }
+  | { next: "completed" }
+  | { next: "failed"; error: string }
+  | { next: "cancelled" };
+
+/** Fan-in of round `round`: runs once, when its last chunk has ended. */
+export async function finishRound(db: WithClient, runId: number, round: number, actor: string) {
+  return durableStep(db, { runId, step: "finish", round }, actor, async (client, run): Promise<FinishResult> => {
+    await assertFinishable(client, run, round);
+    if (run.status === "cancelling") {
+      await settleCancellation(client, run, actor);
+      return { next: "cancelled" };
+    }
+    const failures = await failedChunks(client, runId, round);
+    if (failures.count > 0) {
+      const error = `${failures.count} chunk(s) failed after all their attempts; first error: ${failures.firstError}`;
+      await endRun(client, runId, { status: "failed", error });
+      await appendEvent(client, runId, "failed", { step: "finish", actor, round, detail: error });
+      return { next: "failed", error };
+    }
+    if (run.retryableRecords > 0 && round < run.settings.retryRounds) {
+      const next = round + 1;
+      const planned = await planChunks(client, runId, next, "retryable", run.settings);
+      if (planned.chunks > 0) {
+        const delayMs = run.settings.retryDelayMs * 2 ** round;
+        await beginRound(client, runId, next, planned);
+        if (run.status !== "paused") await enqueueChunkJobs(client, runId, next, delayMs, run.settings);
+        await appendEvent(client, runId, "retry-round", {
+          step: "finish",
+          actor,
+          round: next,
+          counts: planned,
+          detail: `starts in ${delayMs} ms`,
+        });
+        return { next: "retry-round", round: next, ...planned, delayMs };
+      }
+    }
+    await completeRun(client, runId, actor);
+    return { next: "completed" };
+  });
+}

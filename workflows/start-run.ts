@@ -1,0 +1,87 @@
+import { UsageError } from "../src/cli-args";
+import { CommandError } from "../src/cli-output";
+import type { Config } from "../src/config";
+import { inTransaction, type WithClient } from "../src/db/pool";
+import { appendEvent } from "../src/runs/events";
+import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
+import type { Run, RunSettings } from "../src/runs/model";
+import { isIdReference } from "../src/runs/run-reference";
+import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
+
+/**
+ * A batch run as a durable workflow on graphile-worker:
+ *
+ *   start (idempotent by name) -> plan -> chunks (fan-out) -> finish (fan-in)
+ *     -> retry round (only the retryable failed rows, after a growing delay) -> finish -> ...
+ *     -> completed
+ *
+ * Each step is a graphile-worker job whose result and next transition commit together
+ * (durableStep); chunks are the activities that touch users. Each checks first, under the run's
+ * lock, that the run is where the workflow would have it (step-guards.ts), so that forged or
+ * duplicated jobs change nothing. Every state change is appended to the run's history
+ * (batch_events). A file each: start-run.ts, plan-run.ts, the chunk activity in chunk-activity.ts,
+ * finish-round.ts, and how a run ends in run-endings.ts. Pause, resume and cancel are in
+ * batch-control.ts; recovery of work that no job will do is in recovery.ts.
+ */
+
+/** The settings a run starts with, from the starter's configuration. */
+export function runSettings(config: Config): RunSettings {
+  return {
+    claimSize: config.claimSize,
+    maxAttempts: config.maxAttempts,
+    retryRounds: config.retryRounds,
+    retryDelayMs: config.retryDelayMs,
+    chunkMaxAttempts: config.chunkMaxAttempts,
+    hints: { workers: config.workers, rowConcurrency: config.rowConcurrency },
+  };
+}
+
+/** Another run is active: it owns the rows a new run would work through. */
+export class RunConflictError extends CommandError {
+  override name = "RunConflictError";
+}
+
+/** A new run would find no row to work through. */
+export class NothingToProcessError extends CommandError {
+  override name = "NothingToProcessError";
+}
+
+/**
+ * Starts the run named `name`, or returns it unchanged if it exists. Refused while another run
+ * is active (pending, running, paused or cancelling): a row belongs to at most one active run.
+ * A new run is refused too when no row is pending or retryable: it would end at once and keep
+ * its name, which the same name could then never start again once rows come.
+ */
+export async function startRun(
+  db: WithClient,
+  name: string,
+  settings: RunSettings,
+  actor: string,
+): Promise<{ run: Run; created: boolean }> {
+  if (isIdReference(name)) {
+    throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
+  }
+  const start = () =>
+    db((client) =>
+      inTransaction(client, async () => {
+        const started = await insertRun(client, name, settings, actor);
+        if (started.created && !(await hasRowsToProcess(client, settings.maxAttempts))) {
+          throw new NothingToProcessError("nothing to process: no pending or retryable rows");
+        }
+        if (started.created) {
+          const runId = started.run.id;
+          await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
+        }
+        return started;
+      }),
+    );
+  return start().catch(async (error: { constraint?: string }) => {
+    if (error.constraint !== "batch_jobs_one_active_run") throw error;
+    const active = await db(findActiveRun);
+    throw new RunConflictError(
+      `batch run ${JSON.stringify(active?.name)} (id ${active?.id}) is ${active?.status} over the same rows: ` +
+        "wait for it to end, or cancel it, before starting another",
+    );
+  });
+}
