@@ -15,6 +15,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded
 import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
+import { formatCount } from "../src/format";
 import { createProgress } from "../src/progress";
 import { describeDatabase } from "../src/redact";
 import { describeSummary, summarizeRun } from "../src/run-summary";
@@ -47,8 +48,6 @@ async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
     await sleep(POLL_MS);
   }
 }
-
-const count = (value: number) => value.toLocaleString("en-US");
 
 function seconds(since: number): number {
   return Math.round((performance.now() - since) / 10) / 100;
@@ -109,18 +108,24 @@ async function main(): Promise<void> {
       asOf: DEFAULT_AS_OF,
     });
     const generateSeconds = seconds(started);
-    logger.info({ rows: generated.rows, files: generated.files }, `generate: ${count(generated.rows)} users written`);
+    logger.info(
+      { rows: generated.rows, files: generated.files },
+      `generate: ${formatCount(generated.rows)} users written`,
+    );
 
     started = performance.now();
     const imported = await runImport(pool, dataDir, Math.min(4, os.availableParallelism() * 2), config);
     assertImported(imported);
     const importSeconds = seconds(started);
-    logger.info({ rows: imported.rows, skipped: imported.skipped }, `import: ${count(imported.rows)} rows imported`);
+    logger.info(
+      { rows: imported.rows, skipped: imported.skipped },
+      `import: ${formatCount(imported.rows)} rows imported`,
+    );
 
     const enqueued = await runEnqueue(pool, args["batch-name"], config);
     logger.info(
       enqueued,
-      `enqueue: batch run ${enqueued.run} ${enqueued.created ? "started" : "exists already"}, ${count(enqueued.rows)} rows`,
+      `enqueue: batch run ${enqueued.run} ${enqueued.created ? "started" : "exists already"}, ${formatCount(enqueued.rows)} rows`,
     );
 
     const runner = await runWorker({ preset, pgPool: pool, taskList });

@@ -1,3 +1,4 @@
+import { formatCount } from "./format";
 import { drawLiveLine, endLiveLine } from "./live-line";
 import type { Logger } from "./logger";
 
@@ -12,10 +13,6 @@ const REDRAW_MS = 100;
 const LOG_EVERY_MS = 5000;
 /** The longest step name, so that the bars of successive steps line up. */
 const LABEL_WIDTH = 8;
-
-function formatNumber(value: number): string {
-  return Math.round(value).toLocaleString("en-US");
-}
 
 /**
  * Progress of a long step: a redrawn bar on stderr when it is a terminal, otherwise a log line
@@ -38,8 +35,8 @@ export function createProgress(options: { label: string; total: number; unit: st
     const eta = rate() > 0 ? Math.ceil((total - done) / rate()) : 0;
     drawLiveLine(
       `${label.padEnd(LABEL_WIDTH)} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ` +
-        `${(share * 100).toFixed(0).padStart(3)}% ${formatNumber(done)}/${formatNumber(total)} ${unit} ` +
-        `${formatNumber(rate())}/s ETA ${eta}s`,
+        `${(share * 100).toFixed(0).padStart(3)}% ${formatCount(done)}/${formatCount(total)} ${unit} ` +
+        `${formatCount(rate())}/s ETA ${eta}s`,
     );
   };
 
@@ -48,7 +45,7 @@ export function createProgress(options: { label: string; total: number; unit: st
     lastLogged = done;
     logger.info(
       { step: label, done, total, unit, perSecond: Math.round(rate()) },
-      `${label}: ${formatNumber(done)}/${formatNumber(total)} ${unit}`,
+      `${label}: ${formatCount(done)}/${formatCount(total)} ${unit}`,
     );
   };
 

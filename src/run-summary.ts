@@ -1,3 +1,4 @@
+import { formatCount } from "./format";
 import { printable } from "./printable";
 import type { Run } from "./runs/model";
 
@@ -13,8 +14,6 @@ export interface RunSummary {
   rowsPerSecond: number;
   phases: { generateSeconds: number; importSeconds: number };
 }
-
-const number = (value: number) => value.toLocaleString("en-US");
 
 export function summarizeRun(run: Run, phases: RunSummary["phases"]): RunSummary {
   const seconds = run.completedAt ? Math.max((run.completedAt.getTime() - run.startedAt.getTime()) / 1000, 0.001) : 0;
@@ -35,8 +34,8 @@ export function describeSummary(summary: RunSummary): string {
   const { phases } = summary;
   return [
     `batch run ${summary.run} "${printable(summary.batch)}": ${summary.status}`,
-    `  rows: ${number(summary.completed)} completed, ${number(summary.failed)} failed, of ${number(summary.total)}`,
-    `  time: ${summary.seconds} s processing (${number(summary.rowsPerSecond)} rows/s); ` +
+    `  rows: ${formatCount(summary.completed)} completed, ${formatCount(summary.failed)} failed, of ${formatCount(summary.total)}`,
+    `  time: ${summary.seconds} s processing (${formatCount(summary.rowsPerSecond)} rows/s); ` +
       `generate ${phases.generateSeconds} s, import ${phases.importSeconds} s`,
   ].join("\n");
 }

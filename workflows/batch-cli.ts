@@ -6,6 +6,7 @@ import { printResult, runCommand, table } from "../src/cli-output";
 import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
+import { formatCount } from "../src/format";
 import { printable } from "../src/printable";
 import type { RunEvent } from "../src/runs/model";
 import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "./batch-control";
@@ -24,7 +25,7 @@ async function sendSignal(send: Signal, run: string): Promise<void> {
 /** "done 120/1,000, failed 3, retrying 5" plus the event's own counts. */
 function formatCounts(event: RunEvent): string {
   const { total = 0, completed = 0, failed = 0, retryable = 0, ...own } = event.counts;
-  const run = `done ${(completed + failed).toLocaleString("en-US")}/${total.toLocaleString("en-US")}, failed ${failed}, retrying ${retryable}`;
+  const run = `done ${formatCount(completed + failed)}/${formatCount(total)}, failed ${failed}, retrying ${retryable}`;
   const extra = Object.entries(own).map(([key, value]) => `${key} ${value}`);
   return [run, ...extra].join(", ");
 }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EmbeddedDatabase } from "../db/embedded";
+import { formatCount } from "../format";
 import type { Logger } from "../logger";
 import { DeploymentController } from "./deployment-controller";
 import { type Faults, tailValue } from "./faults";
@@ -48,8 +49,6 @@ interface Controller {
 
 /** A query slower than this counts as failed (and a poll that waits for it is late). */
 const MIN_QUERY_TIMEOUT_MS = 2000;
-
-const count = (value: number) => Math.round(value).toLocaleString("en-US");
 
 function killPods(runner: PodRunner, count?: number): number {
   const victims = runner.running().slice(0, count);
@@ -173,7 +172,7 @@ export async function autoscale(options: AutoscalerOptions): Promise<AutoscalerR
       logger.info(
         // the message says why a query failed (pino-pretty would spread an `error` field over lines)
         { ...poll, faults: undefined, error: undefined },
-        `poll ${poll.t.toFixed(1)}s: query ${queue === undefined ? `failed (${poll.error})` : count(queue)}, ` +
+        `poll ${poll.t.toFixed(1)}s: query ${queue === undefined ? `failed (${poll.error})` : formatCount(queue)}, ` +
           `${running} pod(s) running, ${decision.started} started` +
           (decision.stopped ? `, ${decision.stopped} stopped` : "") +
           (poll.idle ? `, ${poll.idle} exited having done nothing` : ""),

@@ -1,3 +1,4 @@
+import { formatCount } from "../format";
 import type { Poll } from "./timeline";
 
 /**
@@ -8,8 +9,6 @@ import type { Poll } from "./timeline";
 
 const BAR_WIDTH = 30;
 const MAX_LINES = 40;
-
-const count = (value: number) => Math.round(value).toLocaleString("en-US");
 
 /** Polls grouped in runs of equal size: the first one's readings, the events of all. */
 function group(polls: Poll[]): Poll[] {
@@ -34,10 +33,10 @@ function group(polls: Poll[]): Poll[] {
 
 export function renderChart(polls: Poll[], title: string): string {
   const highest = Math.max(1, ...polls.map((poll) => poll.query ?? 0));
-  const valueWidth = Math.max(5, count(highest).length);
+  const valueWidth = Math.max(5, formatCount(highest).length);
   const lines = [title, `${"time".padStart(7)}  ${"query".padStart(valueWidth)} ${"".padEnd(BAR_WIDTH)}  pods`];
   for (const poll of group(polls)) {
-    const value = poll.query === null ? "failed".padStart(valueWidth) : count(poll.query).padStart(valueWidth);
+    const value = poll.query === null ? "failed".padStart(valueWidth) : formatCount(poll.query).padStart(valueWidth);
     const bar = "#".repeat(poll.query === null ? 0 : Math.round((poll.query / highest) * BAR_WIDTH));
     const pods = "o".repeat(poll.running) + "+".repeat(poll.started) + "-".repeat(poll.stopped);
     const notes = [

@@ -254,6 +254,16 @@ function readTrigger(objects: K8sObject[], spec: z.infer<typeof trigger>, owner:
   return { query: spec.metadata.query, connection: { name: connection.name, key: connection.key } };
 }
 
+/** What a ScaledJob and a ScaledObject share: the trigger's target and activation, the replica range. */
+function replicaBounds(first: z.infer<typeof trigger>, spec: { minReplicaCount: number; maxReplicaCount: number }) {
+  return {
+    target: first.metadata.targetQueryValue,
+    activation: first.metadata.activationTargetQueryValue,
+    minReplicas: spec.minReplicaCount,
+    maxReplicas: spec.maxReplicaCount,
+  };
+}
+
 function readRules(rules: z.infer<typeof scalingRules>, defaults: ScalingRules): ScalingRules {
   return {
     stabilizationWindowSeconds: rules?.stabilizationWindowSeconds ?? defaults.stabilizationWindowSeconds,
@@ -281,10 +291,7 @@ export function readWorkload(objects: K8sObject[]): Workload {
       pollingIntervalSeconds: spec.pollingInterval,
       trigger: readTrigger(objects, first, owner),
       scaling: {
-        target: first.metadata.targetQueryValue,
-        activation: first.metadata.activationTargetQueryValue,
-        minReplicas: spec.minReplicaCount,
-        maxReplicas: spec.maxReplicaCount,
+        ...replicaBounds(first, spec),
         strategy:
           strategy.strategy === "custom"
             ? {
@@ -314,10 +321,7 @@ export function readWorkload(objects: K8sObject[]): Workload {
     pollingIntervalSeconds: spec.pollingInterval,
     trigger: readTrigger(objects, first, owner),
     scaling: {
-      target: first.metadata.targetQueryValue,
-      activation: first.metadata.activationTargetQueryValue,
-      minReplicas: spec.minReplicaCount,
-      maxReplicas: spec.maxReplicaCount,
+      ...replicaBounds(first, spec),
       cooldownSeconds: spec.cooldownPeriod,
       scaleUp: readRules(behavior?.scaleUp, DEFAULT_SCALE_UP),
       scaleDown: readRules(behavior?.scaleDown, DEFAULT_SCALE_DOWN),

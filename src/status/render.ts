@@ -1,8 +1,9 @@
 import { table } from "../cli-output";
+import { formatCount } from "../format";
 import { printable } from "../printable";
 import type { RunProgress, RunReport } from "./read-status";
 
-const number = (value: number | null) => (value === null ? "-" : Math.round(value).toLocaleString("en-US"));
+const number = (value: number | null) => (value === null ? "-" : formatCount(value));
 
 function duration(seconds: number | null): string {
   if (seconds === null) return "-";
