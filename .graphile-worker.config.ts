@@ -13,8 +13,8 @@ const logger = getLogger();
 const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
 
 // A promise, which graphile-worker's CLI awaits when it loads its configuration: the database is
-// checked and the metrics port bound before the CLI opens its pool, and a failure ends the
-// process with one line.
-export default checkDatabase(connectionString, "schema")
+// checked (the schema, and every job of jobs/ against its table) and the metrics port bound
+// before the CLI opens its pool, and a failure ends the process with one line per problem.
+export default checkDatabase(connectionString, "jobs")
   .then(() => workerPreset(config, logger, connectionString, recover))
   .catch((error: unknown) => exitOnError("graphile-worker", error));

@@ -11,6 +11,7 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
 COPY app ./app
+COPY jobs ./jobs
 COPY src ./src
 COPY seed ./seed
 COPY tasks ./tasks
@@ -33,7 +34,9 @@ COPY graphile.config.js ./
 # the image's files belong to root; the process runs as the unprivileged user of node's image,
 # which owns nothing it runs: the root filesystem can be mounted read-only
 USER node
-EXPOSE 9464
+EXPOSE 9464 8080
 # The worker: graphile-worker itself rather than through npx, which does not pass SIGTERM on to
 # it; it loads graphile.config.js. The seed tool is in the same image: node dist/seed/cli.js <command>
+# The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its scripts are in
+# dist, uPlot in node_modules)
 CMD ["graphile-worker"]

@@ -16,10 +16,11 @@ import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
 import { formatCount } from "../src/format";
+import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
 import { createProgress } from "../src/progress";
 import { describeDatabase } from "../src/redact";
 import { describeSummary, summarizeRun } from "../src/run-summary";
-import { DEFAULT_BATCH_NAME, ENDED_RUN_STATUSES, type Run } from "../src/runs/model";
+import { defaultBatchName, ENDED_RUN_STATUSES, type Run } from "../src/runs/model";
 import { getRun } from "../src/runs/runs";
 import { workerPreset } from "../src/worker/preset";
 import { workerRecovery } from "../workflows/recovery";
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     .option("batch-name", {
       type: "string",
       requiresArg: true,
-      default: DEFAULT_BATCH_NAME,
+      default: defaultBatchName(DEFAULT_JOB),
       describe: "name of the batch run",
     })
     .option("data-dir", {
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
       `import: ${formatCount(imported.rows)} rows imported`,
     );
 
-    const enqueued = await runEnqueue(pool, args["batch-name"], config);
+    const enqueued = await runEnqueue(pool, getCatalog().get(DEFAULT_JOB), args["batch-name"], config);
     logger.info(
       enqueued,
       `enqueue: batch run ${enqueued.run} ${enqueued.created ? "started" : "exists already"}, ${formatCount(enqueued.rows)} rows`,

@@ -6,7 +6,7 @@ import { parseConfig } from "../src/config";
 import { getLogger } from "../src/context";
 import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
-import { planRun } from "../workflows/plan-run";
+import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
 import { runSettings, startRun } from "../workflows/start-run";
 import { runChaos, verifyRun } from "./chaos";
 import { withScratchDatabase } from "./scratch-database";
@@ -34,7 +34,7 @@ async function main(argv: string[]): Promise<void> {
     await migrate(pool, logger);
     await insertSyntheticUsers(pool, args.rows);
     const env = {
-      CLAIM_SIZE: "2000",
+      CHUNK_SIZE: "2000",
       WORKERS: "2",
       FAIL_RATE: "0.01",
       MAX_ATTEMPTS: "3",
@@ -44,8 +44,8 @@ async function main(argv: string[]): Promise<void> {
       PROCESS_DELAY_MS: "1",
     };
     const db = withPool(pool);
-    const { run } = await startRun(db, "chaos", runSettings(parseConfig(env)), "chaos-run");
-    await planRun(db, run.id, "chaos-run");
+    const users = getCatalog().get(DEFAULT_JOB);
+    await startRun(db, users, "chaos", runSettings(parseConfig(env), users), "chaos-run", "now");
     const report = await runChaos({
       pool,
       url,

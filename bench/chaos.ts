@@ -27,7 +27,7 @@ export interface ChaosOptions {
   timeoutMs: number;
   /** Seeds the choice of victims, signals and delays, so that a run can be repeated. */
   seed: number;
-  /** Environment of the workers (CLAIM_SIZE, FAIL_RATE, WORKER_DEAD_AFTER_S...). */
+  /** Environment of the workers (CHUNK_SIZE, FAIL_RATE, WORKER_DEAD_AFTER_S...). */
   env: Record<string, string>;
   log?: (line: string) => void;
 }

@@ -6,8 +6,10 @@ import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { withCommandPool } from "../src/command-pool";
 import { getConfig } from "../src/config";
-import { DEFAULT_BATCH_NAME } from "../src/runs/model";
+import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
+import { defaultBatchName } from "../src/runs/model";
 import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport, runRoles, runSchema } from "./commands";
+import { seedOrders } from "./orders";
 
 const generateOptions = <T>(cmd: Argv<T>) =>
   cmd
@@ -47,20 +49,31 @@ const importOptions = <T>(cmd: Argv<T>) =>
     })
     .check((argv) => requireWholeNumbers(argv, ["concurrency"]));
 
-const batchNameOption = <T>(cmd: Argv<T>) =>
+const runOptions = <T>(cmd: Argv<T>) =>
   cmd
+    .option("job", {
+      type: "string",
+      requiresArg: true,
+      default: DEFAULT_JOB,
+      describe: "the job to run (a file of jobs/; `npm run jobs -- list`)",
+    })
     .option("batch-name", {
       type: "string",
       requiresArg: true,
-      default: DEFAULT_BATCH_NAME,
-      describe: "the run's name; enqueueing a name that exists changes nothing",
+      describe: "the run's name (default: JOB-batch); enqueueing a name that exists changes nothing",
     })
     .check((argv) => {
       const name = argv["batch-name"];
-      if (typeof name !== "string" || name.trim() === "" || name.length > 255)
+      if (name !== undefined && (typeof name !== "string" || name.trim() === "" || name.length > 255))
         throw new UsageError("--batch-name must be 1 to 255 characters");
       return true;
     });
+
+/** The job and run name a command's options name. */
+const runTarget = (args: { job: string; "batch-name"?: string }) => {
+  const job = getCatalog().get(args.job);
+  return { job, batchName: args["batch-name"] ?? defaultBatchName(job.name) };
+};
 
 export async function main(argv: string[]): Promise<void> {
   const config = getConfig();
@@ -124,20 +137,34 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
-      "enqueue",
-      "start a batch run over the pending rows: one chunk job per CLAIM_SIZE rows",
-      (cmd) => batchNameOption(cmd),
+      "orders",
+      "load reproducible fake orders for the example job (jobs/orders-reprice.ts)",
+      (cmd) =>
+        cmd
+          .option("rows", { type: "number", default: 100_000, describe: "orders to load" })
+          .option("seed", { type: "number", default: 1, describe: "the same seed loads the same orders" })
+          .option("first-id", { type: "number", default: 1, describe: "the first order_id" })
+          .check((argv) => requireWholeNumbers(argv, ["rows", "first-id"])),
       async (args) => {
-        await withCommandPool("seed", 2, async (pool) =>
-          printResult(await runEnqueue(pool, args["batch-name"], config)),
-        );
+        const spec = { rows: args.rows, seed: args.seed, firstId: args["first-id"] };
+        printResult(await withCommandPool("seed", 1, (pool) => seedOrders(pool, spec)));
+      },
+    )
+    .command(
+      "enqueue",
+      "start a run of a job over its pending rows, planned at once: one chunk job per CHUNK_SIZE rows",
+      (cmd) => runOptions(cmd),
+      async (args) => {
+        const { job, batchName } = runTarget(args);
+        await withCommandPool("seed", 2, async (pool) => printResult(await runEnqueue(pool, job, batchName, config)));
       },
     )
     .command(
       "all",
       "schema, generate, import and enqueue in one go",
-      (cmd) => batchNameOption(importOptions(generateOptions(cmd))),
+      (cmd) => runOptions(importOptions(generateOptions(cmd))),
       async (args) => {
+        const { job, batchName } = runTarget(args);
         await withCommandPool(
           "seed",
           args.concurrency + 1,
@@ -151,7 +178,7 @@ export async function main(argv: string[]): Promise<void> {
             });
             const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
             assertImported(imported);
-            const enqueued = await runEnqueue(pool, args["batch-name"], config);
+            const enqueued = await runEnqueue(pool, job, batchName, config);
             printResult({ generated, imported, enqueued });
           },
           "connection",

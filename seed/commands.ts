@@ -1,13 +1,16 @@
 import fs from "node:fs/promises";
 import type pg from "pg";
+import { CommandError } from "../src/cli-output";
 import type { Config } from "../src/config";
 import { getLogger } from "../src/context";
 import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
+import { getCatalog } from "../src/jobs/catalog";
+import type { JobDefinition } from "../src/jobs/define";
+import { grantWorkerAccess } from "../src/jobs/grants";
 import { ROLES_FILE } from "../src/paths";
 import { createProgress } from "../src/progress";
 import { getRun } from "../src/runs/runs";
-import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
 import { ImportError, importDirectory, isFailed } from "./import";
@@ -22,10 +25,17 @@ export async function runSchema(pool: pg.Pool) {
   return migrate(pool, getLogger());
 }
 
-/** Creates the deployment's roles and their grants (sql/roles.sql); run after the migrations. */
+/**
+ * Creates the deployment's roles and their grants (sql/roles.sql), and lets the worker role at
+ * each job's table (src/jobs/grants.ts); run after the migrations.
+ */
 export async function runRoles(pool: pg.Pool) {
   await pool.query(await fs.readFile(ROLES_FILE, "utf8"));
-  return { roles: ["batch_admin", "batch_worker", "batch_monitor"] };
+  const jobs = getCatalog().jobs;
+  await withPool(pool)(async (client) => {
+    for (const job of jobs) await grantWorkerAccess(client, job);
+  });
+  return { roles: ["batch_admin", "batch_worker", "batch_monitor"], jobTables: jobs.map((job) => job.table) };
 }
 
 export interface GenerateArgs {
@@ -97,16 +107,20 @@ export function assertImported(result: { failed: string[] }): void {
   }
 }
 
-export async function runEnqueue(pool: pg.Pool, batchName: string, config: Config) {
+/**
+ * Starts a run of the job and plans it at once (its chunk jobs enqueued when this returns); a
+ * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
+ * the command.
+ */
+export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: string, config: Config) {
   const db = withPool(pool);
-  const { run, created } = await startRun(db, batchName, runSettings(config), config.podName);
-  // planned here rather than by its job, so that the result tells the chunks; a run found
-  // planned, or ended, keeps what it has
-  if (run.status === "pending" || run.status === "paused") await planRun(db, run.id, config.podName);
+  const { run, created } = await startRun(db, job, batchName, runSettings(config, job), config.podName, "now");
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
+  if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
     run: run.id,
     batch: run.name,
+    job: run.job,
     created,
     status: planned.status,
     chunks: planned.chunksTotal,

@@ -38,13 +38,10 @@ GRANT ALL ON ALL TABLES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO batch_admin;
 
--- batch_worker: reads the columns the business logic gets, writes only the processing columns.
+-- batch_worker: on each job's table (users, and those of jobs/), reads the columns its job
+-- reads and writes only its state and result columns: granted from the job's definition by
+-- `npm run seed -- roles` after this file (src/jobs/grants.ts).
 GRANT USAGE ON SCHEMA public, graphile_worker TO batch_worker;
-GRANT SELECT (id, name, email, age, salary, created_at, batch_status, batch_id, attempts, processed_at,
-              email_normalized, segment)
-  ON users TO batch_worker;
-GRANT UPDATE (batch_status, batch_id, attempts, last_error, processed_at, email_normalized, segment, updated_at)
-  ON users TO batch_worker;
 GRANT SELECT, UPDATE ON batch_jobs TO batch_worker;
 GRANT SELECT, INSERT, UPDATE ON batch_chunks, batch_errors TO batch_worker;
 GRANT SELECT, INSERT ON batch_steps, batch_samples TO batch_worker;
@@ -76,4 +73,4 @@ END $$;
 
 -- batch_monitor: the autoscaler's query, SELECT rows_left FROM batch_backlog.
 GRANT USAGE ON SCHEMA public TO batch_monitor;
-GRANT SELECT ON batch_backlog TO batch_monitor;
+GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;

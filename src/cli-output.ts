@@ -12,6 +12,14 @@ import { printable } from "./printable";
 export class CommandError extends Error {
   override name = "CommandError";
   readonly exitStatus: number = EXIT_FAILED;
+
+  /** `lines`: one problem each, printed a line each (the message joins them). */
+  constructor(
+    message: string,
+    readonly lines: string[] = [message],
+  ) {
+    super(message);
+  }
 }
 
 /** One JSON line; control characters that JSON leaves as they are (DEL, C1) are escaped too. */
@@ -19,9 +27,11 @@ export function printResult(result: object): void {
   process.stdout.write(`${printable(JSON.stringify(result))}\n`);
 }
 
-/** Ends the process with one line on stderr, its control characters escaped. */
-export function fail(message: string, exitStatus = EXIT_FAILED): never {
-  process.stderr.write(`error: ${printable(message)}\n`);
+/** Ends the process with one line on stderr for each problem, its control characters escaped. */
+export function fail(problems: string | string[], exitStatus = EXIT_FAILED): never {
+  for (const problem of typeof problems === "string" ? [problems] : problems) {
+    process.stderr.write(`error: ${printable(problem)}\n`);
+  }
   process.exit(exitStatus);
 }
 
@@ -43,7 +53,7 @@ export function table(headers: string[], rows: string[][]): string {
  */
 export function exitOnError(command: string, error: unknown): never {
   if (error instanceof ConfigError) exitOnConfigError(error.message);
-  if (error instanceof CommandError) fail(error.message, error.exitStatus);
+  if (error instanceof CommandError) fail(error.lines, error.exitStatus);
   getLogger().fatal({ err: error }, `${command} failed`);
   fail(error instanceof Error ? error.message : String(error));
 }

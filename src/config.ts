@@ -48,15 +48,16 @@ const postgresUrl = z
 
 const envSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
-  CLAIM_SIZE: wholeNumber(1, 1_000_000).default(10_000),
+  // unset: the job's default (jobs/*.ts defaults, else src/jobs/define.ts BUILT_IN_DEFAULTS)
+  CHUNK_SIZE: wholeNumber(1, 1_000_000).optional(),
   WORKERS: wholeNumber(1, 256).default(4),
-  ROW_CONCURRENCY: wholeNumber(1, 10_000).default(32),
+  ROW_CONCURRENCY: wholeNumber(1, 10_000).optional(),
   // PostgreSQL takes a statement timeout of 0 as none at all: refused rather than taken so
   CLAIM_TIMEOUT_S: duration(3_600_000).pipe(z.number().min(1000, "must be at least 1s")).default(30_000),
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
-  ROW_TIMEOUT_S: duration(3_600_000).default(30_000),
+  ROW_TIMEOUT_S: duration(3_600_000).optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
-  MAX_ATTEMPTS: wholeNumber(1, 100).default(3),
+  MAX_ATTEMPTS: wholeNumber(1, 100).optional(),
   RETRY_ROUNDS: wholeNumber(0, 100).optional(),
   RETRY_DELAY_S: duration(86_400_000).default(5_000),
   CHUNK_MAX_ATTEMPTS: wholeNumber(1, 25).default(10),
@@ -70,26 +71,32 @@ const envSchema = z.object({
   LOG_FORMAT: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(", ")}` }).default("auto"),
   // https://no-color.org: set and not empty turns colours off
   NO_COLOR: z.string().optional(),
+  // the dashboard (npm run dashboard: app/dashboard.ts)
+  DASHBOARD_PORT: wholeNumber(0, 65_535).default(8080),
+  DASHBOARD_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  MONITOR_DATABASE_URL: postgresUrl.optional(),
 });
 
 export interface Config {
   /** Absent only where an embedded database may stand in (`npm start`). */
   databaseUrl: string | undefined;
-  /** Rows to process per chunk job. */
-  claimSize: number;
+  /** Rows per chunk job of the runs this process starts; unset: the job's default. */
+  chunkSize: number | undefined;
   /** Chunk jobs one process runs at the same time. */
   workers: number;
   /** Database connections, derived from `workers`. */
   pools: PoolSizes;
-  /** Records of one chunk in flight at the same time. */
-  rowConcurrency: number;
+  /** Records of one chunk in flight at the same time; unset: the job's default. */
+  rowConcurrency: number | undefined;
   claimTimeoutMs: number;
   shutdownGraceMs: number;
-  rowTimeoutMs: number;
+  /** How long one record may take; unset: the job's default. */
+  rowTimeoutMs: number | undefined;
   podName: string;
-  maxAttempts: number;
-  /** Rounds that re-run retryable failed rows after the first pass. */
-  retryRounds: number;
+  /** Attempts at each row of the runs this process starts; unset: the job's default. */
+  maxAttempts: number | undefined;
+  /** Rounds that re-run retryable failed rows after the first pass; unset: one per attempt left. */
+  retryRounds: number | undefined;
   /** Delay before the first retry round; it doubles every round. */
   retryDelayMs: number;
   chunkMaxAttempts: number;
@@ -110,6 +117,17 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
+  dashboard: DashboardConfig;
+}
+
+/** The dashboard's settings (npm run dashboard). */
+export interface DashboardConfig {
+  /** 0 takes any free port. */
+  port: number;
+  /** Unlocks pause, resume and cancel, for requests that carry it; without it the dashboard only reads. */
+  token: string | undefined;
+  /** A connection string to read through instead of DATABASE_URL: the dashboard then only reads, token or not. */
+  monitorDatabaseUrl: string | undefined;
 }
 
 /**
@@ -147,7 +165,7 @@ export class ConfigError extends Error {
 }
 
 /** Variables whose values are never echoed back in an error. */
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "PG_DSN"]);
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "PG_DSN", "DASHBOARD_TOKEN", "MONITOR_DATABASE_URL"]);
 
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const raw: Record<string, string | undefined> = {};
@@ -170,7 +188,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
-    claimSize: e.CLAIM_SIZE,
+    chunkSize: e.CHUNK_SIZE,
     workers: e.WORKERS,
     pools: poolSizes(e.WORKERS),
     rowConcurrency: e.ROW_CONCURRENCY,
@@ -179,7 +197,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     rowTimeoutMs: e.ROW_TIMEOUT_S,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     maxAttempts: e.MAX_ATTEMPTS,
-    retryRounds: e.RETRY_ROUNDS ?? e.MAX_ATTEMPTS - 1,
+    retryRounds: e.RETRY_ROUNDS,
     retryDelayMs: e.RETRY_DELAY_S,
     chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
     workerDeadAfterMs: e.WORKER_DEAD_AFTER_S,
@@ -192,6 +210,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
+    dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
   };
 }
 

@@ -247,7 +247,7 @@ describe("the manifests, as the local autoscaler reads them", () => {
       podName: "users-batch-abcde-fghij",
       namespace: workload.namespace,
       secrets,
-      overrides: { PROCESS_DELAY_MS: "2", CLAIM_SIZE: "500" },
+      overrides: { PROCESS_DELAY_MS: "2", CHUNK_SIZE: "500" },
       root: ROOT,
     });
     expect(spec.executable).toBe(WORKER_BIN);
@@ -258,7 +258,7 @@ describe("the manifests, as the local autoscaler reads them", () => {
       POD_NAME: "users-batch-abcde-fghij",
       HOSTNAME: "users-batch-abcde-fghij",
       PROCESS_DELAY_MS: "2",
-      CLAIM_SIZE: "500",
+      CHUNK_SIZE: "500",
       ...POD_LOGGING,
     });
     expect(Number(spec.env.METRICS_PORT)).not.toBe(9464);
@@ -314,7 +314,7 @@ describe("the local autoscaler against a database", () => {
   it("runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary", async () => {
     const rows = 120_000;
     await insertUsers(db.pool, rows);
-    await enqueue("scaled", rows, { CLAIM_SIZE: "2000" });
+    await enqueue("scaled", rows, { CHUNK_SIZE: "2000" });
     const summary = await autoscale(
       [
         "k8s/overlays/local",
@@ -365,7 +365,7 @@ describe("the local autoscaler against a database", () => {
   it("finishes a run whose every pod is killed at the tail: the Jobs' next pods take the work up", async () => {
     const rows = 120_000;
     await insertUsers(db.pool, rows);
-    await enqueue("killed", rows, { CLAIM_SIZE: "2000" });
+    await enqueue("killed", rows, { CHUNK_SIZE: "2000" });
     const summary = await autoscale(
       [
         "k8s/overlays/local",
@@ -396,7 +396,7 @@ describe("the local autoscaler against a database", () => {
   it("starts no pod while a retry round waits for its delay", async () => {
     const rows = 20_000;
     await insertUsers(db.pool, rows);
-    await enqueue("retried", rows, { CLAIM_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
+    await enqueue("retried", rows, { CHUNK_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
     const summary = await autoscale(
       [
         "k8s/overlays/local",
@@ -421,9 +421,9 @@ describe("the local autoscaler against a database", () => {
   it("counts the rows once when a second run name is enqueued over the same rows", async () => {
     const rows = 60_000;
     await insertUsers(db.pool, rows);
-    await enqueue("first", rows, { CLAIM_SIZE: "2000" });
+    await enqueue("first", rows, { CHUNK_SIZE: "2000" });
     // the same rows under another name: refused while the first run is active
-    const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CLAIM_SIZE: "2000" });
+    const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/"first"/);
     const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=2", "--until-idle", "2"];
@@ -433,7 +433,7 @@ describe("the local autoscaler against a database", () => {
     expect(summary.maxPods).toBeLessThanOrEqual(Math.ceil(rows / workload.scaling.target));
 
     // once it has ended, the second name finds every row completed: nothing to start, no pod
-    const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CLAIM_SIZE: "2000" });
+    const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
     expect(nothing.code).toBe(1);
     expect(nothing.stderr).toMatch(/nothing to process/);
     const after = await autoscale([...args, "--duration", "20"], { DATABASE_URL: db.url });
@@ -448,7 +448,7 @@ describe("the local autoscaler with its embedded database", () => {
       [
         "k8s/overlays/local",
         "--embedded",
-        ...["--rows", String(rows), "--env", "CLAIM_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
+        ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
         ...["--restart-database-at", "2", "--database-down-for", "3"],
         ...ONE_SECOND_POLLS,
         ...["--until-idle", "2", "--duration", "60"],

@@ -9,6 +9,7 @@ import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { inProcessDeps } from "./support/in-process";
+import { usersJob } from "./support/jobs";
 import { type K8sObject, render } from "./support/manifests";
 import { seed } from "./support/processes";
 
@@ -25,13 +26,14 @@ function trigger() {
     maxReplicas: Number(
       (render("production").find((o) => o.kind === "ScaledJob") as Record<string, any>).spec.maxReplicaCount,
     ),
-    claimSize: env("CLAIM_SIZE"),
+    // a run's chunk size is its job's (pods do not set it): the default job's
+    chunkSize: usersJob.defaults.chunkSize,
     workers: env("WORKERS"),
   };
 }
 
 describe("the autoscaling trigger", () => {
-  const { query, target, activation, maxReplicas, claimSize, workers } = trigger();
+  const { query, target, activation, maxReplicas, chunkSize, workers } = trigger();
   let db: TestDatabase;
   let keda: pg.Pool;
   beforeEach(async () => {
@@ -60,7 +62,7 @@ describe("the autoscaling trigger", () => {
     return Number(value);
   }
 
-  const settings = (env: Record<string, string>) => runSettings(parseConfig(env));
+  const settings = (env: Record<string, string>) => runSettings(parseConfig(env), usersJob);
 
   it("counts the work a pod started now could take up: due or held chunks and steps to run, nothing else", async () => {
     const pool = withPool(db.pool);
@@ -78,7 +80,7 @@ describe("the autoscaling trigger", () => {
     expect(await backlog()).toBe(0);
 
     await insertUsers(db.pool, 1000);
-    const a = (await startRun(pool, "a", settings({ CLAIM_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
+    const a = (await startRun(pool, usersJob, "a", settings({ CHUNK_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
     // the plan step, before it has run: a pod has it to do
     expect(await backlog()).toBe(1);
     await planRun(pool, a.id, "test");
@@ -137,28 +139,28 @@ describe("the autoscaling trigger", () => {
 
     // a second run's rows count until the run is paused
     await insertUsers(db.pool, 500, 1001);
-    const b = (await startRun(pool, "b", settings({ CLAIM_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
+    const b = (await startRun(pool, usersJob, "b", settings({ CHUNK_SIZE: "100", MAX_ATTEMPTS: "2" }), "test")).run;
     await planRun(pool, b.id, "test");
     expect(await backlog()).toBe(500);
     await pauseRun(pool, "b", "test");
     expect(await backlog()).toBe(0);
 
     // while b is active (paused included) it owns the rows: a third run is refused
-    await expect(startRun(pool, "c", settings({}), "test")).rejects.toThrow(
-      'batch run "b" (id 2) is paused over the same rows',
+    await expect(startRun(pool, usersJob, "c", settings({}), "test")).rejects.toThrow(
+      'batch run "b" (id 2) of job users is paused: wait for it to end',
     );
   });
 
   it("makes KEDA's ScaledJob (default strategy) start the pods the backlog needs, never more, down to zero", async () => {
     const pool = withPool(db.pool);
-    // the manifest's proportions, a tenth of the size: chunks of CLAIM_SIZE / 10 rows, a pod's
+    // the manifest's proportions, a tenth of the size: chunks of CHUNK_SIZE / 10 rows, a pod's
     // share (targetQueryValue) a tenth too, still WORKERS chunks
-    const chunkRows = claimSize / 10;
+    const chunkRows = chunkSize / 10;
     const share = target / 10;
     const rows = 60 * chunkRows;
     await insertUsers(db.pool, rows);
-    const runSettingsForTest = settings({ CLAIM_SIZE: String(chunkRows), MAX_ATTEMPTS: "2", RETRY_DELAY_S: "0" });
-    const run = (await startRun(pool, "scaled", runSettingsForTest, "test")).run;
+    const runSettingsForTest = settings({ CHUNK_SIZE: String(chunkRows), MAX_ATTEMPTS: "2", RETRY_DELAY_S: "0" });
+    const run = (await startRun(pool, usersJob, "scaled", runSettingsForTest, "test")).run;
     await planRun(pool, run.id, "test");
     const deps = inProcessDeps(db.pool, 0.01);
 

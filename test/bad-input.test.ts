@@ -182,7 +182,7 @@ describe("bad arguments and names", () => {
     expect(json.stdout).not.toMatch(raw);
     const { id, name: stored } = JSON.parse(json.stdout);
     expect(stored).toBe(name);
-    expect(report.stdout.split("\n")[0]).toBe(`batch run ${id} "${escaped}": running (round 0)`);
+    expect(report.stdout.split("\n")[0]).toBe(`batch run ${id} "${escaped}" of job users: running (round 0)`);
 
     const unknown = await status([`${name} nope`], env);
     expect(unknown.code).toBe(1);

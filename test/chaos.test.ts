@@ -12,7 +12,7 @@ describe("chaos: workers killed and restarted at random through a run", () => {
 
   it("ends with every row completed or failed once, counters equal to rows, nothing locked", async () => {
     const env = {
-      CLAIM_SIZE: "300",
+      CHUNK_SIZE: "300",
       WORKERS: "2",
       ROW_CONCURRENCY: "4",
       PROCESS_DELAY_MS: "10",

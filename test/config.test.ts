@@ -1,6 +1,9 @@
 import { ConfigError, parseConfig } from "../src/config";
+import { getCatalog } from "../src/jobs/catalog";
 import { redactSecrets } from "../src/redact";
+import { runSettings } from "../workflows/start-run";
 import { createTestDatabase, type TestDatabase } from "./support/database";
+import { usersJob } from "./support/jobs";
 import { seed, startWorker } from "./support/processes";
 
 describe("parseConfig", () => {
@@ -8,12 +11,15 @@ describe("parseConfig", () => {
     const config = parseConfig({});
     expect(config).toMatchObject({
       databaseUrl: undefined,
-      claimSize: 10_000,
+      // unset: each job's defaults apply (jobs/*.ts)
+      chunkSize: undefined,
+      rowConcurrency: undefined,
+      rowTimeoutMs: undefined,
+      maxAttempts: undefined,
+      retryRounds: undefined,
       workers: 4,
       claimTimeoutMs: 30_000,
       shutdownGraceMs: 30_000,
-      maxAttempts: 3,
-      retryRounds: 2,
       failRate: 0,
       logLevel: "info",
       logFormat: "auto",
@@ -36,9 +42,16 @@ describe("parseConfig", () => {
     );
   });
 
-  it("derives the retry rounds from MAX_ATTEMPTS unless set", () => {
-    expect(parseConfig({ MAX_ATTEMPTS: "5" }).retryRounds).toBe(4);
-    expect(parseConfig({ MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1" }).retryRounds).toBe(1);
+  it("starts a run with the starter's settings where set, else the job's defaults, rounds from attempts", () => {
+    const orders = getCatalog().get("orders-reprice");
+    expect(runSettings(parseConfig({}), orders)).toMatchObject({ chunkSize: 5_000, maxAttempts: 2, retryRounds: 1 });
+    expect(runSettings(parseConfig({}), usersJob)).toMatchObject({ chunkSize: 10_000, maxAttempts: 3, retryRounds: 2 });
+    expect(runSettings(parseConfig({ MAX_ATTEMPTS: "5", CHUNK_SIZE: "7" }), orders)).toMatchObject({
+      chunkSize: 7,
+      maxAttempts: 5,
+      retryRounds: 4,
+    });
+    expect(runSettings(parseConfig({ MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1" }), usersJob).retryRounds).toBe(1);
   });
 
   it("reads LOG_FORMAT, and NO_COLOR when it is set and not empty (https://no-color.org)", () => {
@@ -49,8 +62,8 @@ describe("parseConfig", () => {
   });
 
   it.each([
-    [{ CLAIM_SIZE: "abc" }, 'CLAIM_SIZE must be a whole number from 1 to 1000000 (got "abc")'],
-    [{ CLAIM_SIZE: "0" }, "CLAIM_SIZE must be a whole number from 1 to 1000000"],
+    [{ CHUNK_SIZE: "abc" }, 'CHUNK_SIZE must be a whole number from 1 to 1000000 (got "abc")'],
+    [{ CHUNK_SIZE: "0" }, "CHUNK_SIZE must be a whole number from 1 to 1000000"],
     [{ WORKERS: "-2" }, "WORKERS must be a whole number"],
     [{ CLAIM_TIMEOUT_S: "soon" }, 'CLAIM_TIMEOUT_S must be a duration such as "30" or "30s"'],
     [{ CLAIM_TIMEOUT_S: "0" }, 'CLAIM_TIMEOUT_S must be at least 1s (got "0")'],
@@ -79,7 +92,7 @@ describe("a bad value in a real process", () => {
   afterAll(() => db.drop());
 
   it.each([
-    ["CLAIM_SIZE", "lots"],
+    ["CHUNK_SIZE", "lots"],
     ["SHUTDOWN_GRACE_S", "30x"],
     ["WORKERS", "0"],
     // zero would turn the timeout off, not make it instant: refused, not taken silently

@@ -14,7 +14,7 @@ describe("a worker's connections", () => {
   afterAll(() => db.drop());
 
   it("stay within poolSizes(WORKERS).perWorker through a whole run", async () => {
-    const env = { DATABASE_URL: db.url, WORKERS: "3", CLAIM_SIZE: "400", ROW_CONCURRENCY: "8", PROCESS_DELAY_MS: "2" };
+    const env = { DATABASE_URL: db.url, WORKERS: "3", CHUNK_SIZE: "400", ROW_CONCURRENCY: "8", PROCESS_DELAY_MS: "2" };
     expect((await seed(["enqueue", "--batch-name", "budgeted"], env)).code).toBe(0);
     const worker = startWorker([], env);
     const name = db.url.slice(db.url.lastIndexOf("/") + 1);

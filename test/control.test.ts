@@ -3,7 +3,7 @@ import { batch, type Running, seed, startWorker } from "./support/processes";
 import { runByName, tally, waitFor } from "./support/runs";
 
 const ROWS = 4000;
-const SLOW = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
+const SLOW = { CHUNK_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
 
 describe("pause, resume and cancel during a real run", () => {
   let db: TestDatabase;
@@ -99,7 +99,7 @@ describe("pause, resume and cancel during a real run", () => {
   });
 
   it("refuses to cancel a finished run and names unknown runs", async () => {
-    expect((await startWorker(["--once"], { DATABASE_URL: db.url, CLAIM_SIZE: "2000" }).exited).code).toBe(0);
+    expect((await startWorker(["--once"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" }).exited).code).toBe(0);
     const cancel = await control("cancel");
     expect(cancel.code).toBe(1);
     expect(cancel.stderr.trim()).toBe('error: batch run "steered" has already completed; there is nothing to cancel');

@@ -42,7 +42,7 @@ describe("the database going away in the middle of a run", () => {
     metricsPort = await freePort();
     worker = superviseWorker({
       DATABASE_URL: viaProxy.toString(),
-      CLAIM_SIZE: "500",
+      CHUNK_SIZE: "500",
       WORKERS: "2",
       ROW_CONCURRENCY: "4",
       PROCESS_DELAY_MS: "20",
@@ -80,7 +80,7 @@ describe("the database going away in the middle of a run", () => {
     await insertUsers(pool, ROWS, nextId);
     nextId += ROWS;
     const exitsBefore = worker.exits.length;
-    expect((await seed(["enqueue", "--batch-name", name], { DATABASE_URL: server.url, CLAIM_SIZE: "500" })).code).toBe(
+    expect((await seed(["enqueue", "--batch-name", name], { DATABASE_URL: server.url, CHUNK_SIZE: "500" })).code).toBe(
       0,
     );
     await probe("the first rows", 60_000, async () => (await runByName(pool, name)).processed_records >= 500);

@@ -17,11 +17,11 @@ describe("seed enqueue", () => {
   afterEach(() => db.drop());
 
   const enqueue = (args: string[] = [], env: Record<string, string> = {}) =>
-    seed(["enqueue", ...args], { DATABASE_URL: db.url, CLAIM_SIZE: "300", ...env });
+    seed(["enqueue", ...args], { DATABASE_URL: db.url, CHUNK_SIZE: "300", ...env });
 
-  it("splits the rows to process into id-range chunks of CLAIM_SIZE rows, one job each", async () => {
+  it("splits the rows to process into id-range chunks of CHUNK_SIZE rows, one job each", async () => {
     await insertUsers(db.pool, 1000);
-    const result = await enqueue(["--batch-name", "nightly"], { CLAIM_SIZE: "400" });
+    const result = await enqueue(["--batch-name", "nightly"], { CHUNK_SIZE: "400" });
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ batch: "nightly", created: true, chunks: 3, rows: 1000 });
     const { rows: chunks } = await db.pool.query(
@@ -38,13 +38,15 @@ describe("seed enqueue", () => {
       `batch_chunk batch:${runId}:0:chunk:0`,
       `batch_chunk batch:${runId}:0:chunk:1`,
       `batch_chunk batch:${runId}:0:chunk:2`,
-      `batch_plan batch:${runId}:plan`,
     ]);
+    // planned in the command's own transaction: no plan job left to replay the step
+    const { rows: steps } = await db.pool.query("SELECT step, round FROM batch_steps");
+    expect(steps).toEqual([{ step: "plan", round: 0 }]);
     const { rows: run } = await db.pool.query("SELECT status, total_records, config FROM batch_jobs");
     expect(run[0]).toMatchObject({
       status: "running",
       total_records: 1000,
-      config: { claimSize: 400, maxAttempts: 3 },
+      config: { chunkSize: 400, maxAttempts: 3 },
     });
   });
 
@@ -53,7 +55,7 @@ describe("seed enqueue", () => {
     const first = JSON.parse((await enqueue()).stdout);
     const jobs = await jobCount(db);
     await insertUsers(db.pool, 500, 1001);
-    const second = await enqueue([], { CLAIM_SIZE: "50" });
+    const second = await enqueue([], { CHUNK_SIZE: "50" });
     expect(second.code).toBe(0);
     expect(JSON.parse(second.stdout)).toEqual({ ...first, created: false });
     expect(await jobCount(db)).toBe(jobs);
@@ -68,7 +70,7 @@ describe("seed enqueue", () => {
     expect(new Set(outputs.map((o) => o.run)).size).toBe(1);
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_chunks");
     expect(rows[0].n).toBe(7);
-    expect(await jobCount(db)).toBe(7 + 1);
+    expect(await jobCount(db)).toBe(7);
   });
 
   it("plans only pending rows and failed rows with attempts left", async () => {
@@ -89,7 +91,7 @@ describe("seed enqueue", () => {
     await db.pool.query("UPDATE users SET batch_status = 'completed'");
     const refused = await enqueue(["--batch-name", "early"]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toBe("error: nothing to process: no pending or retryable rows");
+    expect(refused.stderr.trim()).toBe("error: nothing to process: no pending or retryable rows in users");
     expect(refused.stdout).toBe("");
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
     expect(rows[0].n).toBe(0);
@@ -118,7 +120,7 @@ describe("seed all", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "all-"));
     try {
       const args = ["all", "--rows", "1500", "--rows-per-file", "500", "--out", dir, "--batch-name", "first"];
-      const env = { DATABASE_URL: db.url, CLAIM_SIZE: "700" };
+      const env = { DATABASE_URL: db.url, CHUNK_SIZE: "700" };
       const result = await seed(args, env);
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout);

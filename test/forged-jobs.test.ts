@@ -3,7 +3,7 @@ import { batch, seed, startWorker } from "./support/processes";
 import { runByName, tally, waitFor } from "./support/runs";
 
 const ROWS = 3000;
-const ENV = { CLAIM_SIZE: "500", RETRY_DELAY_S: "0" };
+const ENV = { CHUNK_SIZE: "500", RETRY_DELAY_S: "0" };
 
 /** Jobs nobody asked the workflow for, as a hostile or unlucky user adds them by hand. */
 describe("forged and duplicated workflow jobs", () => {

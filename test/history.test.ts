@@ -10,7 +10,7 @@ describe("batch history --json", () => {
   afterAll(() => db.drop());
 
   it("gives each event's detail as it was recorded: the start's settings as an object, text as text", async () => {
-    const env = { DATABASE_URL: db.url, CLAIM_SIZE: "50" };
+    const env = { DATABASE_URL: db.url, CHUNK_SIZE: "50" };
     expect((await seed(["enqueue", "--batch-name", "told"], env)).code).toBe(0);
     expect((await batch(["pause", "told"], env)).code).toBe(0);
     await db.pool.query(
@@ -20,7 +20,7 @@ describe("batch history --json", () => {
     expect(result.code).toBe(0);
     const { events } = JSON.parse(result.stdout);
     expect(events.map((event: { event: string }) => event.event)).toEqual(["started", "planned", "paused", "note"]);
-    expect(events[0].detail).toEqual(expect.objectContaining({ claimSize: 50, maxAttempts: 3, retryRounds: 2 }));
+    expect(events[0].detail).toEqual(expect.objectContaining({ chunkSize: 50, maxAttempts: 3, retryRounds: 2 }));
     expect(events[1].detail).toBeNull();
     expect(events[3].detail).toBe('{"not": "parsed"}');
   });

@@ -74,7 +74,7 @@ describe("the container image", () => {
     });
 
     it("starts the runner command, which drains a batch; the seed tool works from the image too", async () => {
-      const env = { ...final().env, DATABASE_URL: db.url, CLAIM_SIZE: "500" };
+      const env = { ...final().env, DATABASE_URL: db.url, CHUNK_SIZE: "500" };
       // as in the container: from the image's WORKDIR, with its environment
       const seedTool = (args: string[]) => run(process.execPath, ["dist/seed/cli.js", ...args], env, final().dir);
       expect((await seedTool(["schema"])).code).toBe(0);

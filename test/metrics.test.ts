@@ -24,7 +24,7 @@ describe("worker metrics", () => {
   it("are served on METRICS_PORT and agree with the database", async () => {
     const port = await freePort();
     const env = {
-      CLAIM_SIZE: "500",
+      CHUNK_SIZE: "500",
       FAIL_RATE: "0.05",
       MAX_ATTEMPTS: "2",
       RETRY_DELAY_S: "0",
@@ -43,14 +43,14 @@ describe("worker metrics", () => {
                 (SELECT count(*)::int FROM batch_chunks) AS chunks FROM users`,
       );
       // every failing row failed its first attempt (retryable) and its second (for good)
-      expect(sample(text, "batch_rows_total", 'outcome="completed"')).toBe(counts.completed);
-      expect(sample(text, "batch_rows_total", 'outcome="failed"')).toBe(counts.failed);
-      expect(sample(text, "batch_rows_total", 'outcome="retryable"')).toBe(counts.failed + rows[0].retried);
+      expect(sample(text, "batch_rows_total", 'job="users",outcome="completed"')).toBe(counts.completed);
+      expect(sample(text, "batch_rows_total", 'job="users",outcome="failed"')).toBe(counts.failed);
+      expect(sample(text, "batch_rows_total", 'job="users",outcome="retryable"')).toBe(counts.failed + rows[0].retried);
       expect(sample(text, "graphile_worker_jobs_total", 'task="batch_chunk",event="success"')).toBe(rows[0].chunks);
       expect(sample(text, "graphile_worker_jobs_total", 'task="batch_finish",event="success"')).toBe(2);
-      expect(sample(text, "batch_chunk_duration_seconds_count", 'outcome="finished"')).toBe(rows[0].chunks);
+      expect(sample(text, "batch_chunk_duration_seconds_count", 'job="users",outcome="finished"')).toBe(rows[0].chunks);
       expect(sample(text, "batch_chunks_running")).toBe(0);
-      expect(sample(text, "batch_claim_seconds_count")).toBe(sample(text, "batch_slices_total"));
+      expect(sample(text, "batch_claim_seconds_count")).toBe(sample(text, "batch_slices_total", 'job="users"'));
       expect(sample(text, "process_resident_memory_bytes")).toBeGreaterThan(0);
       expect(counts.failed).toBeGreaterThan(0);
     } finally {
@@ -60,7 +60,7 @@ describe("worker metrics", () => {
   });
 
   it("make a worker whose METRICS_PORT is taken exit 2 with one line, before it takes a job", async () => {
-    await seed(["enqueue", "--batch-name", "unserved"], { DATABASE_URL: db.url, CLAIM_SIZE: "500" });
+    await seed(["enqueue", "--batch-name", "unserved"], { DATABASE_URL: db.url, CHUNK_SIZE: "500" });
     const taken = await listenOnFreePort();
     try {
       const port = (taken.address() as net.AddressInfo).port;

@@ -18,7 +18,7 @@ describe("monitoring SQL", () => {
 
   it("counts the work left in the chunks of running runs", async () => {
     expect(await backlog()).toBe(0);
-    expect((await seed(["enqueue", "--batch-name", "b"], { DATABASE_URL: db.url, CLAIM_SIZE: "100" })).code).toBe(0);
+    expect((await seed(["enqueue", "--batch-name", "b"], { DATABASE_URL: db.url, CHUNK_SIZE: "100" })).code).toBe(0);
     expect(await backlog()).toBe(1000);
     const { rows } = await db.pool.query("SELECT chunk_no, planned_rows FROM batch_chunks ORDER BY chunk_no LIMIT 2");
     // a chunk part done counts what it has left; a chunk done counts nothing

@@ -43,15 +43,16 @@ describe("a worker whose job pool stops by itself", () => {
     const worker = startWorker([], env);
     await waitFor("a healthy worker", async () => (await healthz()) === 200);
 
-    // the plan step runs and commits, but its job's completion is refused: the pool stops
+    // the enqueue plans the run; its first chunk runs and commits, but its job's completion is
+    // refused: the pool stops
     expect((await seed(["enqueue", "--batch-name", "orphaned"], env)).code).toBe(0);
     await waitFor("the worker to report itself unhealthy", async () => (await healthz()) === 503);
     expect(worker.child.exitCode).toBeNull();
     const { rows: held } = await db.pool.query(
       "SELECT task_identifier, locked_by FROM graphile_worker.jobs WHERE locked_by IS NOT NULL",
     );
-    // the plan's job, and the first chunk's if the pool took it before it stopped
-    expect(held).toContainEqual({ task_identifier: "batch_plan", locked_by: expect.stringMatching(/^pool-/) });
+    // the chunk's job, and the jobs the pool took after it before it stopped (the fan-in)
+    expect(held).toContainEqual({ task_identifier: "batch_chunk", locked_by: expect.stringMatching(/^pool-/) });
     const pool = held[0].locked_by;
     expect(held.every((job) => job.locked_by === pool)).toBe(true);
 

@@ -26,7 +26,7 @@ describe("processing a batch run with graphile-worker", () => {
   }
 
   it("takes every row to completed, with results, attempt counts and run counters", async () => {
-    const env = { CLAIM_SIZE: "400", WORKERS: "3" };
+    const env = { CHUNK_SIZE: "400", WORKERS: "3" };
     await enqueue("full", env);
     await drain(env);
 
@@ -60,7 +60,7 @@ describe("processing a batch run with graphile-worker", () => {
   });
 
   it("retries failing rows in later rounds until MAX_ATTEMPTS, then leaves them failed with their error", async () => {
-    const env = { CLAIM_SIZE: "500", FAIL_RATE: "0.1", MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0" };
+    const env = { CHUNK_SIZE: "500", FAIL_RATE: "0.1", MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0" };
     await enqueue("faulty", env);
     await drain(env);
 
@@ -98,7 +98,7 @@ describe("processing a batch run with graphile-worker", () => {
   });
 
   it("completes rows whose failures were passing", async () => {
-    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.2", FAIL_FIRST_ATTEMPTS: "1", RETRY_DELAY_S: "0" };
+    const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.2", FAIL_FIRST_ATTEMPTS: "1", RETRY_DELAY_S: "0" };
     await enqueue("flaky", env);
     await drain(env);
     const faults = { delayMs: 0, failRate: 0.2, failFirstAttempts: 1 };
@@ -110,7 +110,7 @@ describe("processing a batch run with graphile-worker", () => {
   });
 
   it("counts rows failed for good when the retry rounds run out before MAX_ATTEMPTS", async () => {
-    const env = { CLAIM_SIZE: "3000", FAIL_RATE: "0.05", MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1", RETRY_DELAY_S: "0" };
+    const env = { CHUNK_SIZE: "3000", FAIL_RATE: "0.05", MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1", RETRY_DELAY_S: "0" };
     await enqueue("short", env);
     await drain(env);
     const counts = await tally(db.pool, "short", 5);
@@ -123,7 +123,7 @@ describe("processing a batch run with graphile-worker", () => {
 
   it("keeps the counters equal to the rows at every moment of a run", async () => {
     const env = {
-      CLAIM_SIZE: "300",
+      CHUNK_SIZE: "300",
       WORKERS: "3",
       PROCESS_DELAY_MS: "2",
       ROW_CONCURRENCY: "8",
@@ -160,7 +160,7 @@ describe("processing a batch run with graphile-worker", () => {
         RETURN NEW;
       END $$;
       CREATE TRIGGER fail_once BEFORE UPDATE ON users FOR EACH ROW WHEN (NEW.id = 1234) EXECUTE FUNCTION fail_once();`);
-    const env = { CLAIM_SIZE: "1000" };
+    const env = { CHUNK_SIZE: "1000" };
     await enqueue("bumpy", env);
     const worker = startWorker([], { DATABASE_URL: db.url, ...env });
     await waitFor("the run to complete", async () => (await runByName(db.pool, "bumpy")).status === "completed");

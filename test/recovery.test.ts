@@ -5,7 +5,7 @@ import { lockedJobs, runByName, tally, waitFor } from "./support/runs";
 const ROWS = 3000;
 const DEAD_AFTER_S = 3;
 const SLOW = {
-  CLAIM_SIZE: "500",
+  CHUNK_SIZE: "500",
   WORKERS: "2",
   ROW_CONCURRENCY: "4",
   PROCESS_DELAY_MS: "10",

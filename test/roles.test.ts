@@ -55,7 +55,7 @@ describe("least privilege", () => {
   });
 
   it("lets the admin role start a run and the worker role process it", async () => {
-    const env = { CLAIM_SIZE: "500", FAIL_RATE: "0.02", RETRY_DELAY_S: "0" };
+    const env = { CHUNK_SIZE: "500", FAIL_RATE: "0.02", RETRY_DELAY_S: "0" };
     expect((await seed(["enqueue", "--batch-name", "least"], { DATABASE_URL: admin.url, ...env })).code).toBe(0);
     const result = await startWorker(["--once"], { DATABASE_URL: worker.url, ...env }).exited;
     expect(result.stderr).not.toMatch(/permission denied/);

@@ -2,12 +2,17 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../app/task-list";
-import type { ProcessUser, UserRecord } from "../src/business-logic";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
-import { type ClaimedRecord, runRecords } from "../src/processing/run-records";
+import { type ClaimedRow, type RecordFunction, runRecords } from "../src/processing/run-records";
 import { ROOT } from "./support/processes";
 
-function records(count: number): ClaimedRecord[] {
+/** Records as a users job's slice claims them. */
+interface UserRow extends ClaimedRow {
+  id: number;
+  email: string;
+}
+
+function records(count: number): UserRow[] {
   return Array.from({ length: count }, (_, i) => ({
     id: i + 1,
     name: `User ${i + 1}`,
@@ -15,12 +20,15 @@ function records(count: number): ClaimedRecord[] {
     age: 30,
     salary: 50_000,
     createdAt: "2025-06-01 12:00:00",
-    attempts: i % 3,
+    $status: "pending",
+    $run: null,
+    $attempts: i % 3,
   }));
 }
 
 const options = (overrides: Partial<Parameters<typeof runRecords>[2]> = {}) => ({
   runId: 9,
+  key: "id",
   concurrency: 4,
   timeoutMs: 1000,
   signal: new AbortController().signal,
@@ -32,7 +40,8 @@ describe("runRecords", () => {
   it("runs at most `concurrency` records at once and gives every record an outcome in order", async () => {
     let running = 0;
     let most = 0;
-    const logic: ProcessUser = async (user: UserRecord) => {
+    const logic: RecordFunction = async (record) => {
+      const user = record as UserRow;
       running++;
       most = Math.max(most, running);
       await sleep(2);

@@ -6,7 +6,7 @@ const ROWS = 4000;
 const GRACE_S = 8;
 /** Slow enough that the run is in the middle when the signal comes. */
 const SLOW = {
-  CLAIM_SIZE: "1000",
+  CHUNK_SIZE: "1000",
   WORKERS: "2",
   ROW_CONCURRENCY: "4",
   PROCESS_DELAY_MS: "20",
@@ -45,7 +45,7 @@ describe("SIGTERM to a worker in the middle of a run", () => {
     expect((await statusCounts(db.pool)).processing).toBeUndefined();
 
     // another worker finishes the run; no row is processed twice
-    const rest = await startWorker(["--once"], { DATABASE_URL: db.url, CLAIM_SIZE: "1000" }).exited;
+    const rest = await startWorker(["--once"], { DATABASE_URL: db.url, CHUNK_SIZE: "1000" }).exited;
     expect(rest.code).toBe(0);
     expect(await statusCounts(db.pool)).toEqual({ completed: ROWS });
     const { rows } = await db.pool.query("SELECT DISTINCT attempts FROM users");

@@ -1,10 +1,11 @@
 import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slice";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
-import type { ClaimedRecord, RecordOutcome } from "../src/processing/run-records";
+import type { ClaimedRow, RecordOutcome } from "../src/processing/run-records";
 import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import { usersJob } from "./support/jobs";
 
 describe("a slice", () => {
   let db: TestDatabase;
@@ -13,10 +14,17 @@ describe("a slice", () => {
     db = await createMigratedDatabase();
     await insertUsers(db.pool, 20);
     const pool = withPool(db.pool);
-    const { run } = await startRun(pool, "slices", runSettings(parseConfig({ CLAIM_SIZE: "20" })), "test");
+    const { run } = await startRun(
+      pool,
+      usersJob,
+      "slices",
+      runSettings(parseConfig({ CHUNK_SIZE: "20" }), usersJob),
+      "test",
+    );
     await planRun(pool, run.id, "test");
     const { rows } = await db.pool.query("SELECT planned_at FROM batch_chunks WHERE run_id = $1", [run.id]);
     request = {
+      job: usersJob,
       runId: run.id,
       round: 0,
       chunkNo: 0,
@@ -32,11 +40,11 @@ describe("a slice", () => {
   });
   afterEach(() => db.drop());
 
-  const complete = (records: ClaimedRecord[]): RecordOutcome[] =>
+  const complete = (records: ClaimedRow[]): RecordOutcome[] =>
     records.map((r) => ({ status: "completed", result: { emailNormalized: r.email, segment: "s" } }));
 
   it("hands the business logic typed records: numbers for ids, the timestamp's text", async () => {
-    let seen: ClaimedRecord[] = [];
+    let seen: ClaimedRow[] = [];
     const client = await db.pool.connect();
     try {
       await runSlice(client, request, async (records) => {
@@ -47,7 +55,7 @@ describe("a slice", () => {
       client.release();
     }
     expect(seen).toHaveLength(20);
-    expect(seen[0]).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com", attempts: 0 });
+    expect(seen[0]).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com", $attempts: 0 });
     expect(typeof seen[0]?.createdAt).toBe("string");
     expect(seen[0]?.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
   });
@@ -60,7 +68,7 @@ describe("a slice", () => {
       await holder.query("SELECT id FROM users WHERE id <= 10 FOR UPDATE");
       let claimed: number[] = [];
       const result = await runSlice(client, request, async (records) => {
-        claimed = records.map((r) => r.id);
+        claimed = records.map((r) => r.id as number);
         return complete(records);
       });
       expect(claimed).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));

@@ -14,7 +14,7 @@ describe("status", () => {
 
   it("--json reports what the database holds: rows, chunks, workers and errors", async () => {
     // round 0 runs; the retry round waits a minute, so the run stays open with rows retrying
-    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", POD_NAME: "pod-x" };
+    const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", POD_NAME: "pod-x" };
     await seed(["enqueue", "--batch-name", "reported"], { DATABASE_URL: db.url, ...env });
     expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
 
@@ -46,7 +46,7 @@ describe("status", () => {
     });
 
     const text = await status(["reported"], { DATABASE_URL: db.url });
-    expect(text.stdout).toContain(`batch run ${run.id} "reported": running (round 1)`);
+    expect(text.stdout).toContain(`batch run ${run.id} "reported" of job users: running (round 1)`);
     expect(text.stdout).toContain(`${failed}  injected failure (FAIL_RATE) on attempt 1`);
 
     const overview = JSON.parse((await status(["--json"], { DATABASE_URL: db.url })).stdout);
@@ -56,7 +56,7 @@ describe("status", () => {
 
   it("counts the retry delay in the ETA, and says what the run waits for", async () => {
     // round 0 runs; the retry round's chunks are due in a minute
-    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", PROCESS_DELAY_MS: "1" };
+    const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", PROCESS_DELAY_MS: "1" };
     await seed(["enqueue", "--batch-name", "delayed"], { DATABASE_URL: db.url, ...env });
     expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
     const { rows } = await db.pool.query(
@@ -76,11 +76,11 @@ describe("status", () => {
   });
 
   it("says that the errors of a completed run with no failed row were all retried", async () => {
-    const env = { CLAIM_SIZE: "1000", FAIL_RATE: "0.1", FAIL_FIRST_ATTEMPTS: "1", RETRY_DELAY_S: "0" };
+    const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.1", FAIL_FIRST_ATTEMPTS: "1", RETRY_DELAY_S: "0" };
     await seed(["enqueue", "--batch-name", "recovered"], { DATABASE_URL: db.url, ...env });
     expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
     const result = await status(["recovered"], { DATABASE_URL: db.url });
-    expect(result.stdout).toContain('"recovered": completed');
+    expect(result.stdout).toContain('"recovered" of job users: completed');
     expect(result.stdout).toContain("completed 3,000  failed 0  retrying 0");
     const lines = result.stdout.trim().split("\n");
     const heading = lines.findIndex((line) => line.startsWith("failed attempts"));
@@ -89,7 +89,7 @@ describe("status", () => {
   });
 
   it("does not list a worker that exited on SIGTERM as running", async () => {
-    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "2", PROCESS_DELAY_MS: "20", POD_NAME: "pod-t" };
+    const env = { CHUNK_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "2", PROCESS_DELAY_MS: "20", POD_NAME: "pod-t" };
     await seed(["enqueue", "--batch-name", "stopped"], { DATABASE_URL: db.url, ...env });
     const worker = startWorker([], { DATABASE_URL: db.url, ...env });
     await waitFor("rows to complete", async () => (await runByName(db.pool, "stopped")).processed_records > 100);
@@ -107,7 +107,7 @@ describe("status", () => {
   });
 
   it("--watch follows a run until it ends; the rate and ETA show while it runs", async () => {
-    const env = { CLAIM_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
+    const env = { CHUNK_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
     await seed(["enqueue", "--batch-name", "watched"], { DATABASE_URL: db.url, ...env });
     const worker = startWorker(["--once"], { DATABASE_URL: db.url, ...env });
     const watch = start(process.execPath, [STATUS_CLI, "watched", "--watch", "--interval", "1"], {
@@ -128,7 +128,7 @@ describe("status", () => {
 
   it("says so when there is nothing to show, or no such run", async () => {
     expect((await status([], { DATABASE_URL: db.url })).stdout.trim()).toBe(
-      "no batch runs yet (start one with: seed enqueue --batch-name NAME)",
+      "no batch runs yet (start one with: seed enqueue --job JOB --batch-name NAME)",
     );
     const missing = await status(["nope"], { DATABASE_URL: db.url });
     expect(missing.code).toBe(1);
@@ -141,7 +141,7 @@ describe("the cost of watching", () => {
   beforeAll(async () => {
     db = await createMigratedDatabase();
     await insertUsers(db.pool, 1000);
-    await seed(["enqueue", "--batch-name", "cheap"], { DATABASE_URL: db.url, CLAIM_SIZE: "100" });
+    await seed(["enqueue", "--batch-name", "cheap"], { DATABASE_URL: db.url, CHUNK_SIZE: "100" });
   });
   afterAll(() => db.drop());
 

@@ -32,7 +32,7 @@ describe("graphile-worker without flags, from the project root", () => {
   afterAll(() => db.drop());
 
   it("finds the project's configuration and tasks, and --once drains an enqueued run", async () => {
-    const env = { DATABASE_URL: db.url, CLAIM_SIZE: "500" };
+    const env = { DATABASE_URL: db.url, CHUNK_SIZE: "500" };
     expect((await seed(["enqueue", "--batch-name", "no-flags"], env)).code).toBe(0);
     const result = await worker(env);
     expect(result.code).toBe(0);

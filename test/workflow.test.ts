@@ -8,6 +8,7 @@ import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { inProcessDeps } from "./support/in-process";
+import { usersJob } from "./support/jobs";
 import { seed, startWorker } from "./support/processes";
 import { runByName, tally, waitFor } from "./support/runs";
 
@@ -39,7 +40,7 @@ describe("the batch-run workflow", () => {
   afterEach(() => db.drop());
 
   it("records every state change of a run in its history, with who and the counts", async () => {
-    const env = { CLAIM_SIZE: "500", FAIL_RATE: "0.05", RETRY_DELAY_S: "0", POD_NAME: "pod-a" };
+    const env = { CHUNK_SIZE: "500", FAIL_RATE: "0.05", RETRY_DELAY_S: "0", POD_NAME: "pod-a" };
     await seed(["enqueue", "--batch-name", "told"], { DATABASE_URL: db.url, ...env, POD_NAME: "starter" });
     expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
 
@@ -70,7 +71,7 @@ describe("the batch-run workflow", () => {
   });
 
   it("fans in exactly once per round when many last chunks end at the same moment", async () => {
-    const env = { CLAIM_SIZE: "20", FAIL_RATE: "0.1", RETRY_DELAY_S: "0", WORKERS: "4" };
+    const env = { CHUNK_SIZE: "20", FAIL_RATE: "0.1", RETRY_DELAY_S: "0", WORKERS: "4" };
     await seed(["enqueue", "--batch-name", "crowd"], { DATABASE_URL: db.url, ...env });
     const workers = Array.from({ length: 3 }, () => startWorker(["--once"], { DATABASE_URL: db.url, ...env }));
     const exits = await Promise.all(workers.map((worker) => worker.exited));
@@ -87,11 +88,11 @@ describe("the batch-run workflow", () => {
   });
 
   it("lets exactly one of two concurrent chunk endings start the fan-in", async () => {
-    const config = parseConfig({ CLAIM_SIZE: String(ROWS / 2) });
+    const config = parseConfig({ CHUNK_SIZE: String(ROWS / 2) });
     const db1 = withPool(db.pool);
     for (let attempt = 0; attempt < 5; attempt++) {
       await db.pool.query("UPDATE users SET batch_status = 'pending', attempts = 0, processed_at = NULL");
-      const { run } = await startRun(db1, `race-${attempt}`, runSettings(config), "test");
+      const { run } = await startRun(db1, usersJob, `race-${attempt}`, runSettings(config, usersJob), "test");
       await planRun(db1, run.id, "test");
       const deps = inProcessDeps(db.pool);
       const job = (chunkNo: number) => ({ key: `k${chunkNo}`, attempt: 1, maxAttempts: 5 });
@@ -105,9 +106,9 @@ describe("the batch-run workflow", () => {
   });
 
   it("never runs a committed step twice: a repeated finish returns what it recorded", async () => {
-    const config = parseConfig({ CLAIM_SIZE: "1000", FAIL_RATE: "0.1" });
+    const config = parseConfig({ CHUNK_SIZE: "1000", FAIL_RATE: "0.1" });
     const pool = withPool(db.pool);
-    const { run } = await startRun(pool, "memo", runSettings(config), "test");
+    const { run } = await startRun(pool, usersJob, "memo", runSettings(config, usersJob), "test");
     await planRun(pool, run.id, "test");
     await db.pool.query("UPDATE batch_jobs SET retryable_records = 5 WHERE id = $1", [run.id]);
     // as if the first chunk had failed five rows with attempts left
@@ -132,7 +133,7 @@ describe("the batch-run workflow", () => {
   });
 
   it("resumes where it stopped when a worker is killed between two steps", async () => {
-    const env = { CLAIM_SIZE: "500", FAIL_RATE: "0.05", RETRY_DELAY_S: "2" };
+    const env = { CHUNK_SIZE: "500", FAIL_RATE: "0.05", RETRY_DELAY_S: "2" };
     await seed(["enqueue", "--batch-name", "crashy"], { DATABASE_URL: db.url, ...env });
     const doomed = startWorker([], { DATABASE_URL: db.url, ...env });
     const run = await runByName(db.pool, "crashy");

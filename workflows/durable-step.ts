@@ -22,14 +22,20 @@ export async function durableStep<T>(
   worker: string,
   body: (client: PoolClient, run: Run) => Promise<T>,
 ): Promise<{ result: T; replayed: boolean }> {
-  return db((client) =>
-    inTransaction(client, async () => {
-      const run = await lockRun(client, ref.runId);
-      const recorded = await findStepResult(client, ref.runId, ref.step, ref.round);
-      if (recorded) return { result: recorded.result as T, replayed: true };
-      const result = await body(client, run);
-      await recordStep(client, ref.runId, ref.step, ref.round, result, worker);
-      return { result, replayed: false };
-    }),
-  );
+  return db((client) => inTransaction(client, () => durableStepIn(client, ref, worker, body)));
+}
+
+/** durableStep in a transaction the caller holds: the step commits with the caller's own work. */
+export async function durableStepIn<T>(
+  client: PoolClient,
+  ref: StepRef,
+  worker: string,
+  body: (client: PoolClient, run: Run) => Promise<T>,
+): Promise<{ result: T; replayed: boolean }> {
+  const run = await lockRun(client, ref.runId);
+  const recorded = await findStepResult(client, ref.runId, ref.step, ref.round);
+  if (recorded) return { result: recorded.result as T, replayed: true };
+  const result = await body(client, run);
+  await recordStep(client, ref.runId, ref.step, ref.round, result, worker);
+  return { result, replayed: false };
 }

@@ -1,10 +1,11 @@
 import type { WithClient } from "../src/db/pool";
+import { getCatalog } from "../src/jobs/catalog";
 import { failedChunks, planChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkJobs } from "../src/runs/job-queue";
-import { beginRound, endRun } from "../src/runs/runs";
+import { beginRound } from "../src/runs/runs";
 import { durableStep } from "./durable-step";
-import { completeRun, settleCancellation } from "./run-endings";
+import { completeRun, failRun, settleCancellation } from "./run-endings";
 import { assertFinishable } from "./step-guards";
 
 export type FinishResult =
@@ -24,13 +25,12 @@ export async function finishRound(db: WithClient, runId: number, round: number, 
     const failures = await failedChunks(client, runId, round);
     if (failures.count > 0) {
       const error = `${failures.count} chunk(s) failed after all their attempts; first error: ${failures.firstError}`;
-      await endRun(client, runId, { status: "failed", error });
-      await appendEvent(client, runId, "failed", { step: "finish", actor, round, detail: error });
+      await failRun(client, runId, error, { step: "finish", round, actor });
       return { next: "failed", error };
     }
     if (run.retryableRecords > 0 && round < run.settings.retryRounds) {
       const next = round + 1;
-      const planned = await planChunks(client, runId, next, "retryable", run.settings);
+      const planned = await planChunks(client, getCatalog().get(run.job), runId, next, "retryable", run.settings);
       if (planned.chunks > 0) {
         const delayMs = run.settings.retryDelayMs * 2 ** round;
         await beginRound(client, runId, next, planned);

@@ -1,27 +1,52 @@
+import type { PoolClient } from "pg";
 import type { WithClient } from "../src/db/pool";
+import { getCatalog } from "../src/jobs/catalog";
 import { planChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkJobs } from "../src/runs/job-queue";
+import type { Run } from "../src/runs/model";
 import { beginRound } from "../src/runs/runs";
-import { durableStep } from "./durable-step";
-import { completeRun } from "./run-endings";
+import { durableStep, durableStepIn } from "./durable-step";
+import { completeRun, failRun, runHook } from "./run-endings";
 import { assertPlannable } from "./step-guards";
 
-export type PlanResult = { chunks: number; rows: number };
+export type PlanResult = { chunks: number; rows: number; beforeRun?: unknown } | { refused: string };
+
+const PLAN_STEP = { step: "plan", round: 0 } as const;
 
 /**
- * Chooses the rows (pending, or failed with attempts left), splits them into chunks, enqueues
- * them. A run whose rows were taken between its start and its plan (by hand: no other run is
- * active) finds none and ends completed.
+ * The plan step, the one place a run is planned: runs the job's beforeRun (which may refuse the
+ * run), chooses the rows (pending, or failed with attempts left), splits them into chunks and
+ * enqueues them. A run whose rows were taken between its start and its plan (by hand: no other
+ * run of the job is active) finds none and ends completed.
  */
-export async function planRun(db: WithClient, runId: number, actor: string) {
-  return durableStep(db, { runId, step: "plan", round: 0 }, actor, async (client, run): Promise<PlanResult> => {
-    assertPlannable(run);
-    const planned = await planChunks(client, runId, 0, "open", run.settings);
-    await beginRound(client, runId, 0, planned);
-    await appendEvent(client, runId, "planned", { step: "plan", actor, round: 0, counts: planned });
-    if (planned.chunks === 0) await completeRun(client, runId, actor);
-    else if (run.status !== "paused") await enqueueChunkJobs(client, runId, 0, 0, run.settings);
-    return planned;
-  });
+async function plan(client: PoolClient, run: Run, actor: string): Promise<PlanResult> {
+  assertPlannable(run);
+  const job = getCatalog().get(run.job);
+  let beforeRun: unknown;
+  if (job.beforeRun) {
+    const outcome = await runHook(client, job.beforeRun, run);
+    if (!outcome.ok) {
+      const refused = `refused by job ${job.name}'s beforeRun: ${outcome.error}`;
+      await failRun(client, run.id, refused, { step: "plan", round: 0, actor });
+      return { refused };
+    }
+    beforeRun = outcome.result;
+  }
+  const planned = await planChunks(client, job, run.id, 0, "open", run.settings);
+  await beginRound(client, run.id, 0, planned);
+  await appendEvent(client, run.id, "planned", { step: "plan", actor, round: 0, counts: planned });
+  if (planned.chunks === 0) await completeRun(client, run.id, actor);
+  else if (run.status !== "paused") await enqueueChunkJobs(client, run.id, 0, 0, run.settings);
+  return beforeRun === undefined ? planned : { ...planned, beforeRun };
+}
+
+/** The plan step as its job runs it (batch_plan), in a transaction of its own. */
+export function planRun(db: WithClient, runId: number, actor: string) {
+  return durableStep(db, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor));
+}
+
+/** The plan step in the starter's transaction: the run starts planned, and no plan job is added. */
+export function planRunIn(client: PoolClient, runId: number, actor: string) {
+  return durableStepIn(client, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor));
 }

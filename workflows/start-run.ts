@@ -2,11 +2,14 @@ import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
 import type { Config } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
+import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
+import type { JobDefinition } from "../src/jobs/define";
 import { appendEvent } from "../src/runs/events";
 import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
 import { isIdReference } from "../src/runs/run-reference";
 import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
+import { planRunIn } from "./plan-run";
 
 /**
  * A batch run as a durable workflow on graphile-worker:
@@ -16,7 +19,7 @@ import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
  *     -> completed
  *
  * Each step is a graphile-worker job whose result and next transition commit together
- * (durableStep); chunks are the activities that touch users. Each checks first, under the run's
+ * (durableStep); chunks are the activities that touch the job's table. Each checks first, under the run's
  * lock, that the run is where the workflow would have it (step-guards.ts), so that forged or
  * duplicated jobs change nothing. Every state change is appended to the run's history
  * (batch_events). A file each: start-run.ts, plan-run.ts, the chunk activity in chunk-activity.ts,
@@ -24,19 +27,23 @@ import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
  * batch-control.ts; recovery of work that no job will do is in recovery.ts.
  */
 
-/** The settings a run starts with, from the starter's configuration. */
-export function runSettings(config: Config): RunSettings {
+/**
+ * The settings a run of `job` starts with: the starter's environment where it sets them, else
+ * the job's defaults.
+ */
+export function runSettings(config: Config, job: JobDefinition): RunSettings {
+  const maxAttempts = config.maxAttempts ?? job.defaults.maxAttempts;
   return {
-    claimSize: config.claimSize,
-    maxAttempts: config.maxAttempts,
-    retryRounds: config.retryRounds,
+    chunkSize: config.chunkSize ?? job.defaults.chunkSize,
+    maxAttempts,
+    retryRounds: config.retryRounds ?? maxAttempts - 1,
     retryDelayMs: config.retryDelayMs,
     chunkMaxAttempts: config.chunkMaxAttempts,
-    hints: { workers: config.workers, rowConcurrency: config.rowConcurrency },
+    hints: { workers: config.workers, rowConcurrency: config.rowConcurrency ?? job.defaults.rowConcurrency },
   };
 }
 
-/** Another run is active: it owns the rows a new run would work through. */
+/** Another run of the job is active: it owns the rows a new run would work through. */
 export class RunConflictError extends CommandError {
   override name = "RunConflictError";
 }
@@ -47,40 +54,50 @@ export class NothingToProcessError extends CommandError {
 }
 
 /**
- * Starts the run named `name`, or returns it unchanged if it exists. Refused while another run
- * is active (pending, running, paused or cancelling): a row belongs to at most one active run.
- * A new run is refused too when no row is pending or retryable: it would end at once and keep
- * its name, which the same name could then never start again once rows come.
+ * Who plans a new run: the starter, in the transaction that starts it (the run is planned, its
+ * chunk jobs enqueued, when the call returns), or a worker, from the plan job the start adds.
+ */
+export type Planning = "now" | "by-worker";
+
+/**
+ * Starts the run of `job` named `name`, or returns it unchanged if it exists. The job is checked
+ * against the database's catalog first. Refused while another run of the job is active
+ * (pending, running, paused or cancelling): a row belongs to at most one active run. A new run
+ * is refused too when no row is pending or retryable: it would end at once and keep its name,
+ * which the same name could then never start again once rows come.
  */
 export async function startRun(
   db: WithClient,
+  job: JobDefinition,
   name: string,
   settings: RunSettings,
   actor: string,
+  planning: Planning = "by-worker",
 ): Promise<{ run: Run; created: boolean }> {
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
+  await db((client) => assertJobsFitDatabase(client, [job]));
   const start = () =>
     db((client) =>
       inTransaction(client, async () => {
-        const started = await insertRun(client, name, settings, actor);
-        if (started.created && !(await hasRowsToProcess(client, settings.maxAttempts))) {
-          throw new NothingToProcessError("nothing to process: no pending or retryable rows");
+        const started = await insertRun(client, name, job.name, settings, actor);
+        if (!started.created) return started;
+        if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
+          throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
         }
-        if (started.created) {
-          const runId = started.run.id;
-          await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-        }
+        const runId = started.run.id;
+        await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
+        if (planning === "now") await planRunIn(client, runId, actor);
+        else await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
         return started;
       }),
     );
   return start().catch(async (error: { constraint?: string }) => {
     if (error.constraint !== "batch_jobs_one_active_run") throw error;
-    const active = await db(findActiveRun);
+    const active = await db((client) => findActiveRun(client, job.name));
     throw new RunConflictError(
-      `batch run ${JSON.stringify(active?.name)} (id ${active?.id}) is ${active?.status} over the same rows: ` +
+      `batch run ${JSON.stringify(active?.name)} (id ${active?.id}) of job ${job.name} is ${active?.status}: ` +
         "wait for it to end, or cancel it, before starting another",
     );
   });

@@ -8,8 +8,9 @@ import { CommandError, printResult, runCommand } from "../cli-output";
 import { getConfig } from "../config";
 import { getLogger } from "../context";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded";
+import { DEFAULT_JOB } from "../jobs/catalog";
 import { PROJECT_ROOT } from "../paths";
-import { DEFAULT_BATCH_NAME } from "../runs/model";
+import { defaultBatchName } from "../runs/model";
 import { autoscale } from "./autoscaler";
 import { renderChart } from "./chart";
 import { readRuns, seedDatabase } from "./database";
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
     .option("rows", { type: "number", default: 100_000, describe: "with --embedded: users to seed" })
     .option("batch-name", {
       type: "string",
-      default: DEFAULT_BATCH_NAME,
+      default: defaultBatchName(DEFAULT_JOB),
       describe: "with --embedded: the batch run to enqueue",
     })
     .option("restart-database-at", {

@@ -14,7 +14,7 @@ const SEED_CLI = path.join(PROJECT_ROOT, "dist", "seed", "cli.js");
 
 /**
  * `seed all`: the schema, `rows` generated users imported, and a batch run enqueued. It runs with
- * the pods' settings (`env`), as the run records the settings it starts with (CLAIM_SIZE...).
+ * the pods' settings (`env`), as the run records the settings it starts with (CHUNK_SIZE...).
  */
 export async function seedDatabase(options: {
   url: string;

@@ -13,7 +13,7 @@ import { lockRun } from "../runs/runs";
 
 /** What a chunk job found when it came to start its chunk. */
 export type ChunkStart =
-  | { kind: "started"; chunk: ChunkRange; settings: RunSettings }
+  | { kind: "started"; chunk: ChunkRange; job: string; settings: RunSettings }
   /** The run is paused (the chunk waits for the resume) or cancelling (the chunk ends cancelled). */
   | { kind: "stopped"; runStatus: RunStatus }
   /** The chunk has ended: this job is a repeat of the one that ended it. */
@@ -40,6 +40,6 @@ export function beginChunk(
     if (ENDED_RUN_STATUSES.has(run.status)) throw refuse(runEndedReason(run.status));
     if (run.status !== "running") return { kind: "stopped", runStatus: run.status };
     const chunk = await markChunkRunning(client, ref.runId, ref.round, ref.chunkNo, worker);
-    return { kind: "started", chunk, settings: run.settings };
+    return { kind: "started", chunk, job: run.job, settings: run.settings };
   });
 }

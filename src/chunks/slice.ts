@@ -1,8 +1,9 @@
 import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { ROW_TYPES } from "../db/types";
-import type { ClaimedRecord, RecordOutcome } from "../processing/run-records";
-import { claimableSql } from "../runs/claimable";
+import type { JobDefinition } from "../jobs/define";
+import { jobSql } from "../jobs/job-sql";
+import type { ClaimedRow, RecordOutcome } from "../processing/run-records";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -15,6 +16,7 @@ import { claimableSql } from "../runs/claimable";
  */
 
 export interface SliceRequest {
+  job: JobDefinition;
   runId: number;
   round: number;
   chunkNo: number;
@@ -51,48 +53,12 @@ export interface SliceResult {
   writeMs: number;
 }
 
-interface ClaimedRow extends ClaimedRecord {
-  batch_status: string;
-  batch_id: number | null;
-}
-
-/**
- * Claimable: pending, or failed with attempts left, and not yet processed in this round. The
- * range walks the primary key.
+/*
+ * The job's statements (src/jobs/job-sql.ts). The claim takes rows that are claimable
+ * (pending, or failed with attempts left) and not yet processed in this round, walking the key's
+ * index through the chunk's range. The outcomes are written in one statement; its range bound
+ * on the key keeps the planner from walking the index from its start for every slice.
  */
-const CLAIM_SLICE = `
-  SELECT id, name, email, age, salary, created_at AS "createdAt", batch_status, batch_id, attempts
-    FROM users
-   WHERE id > $1 AND id <= $2
-     AND ${claimableSql("users", "$3")}
-     AND (processed_at IS NULL OR processed_at < $4)
-   ORDER BY id
-   LIMIT $5
-     FOR UPDATE SKIP LOCKED`;
-
-/**
- * Every outcome in one statement. The id range bound on users keeps the planner from walking
- * the primary key from its start for every slice.
- */
-const WRITE_OUTCOMES = `
-  WITH outcome AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
-      AS o(id, last_error, email_normalized, segment)
-  ), written AS (
-    UPDATE users u
-       SET batch_status = CASE WHEN o.last_error IS NULL THEN 'completed' ELSE 'failed' END,
-           attempts = u.attempts + 1,
-           last_error = o.last_error,
-           email_normalized = coalesce(o.email_normalized, u.email_normalized),
-           segment = coalesce(o.segment, u.segment),
-           batch_id = $5,
-           processed_at = now(),
-           updated_at = now()
-      FROM outcome o
-     WHERE u.id = o.id AND u.id BETWEEN $6 AND $7
-    RETURNING 1
-  )
-  SELECT count(*)::int AS written FROM written`;
 
 /** Failed attempts by message; sorted, so that concurrent slices lock the rows in one order. */
 const COUNT_ERRORS = `
@@ -144,38 +110,36 @@ interface Tally {
 }
 
 /**
- * The columns WRITE_OUTCOMES takes, one array each, and what the outcomes add to the counters.
- * The business logic's result fields map to result columns here.
+ * The arrays the outcome statement takes (keys, errors, then one per result column), and what
+ * the outcomes add to the counters.
  */
 function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: SliceRequest) {
-  const columns = {
-    ids: [] as number[],
-    errors: [] as (string | null)[],
-    emails: [] as (string | null)[],
-    segments: [] as (string | null)[],
-  };
+  const { job } = request;
+  const keys: number[] = [];
+  const errors: (string | null)[] = [];
+  const results = job.writes.map(() => [] as unknown[]);
   const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
   outcomes.forEach((outcome, index) => {
     const row = rows[index] as ClaimedRow;
-    columns.ids.push(row.id);
+    keys.push(row[job.key] as number);
     // only retry rounds take rows this run failed; round 0 counts none even if a clock went back
-    if (request.round > 0 && row.batch_status === "failed" && row.batch_id === request.runId) {
+    if (request.round > 0 && row.$status === "failed" && row.$run === request.runId) {
       tally.retriedFromThisRun++;
     }
     if (outcome.status === "completed") {
       tally.completed++;
-      columns.errors.push(null);
-      columns.emails.push(outcome.result.emailNormalized);
-      columns.segments.push(outcome.result.segment);
+      errors.push(null);
+      job.writes.forEach(({ property }, column) => {
+        (results[column] as unknown[]).push(outcome.result?.[property] ?? null);
+      });
     } else {
-      if (row.attempts + 1 >= request.maxAttempts) tally.failed++;
+      if (row.$attempts + 1 >= request.maxAttempts) tally.failed++;
       else tally.retryable++;
-      columns.errors.push(outcome.error);
-      columns.emails.push(null);
-      columns.segments.push(null);
+      errors.push(outcome.error);
+      for (const values of results) values.push(null);
     }
   });
-  return { columns, tally };
+  return { keys, errors, results, tally };
 }
 
 /**
@@ -185,7 +149,7 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: 
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (records: ClaimedRecord[]) => Promise<RecordOutcome[]>,
+  processRecords: (records: ClaimedRow[]) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   const setup = [
     `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
@@ -195,10 +159,18 @@ export async function runSlice(
     client,
     async () => {
       const claimStart = performance.now();
+      const sql = jobSql(request.job);
       const { rows } = await client.query<ClaimedRow>({
-        name: "claim-slice",
-        text: CLAIM_SLICE,
-        values: [request.afterId, request.lastId, request.maxAttempts, request.plannedAt, request.limit],
+        name: `${sql.statementPrefix}:claim-slice`,
+        text: sql.claimSlice,
+        values: [
+          request.afterId,
+          request.lastId,
+          request.maxAttempts,
+          request.plannedAt,
+          request.limit,
+          ...sql.filterValues,
+        ],
         types: ROW_TYPES,
       });
       if (rows.length === 0) return undefined;
@@ -206,11 +178,14 @@ export async function runSlice(
 
       const outcomes = await processRecords(rows);
       const writeStart = performance.now();
-      const { columns, tally } = outcomeColumns(rows, outcomes, request);
+      const { keys, errors, results, tally } = outcomeColumns(rows, outcomes, request);
       const result = {
         claimed: rows.length,
         done: outcomes.length,
-        lastProcessedId: outcomes.length > 0 ? (rows[outcomes.length - 1] as ClaimedRow).id : request.afterId,
+        lastProcessedId:
+          outcomes.length > 0
+            ? ((rows[outcomes.length - 1] as ClaimedRow)[request.job.key] as number)
+            : request.afterId,
         completed: tally.completed,
         failed: tally.failed,
         retryable: tally.retryable,
@@ -221,26 +196,18 @@ export async function runSlice(
       if (outcomes.length === 0) return result;
 
       const { rows: written } = await client.query<{ written: number }>({
-        name: "write-outcomes",
-        text: WRITE_OUTCOMES,
-        values: [
-          columns.ids,
-          columns.errors,
-          columns.emails,
-          columns.segments,
-          request.runId,
-          request.firstId,
-          request.lastId,
-        ],
+        name: `${sql.statementPrefix}:write-outcomes`,
+        text: sql.writeOutcomes,
+        values: [keys, errors, request.runId, request.firstId, request.lastId, ...results],
       });
       if (written[0]?.written !== outcomes.length) {
         throw new Error(
           `slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`,
         );
       }
-      const errors = columns.errors.filter((error): error is string => error !== null);
-      if (errors.length > 0) {
-        await client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, errors] });
+      const messages = errors.filter((error): error is string => error !== null);
+      if (messages.length > 0) {
+        await client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, messages] });
       }
       const { rows: run } = await client.query<{ status: string }>({
         name: "count-outcomes",

@@ -1,7 +1,9 @@
-import type { ProcessUser } from "../business-logic";
 import type { WithClient } from "../db/pool";
+import type { JobCatalog } from "../jobs/catalog";
+import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
-import { type ClaimedRecord, runRecords } from "../processing/run-records";
+import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import { type ClaimedRow, type RecordFunction, runRecords } from "../processing/run-records";
 import { countLeftInRange } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
@@ -29,6 +31,7 @@ export interface ChunkRef {
 
 /** A committed slice, as reported for metrics. */
 export interface SliceReport {
+  job: string;
   completed: number;
   failed: number;
   retryable: number;
@@ -39,17 +42,21 @@ export interface SliceReport {
 /** What a chunk reports as it goes, for metrics. */
 export interface ChunkObserver {
   sliceCommitted(slice: SliceReport): void;
-  /** outcome: finished, handed-back, stopped, skipped or error */
-  chunkEnded(outcome: string, seconds: number): void;
+  /** outcome: finished, handed-back, stopped, skipped or error; job: "" when the chunk never started */
+  chunkEnded(job: string, outcome: string, seconds: number): void;
 }
 
 export interface ChunkDeps {
   db: WithClient;
   logger: Logger;
-  logic: ProcessUser;
+  /** The jobs this worker runs; a chunk runs its run's. */
+  jobs: JobCatalog;
+  /** Latency and failures added to every record (PROCESS_DELAY_MS, FAIL_RATE), for demos and tests. */
+  faults: FaultSettings;
   worker: string;
-  rowConcurrency: number;
-  rowTimeoutMs: number;
+  /** ROW_CONCURRENCY and ROW_TIMEOUT_S where the worker's environment sets them; else the job's defaults. */
+  rowConcurrency: number | undefined;
+  rowTimeoutMs: number | undefined;
   statementTimeoutMs: number;
   /** Set when the worker begins a graceful shutdown: no new record starts, the chunk is handed back. */
   draining: AbortSignal;
@@ -98,13 +105,31 @@ export function nextSliceLimit(
   return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
 }
 
+/** How a chunk of a job runs its records on this worker. */
+interface RecordRunner {
+  job: JobDefinition;
+  logic: RecordFunction;
+  concurrency: number;
+  timeoutMs: number;
+}
+
+function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
+  return {
+    job,
+    logic: withInjectedFaults(job.process, job.key, deps.faults),
+    concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
+    timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+  };
+}
+
 /** Runs a slice's records, starting none after SLICE_BUDGET_MS or once the worker drains. */
-function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[]) {
+function runWithinBudget(deps: ChunkDeps, runner: RecordRunner, ref: ChunkRef, records: ClaimedRow[]) {
   const started = performance.now();
-  return runRecords(records, deps.logic, {
+  return runRecords(records, runner.logic, {
     runId: ref.runId,
-    concurrency: deps.rowConcurrency,
-    timeoutMs: deps.rowTimeoutMs,
+    key: runner.job.key,
+    concurrency: runner.concurrency,
+    timeoutMs: runner.timeoutMs,
     signal: deps.abort,
     mayStart: () => !deps.draining.aborted && performance.now() - started < SLICE_BUDGET_MS,
   });
@@ -113,13 +138,14 @@ function runWithinBudget(deps: ChunkDeps, ref: ChunkRef, records: ClaimedRecord[
 /** Works through the chunk's rows, and reports how long it took and how it ended (for metrics). */
 export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
   const began = performance.now();
+  const started = { job: "" };
   let ended = "error";
   try {
-    const outcome = await runSlices(deps, ref);
+    const outcome = await runSlices(deps, ref, started);
     ended = outcome.kind;
     return outcome;
   } finally {
-    deps.observer?.chunkEnded(ended, (performance.now() - began) / 1000);
+    deps.observer?.chunkEnded(started.job, ended, (performance.now() - began) / 1000);
   }
 }
 
@@ -127,25 +153,28 @@ export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<
  * Starts the chunk, then runs its slices until its range is done, the worker drains, the run
  * stops it, or another job ends it.
  */
-async function runSlices(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
+async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string }): Promise<ChunkOutcome> {
   const start = await deps.db((client) => beginChunk(client, ref, deps.worker));
   const totals: ChunkTotals = { slices: 0, done: 0, completed: 0, failed: 0, retryable: 0 };
   if (start.kind === "stopped") return { kind: "stopped", runStatus: start.runStatus, totals };
   if (start.kind === "ended") return { kind: "skipped" };
 
   const { chunk, settings } = start;
+  started.job = start.job;
+  const runner = recordRunner(deps, deps.jobs.get(start.job));
+  const { job } = runner;
   const log = deps.logger.child({
+    job: job.name,
     run: ref.runId,
     round: ref.round,
     chunk: ref.chunkNo,
     ids: [chunk.firstId, chunk.lastId],
   });
-  const floor = Math.min(deps.rowConcurrency, MAX_SLICE_ROWS);
+  const floor = Math.min(runner.concurrency, MAX_SLICE_ROWS);
   const began = performance.now();
   let afterId = chunk.firstId - 1;
-  let limit = Math.min(Math.max(4 * deps.rowConcurrency, 100), MAX_SLICE_ROWS);
-  const countLeft = () =>
-    deps.db((client) => countLeftInRange(client, chunk.firstId, chunk.lastId, settings.maxAttempts, chunk.plannedAt));
+  let limit = Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
+  const countLeft = () => deps.db((client) => countLeftInRange(client, job, chunk, settings.maxAttempts));
   let left = 0;
   let rescanned = false;
 
@@ -158,6 +187,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> 
     let slice: SliceResult | undefined;
     try {
       const request: SliceRequest = {
+        job,
         runId: ref.runId,
         round: ref.round,
         chunkNo: ref.chunkNo,
@@ -168,9 +198,11 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> 
         maxAttempts: settings.maxAttempts,
         plannedAt: chunk.plannedAt,
         statementTimeoutMs: deps.statementTimeoutMs,
-        idleTimeoutMs: SLICE_BUDGET_MS + deps.rowTimeoutMs + deps.statementTimeoutMs,
+        idleTimeoutMs: SLICE_BUDGET_MS + runner.timeoutMs + deps.statementTimeoutMs,
       };
-      slice = await deps.db((client) => runSlice(client, request, (records) => runWithinBudget(deps, ref, records)));
+      slice = await deps.db((client) =>
+        runSlice(client, request, (records) => runWithinBudget(deps, runner, ref, records)),
+      );
     } catch (error) {
       if (error instanceof ChunkEndedError) {
         log.warn({ ...totals }, "another job ended the chunk: slice rolled back");
@@ -196,6 +228,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> 
     totals.retryable += slice.retryable;
     afterId = slice.lastProcessedId;
     deps.observer?.sliceCommitted({
+      job: job.name,
       completed: slice.completed,
       failed: slice.failed,
       retryable: slice.retryable,

@@ -1,14 +1,15 @@
 import pg from "pg";
 import { CommandError } from "../cli-output";
+import { getCatalog } from "../jobs/catalog";
+import { assertJobsFitDatabase } from "../jobs/catalog-check";
 import { describeDatabase, redactSecrets } from "../redact";
 import { readMigrations } from "./migrate";
 
 /** Long enough for a slow network, short enough that a wrong host does not hang a pod's start. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-/** The tables worker processes use (batch_worker's grants in sql/roles.sql); the tasks need them all. */
+/** The tables worker processes use besides their jobs' (batch_worker's grants in sql/roles.sql). */
 const WORKER_TABLES = [
-  "users",
   "batch_jobs",
   "batch_chunks",
   "batch_errors",
@@ -18,8 +19,11 @@ const WORKER_TABLES = [
   "worker_sessions",
 ];
 
-/** What a program needs of the database: that it answers, or that it also holds the schema. */
-export type DatabaseNeeds = "connection" | "schema";
+/**
+ * What a program needs of the database: that it answers; that it also holds the schema; or, for
+ * a worker, that the tables of every job it runs fit their definitions too (src/jobs/catalog-check.ts).
+ */
+export type DatabaseNeeds = "connection" | "schema" | "jobs";
 
 /** The tables the database lacks; to_regclass needs no privilege on them, so the worker's role may ask. */
 async function missingTables(client: pg.Client): Promise<string[]> {
@@ -84,6 +88,7 @@ export async function checkDatabase(connectionString: string, needs: DatabaseNee
         `the database at ${where} lacks migration ${pending[0]} of the pg-batch schema: run npm run seed -- schema`,
       );
     }
+    if (needs === "jobs") await assertJobsFitDatabase(client, getCatalog().jobs);
   } finally {
     await client.end();
   }

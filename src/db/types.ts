@@ -2,6 +2,7 @@ import pg from "pg";
 
 const INT8_OID = 20;
 const TIMESTAMP_OID = 1114;
+const DATE_OID = 1082;
 
 const parseBigint = (value: string) => Number.parseInt(value, 10);
 const keepText = (value: string) => value;
@@ -9,13 +10,13 @@ const keepText = (value: string) => value;
 /**
  * Type parsing for the queries that ask for it; the global parsers are left alone for
  * graphile-worker's own queries. BIGINT becomes a number (row ids stay far below 2^53) and
- * TIMESTAMP (without time zone) stays text: it names no instant, and parsing it into a Date
- * costs more than the rest of a row.
+ * TIMESTAMP (without time zone) and DATE stay text: they name no instant, and parsing them into
+ * a Date costs more than the rest of a row.
  */
 export const ROW_TYPES = {
   getTypeParser: ((oid: number, format?: "text" | "binary") => {
     if (oid === INT8_OID) return parseBigint;
-    if (oid === TIMESTAMP_OID) return keepText;
+    if (oid === TIMESTAMP_OID || oid === DATE_OID) return keepText;
     return pg.types.getTypeParser(oid, format);
   }) as typeof pg.types.getTypeParser,
 };

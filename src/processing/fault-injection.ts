@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ProcessUser } from "../business-logic";
+import type { RecordFunction } from "./run-records";
 
 export interface FaultSettings {
   /** Latency added to every record (PROCESS_DELAY_MS), standing in for I/O. */
@@ -24,14 +24,17 @@ export function failsOnAttempt(id: number, attempt: number, faults: FaultSetting
   return faults.failFirstAttempts === undefined || attempt <= faults.failFirstAttempts;
 }
 
-/** Wraps business logic with the latency and failures the settings ask for, for demos and tests. */
-export function withInjectedFaults(logic: ProcessUser, faults: FaultSettings): ProcessUser {
+/**
+ * Wraps a job's function with the latency and failures the settings ask for, for demos and
+ * tests; `key` is the property holding a record's key.
+ */
+export function withInjectedFaults(logic: RecordFunction, key: string, faults: FaultSettings): RecordFunction {
   if (faults.delayMs === 0 && faults.failRate === 0) return logic;
-  return async (user, ctx) => {
+  return async (record, ctx) => {
     if (faults.delayMs > 0) await sleep(faults.delayMs, undefined, { signal: ctx.signal });
-    if (failsOnAttempt(user.id, ctx.attempt, faults)) {
+    if (failsOnAttempt(record[key] as number, ctx.attempt, faults)) {
       throw new Error(`injected failure (FAIL_RATE) on attempt ${ctx.attempt}`);
     }
-    return logic(user, ctx);
+    return logic(record, ctx);
   };
 }

@@ -1,14 +1,27 @@
-import type { ProcessUser, RecordContext, UserRecord, UserResult } from "../business-logic";
+import type { JobDefinition, RecordContext } from "../jobs/define";
 
-export type RecordOutcome = { status: "completed"; result: UserResult } | { status: "failed"; error: string };
+/** What a job's function does to one record. */
+export type RecordFunction = JobDefinition["process"];
 
-export interface ClaimedRecord extends UserRecord {
+export type RecordOutcome =
+  | { status: "completed"; result: Record<string, unknown> | undefined }
+  | { status: "failed"; error: string };
+
+/**
+ * A claimed row: the job's record (its key and the columns it reads, by property) and the row's
+ * processing state, under names no property may take.
+ */
+export interface ClaimedRow extends Record<string, unknown> {
+  $status: string;
+  $run: number | null;
   /** Attempts recorded before this one. */
-  attempts: number;
+  $attempts: number;
 }
 
 export interface RunRecordsOptions {
   runId: number;
+  /** The property holding a record's key. */
+  key: string;
   concurrency: number;
   timeoutMs: number;
   /** Aborting it abandons the records in flight: the caller rolls the slice back. */
@@ -63,8 +76,8 @@ class RowContext implements RecordContext {
  * Rejects only when `signal` aborts, since the outcomes are then incomplete.
  */
 export async function runRecords(
-  records: ClaimedRecord[],
-  logic: ProcessUser,
+  records: ClaimedRow[],
+  logic: RecordFunction,
   options: RunRecordsOptions,
 ): Promise<RecordOutcome[]> {
   const outcomes: RecordOutcome[] = new Array(records.length);
@@ -91,8 +104,8 @@ export async function runRecords(
     try {
       while (next < records.length && !options.signal.aborted && options.mayStart()) {
         const index = next++;
-        const record = records[index] as ClaimedRecord;
-        const ctx = new RowContext(options.runId, record.attempts + 1, record.id);
+        const record = records[index] as ClaimedRow;
+        const ctx = new RowContext(options.runId, record.$attempts + 1, record[options.key] as number);
         current = ctx;
         timer.refresh();
         outcomes[index] = await new Promise<RecordOutcome>((resolve) => {

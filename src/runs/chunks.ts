@@ -1,6 +1,7 @@
 import type { PoolClient } from "pg";
 import { ROW_TYPES } from "../db/types";
-import { claimableSql } from "./claimable";
+import type { JobDefinition } from "../jobs/define";
+import { jobSql } from "../jobs/job-sql";
 import { chunkJobKeySql } from "./job-queue";
 import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } from "./model";
 
@@ -11,48 +12,34 @@ import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } fro
 
 const CHUNK_JOB_KEY = chunkJobKeySql("c");
 
-/** Where a round looks for its rows (id ranges of at most $5 ids), and which rows it takes there. */
-const ROUND_ROWS: Record<RoundRows, { ranges: string; rows: string }> = {
-  // pending, or failed with attempts left (whichever run failed them), anywhere in the table
-  open: {
-    ranges: `SELECT b.lo, b.lo + $5 - 1 AS hi
-               FROM (SELECT min(id) AS first, max(id) AS last FROM users) t,
-                    generate_series(t.first, t.last, $5) AS b(lo)`,
-    rows: claimableSql("u", "$4"),
-  },
-  // what this run failed and may try again, in the chunks of the last round that failed rows
-  retryable: {
-    ranges: `SELECT b.lo, least(b.lo + $5 - 1, c.last_id) AS hi
-               FROM batch_chunks c, generate_series(c.first_id, c.last_id, $5) AS b(lo)
-              WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
-    rows: "u.batch_status = 'failed' AND u.attempts < $4 AND u.batch_id = $1",
-  },
-};
-
-/** Ranges are this fraction of a chunk's rows wide: a chunk holds `claimSize` rows give or take one range. */
+/** Ranges are this fraction of a chunk's rows wide: a chunk holds `chunkSize` rows give or take one range. */
 const RANGES_PER_CHUNK = 8;
 
 /**
- * Splits the round's rows into chunks of about `claimSize` rows, each an id range, and records
- * them. The rows are counted range by range along the primary key, without sorting them; in id
- * order, each range joins the chunk its first row's number falls in.
+ * Splits the round's rows of the job's table into chunks of about `chunkSize` rows, each a key
+ * range, and records them. The rows are counted range by range along the key's index, without
+ * sorting them; in key order, each range joins the chunk its first row's number falls in. A
+ * round takes the rows that are claimable (`open`), or those this run failed and may try again
+ * in the chunks of its last round that failed rows (`retryable`).
  */
 export async function planChunks(
   client: PoolClient,
+  job: JobDefinition,
   runId: number,
   round: number,
   rows: RoundRows,
   settings: RunSettings,
 ): Promise<{ chunks: number; rows: number }> {
-  const { ranges, rows: wanted } = ROUND_ROWS[rows];
+  const sql = jobSql(job);
+  const { ranges, rows: wanted } = sql.roundRows[rows];
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
     `WITH ranges AS (${ranges}),
      counted AS (
        SELECT r.lo, c.first_id, c.last_id, c.n
          FROM ranges r
          CROSS JOIN LATERAL (
-           SELECT min(u.id) AS first_id, max(u.id) AS last_id, count(*) AS n
-             FROM users u WHERE u.id BETWEEN r.lo AND r.hi AND (${wanted})) c
+           SELECT min(t.${sql.key}) AS first_id, max(t.${sql.key}) AS last_id, count(*) AS n
+             FROM ${sql.table} t WHERE t.${sql.key} BETWEEN r.lo AND r.hi AND ${wanted}) c
         WHERE c.n > 0
      ), numbered AS (
        SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - n) / $3 AS chunk_no FROM counted
@@ -62,7 +49,14 @@ export async function planChunks(
        RETURNING planned_rows
      )
      SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
-    [runId, round, settings.claimSize, settings.maxAttempts, Math.ceil(settings.claimSize / RANGES_PER_CHUNK)],
+    [
+      runId,
+      round,
+      settings.chunkSize,
+      settings.maxAttempts,
+      Math.ceil(settings.chunkSize / RANGES_PER_CHUNK),
+      ...sql.filterValues,
+    ],
   );
   return planned[0] ?? { chunks: 0, rows: 0 };
 }
@@ -139,17 +133,18 @@ export async function markChunkRunning(
 /** Rows of the range still claimable in this round: rows another transaction held locked. */
 export async function countLeftInRange(
   client: PoolClient,
-  firstId: number,
-  lastId: number,
+  job: JobDefinition,
+  range: ChunkRange,
   maxAttempts: number,
-  plannedAt: Date,
 ): Promise<number> {
-  const { rows } = await client.query<{ left: number }>(
-    `SELECT count(*)::int AS left FROM users u
-      WHERE u.id BETWEEN $1 AND $2 AND ${claimableSql("u", "$3")}
-        AND (u.processed_at IS NULL OR u.processed_at < $4)`,
-    [firstId, lastId, maxAttempts, plannedAt],
-  );
+  const sql = jobSql(job);
+  const { rows } = await client.query<{ left: number }>(sql.countLeftInRange, [
+    range.firstId,
+    range.lastId,
+    maxAttempts,
+    range.plannedAt,
+    ...sql.filterValues,
+  ]);
   return rows[0]?.left ?? 0;
 }
 

@@ -3,12 +3,12 @@
  * and history. Types and constants only: every layer may import it, and it imports nothing.
  */
 
-/** The run a command starts or steers when none is named. */
-export const DEFAULT_BATCH_NAME = "users-batch";
+/** The run a command starts or steers when none is named: the one of the job (`users-batch`). */
+export const defaultBatchName = (job: string) => `${job}-batch`;
 
 /** What a run was started with; every worker reads these from the run, not its environment. */
 export interface RunSettings {
-  claimSize: number;
+  chunkSize: number;
   maxAttempts: number;
   retryRounds: number;
   retryDelayMs: number;
@@ -25,6 +25,8 @@ export const ENDED_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(["completed", 
 export interface Run {
   id: number;
   name: string;
+  /** The job (jobs/*.ts) the run runs. */
+  job: string;
   status: RunStatus;
   settings: RunSettings;
   round: number;

@@ -1,5 +1,6 @@
 import type { PoolClient } from "pg";
-import { claimableSql } from "./claimable";
+import type { JobDefinition } from "../jobs/define";
+import { jobSql } from "../jobs/job-sql";
 import { RunMissingError } from "./errors";
 import { ENDED_RUN_STATUSES, type Run, type RunSettings, type RunStatus } from "./model";
 
@@ -9,25 +10,26 @@ import { ENDED_RUN_STATUSES, type Run, type RunSettings, type RunStatus } from "
  */
 
 const RUN_COLUMNS = `
-  id, batch_name AS name, status, config AS settings, round,
+  id, batch_name AS name, job, status, config AS settings, round,
   total_records AS "totalRecords", processed_records AS "completedRecords",
   failed_records AS "failedRecords", retryable_records AS "retryableRecords",
   chunks_total AS "chunksTotal", chunks_done AS "chunksDone",
   started_at AS "startedAt", completed_at AS "completedAt", error_message AS "errorMessage"`;
 
-/** Creates the run unless one of that name exists; `created` says which happened. */
+/** Creates the job's run unless one of that name exists; `created` says which happened. */
 export async function insertRun(
   client: PoolClient,
   name: string,
+  job: string,
   settings: RunSettings,
   createdBy: string,
 ): Promise<{ run: Run; created: boolean }> {
   const inserted = await client.query<Run>(
-    `INSERT INTO batch_jobs (batch_name, kind, status, config, created_by)
-     VALUES ($1, 'process', 'pending', $2, $3)
+    `INSERT INTO batch_jobs (batch_name, job, kind, status, config, created_by)
+     VALUES ($1, $2, 'process', 'pending', $3, $4)
      ON CONFLICT (batch_name) DO NOTHING
      RETURNING ${RUN_COLUMNS}`,
-    [name, settings, createdBy],
+    [name, job, settings, createdBy],
   );
   if (inserted.rows[0]) return { run: inserted.rows[0], created: true };
   const existing = await findRunByName(client, name);
@@ -36,23 +38,22 @@ export async function insertRun(
 }
 
 /**
- * Whether any row is work for a new run allowed `maxAttempts` attempts. Plan: a sequential scan
- * that stops at the first such row; it reads the whole table only when there is none, as the
- * plan step would.
+ * Whether any row of the job's table is work for a new run allowed `maxAttempts` attempts.
+ * Plan: a sequential scan that stops at the first such row; it reads the whole table only when
+ * there is none, as the plan step would.
  */
-export async function hasRowsToProcess(client: PoolClient, maxAttempts: number): Promise<boolean> {
-  const { rows } = await client.query<{ found: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM users u WHERE ${claimableSql("u", "$1")}) AS found`,
-    [maxAttempts],
-  );
+export async function hasRowsToProcess(client: PoolClient, job: JobDefinition, maxAttempts: number): Promise<boolean> {
+  const sql = jobSql(job);
+  const { rows } = await client.query<{ found: boolean }>(sql.hasRowsToProcess, [maxAttempts, ...sql.filterValues]);
   return rows[0]?.found ?? false;
 }
 
-/** The run that is active (one at most: batch_jobs_one_active_run), if any. */
-export async function findActiveRun(client: PoolClient): Promise<Run | undefined> {
+/** The job's run that is active (one at most: batch_jobs_one_active_run), if any. */
+export async function findActiveRun(client: PoolClient, job: string): Promise<Run | undefined> {
   const { rows } = await client.query<Run>(
     `SELECT ${RUN_COLUMNS} FROM batch_jobs
-      WHERE kind = 'process' AND status IN ('pending', 'running', 'paused', 'cancelling')`,
+      WHERE kind = 'process' AND job = $1 AND status IN ('pending', 'running', 'paused', 'cancelling')`,
+    [job],
   );
   return rows[0];
 }

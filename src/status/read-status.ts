@@ -10,6 +10,8 @@ import { chunkJobKeySql } from "../runs/job-queue";
 export interface RunProgress {
   id: number;
   name: string;
+  /** The job (jobs/*.ts) the run runs. */
+  job: string;
   status: string;
   round: number;
   total: number;
@@ -46,7 +48,7 @@ export interface RunReport extends RunProgress {
 }
 
 const PROGRESS_COLUMNS = `
-  id, batch_name AS name, status, round, total, completed, failed, retrying, pending,
+  id, batch_name AS name, (SELECT b.job FROM batch_jobs b WHERE b.id = batch_progress.id) AS job, status, round, total, completed, failed, retrying, pending,
   percent_done::float8 AS "percentDone", rows_per_second::float8 AS "rowsPerSecond", eta_seconds AS "etaSeconds",
   started_at AS "startedAt", completed_at AS "completedAt", waiting_until AS "waitingUntil",
   greatest(ceil(extract(epoch FROM waiting_until - now())), 0)::int AS "waitingSeconds"`;

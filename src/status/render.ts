@@ -18,12 +18,13 @@ export function progressBar(percent: number | null, width = 30): string {
 }
 
 export function renderOverview(runs: RunProgress[]): string {
-  if (runs.length === 0) return "no batch runs yet (start one with: seed enqueue --batch-name NAME)";
+  if (runs.length === 0) return "no batch runs yet (start one with: seed enqueue --job JOB --batch-name NAME)";
   return table(
-    ["id", "batch", "status", "round", "done", "total", "failed", "rows/s", "eta"],
+    ["id", "batch", "job", "status", "round", "done", "total", "failed", "rows/s", "eta"],
     runs.map((run) => [
       String(run.id),
       run.name,
+      run.job,
       run.status,
       String(run.round),
       run.percentDone === null ? "-" : `${run.percentDone.toFixed(1)}%`,
@@ -64,7 +65,7 @@ function errorsHeading(report: RunReport): string {
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const lines = [
-    `batch run ${report.id} "${report.name}": ${report.status} (round ${report.round})`,
+    `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
     `completed ${number(report.completed)}  failed ${number(report.failed)}  retrying ${number(report.retrying)}  pending ${number(report.pending)}`,
     `rate ${number(report.rowsPerSecond)} rows/s  ${eta(report)}  started ${report.startedAt.toISOString()}`,

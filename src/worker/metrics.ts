@@ -14,13 +14,14 @@ export class WorkerMetrics implements ChunkObserver {
   readonly registry = new Registry();
   private readonly rows = new Counter({
     name: "batch_rows_total",
-    help: "Rows processed, by outcome: completed, failed (for good) or retryable",
-    labelNames: ["outcome"],
+    help: "Rows processed, by job and outcome: completed, failed (for good) or retryable",
+    labelNames: ["job", "outcome"],
     registers: [this.registry],
   });
   private readonly slices = new Counter({
     name: "batch_slices_total",
-    help: "Slices committed",
+    help: "Slices committed, by job",
+    labelNames: ["job"],
     registers: [this.registry],
   });
   private readonly claimSeconds = new Histogram({
@@ -37,8 +38,8 @@ export class WorkerMetrics implements ChunkObserver {
   });
   private readonly chunkSeconds = new Histogram({
     name: "batch_chunk_duration_seconds",
-    help: "Time a chunk job took, by how it ended",
-    labelNames: ["outcome"],
+    help: "Time a chunk job took, by job and how it ended",
+    labelNames: ["job", "outcome"],
     buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     registers: [this.registry],
   });
@@ -59,16 +60,17 @@ export class WorkerMetrics implements ChunkObserver {
   }
 
   sliceCommitted(slice: SliceReport): void {
-    this.slices.inc();
-    this.rows.inc({ outcome: "completed" }, slice.completed);
-    this.rows.inc({ outcome: "failed" }, slice.failed);
-    this.rows.inc({ outcome: "retryable" }, slice.retryable);
+    const { job } = slice;
+    this.slices.inc({ job });
+    this.rows.inc({ job, outcome: "completed" }, slice.completed);
+    this.rows.inc({ job, outcome: "failed" }, slice.failed);
+    this.rows.inc({ job, outcome: "retryable" }, slice.retryable);
     this.claimSeconds.observe(slice.claimSeconds);
     this.writeSeconds.observe(slice.writeSeconds);
   }
 
-  chunkEnded(outcome: string, seconds: number): void {
-    this.chunkSeconds.observe({ outcome }, seconds);
+  chunkEnded(job: string, outcome: string, seconds: number): void {
+    this.chunkSeconds.observe({ job, outcome }, seconds);
   }
 
   /** Counts graphile-worker's job events, and the chunk jobs running. */

@@ -1,12 +1,11 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
-import { processUser } from "../business-logic";
 import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
 import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
 import { reconnecting } from "../db/connection-loss";
 import type { WithClient } from "../db/pool";
-import { withInjectedFaults } from "../processing/fault-injection";
+import { getCatalog } from "../jobs/catalog";
 import { drainingSignal } from "./shutdown";
 
 let observer: ChunkObserver | undefined;
@@ -43,11 +42,8 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
   return {
     db: taskDb(helpers, config),
     logger: getLogger(),
-    logic: withInjectedFaults(processUser, {
-      delayMs: config.processDelayMs,
-      failRate: config.failRate,
-      failFirstAttempts: config.failFirstAttempts,
-    }),
+    jobs: getCatalog(),
+    faults: { delayMs: config.processDelayMs, failRate: config.failRate, failFirstAttempts: config.failFirstAttempts },
     worker: config.podName,
     rowConcurrency: config.rowConcurrency,
     rowTimeoutMs: config.rowTimeoutMs,

@@ -1,8 +1,7 @@
 import type pg from "pg";
-import { processUser } from "../../src/business-logic";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
 import { withPool } from "../../src/db/pool";
-import { withInjectedFaults } from "../../src/processing/fault-injection";
+import { getCatalog } from "../../src/jobs/catalog";
 import { quietLogger } from "./database";
 
 /** What runChunkJob needs to process chunks in the test's own process, on the test's pool. */
@@ -10,7 +9,8 @@ export function inProcessDeps(pool: pg.Pool, failRate = 0): ChunkDeps {
   return {
     db: withPool(pool),
     logger: quietLogger,
-    logic: withInjectedFaults(processUser, { delayMs: 0, failRate, failFirstAttempts: undefined }),
+    jobs: getCatalog(),
+    faults: { delayMs: 0, failRate, failFirstAttempts: undefined },
     worker: "in-process",
     rowConcurrency: 8,
     rowTimeoutMs: 5000,

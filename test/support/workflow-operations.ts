@@ -15,6 +15,7 @@ import { planRun } from "../../workflows/plan-run";
 import { healStrandedWork } from "../../workflows/recovery";
 import { NothingToProcessError, RunConflictError, runSettings, startRun } from "../../workflows/start-run";
 import { inProcessDeps } from "./in-process";
+import { usersJob } from "./jobs";
 import { runOneJob } from "./one-job";
 import { waitFor } from "./runs";
 import { nothingStranded } from "./workflow-invariants";
@@ -87,7 +88,8 @@ const REFUSALS = [
 ];
 
 const SETTINGS = runSettings(
-  parseConfig({ CLAIM_SIZE: "40", MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0", CHUNK_MAX_ATTEMPTS: "3" }),
+  parseConfig({ CHUNK_SIZE: "40", MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0", CHUNK_MAX_ATTEMPTS: "3" }),
+  usersJob,
 );
 export const FAIL_RATE = 0.2;
 const GHOST = "ghost-worker";
@@ -188,7 +190,7 @@ export class WorkflowDriver {
   }
 
   private async start(name: string): Promise<string> {
-    const { run } = await startRun(this.db, name, SETTINGS, "user");
+    const { run } = await startRun(this.db, usersJob, name, SETTINGS, "user");
     if (run.status === "pending" || run.status === "paused") await planRun(this.db, run.id, "user");
     return `run ${run.id}`;
   }

@@ -1,0 +1,71 @@
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { runCommand } from "../src/cli-output";
+import { ConfigError, getConfig, requireDatabaseUrl } from "../src/config";
+import { getLogger } from "../src/context";
+import type { Controls, SendSignal } from "../src/dashboard/control-api";
+import { createDashboardServer } from "../src/dashboard/server";
+import { createPool, type WithClient, withPool } from "../src/db/pool";
+import { checkDatabase } from "../src/db/preflight";
+import { describeDatabase } from "../src/redact";
+import { cancelRun, pauseRun, RunNotFoundError, resumeRun } from "../workflows/batch-control";
+
+/**
+ * `npm run dashboard`: the web dashboard (src/dashboard) on DASHBOARD_PORT, reading through
+ * MONITOR_DATABASE_URL or DATABASE_URL. Given DASHBOARD_TOKEN and the write-enabled
+ * DATABASE_URL, it also pauses, resumes and cancels runs with the workflow's own signals.
+ */
+
+/** Page loads and polls are a few short reads each; a signal takes one more. */
+const CONNECTIONS = 4;
+
+const SIGNALS = { pause: pauseRun, resume: resumeRun, cancel: cancelRun };
+
+function sendSignal(db: WithClient): SendSignal {
+  return async (signal, runId, actor) => {
+    try {
+      const { run, changed } = await SIGNALS[signal](db, `#${runId}`, actor);
+      return { status: run.status, changed };
+    } catch (error) {
+      if (error instanceof RunNotFoundError) return undefined;
+      throw error;
+    }
+  };
+}
+
+async function main(): Promise<void> {
+  const config = getConfig();
+  const logger = getLogger();
+  const { port, token, monitorDatabaseUrl } = config.dashboard;
+  const url = monitorDatabaseUrl ?? requireDatabaseUrl(config);
+  if (token && monitorDatabaseUrl)
+    logger.warn("DASHBOARD_TOKEN is not used: with MONITOR_DATABASE_URL the dashboard only reads");
+  await checkDatabase(url, "schema");
+  const pool = createPool({ url, max: CONNECTIONS, appName: `dashboard ${config.podName}`, logger });
+  const db = withPool(pool);
+  const controls: Controls | undefined = token && !monitorDatabaseUrl ? { token, send: sendSignal(db) } : undefined;
+
+  const server = createDashboardServer({ db, logger, controls });
+  server.listen(port);
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    await pool.end();
+    throw new ConfigError(`DASHBOARD_PORT ${port} cannot be served (${(error as Error).message})`);
+  }
+  const listening = (server.address() as AddressInfo).port;
+  logger.info(
+    { port: listening, database: describeDatabase(url), controls: controls !== undefined },
+    `dashboard on http://localhost:${listening}/ (${controls ? "pause, resume and cancel with the token" : "read-only"})`,
+  );
+
+  await new Promise((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  server.close();
+  server.closeAllConnections();
+  await pool.end();
+}
+
+if (require.main === module) runCommand("dashboard", main);

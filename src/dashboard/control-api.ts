@@ -1,0 +1,67 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type http from "node:http";
+import os from "node:os";
+import { CommandError } from "../cli-output";
+import type { Logger } from "../logger";
+import { json, type Reply, type Route } from "./routes";
+
+/**
+ * Pause, resume and cancel, for requests that carry the access token (`Authorization: Bearer`).
+ * The signals themselves are the workflow's (workflows/batch-control.ts), handed in by the entry
+ * that composes the dashboard (app/dashboard.ts): the core knows no workflow.
+ */
+
+export type RunSignal = "pause" | "resume" | "cancel";
+
+/**
+ * Sends `signal` to run `runId`: its status afterwards and whether it changed; undefined when no
+ * such run exists. A run whose state refuses the signal throws a CommandError saying why.
+ */
+export type SendSignal = (
+  signal: RunSignal,
+  runId: number,
+  actor: string,
+) => Promise<{ status: string; changed: boolean } | undefined>;
+
+export interface Controls {
+  token: string;
+  send: SendSignal;
+}
+
+const digest = (text: string) => createHash("sha256").update(text).digest();
+
+/** Compared in constant time: the time a refusal takes tells nothing about the token. */
+function carriesToken(request: http.IncomingMessage, token: string): boolean {
+  const [scheme, given] = (request.headers.authorization ?? "").split(" ");
+  return scheme === "Bearer" && given !== undefined && timingSafeEqual(digest(given), digest(token));
+}
+
+async function answer(
+  controls: Controls | undefined,
+  logger: Logger,
+  [id, signal]: string[],
+  request: http.IncomingMessage,
+): Promise<Reply> {
+  if (!controls) return json(404, { error: "this dashboard is read-only: it was started without DASHBOARD_TOKEN" });
+  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+  const runId = Number(id);
+  try {
+    const result = await controls.send(signal as RunSignal, runId, `dashboard@${os.hostname()}`);
+    if (!result) return json(404, { error: `no batch run ${runId}` });
+    logger.info({ run: runId, signal, ...result, from: request.socket.remoteAddress }, `dashboard: ${signal} run`);
+    return json(200, { run: runId, ...result });
+  } catch (error) {
+    if (error instanceof CommandError) return json(409, { error: error.message });
+    throw error;
+  }
+}
+
+export function controlRoutes(controls: Controls | undefined, logger: Logger): Route[] {
+  return [
+    {
+      method: "POST",
+      path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel)$/,
+      answer: (params, request) => answer(controls, logger, params, request),
+    },
+  ];
+}

@@ -1,0 +1,122 @@
+import type { ClientBase } from "pg";
+import { CommandError } from "../cli-output";
+import type { Column } from "./columns";
+import type { JobDefinition } from "./define";
+import { quoteIdentifier } from "./job-sql";
+
+/**
+ * Checks a job's definition against the live database's catalog: its table, key, the columns
+ * it reads and writes, its state columns. Run at enqueue and at worker start, so that a job
+ * that does not fit its table is refused with one line per mismatch, not by a failed slice.
+ */
+
+interface CatalogColumn {
+  name: string;
+  type: string;
+  notNull: boolean;
+}
+
+const STATE_TYPES = {
+  status: ["text", "varchar", "bpchar"],
+  attempts: ["int2", "int4", "int8"],
+  error: ["text", "varchar"],
+  runId: ["int4", "int8"],
+  processedAt: ["timestamptz", "timestamp"],
+} as const;
+
+/** The table's columns (domains as their base type), or undefined when there is no such table. */
+async function tableColumns(client: ClientBase, job: JobDefinition): Promise<Map<string, CatalogColumn> | undefined> {
+  const relation = `${quoteIdentifier(job.schema)}.${quoteIdentifier(job.table)}`;
+  const { rows: found } = await client.query<{ exists: boolean }>("SELECT to_regclass($1) IS NOT NULL AS exists", [
+    relation,
+  ]);
+  if (!found[0]?.exists) return undefined;
+  const { rows } = await client.query<CatalogColumn>(
+    `SELECT a.attname AS name, CASE WHEN t.typtype = 'd' THEN b.typname ELSE t.typname END AS type,
+            a.attnotnull AS "notNull"
+       FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_type b ON b.oid = t.typbasetype
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [relation],
+  );
+  return new Map(rows.map((row) => [row.name, row]));
+}
+
+/** Whether `key` alone is the table's primary key or unique: chunks and outcomes find rows by it. */
+async function keyIsUnique(client: ClientBase, job: JobDefinition): Promise<boolean> {
+  const { rows } = await client.query<{ unique: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+          AND a.attname = $2) AS unique`,
+    [`${quoteIdentifier(job.schema)}.${quoteIdentifier(job.table)}`, job.key],
+  );
+  return rows[0]?.unique ?? false;
+}
+
+/** The mismatches between the job and its table, one line each; none when it fits. */
+export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefinition): Promise<string[]> {
+  const where = `${job.schema}.${job.table}`;
+  const columns = await tableColumns(client, job);
+  if (!columns) return [`job ${job.name}: table ${where} does not exist`];
+  const problems: string[] = [];
+  const lacks = (column: string, what: string) => {
+    if (columns.has(column)) return false;
+    problems.push(`job ${job.name}: ${where} has no column ${column} (${what})`);
+    return true;
+  };
+  const checkKind = (column: string, spec: Column, use: "reads" | "writes") => {
+    const found = columns.get(column);
+    if (!found) return;
+    if (!spec.accepts.includes(found.type)) {
+      problems.push(
+        `job ${job.name}: ${where}.${column} is ${found.type}, the job ${use} it as column.${spec.kind}() (fits ${spec.accepts.join(", ")})`,
+      );
+    } else if (use === "reads" && !found.notNull && !spec.allowsNull) {
+      problems.push(`job ${job.name}: ${where}.${column} may be NULL: declare it column.${spec.kind}().nullable()`);
+    }
+  };
+
+  const key = columns.get(job.key);
+  if (!key) problems.push(`job ${job.name}: ${where} has no key column ${job.key}`);
+  else if (!["int2", "int4", "int8"].includes(key.type)) {
+    problems.push(`job ${job.name}: key ${where}.${job.key} is ${key.type}, not an integer`);
+  } else if (!(await keyIsUnique(client, job))) {
+    problems.push(`job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`);
+  }
+  for (const { column, spec, property } of job.reads) {
+    if (!lacks(column, `read as ${property}`)) checkKind(column, spec, "reads");
+  }
+  for (const { column, spec, property } of job.writes) {
+    if (!lacks(column, `written from ${property}`)) checkKind(column, spec, "writes");
+  }
+  const missingState = Object.values(job.state).filter((column) => !columns.has(column));
+  if (missingState.length > 0) {
+    problems.push(
+      `job ${job.name}: ${where} lacks the state column(s) ${missingState.join(", ")}: ` +
+        `add them with the migration \`npm run jobs -- migration ${job.name}\` writes`,
+    );
+  }
+  for (const [role, column] of Object.entries(job.state) as [keyof typeof STATE_TYPES, string][]) {
+    const found = columns.get(column);
+    if (found && !(STATE_TYPES[role] as readonly string[]).includes(found.type)) {
+      problems.push(`job ${job.name}: state column ${where}.${column} is ${found.type}, not ${STATE_TYPES[role][0]}`);
+    }
+  }
+  for (const { column } of job.where) lacks(column, "in where");
+  for (const column of job.touch) lacks(column, "in touch");
+  return problems;
+}
+
+/** A job that does not fit its table: one line per mismatch. */
+export class JobMismatchError extends CommandError {
+  override name = "JobMismatchError";
+}
+
+/** Throws one error listing every mismatch of the jobs with their tables, one line each. */
+export async function assertJobsFitDatabase(client: ClientBase, jobs: JobDefinition[]): Promise<void> {
+  const problems: string[] = [];
+  for (const job of jobs) problems.push(...(await checkJobAgainstDatabase(client, job)));
+  if (problems.length > 0) throw new JobMismatchError(problems.join("; "), problems);
+}

@@ -1,0 +1,100 @@
+import fs from "node:fs";
+import path from "node:path";
+import { CommandError } from "../cli-output";
+import type { JobDefinition } from "./define";
+
+/**
+ * The jobs of this deployment: every module of jobs/ whose default export is a defineJob(...).
+ * Found next to the running code (dist/jobs when compiled, jobs/ from source), so that adding a
+ * job is adding a file. Loaded once per process.
+ */
+
+/** The job `npm start` and the commands run when none is named. */
+export const DEFAULT_JOB = "users";
+
+/** jobs/ beside src/: this file is src/jobs/catalog.(ts|js), compiled or not. */
+export const JOBS_DIR = path.resolve(__dirname, "..", "..", "jobs");
+
+export class UnknownJobError extends CommandError {
+  override name = "UnknownJobError";
+}
+
+export class JobCatalog {
+  private readonly byName: Map<string, JobDefinition>;
+
+  constructor(jobs: JobDefinition[]) {
+    this.byName = new Map();
+    const stateOwners = new Map<string, string>();
+    for (const job of jobs) {
+      if (this.byName.has(job.name)) throw new Error(`two jobs are named ${job.name}`);
+      this.byName.set(job.name, job);
+      // two jobs recording their state in the same columns would take each other's rows for done
+      const state = `${job.schema}.${job.table}.${job.state.status}`;
+      const owner = stateOwners.get(state);
+      if (owner) {
+        throw new Error(
+          `jobs ${owner} and ${job.name} keep their state in the same columns of ${job.schema}.${job.table}: give one a state prefix of its own`,
+        );
+      }
+      stateOwners.set(state, job.name);
+    }
+  }
+
+  get jobs(): JobDefinition[] {
+    return [...this.byName.values()];
+  }
+
+  get(name: string): JobDefinition {
+    const job = this.byName.get(name);
+    if (!job) {
+      const known = [...this.byName.keys()].join(", ") || "none";
+      throw new UnknownJobError(`no job named ${JSON.stringify(name)} in jobs/ (this deployment has: ${known})`);
+    }
+    return job;
+  }
+}
+
+function isJobDefinition(value: unknown): value is JobDefinition {
+  const job = value as Partial<JobDefinition> | undefined;
+  return typeof job?.name === "string" && typeof job.process === "function" && Array.isArray(job.reads);
+}
+
+/** Job modules in `dir`: compiled ones, or TypeScript ones where they run from source. */
+function jobModules(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((file) => /\.(js|ts)$/.test(file) && !file.endsWith(".d.ts") && !/\.test\.[jt]s$/.test(file))
+    .sort()
+    .map((file) => path.join(dir, file));
+}
+
+export function loadCatalog(dir: string = JOBS_DIR): JobCatalog {
+  const jobs: JobDefinition[] = [];
+  for (const file of jobModules(dir)) {
+    const exported = require(file);
+    const job = exported?.default ?? exported;
+    if (!isJobDefinition(job)) {
+      throw new Error(`${path.relative(process.cwd(), file)} does not export a job: export default defineJob({ ... })`);
+    }
+    jobs.push(job);
+  }
+  return new JobCatalog(jobs);
+}
+
+let loaded: JobCatalog | undefined;
+
+/** This process's jobs: those of jobs/, unless the process chose its own. */
+export function getCatalog(): JobCatalog {
+  loaded ??= loadCatalog();
+  return loaded;
+}
+
+/**
+ * Makes `jobs` this process's jobs instead of jobs/: for runners embedded in a program of their
+ * own (and tests) that define their jobs in code, as graphile-worker takes a task list.
+ */
+export function useCatalog(jobs: JobDefinition[]): JobCatalog {
+  loaded = new JobCatalog(jobs);
+  return loaded;
+}

@@ -1,0 +1,227 @@
+import type { Column, ValuesOf } from "./columns";
+
+/**
+ * A batch job, defined in one file under jobs/: the table it works through, the columns its
+ * function reads and the result columns it writes, which rows it takes, its defaults, and the
+ * function for one record. Everything else (planning, claiming, outcomes, counters, status, the
+ * backlog KEDA reads) follows from the definition. README, "Write your own job".
+ */
+
+export interface RecordContext {
+  runId: number;
+  /** 1 on the first attempt at this row. */
+  attempt: number;
+  /** Stable across re-executions of the same attempt: run, row and attempt. */
+  idempotencyKey: string;
+  /** Aborted when the row times out or the worker is shutting down. */
+  signal: AbortSignal;
+}
+
+/**
+ * Where a row's processing state lives: columns of the job's own table, so that processing a
+ * row is one write (of its state and its results together). `npm run jobs -- migration NAME`
+ * writes the migration that adds them.
+ */
+export interface StateColumns {
+  /** 'pending', 'completed' or 'failed'. */
+  status: string;
+  /** Attempts made at the row, over all runs. */
+  attempts: string;
+  /** The last attempt's error; NULL once it succeeds. */
+  error: string;
+  /** The run that processed the row last. */
+  runId: string;
+  /** When the row was processed last: rows processed since a round was planned are not its. */
+  processedAt: string;
+}
+
+/** The state columns `prefix_status`, `prefix_attempts` and so on. */
+export function stateColumnsWithPrefix(prefix: string): StateColumns {
+  return {
+    status: `${prefix}_status`,
+    attempts: `${prefix}_attempts`,
+    error: `${prefix}_error`,
+    runId: `${prefix}_run_id`,
+    processedAt: `${prefix}_processed_at`,
+  };
+}
+
+/** What a run starts with unless the environment of the command that starts it says otherwise. */
+export interface JobDefaults {
+  /** Rows per chunk job (CHUNK_SIZE). */
+  chunkSize: number;
+  /** Attempts at each row (MAX_ATTEMPTS). */
+  maxAttempts: number;
+  /** Records of one chunk in flight at the same time, on each worker (ROW_CONCURRENCY). */
+  rowConcurrency: number;
+  /** How long one record may take (ROW_TIMEOUT_S). */
+  rowTimeoutMs: number;
+}
+
+export const BUILT_IN_DEFAULTS: JobDefaults = {
+  chunkSize: 10_000,
+  maxAttempts: 3,
+  rowConcurrency: 32,
+  rowTimeoutMs: 30_000,
+};
+
+/** The run a hook runs for, as it stands when the hook runs. */
+export interface RunInfo {
+  id: number;
+  name: string;
+  job: string;
+  status: string;
+  totalRecords: number;
+  completedRecords: number;
+  failedRecords: number;
+}
+
+/**
+ * What a hook may use: the run, and the transaction of the workflow step it runs in. Its writes
+ * commit with the step, exactly once; a side effect outside the database (a message sent) is
+ * at-least-once, like a record's.
+ */
+export interface HookContext {
+  run: RunInfo;
+  query<Row = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
+}
+
+/** Values a job's `where` may compare a column with (equal to one of them). */
+export type FilterValue = string | number | boolean;
+
+/** Result columns, or none: a job that only reads (sends records elsewhere) returns nothing. */
+type ResultOf<Writes extends Record<string, Column>> = keyof Writes extends never ? undefined : ValuesOf<Writes>;
+
+export interface JobSpec<
+  Key extends string,
+  Reads extends Record<string, Column>,
+  Writes extends Record<string, Column>,
+> {
+  /** The job's name: `seed enqueue --job NAME`, the runs' `job` column, metrics' `job` label. */
+  name: string;
+  description?: string;
+  /** The table, optionally schema-qualified ("billing.orders"). */
+  table: string;
+  /** Its integer primary key: chunks are ranges of it. */
+  key: Key;
+  /** The columns the function reads, by the property name it reads them as. */
+  reads: Reads;
+  /** The result columns, by the property name the function returns them as. */
+  writes?: Writes;
+  /** Only rows whose columns equal one of these values are the job's (and always pending or retryable ones). */
+  where?: Record<string, FilterValue | readonly FilterValue[]>;
+  /** The processing state's columns: a prefix ("reprice" gives reprice_status...) or each name. */
+  state?: string | StateColumns;
+  /** Columns set to now() with every outcome written (an updated_at the table keeps). */
+  touch?: readonly string[];
+  defaults?: Partial<JobDefaults>;
+  /**
+   * The function for one record. Return the results to mark the row completed; throw to mark
+   * it failed with the error's message (tried again in a later round until its attempts run
+   * out). Side effects are at-least-once: pass `ctx.idempotencyKey` on to external systems.
+   */
+  process(record: ValuesOf<Reads> & Record<Key, number>, ctx: RecordContext): Promise<ResultOf<Writes>>;
+  /** Runs once before the run is planned; throwing refuses the run (it ends failed with the message). */
+  beforeRun?(ctx: HookContext): Promise<unknown>;
+  /** Runs once when the run ends (completed, failed or cancelled); a failure is recorded in its history. */
+  afterRun?(ctx: HookContext): Promise<unknown>;
+}
+
+/** A column as generic code sees it: the property it travels as, and the table's column. */
+export interface BoundColumn {
+  property: string;
+  column: string;
+  spec: Column;
+}
+
+/** A job definition with its types erased, as planning, claiming and writing use it. */
+export interface JobDefinition {
+  name: string;
+  description: string;
+  schema: string;
+  table: string;
+  key: string;
+  reads: BoundColumn[];
+  writes: BoundColumn[];
+  where: { column: string; values: FilterValue[] }[];
+  state: StateColumns;
+  touch: string[];
+  defaults: JobDefaults;
+  process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
+  beforeRun?(ctx: HookContext): Promise<unknown>;
+  afterRun?(ctx: HookContext): Promise<unknown>;
+}
+
+export class JobDefinitionError extends Error {
+  override name = "JobDefinitionError";
+}
+
+const JOB_NAME = /^[a-z][a-z0-9_-]{0,39}$/;
+/** PostgreSQL's identifiers are at most 63 bytes; any other character is quoted. */
+const IDENTIFIER_BYTES = 63;
+
+function checkIdentifier(job: string, what: string, name: string): string {
+  if (name.length === 0 || Buffer.byteLength(name) > IDENTIFIER_BYTES || name.includes("\0")) {
+    throw new JobDefinitionError(`job ${job}: ${what} ${JSON.stringify(name)} is not a PostgreSQL identifier`);
+  }
+  return name;
+}
+
+function bind(job: string, columns: Record<string, Column> | undefined): BoundColumn[] {
+  return Object.entries(columns ?? {}).map(([property, spec]) => ({
+    property,
+    column: checkIdentifier(job, `column of ${property}`, spec.name ?? property),
+    spec,
+  }));
+}
+
+/** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
+export function defineJob<
+  const Key extends string,
+  Reads extends Record<string, Column>,
+  Writes extends Record<string, Column> = Record<never, Column>,
+>(spec: JobSpec<Key, Reads, Writes>): JobDefinition {
+  if (!JOB_NAME.test(spec.name)) {
+    throw new JobDefinitionError(
+      `job name ${JSON.stringify(spec.name)} must be lowercase letters, digits, - or _, starting with a letter, at most 40`,
+    );
+  }
+  const [schema, table] = spec.table.includes(".") ? spec.table.split(".", 2) : ["public", spec.table];
+  const reads = bind(spec.name, spec.reads);
+  const writes = bind(spec.name, spec.writes);
+  const properties = new Set<string>([spec.key]);
+  for (const { property } of [...reads, ...writes]) {
+    if (property.startsWith("$")) throw new JobDefinitionError(`job ${spec.name}: property ${property} starts with $`);
+  }
+  for (const { property } of reads) {
+    if (properties.has(property)) throw new JobDefinitionError(`job ${spec.name}: property ${property} is read twice`);
+    properties.add(property);
+  }
+  const state = typeof spec.state === "object" ? spec.state : stateColumnsWithPrefix(spec.state ?? "batch");
+  for (const name of Object.values(state)) checkIdentifier(spec.name, "state column", name);
+  const defaults = { ...BUILT_IN_DEFAULTS, ...spec.defaults };
+  for (const [setting, value] of Object.entries(defaults)) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new JobDefinitionError(`job ${spec.name}: default ${setting} must be a whole number of at least 1`);
+    }
+  }
+  return {
+    name: spec.name,
+    description: spec.description ?? "",
+    schema: checkIdentifier(spec.name, "schema", schema ?? "public"),
+    table: checkIdentifier(spec.name, "table", table ?? ""),
+    key: checkIdentifier(spec.name, "key", spec.key),
+    reads,
+    writes,
+    where: Object.entries(spec.where ?? {}).map(([column, values]) => ({
+      column: checkIdentifier(spec.name, "where column", column),
+      values: Array.isArray(values) ? [...values] : [values as FilterValue],
+    })),
+    state,
+    touch: (spec.touch ?? []).map((column) => checkIdentifier(spec.name, "touch column", column)),
+    defaults,
+    process: spec.process as JobDefinition["process"],
+    beforeRun: spec.beforeRun,
+    afterRun: spec.afterRun,
+  };
+}

@@ -1,0 +1,138 @@
+import type { RoundRows } from "../runs/model";
+import type { JobDefinition } from "./define";
+
+/**
+ * The SQL of one job over its table, built once from its definition: identifiers quoted,
+ * values always parameters. The statements keep the plans noted in src/chunks/slice.ts and
+ * src/runs/chunks.ts: chunks and slices are ranges of the key, walked through its index.
+ */
+
+export const quoteIdentifier = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+export interface JobSql {
+  /** Names the statements prepared on each connection: one set per job. */
+  statementPrefix: string;
+  /** `schema.table`, quoted. */
+  table: string;
+  /** The key, quoted (qualified by the alias t where a statement needs it). */
+  key: string;
+  /** The values of the job's `where`, appended after each statement's own parameters. */
+  filterValues: unknown[][];
+  /**
+   * Claims a slice: rows of ($1, $2] of the key, claimable for a run allowed $3 attempts, not
+   * processed since $4, at most $5, each with its state as $status, $run and $attempts.
+   */
+  claimSlice: string;
+  /**
+   * Writes a slice's outcomes: keys $1, errors $2 (NULL for completed), run $3, the chunk's
+   * range $4-$5, one array per result column from $6. Returns the rows written.
+   */
+  writeOutcomes: string;
+  /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
+  countLeftInRange: string;
+  /** Whether any row is work for a new run allowed $1 attempts. */
+  hasRowsToProcess: string;
+  /** Ranges (lo, hi) of at most $5 keys where a round looks for rows, and the rows it takes there (alias t). */
+  roundRows: Record<RoundRows, { ranges: string; rows: string }>;
+}
+
+const compiled = new WeakMap<JobDefinition, JobSql>();
+
+/** The job's SQL, built on first use. */
+export function jobSql(job: JobDefinition): JobSql {
+  let sql = compiled.get(job);
+  if (!sql) {
+    sql = buildJobSql(job);
+    compiled.set(job, sql);
+  }
+  return sql;
+}
+
+function buildJobSql(job: JobDefinition): JobSql {
+  const q = quoteIdentifier;
+  const table = `${q(job.schema)}.${q(job.table)}`;
+  const key = q(job.key);
+  const s = {
+    status: q(job.state.status),
+    attempts: q(job.state.attempts),
+    error: q(job.state.error),
+    runId: q(job.state.runId),
+    processedAt: q(job.state.processedAt),
+  };
+  /** The job's own `where`, its values from parameter `first` on; PostgreSQL gives each the column's array type. */
+  const filter = (first: number) =>
+    job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY($${first + index})`).join("");
+  const claimable = (maxAttempts: string) =>
+    `(t.${s.status} = 'pending' OR (t.${s.status} = 'failed' AND t.${s.attempts} < ${maxAttempts}))`;
+  const notSince = (instant: string) => `(t.${s.processedAt} IS NULL OR t.${s.processedAt} < ${instant})`;
+
+  const selected = [
+    `t.${key} AS ${key}`,
+    ...job.reads.map(({ property, column }) => `t.${q(column)} AS ${q(property)}`),
+    `t.${s.status} AS "$status"`,
+    `t.${s.runId} AS "$run"`,
+    `t.${s.attempts} AS "$attempts"`,
+  ];
+  const results = job.writes.map(({ column, spec }, index) => ({
+    column: q(column),
+    alias: `r${index}`,
+    param: `$${6 + index}::${spec.arrayType}[]`,
+  }));
+  const assignments = [
+    `${s.status} = CASE WHEN o.error IS NULL THEN 'completed' ELSE 'failed' END`,
+    `${s.attempts} = t.${s.attempts} + 1`,
+    `${s.error} = o.error`,
+    ...results.map(({ column, alias }) => `${column} = CASE WHEN o.error IS NULL THEN o.${alias} ELSE t.${column} END`),
+    `${s.runId} = $3`,
+    `${s.processedAt} = now()`,
+    ...job.touch.map((column) => `${q(column)} = now()`),
+  ];
+
+  return {
+    statementPrefix: `job:${job.name}`,
+    table,
+    key,
+    filterValues: job.where.map(({ values }) => values),
+    claimSlice: `
+      SELECT ${selected.join(", ")}
+        FROM ${table} t
+       WHERE t.${key} > $1 AND t.${key} <= $2
+         AND ${claimable("$3")}
+         AND ${notSince("$4")}${filter(6)}
+       ORDER BY t.${key}
+       LIMIT $5
+         FOR UPDATE OF t SKIP LOCKED`,
+    writeOutcomes: `
+      WITH outcome AS (
+        SELECT * FROM unnest($1::int8[], $2::text[]${results.map((r) => `, ${r.param}`).join("")})
+          AS o(key, error${results.map((r) => `, ${r.alias}`).join("")})
+      ), written AS (
+        UPDATE ${table} t
+           SET ${assignments.join(",\n               ")}
+          FROM outcome o
+         WHERE t.${key} = o.key AND t.${key} BETWEEN $4 AND $5
+        RETURNING 1
+      )
+      SELECT count(*)::int AS written FROM written`,
+    countLeftInRange: `
+      SELECT count(*)::int AS left FROM ${table} t
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`,
+    hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
+    roundRows: {
+      // pending, or failed with attempts left (whichever run failed them), anywhere in the table
+      open: {
+        ranges: `SELECT b.lo, b.lo + $5 - 1 AS hi
+                   FROM (SELECT min(${key}) AS first, max(${key}) AS last FROM ${table}) k,
+                        generate_series(k.first, k.last, $5) AS b(lo)`,
+        rows: `${claimable("$4")}${filter(6)}`,
+      },
+      // what this run failed and may try again, in the chunks of the last round that failed rows
+      retryable: {
+        ranges: `SELECT b.lo, least(b.lo + $5 - 1, c.last_id) AS hi
+                   FROM batch_chunks c, generate_series(c.first_id, c.last_id, $5) AS b(lo)
+                  WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
+        rows: `t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
+      },
+    },
+  };
+}
