@@ -7,12 +7,14 @@
 --   batch_admin    runs migrations, seeds, starts and steers runs, reads everything
 --   batch_worker   what worker processes do: claim and write outcomes, run the queue
 --   batch_monitor  what the KEDA trigger reads: the backlog view, nothing else
+--   batch_viewer   what `status` and the dashboard read: runs, chunks, errors, samples,
+--                  history, workers; no row of a job's table, and no write
 
 DO $$
 DECLARE
   role_name TEXT;
 BEGIN
-  FOREACH role_name IN ARRAY ARRAY['batch_admin', 'batch_worker', 'batch_monitor'] LOOP
+  FOREACH role_name IN ARRAY ARRAY['batch_admin', 'batch_worker', 'batch_monitor', 'batch_viewer'] LOOP
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
       BEGIN
         EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
@@ -74,3 +76,10 @@ END $$;
 -- batch_monitor: the autoscaler's query, SELECT rows_left FROM batch_backlog.
 GRANT USAGE ON SCHEMA public TO batch_monitor;
 GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
+
+-- batch_viewer: `npm run status` and the dashboard's MONITOR_DATABASE_URL (src/status/,
+-- src/dashboard/). The views read graphile-worker's jobs with their owner's rights.
+GRANT USAGE ON SCHEMA public, graphile_worker TO batch_viewer;
+GRANT SELECT ON graphile_worker.jobs TO batch_viewer;
+GRANT SELECT ON batch_jobs, batch_chunks, batch_errors, batch_samples, batch_events, batch_steps, worker_sessions,
+  batch_progress, batch_workers, batch_backlog, batch_backlog_by_job TO batch_viewer;

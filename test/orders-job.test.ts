@@ -38,6 +38,10 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
     expect(generated.code).toBe(0);
     const shipped = await fs.readFile(path.join(ROOT, "sql/migrations/013_job_orders_reprice.sql"), "utf8");
     expect(generated.stdout).toBe(shipped);
+    // writing it again writes nothing: the shipped migration holds it
+    const again = await jobs(["migration", "orders-reprice"], env);
+    expect(again.code).toBe(0);
+    expect(lastJsonLine(again.stdout)).toEqual({ upToDate: "sql/migrations/013_job_orders_reprice.sql" });
   });
 
   it("reprices every open order once, fails its poison rows after their attempts, and reports once", async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { startDashboard } from "./support/dashboard";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { batch, MAIN, run, seed, startWorker, status } from "./support/processes";
 import { runByName } from "./support/runs";
@@ -33,6 +34,7 @@ describe("least privilege", () => {
   const logins: string[] = [];
   let worker: Awaited<ReturnType<typeof loginAs>>;
   let monitor: Awaited<ReturnType<typeof loginAs>>;
+  let viewer: Awaited<ReturnType<typeof loginAs>>;
   let admin: Awaited<ReturnType<typeof loginAs>>;
 
   beforeAll(async () => {
@@ -43,8 +45,9 @@ describe("least privilege", () => {
     await insertUsers(db.pool, 2000);
     worker = await loginAs(db, "batch_worker");
     monitor = await loginAs(db, "batch_monitor");
+    viewer = await loginAs(db, "batch_viewer");
     admin = await loginAs(db, "batch_admin");
-    logins.push(worker.user, monitor.user, admin.user);
+    logins.push(worker.user, monitor.user, viewer.user, admin.user);
   });
   afterAll(async () => {
     const client = new pg.Client({ connectionString: db.url });
@@ -91,6 +94,35 @@ describe("least privilege", () => {
       "UPDATE batch_jobs SET status = 'paused'",
     ]) {
       expect(await attempt(monitor.url, sql)).toMatch(/permission denied/);
+    }
+  });
+
+  it("lets the viewer role read what status reads, and no row of a job's table", async () => {
+    const report = await status(["--json", "least"], { DATABASE_URL: viewer.url });
+    expect(report.code).toBe(0);
+    expect(JSON.parse(report.stdout)).toMatchObject({ name: "least", job: "users", status: "completed" });
+    for (const sql of [
+      "SELECT count(*) FROM users",
+      "SELECT count(*) FROM orders",
+      "UPDATE batch_jobs SET status = 'paused'",
+      "SELECT count(*) FROM graphile_worker._private_jobs",
+      "SELECT graphile_worker.add_job('batch_plan', '{}')",
+    ]) {
+      expect(await attempt(viewer.url, sql)).toMatch(/permission denied/);
+    }
+  });
+
+  it("lets the dashboard read every page's data through a viewer login (MONITOR_DATABASE_URL)", async () => {
+    const dashboard = await startDashboard({ MONITOR_DATABASE_URL: viewer.url });
+    try {
+      const { rows } = await db.pool.query("SELECT id FROM batch_jobs WHERE batch_name = 'least'");
+      const id = rows[0].id;
+      for (const page of ["/api/runs", `/api/runs/${id}`, `/api/runs/${id}/samples`, `/api/runs/${id}/events`]) {
+        const response = await fetch(`${dashboard.url}${page}`);
+        expect({ page, status: response.status }).toEqual({ page, status: 200 });
+      }
+    } finally {
+      await dashboard.stop();
     }
   });
 

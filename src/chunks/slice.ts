@@ -117,9 +117,11 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: 
   const { job } = request;
   const keys: number[] = [];
   const errors: (string | null)[] = [];
-  const results = job.writes.map(() => [] as unknown[]);
+  const properties = job.writes.map((column) => column.property);
+  const results = properties.map(() => [] as unknown[]);
   const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
-  outcomes.forEach((outcome, index) => {
+  for (let index = 0; index < outcomes.length; index++) {
+    const outcome = outcomes[index] as RecordOutcome;
     const row = rows[index] as ClaimedRow;
     keys.push(row[job.key] as number);
     // only retry rounds take rows this run failed; round 0 counts none even if a clock went back
@@ -129,16 +131,16 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: 
     if (outcome.status === "completed") {
       tally.completed++;
       errors.push(null);
-      job.writes.forEach(({ property }, column) => {
-        (results[column] as unknown[]).push(outcome.result?.[property] ?? null);
-      });
+      for (let column = 0; column < properties.length; column++) {
+        (results[column] as unknown[]).push(outcome.result?.[properties[column] as string] ?? null);
+      }
     } else {
       if (row.$attempts + 1 >= request.maxAttempts) tally.failed++;
       else tally.retryable++;
       errors.push(outcome.error);
       for (const values of results) values.push(null);
     }
-  });
+  }
   return { keys, errors, results, tally };
 }
 

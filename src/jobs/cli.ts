@@ -10,14 +10,19 @@ import { getCatalog } from "./catalog";
 import { assertJobsFitDatabase } from "./catalog-check";
 import { stateMigrationSql } from "./state-migration";
 
-/** The next free number of sql/migrations, three digits as the others. */
-function nextMigrationFile(job: string): string {
-  const versions = fs
-    .readdirSync(MIGRATIONS_DIR)
-    .map((file) => Number.parseInt(file, 10))
-    .filter(Number.isFinite);
-  const next = String(Math.max(0, ...versions) + 1).padStart(3, "0");
-  return path.join(MIGRATIONS_DIR, `${next}_job_${job.replaceAll("-", "_")}.sql`);
+/**
+ * Where the job's migration goes: nowhere when a migration of the job holds that very SQL
+ * already, else the next free number of sql/migrations (three digits, as the others).
+ */
+function migrationTarget(job: string, sql: string): { file: string; upToDate: boolean } {
+  const files = fs.readdirSync(MIGRATIONS_DIR).filter((file) => /^\d+_/.test(file));
+  const suffix = `_job_${job.replaceAll("-", "_")}.sql`;
+  const same = files.find(
+    (file) => file.endsWith(suffix) && fs.readFileSync(path.join(MIGRATIONS_DIR, file), "utf8") === sql,
+  );
+  if (same) return { file: path.join(MIGRATIONS_DIR, same), upToDate: true };
+  const next = String(Math.max(0, ...files.map((file) => Number.parseInt(file, 10))) + 1).padStart(3, "0");
+  return { file: path.join(MIGRATIONS_DIR, `${next}${suffix}`), upToDate: false };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -70,9 +75,14 @@ export async function main(argv: string[]): Promise<void> {
           process.stdout.write(sql);
           return;
         }
-        const file = nextMigrationFile(args.job);
+        const { file, upToDate } = migrationTarget(args.job, sql);
+        const shown = path.relative(process.cwd(), file);
+        if (upToDate) {
+          printResult({ upToDate: shown });
+          return;
+        }
         fs.writeFileSync(file, sql, { flag: "wx" });
-        printResult({ written: path.relative(process.cwd(), file), apply: "npm run seed -- schema" });
+        printResult({ written: shown, apply: "npm run seed -- schema" });
       },
     )
     .demandCommand(1, "name a command")
