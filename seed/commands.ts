@@ -35,7 +35,10 @@ export async function runRoles(pool: pg.Pool) {
   await withPool(pool)(async (client) => {
     for (const job of jobs) await grantWorkerAccess(client, job);
   });
-  return { roles: ["batch_admin", "batch_worker", "batch_monitor", "batch_viewer"], jobTables: jobs.map((job) => job.table) };
+  return {
+    roles: ["batch_admin", "batch_worker", "batch_monitor", "batch_viewer"],
+    jobTables: jobs.map((job) => job.table),
+  };
 }
 
 export interface GenerateArgs {

@@ -34,6 +34,8 @@ function showRun(run: Run): void {
   byId("title").replaceChildren(
     `Batch run ${run.id} `,
     element("q", { id: "run-name" }, run.name),
+    " of job ",
+    element("span", { id: "run-job" }, run.job),
     " ",
     statusBadge(run.status),
   );
