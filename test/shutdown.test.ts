@@ -85,10 +85,12 @@ describe("SIGTERM to a worker in the middle of a run", () => {
   });
 
   it("rolls back records still in flight when the grace runs out, and loses none", async () => {
-    // records take longer than the grace leaves them: at SHUTDOWN_GRACE_S - 3 s they are abandoned
-    const slowRecords = { ...SLOW, PROCESS_DELAY_MS: "2500", ROW_CONCURRENCY: "50", SHUTDOWN_GRACE_S: "4" };
+    // records take longer than the grace leaves them: at SHUTDOWN_GRACE_S - 3 s they are abandoned.
+    // A record takes 6 s: the wave started after the first slice's commit is still running when
+    // the grace runs out, however late (up to 5 s) the signal comes on a busy machine.
+    const slowRecords = { ...SLOW, PROCESS_DELAY_MS: "6000", ROW_CONCURRENCY: "50", SHUTDOWN_GRACE_S: "4" };
     const worker = startWorker([], { DATABASE_URL: db.url, ...slowRecords });
-    const { exit, seconds } = await interruptMidRun(worker, () => worker.child.kill("SIGTERM"), 100);
+    const { exit, seconds } = await interruptMidRun(worker, () => worker.child.kill("SIGTERM"), 50);
     expect(exit.signal ?? exit.code).toBe("SIGTERM");
     expect(seconds).toBeLessThan(4);
     await expectHandedBackCleanly(exit.stderr, "shutdown grace ran out: slice rolled back, chunk handed back");
