@@ -96,6 +96,23 @@ describe("batch-run workflow properties", () => {
       ],
     ],
     [
+      "a chunk's job replaced by hand with one attempt, taken by a worker that died before starting it",
+      // (seed -30827550, path 38)
+      [
+        { op: "forge", task: "batch_chunk", roundOffset: -1, chunkNo: 2, key: "own", maxAttempts: 1 },
+        { op: "job", pick: 4 },
+        { op: "job", pick: 3 },
+        { op: "finish", roundOffset: 0 },
+        { op: "finish", roundOffset: 1 },
+        { op: "job", pick: 2 },
+        { op: "kill", startsChunk: false },
+        { op: "forge", task: "batch_chunk", roundOffset: 1, chunkNo: 2, key: "none", maxAttempts: 1 },
+        { op: "finish", roundOffset: 1 },
+        { op: "finish", roundOffset: -1 },
+        { op: "worker" },
+      ],
+    ],
+    [
       "a chunk the run does not have",
       [
         { op: "forge", task: "batch_chunk", roundOffset: 0, chunkNo: 4, key: "none", maxAttempts: 25 },

@@ -27,8 +27,9 @@ export function workerRecovery(options: { deadAfterMs: number; actor: string; lo
  * recovery (and by a `--once` pod before it takes jobs); repeating it is harmless: a job added
  * twice under its key is one job, and a step or chunk that has already run replays or skips.
  *
- * - a stranded chunk (src/runs/stranded.ts findStrandedChunks): a chunk whose job is gone gets a
- *   new one, a chunk whose job failed for good fails;
+ * - a stranded chunk (src/runs/stranded.ts findStrandedChunks): a chunk whose job is gone, or
+ *   whose key holds a job added by hand that ran out of its fewer attempts, gets a new one; a
+ *   chunk whose own job failed for good fails;
  * - a stranded step (findStrandedSteps): a plan or finish that is due and has no job gets one.
  */
 export async function healStrandedWork(
@@ -53,7 +54,7 @@ export async function healStrandedWork(
           actor,
           round: chunk.round,
           chunkNo: chunk.chunkNo,
-          detail: "its job was gone while the chunk had not ended",
+          detail: "its job was gone, or one added by hand had run out, while the chunk had not ended",
         });
       }),
     );

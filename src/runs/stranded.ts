@@ -14,7 +14,10 @@ export interface StrandedChunk {
   round: number;
   chunkNo: number;
   chunkMaxAttempts: number;
-  /** Its job failed all its attempts without the chunk being recorded failed; else its job is gone. */
+  /**
+   * Its job (the workflow's, with all the attempts the run gives a chunk) failed them all without
+   * the chunk being recorded failed; else its job is gone, or one added by hand ran out.
+   */
   exhausted: boolean;
   lastError: string | null;
 }
@@ -29,7 +32,11 @@ export async function findStrandedChunks(client: PoolClient): Promise<StrandedCh
   const { rows } = await client.query<StrandedChunk>(
     `SELECT c.run_id AS "runId", c.round, c.chunk_no AS "chunkNo",
             (r.config ->> 'chunkMaxAttempts')::int AS "chunkMaxAttempts",
-            j.id IS NOT NULL AS exhausted, j.last_error AS "lastError"
+            -- a job added by hand under the key with fewer attempts than the run gives its chunks
+            -- is not the workflow's: its running out says nothing of the chunk, which gets its
+            -- own job back
+            j.id IS NOT NULL AND j.max_attempts >= (r.config ->> 'chunkMaxAttempts')::int AS exhausted,
+            j.last_error AS "lastError"
        FROM batch_chunks c
        JOIN batch_jobs r ON r.id = c.run_id AND r.round = c.round AND r.status IN ('running', 'cancelling')
        LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
