@@ -1,10 +1,8 @@
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { runCommand } from "../src/cli-output";
-import { ConfigError, getConfig, requireDatabaseUrl } from "../src/config";
+import { getConfig, requireDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
 import type { Controls, SendSignal } from "../src/dashboard/control-api";
-import { createDashboardServer } from "../src/dashboard/server";
+import { serveDashboard } from "../src/dashboard/server";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
 import { describeDatabase } from "../src/redact";
@@ -45,15 +43,11 @@ async function main(): Promise<void> {
   const db = withPool(pool);
   const controls: Controls | undefined = token && !monitorDatabaseUrl ? { token, send: sendSignal(db) } : undefined;
 
-  const server = createDashboardServer({ db, logger, controls });
-  server.listen(port);
-  try {
-    await once(server, "listening");
-  } catch (error) {
+  const served = await serveDashboard({ db, logger, controls }, port).catch(async (error: unknown) => {
     await pool.end();
-    throw new ConfigError(`DASHBOARD_PORT ${port} cannot be served (${(error as Error).message})`);
-  }
-  const listening = (server.address() as AddressInfo).port;
+    throw error;
+  });
+  const listening = served.port;
   logger.info(
     { port: listening, database: describeDatabase(url), controls: controls !== undefined },
     `dashboard on http://localhost:${listening}/ (${controls ? "pause, resume and cancel with the token" : "read-only"})`,
@@ -63,8 +57,7 @@ async function main(): Promise<void> {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
-  server.close();
-  server.closeAllConnections();
+  served.close();
   await pool.end();
 }
 

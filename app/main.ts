@@ -11,6 +11,7 @@ import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { getConfig } from "../src/config";
 import { getLogger } from "../src/context";
+import { serveDashboard } from "../src/dashboard/server";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
@@ -74,6 +75,11 @@ async function main(): Promise<void> {
       type: "string",
       describe: "where to write the CSV files (default: a temporary directory)",
     })
+    .option("dashboard", {
+      type: "boolean",
+      default: false,
+      describe: "serve the dashboard (read-only) on DASHBOARD_PORT while the job runs, and after it until Ctrl-C",
+    })
     .option("json", {
       type: "boolean",
       default: false,
@@ -86,6 +92,7 @@ async function main(): Promise<void> {
     .parseAsync();
 
   let embedded: EmbeddedDatabase | undefined;
+  let dashboard: { port: number; close(): void } | undefined;
   if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
   const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
   const pool = createPool({ url, max: config.pools.mainJob, appName: config.podName, logger });
@@ -98,6 +105,10 @@ async function main(): Promise<void> {
     const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
     const preset = await workerPreset(config, logger, url, recover);
     await migrate(pool, logger);
+    if (args.dashboard) {
+      dashboard = await serveDashboard({ db: withPool(pool), logger }, config.dashboard.port);
+      logger.info({ port: dashboard.port }, `dashboard on http://localhost:${dashboard.port}/`);
+    }
 
     let started = performance.now();
     const generated = await runGenerate({
@@ -141,7 +152,15 @@ async function main(): Promise<void> {
     if (forPerson) process.stdout.write(`${describeSummary(summary)}\n`);
     else printResult(summary);
     if (run.status !== "completed") process.exitCode = 1;
+    if (dashboard) {
+      logger.info(`the dashboard stays on http://localhost:${dashboard.port}/ until Ctrl-C`);
+      await new Promise((stop) => {
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+    }
   } finally {
+    dashboard?.close();
     await pool.end();
     if (!args["data-dir"]) await fs.rm(dataDir, { recursive: true, force: true });
     await embedded?.stop();

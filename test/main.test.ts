@@ -1,5 +1,7 @@
+import { freePort } from "../src/free-port";
 import { createTestDatabase, statusCounts, type TestDatabase } from "./support/database";
-import { lastJsonLine, logLines, MAIN, run } from "./support/processes";
+import { lastJsonLine, logLines, MAIN, run, start } from "./support/processes";
+import { waitFor } from "./support/runs";
 
 describe("npm start: the whole job in one process", () => {
   it("brings its own embedded PostgreSQL when no DATABASE_URL is set, and ends with a JSON summary", async () => {
@@ -18,6 +20,35 @@ describe("npm start: the whole job in one process", () => {
     expect(result.stderr).toContain("starting an embedded PostgreSQL");
     // progress shows while it runs
     expect(result.stderr).toMatch(/"step":"process"/);
+  });
+
+  it("serves the dashboard over its own database with --dashboard, until Ctrl-C", async () => {
+    const port = await freePort();
+    const main = start(process.execPath, [MAIN, "--rows", "20000", "--rows-per-file", "5000", "--dashboard"], {
+      DASHBOARD_PORT: String(port),
+      PROCESS_DELAY_MS: "1",
+    });
+    try {
+      const runs = async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/api/runs`).catch(() => undefined);
+        return response?.ok ? ((await response.json()) as { runs: { name: string; status: string }[] }).runs : [];
+      };
+      // the run shows while it goes, then as it ended; the dashboard stays up after the job
+      await waitFor("the run on the dashboard", async () => (await runs()).length > 0, 120_000);
+      await waitFor(
+        "the run completed on the dashboard",
+        async () => (await runs())[0]?.status === "completed",
+        120_000,
+      );
+      expect(main.output.stderr).toContain(`dashboard on http://localhost:${port}/`);
+      await waitFor("the job to end, the dashboard staying", async () => main.output.stderr.includes("until Ctrl-C"));
+      expect(main.child.exitCode).toBeNull();
+    } finally {
+      main.child.kill("SIGINT");
+    }
+    const exit = await main.exited;
+    expect(exit.code).toBe(0);
+    expect(lastJsonLine(exit.stdout)).toMatchObject({ batch: "users-batch", status: "completed", completed: 20000 });
   });
 
   describe("with DATABASE_URL", () => {

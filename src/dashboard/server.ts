@@ -1,4 +1,7 @@
+import { once } from "node:events";
 import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { ConfigError } from "../config";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { assetRoutes, loadAssets } from "./assets";
@@ -68,4 +71,28 @@ export function createDashboardServer(options: DashboardOptions): http.Server {
       send(request, response, json(500, { error: "the request failed; the dashboard's log says why" }));
     }
   });
+}
+
+/**
+ * Serves the dashboard on `port` (0: any free one) and says on which; a port that cannot be
+ * served is a configuration error. Closing the server ends its connections too.
+ */
+export async function serveDashboard(
+  options: DashboardOptions,
+  port: number,
+): Promise<{ port: number; close(): void }> {
+  const server = createDashboardServer(options);
+  server.listen(port);
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    throw new ConfigError(`DASHBOARD_PORT ${port} cannot be served (${(error as Error).message})`);
+  }
+  return {
+    port: (server.address() as AddressInfo).port,
+    close() {
+      server.close();
+      server.closeAllConnections();
+    },
+  };
 }
