@@ -1,6 +1,14 @@
 import path from "node:path";
 import { lastJsonLine, ROOT, run } from "./support/processes";
 
+/** The parts of the report this test reads. */
+interface Report extends Record<string, unknown> {
+  ioBound: { cases: ({ delayMs: number } & Record<string, unknown>)[] };
+  scaleOut: { rows: ({ processes: number } & Record<string, unknown>)[] };
+  peers: Record<string, Record<string, unknown>>;
+  sectionSeconds: Record<string, number>;
+}
+
 describe("npm run bench -- --quick", () => {
   it("still runs end to end and reports every measure", async () => {
     const admin = process.env.TEST_ADMIN_DATABASE_URL as string;
@@ -8,12 +16,80 @@ describe("npm run bench -- --quick", () => {
       DATABASE_URL: admin,
     });
     expect(result.code).toBe(0);
-    const report = lastJsonLine(result.stdout);
+    const report = lastJsonLine(result.stdout) as Report;
     expect(Object.keys(report).sort()).toEqual(
-      ["autoscalingQuery", "generate", "import", "ioBound", "peakRssMb", "processing", "queueLatencyMs"].sort(),
+      [
+        "autoscalingQuery",
+        "ceiling",
+        "generate",
+        "import",
+        "ioBound",
+        "loadAverage",
+        "peakRssMb",
+        "peers",
+        "processing",
+        "queueLatencyMs",
+        "scaleOut",
+        "sectionSeconds",
+      ].sort(),
     );
     expect(report.processing).toMatchObject({ rows: 20_000, rowsPerSecond: expect.any(Number) });
     expect(report.autoscalingQuery).toMatchObject({ pendingRows: 50_000, value: 50_000 });
+
+    // the pure-SQL ceiling on our schema, and its twin doing the job's work
+    expect(report.ceiling).toMatchObject({
+      rowsPerSecond: expect.any(Number),
+      ours: expect.any(Number),
+      ratio: expect.any(Number),
+      twinMatchesJob: true,
+    });
+    // I/O-bound: one case per delay, with its bound and its phases
+    const phases = {
+      rows: expect.any(Number),
+      wallRowsPerSecond: expect.any(Number),
+      startupSeconds: expect.any(Number),
+      steadyRowsPerSecond: expect.any(Number),
+      tailSeconds: expect.any(Number),
+    };
+    expect(report.ioBound.cases.map((c) => c.delayMs)).toEqual([20, 2]);
+    for (const c of report.ioBound.cases) {
+      expect(c).toMatchObject({ ...phases, bound: expect.any(Number), steadyRatio: expect.any(Number) });
+    }
+    // scale-out: 1, 2 and 4 processes, against N × one
+    expect(report.scaleOut.rows.map((r) => r.processes)).toEqual([1, 2, 4]);
+    for (const r of report.scaleOut.rows) {
+      expect(r).toMatchObject({ ...phases, wallScaling: expect.any(Number), steadyScaling: expect.any(Number) });
+    }
+    // peers: same rows, ours against each
+    for (const peer of ["graphileWorker", "pgBoss"]) {
+      expect(report.peers[peer]).toMatchObject({ rowsPerSecond: expect.any(Number), oursRatio: expect.any(Number) });
+    }
+    expect(report.peers.ours).toMatchObject({ rowsPerSecond: expect.any(Number) });
+    expect(Object.keys(report.sectionSeconds).sort()).toEqual(
+      ["autoscaling", "io-bound", "latency", "memory", "peers", "processing+ceiling", "scale-out"].sort(),
+    );
     expect(result.stderr).toMatch(/measure\s+ours\s+reference\s+ratio\s+target/);
+  });
+
+  it("runs only the sections asked for", async () => {
+    const admin = process.env.TEST_ADMIN_DATABASE_URL as string;
+    const result = await run(
+      process.execPath,
+      [path.join(ROOT, "dist/bench/bench.js"), "--quick", "--only", "autoscaling"],
+      { DATABASE_URL: admin },
+    );
+    expect(result.code).toBe(0);
+    const report = lastJsonLine(result.stdout);
+    expect(Object.keys(report).sort()).toEqual(["autoscalingQuery", "loadAverage", "sectionSeconds"]);
+  });
+
+  it("refuses an unknown section", async () => {
+    const result = await run(
+      process.execPath,
+      [path.join(ROOT, "dist/bench/bench.js"), "--quick", "--only", "nonsense"],
+      { DATABASE_URL: process.env.TEST_ADMIN_DATABASE_URL as string },
+    );
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/unknown section nonsense/);
   });
 });

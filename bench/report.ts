@@ -1,0 +1,148 @@
+import { table } from "../src/cli-output";
+import type { queryCost } from "./autoscaling-query";
+import type { IoResult } from "./io-bound";
+import type { peers } from "./peers";
+import type { processingRounds } from "./processing";
+import type { ScaleOutOptions, ScaleOutRow } from "./scale-out";
+
+type Rounds = Awaited<ReturnType<typeof processingRounds>>;
+
+/** The figures of the sections that ran (the JSON line `npm run bench` ends with). */
+export interface Results {
+  sectionSeconds: Record<string, number>;
+  /** os.loadavg() (1, 5, 15 minutes) as each section began: the machine may be shared. */
+  loadAverage: Record<string, number[]>;
+  generate?: { rows: number; seconds: number; rowsPerSecond: number };
+  processing?: NonNullable<Rounds["processing"]>;
+  import?: NonNullable<Rounds["import"]>;
+  ceiling?: NonNullable<Rounds["ceiling"]>;
+  ioBound?: { rows: number; rowsPerSecond: number; originalPod: number; cases: IoResult[] };
+  scaleOut?: ScaleOutOptions & { rows: ScaleOutRow[] };
+  peers?: Awaited<ReturnType<typeof peers>>;
+  queueLatencyMs?: number;
+  peakRssMb?: Record<string, Record<string, number | undefined>>;
+  autoscalingQuery?: Awaited<ReturnType<typeof queryCost>>;
+}
+
+const ratio = (ours: number, reference: number | undefined) =>
+  reference ? `${Math.round((ours / reference) * 100) / 100}x` : "n/a";
+
+export function printReport(results: Results): void {
+  const rows: string[][] = [];
+  const p = results.processing;
+  const c = results.ceiling;
+  if (c) {
+    rows.push([
+      "processing, no I/O (rows/s)",
+      String(c.ours),
+      `SQL twin, our schema ${c.rowsPerSecond}`,
+      ratio(c.ours, c.rowsPerSecond),
+      `>= ${c.target}x${c.twinMatchesJob === false ? " (twin differs!)" : ""}`,
+    ]);
+  }
+  if (p) {
+    const refs = p.references;
+    rows.push(
+      [
+        c ? "" : "processing, no I/O (rows/s)",
+        c ? "" : String(p.rowsPerSecond),
+        `limit ${refs.limit ?? "n/a"}`,
+        ratio(p.rowsPerSecond, refs.limit),
+        ">= 1.0x",
+      ],
+      ["", "", `seed ${refs.seed ?? "n/a"}`, ratio(p.rowsPerSecond, refs.seed), ">= 3.5x"],
+      ["", "", `single ${refs.single ?? "n/a"}`, ratio(p.rowsPerSecond, refs.single), ""],
+    );
+  }
+  const io = results.ioBound;
+  if (io) {
+    for (const k of io.cases) {
+      rows.push(
+        [
+          `I/O ${k.delayMs} ms, 1 process, ${k.rows} rows: steady (rows/s)`,
+          String(k.steadyRowsPerSecond),
+          `${k.recordsInFlight} in flight: ${k.bound}`,
+          `${k.steadyRatio}x`,
+          `>= ${k.target}x`,
+        ],
+        [
+          "  whole run, spawn to exit (rows/s)",
+          String(k.wallRowsPerSecond),
+          `start-up ${k.startupSeconds} s, tail ${k.tailSeconds} s`,
+          `${k.wallRatio}x`,
+          "",
+        ],
+      );
+    }
+    rows.push([
+      "I/O 2 ms, 1 process (rows/s)",
+      String(io.rowsPerSecond),
+      `original pod ${io.originalPod}`,
+      ratio(io.rowsPerSecond, io.originalPod),
+      ">= 5x",
+    ]);
+  }
+  const s = results.scaleOut;
+  if (s) {
+    for (const r of s.rows) {
+      rows.push([
+        `scale-out ${r.processes} process(es), ${s.delayMs} ms, ${r.rows} rows: wall / steady`,
+        `${r.wallRowsPerSecond} / ${r.steadyRowsPerSecond}`,
+        `${r.processes} x one process`,
+        `${r.wallScaling}x / ${r.steadyScaling}x`,
+        r.processes > 1 ? ">= 0.9x" : "",
+      ]);
+    }
+  }
+  const peers = results.peers;
+  if (peers) {
+    rows.push(
+      [
+        `${peers.ours.rows} rows, ${peers.delayMs} ms each: ours (rows/s)`,
+        String(peers.ours.rowsPerSecond),
+        `graphile-worker, job per row ${peers.graphileWorker.rowsPerSecond}`,
+        `${peers.graphileWorker.oursRatio}x`,
+        "",
+      ],
+      ["", "", `pg-boss, job per row ${peers.pgBoss.rowsPerSecond}`, `${peers.pgBoss.oursRatio}x`, ""],
+    );
+  }
+  const imp = results.import;
+  if (imp) {
+    rows.push([
+      "import (s)",
+      String(imp.seconds),
+      `psql \\copy ${imp.psqlCopySeconds}`,
+      ratio(imp.psqlCopySeconds, imp.seconds),
+      ">= 1.0x",
+    ]);
+  }
+  if (results.generate) rows.push(["generate (rows/s)", String(results.generate.rowsPerSecond), "", "", ""]);
+  if (results.queueLatencyMs !== undefined) {
+    rows.push(["enqueue to first chunk (ms)", String(results.queueLatencyMs), "", "", ""]);
+  }
+  if (p) rows.push(["worker time inside chunks", `${Math.round(p.timeInChunks * 1000) / 10}%`, "", "", ""]);
+  const a = results.autoscalingQuery;
+  if (a) {
+    rows.push([
+      "autoscaling query (ms)",
+      String(a.medianMs),
+      `original ${a.originalQueryMs}`,
+      "",
+      `at ${a.pendingRows} pending`,
+    ]);
+  }
+  for (const [size, m] of Object.entries(results.peakRssMb ?? {})) {
+    rows.push([
+      `peak RSS MB at ${size} rows`,
+      `gen ${m.generate ?? "-"} / imp ${m.import} / wrk ${m.worker}`,
+      "",
+      "",
+      "< 256, flat",
+    ]);
+  }
+  const times = Object.entries(results.sectionSeconds)
+    .map(([section, seconds]) => `${section} ${seconds} s (load ${results.loadAverage[section]?.join(" ")})`)
+    .join(", ");
+  process.stderr.write(`\n${table(["measure", "ours", "reference", "ratio", "target"], rows)}\n\n${times}\n\n`);
+}
