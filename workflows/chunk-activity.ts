@@ -1,3 +1,4 @@
+import { splitLargestRunning } from "../src/chunks/chunk-split";
 import { type ChunkDeps, type ChunkRef, workThroughChunk } from "../src/chunks/work-through-chunk";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { endChunk, findChunkStatus } from "../src/runs/chunks";
@@ -8,6 +9,9 @@ import { type ChunkEnding, OPEN_CHUNK_STATUSES } from "../src/runs/model";
 import { lockRun } from "../src/runs/runs";
 import { settleCancellation } from "./run-endings";
 import { assertChunkClosable } from "./step-guards";
+
+/** No chunk is split into halves of fewer rows: a new chunk costs a job and two transactions. */
+const MIN_SPLIT_ROWS = 200;
 
 /** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
 export interface ChunkJob {
@@ -36,8 +40,15 @@ export async function runChunkJob(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob)
     }
     throw error;
   }
-  if (outcome.kind === "finished") await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
-  else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
+  if (outcome.kind === "finished") {
+    await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
+    // at the round's end, half of the largest chunk still running, for this job's slot to take next
+    if (deps.splitWhenIdle) {
+      const minRows = Math.max(outcome.sliceRows, MIN_SPLIT_ROWS);
+      const request = { jobs: deps.jobs, runId: ref.runId, round: ref.round, minRows, actor: deps.worker };
+      await deps.db((client) => splitLargestRunning(client, request));
+    }
+  } else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
   else if (outcome.kind === "stopped" && outcome.runStatus === "cancelling") {
     await closeChunk(deps.db, ref, { status: "cancelled" }, deps.worker);
   }

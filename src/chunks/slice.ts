@@ -48,6 +48,8 @@ export interface SliceResult {
   /** The run's status after the slice (a paused or cancelled run stops its chunks). "running"
    *  when nothing was written. */
   runStatus: string;
+  /** The chunk's last id after the slice: lower than the request's when another worker took part of the range. */
+  chunkLastId: number;
   /** Time spent claiming, and writing outcomes and counters (the commit aside). */
   claimMs: number;
   writeMs: number;
@@ -88,13 +90,13 @@ const COUNT_OUTCOMES = `
        SET rows_completed = rows_completed + $2, rows_failed = rows_failed + $5, updated_at = now()
       FROM run
      WHERE c.run_id = run.id AND c.round = $6 AND c.chunk_no = $7 AND c.status IN ('queued', 'running')
-    RETURNING 1
+    RETURNING c.last_id
   ), sample AS (
     INSERT INTO batch_samples (run_id, bucket, at, done)
     SELECT id, floor(extract(epoch FROM now()) / 5), now(), done FROM run
     ON CONFLICT DO NOTHING
   )
-  SELECT run.status FROM run WHERE EXISTS (SELECT 1 FROM chunk)`;
+  SELECT run.status, chunk.last_id AS "chunkLastId" FROM run, chunk`;
 
 /** The slice's chunk (or its run) ended while the slice ran: another job ended it. */
 export class ChunkEndedError extends Error {
@@ -192,6 +194,7 @@ export async function runSlice(
         failed: tally.failed,
         retryable: tally.retryable,
         runStatus: "running",
+        chunkLastId: request.lastId,
         claimMs,
         writeMs: 0,
       };
@@ -211,7 +214,7 @@ export async function runSlice(
       if (messages.length > 0) {
         await client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, messages] });
       }
-      const { rows: run } = await client.query<{ status: string }>({
+      const { rows: run } = await client.query<{ status: string; chunkLastId: number }>({
         name: "count-outcomes",
         text: COUNT_OUTCOMES,
         values: [
@@ -223,13 +226,19 @@ export async function runSlice(
           request.round,
           request.chunkNo,
         ],
+        types: ROW_TYPES,
       });
       if (!run[0]) {
         throw new ChunkEndedError(
           `chunk ${request.chunkNo} of round ${request.round} of batch run ${request.runId} ended while a slice ran`,
         );
       }
-      return { ...result, runStatus: run[0].status, writeMs: performance.now() - writeStart };
+      return {
+        ...result,
+        runStatus: run[0].status,
+        chunkLastId: run[0].chunkLastId,
+        writeMs: performance.now() - writeStart,
+      };
     },
     setup,
   );

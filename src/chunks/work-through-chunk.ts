@@ -58,6 +58,8 @@ export interface ChunkDeps {
   rowConcurrency: number | undefined;
   rowTimeoutMs: number | undefined;
   statementTimeoutMs: number;
+  /** Whether a chunk that has finished splits the round's largest running one when none waits (chunk-split.ts). */
+  splitWhenIdle: boolean;
   /** Set when the worker begins a graceful shutdown: no new record starts, the chunk is handed back. */
   draining: AbortSignal;
   /** Set when the shutdown grace runs out: records in flight are abandoned and rolled back. */
@@ -75,7 +77,8 @@ export interface ChunkTotals {
 }
 
 export type ChunkOutcome =
-  | { kind: "finished"; totals: ChunkTotals }
+  /** sliceRows: the size its slices settled on, about a second of its records. */
+  | { kind: "finished"; totals: ChunkTotals; sliceRows: number }
   /** The worker is shutting down; the chunk's remaining rows are untouched and still claimable. */
   | { kind: "handed-back"; totals: ChunkTotals }
   /** The run is not running: paused before the chunk started (it waits for the resume), or cancelling. */
@@ -160,6 +163,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   if (start.kind === "ended") return { kind: "skipped" };
 
   const { chunk, settings } = start;
+  // the chunk's range; its end moves down when the chunk gives part of it away
+  const range = { ...chunk };
   started.job = start.job;
   const runner = recordRunner(deps, deps.jobs.get(start.job));
   const { job } = runner;
@@ -174,7 +179,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   const began = performance.now();
   let afterId = chunk.firstId - 1;
   let limit = Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
-  const countLeft = () => deps.db((client) => countLeftInRange(client, job, chunk, settings.maxAttempts));
+  const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
   let left = 0;
   let rescanned = false;
 
@@ -192,7 +197,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         round: ref.round,
         chunkNo: ref.chunkNo,
         firstId: chunk.firstId,
-        lastId: chunk.lastId,
+        lastId: range.lastId,
         afterId,
         limit,
         maxAttempts: settings.maxAttempts,
@@ -227,6 +232,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     totals.failed += slice.failed;
     totals.retryable += slice.retryable;
     afterId = slice.lastProcessedId;
+    // another job took the upper part of the range (chunk-split.ts): stop where it starts
+    range.lastId = Math.min(range.lastId, slice.chunkLastId);
     deps.observer?.sliceCommitted({
       job: job.name,
       completed: slice.completed,
@@ -244,9 +251,9 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
 
   if (left > 0)
     throw new RowsHeldElsewhereError(
-      `${left} rows of ids ${chunk.firstId}-${chunk.lastId} are held by another transaction`,
+      `${left} rows of ids ${range.firstId}-${range.lastId} are held by another transaction`,
     );
   // one of many in a run: its progress shows the same at a glance
   log.debug({ ...totals, ms: Math.round(performance.now() - began) }, "chunk processed");
-  return { kind: "finished", totals };
+  return { kind: "finished", totals, sliceRows: limit };
 }

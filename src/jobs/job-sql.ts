@@ -30,6 +30,8 @@ export interface JobSql {
   writeOutcomes: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
   countLeftInRange: string;
+  /** The key of the claimable row ($3 attempts, not processed since $4) at offset $5 of ($1, $2]. */
+  nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
   /** Ranges (lo, hi) of at most $5 keys where a round looks for rows, and the rows it takes there (alias t). */
@@ -117,6 +119,10 @@ function buildJobSql(job: JobDefinition): JobSql {
     countLeftInRange: `
       SELECT count(*)::int AS left FROM ${table} t
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`,
+    nthClaimableKey: `
+      SELECT t.${key} AS key FROM ${table} t
+       WHERE t.${key} > $1 AND t.${key} <= $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
+       ORDER BY t.${key} OFFSET $5 LIMIT 1`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     roundRows: {
       // pending, or failed with attempts left (whichever run failed them), anywhere in the table

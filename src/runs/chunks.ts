@@ -197,3 +197,79 @@ export async function failedChunks(
   );
   return rows[0] ?? { count: 0, firstError: null };
 }
+
+/**
+ * Whether a chunk of the round waits for a worker: not ended, and its job not taken (queued, or
+ * handed back or released from a dead worker). An idle worker has that to take.
+ */
+export async function hasWaitingChunk(client: PoolClient, runId: number, round: number): Promise<boolean> {
+  const { rows } = await client.query<{ waiting: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM batch_chunks c LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
+        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running') AND j.locked_at IS NULL
+     ) AS waiting`,
+    [runId, round],
+  );
+  return rows[0]?.waiting ?? false;
+}
+
+/**
+ * The key the upper half of a running chunk's claimable rows after `afterId` starts at, and how
+ * many rows each half holds; undefined when fewer than `minRows` are left. Walks the key's index
+ * over half the rows left.
+ */
+export async function findSplitKey(
+  client: PoolClient,
+  job: JobDefinition,
+  range: ChunkRange,
+  afterId: number,
+  maxAttempts: number,
+  minRows: number,
+): Promise<{ key: number; kept: number; given: number } | undefined> {
+  const left = await countLeftInRange(client, job, { ...range, firstId: afterId + 1 }, maxAttempts);
+  if (left < minRows) return undefined;
+  const kept = Math.floor(left / 2);
+  const sql = jobSql(job);
+  const { rows } = await client.query<{ key: number }>({
+    text: sql.nthClaimableKey,
+    values: [afterId, range.lastId, maxAttempts, range.plannedAt, kept, ...sql.filterValues],
+    types: ROW_TYPES,
+  });
+  const key = rows[0]?.key;
+  return key === undefined ? undefined : { key, kept, given: left - kept };
+}
+
+/**
+ * Splits a running chunk at `key`: it keeps the ids below, a new chunk of the round (numbered
+ * after the last) takes `key` to its end with the rows counted there, and the round counts one
+ * chunk more. The caller holds the run's lock and adds the new chunk's job.
+ */
+export async function splitChunk(
+  client: PoolClient,
+  ref: { runId: number; round: number; chunkNo: number },
+  split: { key: number; given: number },
+): Promise<number> {
+  const { rows } = await client.query<{ chunkNo: number }>(
+    `WITH old AS (
+       UPDATE batch_chunks c
+          SET last_id = $4 - 1, planned_rows = c.planned_rows - $5, updated_at = now()
+         FROM batch_chunks before
+        WHERE c.run_id = $1 AND c.round = $2 AND c.chunk_no = $3 AND c.status = 'running'
+          AND before.run_id = c.run_id AND before.round = c.round AND before.chunk_no = c.chunk_no
+       RETURNING before.last_id, c.planned_at
+     ), added AS (
+       INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows, planned_at)
+       SELECT $1, $2, (SELECT max(chunk_no) + 1 FROM batch_chunks WHERE run_id = $1 AND round = $2),
+              $4, old.last_id, $5, old.planned_at
+         FROM old
+       RETURNING chunk_no
+     ), counted AS (
+       UPDATE batch_jobs SET chunks_total = chunks_total + 1, updated_at = now()
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM added)
+     )
+     SELECT chunk_no AS "chunkNo" FROM added`,
+    [ref.runId, ref.round, ref.chunkNo, split.key, split.given],
+  );
+  if (!rows[0]) throw new Error(`chunk ${ref.chunkNo} of round ${ref.round} of batch run ${ref.runId} is not running`);
+  return rows[0].chunkNo;
+}

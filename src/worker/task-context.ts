@@ -45,6 +45,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     jobs: getCatalog(),
     faults: { delayMs: config.processDelayMs, failRate: config.failRate, failFirstAttempts: config.failFirstAttempts },
     worker: config.podName,
+    splitWhenIdle: true,
     rowConcurrency: config.rowConcurrency,
     rowTimeoutMs: config.rowTimeoutMs,
     statementTimeoutMs: config.claimTimeoutMs,

@@ -5,13 +5,15 @@ import { getCatalog } from "../../src/jobs/catalog";
 import { quietLogger } from "./database";
 
 /** What runChunkJob needs to process chunks in the test's own process, on the test's pool. */
-export function inProcessDeps(pool: pg.Pool, failRate = 0): ChunkDeps {
+export function inProcessDeps(pool: pg.Pool, failRate = 0, splitWhenIdle = false): ChunkDeps {
   return {
     db: withPool(pool),
     logger: quietLogger,
     jobs: getCatalog(),
     faults: { delayMs: 0, failRate, failFirstAttempts: undefined },
     worker: "in-process",
+    // the tests that run chunks by hand run the round's planned chunks, no others
+    splitWhenIdle,
     rowConcurrency: 8,
     rowTimeoutMs: 5000,
     statementTimeoutMs: 10_000,
