@@ -28,12 +28,14 @@ describe("a running chunk giving half its rows to an idle worker", () => {
   afterEach(() => db.drop());
 
   it("splits the largest running chunk when one finishes and none waits; every row still processed once", async () => {
-    await insertUsers(db.pool, 4000);
+    await insertUsers(db.pool, 6000);
     const pool = withPool(db.pool);
-    const settings = runSettings(parseConfig({ CHUNK_SIZE: "2000" }), usersJob);
+    const settings = runSettings(parseConfig({ CHUNK_SIZE: "3000" }), usersJob);
     const { run } = await startRun(pool, usersJob, "halves", settings, "test", "now");
     const fast = inProcessDeps(db.pool, 0, true);
-    // chunk 1's records take 20 ms each, 8 at a time: about 5 s for its 2,000 rows
+    // chunk 1's records take 20 ms each, 8 at a time: 7.5 s for its 3,000 rows. Chunk 0's, without
+    // delay, end in well under the 3.5 s after which chunk 1 would have fewer rows left than one
+    // of chunk 0's slices (1,600): too few to split
     const slow = { ...fast, faults: { delayMs: 20, failRate: 0, failFirstAttempts: undefined } };
     // the chunk's job taken, as a worker running it holds it
     const job = async (chunkNo: number) => {
@@ -77,15 +79,15 @@ describe("a running chunk giving half its rows to an idle worker", () => {
     const { rows, tiled } = await chunks(db, run.id);
     expect(rows.length).toBeGreaterThanOrEqual(3);
     expect(tiled).toBe(true);
-    expect([rows[0]?.first_id, rows.at(-1)?.last_id]).toEqual([1, 4000]);
+    expect([rows[0]?.first_id, rows.at(-1)?.last_id]).toEqual([1, 6000]);
     expect(rows.every((chunk) => chunk.status === "done")).toBe(true);
-    expect(await statusCounts(db.pool)).toEqual({ completed: 4000 });
+    expect(await statusCounts(db.pool)).toEqual({ completed: 6000 });
     const { rows: attempts } = await db.pool.query("SELECT DISTINCT attempts FROM users");
     expect(attempts).toEqual([{ attempts: 1 }]);
     expect(await runByName(db.pool, "halves")).toMatchObject({
       status: "completed",
-      processed_records: 4000,
-      total_records: 4000,
+      processed_records: 6000,
+      total_records: 6000,
     });
     const { rows: counted } = await db.pool.query("SELECT chunks_total, chunks_done FROM batch_jobs WHERE id = $1", [
       run.id,
