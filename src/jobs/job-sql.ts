@@ -30,7 +30,10 @@ export interface JobSql {
   writeOutcomes: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
   countLeftInRange: string;
-  /** The key of the claimable row ($3 attempts, not processed since $4) at offset $5 of ($1, $2]. */
+  /**
+   * The key of the claimable row ($3 attempts, not processed since $4) at offset $5 of ($1, $2],
+   * counting only rows no other transaction holds: past the rows a running slice has claimed.
+   */
   nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
@@ -122,7 +125,8 @@ function buildJobSql(job: JobDefinition): JobSql {
     nthClaimableKey: `
       SELECT t.${key} AS key FROM ${table} t
        WHERE t.${key} > $1 AND t.${key} <= $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
-       ORDER BY t.${key} OFFSET $5 LIMIT 1`,
+       ORDER BY t.${key} OFFSET $5 LIMIT 1
+         FOR UPDATE OF t SKIP LOCKED`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     roundRows: {
       // pending, or failed with attempts left (whichever run failed them), anywhere in the table

@@ -216,7 +216,9 @@ export async function hasWaitingChunk(client: PoolClient, runId: number, round: 
 /**
  * The key the upper half of a running chunk's claimable rows after `afterId` starts at, and how
  * many rows each half holds; undefined when fewer than `minRows` are left. Walks the key's index
- * over half the rows left.
+ * over half the rows left, skipping (and counting out) the rows the chunk's slice in flight
+ * holds, so that the new chunk starts past them and never waits for them. The rows it walks stay
+ * locked until the caller's transaction ends: a moment.
  */
 export async function findSplitKey(
   client: PoolClient,
