@@ -5,6 +5,7 @@ import { hideBin } from "yargs/helpers";
 import { failOnUsage } from "../cli-args";
 import { printResult, runCommand, table } from "../cli-output";
 import { withCommandPool } from "../command-pool";
+import { withPool } from "../db/pool";
 import { MIGRATIONS_DIR } from "../paths";
 import { getCatalog } from "./catalog";
 import { assertJobsFitDatabase } from "./catalog-check";
@@ -48,15 +49,7 @@ export async function main(argv: string[]): Promise<void> {
       async (args) => {
         const catalog = getCatalog();
         const jobs = args.job ? [catalog.get(args.job)] : catalog.jobs;
-        await withCommandPool("jobs", 1, (pool) =>
-          pool.connect().then(async (client) => {
-            try {
-              await assertJobsFitDatabase(client, jobs);
-            } finally {
-              client.release();
-            }
-          }),
-        );
+        await withCommandPool("jobs", 1, (pool) => withPool(pool)((client) => assertJobsFitDatabase(client, jobs)));
         printResult({ checked: jobs.map((job) => job.name) });
       },
     )

@@ -5,23 +5,17 @@
  * worker start, src/jobs/catalog-check.ts).
  */
 
-interface Kind<T> {
-  /** Element type of the array a slice writes the column's outcomes in. */
-  arrayType: string;
-  /** pg_type names a table's column of this kind may have. */
-  accepts: readonly string[];
-  /** Never set: carries the value's TypeScript type. */
-  readonly value?: T;
-}
-
 export interface Column<T = unknown> {
   kind: string;
   /** The table's column; when omitted, the property's name is taken as it is. */
   name: string | undefined;
   /** Whether the value may be NULL (then `null` in TypeScript). */
   allowsNull: boolean;
+  /** Element type of the array a slice writes the column's outcomes in. */
   arrayType: string;
+  /** pg_type names a table's column of this kind may have. */
   accepts: readonly string[];
+  /** Never set: carries the value's TypeScript type. */
   readonly value?: T;
 }
 
@@ -31,9 +25,8 @@ export interface ColumnBuilder<T> extends Column<T> {
 }
 
 function kind<T>(name: string, arrayType: string, accepts: readonly string[]) {
-  const spec: Kind<T> = { arrayType, accepts };
   return (columnName?: string): ColumnBuilder<T> => {
-    const declared = { kind: name, name: columnName, arrayType: spec.arrayType, accepts: spec.accepts };
+    const declared = { kind: name, name: columnName, arrayType, accepts };
     return { ...declared, allowsNull: false, nullable: () => ({ ...declared, allowsNull: true }) };
   };
 }
