@@ -3,6 +3,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../app/task-list";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
+import { withInjectedFaults } from "../src/processing/fault-injection";
 import { type ClaimedRow, type RecordFunction, runRecords } from "../src/processing/run-records";
 import { ROOT } from "./support/processes";
 
@@ -88,6 +89,23 @@ describe("runRecords", () => {
     expect(outcomes[0]).toEqual({ status: "failed", error: "timed out after 50 ms" });
     expect(outcomes[1]?.status).toBe("completed");
     expect(aborted).toBe(true);
+  });
+
+  it("never runs the job's function for a record whose injected delay outlived its timeout", async () => {
+    const ran: number[] = [];
+    const logic: RecordFunction = async (user) => {
+      ran.push(user.id as number);
+      return { emailNormalized: "", segment: "" };
+    };
+    const faults = { delayMs: 200, failRate: 0, failFirstAttempts: undefined };
+    const outcomes = await runRecords(records(2), withInjectedFaults(logic, "id", faults), options({ timeoutMs: 20 }));
+    expect(outcomes).toEqual([
+      { status: "failed", error: "timed out after 20 ms" },
+      { status: "failed", error: "timed out after 20 ms" },
+    ]);
+    // the delays end after their records were given up: the function must not run then
+    await sleep(400);
+    expect(ran).toEqual([]);
   });
 
   it("starts no record once mayStart says stop, returning the outcomes of those started", async () => {

@@ -47,6 +47,7 @@ export async function workOnUser(
         attempt: 1,
         idempotencyKey: `${runId}:${user.id}:1`,
         signal: NEVER,
+        aborted: false,
       },
     );
     outcome = ["completed", null, result?.emailNormalized, result?.segment];

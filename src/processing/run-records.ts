@@ -63,6 +63,10 @@ class RowContext implements RecordContext {
     return this.controller.signal;
   }
 
+  get aborted(): boolean {
+    return this.abortedWith !== undefined;
+  }
+
   abort(reason: unknown): void {
     this.abortedWith = reason;
     this.controller?.abort(reason);
