@@ -1,7 +1,7 @@
 import type { PoolClient } from "pg";
 import type { WithClient } from "../src/db/pool";
 import { getCatalog } from "../src/jobs/catalog";
-import { planChunks } from "../src/runs/chunks";
+import { type PlannedChunks, planChunks, type Sampling } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkJobs } from "../src/runs/job-queue";
 import type { Run } from "../src/runs/model";
@@ -10,7 +10,12 @@ import { durableStep, durableStepIn } from "./durable-step";
 import { completeRun, failRun, runHook } from "./run-endings";
 import { assertPlannable } from "./step-guards";
 
-export type PlanResult = { chunks: number; rows: number; beforeRun?: unknown } | { refused: string };
+export type PlanResult = (PlannedChunks & { beforeRun?: unknown }) | { refused: string };
+
+/** `sampling`: when open rows are sampled rather than counted (planChunks; its default otherwise). */
+export interface PlanOptions {
+  sampling?: Sampling;
+}
 
 const PLAN_STEP = { step: "plan", round: 0 } as const;
 
@@ -20,7 +25,7 @@ const PLAN_STEP = { step: "plan", round: 0 } as const;
  * enqueues them. A run whose rows were taken between its start and its plan (by hand: no other
  * run of the job is active) finds none and ends completed.
  */
-async function plan(client: PoolClient, run: Run, actor: string): Promise<PlanResult> {
+async function plan(client: PoolClient, run: Run, actor: string, options: PlanOptions): Promise<PlanResult> {
   assertPlannable(run);
   const job = getCatalog().get(run.job);
   let beforeRun: unknown;
@@ -33,20 +38,30 @@ async function plan(client: PoolClient, run: Run, actor: string): Promise<PlanRe
     }
     beforeRun = outcome.result;
   }
-  const planned = await planChunks(client, job, run.id, 0, "open", run.settings);
+  const planned = await planChunks(client, job, run.id, 0, "open", run.settings, options.sampling);
   await beginRound(client, run.id, 0, planned);
-  await appendEvent(client, run.id, "planned", { step: "plan", actor, round: 0, counts: planned });
+  // a sampled plan's total is an estimate until its chunks end (endChunk makes it exact)
+  const estimated = planned.samplePercent !== undefined;
+  await appendEvent(client, run.id, "planned", {
+    step: "plan",
+    actor,
+    round: 0,
+    counts: estimated ? { ...planned, estimated: 1 } : planned,
+    detail: estimated
+      ? `rows estimated from a ${planned.samplePercent}% block sample: each chunk's count is exact once it ends`
+      : undefined,
+  });
   if (planned.chunks === 0) await completeRun(client, run.id, actor);
   else if (run.status !== "paused") await enqueueChunkJobs(client, run.id, 0, 0, run.settings);
   return beforeRun === undefined ? planned : { ...planned, beforeRun };
 }
 
 /** The plan step as its job runs it (batch_plan), in a transaction of its own. */
-export function planRun(db: WithClient, runId: number, actor: string) {
-  return durableStep(db, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor));
+export function planRun(db: WithClient, runId: number, actor: string, options: PlanOptions = {}) {
+  return durableStep(db, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor, options));
 }
 
 /** The plan step in the starter's transaction: the run starts planned, and no plan job is added. */
-export function planRunIn(client: PoolClient, runId: number, actor: string) {
-  return durableStepIn(client, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor));
+export function planRunIn(client: PoolClient, runId: number, actor: string, options: PlanOptions = {}) {
+  return durableStepIn(client, { runId, ...PLAN_STEP }, actor, (client, run) => plan(client, run, actor, options));
 }

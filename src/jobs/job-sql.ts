@@ -37,7 +37,10 @@ export interface JobSql {
   nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
-  /** Ranges (lo, hi) of at most $5 keys where a round looks for rows, and the rows it takes there (alias t). */
+  /**
+   * Ranges (lo, hi) of at most $5 keys where a round looks for rows, and the rows it takes there
+   * (alias t: run $1, $4 attempts, the job's `where` from $6), which a sampled plan reads alone.
+   */
   roundRows: Record<RoundRows, { ranges: string; rows: string }>;
 }
 
