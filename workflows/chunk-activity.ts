@@ -1,4 +1,4 @@
-import { splitLargestRunning } from "../src/chunks/chunk-split";
+import { type SplitRequest, splitLargestRunning } from "../src/chunks/chunk-split";
 import { type ChunkDeps, type ChunkRef, workThroughChunk } from "../src/chunks/work-through-chunk";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { endChunk, findChunkStatus } from "../src/runs/chunks";
@@ -9,9 +9,6 @@ import { type ChunkEnding, OPEN_CHUNK_STATUSES } from "../src/runs/model";
 import { lockRun } from "../src/runs/runs";
 import { settleCancellation } from "./run-endings";
 import { assertChunkClosable } from "./step-guards";
-
-/** No chunk is split into halves of fewer rows: a new chunk costs a job and two transactions. */
-const MIN_SPLIT_ROWS = 200;
 
 /** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
 export interface ChunkJob {
@@ -44,9 +41,16 @@ export async function runChunkJob(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob)
     await closeChunk(deps.db, ref, { status: "done" }, deps.worker);
     // at the round's end, half of the largest chunk still running, for this job's slot to take next
     if (deps.splitWhenIdle) {
-      const minRows = Math.max(outcome.sliceRows, MIN_SPLIT_ROWS);
-      const request = { jobs: deps.jobs, runId: ref.runId, round: ref.round, minRows, actor: deps.worker };
-      await deps.db((client) => splitLargestRunning(client, request));
+      const split: SplitRequest = {
+        jobs: deps.jobs,
+        runId: ref.runId,
+        round: ref.round,
+        actor: deps.worker,
+        occasion: "an idle slot",
+        slots: 1,
+        sliceRows: outcome.sliceRows,
+      };
+      await deps.db((client) => splitLargestRunning(client, split));
     }
   } else if (outcome.kind === "handed-back") await handBackChunk(deps.db, ref, job, deps.worker);
   else if (outcome.kind === "stopped" && outcome.runStatus === "cancelling") {

@@ -1,24 +1,34 @@
+import { splitForStartingWorker } from "../src/chunks/chunk-split";
 import { inTransaction, type WithClient } from "../src/db/pool";
+import { getCatalog } from "../src/jobs/catalog";
 import type { Logger } from "../src/logger";
 import { appendEvent } from "../src/runs/events";
 import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";
 import { recoverDeadWorkers } from "../src/worker/dead-workers";
-import type { Recover } from "../src/worker/liveness";
+import type { WorkerRecovery } from "../src/worker/preset";
 import { closeChunk } from "./chunk-activity";
 
 /**
  * The workers' recovery, which their liveness runs before a job pool takes its first job and
  * every few seconds after: the jobs of dead workers are released (src/worker/dead-workers.ts),
- * then work that no job will do gets its job or its ending (healStrandedWork).
+ * then work that no job will do gets its job or its ending (healStrandedWork). Then, once, a
+ * starting job pool makes work for its idle slots out of the running chunks
+ * (src/chunks/chunk-split.ts splitForStartingWorker), before any slot looks for a job.
  */
-export function workerRecovery(options: { deadAfterMs: number; actor: string; logger: Logger }): Recover {
+export function workerRecovery(options: { deadAfterMs: number; actor: string; logger: Logger }): WorkerRecovery {
   const { deadAfterMs, actor, logger } = options;
-  return async (db) => {
-    const recovered = await db((client) => recoverDeadWorkers(client, { deadAfterMs, actor }));
-    if (recovered.pools.length > 0) logger.warn(recovered, "released the jobs of dead workers");
-    const healed = await healStrandedWork(db, actor);
-    if (healed.requeued + healed.failed + healed.steps > 0) logger.warn(healed, "healed stranded work");
+  return {
+    recover: async (db) => {
+      const recovered = await db((client) => recoverDeadWorkers(client, { deadAfterMs, actor }));
+      if (recovered.pools.length > 0) logger.warn(recovered, "released the jobs of dead workers");
+      const healed = await healStrandedWork(db, actor);
+      if (healed.requeued + healed.failed + healed.steps > 0) logger.warn(healed, "healed stranded work");
+    },
+    start: async (db, slots) => {
+      const split = await splitForStartingWorker(db, { jobs: getCatalog(), actor, slots });
+      if (split > 0) logger.info({ chunks: split }, "worker starting: split running chunks for its idle slots");
+    },
   };
 }
 

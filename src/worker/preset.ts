@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
+import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { toGraphileLogger } from "./graphile-logger";
 import { type Recover, WorkerLiveness } from "./liveness";
@@ -9,6 +10,14 @@ import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
 import { drainOnShutdown } from "./shutdown";
 import { observeChunks } from "./task-context";
+
+/** What a worker process does to take up work others left (workflows/recovery.ts). */
+export interface WorkerRecovery {
+  /** Run by the liveness before a job pool takes its first job, and every few seconds after. */
+  recover: Recover;
+  /** Run once per job pool, after its first recovery and before any of its `slots` takes a job. */
+  start: (db: WithClient, slots: number) => Promise<void>;
+}
 
 /** Time kept after the abort signal for rolling back, handing chunks back and exiting. */
 const SHUTDOWN_MARGIN_MS = 3000;
@@ -39,7 +48,7 @@ export async function workerPreset(
   config: Config,
   logger: Logger,
   connectionString: string,
-  recover: Recover,
+  recovery: WorkerRecovery,
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
@@ -48,8 +57,22 @@ export async function workerPreset(
     pod: config.podName,
     deadAfterMs: config.workerDeadAfterMs,
     logger,
-    recover,
+    recover: recovery.recover,
   });
+  // per job pool: each of its slots waits for the one start-up, so a `--once` pool finds its work
+  const starts = new Map<string, Promise<void>>();
+  const startPool = (poolId: string, db: WithClient): Promise<void> => {
+    let started = starts.get(poolId);
+    if (!started) {
+      started = recovery
+        .start(db, config.workers)
+        .catch((error: unknown) =>
+          logger.warn({ err: error }, "worker start-up failed; its slots take jobs as they come"),
+        );
+      starts.set(poolId, started);
+    }
+    return started;
+  };
   events.on("pool:release", () => void liveness.close());
   const watchdog = new PoolWatchdog({
     url: connectionString,
@@ -62,10 +85,14 @@ export async function workerPreset(
   const livenessPlugin: GraphileConfig.Plugin = {
     name: "BatchWorkerLiveness",
     version: "1.0.0",
-    description: "registers each job pool as alive before it takes a job (src/worker/liveness.ts)",
+    description:
+      "registers each job pool as alive before it takes a job (src/worker/liveness.ts), then makes work for its slots",
     worker: {
       hooks: {
-        startWorker: (_info, event) => liveness.register(event.worker.workerPool.id),
+        startWorker: async (_info, event) => {
+          await liveness.register(event.worker.workerPool.id);
+          await startPool(event.worker.workerPool.id, event.withPgClient);
+        },
       },
       middleware: {
         // graphile-worker ends a process stopped by a signal as soon as its pools are down:
