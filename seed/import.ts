@@ -6,6 +6,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
 import type { Logger } from "../src/logger";
+import { buildDeferred, deferEmailIndex, IMPORT_LOCK_KEY } from "./deferred-index";
 import { CSV_COLUMNS } from "./user-rows";
 
 export type FileResult =
@@ -27,7 +28,7 @@ export interface ImportSummary {
 export interface ImportOptions {
   pool: pg.Pool;
   dir: string;
-  /** Files loaded at the same time, each on its own connection. */
+  /** Files loaded at the same time, each on its own connection; the import holds one more. */
   concurrency: number;
   logger: Logger;
   startedBy: string;
@@ -125,7 +126,8 @@ async function importFile(
 /**
  * Imports every .csv file of `dir` into users with COPY, `concurrency` files at a time, and
  * records the import in batch_jobs (kind 'import'), counting rows. Files imported before are
- * skipped; a file with a bad line fails alone, with its name and line number.
+ * skipped; a file with a bad line fails alone, with its name and line number. Imports run one
+ * at a time; into an empty table, the email index is built after the load (seed/deferred-index.ts).
  */
 export async function importDirectory(options: ImportOptions): Promise<ImportSummary> {
   const { pool, dir, logger } = options;
@@ -140,7 +142,37 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
   const sizes = await Promise.all(paths.map(async (file) => (await fs.promises.stat(file)).size));
   const totalBytes = sizes.reduce((sum, size) => sum + size, 0);
 
-  const { rows: created } = await pool.query<{ id: number }>(
+  // the import's own statements, and its lock, held until it ends
+  const session = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    const { rows: free } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
+      IMPORT_LOCK_KEY,
+    ]);
+    if (!free[0]?.locked) {
+      logger.info("import: waiting for another import to end");
+      await session.query("SELECT pg_advisory_lock($1)", [IMPORT_LOCK_KEY]);
+    }
+    return await importFiles(options, session, paths, totalBytes);
+  } catch (error) {
+    broken = error as Error;
+    throw error;
+  } finally {
+    // a session that failed is closed, and its lock with it
+    if (!broken) await session.query("SELECT pg_advisory_unlock($1)", [IMPORT_LOCK_KEY]).catch(() => undefined);
+    session.release(broken);
+  }
+}
+
+/** The import proper, on `session`, which holds the import lock. */
+async function importFiles(
+  options: ImportOptions,
+  session: pg.PoolClient,
+  paths: string[],
+  totalBytes: number,
+): Promise<ImportSummary> {
+  const { pool, dir, logger } = options;
+  const { rows: created } = await session.query<{ id: number }>(
     `INSERT INTO batch_jobs (batch_name, kind, status, created_by) VALUES ($1, 'import', 'running', $2) RETURNING id`,
     [`import ${path.resolve(dir)} ${new Date().toISOString()}`, options.startedBy],
   );
@@ -152,33 +184,47 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
     options.onProgress?.(bytesRead, totalBytes);
   };
   const results: FileResult[] = new Array(paths.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < paths.length) {
-      const index = next++;
-      const result = await importFile(pool, paths[index] as string, runId, onBytes);
-      results[index] = result;
-      // a failed file is reported once, with the others, in the import's one line of failure
-      logger.debug(result, result.status === "failed" ? result.error : `file ${result.status}`);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));
-
-  const rowsImported = results.reduce((sum, r) => sum + (r.status === "imported" ? r.rows : 0), 0);
-  const errors = results.filter(isFailed).map((failure) => failure.error);
+  const rowsImported = () => results.reduce((sum, r) => sum + (r.status === "imported" ? r.rows : 0), 0);
+  let loaded = false;
+  let failure: string | undefined;
   try {
-    if (rowsImported > 0) {
+    const deferred = await deferEmailIndex(session, logger);
+    let next = 0;
+    const lane = async () => {
+      while (next < paths.length) {
+        const index = next++;
+        const result = await importFile(pool, paths[index] as string, runId, onBytes);
+        results[index] = result;
+        // a failed file is reported once, with the others, in the import's one line of failure
+        logger.debug(result, result.status === "failed" ? result.error : `file ${result.status}`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(options.concurrency, paths.length) }, lane));
+    loaded = true;
+
+    if (deferred) {
+      const files = results.flatMap((result, index) =>
+        result.status === "failed" ? [] : [{ index, file: result.file, path: paths[index] as string }],
+      );
+      for (const { index, error } of await buildDeferred(session, files, logger)) {
+        results[index] = { file: (results[index] as FileResult).file, status: "failed", error };
+      }
+    }
+    // a deferred build also follows rows an interrupted import loaded
+    if (rowsImported() > 0 || deferred) {
       // ids came from the files: move the id sequence past them, and refresh planner statistics
-      await pool.query(`
+      await session.query(`
         SELECT setval(pg_get_serial_sequence('users', 'id'), m)
           FROM (SELECT max(id) AS m FROM users) s
          WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)`);
-      await pool.query("ANALYZE users");
+      await session.query("ANALYZE users");
     }
   } catch (error) {
-    errors.push(`after loading: ${(error as Error).message}`);
+    failure = `${loaded ? "after" : "before"} loading: ${(error as Error).message}`;
     throw error;
   } finally {
+    const errors = results.filter(isFailed).map((result) => result.error);
+    if (failure) errors.push(failure);
     // the import's record ends even when the import does not: never left 'running'
     await pool
       .query(
@@ -186,9 +232,14 @@ export async function importDirectory(options: ImportOptions): Promise<ImportSum
             SET status = $2, total_records = $3, processed_records = $3, completed_at = now(), updated_at = now(),
                 error_message = $4
           WHERE id = $1`,
-        [runId, errors.length > 0 ? "failed" : "completed", rowsImported, errors.length > 0 ? errors.join("\n") : null],
+        [
+          runId,
+          errors.length > 0 ? "failed" : "completed",
+          rowsImported(),
+          errors.length > 0 ? errors.join("\n") : null,
+        ],
       )
       .catch((error: unknown) => logger.warn({ err: error, run: runId }, "could not record the end of the import"));
   }
-  return { runId, files: results, rowsImported };
+  return { runId, files: results, rowsImported: rowsImported() };
 }

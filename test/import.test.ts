@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../seed/user-rows";
 import { createMigratedDatabase, type TestDatabase } from "./support/database";
-import { seed } from "./support/processes";
+import { logLines, SEED_CLI, seed, start } from "./support/processes";
+import { waitFor } from "./support/runs";
 
 /** CSV text with a header and rows for ids first..first+count-1; `edit` changes single lines (1-based file lines). */
 function csv(first: number, count: number, edit: Record<number, string> = {}): string {
@@ -14,6 +15,13 @@ function csv(first: number, count: number, edit: Record<number, string> = {}): s
   for (const [line, text] of Object.entries(edit)) lines[Number(line) - 1] = text;
   return `${lines.join("\n")}\n`;
 }
+
+/** A line of the test files' shape, with its own id and email. */
+const row = (id: number, email: string) => `${id},User ${id},${email},30,1000,2025-06-01 12:00:00,pending,`;
+
+const DEFERRED = "import: users is empty: its email index is built after the load";
+const RESUMED = "import: an earlier import was interrupted before it built the email index: building it at the end";
+const messages = (stderr: string) => logLines(stderr).map((line) => line.msg);
 
 async function countRows(db: TestDatabase, where = "true"): Promise<number> {
   const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM users WHERE ${where}`);
@@ -133,5 +141,196 @@ describe("seed import", () => {
     const result = await importDir();
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split("\n").pop()).toBe(`error: no .csv files in ${dir}`);
+  });
+  describe("into an empty table", () => {
+    /** users' indexes, its unique constraints, and the indexes an import left to build. */
+    async function indexState() {
+      const { rows: indexes } = await db.pool.query(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 1",
+      );
+      const { rows: unique } = await db.pool.query(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'u'",
+      );
+      const { rows: deferred } = await db.pool.query("SELECT index_name FROM import_deferred_indexes");
+      return {
+        indexes: indexes.map((r) => r.indexname),
+        unique: unique.map((r) => r.conname),
+        deferred: deferred.map((r) => r.index_name),
+      };
+    }
+    const built = { indexes: ["users_email_key", "users_pkey"], unique: ["users_email_key"], deferred: [] };
+
+    async function importedFiles(): Promise<string[]> {
+      const { rows } = await db.pool.query("SELECT file_name FROM imported_files ORDER BY 1");
+      return rows.map((r) => r.file_name);
+    }
+
+    /**
+     * Holds the import of `file` back: an open transaction holds its imported_files row, which
+     * an import's claim of the file waits for. Rolled back by the function it returns.
+     */
+    async function holdBack(file: string): Promise<() => Promise<void>> {
+      const blocker = await db.pool.connect();
+      await blocker.query("BEGIN");
+      await blocker.query("INSERT INTO imported_files (file_name, bytes, rows) VALUES ($1, 0, 0)", [file]);
+      return async () => {
+        await blocker.query("ROLLBACK");
+        blocker.release();
+      };
+    }
+
+    it("builds the email index after the load, and refuses whole the later file of a duplicate email, by its line", async () => {
+      await fs.writeFile(path.join(dir, "a.csv"), csv(1, 100));
+      await fs.writeFile(path.join(dir, "b.csv"), csv(101, 100, { 7: row(106, "user.5@example.com") }));
+      await fs.writeFile(path.join(dir, "c.csv"), csv(201, 100));
+      const result = await importDir();
+      expect(result.code).toBe(1);
+      expect(messages(result.stderr)).toContain(DEFERRED);
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        imported: 2,
+        rows: 200,
+        failed: ["b.csv:7: duplicate value, (email)=(user.5@example.com) already exists."],
+      });
+      expect(result.stderr).toContain("error: 1 file(s) failed to import, none of their rows loaded");
+      expect(await countRows(db)).toBe(200);
+      expect(await countRows(db, "id BETWEEN 101 AND 200")).toBe(0);
+      expect(await importedFiles()).toEqual(["a.csv", "c.csv"]);
+      expect(await indexState()).toEqual(built);
+      const { rows: runs } = await db.pool.query("SELECT status, processed_records, error_message FROM batch_jobs");
+      expect(runs).toEqual([
+        { status: "failed", processed_records: 200, error_message: expect.stringMatching(/^b\.csv:7: duplicate/) },
+      ]);
+      await expect(
+        db.pool.query("INSERT INTO users (name, email) VALUES ('Twin', 'user.5@example.com')"),
+      ).rejects.toThrow(/users_email_key/);
+
+      // fixed, it imports into a table with rows: as before, the index in place all along
+      await fs.writeFile(path.join(dir, "b.csv"), csv(101, 100));
+      await fs.writeFile(path.join(dir, "d.csv"), csv(301, 100, { 3: row(302, "user.150@example.com") }));
+      const fixed = await importDir();
+      expect(fixed.code).toBe(1);
+      expect(messages(fixed.stderr)).not.toContain(DEFERRED);
+      expect(JSON.parse(fixed.stdout)).toMatchObject({
+        imported: 1,
+        skipped: 2,
+        rows: 100,
+        failed: [
+          expect.stringMatching(/^d\.csv:3: duplicate value, \(email\)=\(user\.150@example\.com\) already exists/),
+        ],
+      });
+      expect(await countRows(db)).toBe(300);
+      expect(await indexState()).toEqual(built);
+    });
+
+    it("refuses a duplicate email within a file, and a file whose emails a refused file held is kept", async () => {
+      // b repeats an email of a, and c one of b: b goes, so c's email is not taken, as when COPY refuses b
+      await fs.writeFile(path.join(dir, "a.csv"), csv(1, 100));
+      await fs.writeFile(
+        path.join(dir, "b.csv"),
+        `"id","name","email","age","salary","created_at","batch_status","batch_id"\n${[
+          row(101, '"b.101@example.com"'),
+          row(102, '"b.""102""@example.com"'),
+          row(103, '"user.7@example.com"'),
+        ].join("\n")}\n`,
+      );
+      await fs.writeFile(path.join(dir, "c.csv"), csv(201, 10, { 4: row(203, '"b.""102""@example.com"') }));
+      await fs.writeFile(path.join(dir, "d.csv"), csv(301, 10, { 6: row(305, "user.302@example.com") }));
+      const result = await importDir();
+      expect(result.code).toBe(1);
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        imported: 2,
+        rows: 110,
+        failed: [
+          "b.csv:4: duplicate value, (email)=(user.7@example.com) already exists.",
+          "d.csv:6: duplicate value, (email)=(user.302@example.com) already exists.",
+        ],
+      });
+      expect(await importedFiles()).toEqual(["a.csv", "c.csv"]);
+      expect(await countRows(db, `email = 'b."102"@example.com'`)).toBe(1);
+      expect(await indexState()).toEqual(built);
+    });
+
+    it("still refuses a duplicate id at COPY, by its line", async () => {
+      await fs.writeFile(path.join(dir, "a.csv"), csv(1, 100));
+      await fs.writeFile(path.join(dir, "b.csv"), csv(101, 100, { 10: row(50, "other.50@example.com") }));
+      // one file at a time: of two files loading at once, the one that commits first keeps the id
+      const result = await seed(["import", "--dir", dir, "--concurrency", "1"], { DATABASE_URL: db.url });
+      expect(result.code).toBe(1);
+      expect(messages(result.stderr)).toContain(DEFERRED);
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        imported: 1,
+        rows: 100,
+        failed: ["b.csv:10: duplicate value, (id)=(50) already exists."],
+      });
+      expect(await importedFiles()).toEqual(["a.csv"]);
+      expect(await indexState()).toEqual(built);
+    });
+
+    it("resumes an import killed after the index was dropped: the rest loaded, the index built, no file twice", async () => {
+      for (const [n, name] of ["a.csv", "b.csv", "c.csv"].entries()) {
+        await fs.writeFile(path.join(dir, name), csv(n * 1000 + 1, 1000));
+      }
+      const release = await holdBack("b.csv");
+      let released = false;
+      try {
+        const importing = start(process.execPath, [SEED_CLI, "import", "--dir", dir, "--concurrency", "1"], {
+          DATABASE_URL: db.url,
+        });
+        // a.csv committed, b.csv's claim waiting: the import is half done, whatever the machine's speed
+        await waitFor("a.csv imported", async () => (await importedFiles()).includes("a.csv"));
+        importing.child.kill("SIGKILL");
+        expect((await importing.exited).signal).toBe("SIGKILL");
+        await release();
+        released = true;
+      } finally {
+        if (!released) await release();
+      }
+      expect(await indexState()).toEqual({ indexes: ["users_pkey"], unique: [], deferred: ["users_email_key"] });
+      expect(await countRows(db)).toBe(1000);
+
+      const again = await importDir();
+      expect(again.code).toBe(0);
+      expect(messages(again.stderr)).toContain(RESUMED);
+      expect(JSON.parse(again.stdout)).toMatchObject({ imported: 2, skipped: 1, rows: 2000, failed: [] });
+      expect(await importedFiles()).toEqual(["a.csv", "b.csv", "c.csv"]);
+      expect(await countRows(db)).toBe(3000);
+      expect(await indexState()).toEqual(built);
+    });
+
+    it("runs imports one at a time: the second waits for the first to build the index", async () => {
+      const other = await fs.mkdtemp(path.join(os.tmpdir(), "import-other-"));
+      try {
+        await fs.writeFile(path.join(dir, "a.csv"), csv(1, 100));
+        await fs.writeFile(path.join(dir, "b.csv"), csv(101, 100));
+        await fs.writeFile(path.join(other, "c.csv"), csv(201, 100, { 2: row(201, "user.150@example.com") }));
+        const release = await holdBack("b.csv");
+        let first: ReturnType<typeof start> | undefined;
+        let second: ReturnType<typeof start> | undefined;
+        try {
+          first = start(process.execPath, [SEED_CLI, "import", "--dir", dir], { DATABASE_URL: db.url });
+          await waitFor("a.csv imported", async () => (await importedFiles()).includes("a.csv"));
+          second = start(process.execPath, [SEED_CLI, "import", "--dir", other], { DATABASE_URL: db.url });
+          const waiting = second;
+          await waitFor("the second import to wait", async () =>
+            waiting.output.stderr.includes('"msg":"import: waiting for another import to end"'),
+          );
+        } finally {
+          await release();
+        }
+        const [one, two] = await Promise.all([first.exited, second.exited]);
+        expect(one.code).toBe(0);
+        expect(messages(one.stderr)).toContain(DEFERRED);
+        // the first import's index in place when the second loads: c's duplicate refused by COPY
+        expect(two.code).toBe(1);
+        expect(messages(two.stderr)).not.toContain(DEFERRED);
+        expect(JSON.parse(two.stdout).failed).toEqual([
+          expect.stringMatching(/^c\.csv:2: duplicate value, \(email\)=\(user\.150@example\.com\) already exists/),
+        ]);
+        expect(await countRows(db)).toBe(200);
+        expect(await indexState()).toEqual(built);
+      } finally {
+        await fs.rm(other, { recursive: true, force: true });
+      }
+    });
   });
 });
