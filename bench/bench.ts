@@ -7,6 +7,7 @@ import { failOnUsage, UsageError } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { getConfig } from "../src/config";
 import { getLogger } from "../src/context";
+import { atScale } from "./at-scale";
 import { queryCost } from "./autoscaling-query";
 import { Bench, mustSucceed, round } from "./harness";
 import { type IoCase, ioBound, recordsInFlight } from "./io-bound";
@@ -32,7 +33,9 @@ import { withScratchDatabase } from "./scratch-database";
  *  - peers: graphile-worker and pg-boss with one job per row, same rows, same work (bench/peers.ts);
  *  - latency: enqueue to first chunk with a worker waiting;
  *  - memory: peak RSS of generate, import and a worker at two sizes;
- *  - autoscaling: the autoscaling query at a large backlog, and its plan.
+ *  - autoscaling: the autoscaling query at a large backlog, and its plan;
+ *  - at-scale: generate, import into an empty table (against load-then-index), plan and two
+ *    worker processes at `--scale-rows` (the original's own size: 50,000,000) (bench/at-scale.ts).
  */
 
 export const SECTIONS = [
@@ -44,10 +47,13 @@ export const SECTIONS = [
   "latency",
   "memory",
   "autoscaling",
+  "at-scale",
 ] as const;
 type Section = (typeof SECTIONS)[number];
 
 const ORIGINAL_POD_ROWS_PER_SECOND = 4000;
+/** Worker processes of the at-scale run: the two the original's own 50,000,000-row figure used. */
+const AT_SCALE_PROCESSES = 2;
 
 interface Sizes {
   rows: number;
@@ -59,6 +65,7 @@ interface Sizes {
   pgBossBatchSize: number;
   memoryRows: [small: number, large: number];
   backlogRows: number;
+  scaleRows: number;
 }
 
 const FULL: Sizes = {
@@ -75,6 +82,7 @@ const FULL: Sizes = {
   pgBossBatchSize: 1_000,
   memoryRows: [500_000, 5_000_000],
   backlogRows: 10_000_000,
+  scaleRows: 5_000_000,
 };
 const QUICK: Sizes = {
   rows: 20_000,
@@ -89,6 +97,7 @@ const QUICK: Sizes = {
   pgBossBatchSize: 250,
   memoryRows: [5_000, 20_000],
   backlogRows: 50_000,
+  scaleRows: 20_000,
 };
 
 function parseSections(only: string | undefined): Set<Section> {
@@ -103,6 +112,7 @@ async function main(argv: string[]): Promise<void> {
   const args = await yargs(argv)
     .option("quick", { type: "boolean", default: false, describe: "small sizes, once each: checks that it runs" })
     .option("only", { type: "string", describe: `sections to run, comma-separated: ${SECTIONS.join(", ")}` })
+    .option("scale-rows", { type: "number", describe: "rows of the at-scale section (50000000: the original's size)" })
     .check((parsed) => {
       parseSections(parsed.only);
       return true;
@@ -110,7 +120,7 @@ async function main(argv: string[]): Promise<void> {
     .strict()
     .fail(failOnUsage)
     .parseAsync();
-  const sizes = args.quick ? QUICK : FULL;
+  const sizes = { ...(args.quick ? QUICK : FULL), ...(args.scaleRows ? { scaleRows: args.scaleRows } : {}) };
   const sections = parseSections(args.only);
   const config = getConfig();
   const logger = getLogger();
@@ -229,6 +239,11 @@ async function measure(
       mustSucceed("enqueue", await bench.seed(["enqueue", "--batch-name", "backlog"]));
       return queryCost(bench.pool, sizes.backlogRows);
     });
+  }
+
+  if (sections.has("at-scale")) {
+    log(`at scale: ${sizes.scaleRows} rows, ${AT_SCALE_PROCESSES} worker processes`);
+    results.atScale = await timed("at-scale", () => atScale(bench, sizes.scaleRows, AT_SCALE_PROCESSES));
   }
 
   printReport(results);

@@ -1,4 +1,5 @@
 import { table } from "../src/cli-output";
+import type { AtScale } from "./at-scale";
 import type { queryCost } from "./autoscaling-query";
 import type { IoResult } from "./io-bound";
 import type { peers } from "./peers";
@@ -22,6 +23,7 @@ export interface Results {
   queueLatencyMs?: number;
   peakRssMb?: Record<string, Record<string, number | undefined>>;
   autoscalingQuery?: Awaited<ReturnType<typeof queryCost>>;
+  atScale?: AtScale;
 }
 
 const ratio = (ours: number, reference: number | undefined) =>
@@ -140,6 +142,39 @@ export function printReport(results: Results): void {
       "",
       "< 256, flat",
     ]);
+  }
+  const at = results.atScale;
+  if (at) {
+    rows.push(
+      [
+        `${at.rows} rows: import into an empty table (s)`,
+        String(at.import.seconds),
+        `load, then index ${at.import.loadThenIndexSeconds}`,
+        `${at.import.ratio}x`,
+        "<= 1.3x",
+      ],
+      [
+        "  plan them: seed enqueue (s)",
+        String(at.enqueue.seconds),
+        `${at.enqueue.chunks} chunks, ${at.enqueue.plannedRows} rows planned`,
+        "",
+        "< 5 s",
+      ],
+      [
+        `  process them, ${at.processing.processes} processes (rows/s)`,
+        String(at.processing.rowsPerSecond),
+        `${at.processing.seconds} s, HOT updates ${Math.round(at.processing.hotShare * 1000) / 10}%`,
+        "",
+        "",
+      ],
+      [
+        "  peak RSS MB: generate / import / workers",
+        `${at.generate.peakRssMb ?? "-"} / ${at.import.peakRssMb ?? "-"} / ${at.processing.peakRssMb.join(", ")}`,
+        `generate ${at.generate.seconds} s`,
+        "",
+        "< 256",
+      ],
+    );
   }
   const times = Object.entries(results.sectionSeconds)
     .map(([section, seconds]) => `${section} ${seconds} s (load ${results.loadAverage[section]?.join(" ")})`)

@@ -3,6 +3,7 @@ import { lastJsonLine, ROOT, run } from "./support/processes";
 
 /** The parts of the report this test reads. */
 interface Report extends Record<string, unknown> {
+  atScale: Record<string, unknown>;
   ioBound: { cases: ({ delayMs: number } & Record<string, unknown>)[] };
   scaleOut: { rows: ({ processes: number } & Record<string, unknown>)[] };
   peers: Record<string, Record<string, unknown>>;
@@ -19,6 +20,7 @@ describe("npm run bench -- --quick", () => {
     const report = lastJsonLine(result.stdout) as Report;
     expect(Object.keys(report).sort()).toEqual(
       [
+        "atScale",
         "autoscalingQuery",
         "ceiling",
         "generate",
@@ -66,8 +68,15 @@ describe("npm run bench -- --quick", () => {
     }
     expect(report.peers.ours).toMatchObject({ rowsPerSecond: expect.any(Number) });
     expect(Object.keys(report.sectionSeconds).sort()).toEqual(
-      ["autoscaling", "io-bound", "latency", "memory", "peers", "processing+ceiling", "scale-out"].sort(),
+      ["at-scale", "autoscaling", "io-bound", "latency", "memory", "peers", "processing+ceiling", "scale-out"].sort(),
     );
+    // at scale: the import against load-then-index, the plan, two processes over every row
+    expect(report.atScale).toMatchObject({
+      rows: 20_000,
+      import: { seconds: expect.any(Number), loadThenIndexSeconds: expect.any(Number), ratio: expect.any(Number) },
+      enqueue: { seconds: expect.any(Number), plannedRows: 20_000 },
+      processing: { processes: 2, rowsPerSecond: expect.any(Number), hotShare: expect.any(Number) },
+    });
     expect(result.stderr).toMatch(/measure\s+ours\s+reference\s+ratio\s+target/);
   });
 
