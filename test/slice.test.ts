@@ -1,7 +1,7 @@
 import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slice";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
-import type { ClaimedRow, RecordOutcome } from "../src/processing/run-records";
+import { type ClaimedRow, type RecordOutcome, runRecords } from "../src/processing/run-records";
 import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
@@ -119,5 +119,102 @@ describe("a slice", () => {
     } finally {
       client.release();
     }
+  });
+
+  describe("claimed and written a part at a time", () => {
+    const streamed = () => ({ ...request, part: 4 });
+    /** Runs the records through runRecords with the slice's feed, as a chunk does. */
+    const run = (
+      records: ClaimedRow[],
+      feed: Parameters<typeof runRecords>[2]["feed"],
+      overrides: Partial<Parameters<typeof runRecords>[2]> = {},
+    ) =>
+      runRecords(records, async (record) => ({ emailNormalized: record.email as string, segment: "s" }), {
+        runId: request.runId,
+        key: "id",
+        concurrency: 2,
+        timeoutMs: 5000,
+        signal: new AbortController().signal,
+        mayStart: () => true,
+        feed,
+        ...overrides,
+      });
+
+    it("claims the next part while records run and writes every outcome once, in the one transaction", async () => {
+      const client = await db.pool.connect();
+      let firstPart = 0;
+      try {
+        const result = await runSlice(client, streamed(), (records, feed) => {
+          firstPart = records.length;
+          return run(records, feed);
+        });
+        expect(result).toMatchObject({ claimed: 20, done: 20, completed: 20, lastProcessedId: 20 });
+      } finally {
+        client.release();
+      }
+      expect(firstPart).toBe(4);
+      const { rows } = await db.pool.query(
+        `SELECT count(*) FILTER (WHERE batch_status = 'completed' AND email_normalized = email)::int AS done,
+                max(attempts)::int AS attempts,
+                (SELECT processed_records FROM batch_jobs WHERE id = $1) AS counted,
+                (SELECT rows_completed FROM batch_chunks WHERE run_id = $1) AS chunk
+           FROM users`,
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ done: 20, attempts: 1, counted: 20, chunk: 20 });
+    });
+
+    it("writes only the records that started, and releases the parts claimed beyond them", async () => {
+      const client = await db.pool.connect();
+      let started = 0;
+      try {
+        const result = await runSlice(client, streamed(), (records, feed) =>
+          run(records, feed, { concurrency: 1, mayStart: () => started++ < 7 }),
+        );
+        expect(result).toMatchObject({ done: 7, completed: 7, lastProcessedId: 7 });
+      } finally {
+        client.release();
+      }
+      const { rows } = await db.pool.query(
+        `SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending,
+                (SELECT processed_records FROM batch_jobs WHERE id = $1) AS counted
+           FROM users`,
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ pending: 13, counted: 7 });
+    });
+
+    it("rolls back the outcomes it wrote as they came when the slice is abandoned", async () => {
+      const client = await db.pool.connect();
+      const abandon = new AbortController();
+      let settled = 0;
+      try {
+        const slice = runSlice(client, streamed(), (records, feed) =>
+          run(
+            records,
+            {
+              more: (length) => feed.more(length),
+              started: (index) => feed.started(index),
+              settled: (index, outcome) => {
+                feed.settled(index, outcome);
+                // two parts' outcomes handed over to be written: then the worker's grace runs out
+                if (++settled === 10) abandon.abort(new Error("grace ran out"));
+              },
+            },
+            { concurrency: 1, signal: abandon.signal },
+          ),
+        );
+        await expect(slice).rejects.toThrow("grace ran out");
+      } finally {
+        client.release();
+      }
+      const { rows } = await db.pool.query(
+        `SELECT count(*) FILTER (WHERE batch_status = 'pending' AND attempts = 0)::int AS untouched,
+                (SELECT processed_records FROM batch_jobs WHERE id = $1) AS counted
+           FROM users`,
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ untouched: 20, counted: 0 });
+    });
   });
 });

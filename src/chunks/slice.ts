@@ -26,6 +26,12 @@ export interface SliceRequest {
   /** Claim only ids above this one (the slices before have covered the rest). */
   afterId: number;
   limit: number;
+  /**
+   * Rows claimed at a time: the next part is claimed while the records of those before run, and
+   * outcomes are written a part at a time as they come (SliceTransaction). Unset: the slice is
+   * claimed at once and written at once.
+   */
+  part?: number;
   maxAttempts: number;
   /** When the chunk was planned: rows processed since then belong to this round already. */
   plannedAt: Date;
@@ -113,16 +119,16 @@ interface Tally {
 
 /**
  * The arrays the outcome statement takes (keys, errors, then one per result column), and what
- * the outcomes add to the counters.
+ * the outcomes add to the counters, for the records of `indexes`.
  */
-function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: SliceRequest) {
+function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], indexes: number[], request: SliceRequest) {
   const { job } = request;
   const keys: number[] = [];
   const errors: (string | null)[] = [];
   const properties = job.writes.map((column) => column.property);
   const results = properties.map(() => [] as unknown[]);
   const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
-  for (let index = 0; index < outcomes.length; index++) {
+  for (const index of indexes) {
     const outcome = outcomes[index] as RecordOutcome;
     const row = rows[index] as ClaimedRow;
     keys.push(row[job.key] as number);
@@ -146,14 +152,196 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], request: 
   return { keys, errors, results, tally };
 }
 
+/** How a slice hands out its records as it claims them, and takes their outcomes as they come. */
+export interface SliceFeed {
+  /** Resolves true once more than `length` records are claimed, false when no more will be. */
+  more(length: number): Promise<boolean>;
+  /** The record at `index` starts: the next part is claimed before those claimed run out. */
+  started(index: number): void;
+  /** The record at `index` has its outcome: outcomes are written a part at a time as they come. */
+  settled(index: number, outcome: RecordOutcome): void;
+}
+
+/**
+ * The statements of one slice's transaction, on its one connection, one at a time. With a
+ * `part`, rows are claimed a part at a time, the next while the records of those before run, and
+ * outcomes written a part at a time while the others run: records in flight wait neither for the
+ * claim nor for the write of the whole slice. Everything stays in the one transaction, so the
+ * slice still commits or rolls back whole.
+ */
+class SliceTransaction implements SliceFeed {
+  readonly rows: ClaimedRow[] = [];
+  readonly outcomes: RecordOutcome[] = [];
+  private readonly sql;
+  private readonly part: number;
+  /** Statements run one after another; the first that fails fails the slice. */
+  private queue: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private claiming: Promise<void> | undefined;
+  private exhausted = false;
+  private writing = false;
+  private unwritten: number[] = [];
+  private readonly messages: string[] = [];
+  readonly tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
+  written = 0;
+  claimMs = 0;
+  writeMs = 0;
+
+  constructor(
+    private readonly client: PoolClient,
+    private readonly request: SliceRequest,
+  ) {
+    this.sql = jobSql(request.job);
+    this.part = Math.min(request.part ?? request.limit, request.limit);
+  }
+
+  private run(statement: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(async () => {
+      if (this.failure === undefined) await statement();
+    });
+    this.queue = this.queue.catch((error: unknown) => {
+      this.failure ??= error;
+      this.exhausted = true;
+    });
+    return this.queue;
+  }
+
+  /** Claims the next part (at most the slice's limit in all), after the rows claimed so far. */
+  claimNext(): Promise<void> {
+    if (this.claiming) return this.claiming;
+    const claim = this.run(async () => {
+      const started = performance.now();
+      const last = this.rows.at(-1);
+      const afterId = last ? (last[this.request.job.key] as number) : this.request.afterId;
+      const wanted = Math.min(this.part, this.request.limit - this.rows.length);
+      const { rows } = await this.client.query<ClaimedRow>({
+        name: `${this.sql.statementPrefix}:claim-slice`,
+        text: this.sql.claimSlice,
+        values: [
+          afterId,
+          this.request.lastId,
+          this.request.maxAttempts,
+          this.request.plannedAt,
+          wanted,
+          ...this.sql.filterValues,
+        ],
+        types: ROW_TYPES,
+      });
+      for (const row of rows) this.rows.push(row);
+      this.exhausted = rows.length < wanted || this.rows.length >= this.request.limit;
+      this.claimMs += performance.now() - started;
+    });
+    this.claiming = claim.finally(() => {
+      this.claiming = undefined;
+    });
+    return this.claiming;
+  }
+
+  async more(length: number): Promise<boolean> {
+    while (this.rows.length <= length) {
+      if (this.exhausted && !this.claiming) return false;
+      await this.claimNext();
+    }
+    return true;
+  }
+
+  started(index: number): void {
+    if (!this.exhausted && this.rows.length - index <= this.part / 2) void this.claimNext();
+  }
+
+  settled(index: number, outcome: RecordOutcome): void {
+    this.outcomes[index] = outcome;
+    this.unwritten.push(index);
+    if (!this.writing && this.unwritten.length >= this.part) void this.writeUnwritten();
+  }
+
+  /** Takes the outcomes that were not handed over one by one (settled) to be written at the end. */
+  collect(outcomes: RecordOutcome[]): void {
+    for (let index = 0; index < outcomes.length; index++) {
+      if (this.outcomes[index] === undefined) {
+        this.outcomes[index] = outcomes[index] as RecordOutcome;
+        this.unwritten.push(index);
+      }
+    }
+  }
+
+  /** Writes the outcomes known and not yet written, in one statement. */
+  writeUnwritten(): Promise<void> {
+    const indexes = this.unwritten;
+    if (indexes.length === 0) return this.queue;
+    this.unwritten = [];
+    this.writing = true;
+    return this.run(async () => {
+      const started = performance.now();
+      const { keys, errors, results, tally } = outcomeColumns(this.rows, this.outcomes, indexes, this.request);
+      const { rows: written } = await this.client.query<{ written: number }>({
+        name: `${this.sql.statementPrefix}:write-outcomes`,
+        text: this.sql.writeOutcomes,
+        values: [keys, errors, this.request.runId, this.request.firstId, this.request.lastId, ...results],
+      });
+      if (written[0]?.written !== indexes.length) {
+        throw new Error(
+          `slice of run ${this.request.runId} wrote ${written[0]?.written ?? 0} of ${indexes.length} outcomes`,
+        );
+      }
+      this.written += indexes.length;
+      for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
+        this.tally[key] += tally[key];
+      }
+      for (const error of errors) if (error !== null) this.messages.push(error);
+      this.writeMs += performance.now() - started;
+    }).finally(() => {
+      this.writing = false;
+    });
+  }
+
+  /** Writes the rest of the outcomes of `done` records, then the errors and the counters. */
+  async finish(done: number): Promise<{ status: string; chunkLastId: number } | undefined> {
+    await this.settle();
+    await this.writeUnwritten();
+    await this.settle();
+    if (this.written !== done) {
+      throw new Error(`slice of run ${this.request.runId} wrote ${this.written} of ${done} outcomes`);
+    }
+    const started = performance.now();
+    const { request, tally } = this;
+    if (this.messages.length > 0) {
+      await this.client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, this.messages] });
+    }
+    const { rows: run } = await this.client.query<{ status: string; chunkLastId: number }>({
+      name: "count-outcomes",
+      text: COUNT_OUTCOMES,
+      values: [
+        request.runId,
+        tally.completed,
+        tally.failed,
+        tally.retryable - tally.retriedFromThisRun,
+        tally.failed + tally.retryable,
+        request.round,
+        request.chunkNo,
+      ],
+      types: ROW_TYPES,
+    });
+    this.writeMs += performance.now() - started;
+    return run[0];
+  }
+
+  /** Waits for the statements under way, so that the transaction can end; rejects if one failed. */
+  async settle(): Promise<void> {
+    await this.queue;
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
 /**
  * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
- * for a prefix of the records it is given; the rest are released unwritten at commit.
+ * for a prefix of the records it is given (which grow as `feed` claims more, with a `part`); the
+ * rest are released unwritten at commit.
  */
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (records: ClaimedRow[]) => Promise<RecordOutcome[]>,
+  processRecords: (records: ClaimedRow[], feed: SliceFeed) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   const setup = [
     `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
@@ -162,82 +350,46 @@ export async function runSlice(
   return inTransaction(
     client,
     async () => {
-      const claimStart = performance.now();
-      const sql = jobSql(request.job);
-      const { rows } = await client.query<ClaimedRow>({
-        name: `${sql.statementPrefix}:claim-slice`,
-        text: sql.claimSlice,
-        values: [
-          request.afterId,
-          request.lastId,
-          request.maxAttempts,
-          request.plannedAt,
-          request.limit,
-          ...sql.filterValues,
-        ],
-        types: ROW_TYPES,
-      });
-      if (rows.length === 0) return undefined;
-      const claimMs = performance.now() - claimStart;
-
-      const outcomes = await processRecords(rows);
-      const writeStart = performance.now();
-      const { keys, errors, results, tally } = outcomeColumns(rows, outcomes, request);
+      const slice = new SliceTransaction(client, request);
+      await slice.claimNext();
+      await slice.settle();
+      if (slice.rows.length === 0) return undefined;
+      let outcomes: RecordOutcome[];
+      try {
+        outcomes = await processRecords(slice.rows, slice);
+      } finally {
+        // a statement under way ends before the transaction does
+        await slice.settle();
+      }
+      const done = outcomes.length;
+      slice.collect(outcomes);
       const result = {
-        claimed: rows.length,
-        done: outcomes.length,
-        lastProcessedId:
-          outcomes.length > 0
-            ? ((rows[outcomes.length - 1] as ClaimedRow)[request.job.key] as number)
-            : request.afterId,
-        completed: tally.completed,
-        failed: tally.failed,
-        retryable: tally.retryable,
+        claimed: slice.rows.length,
+        done,
+        lastProcessedId: done > 0 ? ((slice.rows[done - 1] as ClaimedRow)[request.job.key] as number) : request.afterId,
+        completed: 0,
+        failed: 0,
+        retryable: 0,
         runStatus: "running",
         chunkLastId: request.lastId,
-        claimMs,
+        claimMs: slice.claimMs,
         writeMs: 0,
       };
-      if (outcomes.length === 0) return result;
-
-      const { rows: written } = await client.query<{ written: number }>({
-        name: `${sql.statementPrefix}:write-outcomes`,
-        text: sql.writeOutcomes,
-        values: [keys, errors, request.runId, request.firstId, request.lastId, ...results],
-      });
-      if (written[0]?.written !== outcomes.length) {
-        throw new Error(
-          `slice of run ${request.runId} wrote ${written[0]?.written ?? 0} of ${outcomes.length} outcomes`,
-        );
-      }
-      const messages = errors.filter((error): error is string => error !== null);
-      if (messages.length > 0) {
-        await client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, messages] });
-      }
-      const { rows: run } = await client.query<{ status: string; chunkLastId: number }>({
-        name: "count-outcomes",
-        text: COUNT_OUTCOMES,
-        values: [
-          request.runId,
-          tally.completed,
-          tally.failed,
-          tally.retryable - tally.retriedFromThisRun,
-          tally.failed + tally.retryable,
-          request.round,
-          request.chunkNo,
-        ],
-        types: ROW_TYPES,
-      });
-      if (!run[0]) {
+      if (done === 0) return result;
+      const run = await slice.finish(done);
+      if (!run) {
         throw new ChunkEndedError(
           `chunk ${request.chunkNo} of round ${request.round} of batch run ${request.runId} ended while a slice ran`,
         );
       }
       return {
         ...result,
-        runStatus: run[0].status,
-        chunkLastId: run[0].chunkLastId,
-        writeMs: performance.now() - writeStart,
+        completed: slice.tally.completed,
+        failed: slice.tally.failed,
+        retryable: slice.tally.retryable,
+        runStatus: run.status,
+        chunkLastId: run.chunkLastId,
+        writeMs: slice.writeMs,
       };
     },
     setup,

@@ -7,7 +7,7 @@ import { type ClaimedRow, type RecordFunction, runRecords } from "../processing/
 import { countLeftInRange } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
-import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
+import { ChunkEndedError, runSlice, type SliceFeed, type SliceRequest, type SliceResult } from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
@@ -19,6 +19,7 @@ export const TARGET_SLICE_MS = 1000;
 /** A slice starts no record after this long; the transaction ends at most a record later. */
 export const SLICE_BUDGET_MS = 5 * TARGET_SLICE_MS;
 export const MAX_SLICE_ROWS = 5000;
+export const STREAM_FROM_RECORD_MS = 1;
 
 /** Run statuses under which a chunk that has started goes on. */
 const KEEPS_RUNNING = new Set(["running", "paused"]);
@@ -126,7 +127,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
 }
 
 /** Runs a slice's records, starting none after SLICE_BUDGET_MS or once the worker drains. */
-function runWithinBudget(deps: ChunkDeps, runner: RecordRunner, ref: ChunkRef, records: ClaimedRow[]) {
+function runWithinBudget(deps: ChunkDeps, runner: RecordRunner, ref: ChunkRef, records: ClaimedRow[], feed: SliceFeed) {
   const started = performance.now();
   return runRecords(records, runner.logic, {
     runId: ref.runId,
@@ -135,7 +136,19 @@ function runWithinBudget(deps: ChunkDeps, runner: RecordRunner, ref: ChunkRef, r
     timeoutMs: runner.timeoutMs,
     signal: deps.abort,
     mayStart: () => !deps.draining.aborted && performance.now() - started < SLICE_BUDGET_MS,
+    feed,
   });
+}
+
+/**
+ * Rows a slice claims at a time once its records wait on I/O (a record's time in flight at least
+ * STREAM_FROM_RECORD_MS): the next part while the records of those before run, so records in
+ * flight do not wait for a whole slice's claim and write. Records that take no time would only
+ * pay for more statements: their slices are claimed and written whole.
+ */
+export function slicePart(limit: number, concurrency: number, recordMs: number): number | undefined {
+  if (recordMs < STREAM_FROM_RECORD_MS) return undefined;
+  return Math.max(4 * concurrency, Math.ceil(limit / 8));
 }
 
 /** Works through the chunk's rows, and reports how long it took and how it ended (for metrics). */
@@ -182,6 +195,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
   let left = 0;
   let rescanned = false;
+  let recordMs = 0;
 
   for (;;) {
     if (deps.draining.aborted) {
@@ -200,13 +214,14 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         lastId: range.lastId,
         afterId,
         limit,
+        part: slicePart(limit, runner.concurrency, recordMs),
         maxAttempts: settings.maxAttempts,
         plannedAt: chunk.plannedAt,
         statementTimeoutMs: deps.statementTimeoutMs,
         idleTimeoutMs: SLICE_BUDGET_MS + runner.timeoutMs + deps.statementTimeoutMs,
       };
       slice = await deps.db((client) =>
-        runSlice(client, request, (records) => runWithinBudget(deps, runner, ref, records)),
+        runSlice(client, request, (records, feed) => runWithinBudget(deps, runner, ref, records, feed)),
       );
     } catch (error) {
       if (error instanceof ChunkEndedError) {
@@ -246,7 +261,10 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     // a pause lets running chunks finish; a cancel stops them here
     if (!KEEPS_RUNNING.has(slice.runStatus))
       return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
-    limit = nextSliceLimit(limit, slice, performance.now() - sliceStart, floor);
+    const elapsedMs = performance.now() - sliceStart;
+    // a record's time in flight, from the slice's time the claim and the writes did not take
+    recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
+    limit = nextSliceLimit(limit, slice, elapsedMs, floor);
   }
 
   if (left > 0)

@@ -28,6 +28,12 @@ export interface RunRecordsOptions {
   signal: AbortSignal;
   /** Asked before each record starts; once false, no further record starts. */
   mayStart: () => boolean;
+  /** Where `records` grows from while they run, and outcomes go as they come (src/chunks/slice.ts). */
+  feed?: {
+    more(length: number): Promise<boolean>;
+    started(index: number): void;
+    settled(index: number, outcome: RecordOutcome): void;
+  };
 }
 
 const MAX_ERROR_LENGTH = 2000;
@@ -91,6 +97,12 @@ export async function runRecords(
   };
   options.signal.addEventListener("abort", onAbort, { once: true });
   let next = 0;
+  const { feed } = options;
+  /** Whether a record is left to start: once those given have all started, the feed's next part, if any. */
+  const available = async () => {
+    while (next >= records.length) if (!(await feed?.more(next))) return false;
+    return true;
+  };
 
   const lane = async () => {
     let settle: (outcome: RecordOutcome) => void = () => undefined;
@@ -106,8 +118,9 @@ export async function runRecords(
     };
     abandonInFlight.add(abandon);
     try {
-      while (next < records.length && !options.signal.aborted && options.mayStart()) {
+      while (!options.signal.aborted && options.mayStart() && (await available()) && !options.signal.aborted) {
         const index = next++;
+        feed?.started(index);
         const record = records[index] as ClaimedRow;
         const ctx = new RowContext(options.runId, record.$attempts + 1, record[options.key] as number);
         current = ctx;
@@ -123,6 +136,7 @@ export async function runRecords(
             resolve(failed(error));
           }
         });
+        feed?.settled(index, outcomes[index] as RecordOutcome);
       }
     } finally {
       clearTimeout(timer);
