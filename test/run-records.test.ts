@@ -91,6 +91,34 @@ describe("runRecords", () => {
     expect(aborted).toBe(true);
   });
 
+  it("starts each record once, none past the last, when lanes finish together and the feed adds more", async () => {
+    const rows = records(3);
+    const more = records(6).slice(3);
+    const seen: number[] = [];
+    const outcomes = await runRecords(
+      rows,
+      async (user) => {
+        seen.push(user.id as number);
+        return { emailNormalized: "", segment: "" };
+      },
+      options({
+        concurrency: 2,
+        feed: {
+          // the next part arrives at once, as a claim that has already run
+          more: async (length) => {
+            if (rows.length <= length && more.length > 0) rows.push(...more.splice(0));
+            return rows.length > length;
+          },
+          started: () => undefined,
+          settled: () => undefined,
+        },
+      }),
+    );
+    expect(seen.sort()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(outcomes).toHaveLength(6);
+    expect(outcomes.every((outcome) => outcome.status === "completed")).toBe(true);
+  });
+
   it("never runs the job's function for a record whose injected delay outlived its timeout", async () => {
     const ran: number[] = [];
     const logic: RecordFunction = async (user) => {

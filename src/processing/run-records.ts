@@ -98,11 +98,6 @@ export async function runRecords(
   options.signal.addEventListener("abort", onAbort, { once: true });
   let next = 0;
   const { feed } = options;
-  /** Whether a record is left to start: once those given have all started, the feed's next part, if any. */
-  const available = async () => {
-    while (next >= records.length) if (!(await feed?.more(next))) return false;
-    return true;
-  };
 
   const lane = async () => {
     let settle: (outcome: RecordOutcome) => void = () => undefined;
@@ -118,7 +113,11 @@ export async function runRecords(
     };
     abandonInFlight.add(abandon);
     try {
-      while (!options.signal.aborted && options.mayStart() && (await available()) && !options.signal.aborted) {
+      starting: while (!options.signal.aborted && options.mayStart()) {
+        // once those given have all started, the feed's next part, if any; taken with no await
+        // between the last look at `next` and its increment, which other lanes share
+        while (next >= records.length) if (!(await feed?.more(next))) break starting;
+        if (options.signal.aborted) break;
         const index = next++;
         feed?.started(index);
         const record = records[index] as ClaimedRow;
