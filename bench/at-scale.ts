@@ -13,7 +13,8 @@ export interface AtScale {
   rows: number;
   generate: { seconds: number; peakRssMb?: number };
   import: { seconds: number; loadThenIndexSeconds: number; ratio: number; peakRssMb?: number };
-  enqueue: { seconds: number; chunks: number; plannedRows: number };
+  /** plannedRows: the plan's count, or its estimate (a sampled plan); finalTotal: the run's total once it ended. */
+  enqueue: { seconds: number; chunks: number; plannedRows: number; finalTotal: number };
   processing: { processes: number; seconds: number; rowsPerSecond: number; hotShare: number; peakRssMb: number[] };
 }
 
@@ -37,6 +38,10 @@ export async function atScale(bench: Bench, rows: number, processes: number): Pr
     "SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relid = 'users'::regclass",
   );
   const writes = Number(stats[0]?.updates ?? 0);
+  const { rows: ended } = await bench.pool.query<{ total: number }>(
+    "SELECT total_records::int AS total FROM batch_jobs WHERE batch_name = $1",
+    [name],
+  );
   return {
     rows,
     generate: { seconds: round(generate?.seconds ?? 0, 1), peakRssMb: generate?.peakRssMb },
@@ -46,7 +51,12 @@ export async function atScale(bench: Bench, rows: number, processes: number): Pr
       ratio: imported.ratio,
       peakRssMb: imported.peakRssMb,
     },
-    enqueue: { seconds: round(enqueued.seconds, 2), chunks: planned.chunks, plannedRows: planned.rows },
+    enqueue: {
+      seconds: round(enqueued.seconds, 2),
+      chunks: planned.chunks,
+      plannedRows: planned.rows,
+      finalTotal: ended[0]?.total ?? 0,
+    },
     processing: {
       processes,
       seconds: round(seconds, 1),

@@ -156,7 +156,7 @@ export function printReport(results: Results): void {
       [
         "  plan them: seed enqueue (s)",
         String(at.enqueue.seconds),
-        `${at.enqueue.chunks} chunks, ${at.enqueue.plannedRows} rows planned`,
+        `${at.enqueue.chunks} chunks, ${at.enqueue.plannedRows} rows planned, ${at.enqueue.finalTotal} at the end`,
         "",
         "< 5 s",
       ],

@@ -74,7 +74,7 @@ describe("npm run bench -- --quick", () => {
     expect(report.atScale).toMatchObject({
       rows: 20_000,
       import: { seconds: expect.any(Number), loadThenIndexSeconds: expect.any(Number), ratio: expect.any(Number) },
-      enqueue: { seconds: expect.any(Number), plannedRows: 20_000 },
+      enqueue: { seconds: expect.any(Number), plannedRows: 20_000, finalTotal: 20_000 },
       processing: { processes: 2, rowsPerSecond: expect.any(Number), hotShare: expect.any(Number) },
     });
     expect(result.stderr).toMatch(/measure\s+ours\s+reference\s+ratio\s+target/);
