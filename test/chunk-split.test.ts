@@ -122,6 +122,48 @@ describe("a running chunk giving half its rows to an idle worker", () => {
     expect(splits.every((split) => split.chunk_no === 1 && split.counts.given > 0)).toBe(true);
   });
 
+  it("waits for rows another chunk's slice still holds, then ends done without taking them twice", async () => {
+    await insertUsers(db.pool, 200);
+    const pool = withPool(db.pool);
+    const settings = runSettings(parseConfig({ CHUNK_SIZE: "200" }), usersJob);
+    const { run } = await startRun(pool, usersJob, "held", settings, "test", "now");
+    // a slice of the chunk this one was split from, claimed part by part past the split
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT id FROM users WHERE id > 150 FOR UPDATE");
+      await db.pool.query(
+        "UPDATE graphile_worker._private_jobs SET locked_at = now(), locked_by = 'test', attempts = 1 WHERE key = $1",
+        [`batch:${run.id}:0:chunk:0`],
+      );
+      const chunk = runChunkJob(
+        inProcessDeps(db.pool, 0, true),
+        { runId: run.id, round: 0, chunkNo: 0 },
+        { key: `batch:${run.id}:0:chunk:0`, attempt: 1, maxAttempts: 3 },
+      );
+      await waitFor("the chunk to wait for the held rows", async () => {
+        const { rows } = await db.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF t%'",
+        );
+        return rows.length > 0;
+      });
+      await holder.query(
+        `UPDATE users SET batch_status = 'completed', attempts = 1, batch_id = $1, processed_at = now()
+          WHERE id > 150`,
+        [run.id],
+      );
+      await holder.query("COMMIT");
+      await chunk;
+    } finally {
+      holder.release();
+    }
+    const { rows } = await db.pool.query("SELECT status, rows_completed FROM batch_chunks WHERE run_id = $1", [run.id]);
+    expect(rows).toEqual([{ status: "done", rows_completed: 150 }]);
+    expect(await statusCounts(db.pool)).toEqual({ completed: 200 });
+    const { rows: attempts } = await db.pool.query("SELECT DISTINCT attempts FROM users");
+    expect(attempts).toEqual([{ attempts: 1 }]);
+  });
+
   it("keeps every row processed once when a worker's slots split each other's chunks at the run's end", async () => {
     await insertUsers(db.pool, 6000);
     // 5 chunks on 4 slots: the last one is split by the slots that finish while it runs

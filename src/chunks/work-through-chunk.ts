@@ -4,7 +4,7 @@ import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
 import { type ClaimedRow, type RecordFunction, runRecords } from "../processing/run-records";
-import { countLeftInRange } from "../runs/chunks";
+import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
 import { ChunkEndedError, runSlice, type SliceFeed, type SliceRequest, type SliceResult } from "./slice";
@@ -195,6 +195,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
   let left = 0;
   let rescanned = false;
+  let waited = false;
   let recordMs = 0;
 
   for (;;) {
@@ -234,7 +235,15 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     }
     if (!slice) {
       left = await countLeft();
-      if (left === 0 || rescanned) break;
+      if (left === 0 || waited) break;
+      if (rescanned) {
+        // still held after a second pass: wait for their holder (another chunk's slice, which
+        // claimed them before this chunk was split from it) to end, then one last pass
+        waited = true;
+        const waitMs = SLICE_BUDGET_MS + runner.timeoutMs;
+        const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
+        if (!released) break;
+      }
       // rows skipped while another transaction held them: one more pass takes those released since
       rescanned = true;
       afterId = chunk.firstId - 1;

@@ -30,6 +30,8 @@ export interface JobSql {
   writeOutcomes: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
   countLeftInRange: string;
+  /** Locks the rows of [$1, $2] still claimable ($3 attempts, not processed since $4), waiting for their holders. */
+  lockLeftInRange: string;
   /**
    * The key of the claimable row ($3 attempts, not processed since $4) at offset $5 of ($1, $2],
    * counting only rows no other transaction holds: past the rows a running slice has claimed.
@@ -125,6 +127,10 @@ function buildJobSql(job: JobDefinition): JobSql {
     countLeftInRange: `
       SELECT count(*)::int AS left FROM ${table} t
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`,
+    lockLeftInRange: `
+      SELECT 1 FROM ${table} t
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}
+         FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key} AS key FROM ${table} t
        WHERE t.${key} > $1 AND t.${key} <= $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}

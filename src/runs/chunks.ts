@@ -1,4 +1,5 @@
 import type { PoolClient } from "pg";
+import { inTransaction } from "../db/pool";
 import { ROW_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
 import { type JobSql, jobSql } from "../jobs/job-sql";
@@ -230,6 +231,47 @@ export async function countLeftInRange(
   ]);
   return rows[0]?.left ?? 0;
 }
+
+/**
+ * Waits, at most `timeoutMs`, for the transactions holding claimable rows of the range to end,
+ * then lets the rows go at once: those rows are then done, or claimable again. They are a
+ * slice's of another chunk, which went on claiming part by part past where this chunk, split
+ * from it meanwhile, begins (src/chunks/slice.ts). False when the wait ran out.
+ */
+export async function waitForRowsHeld(
+  client: PoolClient,
+  job: JobDefinition,
+  range: ChunkRange,
+  maxAttempts: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const sql = jobSql(job);
+  try {
+    await inTransaction(client, async () => {
+      await client.query(sql.lockLeftInRange, [
+        range.firstId,
+        range.lastId,
+        maxAttempts,
+        range.plannedAt,
+        ...sql.filterValues,
+      ]);
+      // the locks were only a way to wait: released now, by the rollback below
+      throw new RowsReleased();
+    }, [
+      `SET LOCAL lock_timeout = ${Math.ceil(timeoutMs)}`,
+      // the wait may outlast the connection's own statement timeout (CLAIM_TIMEOUT_S)
+      `SET LOCAL statement_timeout = ${Math.ceil(timeoutMs) + 1000}`,
+    ]);
+  } catch (error) {
+    if (error instanceof RowsReleased) return true;
+    if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) return false;
+    throw error;
+  }
+  return true;
+}
+
+class RowsReleased extends Error {}
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * Ends a chunk (done, failed for good, or stopped by a cancel) and counts it toward its round. Returns true for the
