@@ -7,6 +7,7 @@ import { appendEvent } from "../runs/events";
 import { addJob, chunkJobKeySql, jobKeys, TASKS } from "../runs/job-queue";
 import type { ChunkRange } from "../runs/model";
 import { lockRun } from "../runs/runs";
+import { HELD_LOCK_KEYS } from "../worker/liveness";
 
 /** No chunk is split into halves of fewer rows: a new chunk costs a job and two transactions. */
 export const MIN_SPLIT_ROWS = 200;
@@ -35,8 +36,7 @@ export interface SplitRequest {
 const RUN_BY_LIVE_WORKER = `EXISTS (
   SELECT 1 FROM graphile_worker.jobs j JOIN worker_sessions s ON s.pool_id = j.locked_by
    WHERE j.key = ${chunkJobKeySql("batch_chunks")} AND j.locked_at IS NOT NULL
-     AND s.lock_key IN (SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l
-                         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1))`;
+     AND s.lock_key IN (${HELD_LOCK_KEYS}))`;
 
 /**
  * Work stealing, for a worker slot with nothing to do while chunks run. At a round's end, a chunk

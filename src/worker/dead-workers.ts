@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { appendEvent } from "../runs/events";
 import { parseChunkKey, TASKS } from "../runs/job-queue";
+import { HELD_LOCK_KEYS } from "./liveness";
 
 /**
  * Taking back the jobs of dead workers. graphile-worker by itself leaves a job locked for four
@@ -22,11 +23,6 @@ import { parseChunkKey, TASKS } from "../runs/job-queue";
 const RECOVERY_LOCK_KEY = 4_171_202_602;
 
 const DEAD_POOLS = `
-  WITH live AS (
-    SELECT ((l.classid::bigint << 32) | l.objid::bigint) AS lock_key
-      FROM pg_locks l
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  )
   SELECT DISTINCT j.locked_by AS pool
     FROM graphile_worker.jobs j
     LEFT JOIN worker_sessions s ON s.pool_id = j.locked_by
@@ -34,7 +30,7 @@ const DEAD_POOLS = `
      AND j.task_identifier = ANY($1::text[])
      AND CASE WHEN s.pool_id IS NULL THEN j.locked_at < now() - make_interval(secs => $2)
               ELSE s.last_seen < now() - make_interval(secs => $2)
-                   AND s.lock_key NOT IN (SELECT lock_key FROM live) END`;
+                   AND s.lock_key NOT IN (${HELD_LOCK_KEYS}) END`;
 
 export interface Recovered {
   pools: string[];

@@ -12,6 +12,14 @@ import type { Logger } from "../logger";
 export type Recover = (db: WithClient) => Promise<void>;
 
 /**
+ * The keys of the session advisory locks held now: a pool whose `lock_key` is among them has its
+ * liveness session alive (a bigint key is held as classid:objid, objsubid 1).
+ */
+export const HELD_LOCK_KEYS = `
+  SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l
+   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1`;
+
+/**
  * Proof of life of this worker process, and its share of recovering dead ones.
  *
  * On its first job pool it opens one session of its own (not from the pool: a pooled
