@@ -1,10 +1,13 @@
 import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slice";
+import type { ChunkDeps } from "../src/chunks/work-through-chunk";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import { type ClaimedRow, type RecordOutcome, runRecords } from "../src/processing/run-records";
+import { runChunkJob } from "../workflows/chunk-activity";
 import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
+import { inProcessDeps } from "./support/in-process";
 import { usersJob } from "./support/jobs";
 
 describe("a slice", () => {
@@ -216,5 +219,41 @@ describe("a slice", () => {
       );
       expect(rows[0]).toEqual({ untouched: 20, counted: 0 });
     });
+  });
+});
+
+describe("a worker's chunks of one job", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+  });
+  afterEach(() => db.drop());
+
+  it("start at the slice size the job's chunks settled on before, not at one wave of records again", async () => {
+    await insertUsers(db.pool, 6000);
+    const pool = withPool(db.pool);
+    const settings = runSettings(parseConfig({ CHUNK_SIZE: "3000" }), usersJob);
+    const { run } = await startRun(pool, usersJob, "settled", settings, "test");
+    await planRun(pool, run.id, "test");
+    const slices: number[] = [];
+    const deps: ChunkDeps = {
+      ...inProcessDeps(db.pool),
+      settledSliceRows: new Map(),
+      observer: { sliceCommitted: (slice) => slices.push(slice.completed), chunkEnded: () => undefined },
+    };
+    const job = { attempt: 1, maxAttempts: 3 };
+    await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 0 }, { ...job, key: "a" });
+    const firstChunk = slices.splice(0);
+    const settled = deps.settledSliceRows?.get("users") as number;
+    await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 1 }, { ...job, key: "b" });
+
+    // one wave of the in-process worker's 8 records in flight, at least 100 rows, growing from there
+    expect(firstChunk[0]).toBe(100);
+    expect(firstChunk.length).toBeGreaterThan(2);
+    expect(settled).toBeGreaterThan(100);
+    expect(slices[0]).toBe(Math.min(settled, 3000));
+    expect(slices.length).toBeLessThan(firstChunk.length);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS done FROM users WHERE batch_status = 'completed'");
+    expect(rows[0].done).toBe(6000);
   });
 });

@@ -1,3 +1,5 @@
+import { type LiteralValue, sqlLiteral } from "../db/literals";
+import type { ClaimedRow } from "../processing/run-records";
 import type { RoundRows } from "../runs/model";
 import type { JobDefinition } from "./define";
 
@@ -9,6 +11,8 @@ import type { JobDefinition } from "./define";
 
 export const quoteIdentifier = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
+const placeholder = (position: number) => `$${position}`;
+
 export interface JobSql {
   /** Names the statements prepared on each connection: one set per job. */
   statementPrefix: string;
@@ -19,13 +23,16 @@ export interface JobSql {
   /** The values of the job's `where`, appended after each statement's own parameters. */
   filterValues: unknown[][];
   /**
-   * Claims a slice: rows of ($1, $2] of the key, claimable for a run allowed $3 attempts, not
-   * processed since $4, at most $5, each with its state as $status, $run and $attempts.
+   * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of
+   * (afterId, lastId] of the key, claimable for a run allowed maxAttempts, not processed since
+   * plannedAt, at most limit of them, in key order, each read by `claimedRow`.
    */
-  claimSlice: string;
+  claimSlice(values: { afterId: number; lastId: number; maxAttempts: number; plannedAt: Date; limit: number }): string;
+  /** A claimed row from the claim's fields: the key, the columns read, and the row's state as $status, $run and $attempts. */
+  claimedRow(fields: (string | null)[]): ClaimedRow;
   /**
-   * Writes a slice's outcomes: keys $1, errors $2 (NULL for completed), run $3, the chunk's
-   * range $4-$5, one array per result column from $6. Returns the rows written.
+   * Writes a slice's outcomes: keys $1, errors $2 (NULL for completed), run $3, the lowest and
+   * highest of the keys $4-$5, one array per result column from $6. Returns the rows written.
    */
   writeOutcomes: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
@@ -70,8 +77,8 @@ function buildJobSql(job: JobDefinition): JobSql {
     processedAt: q(job.state.processedAt),
   };
   /** The job's own `where`, its values from parameter `first` on; PostgreSQL gives each the column's array type. */
-  const filter = (first: number) =>
-    job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY($${first + index})`).join("");
+  const filter = (first: number, param = placeholder) =>
+    job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY(${param(first + index)})`).join("");
   const claimable = (maxAttempts: string) =>
     `(t.${s.status} = 'pending' OR (t.${s.status} = 'failed' AND t.${s.attempts} < ${maxAttempts}))`;
   const notSince = (instant: string) => `(t.${s.processedAt} IS NULL OR t.${s.processedAt} < ${instant})`;
@@ -98,20 +105,38 @@ function buildJobSql(job: JobDefinition): JobSql {
     ...job.touch.map((column) => `${q(column)} = now()`),
   ];
 
+  /** The claim, its values given by `param`: literals in a COPY, which takes no parameters. */
+  const claimSelect = (param: (position: number) => string) => `
+      SELECT ${selected.join(", ")}
+        FROM ${table} t
+       WHERE t.${key} > ${param(1)} AND t.${key} <= ${param(2)}
+         AND ${claimable(param(3))}
+         AND ${notSince(param(4))}${filter(6, param)}
+       ORDER BY t.${key}
+       LIMIT ${param(5)}
+         FOR UPDATE OF t SKIP LOCKED`;
+  // the claim's columns in order: the property each is read as, from its text
+  const claimedProperties = [job.key, ...job.reads.map(({ property }) => property), "$status", "$run", "$attempts"];
+  const fromText = [Number, ...job.reads.map(({ spec }) => spec.fromText), String, Number, Number];
+  const filterValues = job.where.map(({ values }) => values);
+
   return {
     statementPrefix: `job:${job.name}`,
     table,
     key,
-    filterValues: job.where.map(({ values }) => values),
-    claimSlice: `
-      SELECT ${selected.join(", ")}
-        FROM ${table} t
-       WHERE t.${key} > $1 AND t.${key} <= $2
-         AND ${claimable("$3")}
-         AND ${notSince("$4")}${filter(6)}
-       ORDER BY t.${key}
-       LIMIT $5
-         FOR UPDATE OF t SKIP LOCKED`,
+    filterValues,
+    claimSlice({ afterId, lastId, maxAttempts, plannedAt, limit }) {
+      const values = [afterId, lastId, maxAttempts, plannedAt, limit, ...filterValues];
+      return `COPY (${claimSelect((position) => sqlLiteral(values[position - 1] as LiteralValue))}) TO STDOUT`;
+    },
+    claimedRow(fields) {
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < claimedProperties.length; i++) {
+        const text = fields[i] as string | null;
+        row[claimedProperties[i] as string] = text === null ? null : (fromText[i] as (text: string) => unknown)(text);
+      }
+      return row as ClaimedRow;
+    },
     writeOutcomes: `
       WITH outcome AS (
         SELECT * FROM unnest($1::int8[], $2::text[]${results.map((r) => `, ${r.param}`).join("")})

@@ -9,6 +9,8 @@ import { getCatalog } from "../jobs/catalog";
 import { drainingSignal } from "./shutdown";
 
 let observer: ChunkObserver | undefined;
+/** The slice sizes this process's chunks settled on, by job: its next chunks start there. */
+const settledSliceRows = new Map<string, number>();
 
 /** Sets what this process's chunks report to (its metrics). */
 export function observeChunks(chunkObserver: ChunkObserver): void {
@@ -51,6 +53,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,
+    settledSliceRows,
     observer,
   };
 }
