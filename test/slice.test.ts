@@ -238,13 +238,13 @@ describe("a worker's chunks of one job", () => {
     const slices: number[] = [];
     const deps: ChunkDeps = {
       ...inProcessDeps(db.pool),
-      settledSliceRows: new Map(),
+      settledSlices: new Map(),
       observer: { sliceCommitted: (slice) => slices.push(slice.completed), chunkEnded: () => undefined },
     };
     const job = { attempt: 1, maxAttempts: 3 };
     await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 0 }, { ...job, key: "a" });
     const firstChunk = slices.splice(0);
-    const settled = deps.settledSliceRows?.get("users") as number;
+    const settled = deps.settledSlices?.get("users")?.rows as number;
     await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 1 }, { ...job, key: "b" });
 
     // one wave of the in-process worker's 8 records in flight, at least 100 rows, growing from there

@@ -30,6 +30,12 @@ export interface ChunkRef {
   chunkNo: number;
 }
 
+/** Where a job's slices settled: their rows, and a record's time in flight. */
+export interface SettledSlices {
+  rows: number;
+  recordMs: number;
+}
+
 /** A committed slice, as reported for metrics. */
 export interface SliceReport {
   job: string;
@@ -66,11 +72,12 @@ export interface ChunkDeps {
   /** Set when the shutdown grace runs out: records in flight are abandoned and rolled back. */
   abort: AbortSignal;
   /**
-   * The slice size each job's chunks settled on in this worker, by job name: a chunk starts
-   * there rather than at one wave of records, doubling (which costs a no-I/O job a tenth of its
-   * pace in the slices of each chunk's ramp). Without it every chunk starts small.
+   * How each job's slices settled in this worker's chunks, by job name: a chunk starts there
+   * rather than at one wave of records, doubling (which costs a no-I/O job a tenth of its pace
+   * in the slices of each chunk's ramp), and claims a part at a time from its first slice when
+   * its records wait on I/O. Without it every chunk starts small.
    */
-  settledSliceRows?: Map<string, number>;
+  settledSlices?: Map<string, SettledSlices>;
   observer?: ChunkObserver;
 }
 
@@ -197,12 +204,13 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   const floor = Math.min(runner.concurrency, MAX_SLICE_ROWS);
   const began = performance.now();
   let afterId = chunk.firstId - 1;
-  let limit = deps.settledSliceRows?.get(job.name) ?? Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
+  const settled = deps.settledSlices?.get(job.name);
+  let limit = settled?.rows ?? Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
   const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
   let left = 0;
   let rescanned = false;
   let waited = false;
-  let recordMs = 0;
+  let recordMs = settled?.recordMs ?? 0;
 
   for (;;) {
     if (deps.draining.aborted) {
@@ -280,7 +288,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     // a record's time in flight, from the slice's time the claim and the writes did not take
     recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
     limit = nextSliceLimit(limit, slice, elapsedMs, floor);
-    deps.settledSliceRows?.set(job.name, limit);
+    deps.settledSlices?.set(job.name, { rows: limit, recordMs });
   }
 
   if (left > 0)

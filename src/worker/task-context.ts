@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
-import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
+import type { ChunkDeps, ChunkObserver, SettledSlices } from "../chunks/work-through-chunk";
 import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
 import { reconnecting } from "../db/connection-loss";
@@ -9,8 +9,8 @@ import { getCatalog } from "../jobs/catalog";
 import { drainingSignal } from "./shutdown";
 
 let observer: ChunkObserver | undefined;
-/** The slice sizes this process's chunks settled on, by job: its next chunks start there. */
-const settledSliceRows = new Map<string, number>();
+/** How this process's chunks' slices settled, by job: its next chunks start there. */
+const settledSlices = new Map<string, SettledSlices>();
 
 /** Sets what this process's chunks report to (its metrics). */
 export function observeChunks(chunkObserver: ChunkObserver): void {
@@ -53,7 +53,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,
-    settledSliceRows,
+    settledSlices,
     observer,
   };
 }
