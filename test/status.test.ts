@@ -54,6 +54,22 @@ describe("status", () => {
     expect(overview.runs[0]).toMatchObject({ id: run.id, status: "running", completed, retrying: failed });
   });
 
+  it("reads 100%, and no negative ETA, when a run's rows done pass its estimated total", async () => {
+    // a sampled plan's total is an estimate until its chunks end (src/runs/chunks.ts)
+    const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60" };
+    await seed(["enqueue", "--batch-name", "estimated"], { DATABASE_URL: db.url, ...env });
+    expect((await startWorker(["--once"], { DATABASE_URL: db.url, ...env }).exited).code).toBe(0);
+    const run = await runByName(db.pool, "estimated");
+    await db.pool.query("UPDATE batch_jobs SET total_records = processed_records - 100 WHERE id = $1", [run.id]);
+
+    const report = JSON.parse((await status(["estimated", "--json"], { DATABASE_URL: db.url })).stdout);
+    expect(report).toMatchObject({ status: "running", percentDone: 100 });
+    expect(report.etaSeconds).toBeGreaterThanOrEqual(30);
+    const text = await status(["estimated"], { DATABASE_URL: db.url });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`[${"#".repeat(30)}] 100.0%`);
+  });
+
   it("counts the retry delay in the ETA, and says what the run waits for", async () => {
     // round 0 runs; the retry round's chunks are due in a minute
     const env = { CHUNK_SIZE: "1000", FAIL_RATE: "0.1", RETRY_DELAY_S: "60", PROCESS_DELAY_MS: "1" };

@@ -13,7 +13,7 @@ function duration(seconds: number | null): string {
 }
 
 export function progressBar(percent: number | null, width = 30): string {
-  const filled = Math.round(((percent ?? 0) / 100) * width);
+  const filled = Math.min(Math.max(Math.round(((percent ?? 0) / 100) * width), 0), width);
   return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(percent ?? 0).toFixed(1).padStart(5)}%`;
 }
 
