@@ -80,7 +80,6 @@ describe("the values a slice claims", () => {
       runId: 1,
       round: 0,
       chunkNo: 0,
-      firstId: first,
       lastId: last,
       afterId: first - 1,
       limit: 1000,

@@ -31,7 +31,6 @@ describe("a slice", () => {
       runId: run.id,
       round: 0,
       chunkNo: 0,
-      firstId: 1,
       lastId: 20,
       afterId: 0,
       limit: 100,

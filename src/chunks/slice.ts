@@ -22,8 +22,7 @@ export interface SliceRequest {
   runId: number;
   round: number;
   chunkNo: number;
-  /** The chunk's id range, inclusive. */
-  firstId: number;
+  /** The chunk's last id: claim no id above it. */
   lastId: number;
   /** Claim only ids above this one (the slices before have covered the rest). */
   afterId: number;
@@ -66,8 +65,10 @@ export interface SliceResult {
 /*
  * The job's statements (src/jobs/job-sql.ts). The claim takes rows that are claimable
  * (pending, or failed with attempts left) and not yet processed in this round, walking the key's
- * index through the chunk's range. The outcomes are written in one statement; its range bound
- * on the key keeps the planner from walking the index from its start for every slice.
+ * index through the chunk's range under LockRows, as a COPY whose text the worker decodes in one
+ * go (src/db/copy-out.ts). The outcomes are written in one statement; its range bound on the
+ * key, the lowest and highest key it writes, keeps the planner from walking the index from its
+ * start for every slice, and its join to the rows it writes.
  */
 
 /** Failed attempts by message; sorted, so that concurrent slices lock the rows in one order. */

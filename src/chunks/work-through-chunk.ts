@@ -225,7 +225,6 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         runId: ref.runId,
         round: ref.round,
         chunkNo: ref.chunkNo,
-        firstId: chunk.firstId,
         lastId: range.lastId,
         afterId,
         limit,
