@@ -243,15 +243,16 @@ describe("a worker's chunks of one job", () => {
     const job = { attempt: 1, maxAttempts: 3 };
     await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 0 }, { ...job, key: "a" });
     const firstChunk = slices.splice(0);
-    const settled = deps.settledSlices?.get("users")?.rows as number;
+    // what the slices settled on depends on the machine's pace: the next chunk starts at whatever
+    // is recorded, so record a size no pace gives to see it taken
+    const recorded = deps.settledSlices?.get("users");
+    deps.settledSlices?.set("users", { rows: 1234, recordMs: 0 });
     await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 1 }, { ...job, key: "b" });
 
-    // one wave of the in-process worker's 8 records in flight, at least 100 rows, growing from there
+    // one wave of the in-process worker's 8 records in flight, at least 100 rows
     expect(firstChunk[0]).toBe(100);
-    expect(firstChunk.length).toBeGreaterThan(2);
-    expect(settled).toBeGreaterThan(100);
-    expect(slices[0]).toBe(Math.min(settled, 3000));
-    expect(slices.length).toBeLessThan(firstChunk.length);
+    expect(recorded).toEqual({ rows: expect.any(Number), recordMs: expect.any(Number) });
+    expect(slices[0]).toBe(1234);
     const { rows } = await db.pool.query("SELECT count(*)::int AS done FROM users WHERE batch_status = 'completed'");
     expect(rows[0].done).toBe(6000);
   });
