@@ -5,7 +5,7 @@ import { inTransaction } from "../db/pool";
 import { ROW_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql } from "../jobs/job-sql";
-import type { ClaimedRow, RecordOutcome } from "../processing/run-records";
+import type { ClaimedRow, RecordFeed, RecordOutcome } from "../processing/run-records";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -158,16 +158,6 @@ function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], indexes: 
 /** An outcome column as the write's parameter: as a literal where that is quicker than node-postgres's encoding. */
 const asArrayParameter = (values: unknown[]) => plainArrayLiteral(values) ?? values;
 
-/** How a slice hands out its records as it claims them, and takes their outcomes as they come. */
-export interface SliceFeed {
-  /** Resolves true once more than `length` records are claimed, false when no more will be. */
-  more(length: number): Promise<boolean>;
-  /** The record at `index` starts: the next part is claimed before those claimed run out. */
-  started(index: number): void;
-  /** The record at `index` has its outcome: outcomes are written a part at a time as they come. */
-  settled(index: number, outcome: RecordOutcome): void;
-}
-
 /**
  * The statements of one slice's transaction, on its one connection, one at a time. With a
  * `part`, rows are claimed a part at a time, the next while the records of those before run, and
@@ -175,7 +165,7 @@ export interface SliceFeed {
  * claim nor for the write of the whole slice. Everything stays in the one transaction, so the
  * slice still commits or rolls back whole.
  */
-class SliceTransaction implements SliceFeed {
+class SliceTransaction implements RecordFeed {
   readonly rows: ClaimedRow[] = [];
   readonly outcomes: RecordOutcome[] = [];
   private readonly sql;
@@ -364,7 +354,7 @@ class SliceTransaction implements SliceFeed {
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (records: ClaimedRow[], feed: SliceFeed) => Promise<RecordOutcome[]>,
+  processRecords: (records: ClaimedRow[], feed: RecordFeed) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   const setup = [
     `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,

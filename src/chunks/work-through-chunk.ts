@@ -3,11 +3,11 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
-import { type ClaimedRow, type RecordFunction, runRecords } from "../processing/run-records";
+import { type ClaimedRow, type RecordFeed, type RecordFunction, runRecords } from "../processing/run-records";
 import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
-import { ChunkEndedError, runSlice, type SliceFeed, type SliceRequest, type SliceResult } from "./slice";
+import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
@@ -140,7 +140,13 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
 }
 
 /** Runs a slice's records, starting none after SLICE_BUDGET_MS or once the worker drains. */
-function runWithinBudget(deps: ChunkDeps, runner: RecordRunner, ref: ChunkRef, records: ClaimedRow[], feed: SliceFeed) {
+function runWithinBudget(
+  deps: ChunkDeps,
+  runner: RecordRunner,
+  ref: ChunkRef,
+  records: ClaimedRow[],
+  feed: RecordFeed,
+) {
   const started = performance.now();
   return runRecords(records, runner.logic, {
     runId: ref.runId,

@@ -119,6 +119,9 @@ function buildJobSql(job: JobDefinition): JobSql {
   const claimedProperties = [job.key, ...job.reads.map(({ property }) => property), "$status", "$run", "$attempts"];
   const fromText = [Number, ...job.reads.map(({ spec }) => spec.fromText), String, Number, Number];
   const filterValues = job.where.map(({ values }) => values);
+  /** The rows of [$1, $2] still claimable ($3 attempts, not processed since $4). */
+  const leftInRange = `${table} t
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`;
 
   return {
     statementPrefix: `job:${job.name}`,
@@ -149,13 +152,8 @@ function buildJobSql(job: JobDefinition): JobSql {
         RETURNING 1
       )
       SELECT count(*)::int AS written FROM written`,
-    countLeftInRange: `
-      SELECT count(*)::int AS left FROM ${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`,
-    lockLeftInRange: `
-      SELECT 1 FROM ${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}
-         FOR UPDATE OF t`,
+    countLeftInRange: `SELECT count(*)::int AS left FROM ${leftInRange}`,
+    lockLeftInRange: `SELECT 1 FROM ${leftInRange} FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key} AS key FROM ${table} t
        WHERE t.${key} > $1 AND t.${key} <= $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}

@@ -29,11 +29,17 @@ export interface RunRecordsOptions {
   /** Asked before each record starts; once false, no further record starts. */
   mayStart: () => boolean;
   /** Where `records` grows from while they run, and outcomes go as they come (src/chunks/slice.ts). */
-  feed?: {
-    more(length: number): Promise<boolean>;
-    started(index: number): void;
-    settled(index: number, outcome: RecordOutcome): void;
-  };
+  feed?: RecordFeed;
+}
+
+/** How records are handed out as they are claimed, and their outcomes taken as they come. */
+export interface RecordFeed {
+  /** Resolves true once more than `length` records are claimed, false when no more will be. */
+  more(length: number): Promise<boolean>;
+  /** The record at `index` starts: the next part is claimed before those claimed run out. */
+  started(index: number): void;
+  /** The record at `index` has its outcome: outcomes are written a part at a time as they come. */
+  settled(index: number, outcome: RecordOutcome): void;
 }
 
 const MAX_ERROR_LENGTH = 2000;
