@@ -61,11 +61,11 @@ export function printReport(results: Results): void {
     for (const k of io.cases) {
       rows.push(
         [
-          `I/O ${k.delayMs} ms, 1 process, ${k.rows} rows: steady (rows/s)`,
+          `I/O ${k.delayMs} ms${k.spread === "fixed" ? "" : ` (${k.spread})`}, 1 process, ${k.rows} rows: steady (rows/s)`,
           String(k.steadyRowsPerSecond),
           `${k.recordsInFlight} in flight: ${k.bound}`,
           `${k.steadyRatio}x`,
-          `>= ${k.target}x`,
+          k.target === undefined ? "" : `>= ${k.target}x`,
         ],
         [
           "  whole run, spawn to exit (rows/s)",

@@ -11,6 +11,7 @@ import { printable } from "./printable";
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 /** auto: readable lines when stderr is a terminal, JSON lines otherwise. */
 const LOG_FORMATS = ["auto", "json", "pretty"] as const;
+export const DELAY_SPREADS = ["fixed", "exponential"] as const;
 
 const wholeNumber = (min: number, max: number) =>
   z
@@ -64,6 +65,7 @@ const envSchema = z.object({
   WORKER_DEAD_AFTER_S: duration(3_600_000).pipe(z.number().min(2000, "must be at least 2s")).default(60_000),
   RECONNECT_TIMEOUT_S: duration(3_600_000).default(60_000),
   PROCESS_DELAY_MS: wholeNumber(0, 600_000).default(0),
+  PROCESS_DELAY_SPREAD: z.enum(DELAY_SPREADS, { error: `must be one of ${DELAY_SPREADS.join(", ")}` }).default("fixed"),
   FAIL_RATE: share.default(0),
   FAIL_FIRST_ATTEMPTS: wholeNumber(1, 100).optional(),
   METRICS_PORT: wholeNumber(0, 65_535).default(9464),
@@ -105,6 +107,8 @@ export interface Config {
   /** How long a worker waits for a lost database before it gives up a chunk or, its job pool lost, exits. */
   reconnectTimeoutMs: number;
   processDelayMs: number;
+  /** How PROCESS_DELAY_MS varies from record to record: not at all, or as I/O's long tail. */
+  processDelaySpread: (typeof DELAY_SPREADS)[number];
   failRate: number;
   failFirstAttempts: number | undefined;
   /** Port of the worker's /metrics and /healthz; 0 serves none. */
@@ -139,7 +143,8 @@ export interface PoolSizes {
   /**
    * graphile-worker's pool: a client per running job (a chunk holds one for each slice, a step
    * for its transaction; a free slot uses one to fetch its next job), one for LISTEN, one for
-   * the batched recording of jobs' ends.
+   * the batched recording of jobs' ends. A chunk whose slices overlap (one ends while the next
+   * starts) takes a second client only when one is free: until then its next slice waits.
    */
   workerPool: number;
   /**
@@ -203,6 +208,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     workerDeadAfterMs: e.WORKER_DEAD_AFTER_S,
     reconnectTimeoutMs: e.RECONNECT_TIMEOUT_S,
     processDelayMs: e.PROCESS_DELAY_MS,
+    processDelaySpread: e.PROCESS_DELAY_SPREAD,
     failRate: e.FAIL_RATE,
     failFirstAttempts: e.FAIL_FIRST_ATTEMPTS,
     metricsPort: e.METRICS_PORT,

@@ -53,7 +53,11 @@ describe("npm run bench -- --quick", () => {
       steadyRowsPerSecond: expect.any(Number),
       tailSeconds: expect.any(Number),
     };
-    expect(report.ioBound.cases.map((c) => c.delayMs)).toEqual([20, 2]);
+    expect(report.ioBound.cases.map((c) => [c.delayMs, c.spread])).toEqual([
+      [20, "fixed"],
+      [2, "fixed"],
+      [20, "exponential"],
+    ]);
     for (const c of report.ioBound.cases) {
       expect(c).toMatchObject({ ...phases, bound: expect.any(Number), steadyRatio: expect.any(Number) });
     }

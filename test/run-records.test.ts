@@ -3,7 +3,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../app/task-list";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
-import { withInjectedFaults } from "../src/processing/fault-injection";
+import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../src/processing/fault-injection";
 import { type ClaimedRow, type RecordFunction, runRecords } from "../src/processing/run-records";
 import { ROOT } from "./support/processes";
 
@@ -186,5 +186,38 @@ describe("task list", () => {
   it("names exactly the task files graphile-worker loads from dist/tasks", async () => {
     const files = (await fs.readdir(path.join(ROOT, "dist/tasks"))).filter((file) => file.endsWith(".js"));
     expect(files.map((file) => file.replace(/\.js$/, "")).sort()).toEqual(Object.keys(taskList).sort());
+  });
+});
+
+describe("the injected latency (PROCESS_DELAY_MS, PROCESS_DELAY_SPREAD)", () => {
+  const ids = Array.from({ length: 100_000 }, (_, i) => i + 1);
+  const exponential = {
+    delayMs: 20,
+    delaySpread: "exponential" as const,
+    failRate: 0.01,
+    failFirstAttempts: undefined,
+  };
+
+  it("is the same for every record when fixed", () => {
+    expect(new Set(ids.map((id) => recordDelayMs(id, { ...exponential, delaySpread: "fixed" })))).toEqual(
+      new Set([20]),
+    );
+  });
+
+  it("spreads as an exponential of the same mean, the same for a row every time, drawn apart from the failures", () => {
+    const delays = ids.map((id) => recordDelayMs(id, exponential));
+    const mean = delays.reduce((sum, ms) => sum + ms, 0) / delays.length;
+    const share = (over: number) => delays.filter((ms) => ms > over).length / delays.length;
+    expect(mean).toBeGreaterThan(19.6);
+    expect(mean).toBeLessThan(20.4);
+    // an exponential's tail: e^-1 of the rows over the mean, e^-4.6 (1%) over 4.6 times it
+    expect(share(20)).toBeCloseTo(Math.exp(-1), 2);
+    expect(share(92)).toBeCloseTo(0.01, 2);
+    expect(ids.slice(0, 100).map((id) => recordDelayMs(id, exponential))).toEqual(delays.slice(0, 100));
+    const failing = ids.filter((id) => failsOnAttempt(id, 1, exponential));
+    // drawn apart from the failures: the failing rows wait as long as the others on average
+    const failingMean = failing.reduce((sum, id) => sum + recordDelayMs(id, exponential), 0) / failing.length;
+    expect(failingMean).toBeGreaterThan(17);
+    expect(failingMean).toBeLessThan(23);
   });
 });

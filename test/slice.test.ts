@@ -2,6 +2,8 @@ import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slic
 import type { ChunkDeps } from "../src/chunks/work-through-chunk";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
+import { JobCatalog } from "../src/jobs/catalog";
+import type { JobDefinition } from "../src/jobs/define";
 import { type ClaimedRow, type RecordOutcome, runRecords } from "../src/processing/run-records";
 import { runChunkJob } from "../workflows/chunk-activity";
 import { planRun } from "../workflows/plan-run";
@@ -255,5 +257,65 @@ describe("a worker's chunks of one job", () => {
     expect(slices[0]).toBe(1234);
     const { rows } = await db.pool.query("SELECT count(*)::int AS done FROM users WHERE batch_status = 'completed'");
     expect(rows[0].done).toBe(6000);
+  });
+});
+
+describe("a chunk's slices", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+  });
+  afterEach(() => db.drop());
+
+  it("overlap: the next slice's records take the slots of a record that outlasts its own slice's others", async () => {
+    await insertUsers(db.pool, 400);
+    const pool = withPool(db.pool);
+    const settings = runSettings(parseConfig({ CHUNK_SIZE: "400" }), usersJob);
+    const { run } = await startRun(pool, usersJob, "overlap", settings, "test");
+    await planRun(pool, run.id, "test");
+    let inFlight = 0;
+    let most = 0;
+    let nextSliceStarted: () => void = () => undefined;
+    const nextSliceStart = new Promise<void>((resolve) => {
+      nextSliceStarted = resolve;
+    });
+    const job: JobDefinition = {
+      ...usersJob,
+      async process(user, ctx) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        try {
+          const id = user.id as number;
+          if (id > 200) nextSliceStarted();
+          // the first slice's last record ends only once a record of the next slice has started:
+          // with slices one after the other it would wait for its timeout, and fail
+          if (id === 200) await nextSliceStart;
+          else await new Promise((resolve) => setTimeout(resolve, 1));
+          return await usersJob.process(user, ctx);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const deps: ChunkDeps = {
+      ...inProcessDeps(db.pool),
+      jobs: new JobCatalog([job]),
+      rowTimeoutMs: 3000,
+      // slices of 200 rows whose records wait on I/O, claimed a part at a time
+      settledSlices: new Map([["users", { rows: 200, recordMs: 2 }]]),
+    };
+    const outcome = await runChunkJob(
+      deps,
+      { runId: run.id, round: 0, chunkNo: 0 },
+      { attempt: 1, maxAttempts: 3, key: "a" },
+    );
+
+    expect(outcome.kind).toBe("finished");
+    const { rows } = await db.pool.query(
+      "SELECT batch_status AS status, count(*)::int AS rows FROM users GROUP BY 1 ORDER BY 1",
+    );
+    expect(rows).toEqual([{ status: "completed", rows: 400 }]);
+    // the in-process worker's 8 records in flight, whichever slices they belong to
+    expect(most).toBe(8);
   });
 });

@@ -33,6 +33,11 @@ export interface SliceRequest {
    * claimed at once and written at once.
    */
   part?: number;
+  /**
+   * Called once the slice has claimed its whole limit, with the last key claimed: the chunk's
+   * next slice can start after it while this one's records finish (work-through-chunk.ts).
+   */
+  onClaimedAll?: (lastKey: number) => void;
   maxAttempts: number;
   /** When the chunk was planned: rows processed since then belong to this round already. */
   plannedAt: Date;
@@ -232,6 +237,10 @@ class SliceTransaction implements RecordFeed {
       const rows = await copyOutRows(this.client, claim, this.sql.claimedRow);
       for (const row of rows) this.rows.push(row);
       this.exhausted = rows.length < wanted || this.rows.length >= this.request.limit;
+      const lastClaimed = this.rows.at(-1);
+      if (lastClaimed && this.rows.length >= this.request.limit) {
+        this.request.onClaimedAll?.(lastClaimed[this.request.job.key] as number);
+      }
       this.claimMs += performance.now() - started;
     });
     this.claiming = claim.finally(() => {

@@ -3,7 +3,13 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
-import { type ClaimedRow, type RecordFeed, type RecordFunction, runRecords } from "../processing/run-records";
+import {
+  type ClaimedRow,
+  type RecordFeed,
+  type RecordFunction,
+  RecordSlots,
+  runRecords,
+} from "../processing/run-records";
 import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
@@ -139,11 +145,16 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
   };
 }
 
-/** Runs a slice's records, starting none after SLICE_BUDGET_MS or once the worker drains. */
+/**
+ * Runs a slice's records in the chunk's slots, starting none after SLICE_BUDGET_MS, once the
+ * worker drains, or once the slice is told to stop.
+ */
 function runWithinBudget(
   deps: ChunkDeps,
   runner: RecordRunner,
   ref: ChunkRef,
+  slots: RecordSlots,
+  stopped: () => boolean,
   records: ClaimedRow[],
   feed: RecordFeed,
 ) {
@@ -154,8 +165,9 @@ function runWithinBudget(
     concurrency: runner.concurrency,
     timeoutMs: runner.timeoutMs,
     signal: deps.abort,
-    mayStart: () => !deps.draining.aborted && performance.now() - started < SLICE_BUDGET_MS,
+    mayStart: () => !deps.draining.aborted && !stopped() && performance.now() - started < SLICE_BUDGET_MS,
     feed,
+    slots,
   });
 }
 
@@ -169,6 +181,8 @@ export function slicePart(limit: number, concurrency: number, recordMs: number):
   if (recordMs < STREAM_FROM_RECORD_MS) return undefined;
   return Math.max(4 * concurrency, Math.ceil(limit / 8));
 }
+
+const noKey = () => undefined;
 
 /** Works through the chunk's rows, and reports how long it took and how it ended (for metrics). */
 export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<ChunkOutcome> {
@@ -184,9 +198,24 @@ export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<
   }
 }
 
+/** A slice under way: its result, and when it has claimed all it will (for the next to start). */
+interface SliceUnderWay {
+  started: number;
+  limit: number;
+  result: Promise<SliceResult | undefined>;
+  /** Resolves with the last key claimed once the slice has claimed its whole limit; never otherwise. */
+  claimedAll: Promise<number>;
+  /** No further record of the slice starts; it writes and commits those that ran. */
+  stop(): void;
+}
+
 /**
  * Starts the chunk, then runs its slices until its range is done, the worker drains, the run
- * stops it, or another job ends it.
+ * stops it, or another job ends it. A slice whose records wait on I/O (it claims a part at a
+ * time) starts the next once it has claimed all its rows: the next claims its first part while
+ * this one's last records run, and its records take the slots as they free, so the chunk's
+ * records in flight do not drain while a slice writes its last outcomes and commits. The two
+ * are two transactions on two connections; at most two slices of a chunk are under way.
  */
 async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string }): Promise<ChunkOutcome> {
   const start = await deps.db((client) => beginChunk(client, ref, deps.worker));
@@ -209,6 +238,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   });
   const floor = Math.min(runner.concurrency, MAX_SLICE_ROWS);
   const began = performance.now();
+  const slots = new RecordSlots(runner.concurrency);
   let afterId = chunk.firstId - 1;
   const settled = deps.settledSlices?.get(job.name);
   let limit = settled?.rows ?? Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
@@ -217,83 +247,123 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let rescanned = false;
   let waited = false;
   let recordMs = settled?.recordMs ?? 0;
+  // when the last slice ended: a slice that started before it counts its time from there
+  let lastEnded = began;
 
-  for (;;) {
-    if (deps.draining.aborted) {
-      log.info({ ...totals }, "worker shutting down: chunk handed back");
-      return { kind: "handed-back", totals };
-    }
-    const sliceStart = performance.now();
-    let slice: SliceResult | undefined;
-    try {
-      const request: SliceRequest = {
-        job,
-        runId: ref.runId,
-        round: ref.round,
-        chunkNo: ref.chunkNo,
-        lastId: range.lastId,
-        afterId,
-        limit,
-        part: slicePart(limit, runner.concurrency, recordMs),
-        maxAttempts: settings.maxAttempts,
-        plannedAt: chunk.plannedAt,
-        statementTimeoutMs: deps.statementTimeoutMs,
-        idleTimeoutMs: SLICE_BUDGET_MS + runner.timeoutMs + deps.statementTimeoutMs,
-      };
-      slice = await deps.db((client) =>
-        runSlice(client, request, (records, feed) => runWithinBudget(deps, runner, ref, records, feed)),
-      );
-    } catch (error) {
-      if (error instanceof ChunkEndedError) {
-        log.warn({ ...totals }, "another job ended the chunk: slice rolled back");
-        return { kind: "skipped" };
+  const beginSlice = (from: number): SliceUnderWay => {
+    let stopped = false;
+    let claimedAll: (lastKey: number) => void = () => undefined;
+    const part = slicePart(limit, runner.concurrency, recordMs);
+    const request: SliceRequest = {
+      job,
+      runId: ref.runId,
+      round: ref.round,
+      chunkNo: ref.chunkNo,
+      lastId: range.lastId,
+      afterId: from,
+      limit,
+      part,
+      onClaimedAll: part === undefined ? undefined : (lastKey) => claimedAll(lastKey),
+      maxAttempts: settings.maxAttempts,
+      plannedAt: chunk.plannedAt,
+      statementTimeoutMs: deps.statementTimeoutMs,
+      // a slice started ahead waits, after its first claim, for the records of the one before it
+      idleTimeoutMs: SLICE_BUDGET_MS + 2 * runner.timeoutMs + deps.statementTimeoutMs,
+    };
+    return {
+      started: performance.now(),
+      limit,
+      claimedAll: new Promise((resolve) => {
+        claimedAll = resolve;
+      }),
+      result: deps.db((client) =>
+        runSlice(client, request, (records, feed) =>
+          runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed),
+        ),
+      ),
+      stop: () => {
+        stopped = true;
+      },
+    };
+  };
+
+  let current: SliceUnderWay | undefined;
+  let next: SliceUnderWay | undefined;
+  try {
+    for (;;) {
+      if (deps.draining.aborted) {
+        log.info({ ...totals }, "worker shutting down: chunk handed back");
+        return { kind: "handed-back", totals };
       }
-      if (!deps.abort.aborted) throw error;
-      log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");
-      return { kind: "handed-back", totals };
-    }
-    if (!slice) {
-      left = await countLeft();
-      if (left === 0 || waited) break;
-      if (rescanned) {
-        // still held after a second pass: wait for their holder (another chunk's slice, which
-        // claimed them before this chunk was split from it) to end, then one last pass
-        waited = true;
-        const waitMs = SLICE_BUDGET_MS + runner.timeoutMs;
-        const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
-        if (!released) break;
+      current ??= beginSlice(afterId);
+      const claimedUpTo = await Promise.race([current.claimedAll, current.result.then(noKey, noKey)]);
+      if (claimedUpTo !== undefined && !deps.draining.aborted) next = beginSlice(claimedUpTo);
+      let slice: SliceResult | undefined;
+      try {
+        slice = await current.result;
+      } catch (error) {
+        if (error instanceof ChunkEndedError) {
+          log.warn({ ...totals }, "another job ended the chunk: slice rolled back");
+          return { kind: "skipped" };
+        }
+        if (!deps.abort.aborted) throw error;
+        log.warn({ ...totals }, "shutdown grace ran out: slice rolled back, chunk handed back");
+        return { kind: "handed-back", totals };
       }
-      // rows skipped while another transaction held them: one more pass takes those released since
-      rescanned = true;
-      afterId = chunk.firstId - 1;
-      continue;
+      const { started: sliceStart, limit: sliceLimit } = current;
+      current = next;
+      next = undefined;
+      if (!slice) {
+        left = await countLeft();
+        if (left === 0 || waited) break;
+        if (rescanned) {
+          // still held after a second pass: wait for their holder (another chunk's slice, which
+          // claimed them before this chunk was split from it) to end, then one last pass
+          waited = true;
+          const waitMs = SLICE_BUDGET_MS + runner.timeoutMs;
+          const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
+          if (!released) break;
+        }
+        // rows skipped while another transaction held them: one more pass takes those released since
+        rescanned = true;
+        afterId = chunk.firstId - 1;
+        continue;
+      }
+      if (slice.done === 0) continue;
+      const now = performance.now();
+      const elapsedMs = now - Math.max(sliceStart, lastEnded);
+      lastEnded = now;
+      totals.slices++;
+      totals.done += slice.done;
+      totals.completed += slice.completed;
+      totals.failed += slice.failed;
+      totals.retryable += slice.retryable;
+      afterId = slice.lastProcessedId;
+      // another job took the upper part of the range (chunk-split.ts): stop where it starts
+      range.lastId = Math.min(range.lastId, slice.chunkLastId);
+      deps.observer?.sliceCommitted({
+        job: job.name,
+        completed: slice.completed,
+        failed: slice.failed,
+        retryable: slice.retryable,
+        claimSeconds: slice.claimMs / 1000,
+        writeSeconds: slice.writeMs / 1000,
+      });
+      log.debug({ rows: slice.done, limit: sliceLimit, ms: Math.round(now - sliceStart) }, "slice committed");
+      // a pause lets running chunks finish; a cancel stops them here
+      if (!KEEPS_RUNNING.has(slice.runStatus))
+        return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
+      // a record's time in flight, from the slice's time the claim and the writes did not take
+      recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
+      limit = nextSliceLimit(sliceLimit, slice, elapsedMs, floor);
+      deps.settledSlices?.set(job.name, { rows: limit, recordMs });
     }
-    if (slice.done === 0) continue;
-    totals.slices++;
-    totals.done += slice.done;
-    totals.completed += slice.completed;
-    totals.failed += slice.failed;
-    totals.retryable += slice.retryable;
-    afterId = slice.lastProcessedId;
-    // another job took the upper part of the range (chunk-split.ts): stop where it starts
-    range.lastId = Math.min(range.lastId, slice.chunkLastId);
-    deps.observer?.sliceCommitted({
-      job: job.name,
-      completed: slice.completed,
-      failed: slice.failed,
-      retryable: slice.retryable,
-      claimSeconds: slice.claimMs / 1000,
-      writeSeconds: slice.writeMs / 1000,
-    });
-    log.debug({ rows: slice.done, limit, ms: Math.round(performance.now() - sliceStart) }, "slice committed");
-    // a pause lets running chunks finish; a cancel stops them here
-    if (!KEEPS_RUNNING.has(slice.runStatus))
-      return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
-    const elapsedMs = performance.now() - sliceStart;
-    // a record's time in flight, from the slice's time the claim and the writes did not take
-    recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
-    limit = nextSliceLimit(limit, slice, elapsedMs, floor);
-    deps.settledSlices?.set(job.name, { rows: limit, recordMs });
+  } finally {
+    // a slice started ahead of one that ended the chunk's work stops starting records, and ends
+    for (const underWay of [current, next]) {
+      underWay?.stop();
+      await underWay?.result.catch(() => undefined);
+    }
   }
 
   if (left > 0)

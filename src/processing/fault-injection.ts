@@ -4,6 +4,12 @@ import type { RecordFunction } from "./run-records";
 export interface FaultSettings {
   /** Latency added to every record (PROCESS_DELAY_MS), standing in for I/O. */
   delayMs: number;
+  /**
+   * "fixed": every record waits delayMs. "exponential": a record waits a time drawn by a hash
+   * of its id from the exponential distribution of mean delayMs (PROCESS_DELAY_SPREAD), the
+   * long tail of I/O: a record in a hundred waits 4.6 times the mean or more.
+   */
+  delaySpread?: "fixed" | "exponential";
   /** Share of rows that fail (FAIL_RATE), chosen by a hash of the id: the same rows every time. */
   failRate: number;
   /** When set, a failing row fails only its first N attempts (FAIL_FIRST_ATTEMPTS). */
@@ -16,6 +22,13 @@ export function rowFraction(id: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return ((h ^ (h >>> 16)) >>> 0) / 2 ** 32;
+}
+
+/** A record's injected latency: the same for a row every time it is processed. */
+export function recordDelayMs(id: number, faults: FaultSettings): number {
+  if (faults.delaySpread !== "exponential") return faults.delayMs;
+  // another hash of the id than FAIL_RATE's, so that the slow rows are not the failing ones
+  return -Math.log(1 - rowFraction(2 * id + 1)) * faults.delayMs;
 }
 
 /** Whether FAIL_RATE selects this row to fail on this attempt. */
@@ -35,7 +48,7 @@ export function withInjectedFaults(logic: RecordFunction, key: string, faults: F
       // Not woken by ctx.signal: making one per record costs more than a 2 ms record's own timer.
       // Unreferenced, an abandoned record's wait keeps no process alive; its lane's timer does
       // while the record counts.
-      await sleep(faults.delayMs, undefined, { ref: false });
+      await sleep(recordDelayMs(record[key] as number, faults), undefined, { ref: false });
       if (ctx.aborted) throw new Error("record abandoned");
     }
     if (failsOnAttempt(record[key] as number, ctx.attempt, faults)) {

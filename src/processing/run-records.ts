@@ -30,6 +30,37 @@ export interface RunRecordsOptions {
   mayStart: () => boolean;
   /** Where `records` grows from while they run, and outcomes go as they come (src/chunks/slice.ts). */
   feed?: RecordFeed;
+  /** Shared with the chunk's next slice, which starts before this one ends: a record runs only in one of them. */
+  slots?: RecordSlots;
+}
+
+/**
+ * The records in flight of one chunk, at most `size` whatever slices they belong to: a slice
+ * starts while the one before it finishes its last records and commits, and its records take
+ * the slots those free (src/chunks/work-through-chunk.ts).
+ */
+export class RecordSlots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  /** Takes a slot: at once (undefined) when one is free, else once one is given back. */
+  take(): Promise<void> | undefined {
+    if (this.free > 0) {
+      this.free--;
+      return undefined;
+    }
+    return new Promise((taken) => this.waiting.push(taken));
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
 }
 
 /** How records are handed out as they are claimed, and their outcomes taken as they come. */
@@ -103,7 +134,7 @@ export async function runRecords(
   };
   options.signal.addEventListener("abort", onAbort, { once: true });
   let next = 0;
-  const { feed } = options;
+  const { feed, slots } = options;
 
   const lane = async () => {
     let settle: (outcome: RecordOutcome) => void = () => undefined;
@@ -120,28 +151,34 @@ export async function runRecords(
     abandonInFlight.add(abandon);
     try {
       starting: while (!options.signal.aborted && options.mayStart()) {
-        // once those given have all started, the feed's next part, if any; taken with no await
-        // between the last look at `next` and its increment, which other lanes share
-        while (next >= records.length) if (!(await feed?.more(next))) break starting;
-        if (options.signal.aborted) break;
-        const index = next++;
-        feed?.started(index);
-        const record = records[index] as ClaimedRow;
-        const ctx = new RowContext(options.runId, record.$attempts + 1, record[options.key] as number);
-        current = ctx;
-        timer.refresh();
-        outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
-          settle = resolve;
-          try {
-            logic(record, ctx).then(
-              (result) => resolve({ status: "completed", result }),
-              (error) => resolve(failed(error)),
-            );
-          } catch (error) {
-            resolve(failed(error));
-          }
-        });
-        feed?.settled(index, outcomes[index] as RecordOutcome);
+        const waited = slots?.take();
+        if (waited) await waited;
+        try {
+          // once those given have all started, the feed's next part, if any; taken with no await
+          // between the last look at `next` and its increment, which other lanes share
+          while (next >= records.length) if (!(await feed?.more(next))) break starting;
+          if (options.signal.aborted || (waited && !options.mayStart())) break;
+          const index = next++;
+          feed?.started(index);
+          const record = records[index] as ClaimedRow;
+          const ctx = new RowContext(options.runId, record.$attempts + 1, record[options.key] as number);
+          current = ctx;
+          timer.refresh();
+          outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
+            settle = resolve;
+            try {
+              logic(record, ctx).then(
+                (result) => resolve({ status: "completed", result }),
+                (error) => resolve(failed(error)),
+              );
+            } catch (error) {
+              resolve(failed(error));
+            }
+          });
+          feed?.settled(index, outcomes[index] as RecordOutcome);
+        } finally {
+          slots?.give();
+        }
       }
     } finally {
       clearTimeout(timer);

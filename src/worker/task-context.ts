@@ -45,7 +45,12 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     db: taskDb(helpers, config),
     logger: getLogger(),
     jobs: getCatalog(),
-    faults: { delayMs: config.processDelayMs, failRate: config.failRate, failFirstAttempts: config.failFirstAttempts },
+    faults: {
+      delayMs: config.processDelayMs,
+      delaySpread: config.processDelaySpread,
+      failRate: config.failRate,
+      failFirstAttempts: config.failFirstAttempts,
+    },
     worker: config.podName,
     splitWhenIdle: true,
     rowConcurrency: config.rowConcurrency,
