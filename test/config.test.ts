@@ -54,6 +54,11 @@ describe("parseConfig", () => {
     expect(runSettings(parseConfig({ MAX_ATTEMPTS: "5", RETRY_ROUNDS: "1" }), usersJob).retryRounds).toBe(1);
   });
 
+  it("reads PROCESS_DELAY_SPREAD: fixed unless set", () => {
+    expect(parseConfig({}).processDelaySpread).toBe("fixed");
+    expect(parseConfig({ PROCESS_DELAY_SPREAD: "exponential" }).processDelaySpread).toBe("exponential");
+  });
+
   it("reads LOG_FORMAT, and NO_COLOR when it is set and not empty (https://no-color.org)", () => {
     expect(parseConfig({ LOG_FORMAT: "json" }).logFormat).toBe("json");
     expect(parseConfig({ LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
@@ -71,6 +76,7 @@ describe("parseConfig", () => {
     [{ FAIL_RATE: "1.5" }, "FAIL_RATE must be a number from 0 to 1"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL must be one of"],
     [{ LOG_FORMAT: "yaml" }, 'LOG_FORMAT must be one of auto, json, pretty (got "yaml")'],
+    [{ PROCESS_DELAY_SPREAD: "normal" }, 'PROCESS_DELAY_SPREAD must be one of fixed, exponential (got "normal")'],
     [{ MAX_ATTEMPTS: "101" }, "MAX_ATTEMPTS must be a whole number from 1 to 100"],
   ])("rejects %j", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
