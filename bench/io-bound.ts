@@ -1,4 +1,5 @@
 import users from "../jobs/users";
+import type { DelaySpread } from "../src/config";
 import { type Bench, round } from "./harness";
 import { type Phases, phases, sliceCommits } from "./steady-state";
 
@@ -12,7 +13,7 @@ import { type Phases, phases, sliceCommits } from "./steady-state";
 export interface IoCase {
   /** A record's time in flight; with `spread` "exponential", its mean (PROCESS_DELAY_SPREAD). */
   delayMs: number;
-  spread?: "exponential";
+  spread?: DelaySpread;
   rows: number;
   /** The issue's target where it sets one; the rest are reported against the same bound. */
   target?: number;
@@ -20,7 +21,7 @@ export interface IoCase {
 
 export interface IoResult extends Phases {
   delayMs: number;
-  spread: "fixed" | "exponential";
+  spread: DelaySpread;
   recordsInFlight: number;
   bound: number;
   steadyRatio: number;

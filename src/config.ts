@@ -11,7 +11,9 @@ import { printable } from "./printable";
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 /** auto: readable lines when stderr is a terminal, JSON lines otherwise. */
 const LOG_FORMATS = ["auto", "json", "pretty"] as const;
-export const DELAY_SPREADS = ["fixed", "exponential"] as const;
+/** How the injected latency varies from record to record (src/processing/fault-injection.ts). */
+const DELAY_SPREADS = ["fixed", "exponential"] as const;
+export type DelaySpread = (typeof DELAY_SPREADS)[number];
 
 const wholeNumber = (min: number, max: number) =>
   z
@@ -108,7 +110,7 @@ export interface Config {
   reconnectTimeoutMs: number;
   processDelayMs: number;
   /** How PROCESS_DELAY_MS varies from record to record: not at all, or as I/O's long tail. */
-  processDelaySpread: (typeof DELAY_SPREADS)[number];
+  processDelaySpread: DelaySpread;
   failRate: number;
   failFirstAttempts: number | undefined;
   /** Port of the worker's /metrics and /healthz; 0 serves none. */

@@ -12,21 +12,22 @@ import { createMigratedDatabase, insertUsers, type TestDatabase } from "./suppor
 import { inProcessDeps } from "./support/in-process";
 import { usersJob } from "./support/jobs";
 
+/** `users` rows of the default job, and a run over them planned in chunks of `chunkSize`. */
+async function plannedRun(db: TestDatabase, name: string, users: number, chunkSize: number) {
+  await insertUsers(db.pool, users);
+  const pool = withPool(db.pool);
+  const settings = runSettings(parseConfig({ CHUNK_SIZE: String(chunkSize) }), usersJob);
+  const { run } = await startRun(pool, usersJob, name, settings, "test");
+  await planRun(pool, run.id, "test");
+  return run;
+}
+
 describe("a slice", () => {
   let db: TestDatabase;
   let request: SliceRequest;
   beforeEach(async () => {
     db = await createMigratedDatabase();
-    await insertUsers(db.pool, 20);
-    const pool = withPool(db.pool);
-    const { run } = await startRun(
-      pool,
-      usersJob,
-      "slices",
-      runSettings(parseConfig({ CHUNK_SIZE: "20" }), usersJob),
-      "test",
-    );
-    await planRun(pool, run.id, "test");
+    const run = await plannedRun(db, "slices", 20, 20);
     const { rows } = await db.pool.query("SELECT planned_at FROM batch_chunks WHERE run_id = $1", [run.id]);
     request = {
       job: usersJob,
@@ -231,11 +232,7 @@ describe("a worker's chunks of one job", () => {
   afterEach(() => db.drop());
 
   it("start at the slice size the job's chunks settled on before, not at one wave of records again", async () => {
-    await insertUsers(db.pool, 6000);
-    const pool = withPool(db.pool);
-    const settings = runSettings(parseConfig({ CHUNK_SIZE: "3000" }), usersJob);
-    const { run } = await startRun(pool, usersJob, "settled", settings, "test");
-    await planRun(pool, run.id, "test");
+    const run = await plannedRun(db, "settled", 6000, 3000);
     const slices: number[] = [];
     const deps: ChunkDeps = {
       ...inProcessDeps(db.pool),
@@ -258,21 +255,9 @@ describe("a worker's chunks of one job", () => {
     const { rows } = await db.pool.query("SELECT count(*)::int AS done FROM users WHERE batch_status = 'completed'");
     expect(rows[0].done).toBe(6000);
   });
-});
 
-describe("a chunk's slices", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
-
-  it("overlap: the next slice's records take the slots of a record that outlasts its own slice's others", async () => {
-    await insertUsers(db.pool, 400);
-    const pool = withPool(db.pool);
-    const settings = runSettings(parseConfig({ CHUNK_SIZE: "400" }), usersJob);
-    const { run } = await startRun(pool, usersJob, "overlap", settings, "test");
-    await planRun(pool, run.id, "test");
+  it("overlap their slices: the next slice's records take the slots of a record that outlasts its own slice's others", async () => {
+    const run = await plannedRun(db, "overlap", 400, 400);
     let inFlight = 0;
     let most = 0;
     let nextSliceStarted: () => void = () => undefined;

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { DelaySpread } from "../config";
 import type { RecordFunction } from "./run-records";
 
 export interface FaultSettings {
@@ -9,7 +10,7 @@ export interface FaultSettings {
    * of its id from the exponential distribution of mean delayMs (PROCESS_DELAY_SPREAD), the
    * long tail of I/O: a record in a hundred waits 4.6 times the mean or more.
    */
-  delaySpread?: "fixed" | "exponential";
+  delaySpread?: DelaySpread;
   /** Share of rows that fail (FAIL_RATE), chosen by a hash of the id: the same rows every time. */
   failRate: number;
   /** When set, a failing row fails only its first N attempts (FAIL_FIRST_ATTEMPTS). */
