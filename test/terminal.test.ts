@@ -108,6 +108,33 @@ describe("log lines as written", () => {
   });
 });
 
+describe("a pooled connection the database ends", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(() => db.drop());
+
+  it("is one warning with the database's error, not the pool's client", async () => {
+    const script = `const { createPool } = require(${JSON.stringify(`${ROOT}/dist/src/db/pool.js`)});
+     const logger = require(${JSON.stringify(`${ROOT}/dist/src/context.js`)}).getLogger();
+     const pool = createPool({ url: process.env.DATABASE_URL, max: 2, appName: "ended-by-the-database", logger });
+     pool.on("error", () => pool.end());
+     const { Client } = require("pg");
+     const other = new Client({ connectionString: process.env.DATABASE_URL });
+     pool.query("SELECT 1")
+       .then(() => other.connect())
+       .then(() => other.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ended-by-the-database'"))
+       .then(() => other.end());`;
+    const result = await run(process.execPath, ["-e", script], { DATABASE_URL: db.url, LOG_FORMAT: "json" });
+    expect(result.code).toBe(0);
+    const warnings = logLines(result.stderr) as { msg: string; err: { code: string } }[];
+    expect(warnings.map((line) => [line.msg, line.err.code])).toEqual([["database connection failed", "57P01"]]);
+    expect(result.stderr).not.toContain("connectionParameters");
+    expect(result.stderr.length).toBeLessThan(2_000);
+  });
+});
+
 describe("npm start on a terminal", () => {
   let db: TestDatabase;
   beforeEach(async () => {

@@ -6,7 +6,7 @@ export type { PoolClient } from "pg";
 /** Runs `fn` with a client from a pool; graphile-worker's `helpers.withPgClient` has this shape. */
 export type WithClient = <T>(fn: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
 
-/** The process's one pool. Connection errors of idle clients are logged, not fatal. */
+/** The process's one pool. A connection's failure is logged once, not fatal. */
 export function createPool(options: { url: string; max: number; appName: string; logger: Logger }): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -14,12 +14,13 @@ export function createPool(options: { url: string; max: number; appName: string;
     application_name: options.appName.slice(0, 63),
     keepAlive: true,
   });
-  pool.on("error", (error) => options.logger.warn({ err: error }, "idle database connection failed"));
-  // A connection lost while checked out fails its query; without a listener it would also
-  // crash the process.
+  // Every connection logs its own failure, idle or checked out (a checked-out one also fails its
+  // query); without these listeners the error event would crash the process. The pool re-emits
+  // an idle connection's error, already logged.
   pool.on("connect", (client) =>
     client.on("error", (error) => options.logger.warn({ err: error }, "database connection failed")),
   );
+  pool.on("error", () => undefined);
   return pool;
 }
 
