@@ -4,29 +4,35 @@ import type { Logger } from "../src/logger";
 import { forEachUser } from "./user-files";
 
 /**
- * Loading an empty users table, `seed import` drops the unique index on email and builds it
- * after the last file: COPY then appends rows (the primary key too: ids ascend in a file)
- * instead of inserting every email at a random place of a btree that outgrows memory. A
- * duplicate email, which COPY would have refused, is found when the index is built: the later
- * file holding it is refused whole, as COPY would have refused it, and the index built again.
+ * Loading an empty users table, `seed import` drops its unique indexes (the primary key on id
+ * and the unique index on email) and builds them after the last file: COPY then only appends
+ * rows, instead of inserting each key into a btree (the email's at a random place of a tree that
+ * outgrows memory). A duplicate, which COPY would have refused, is found when an index is built:
+ * the later file holding it is refused whole, as COPY would have refused it, and the index built
+ * again.
  */
 
-/** Held by an import for its whole length: one import at a time may drop or build the index. */
+/** Held by an import for its whole length: one import at a time may drop or build the indexes. */
 export const IMPORT_LOCK_KEY = 4_171_202_603;
 
 /** Enough to sort tens of millions of emails in few passes; for the build's session alone. */
 const BUILD_MEMORY = "1GB";
 
-const FIND_EMAIL_INDEX = `
-  SELECT ic.relname AS index_name, pg_get_indexdef(i.indexrelid) AS definition, con.conname AS constraint_name
+/** The columns a deferred index may hold: each line of a file carries both. */
+type KeyColumn = "id" | "email";
+
+const FIND_UNIQUE_INDEXES = `
+  SELECT ic.relname AS index_name, pg_get_indexdef(i.indexrelid) AS definition, con.conname AS constraint_name,
+         CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' END AS constraint_kind,
+         a.attname AS key_column
     FROM pg_index i
     JOIN pg_class ic ON ic.oid = i.indexrelid
     JOIN pg_class t ON t.oid = i.indrelid
     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype = 'u'
-   WHERE i.indrelid = 'users'::regclass AND i.indisunique AND NOT i.indisprimary AND i.indisvalid
-     AND i.indnatts = 1 AND a.attname = 'email' AND i.indpred IS NULL AND i.indexprs IS NULL
-     -- only the table's owner may drop it; nor may it go while a foreign key refers to it
+    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u')
+   WHERE i.indrelid = 'users'::regclass AND i.indisunique AND i.indisvalid
+     AND i.indnatts = 1 AND a.attname IN ('id', 'email') AND i.indpred IS NULL AND i.indexprs IS NULL
+     -- only the table's owner may drop them; nor may one go while a foreign key refers to it
      AND pg_has_role(t.relowner, 'USAGE')
      AND NOT EXISTS (SELECT 1 FROM pg_constraint fk WHERE fk.contype = 'f' AND fk.conindid = i.indexrelid)`;
 
@@ -34,47 +40,58 @@ interface DeferredIndex {
   index_name: string;
   definition: string;
   constraint_name: string | null;
+  constraint_kind: "PRIMARY KEY" | "UNIQUE" | null;
+  key_column: KeyColumn;
 }
 
 const usersIsEmpty = async (client: pg.PoolClient) =>
   (await client.query("SELECT 1 FROM users LIMIT 1")).rowCount === 0;
 
 /**
- * Drops the email index when users has no rows, recording it in import_deferred_indexes in the
- * same transaction. Returns whether this import must build deferred indexes at its end: also
- * when an interrupted import left one unbuilt. Call with IMPORT_LOCK_KEY held.
+ * Drops users' unique indexes when it has no rows, recording them in import_deferred_indexes in
+ * the same transaction. Returns whether this import must build deferred indexes at its end:
+ * also when an interrupted import left some unbuilt. Call with IMPORT_LOCK_KEY held.
  */
-export async function deferEmailIndex(client: pg.PoolClient, logger: Logger): Promise<boolean> {
+export async function deferUniqueIndexes(client: pg.PoolClient, logger: Logger): Promise<boolean> {
   const { rowCount: left } = await client.query("SELECT 1 FROM import_deferred_indexes");
   if (left) {
-    logger.info("import: an earlier import was interrupted before it built the email index: building it at the end");
+    logger.info(
+      "import: an earlier import was interrupted before it built users' unique indexes: building them at the end",
+    );
     return true;
   }
   if (!(await usersIsEmpty(client))) return false;
   return inTransaction(client, async () => {
-    const index = (await client.query<DeferredIndex>(FIND_EMAIL_INDEX)).rows[0];
-    if (!index) return false;
+    const indexes = (await client.query<DeferredIndex>(FIND_UNIQUE_INDEXES)).rows;
+    if (indexes.length === 0) return false;
     // no row may come in between the check and the drop
     await client.query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
     if (!(await usersIsEmpty(client))) return false;
-    await client.query(
-      "INSERT INTO import_deferred_indexes (index_name, definition, constraint_name) VALUES ($1, $2, $3)",
-      [index.index_name, index.definition, index.constraint_name],
+    for (const index of indexes) {
+      await client.query(
+        `INSERT INTO import_deferred_indexes (index_name, definition, constraint_name, constraint_kind, key_column)
+         VALUES ($1, $2, $3, $4, $5)`,
+        [index.index_name, index.definition, index.constraint_name, index.constraint_kind, index.key_column],
+      );
+      await client.query(
+        index.constraint_name
+          ? `ALTER TABLE users DROP CONSTRAINT ${client.escapeIdentifier(index.constraint_name)}`
+          : `DROP INDEX ${client.escapeIdentifier(index.index_name)}`,
+      );
+    }
+    logger.info(
+      { indexes: indexes.map((index) => index.index_name) },
+      "import: users is empty: its unique indexes are built after the load",
     );
-    await client.query(
-      index.constraint_name
-        ? `ALTER TABLE users DROP CONSTRAINT ${client.escapeIdentifier(index.constraint_name)}`
-        : `DROP INDEX ${client.escapeIdentifier(index.index_name)}`,
-    );
-    logger.info({ index: index.index_name }, "import: users is empty: its email index is built after the load");
     return true;
   });
 }
 
 /** Builds each deferred index in one transaction with the removal of its record; a duplicate throws 23505. */
 async function buildDeferredIndexes(client: pg.PoolClient): Promise<void> {
+  // the primary key first, as the table was made
   const { rows } = await client.query<DeferredIndex>(
-    "SELECT index_name, definition, constraint_name FROM import_deferred_indexes ORDER BY index_name",
+    "SELECT * FROM import_deferred_indexes ORDER BY key_column = 'id' DESC, index_name",
   );
   for (const index of rows) {
     const build = async () => {
@@ -86,8 +103,9 @@ async function buildDeferredIndexes(client: pg.PoolClient): Promise<void> {
       );
       if (index.constraint_name && !attached) {
         const constraint = client.escapeIdentifier(index.constraint_name);
+        // constraint_kind is one of two words (the table's check)
         await client.query(
-          `ALTER TABLE users ADD CONSTRAINT ${constraint} UNIQUE USING INDEX ${client.escapeIdentifier(index.index_name)}`,
+          `ALTER TABLE users ADD CONSTRAINT ${constraint} ${index.constraint_kind} USING INDEX ${client.escapeIdentifier(index.index_name)}`,
         );
       }
       await client.query("DELETE FROM import_deferred_indexes WHERE index_name = $1", [index.index_name]);
@@ -103,77 +121,89 @@ export interface LoadedFile {
   path: string;
 }
 
-/** A loaded file refused for a duplicate email: its rows and its imported_files row are gone. */
+/** A loaded file refused for a duplicate id or email: its rows and its imported_files row are gone. */
 export interface Refusal {
   index: number;
   error: string;
 }
 
-/** Deletes a refused file's rows (by the ids its lines hold) and its imported_files row, so that it can be imported once fixed. */
-async function unloadFile(client: pg.PoolClient, file: LoadedFile): Promise<void> {
-  const ids: string[] = [];
-  await forEachUser(file.path, (_line, id) => ids.push(id));
-  await inTransaction(client, async () => {
-    for (let from = 0; from < ids.length; from += 10_000) {
-      await client.query("DELETE FROM users WHERE id = ANY($1::bigint[])", [ids.slice(from, from + 10_000)]);
-    }
-    await client.query("DELETE FROM imported_files WHERE file_name = $1", [file.file]);
-  });
+/** The values of `column` that more than one row of users holds, each with the transactions (xmin) that wrote them. */
+async function duplicatedValues(client: pg.PoolClient, column: KeyColumn): Promise<Map<string, string[]>> {
+  const { rows } = await inTransaction(
+    client,
+    () =>
+      client.query<{ value: string; xacts: string[] }>(
+        `SELECT ${client.escapeIdentifier(column)}::text AS value, array_agg(xmin::text) AS xacts
+           FROM users GROUP BY 1 HAVING count(*) > 1`,
+      ),
+    // the sort of every value, as the index build's
+    [`SET LOCAL work_mem = '${BUILD_MEMORY}'`],
+  );
+  return new Map(rows.map((row) => [row.value, row.xacts]));
 }
 
 /**
- * Finds the files COPY would have refused for a duplicate email, had the index been there: in
- * file order, the first file with a line whose email an earlier kept file, an earlier line of
- * its own, or a row of no file of this import already holds; then refuses each, named by that
- * line, and unloads it.
+ * Finds the files COPY would have refused for a duplicate id or email, had the indexes been
+ * there: in file order, the first file with a line whose value an earlier kept file, an earlier
+ * line of its own, or a row of no file of this import already holds; then refuses each, named by
+ * that line, and removes its rows (by the transaction that loaded it: two rows with one id are
+ * told apart by nothing else) with its imported_files row, so that it can be imported once fixed.
  */
 async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Promise<Refusal[]> {
-  const { rows: duplicated } = await inTransaction(
-    client,
-    () =>
-      client.query<{ email: string; ids: string[] }>(
-        "SELECT email, array_agg(id)::text[] AS ids FROM users GROUP BY email HAVING count(*) > 1",
-      ),
-    // the sort of every email, as the index build's
-    [`SET LOCAL work_mem = '${BUILD_MEMORY}'`],
+  const { rows: deferred } = await client.query<{ key_column: KeyColumn }>(
+    "SELECT DISTINCT key_column FROM import_deferred_indexes",
   );
-  const idsOf = new Map(duplicated.map((row) => [row.email, new Set(row.ids)]));
-  const found = new Map<string, number>();
-  const lines: { line: number; email: string }[][] = [];
+  // id first: with both indexes in place, COPY names a row's duplicate id before its email
+  const columns = (["id", "email"] as const).filter((column) => deferred.some((d) => d.key_column === column));
+  const duplicated = new Map<KeyColumn, Map<string, string[]>>();
+  for (const column of columns) duplicated.set(column, await duplicatedValues(client, column));
+
+  const { rows: loads } = await client.query<{ file_name: string; xact: string }>(
+    "SELECT file_name, load_xact::xid::text AS xact FROM imported_files WHERE file_name = ANY($1) AND load_xact IS NOT NULL",
+    [files.map((file) => file.file)],
+  );
+  const xactOf = new Map(loads.map((load) => [load.file_name, load.xact]));
+  const ours = new Set(xactOf.values());
+  // values a row of no file of this import holds
+  const taken = new Map<KeyColumn, Set<string>>();
+  for (const [column, values] of duplicated) {
+    taken.set(column, new Set([...values].filter(([, xacts]) => xacts.some((x) => !ours.has(x))).map(([v]) => v)));
+  }
+
+  const refused: (Refusal & { file: string; xact: string })[] = [];
   for (const file of files) {
-    const own: { line: number; email: string }[] = [];
+    const xact = xactOf.get(file.file);
+    if (xact === undefined) continue;
+    const own = new Map(columns.map((column) => [column, new Set<string>()]));
+    let first: { line: number; column: KeyColumn; value: string } | undefined;
     await forEachUser(file.path, (line, id, email) => {
-      if (!idsOf.get(email)?.has(id)) return;
-      own.push({ line, email });
-      found.set(email, (found.get(email) ?? 0) + 1);
+      for (const column of columns) {
+        if (first) return;
+        const value = column === "id" ? id : email;
+        if (!duplicated.get(column)?.get(value)?.includes(xact)) continue;
+        if (taken.get(column)?.has(value) || own.get(column)?.has(value)) first = { line, column, value };
+        else own.get(column)?.add(value);
+      }
     });
-    lines.push(own);
-  }
-  const taken = new Set(duplicated.filter((row) => (found.get(row.email) ?? 0) < row.ids.length).map((r) => r.email));
-  const refused: Refusal[] = [];
-  for (const [n, file] of files.entries()) {
-    const own = new Set<string>();
-    const first = (lines[n] ?? []).find(({ email }) => {
-      if (taken.has(email) || own.has(email)) return true;
-      own.add(email);
-      return false;
-    });
-    if (!first) {
-      for (const email of own) taken.add(email);
-      continue;
+    if (first) {
+      const error = `${file.file}:${first.line}: duplicate value, (${first.column})=(${first.value}) already exists.`;
+      refused.push({ index: file.index, error, file: file.file, xact });
+    } else {
+      for (const [column, values] of own) for (const value of values) taken.get(column)?.add(value);
     }
-    await unloadFile(client, file);
-    refused.push({
-      index: file.index,
-      error: `${file.file}:${first.line}: duplicate value, (email)=(${first.email}) already exists.`,
+  }
+  if (refused.length > 0) {
+    await inTransaction(client, async () => {
+      await client.query("DELETE FROM users WHERE xmin = ANY($1::xid[])", [refused.map((r) => r.xact)]);
+      await client.query("DELETE FROM imported_files WHERE file_name = ANY($1)", [refused.map((r) => r.file)]);
     });
   }
-  return refused;
+  return refused.map(({ index, error }) => ({ index, error }));
 }
 
 /**
  * Builds the indexes the import deferred (maintenance_work_mem raised for the build). Where a
- * duplicate email stops the build, refuses the files that hold it (see refuseDuplicates) and
+ * duplicate id or email stops a build, refuses the files that hold it (see refuseDuplicates) and
  * builds again. Returns the refused files; throws when the build fails otherwise, the deferral
  * left recorded for the next import.
  */
@@ -184,7 +214,7 @@ export async function buildDeferred(client: pg.PoolClient, files: LoadedFile[], 
     const started = performance.now();
     try {
       await buildDeferredIndexes(client);
-      logger.info({ seconds: (performance.now() - started) / 1000 }, "import: email index built");
+      logger.info({ seconds: (performance.now() - started) / 1000 }, "import: unique indexes built");
       return refused;
     } catch (error) {
       if ((error as pg.DatabaseError).code !== "23505") throw error;

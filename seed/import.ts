@@ -6,7 +6,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
 import type { Logger } from "../src/logger";
-import { buildDeferred, deferEmailIndex, IMPORT_LOCK_KEY } from "./deferred-index";
+import { buildDeferred, deferUniqueIndexes, IMPORT_LOCK_KEY } from "./deferred-index";
 import { CSV_COLUMNS } from "./user-rows";
 
 export type FileResult =
@@ -86,7 +86,8 @@ async function importFile(
     client = await pool.connect();
     await client.query("BEGIN");
     const claimed = await client.query(
-      `INSERT INTO imported_files (file_name, bytes, rows, import_run_id) VALUES ($1, $2, 0, $3)
+      `INSERT INTO imported_files (file_name, bytes, rows, import_run_id, load_xact)
+       VALUES ($1, $2, 0, $3, pg_current_xact_id())
        ON CONFLICT (file_name) DO NOTHING`,
       [file, size, runId],
     );
@@ -127,7 +128,7 @@ async function importFile(
  * Imports every .csv file of `dir` into users with COPY, `concurrency` files at a time, and
  * records the import in batch_jobs (kind 'import'), counting rows. Files imported before are
  * skipped; a file with a bad line fails alone, with its name and line number. Imports run one
- * at a time; into an empty table, the email index is built after the load (seed/deferred-index.ts).
+ * at a time; into an empty table, the unique indexes are built after the load (seed/deferred-index.ts).
  */
 export async function importDirectory(options: ImportOptions): Promise<ImportSummary> {
   const { pool, dir, logger } = options;
@@ -188,7 +189,7 @@ async function importFiles(
   let loaded = false;
   let failure: string | undefined;
   try {
-    const deferred = await deferEmailIndex(session, logger);
+    const deferred = await deferUniqueIndexes(session, logger);
     let next = 0;
     const lane = async () => {
       while (next < paths.length) {

@@ -19,8 +19,9 @@ function csv(first: number, count: number, edit: Record<number, string> = {}): s
 /** A line of the test files' shape, with its own id and email. */
 const row = (id: number, email: string) => `${id},User ${id},${email},30,1000,2025-06-01 12:00:00,pending,`;
 
-const DEFERRED = "import: users is empty: its email index is built after the load";
-const RESUMED = "import: an earlier import was interrupted before it built the email index: building it at the end";
+const DEFERRED = "import: users is empty: its unique indexes are built after the load";
+const RESUMED =
+  "import: an earlier import was interrupted before it built users' unique indexes: building them at the end";
 const messages = (stderr: string) => logLines(stderr).map((line) => line.msg);
 
 async function countRows(db: TestDatabase, where = "true"): Promise<number> {
@@ -149,16 +150,20 @@ describe("seed import", () => {
         "SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 1",
       );
       const { rows: unique } = await db.pool.query(
-        "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'u'",
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('p', 'u') ORDER BY 1",
       );
-      const { rows: deferred } = await db.pool.query("SELECT index_name FROM import_deferred_indexes");
+      const { rows: deferred } = await db.pool.query("SELECT index_name FROM import_deferred_indexes ORDER BY 1");
       return {
         indexes: indexes.map((r) => r.indexname),
         unique: unique.map((r) => r.conname),
         deferred: deferred.map((r) => r.index_name),
       };
     }
-    const built = { indexes: ["users_email_key", "users_pkey"], unique: ["users_email_key"], deferred: [] };
+    const built = {
+      indexes: ["users_email_key", "users_pkey"],
+      unique: ["users_email_key", "users_pkey"],
+      deferred: [],
+    };
 
     async function importedFiles(): Promise<string[]> {
       const { rows } = await db.pool.query("SELECT file_name FROM imported_files ORDER BY 1");
@@ -252,20 +257,39 @@ describe("seed import", () => {
       expect(await indexState()).toEqual(built);
     });
 
-    it("still refuses a duplicate id at COPY, by its line", async () => {
+    it("builds the primary key after the load too, and refuses whole the later file of a duplicate id, by its line", async () => {
       await fs.writeFile(path.join(dir, "a.csv"), csv(1, 100));
       await fs.writeFile(path.join(dir, "b.csv"), csv(101, 100, { 10: row(50, "other.50@example.com") }));
-      // one file at a time: of two files loading at once, the one that commits first keeps the id
-      const result = await seed(["import", "--dir", dir, "--concurrency", "1"], { DATABASE_URL: db.url });
+      await fs.writeFile(path.join(dir, "c.csv"), csv(201, 100));
+      // the same file again under another name: every row the same id and email as one of a.csv
+      await fs.copyFile(path.join(dir, "a.csv"), path.join(dir, "d.csv"));
+      // an email of c.csv, then an id of a.csv: the first line is named, as COPY would
+      await fs.writeFile(
+        path.join(dir, "e.csv"),
+        csv(301, 10, { 3: row(302, "user.250@example.com"), 5: row(1, "e.1@example.com") }),
+      );
+      // four files loading at once: the file order decides, as one file at a time with the key in place
+      const result = await importDir();
       expect(result.code).toBe(1);
       expect(messages(result.stderr)).toContain(DEFERRED);
       expect(JSON.parse(result.stdout)).toMatchObject({
-        imported: 1,
-        rows: 100,
-        failed: ["b.csv:10: duplicate value, (id)=(50) already exists."],
+        imported: 2,
+        rows: 200,
+        failed: [
+          "b.csv:10: duplicate value, (id)=(50) already exists.",
+          "d.csv:2: duplicate value, (id)=(1) already exists.",
+          "e.csv:3: duplicate value, (email)=(user.250@example.com) already exists.",
+        ],
       });
-      expect(await importedFiles()).toEqual(["a.csv"]);
+      expect(await importedFiles()).toEqual(["a.csv", "c.csv"]);
+      // a.csv's rows, not one taken with its twins
+      expect(await countRows(db, "id BETWEEN 1 AND 100")).toBe(100);
+      expect(await countRows(db, "id BETWEEN 101 AND 200")).toBe(0);
+      expect(await countRows(db)).toBe(200);
       expect(await indexState()).toEqual(built);
+      await expect(
+        db.pool.query("INSERT INTO users (id, name, email) VALUES (50, 'Twin', 'twin@example.com')"),
+      ).rejects.toThrow(/users_pkey/);
     });
 
     it("resumes an import killed after the index was dropped: the rest loaded, the index built, no file twice", async () => {
@@ -287,7 +311,7 @@ describe("seed import", () => {
       } finally {
         if (!released) await release();
       }
-      expect(await indexState()).toEqual({ indexes: ["users_pkey"], unique: [], deferred: ["users_email_key"] });
+      expect(await indexState()).toEqual({ indexes: [], unique: [], deferred: ["users_email_key", "users_pkey"] });
       expect(await countRows(db)).toBe(1000);
 
       const again = await importDir();
