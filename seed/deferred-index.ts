@@ -148,6 +148,8 @@ async function duplicatedValues(client: pg.PoolClient, column: KeyColumn): Promi
  * line of its own, or a row of no file of this import already holds; then refuses each, named by
  * that line, and removes its rows (by the transaction that loaded it: two rows with one id are
  * told apart by nothing else) with its imported_files row, so that it can be imported once fixed.
+ * A row written since by another transaction (a run over a half-imported table) counts as no
+ * file's: its value is taken, and a clash between two such rows is left to the caller's error.
  */
 async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Promise<Refusal[]> {
   const { rows: deferred } = await client.query<{ key_column: KeyColumn }>(
