@@ -1,5 +1,5 @@
 import { type Bench, mustSucceed, round } from "./harness";
-import { importIntoEmpty } from "./import-empty";
+import { type ImportRound, importIntoEmpty } from "./import-empty";
 
 /**
  * A whole run at a size a user brings (the original's own is 50,000,000 rows: `--scale-rows`),
@@ -12,15 +12,16 @@ import { importIntoEmpty } from "./import-empty";
 export interface AtScale {
   rows: number;
   generate: { seconds: number; peakRssMb?: number };
-  import: { seconds: number; loadThenIndexSeconds: number; ratio: number; peakRssMb?: number };
+  /** Medians of `importRounds` rounds, the reference and the import interleaved; each round's figures. */
+  import: { seconds: number; loadThenIndexSeconds: number; ratio: number; rounds: ImportRound[]; peakRssMb?: number };
   /** plannedRows: the plan's count, or its estimate (a sampled plan); finalTotal: the run's total once it ended. */
   enqueue: { seconds: number; chunks: number; plannedRows: number; finalTotal: number };
   processing: { processes: number; seconds: number; rowsPerSecond: number; hotShare: number; peakRssMb: number[] };
 }
 
-export async function atScale(bench: Bench, rows: number, processes: number): Promise<AtScale> {
+export async function atScale(bench: Bench, rows: number, processes: number, importRounds: number): Promise<AtScale> {
   const { dir, generate } = await bench.files(rows);
-  const imported = await importIntoEmpty(bench, dir);
+  const imported = await importIntoEmpty(bench, dir, importRounds);
   await bench.settle();
 
   const name = `at-scale-${rows}`;
@@ -49,6 +50,7 @@ export async function atScale(bench: Bench, rows: number, processes: number): Pr
       seconds: imported.importSeconds,
       loadThenIndexSeconds: imported.loadThenIndexSeconds,
       ratio: imported.ratio,
+      rounds: imported.rounds,
       peakRssMb: imported.peakRssMb,
     },
     enqueue: {

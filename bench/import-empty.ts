@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { CSV_COLUMNS } from "../seed/user-rows";
-import { type Bench, exec, mustSucceed, round } from "./harness";
+import { type Bench, exec, median, mustSucceed, round } from "./harness";
 
 /** psql sessions loading files at once in the reference, as `seed import` does by default. */
 const COPY_LANES = 4;
@@ -52,17 +52,15 @@ async function loadThenIndex(bench: Bench, dir: string, constraints: { name: str
   return (performance.now() - started) / 1000;
 }
 
-/**
- * `seed import` of `dir` into an empty users table against what PostgreSQL needs to load the
- * same files when the indexes are built after the load: psql \copy four files at a time into
- * the table without its primary key and unique email index, then both built, timed together.
- * Each starts from an empty, checkpointed table. The reference runs first, its schema restored
- * even when it fails; the table ends as the import leaves it.
- */
-export async function importIntoEmpty(
-  bench: Bench,
-  dir: string,
-): Promise<{ rows: number; importSeconds: number; loadThenIndexSeconds: number; ratio: number; peakRssMb?: number }> {
+export interface ImportRound {
+  rows: number;
+  importSeconds: number;
+  loadThenIndexSeconds: number;
+  peakRssMb?: number;
+}
+
+/** One round: the reference, then `seed import`, each into an empty, checkpointed table. */
+async function importRound(bench: Bench, dir: string): Promise<ImportRound> {
   await bench.reset();
   const constraints = await indexConstraints(bench);
   let loadThenIndexSeconds: number;
@@ -83,7 +81,41 @@ export async function importIntoEmpty(
     rows,
     importSeconds: round(imported.seconds, 1),
     loadThenIndexSeconds: round(loadThenIndexSeconds, 1),
-    ratio: round(imported.seconds / loadThenIndexSeconds, 2),
     peakRssMb: imported.peakRssMb,
+  };
+}
+
+/**
+ * `seed import` of `dir` into an empty users table against what PostgreSQL needs to load the
+ * same files when the indexes are built after the load: psql \copy four files at a time into
+ * the table without its primary key and unique email index, then both built, timed together.
+ * `rounds` rounds, the two interleaved (a single figure of either varies by 15% on this kind of
+ * machine), medians reported. The reference's schema is restored even when it fails; the table
+ * ends as the last import leaves it.
+ */
+export async function importIntoEmpty(
+  bench: Bench,
+  dir: string,
+  rounds: number,
+): Promise<{
+  rows: number;
+  importSeconds: number;
+  loadThenIndexSeconds: number;
+  ratio: number;
+  rounds: ImportRound[];
+  peakRssMb?: number;
+}> {
+  const done: ImportRound[] = [];
+  for (let i = 0; i < rounds; i++) done.push(await importRound(bench, dir));
+  const importSeconds = median(done.map((r) => r.importSeconds));
+  const loadThenIndexSeconds = median(done.map((r) => r.loadThenIndexSeconds));
+  const peaks = done.flatMap((r) => (r.peakRssMb === undefined ? [] : [r.peakRssMb]));
+  return {
+    rows: (done[done.length - 1] as ImportRound).rows,
+    importSeconds,
+    loadThenIndexSeconds,
+    ratio: round(importSeconds / loadThenIndexSeconds, 2),
+    rounds: done,
+    peakRssMb: peaks.length > 0 ? Math.max(...peaks) : undefined,
   };
 }

@@ -147,7 +147,7 @@ export function printReport(results: Results): void {
   if (at) {
     rows.push(
       [
-        `${at.rows} rows: import into an empty table (s)`,
+        `${at.rows} rows: import into an empty table (s, median of ${at.import.rounds.length})`,
         String(at.import.seconds),
         `load, then index ${at.import.loadThenIndexSeconds}`,
         `${at.import.ratio}x`,

@@ -77,7 +77,12 @@ describe("npm run bench -- --quick", () => {
     // at scale: the import against load-then-index, the plan, two processes over every row
     expect(report.atScale).toMatchObject({
       rows: 20_000,
-      import: { seconds: expect.any(Number), loadThenIndexSeconds: expect.any(Number), ratio: expect.any(Number) },
+      import: {
+        seconds: expect.any(Number),
+        loadThenIndexSeconds: expect.any(Number),
+        ratio: expect.any(Number),
+        rounds: [expect.objectContaining({ rows: 20_000 })],
+      },
       enqueue: { seconds: expect.any(Number), plannedRows: 20_000, finalTotal: 20_000 },
       processing: { processes: 2, rowsPerSecond: expect.any(Number), hotShare: expect.any(Number) },
     });
