@@ -185,7 +185,7 @@ async function measure(
 
   if (sections.has("io-bound")) {
     log(`io-bound: ${sizes.io.map((c) => `${c.rows} rows at ${c.delayMs} ms ${c.spread ?? "fixed"}`).join(", ")}`);
-    const cases = await timed("io-bound", () => ioBound(bench, sizes.io, workers));
+    const cases = await timed("io-bound", () => ioBound(bench, sizes.io, workers, sizes.repeat));
     const twoMs = cases.find((c) => c.delayMs === 2 && c.spread === "fixed") ?? cases[0];
     results.ioBound = {
       rows: twoMs?.rows ?? 0,

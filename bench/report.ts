@@ -65,14 +65,14 @@ export function printReport(results: Results): void {
           String(k.steadyRowsPerSecond),
           `${k.recordsInFlight} in flight: ${k.bound}`,
           `${k.steadyRatio}x`,
-          k.target === undefined ? "" : `>= ${k.target}x`,
+          "",
         ],
         [
-          "  whole run, spawn to exit (rows/s)",
+          `  whole run, spawn to exit (rows/s), median of ${k.roundWallRatios.length}`,
           String(k.wallRowsPerSecond),
-          `start-up ${k.startupSeconds} s, tail ${k.tailSeconds} s`,
+          `start-up ${k.startupSeconds} s, tail ${k.tailSeconds} s; rounds ${k.roundWallRatios.join(" / ")}`,
           `${k.wallRatio}x`,
-          "",
+          k.target === undefined ? "" : `>= ${k.target}x`,
         ],
       );
     }

@@ -59,7 +59,12 @@ describe("npm run bench -- --quick", () => {
       [20, "exponential"],
     ]);
     for (const c of report.ioBound.cases) {
-      expect(c).toMatchObject({ ...phases, bound: expect.any(Number), steadyRatio: expect.any(Number) });
+      expect(c).toMatchObject({
+        ...phases,
+        bound: expect.any(Number),
+        steadyRatio: expect.any(Number),
+        roundWallRatios: [c.wallRatio],
+      });
     }
     // scale-out: 1, 2 and 4 processes, against N × one
     expect(report.scaleOut.rows.map((r) => r.processes)).toEqual([1, 2, 4]);
