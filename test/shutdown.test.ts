@@ -22,11 +22,12 @@ describe("SIGTERM to a worker in the middle of a run", () => {
   });
   afterEach(() => db.drop());
 
-  async function interruptMidRun(worker: Running, signal: () => void, afterRows = 300) {
+  async function interruptMidRun(worker: Running, signal: () => void, afterRows = 300, ready = async () => true) {
     await waitFor(
       "rows to complete",
       async () => (await runByName(db.pool, "interrupted")).processed_records >= afterRows,
     );
+    await waitFor("the worker to be where the signal must find it", ready);
     const signalled = Date.now();
     signal();
     const exit = await worker.exited;
@@ -86,11 +87,21 @@ describe("SIGTERM to a worker in the middle of a run", () => {
 
   it("rolls back records still in flight when the grace runs out, and loses none", async () => {
     // records take longer than the grace leaves them: at SHUTDOWN_GRACE_S - 3 s they are abandoned.
-    // A record takes 6 s: the wave started after the first slice's commit is still running when
-    // the grace runs out, however late (up to 5 s) the signal comes on a busy machine.
+    // A record takes 6 s. The signal comes once a slice after the first holds the rows it claimed
+    // while their records run (its transaction idle, with row locks, for 0.2 to 4 s): not in the
+    // few milliseconds between a slice's commit and the next one's claim, where a chunk is handed
+    // back with nothing to roll back, nor as a slice's records are about to end.
     const slowRecords = { ...SLOW, PROCESS_DELAY_MS: "6000", ROW_CONCURRENCY: "50", SHUTDOWN_GRACE_S: "4" };
+    const recordsRunning = async () => {
+      const { rows } = await db.pool.query(
+        `SELECT count(*)::int AS slices FROM pg_stat_activity
+          WHERE datname = current_database() AND state = 'idle in transaction' AND backend_xid IS NOT NULL
+            AND state_change BETWEEN now() - interval '4 seconds' AND now() - interval '200 milliseconds'`,
+      );
+      return rows[0].slices > 0;
+    };
     const worker = startWorker([], { DATABASE_URL: db.url, ...slowRecords });
-    const { exit, seconds } = await interruptMidRun(worker, () => worker.child.kill("SIGTERM"), 50);
+    const { exit, seconds } = await interruptMidRun(worker, () => worker.child.kill("SIGTERM"), 50, recordsRunning);
     expect(exit.signal ?? exit.code).toBe("SIGTERM");
     expect(seconds).toBeLessThan(4);
     await expectHandedBackCleanly(exit.stderr, "shutdown grace ran out: slice rolled back, chunk handed back");

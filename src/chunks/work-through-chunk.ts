@@ -270,17 +270,22 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       // a slice started ahead waits, after its first claim, for the records of the one before it
       idleTimeoutMs: SLICE_BUDGET_MS + 2 * runner.timeoutMs + deps.statementTimeoutMs,
     };
+    const result = deps.db((client) =>
+      runSlice(client, request, (records, feed) =>
+        runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed),
+      ),
+    );
+    // A slice started ahead can fail before the loop awaits it (an abort fails both slices at
+    // once, and its rollback may end first): not an unhandled rejection, which ends the process.
+    // Every slice is still awaited, its error thrown there or, in the end, dropped.
+    result.catch(() => undefined);
     return {
       started: performance.now(),
       limit,
       claimedAll: new Promise((resolve) => {
         claimedAll = resolve;
       }),
-      result: deps.db((client) =>
-        runSlice(client, request, (records, feed) =>
-          runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed),
-        ),
-      ),
+      result,
       stop: () => {
         stopped = true;
       },
