@@ -179,12 +179,15 @@ async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Pro
     const own = new Map(columns.map((column) => [column, new Set<string>()]));
     let first: { line: number; column: KeyColumn; value: string } | undefined;
     await forEachUser(file.path, (line, id, email) => {
+      if (first) return;
       for (const column of columns) {
-        if (first) return;
         const value = column === "id" ? id : email;
         if (!duplicated.get(column)?.get(value)?.includes(xact)) continue;
-        if (taken.get(column)?.has(value) || own.get(column)?.has(value)) first = { line, column, value };
-        else own.get(column)?.add(value);
+        if (taken.get(column)?.has(value) || own.get(column)?.has(value)) {
+          first = { line, column, value };
+          return;
+        }
+        own.get(column)?.add(value);
       }
     });
     if (first) {
