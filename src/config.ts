@@ -57,6 +57,7 @@ const envSchema = z.object({
   ROW_CONCURRENCY: wholeNumber(1, 10_000).optional(),
   // PostgreSQL takes a statement timeout of 0 as none at all: refused rather than taken so
   CLAIM_TIMEOUT_S: duration(3_600_000).pipe(z.number().min(1000, "must be at least 1s")).default(30_000),
+  PLAN_TIMEOUT_S: duration(86_400_000).pipe(z.number().min(1000, "must be at least 1s")).default(120_000),
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
@@ -93,6 +94,8 @@ export interface Config {
   /** Records of one chunk in flight at the same time; unset: the job's default. */
   rowConcurrency: number | undefined;
   claimTimeoutMs: number;
+  /** Statement timeout of a run's planning: its start, its plan and each retry round's. */
+  planTimeoutMs: number;
   shutdownGraceMs: number;
   /** How long one record may take; unset: the job's default. */
   rowTimeoutMs: number | undefined;
@@ -200,6 +203,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     pools: poolSizes(e.WORKERS),
     rowConcurrency: e.ROW_CONCURRENCY,
     claimTimeoutMs: e.CLAIM_TIMEOUT_S,
+    planTimeoutMs: e.PLAN_TIMEOUT_S,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,
     rowTimeoutMs: e.ROW_TIMEOUT_S,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,

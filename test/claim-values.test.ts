@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { runSlice, type SliceRequest } from "../src/chunks/slice";
 import { plainArrayLiteral } from "../src/db/literals";
 import { ROW_TYPES } from "../src/db/types";
-import { column } from "../src/jobs/columns";
+import { column, type Instant } from "../src/jobs/columns";
 import { defineJob } from "../src/jobs/define";
 import { stateMigrationSql } from "../src/jobs/state-migration";
 import type { ClaimedRow } from "../src/processing/run-records";
@@ -80,8 +80,8 @@ describe("the values a slice claims", () => {
       runId: 1,
       round: 0,
       chunkNo: 0,
-      lastId: last,
-      afterId: first - 1,
+      firstId: BigInt(first),
+      lastId: BigInt(last),
       limit: 1000,
       maxAttempts: 3,
       plannedAt: new Date(),
@@ -92,8 +92,8 @@ describe("the values a slice claims", () => {
     const client = await db.pool.connect();
     try {
       // no outcome: the slice writes nothing and releases its rows
-      await runSlice(client, request, async (records) => {
-        claimed = records;
+      await runSlice(client, request, async (rows) => {
+        claimed = rows;
         return [];
       });
     } finally {
@@ -101,6 +101,14 @@ describe("the values a slice claims", () => {
     }
     return claimed;
   }
+
+  /** A claimed row's record, its state beside it. */
+  const asRead = ({ record, status, run, attempts }: ClaimedRow) => ({
+    ...record,
+    $status: status,
+    $run: run,
+    $attempts: attempts,
+  });
 
   /** The same rows as node-postgres reads them from a SELECT, with the types a claim gives. */
   async function selected(first: number, last: number): Promise<Record<string, unknown>[]> {
@@ -122,16 +130,40 @@ describe("the values a slice claims", () => {
         (2, 'it''s "quoted"', '', -2147483648, -9007199254740991, 'NaN', 'NaN', false,
          '0001-01-01 00:00:00', '1970-01-01 00:00:00+00', '0001-01-01', '"text"'),
         (3, 'back\\slash', E'tab\\there\\nnew\\\\line\\rcr', 0, 0, '-Infinity', 0, NULL,
-         'infinity', '-infinity', 'infinity', 'null'),
+         'infinity', '4713-01-01 00:00:00+00 BC', 'infinity', 'null'),
         (4, '{brace,comma}', '\\N', NULL, NULL, 'Infinity', -0.5, true, NULL, NULL, NULL, '[]'),
         (5, 'keep', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
         (6, 'other', 'not the job''s', 6, 6, 6, 6, true, NULL, NULL, NULL, NULL)`);
     const claimed = await claim(1, 6);
-    expect(claimed.map((row) => row.id)).toEqual([1, 2, 3, 4, 5]);
-    expect(claimed).toEqual(await selected(1, 6));
-    expect(claimed[2]?.text).toBe("tab\there\nnew\\line\rcr");
-    expect(claimed[3]?.text).toBe("\\N");
-    expect(claimed[4]?.text).toBeNull();
+    expect(claimed.map((row) => row.key)).toEqual(["1", "2", "3", "4", "5"]);
+    expect(claimed.map(asRead)).toEqual(await selected(1, 6));
+    expect(claimed.every((row) => row.unreadable === undefined)).toBe(true);
+    expect(claimed[2]?.record.text).toBe("tab\there\nnew\\line\rcr");
+    expect(claimed[3]?.record.text).toBe("\\N");
+    expect(claimed[4]?.record.text).toBeNull();
+  });
+
+  it("fail unread a row holding a value its kind cannot give exactly, and keep a timestamptz's microseconds", async () => {
+    await db.pool.query(`
+      INSERT INTO kinds (id, tag, bigint, timestamptz) VALUES
+        (11, 'keep', 9007199254740993, NULL),
+        (12, 'keep', -9007199254740992, NULL),
+        (13, 'keep', NULL, 'infinity'),
+        (14, 'keep', NULL, '294276-12-31 23:59:59.999999+00'),
+        (15, 'keep', 1, '2024-02-29 23:59:59.123456+00')`);
+    const claimed = await claim(11, 15);
+    expect(claimed.map((row) => row.unreadable)).toEqual([
+      "column bigint holds 9007199254740993, beyond 2^53, where a number is no longer exact: read it as column.int8()",
+      "column bigint holds -9007199254740992, beyond 2^53, where a number is no longer exact: read it as column.int8()",
+      "column timestamptz holds infinity, which a Date cannot hold",
+      "column timestamptz holds 294276-12-31 23:59:59.999999+00, which a Date cannot hold",
+      undefined,
+    ]);
+    const instant = claimed[4]?.record.timestamptz as Instant;
+    expect(instant).toBeInstanceOf(Date);
+    expect(instant.toISOString()).toBe("2024-02-29T23:59:59.123Z");
+    expect(column.timestamptz().toElement(instant)).toBe(instant.text);
+    expect(instant.text).toMatch(/\.123456/);
   });
 
   it("keep any text as it is stored", async () => {
@@ -145,7 +177,7 @@ describe("the values a slice claims", () => {
           [first, texts],
         );
         const claimed = await claim(first, next - 1);
-        expect(claimed.map((row) => row.text)).toEqual(texts);
+        expect(claimed.map((row) => row.record.text)).toEqual(texts);
       }),
       { numRuns: 60 },
     );

@@ -151,12 +151,13 @@ describe("processing a batch run with graphile-worker", () => {
   });
 
   it("retries a chunk that throws with graphile-worker's backoff, without losing or repeating an outcome", async () => {
-    // the first write touching row 1234 fails, as a database error would (sequences ignore rollbacks)
+    // the first write touching row 1234 fails, as a transient database error would (sequences
+    // ignore rollbacks); a serialization failure: no value of the row's own, which would fail the row alone
     await db.pool.query(`
       CREATE SEQUENCE fail_once;
       CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF nextval('fail_once') = 1 THEN RAISE EXCEPTION 'simulated database failure'; END IF;
+        IF nextval('fail_once') = 1 THEN RAISE EXCEPTION 'simulated database failure' USING ERRCODE = '40001'; END IF;
         RETURN NEW;
       END $$;
       CREATE TRIGGER fail_once BEFORE UPDATE ON users FOR EACH ROW WHEN (NEW.id = 1234) EXECUTE FUNCTION fail_once();`);

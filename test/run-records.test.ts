@@ -4,32 +4,42 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../app/task-list";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../src/processing/fault-injection";
-import { type ClaimedRow, type RecordFunction, runRecords } from "../src/processing/run-records";
+import {
+  type ClaimedRow,
+  type RecordFunction,
+  type RunRecordsOptions,
+  runRecords,
+} from "../src/processing/run-records";
+import { usersJob } from "./support/jobs";
 import { ROOT } from "./support/processes";
 
-/** Records as a users job's slice claims them. */
-interface UserRow extends ClaimedRow {
+interface User {
   id: number;
+  name: string;
   email: string;
 }
 
-function records(count: number): UserRow[] {
+/** Rows as a users job's slice claims them. */
+function records(count: number): ClaimedRow[] {
   return Array.from({ length: count }, (_, i) => ({
-    id: i + 1,
-    name: `User ${i + 1}`,
-    email: `user.${i + 1}@example.com`,
-    age: 30,
-    salary: 50_000,
-    createdAt: "2025-06-01 12:00:00",
-    $status: "pending",
-    $run: null,
-    $attempts: i % 3,
+    record: {
+      id: i + 1,
+      name: `User ${i + 1}`,
+      email: `user.${i + 1}@example.com`,
+      age: 30,
+      salary: 50_000,
+      createdAt: "2025-06-01 12:00:00",
+    },
+    key: String(i + 1),
+    status: "pending",
+    run: null,
+    attempts: i % 3,
   }));
 }
 
-const options = (overrides: Partial<Parameters<typeof runRecords>[2]> = {}) => ({
+const options = (overrides: Partial<RunRecordsOptions> = {}): RunRecordsOptions => ({
   runId: 9,
-  key: "id",
+  writes: usersJob.writes,
   concurrency: 4,
   timeoutMs: 1000,
   signal: new AbortController().signal,
@@ -42,7 +52,7 @@ describe("runRecords", () => {
     let running = 0;
     let most = 0;
     const logic: RecordFunction = async (record) => {
-      const user = record as UserRow;
+      const user = record as unknown as User;
       running++;
       most = Math.max(most, running);
       await sleep(2);
@@ -53,10 +63,7 @@ describe("runRecords", () => {
     const outcomes = await runRecords(records(40), logic, options());
     expect(most).toBe(4);
     expect(outcomes).toHaveLength(40);
-    expect(outcomes[0]).toEqual({
-      status: "completed",
-      result: { emailNormalized: "user.1@example.com", segment: "1" },
-    });
+    expect(outcomes[0]).toEqual({ status: "completed", values: ["user.1@example.com", "1"] });
     expect(outcomes[4]).toEqual({ status: "failed", error: "bad 5" });
   });
 
@@ -156,6 +163,118 @@ describe("runRecords", () => {
     const pending = runRecords(records(5), () => new Promise(() => undefined), options({ signal: controller.signal }));
     setTimeout(() => controller.abort(new Error("grace ran out")), 20);
     await expect(pending).rejects.toThrow("grace ran out");
+  });
+});
+
+describe("runRecords, whatever the job's function does", () => {
+  const throwing = (thrown: () => unknown): RecordFunction =>
+    (async () => {
+      throw thrown();
+    }) as RecordFunction;
+  const proxyThatThrows = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error("trap");
+      },
+      has() {
+        throw new Error("trap");
+      },
+      getPrototypeOf() {
+        throw new Error("trap");
+      },
+    },
+  );
+  const errorWithMessage = (message: unknown) => Object.assign(new Error("x"), { message });
+
+  it.each([
+    ["an Error", () => new Error("boom"), "boom"],
+    ["an Error without a message", () => new TypeError(""), "TypeError without a message"],
+    ["an Error whose message is a number", () => errorWithMessage(42), "42"],
+    ["an Error whose message is an object", () => errorWithMessage({ code: 7 }), '{"code":7}'],
+    ["an object with a message", () => ({ message: "x" }), "x"],
+    ["an object without a prototype", () => Object.create(null), "threw {}"],
+    ["an object", () => ({ code: "E1" }), 'threw {"code":"E1"}'],
+    ["a string", () => "plain", "plain"],
+    ["an empty string", () => "", "threw an empty string"],
+    ["a number", () => 42, "threw 42"],
+    ["undefined", () => undefined, "threw undefined"],
+    ["null", () => null, "threw null"],
+    ["a symbol", () => Symbol("s"), "threw Symbol(s)"],
+    ["a BigInt", () => 10n, "threw 10n"],
+    ["a proxy that throws on every look", () => proxyThatThrows, "threw a value that cannot be shown"],
+    ["a message with NUL and a lone surrogate", () => new Error("a\0b\uD800"), "a\\0b\uFFFD"],
+  ])("fails the row with the most readable message when it rejects with %s", async (_, thrown, message) => {
+    const outcomes = await runRecords(records(2), throwing(thrown), options());
+    expect(outcomes).toEqual([
+      { status: "failed", error: message },
+      { status: "failed", error: message },
+    ]);
+  });
+
+  it("fails the row when the function throws before returning a promise, and goes on", async () => {
+    const logic = ((record: Record<string, unknown>) => {
+      if (record.id === 1) throw Object.create(null);
+      return Promise.resolve({ emailNormalized: "e", segment: "s" });
+    }) as RecordFunction;
+    expect(await runRecords(records(2), logic, options())).toEqual([
+      { status: "failed", error: "threw {}" },
+      { status: "completed", values: ["e", "s"] },
+    ]);
+  });
+
+  it("takes a result returned without a promise, and fails a result that is not the declared object", async () => {
+    const returns = [
+      { emailNormalized: "e", segment: "s" },
+      undefined,
+      5,
+      { nope: 1 },
+      ["e", "s"],
+      { emailNormalized: null, segment: "s" },
+      { emailNormalized: 7, segment: "s" },
+    ];
+    const logic = ((record: Record<string, unknown>) =>
+      returns[(record.id as number) - 1]) as unknown as RecordFunction;
+    expect(await runRecords(records(returns.length), logic, options())).toEqual([
+      { status: "completed", values: ["e", "s"] },
+      { status: "failed", error: "the job returned undefined, not an object with emailNormalized, segment" },
+      { status: "failed", error: "the job returned 5, not an object with emailNormalized, segment" },
+      { status: "failed", error: "result emailNormalized (column email_normalized) is missing from the job's result" },
+      { status: "failed", error: 'the job returned ["e","s"], not an object with emailNormalized, segment' },
+      {
+        status: "failed",
+        error: "result emailNormalized (column email_normalized) is null: declare it column.text().nullable()",
+      },
+      { status: "failed", error: "result emailNormalized (column email_normalized): 7 is not a string" },
+    ]);
+  });
+
+  it("ignores whatever a job that declares no result columns returns", async () => {
+    const outcomes = await runRecords(
+      records(2),
+      (async () => 5) as unknown as RecordFunction,
+      options({ writes: [] }),
+    );
+    expect(outcomes).toEqual([
+      { status: "completed", values: [] },
+      { status: "completed", values: [] },
+    ]);
+  });
+
+  it("fails a row that could not be read, without running the function", async () => {
+    const rows = records(2);
+    (rows[0] as ClaimedRow).unreadable = "column at holds infinity, which a Date cannot hold";
+    const ran: unknown[] = [];
+    const outcomes = await runRecords(
+      rows,
+      async (record) => {
+        ran.push(record.id);
+        return { emailNormalized: "e", segment: "s" };
+      },
+      options(),
+    );
+    expect(outcomes[0]).toEqual({ status: "failed", error: "column at holds infinity, which a Date cannot hold" });
+    expect(ran).toEqual([2]);
   });
 });
 

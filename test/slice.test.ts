@@ -34,8 +34,8 @@ describe("a slice", () => {
       runId: run.id,
       round: 0,
       chunkNo: 0,
-      lastId: 20,
-      afterId: 0,
+      firstId: 1n,
+      lastId: 20n,
       limit: 100,
       maxAttempts: 3,
       plannedAt: rows[0].planned_at,
@@ -45,8 +45,8 @@ describe("a slice", () => {
   });
   afterEach(() => db.drop());
 
-  const complete = (records: ClaimedRow[]): RecordOutcome[] =>
-    records.map((r) => ({ status: "completed", result: { emailNormalized: r.email, segment: "s" } }));
+  const complete = (rows: ClaimedRow[]): RecordOutcome[] =>
+    rows.map((row) => ({ status: "completed", values: [row.record.email as string, "s"] }));
 
   it("hands the business logic typed records: numbers for ids, the timestamp's text", async () => {
     let seen: ClaimedRow[] = [];
@@ -60,9 +60,10 @@ describe("a slice", () => {
       client.release();
     }
     expect(seen).toHaveLength(20);
-    expect(seen[0]).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com", $attempts: 0 });
-    expect(typeof seen[0]?.createdAt).toBe("string");
-    expect(seen[0]?.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+    expect(seen[0]).toMatchObject({ key: "1", attempts: 0, status: "pending" });
+    expect(seen[0]?.record).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com" });
+    expect(typeof seen[0]?.record.createdAt).toBe("string");
+    expect(seen[0]?.record.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
   });
 
   it("skips rows another transaction holds, and writes each claimed row once", async () => {
@@ -73,11 +74,11 @@ describe("a slice", () => {
       await holder.query("SELECT id FROM users WHERE id <= 10 FOR UPDATE");
       let claimed: number[] = [];
       const result = await runSlice(client, request, async (records) => {
-        claimed = records.map((r) => r.id as number);
+        claimed = records.map((r) => r.record.id as number);
         return complete(records);
       });
       expect(claimed).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
-      expect(result).toMatchObject({ claimed: 10, done: 10, completed: 10, lastProcessedId: 20 });
+      expect(result).toMatchObject({ claimed: 10, done: 10, completed: 10, lastProcessedId: 20n });
       await holder.query("ROLLBACK");
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'completed')::int AS done, max(attempts)::int AS attempts FROM users",
@@ -93,7 +94,7 @@ describe("a slice", () => {
     const client = await db.pool.connect();
     try {
       const result = await runSlice(client, request, async (records) => complete(records.slice(0, 5)));
-      expect(result).toMatchObject({ claimed: 20, done: 5, lastProcessedId: 5 });
+      expect(result).toMatchObject({ claimed: 20, done: 5, lastProcessedId: 5n });
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending FROM users",
       );
@@ -136,7 +137,7 @@ describe("a slice", () => {
     ) =>
       runRecords(records, async (record) => ({ emailNormalized: record.email as string, segment: "s" }), {
         runId: request.runId,
-        key: "id",
+        writes: usersJob.writes,
         concurrency: 2,
         timeoutMs: 5000,
         signal: new AbortController().signal,
@@ -153,7 +154,7 @@ describe("a slice", () => {
           firstPart = records.length;
           return run(records, feed);
         });
-        expect(result).toMatchObject({ claimed: 20, done: 20, completed: 20, lastProcessedId: 20 });
+        expect(result).toMatchObject({ claimed: 20, done: 20, completed: 20, lastProcessedId: 20n });
       } finally {
         client.release();
       }
@@ -176,7 +177,7 @@ describe("a slice", () => {
         const result = await runSlice(client, streamed(), (records, feed) =>
           run(records, feed, { concurrency: 1, mayStart: () => started++ < 7 }),
         );
-        expect(result).toMatchObject({ done: 7, completed: 7, lastProcessedId: 7 });
+        expect(result).toMatchObject({ done: 7, completed: 7, lastProcessedId: 7n });
       } finally {
         client.release();
       }

@@ -1,3 +1,4 @@
+import { getConfig } from "../src/config";
 import type { WithClient } from "../src/db/pool";
 import { getCatalog } from "../src/jobs/catalog";
 import { failedChunks, planChunks } from "../src/runs/chunks";
@@ -30,7 +31,10 @@ export async function finishRound(db: WithClient, runId: number, round: number, 
     }
     if (run.retryableRecords > 0 && round < run.settings.retryRounds) {
       const next = round + 1;
-      const planned = await planChunks(client, getCatalog().get(run.job), runId, next, "retryable", run.settings);
+      const job = getCatalog().get(run.job);
+      const planned = await planChunks(client, job, runId, next, "retryable", run.settings, {
+        timeoutMs: getConfig().planTimeoutMs,
+      });
       if (planned.chunks > 0) {
         const delayMs = run.settings.retryDelayMs * 2 ** round;
         await beginRound(client, runId, next, planned);

@@ -1,4 +1,5 @@
 import type { PoolClient } from "pg";
+import { getConfig } from "../src/config";
 import type { WithClient } from "../src/db/pool";
 import { getCatalog } from "../src/jobs/catalog";
 import { type PlannedChunks, planChunks, type Sampling } from "../src/runs/chunks";
@@ -38,7 +39,10 @@ async function plan(client: PoolClient, run: Run, actor: string, options: PlanOp
     }
     beforeRun = outcome.result;
   }
-  const planned = await planChunks(client, job, run.id, 0, "open", run.settings, options.sampling);
+  const planned = await planChunks(client, job, run.id, 0, "open", run.settings, {
+    timeoutMs: getConfig().planTimeoutMs,
+    sampling: options.sampling,
+  });
   await beginRound(client, run.id, 0, planned);
   // a sampled plan's total is an estimate until its chunks end (endChunk makes it exact)
   const estimated = planned.samplePercent !== undefined;

@@ -1,9 +1,10 @@
 import { UsageError } from "../src/cli-args";
 import { CommandError } from "../src/cli-output";
-import type { Config } from "../src/config";
+import { type Config, getConfig } from "../src/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
+import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
@@ -77,21 +78,26 @@ export async function startRun(
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
-  await db((client) => assertJobsFitDatabase(client, [job]));
+  const limits = planningLimits(getConfig().planTimeoutMs);
+  await db((client) => inTransaction(client, () => assertJobsFitDatabase(client, [job]), limits));
   const start = () =>
     db((client) =>
-      inTransaction(client, async () => {
-        const started = await insertRun(client, name, job.name, settings, actor);
-        if (!started.created) return started;
-        if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
-          throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
-        }
-        const runId = started.run.id;
-        await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-        if (planning === "now") await planRunIn(client, runId, actor);
-        else await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-        return started;
-      }),
+      inTransaction(
+        client,
+        async () => {
+          const started = await insertRun(client, name, job.name, settings, actor);
+          if (!started.created) return started;
+          if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
+            throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
+          }
+          const runId = started.run.id;
+          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
+          if (planning === "now") await planRunIn(client, runId, actor);
+          else await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+          return started;
+        },
+        limits,
+      ),
     );
   return start().catch(async (error: { constraint?: string }) => {
     if (error.constraint !== "batch_jobs_one_active_run") throw error;

@@ -1,6 +1,6 @@
 import type { PoolClient } from "pg";
 import { inTransaction, type WithClient } from "../db/pool";
-import { ROW_TYPES } from "../db/types";
+import { KEY_TYPES } from "../db/types";
 import type { JobCatalog } from "../jobs/catalog";
 import { findSplitKey, hasWaitingChunk, splitChunk } from "../runs/chunks";
 import { appendEvent } from "../runs/events";
@@ -70,11 +70,11 @@ export function splitLargestRunning(client: PoolClient, request: SplitRequest): 
                 WHERE run_id = $1 AND round = $2 AND status = 'running' AND ${RUN_BY_LIVE_WORKER}
                 ORDER BY planned_rows - rows_completed - rows_failed DESC LIMIT 1`,
         values: [runId, round],
-        types: ROW_TYPES,
+        types: KEY_TYPES,
       });
       const victim = rows[0];
       if (!victim) break;
-      const split = await findSplitKey(client, job, victim, victim.firstId - 1, run.settings.maxAttempts, minRows);
+      const split = await findSplitKey(client, job, victim, run.settings.maxAttempts, minRows);
       if (!split) break;
       const ref = { runId, round, chunkNo: victim.chunkNo };
       const chunkNo = await splitChunk(client, ref, split);

@@ -2,9 +2,9 @@ import type { PoolClient } from "pg";
 import { copyOutRows } from "../db/copy-out";
 import { plainArrayLiteral } from "../db/literals";
 import { inTransaction } from "../db/pool";
-import { ROW_TYPES } from "../db/types";
+import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
-import { jobSql } from "../jobs/job-sql";
+import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import type { ClaimedRow, RecordFeed, RecordOutcome } from "../processing/run-records";
 
 /**
@@ -17,15 +17,11 @@ import type { ClaimedRow, RecordFeed, RecordOutcome } from "../processing/run-re
  * go with it, and the rows are still pending for the next worker. Each row is written once.
  */
 
-export interface SliceRequest {
+export interface SliceRequest extends SliceBounds {
   job: JobDefinition;
   runId: number;
   round: number;
   chunkNo: number;
-  /** The chunk's last id: claim no id above it. */
-  lastId: number;
-  /** Claim only ids above this one (the slices before have covered the rest). */
-  afterId: number;
   limit: number;
   /**
    * Rows claimed at a time: the next part is claimed while the records of those before run, and
@@ -37,7 +33,7 @@ export interface SliceRequest {
    * Called once the slice has claimed its whole limit, with the last key claimed: the chunk's
    * next slice can start after it while this one's records finish (work-through-chunk.ts).
    */
-  onClaimedAll?: (lastKey: number) => void;
+  onClaimedAll?: (lastKey: bigint) => void;
   maxAttempts: number;
   /** When the chunk was planned: rows processed since then belong to this round already. */
   plannedAt: Date;
@@ -50,8 +46,8 @@ export interface SliceResult {
   claimed: number;
   /** Claimed rows that got an outcome (completed, failed or retryable): a prefix, the rest go back unprocessed at commit. */
   done: number;
-  /** The highest id processed (the request's afterId when none was). */
-  lastProcessedId: number;
+  /** The highest key processed (the request's afterId when none was). */
+  lastProcessedId: bigint | undefined;
   completed: number;
   /** Rows failed for good (no attempts left). */
   failed: number;
@@ -60,8 +56,8 @@ export interface SliceResult {
   /** The run's status after the slice (a paused or cancelled run stops its chunks). "running"
    *  when nothing was written. */
   runStatus: string;
-  /** The chunk's last id after the slice: lower than the request's when another worker took part of the range. */
-  chunkLastId: number;
+  /** The chunk's last key after the slice: lower than the request's when another worker took part of the range. */
+  chunkLastId: bigint;
   /** Time spent claiming, and writing outcomes and counters (the commit aside). */
   claimMs: number;
   writeMs: number;
@@ -126,32 +122,49 @@ interface Tally {
 }
 
 /**
+ * A write of outcomes failed on a value of one of its rows (a constraint, a trigger, a length
+ * or range the column's kind does not know of): the slice is rolled back, and its outcomes
+ * written again one group at a time (rewriteOutcomes), so that only that row fails.
+ */
+class RowValueError extends Error {
+  override name = "RowValueError";
+}
+
+/**
+ * SQLSTATE classes of an error a row's own values cause: data exceptions (22), integrity
+ * constraints (23), program limits such as an index row too large (54), triggers' errors
+ * (27, 38, 39, 2F, P0). Others (connection, timeouts, privileges) fail the slice as they are.
+ */
+const ROW_VALUE_ERROR_CLASSES = new Set(["22", "23", "27", "2F", "38", "39", "54", "P0"]);
+
+const isRowValueError = (error: unknown) =>
+  ROW_VALUE_ERROR_CLASSES.has(String((error as { code?: unknown }).code ?? "").slice(0, 2));
+
+/**
  * The arrays the outcome statement takes (keys, errors, then one per result column), and what
  * the outcomes add to the counters, for the records of `indexes`.
  */
 function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], indexes: number[], request: SliceRequest) {
-  const { job } = request;
-  const keys: number[] = [];
+  const keys: string[] = [];
   const errors: (string | null)[] = [];
-  const properties = job.writes.map((column) => column.property);
-  const results = properties.map(() => [] as unknown[]);
+  const results = request.job.writes.map(() => [] as unknown[]);
   const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
   for (const index of indexes) {
     const outcome = outcomes[index] as RecordOutcome;
     const row = rows[index] as ClaimedRow;
-    keys.push(row[job.key] as number);
+    keys.push(row.key);
     // only retry rounds take rows this run failed; round 0 counts none even if a clock went back
-    if (request.round > 0 && row.$status === "failed" && row.$run === request.runId) {
+    if (request.round > 0 && row.status === "failed" && row.run === request.runId) {
       tally.retriedFromThisRun++;
     }
     if (outcome.status === "completed") {
       tally.completed++;
       errors.push(null);
-      for (let column = 0; column < properties.length; column++) {
-        (results[column] as unknown[]).push(outcome.result?.[properties[column] as string] ?? null);
+      for (let column = 0; column < results.length; column++) {
+        (results[column] as unknown[]).push(outcome.values[column]);
       }
     } else {
-      if (row.$attempts + 1 >= request.maxAttempts) tally.failed++;
+      if (row.attempts + 1 >= request.maxAttempts) tally.failed++;
       else tally.retryable++;
       errors.push(outcome.error);
       for (const values of results) values.push(null);
@@ -197,18 +210,18 @@ class SliceTransaction implements RecordFeed {
   }
 
   /** The lowest and highest key of the rows at `indexes`: rows are claimed in key order. */
-  private keyRange(indexes: number[]): [number, number] {
+  private keyRange(indexes: number[]): [string, string] {
     let first = Number.POSITIVE_INFINITY;
     let last = Number.NEGATIVE_INFINITY;
     for (const index of indexes) {
       if (index < first) first = index;
       if (index > last) last = index;
     }
-    const key = (index: number) => (this.rows[index] as ClaimedRow)[this.request.job.key] as number;
-    return [key(first), key(last)];
+    return [(this.rows[first] as ClaimedRow).key, (this.rows[last] as ClaimedRow).key];
   }
 
-  private run(statement: () => Promise<void>): Promise<void> {
+  /** Runs `statement` after those queued before it, unless one of them failed. */
+  private enqueue(statement: () => Promise<void>): Promise<void> {
     this.queue = this.queue.then(async () => {
       if (this.failure === undefined) await statement();
     });
@@ -222,14 +235,14 @@ class SliceTransaction implements RecordFeed {
   /** Claims the next part (at most the slice's limit in all), after the rows claimed so far. */
   claimNext(): Promise<void> {
     if (this.claiming) return this.claiming;
-    const claim = this.run(async () => {
+    const claim = this.enqueue(async () => {
       const started = performance.now();
       const last = this.rows.at(-1);
-      const afterId = last ? (last[this.request.job.key] as number) : this.request.afterId;
       const wanted = Math.min(this.part, this.request.limit - this.rows.length);
       const claim = this.sql.claimSlice({
-        afterId,
+        firstId: this.request.firstId,
         lastId: this.request.lastId,
+        afterId: last ? BigInt(last.key) : this.request.afterId,
         maxAttempts: this.request.maxAttempts,
         plannedAt: this.request.plannedAt,
         limit: wanted,
@@ -238,9 +251,7 @@ class SliceTransaction implements RecordFeed {
       for (const row of rows) this.rows.push(row);
       this.exhausted = rows.length < wanted || this.rows.length >= this.request.limit;
       const lastClaimed = this.rows.at(-1);
-      if (lastClaimed && this.rows.length >= this.request.limit) {
-        this.request.onClaimedAll?.(lastClaimed[this.request.job.key] as number);
-      }
+      if (lastClaimed && this.rows.length >= this.request.limit) this.request.onClaimedAll?.(BigInt(lastClaimed.key));
       this.claimMs += performance.now() - started;
     });
     this.claiming = claim.finally(() => {
@@ -277,19 +288,16 @@ class SliceTransaction implements RecordFeed {
     }
   }
 
-  /** Writes the outcomes known and not yet written, in one statement. */
-  writeUnwritten(): Promise<void> {
-    const indexes = this.unwritten;
-    if (indexes.length === 0) return this.queue;
-    this.unwritten = [];
-    this.writing = true;
-    return this.run(async () => {
-      const started = performance.now();
-      const { keys, errors, results, tally } = outcomeColumns(this.rows, this.outcomes, indexes, this.request);
-      // the keys' own range (in claim order, whatever order their records ended in): the join
-      // then reads the rows it writes, not the whole chunk's
-      const [lowest, highest] = this.keyRange(indexes);
-      const { rows: written } = await this.client.query<{ written: number }>({
+  /** Writes the outcomes of the records at `indexes` in one statement, and counts them. */
+  async writeOutcomes(indexes: number[]): Promise<void> {
+    const started = performance.now();
+    const { keys, errors, results, tally } = outcomeColumns(this.rows, this.outcomes, indexes, this.request);
+    // the keys' own range (in claim order, whatever order their records ended in): the join
+    // then reads the rows it writes, not the whole chunk's
+    const [lowest, highest] = this.keyRange(indexes);
+    let written: number | undefined;
+    try {
+      const { rows } = await this.client.query<{ written: number }>({
         name: `${this.sql.statementPrefix}:write-outcomes`,
         text: this.sql.writeOutcomes,
         values: [
@@ -301,36 +309,52 @@ class SliceTransaction implements RecordFeed {
           ...results.map(asArrayParameter),
         ],
       });
-      if (written[0]?.written !== indexes.length) {
-        throw new Error(
-          `slice of run ${this.request.runId} wrote ${written[0]?.written ?? 0} of ${indexes.length} outcomes`,
-        );
-      }
-      this.written += indexes.length;
-      for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
-        this.tally[key] += tally[key];
-      }
-      for (const error of errors) if (error !== null) this.messages.push(error);
-      this.writeMs += performance.now() - started;
-    }).finally(() => {
+      written = rows[0]?.written;
+    } catch (error) {
+      // its message may hold the values of every row of the statement: not a row's error to keep
+      throw isRowValueError(error) ? new RowValueError("a row's result could not be written", { cause: error }) : error;
+    }
+    if (written !== indexes.length) {
+      throw new Error(`slice of run ${this.request.runId} wrote ${written ?? 0} of ${indexes.length} outcomes`);
+    }
+    this.written += indexes.length;
+    for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
+      this.tally[key] += tally[key];
+    }
+    for (const error of errors) if (error !== null) this.messages.push(error);
+    this.writeMs += performance.now() - started;
+  }
+
+  /** Writes the outcomes known and not yet written, in one statement. */
+  writeUnwritten(): Promise<void> {
+    const indexes = this.unwritten;
+    if (indexes.length === 0) return this.queue;
+    this.unwritten = [];
+    this.writing = true;
+    return this.enqueue(() => this.writeOutcomes(indexes)).finally(() => {
       this.writing = false;
     });
   }
 
   /** Writes the rest of the outcomes of `done` records, then the errors and the counters. */
-  async finish(done: number): Promise<{ status: string; chunkLastId: number } | undefined> {
+  async finish(done: number): Promise<{ status: string; chunkLastId: bigint } | undefined> {
     await this.settle();
     await this.writeUnwritten();
     await this.settle();
     if (this.written !== done) {
       throw new Error(`slice of run ${this.request.runId} wrote ${this.written} of ${done} outcomes`);
     }
+    return this.count();
+  }
+
+  /** Counts the errors and the outcomes written into the run's and the chunk's counters. */
+  async count(): Promise<{ status: string; chunkLastId: bigint } | undefined> {
     const started = performance.now();
     const { request, tally } = this;
     if (this.messages.length > 0) {
       await this.client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, this.messages] });
     }
-    const { rows: run } = await this.client.query<{ status: string; chunkLastId: number }>({
+    const { rows: run } = await this.client.query<{ status: string; chunkLastId: bigint }>({
       name: "count-outcomes",
       text: COUNT_OUTCOMES,
       values: [
@@ -342,7 +366,7 @@ class SliceTransaction implements RecordFeed {
         request.round,
         request.chunkNo,
       ],
-      types: ROW_TYPES,
+      types: KEY_TYPES,
     });
     this.writeMs += performance.now() - started;
     return run[0];
@@ -355,6 +379,115 @@ class SliceTransaction implements RecordFeed {
   }
 }
 
+const sliceSetup = (request: SliceRequest) => [
+  `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
+  `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(request.idleTimeoutMs)}`,
+];
+
+/** The run's status and the chunk's last key after a slice counted its outcomes; never undefined. */
+function chunkStillOpen(request: SliceRequest, run: { status: string; chunkLastId: bigint } | undefined) {
+  if (!run) {
+    throw new ChunkEndedError(
+      `chunk ${request.chunkNo} of round ${request.round} of batch run ${request.runId} ended while a slice ran`,
+    );
+  }
+  return run;
+}
+
+/** What the outcomes a slice's rewrite committed add up to, group by group. */
+interface Rewritten {
+  tally: Tally;
+  run?: { status: string; chunkLastId: bigint };
+}
+
+/**
+ * Writes the outcomes of `rows` in a transaction of their own, locking the rows again first:
+ * those another transaction has taken meanwhile are left to it (and to the chunk's last pass
+ * over its range). When the write fails on a row's value, it is rolled back and each half
+ * written apart, until the row is alone: it fails with the database's error, of its own values
+ * only. Transactions, not savepoints: a subtransaction writing rows its parent locked costs a
+ * MultiXact per row, and more than 64 of them slow every snapshot of the server.
+ */
+async function writeApart(
+  client: PoolClient,
+  request: SliceRequest,
+  rows: ClaimedRow[],
+  outcomes: RecordOutcome[],
+  into: Rewritten,
+): Promise<void> {
+  try {
+    await inTransaction(
+      client,
+      async () => {
+        const sql = jobSql(request.job);
+        const { rows: locked } = await client.query<{ key: string }>(sql.relockClaimed, [
+          rows.map((row) => row.key),
+          request.maxAttempts,
+          request.plannedAt,
+          ...sql.filterValues,
+        ]);
+        const ours = new Set(locked.map((row) => row.key));
+        const slice = new SliceTransaction(client, request);
+        rows.forEach((row, index) => {
+          if (!ours.has(row.key)) return;
+          slice.rows.push(row);
+          slice.outcomes.push(outcomes[index] as RecordOutcome);
+        });
+        if (slice.rows.length === 0) return;
+        await slice.writeOutcomes(slice.rows.map((_, index) => index));
+        into.run = chunkStillOpen(request, await slice.count());
+        for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
+          into.tally[key] += slice.tally[key];
+        }
+      },
+      sliceSetup(request),
+    );
+  } catch (error) {
+    if (!(error instanceof RowValueError)) throw error;
+    if (rows.length > 1) {
+      const half = Math.ceil(rows.length / 2);
+      await writeApart(client, request, rows.slice(0, half), outcomes.slice(0, half), into);
+      await writeApart(client, request, rows.slice(half), outcomes.slice(half), into);
+      return;
+    }
+    const { message } = error.cause as Error;
+    if (outcomes[0]?.status === "failed") {
+      throw new Error(`row ${rows[0]?.key} of ${request.job.table} cannot be written even as failed: ${message}`);
+    }
+    const refused: RecordOutcome = { status: "failed", error: `the result could not be written: ${message}` };
+    await writeApart(client, request, rows, [refused], into);
+  }
+}
+
+/**
+ * The outcomes of a slice whose write failed on a row's value, the slice rolled back: written
+ * apart (writeApart), so that the row whose value the database refused fails and no other
+ * does. Their records do not run again: their outcomes are known.
+ */
+async function rewriteOutcomes(
+  client: PoolClient,
+  request: SliceRequest,
+  failed: SliceTransaction,
+  done: number,
+): Promise<SliceResult> {
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  const started = performance.now();
+  await writeApart(client, request, failed.rows.slice(0, done), failed.outcomes.slice(0, done), into);
+  return {
+    claimed: failed.rows.length,
+    done,
+    lastProcessedId: BigInt((failed.rows[done - 1] as ClaimedRow).key),
+    completed: into.tally.completed,
+    failed: into.tally.failed,
+    retryable: into.tally.retryable,
+    // every row left to others: the run is as it was, and the chunk's range too
+    runStatus: into.run?.status ?? "running",
+    chunkLastId: into.run?.chunkLastId ?? request.lastId,
+    claimMs: failed.claimMs,
+    writeMs: failed.writeMs + performance.now() - started,
+  };
+}
+
 /**
  * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
  * for a prefix of the records it is given (which grow as `feed` claims more, with a `part`); the
@@ -363,57 +496,60 @@ class SliceTransaction implements RecordFeed {
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (records: ClaimedRow[], feed: RecordFeed) => Promise<RecordOutcome[]>,
+  processRecords: (rows: ClaimedRow[], feed: RecordFeed) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
-  const setup = [
-    `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
-    `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(request.idleTimeoutMs)}`,
-  ];
-  return inTransaction(
-    client,
-    async () => {
-      const slice = new SliceTransaction(client, request);
-      await slice.claimNext();
-      await slice.settle();
-      if (slice.rows.length === 0) return undefined;
-      let outcomes: RecordOutcome[];
-      try {
-        outcomes = await processRecords(slice.rows, slice);
-      } finally {
-        // a statement under way ends before the transaction does
+  let slice: SliceTransaction | undefined;
+  let done = 0;
+  try {
+    return await inTransaction(
+      client,
+      async () => {
+        slice = new SliceTransaction(client, request);
+        await slice.claimNext();
         await slice.settle();
-      }
-      const done = outcomes.length;
-      slice.collect(outcomes);
-      const result = {
-        claimed: slice.rows.length,
-        done,
-        lastProcessedId: done > 0 ? ((slice.rows[done - 1] as ClaimedRow)[request.job.key] as number) : request.afterId,
-        completed: 0,
-        failed: 0,
-        retryable: 0,
-        runStatus: "running",
-        chunkLastId: request.lastId,
-        claimMs: slice.claimMs,
-        writeMs: 0,
-      };
-      if (done === 0) return result;
-      const run = await slice.finish(done);
-      if (!run) {
-        throw new ChunkEndedError(
-          `chunk ${request.chunkNo} of round ${request.round} of batch run ${request.runId} ended while a slice ran`,
-        );
-      }
-      return {
-        ...result,
-        completed: slice.tally.completed,
-        failed: slice.tally.failed,
-        retryable: slice.tally.retryable,
-        runStatus: run.status,
-        chunkLastId: run.chunkLastId,
-        writeMs: slice.writeMs,
-      };
-    },
-    setup,
-  );
+        if (slice.rows.length === 0) return undefined;
+        let outcomes: RecordOutcome[];
+        try {
+          outcomes = await processRecords(slice.rows, slice);
+        } finally {
+          // a statement under way ends before the transaction does
+          await slice.settle().catch(() => undefined);
+        }
+        done = outcomes.length;
+        slice.collect(outcomes);
+        if (done === 0) {
+          await slice.settle();
+          return {
+            claimed: slice.rows.length,
+            done,
+            lastProcessedId: request.afterId,
+            completed: 0,
+            failed: 0,
+            retryable: 0,
+            runStatus: "running",
+            chunkLastId: request.lastId,
+            claimMs: slice.claimMs,
+            writeMs: 0,
+          };
+        }
+        const run = chunkStillOpen(request, await slice.finish(done));
+        return {
+          claimed: slice.rows.length,
+          done,
+          lastProcessedId: BigInt((slice.rows[done - 1] as ClaimedRow).key),
+          completed: slice.tally.completed,
+          failed: slice.tally.failed,
+          retryable: slice.tally.retryable,
+          runStatus: run.status,
+          chunkLastId: run.chunkLastId,
+          claimMs: slice.claimMs,
+          writeMs: slice.writeMs,
+        };
+      },
+      sliceSetup(request),
+    );
+  } catch (error) {
+    if (!(error instanceof RowValueError) || slice === undefined) throw error;
+    return rewriteOutcomes(client, request, slice, done);
+  }
 }

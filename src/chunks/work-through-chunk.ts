@@ -161,7 +161,7 @@ function runWithinBudget(
   const started = performance.now();
   return runRecords(records, runner.logic, {
     runId: ref.runId,
-    key: runner.job.key,
+    writes: runner.job.writes,
     concurrency: runner.concurrency,
     timeoutMs: runner.timeoutMs,
     signal: deps.abort,
@@ -204,7 +204,7 @@ interface SliceUnderWay {
   limit: number;
   result: Promise<SliceResult | undefined>;
   /** Resolves with the last key claimed once the slice has claimed its whole limit; never otherwise. */
-  claimedAll: Promise<number>;
+  claimedAll: Promise<bigint>;
   /** No further record of the slice starts; it writes and commits those that ran. */
   stop(): void;
 }
@@ -239,7 +239,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   const floor = Math.min(runner.concurrency, MAX_SLICE_ROWS);
   const began = performance.now();
   const slots = new RecordSlots(runner.concurrency);
-  let afterId = chunk.firstId - 1;
+  // the last key the chunk's slices have processed: none yet
+  let afterId: bigint | undefined;
   const settled = deps.settledSlices?.get(job.name);
   let limit = settled?.rows ?? Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
   const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
@@ -250,15 +251,16 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
 
-  const beginSlice = (from: number): SliceUnderWay => {
+  const beginSlice = (from: bigint | undefined): SliceUnderWay => {
     let stopped = false;
-    let claimedAll: (lastKey: number) => void = () => undefined;
+    let claimedAll: (lastKey: bigint) => void = () => undefined;
     const part = slicePart(limit, runner.concurrency, recordMs);
     const request: SliceRequest = {
       job,
       runId: ref.runId,
       round: ref.round,
       chunkNo: ref.chunkNo,
+      firstId: range.firstId,
       lastId: range.lastId,
       afterId: from,
       limit,
@@ -331,7 +333,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         }
         // rows skipped while another transaction held them: one more pass takes those released since
         rescanned = true;
-        afterId = chunk.firstId - 1;
+        afterId = undefined;
         continue;
       }
       if (slice.done === 0) continue;
@@ -345,7 +347,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       totals.retryable += slice.retryable;
       afterId = slice.lastProcessedId;
       // another job took the upper part of the range (chunk-split.ts): stop where it starts
-      range.lastId = Math.min(range.lastId, slice.chunkLastId);
+      if (slice.chunkLastId < range.lastId) range.lastId = slice.chunkLastId;
       deps.observer?.sliceCommitted({
         job: job.name,
         completed: slice.completed,

@@ -6,7 +6,7 @@ import { escapeLiteral } from "pg";
  */
 
 /** What a claim's values may be: keys and counts, an instant, a job's `where` lists. */
-export type LiteralValue = number | string | boolean | Date | readonly (number | string | boolean)[];
+export type LiteralValue = number | bigint | string | boolean | Date | readonly (number | string | boolean)[];
 
 /**
  * A value as a quoted literal whose type PostgreSQL takes from where it stands, as it would a

@@ -75,6 +75,8 @@ export async function checkDatabase(connectionString: string, needs: DatabaseNee
     throw new CommandError(`cannot connect to the database at ${where}: ${describeError(error)}`);
   }
   try {
+    // a program killed while a check waits (on a lock its table is under) leaves no backend waiting
+    await client.query("SET client_connection_check_interval = 1000");
     if (needs === "connection") return;
     const missing = await missingTables(client);
     if (missing.length > 0) {

@@ -9,7 +9,8 @@ const keepText = (value: string) => value;
 
 /**
  * Type parsing for the queries that ask for it; the global parsers are left alone for
- * graphile-worker's own queries. BIGINT becomes a number (row ids stay far below 2^53) and
+ * graphile-worker's own queries. BIGINT becomes a number (counts stay far below 2^53; keys
+ * are read with KEY_TYPES) and
  * TIMESTAMP (without time zone) and DATE stay text: they name no instant, and parsing them into
  * a Date costs more than the rest of a row.
  */
@@ -19,4 +20,10 @@ export const ROW_TYPES = {
     if (oid === TIMESTAMP_OID || oid === DATE_OID) return keepText;
     return pg.types.getTypeParser(oid, format);
   }) as typeof pg.types.getTypeParser,
+};
+
+/** As ROW_TYPES, but BIGINT as a BigInt: for the queries that return keys, exact over int8's range. */
+export const KEY_TYPES = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID ? BigInt : ROW_TYPES.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };

@@ -55,6 +55,22 @@ async function keyIsUnique(client: ClientBase, job: JobDefinition): Promise<bool
   return rows[0]?.unique ?? false;
 }
 
+/**
+ * A key of the table a number cannot hold exactly, if any: the lowest or the highest, read from
+ * the key's unique index in two probes.
+ */
+async function keyBeyondNumbers(client: ClientBase, job: JobDefinition): Promise<string | undefined> {
+  const key = quoteIdentifier(job.key);
+  const relation = `${quoteIdentifier(job.schema)}.${quoteIdentifier(job.table)}`;
+  const { rows } = await client.query<{ key: string }>(
+    `SELECT k::text AS key
+       FROM (SELECT min(${key}) AS k FROM ${relation} UNION ALL SELECT max(${key}) FROM ${relation}) ends
+      WHERE abs(k::numeric) > $1`,
+    [Number.MAX_SAFE_INTEGER],
+  );
+  return rows[0]?.key;
+}
+
 /** The mismatches between the job and its table, one line each; none when it fits. */
 export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefinition): Promise<string[]> {
   const where = `${job.schema}.${job.table}`;
@@ -75,6 +91,10 @@ export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefini
       );
     } else if (use === "reads" && !found.notNull && !spec.allowsNull) {
       problems.push(`job ${job.name}: ${where}.${column} may be NULL: declare it column.${spec.kind}().nullable()`);
+    } else if (use === "writes" && found.notNull && spec.allowsNull) {
+      problems.push(
+        `job ${job.name}: ${where}.${column} is NOT NULL, and the job may write NULL to it (column.${spec.kind}().nullable())`,
+      );
     }
   };
 
@@ -82,8 +102,22 @@ export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefini
   if (!key) problems.push(`job ${job.name}: ${where} has no key column ${job.key}`);
   else if (!["int2", "int4", "int8"].includes(key.type)) {
     problems.push(`job ${job.name}: key ${where}.${job.key} is ${key.type}, not an integer`);
-  } else if (!(await keyIsUnique(client, job))) {
-    problems.push(`job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`);
+  } else {
+    if (!(await keyIsUnique(client, job))) {
+      problems.push(`job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`);
+    }
+    if (!key.notNull) {
+      problems.push(
+        `job ${job.name}: key ${where}.${job.key} may be NULL, and a row whose key is NULL lies in no chunk: make it NOT NULL`,
+      );
+    }
+    const beyond = job.keyType === "number" && key.type === "int8" ? await keyBeyondNumbers(client, job) : undefined;
+    if (beyond !== undefined) {
+      problems.push(
+        `job ${job.name}: key ${where}.${job.key} holds ${beyond}, beyond 2^53, where a number is no longer exact: ` +
+          `declare keyType "bigint" (or "string")`,
+      );
+    }
   }
   for (const { column, spec, property } of job.reads) {
     if (!lacks(column, `read as ${property}`)) checkKind(column, spec, "reads");

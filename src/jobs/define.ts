@@ -91,6 +91,15 @@ export interface HookContext {
 /** Values a job's `where` may compare a column with (equal to one of them). */
 export type FilterValue = string | number | boolean;
 
+/**
+ * What a record's key arrives as. A number holds every integer up to 2^53 exactly: a run of a
+ * job whose keys go beyond is refused at its plan. A BIGINT key beyond (Snowflake-style ids)
+ * arrives exact as a BigInt, or as its text.
+ */
+export type KeyType = "number" | "bigint" | "string";
+
+export type KeyValue<T extends KeyType> = T extends "bigint" ? bigint : T extends "string" ? string : number;
+
 /** Result columns, or none: a job that only reads (sends records elsewhere) returns nothing. */
 type ResultOf<Writes extends Record<string, Column>> = keyof Writes extends never ? undefined : ValuesOf<Writes>;
 
@@ -98,14 +107,17 @@ export interface JobSpec<
   Key extends string,
   Reads extends Record<string, Column>,
   Writes extends Record<string, Column>,
+  KeyAs extends KeyType,
 > {
   /** The job's name: `seed enqueue --job NAME`, the runs' `job` column, metrics' `job` label. */
   name: string;
   description?: string;
   /** The table, optionally schema-qualified ("billing.orders"). */
   table: string;
-  /** Its integer primary key: chunks are ranges of it. */
+  /** Its integer primary key (or unique and NOT NULL): chunks are ranges of it. */
   key: Key;
+  /** What the record's key arrives as: a number (the default), a BigInt, or its text. */
+  keyType?: KeyAs;
   /** The columns the function reads, by the property name it reads them as. */
   reads: Reads;
   /** The result columns, by the property name the function returns them as. */
@@ -122,7 +134,7 @@ export interface JobSpec<
    * it failed with the error's message (tried again in a later round until its attempts run
    * out). Side effects are at-least-once: pass `ctx.idempotencyKey` on to external systems.
    */
-  process(record: ValuesOf<Reads> & Record<Key, number>, ctx: RecordContext): Promise<ResultOf<Writes>>;
+  process(record: ValuesOf<Reads> & Record<Key, KeyValue<KeyAs>>, ctx: RecordContext): Promise<ResultOf<Writes>>;
   /** Runs once before the run is planned; throwing refuses the run (it ends failed with the message). */
   beforeRun?(ctx: HookContext): Promise<unknown>;
   /** Runs once when the run ends (completed, failed or cancelled); a failure is recorded in its history. */
@@ -143,6 +155,7 @@ export interface JobDefinition {
   schema: string;
   table: string;
   key: string;
+  keyType: KeyType;
   reads: BoundColumn[];
   writes: BoundColumn[];
   where: { column: string; values: FilterValue[] }[];
@@ -169,6 +182,17 @@ function checkIdentifier(job: string, what: string, name: string): string {
   return name;
 }
 
+const KEY_TYPES: readonly string[] = ["number", "bigint", "string"] satisfies KeyType[];
+
+function checkKeyType(job: string, keyType: string): KeyType {
+  if (!KEY_TYPES.includes(keyType)) {
+    throw new JobDefinitionError(
+      `job ${job}: keyType ${JSON.stringify(keyType)} is not one of ${KEY_TYPES.join(", ")}`,
+    );
+  }
+  return keyType as KeyType;
+}
+
 function bind(job: string, columns: Record<string, Column> | undefined): BoundColumn[] {
   return Object.entries(columns ?? {}).map(([property, spec]) => ({
     property,
@@ -182,7 +206,8 @@ export function defineJob<
   const Key extends string,
   Reads extends Record<string, Column>,
   Writes extends Record<string, Column> = Record<never, Column>,
->(spec: JobSpec<Key, Reads, Writes>): JobDefinition {
+  const KeyAs extends KeyType = "number",
+>(spec: JobSpec<Key, Reads, Writes, KeyAs>): JobDefinition {
   if (!JOB_NAME.test(spec.name)) {
     throw new JobDefinitionError(
       `job name ${JSON.stringify(spec.name)} must be lowercase letters, digits, - or _, starting with a letter, at most 40`,
@@ -213,6 +238,7 @@ export function defineJob<
     schema: checkIdentifier(spec.name, "schema", schema ?? "public"),
     table: checkIdentifier(spec.name, "table", table ?? ""),
     key: checkIdentifier(spec.name, "key", spec.key),
+    keyType: checkKeyType(spec.name, spec.keyType ?? "number"),
     reads,
     writes,
     where: Object.entries(spec.where ?? {}).map(([column, values]) => ({

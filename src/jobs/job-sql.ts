@@ -1,7 +1,8 @@
 import { type LiteralValue, sqlLiteral } from "../db/literals";
 import type { ClaimedRow } from "../processing/run-records";
 import type { RoundRows } from "../runs/model";
-import type { JobDefinition } from "./define";
+import { ColumnValueError } from "./columns";
+import type { JobDefinition, KeyType } from "./define";
 
 /**
  * The SQL of one job over its table, built once from its definition: identifiers quoted,
@@ -23,34 +24,63 @@ export interface JobSql {
   /** The values of the job's `where`, appended after each statement's own parameters. */
   filterValues: unknown[][];
   /**
-   * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of
-   * (afterId, lastId] of the key, claimable for a run allowed maxAttempts, not processed since
-   * plannedAt, at most limit of them, in key order, each read by `claimedRow`.
+   * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of [firstId,
+   * lastId] of the key, above afterId when given, claimable for a run allowed maxAttempts, not
+   * processed since plannedAt, at most limit of them, in key order, each read by `claimedRow`.
    */
-  claimSlice(values: { afterId: number; lastId: number; maxAttempts: number; plannedAt: Date; limit: number }): string;
-  /** A claimed row from the claim's fields: the key, the columns read, and the row's state as $status, $run and $attempts. */
+  claimSlice(values: SliceBounds & { maxAttempts: number; plannedAt: Date; limit: number }): string;
+  /** A claimed row from the claim's fields: the record (key and columns read) and the row's state. */
   claimedRow(fields: (string | null)[]): ClaimedRow;
   /**
    * Writes a slice's outcomes: keys $1, errors $2 (NULL for completed), run $3, the lowest and
    * highest of the keys $4-$5, one array per result column from $6. Returns the rows written.
    */
   writeOutcomes: string;
+  /**
+   * Locks again the rows of keys $1 (int8[]) still claimable ($2 attempts, not processed since
+   * $3), skipping those another transaction holds; returns their keys' text, as a claim reads them.
+   */
+  relockClaimed: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
   countLeftInRange: string;
   /** Locks the rows of [$1, $2] still claimable ($3 attempts, not processed since $4), waiting for their holders. */
   lockLeftInRange: string;
   /**
-   * The key of the claimable row ($3 attempts, not processed since $4) at offset $5 of ($1, $2],
-   * counting only rows no other transaction holds: past the rows a running slice has claimed.
+   * The key (as int8) of the claimable row ($3 attempts, not processed since $4) at offset $5 of
+   * [$1, $2], counting only rows no other transaction holds: past the rows a running slice has claimed.
    */
   nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
+  /** Whether a row (alias t) is open: claimable with $4 attempts, and the job's `where` from $6. */
+  openRow: string;
   /**
-   * Ranges (lo, hi) of at most $5 keys where a round looks for rows, and the rows it takes there
-   * (alias t: run $1, $4 attempts, the job's `where` from $6), which a sampled plan reads alone.
+   * The keys (as int8 k) of the rows a round takes: the open ones, or those run $1 failed and may
+   * try again ($4 attempts) in the chunks of round $2 - 1 that failed rows; `where` from $6.
    */
-  roundRows: Record<RoundRows, { ranges: string; rows: string }>;
+  roundKeys: Record<RoundRows, string>;
+}
+
+/** Where a slice claims: the chunk's range, above the last key the slices before it processed. */
+export interface SliceBounds {
+  firstId: bigint;
+  lastId: bigint;
+  afterId?: bigint;
+}
+
+/** The record's key from its text, as the job's keyType asks. */
+function keyReader(keyType: KeyType): (text: string) => unknown {
+  if (keyType === "bigint") return BigInt;
+  if (keyType === "string") return (text) => text;
+  return (text) => {
+    const key = Number(text);
+    if (!Number.isSafeInteger(key)) {
+      throw new ColumnValueError(
+        `key ${text} is beyond 2^53, where a number is no longer exact: declare keyType "bigint"`,
+      );
+    }
+    return key;
+  };
 }
 
 const compiled = new WeakMap<JobDefinition, JobSql>();
@@ -105,40 +135,66 @@ function buildJobSql(job: JobDefinition): JobSql {
     ...job.touch.map((column) => `${q(column)} = now()`),
   ];
 
-  /** The claim, its values given by `param`: literals in a COPY, which takes no parameters. */
-  const claimSelect = (param: (position: number) => string) => `
+  /** The claim, its values literals in a COPY, which takes no parameters. */
+  const claimSelect = (bounds: SliceBounds, rest: LiteralValue[]) => {
+    const literal = (position: number) => sqlLiteral(rest[position - 1] as LiteralValue);
+    const from =
+      bounds.afterId === undefined
+        ? `t.${key} >= ${sqlLiteral(bounds.firstId)}`
+        : `t.${key} > ${sqlLiteral(bounds.afterId)}`;
+    return `
       SELECT ${selected.join(", ")}
         FROM ${table} t
-       WHERE t.${key} > ${param(1)} AND t.${key} <= ${param(2)}
-         AND ${claimable(param(3))}
-         AND ${notSince(param(4))}${filter(6, param)}
+       WHERE ${from} AND t.${key} <= ${sqlLiteral(bounds.lastId)}
+         AND ${claimable(literal(1))}
+         AND ${notSince(literal(2))}${filter(4, literal)}
        ORDER BY t.${key}
-       LIMIT ${param(5)}
+       LIMIT ${literal(3)}
          FOR UPDATE OF t SKIP LOCKED`;
-  // the claim's columns in order: the property each is read as, from its text
-  const claimedProperties = [job.key, ...job.reads.map(({ property }) => property), "$status", "$run", "$attempts"];
-  const fromText = [Number, ...job.reads.map(({ spec }) => spec.fromText), String, Number, Number];
+  };
+  const readKey = keyReader(job.keyType);
+  const reads = job.reads.map(({ property, column, spec }) => ({ property, column, fromText: spec.fromText }));
   const filterValues = job.where.map(({ values }) => values);
   /** The rows of [$1, $2] still claimable ($3 attempts, not processed since $4). */
   const leftInRange = `${table} t
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`;
+  const openRow = `${claimable("$4")}${filter(6)}`;
 
   return {
     statementPrefix: `job:${job.name}`,
     table,
     key,
     filterValues,
-    claimSlice({ afterId, lastId, maxAttempts, plannedAt, limit }) {
-      const values = [afterId, lastId, maxAttempts, plannedAt, limit, ...filterValues];
-      return `COPY (${claimSelect((position) => sqlLiteral(values[position - 1] as LiteralValue))}) TO STDOUT`;
+    claimSlice({ maxAttempts, plannedAt, limit, ...bounds }) {
+      return `COPY (${claimSelect(bounds, [maxAttempts, plannedAt, limit, ...filterValues])}) TO STDOUT`;
     },
     claimedRow(fields) {
-      const row: Record<string, unknown> = {};
-      for (let i = 0; i < claimedProperties.length; i++) {
-        const text = fields[i] as string | null;
-        row[claimedProperties[i] as string] = text === null ? null : (fromText[i] as (text: string) => unknown)(text);
+      // the claim's columns in order: the key, the columns read, then the row's state
+      const key = fields[0] as string;
+      const record: Record<string, unknown> = {};
+      let unreadable: string | undefined;
+      let index = -1; // the key's, then each column's read
+      try {
+        record[job.key] = readKey(key);
+        for (index = 0; index < reads.length; index++) {
+          const { property, fromText } = reads[index] as (typeof reads)[number];
+          const text = fields[index + 1] as string | null;
+          record[property] = text === null ? null : fromText(text);
+        }
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        unreadable = index < 0 ? why : `column ${reads[index]?.column} ${why}`;
       }
-      return row as ClaimedRow;
+      const state = reads.length + 1;
+      const run = fields[state + 1];
+      return {
+        record,
+        key,
+        status: fields[state] as string,
+        run: run == null ? null : Number(run),
+        attempts: Number(fields[state + 2]),
+        unreadable,
+      };
     },
     writeOutcomes: `
       WITH outcome AS (
@@ -152,29 +208,28 @@ function buildJobSql(job: JobDefinition): JobSql {
         RETURNING 1
       )
       SELECT count(*)::int AS written FROM written`,
+    relockClaimed: `
+      SELECT t.${key}::text AS key FROM ${table} t
+       WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4)}
+         FOR UPDATE OF t SKIP LOCKED`,
     countLeftInRange: `SELECT count(*)::int AS left FROM ${leftInRange}`,
     lockLeftInRange: `SELECT 1 FROM ${leftInRange} FOR UPDATE OF t`,
     nthClaimableKey: `
-      SELECT t.${key} AS key FROM ${table} t
-       WHERE t.${key} > $1 AND t.${key} <= $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
+      SELECT t.${key}::int8 AS key FROM ${table} t
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
-    roundRows: {
+    openRow,
+    roundKeys: {
       // pending, or failed with attempts left (whichever run failed them), anywhere in the table
-      open: {
-        ranges: `SELECT b.lo, b.lo + $5 - 1 AS hi
-                   FROM (SELECT min(${key}) AS first, max(${key}) AS last FROM ${table}) k,
-                        generate_series(k.first, k.last, $5) AS b(lo)`,
-        rows: `${claimable("$4")}${filter(6)}`,
-      },
+      open: `SELECT t.${key}::int8 AS k FROM ${table} t WHERE ${openRow}`,
       // what this run failed and may try again, in the chunks of the last round that failed rows
-      retryable: {
-        ranges: `SELECT b.lo, least(b.lo + $5 - 1, c.last_id) AS hi
-                   FROM batch_chunks c, generate_series(c.first_id, c.last_id, $5) AS b(lo)
-                  WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0`,
-        rows: `t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
-      },
+      retryable: `
+        SELECT t.${key}::int8 AS k
+          FROM batch_chunks c JOIN ${table} t ON t.${key} BETWEEN c.first_id AND c.last_id
+         WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0
+           AND t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
     },
   };
 }

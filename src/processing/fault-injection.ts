@@ -49,10 +49,10 @@ export function withInjectedFaults(logic: RecordFunction, key: string, faults: F
       // Not woken by ctx.signal: making one per record costs more than a 2 ms record's own timer.
       // Unreferenced, an abandoned record's wait keeps no process alive; its lane's timer does
       // while the record counts.
-      await sleep(recordDelayMs(record[key] as number, faults), undefined, { ref: false });
+      await sleep(recordDelayMs(Number(record[key]), faults), undefined, { ref: false });
       if (ctx.aborted) throw new Error("record abandoned");
     }
-    if (failsOnAttempt(record[key] as number, ctx.attempt, faults)) {
+    if (failsOnAttempt(Number(record[key]), ctx.attempt, faults)) {
       throw new Error(`injected failure (FAIL_RATE) on attempt ${ctx.attempt}`);
     }
     return logic(record, ctx);

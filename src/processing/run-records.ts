@@ -1,27 +1,34 @@
-import type { JobDefinition, RecordContext } from "../jobs/define";
+import { showValue } from "../jobs/columns";
+import type { BoundColumn, JobDefinition, RecordContext } from "../jobs/define";
+import { encodeResult, type ResultElement } from "../jobs/results";
 
 /** What a job's function does to one record. */
 export type RecordFunction = JobDefinition["process"];
 
 export type RecordOutcome =
-  | { status: "completed"; result: Record<string, unknown> | undefined }
-  | { status: "failed"; error: string };
+  /** values: the result's elements for the write, one per result column (src/jobs/results.ts). */
+  { status: "completed"; values: ResultElement[] } | { status: "failed"; error: string };
 
 /**
- * A claimed row: the job's record (its key and the columns it reads, by property) and the row's
- * processing state, under names no property may take.
+ * A claimed row: the record the job's function is given (its key and the columns it reads, by
+ * property), and beside it what the slice keeps of the row, out of the job's reach.
  */
-export interface ClaimedRow extends Record<string, unknown> {
-  $status: string;
-  $run: number | null;
+export interface ClaimedRow {
+  record: Record<string, unknown>;
+  /** The key's text: exact whatever the key's type, and what the outcome is written to. */
+  key: string;
+  status: string;
+  run: number | null;
   /** Attempts recorded before this one. */
-  $attempts: number;
+  attempts: number;
+  /** Why the row could not be read into a record (a value its kind cannot hold): it fails unprocessed. */
+  unreadable?: string;
 }
 
 export interface RunRecordsOptions {
   runId: number;
-  /** The property holding a record's key. */
-  key: string;
+  /** The job's result columns: a result is checked and encoded for them as its record ends. */
+  writes: readonly BoundColumn[];
   concurrency: number;
   timeoutMs: number;
   /** Aborting it abandons the records in flight: the caller rolls the slice back. */
@@ -75,9 +82,38 @@ export interface RecordFeed {
 
 const MAX_ERROR_LENGTH = 2000;
 
-function failed(error: unknown): RecordOutcome {
-  const message = error instanceof Error ? error.message : String(error);
-  return { status: "failed", error: message.slice(0, MAX_ERROR_LENGTH) || "error without a message" };
+/** A failed outcome's message as a text column stores it: bounded, well-formed, without NUL. */
+function failed(message: string): RecordOutcome {
+  const error = message
+    .slice(0, MAX_ERROR_LENGTH)
+    .replace(/[\uD800-\uDFFF]/gu, "\uFFFD")
+    .replaceAll("\0", "\\0");
+  return { status: "failed", error };
+}
+
+/**
+ * The most readable message of whatever a job's function threw: an Error's message, a string,
+ * an object's string `message`, or the value shown. Never throws, whatever the value does.
+ */
+export function describeThrown(thrown: unknown): string {
+  try {
+    if (typeof thrown === "string") return thrown || "threw an empty string";
+    if (typeof thrown === "object" && thrown !== null && "message" in thrown) {
+      const { message } = thrown as { message: unknown };
+      if (typeof message === "string" && message !== "") return message;
+      if (message !== undefined && message !== null && message !== "") return showValue(message);
+    }
+    if (thrown instanceof Error) return `${thrown.name || "Error"} without a message`;
+    return `threw ${showValue(thrown)}`;
+  } catch {
+    return "threw a value that cannot be shown";
+  }
+}
+
+/** A returned result as its outcome: completed with its elements, or failed saying why it cannot be written. */
+function completed(writes: readonly BoundColumn[], result: unknown): RecordOutcome {
+  const encoded = encodeResult(writes, result);
+  return "values" in encoded ? { status: "completed", values: encoded.values } : failed(encoded.problem);
 }
 
 /**
@@ -91,11 +127,11 @@ class RowContext implements RecordContext {
   constructor(
     readonly runId: number,
     readonly attempt: number,
-    private readonly rowId: number,
+    private readonly key: string,
   ) {}
 
   get idempotencyKey(): string {
-    return `${this.runId}:${this.rowId}:${this.attempt}`;
+    return `${this.runId}:${this.key}:${this.attempt}`;
   }
 
   get signal(): AbortSignal {
@@ -119,15 +155,15 @@ class RowContext implements RecordContext {
 /**
  * Runs the business logic over the records of one slice, `concurrency` at a time, each with
  * its own timeout. Records start in order, so the outcomes returned are for a prefix of
- * `records`: all of them unless `mayStart` said stop. Never rejects for a record's failure.
+ * `rows`: all of them unless `mayStart` said stop. Never rejects for a record's failure.
  * Rejects only when `signal` aborts, since the outcomes are then incomplete.
  */
 export async function runRecords(
-  records: ClaimedRow[],
+  rows: ClaimedRow[],
   logic: RecordFunction,
   options: RunRecordsOptions,
 ): Promise<RecordOutcome[]> {
-  const outcomes: RecordOutcome[] = new Array(records.length);
+  const outcomes: RecordOutcome[] = new Array(rows.length);
   const abandonInFlight = new Set<() => void>();
   const onAbort = () => {
     for (const abandon of abandonInFlight) abandon();
@@ -156,25 +192,36 @@ export async function runRecords(
         try {
           // once those given have all started, the feed's next part, if any; taken with no await
           // between the last look at `next` and its increment, which other lanes share
-          while (next >= records.length) if (!(await feed?.more(next))) break starting;
+          while (next >= rows.length) if (!(await feed?.more(next))) break starting;
           if (options.signal.aborted || (waited && !options.mayStart())) break;
           const index = next++;
           feed?.started(index);
-          const record = records[index] as ClaimedRow;
-          const ctx = new RowContext(options.runId, record.$attempts + 1, record[options.key] as number);
-          current = ctx;
-          timer.refresh();
-          outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
-            settle = resolve;
-            try {
-              logic(record, ctx).then(
-                (result) => resolve({ status: "completed", result }),
-                (error) => resolve(failed(error)),
-              );
-            } catch (error) {
-              resolve(failed(error));
-            }
-          });
+          const row = rows[index] as ClaimedRow;
+          if (row.unreadable !== undefined) {
+            outcomes[index] = failed(row.unreadable);
+          } else {
+            const ctx = new RowContext(options.runId, row.attempts + 1, row.key);
+            current = ctx;
+            timer.refresh();
+            outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
+              settle = resolve;
+              // whatever the function does (throws any value, returns no promise, never settles),
+              // this record gets an outcome and the lane goes on
+              try {
+                const returned: unknown = logic(row.record, ctx);
+                if (isThenable(returned)) {
+                  returned.then(
+                    (result) => resolve(completed(options.writes, result)),
+                    (error) => resolve(failed(describeThrown(error))),
+                  );
+                } else {
+                  resolve(completed(options.writes, returned));
+                }
+              } catch (error) {
+                resolve(failed(describeThrown(error)));
+              }
+            });
+          }
           feed?.settled(index, outcomes[index] as RecordOutcome);
         } finally {
           slots?.give();
@@ -187,11 +234,19 @@ export async function runRecords(
   };
 
   try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, records.length) }, lane));
+    await Promise.all(Array.from({ length: Math.min(options.concurrency, rows.length) }, lane));
   } finally {
     options.signal.removeEventListener("abort", onAbort);
   }
   if (options.signal.aborted) throw options.signal.reason ?? new Error("aborted");
   outcomes.length = next;
   return outcomes;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }

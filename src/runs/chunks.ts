@@ -1,6 +1,6 @@
 import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
-import { ROW_TYPES } from "../db/types";
+import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
 import { type JobSql, jobSql } from "../jobs/job-sql";
 import { chunkJobKeySql } from "./job-queue";
@@ -13,8 +13,10 @@ import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } fro
 
 const CHUNK_JOB_KEY = chunkJobKeySql("c");
 
-/** Ranges are this fraction of a chunk's rows wide: a chunk holds `chunkSize` rows give or take one range. */
-const RANGES_PER_CHUNK = 8;
+const INT8_MAX = 2n ** 63n - 1n;
+
+/** Buckets are this fraction of a chunk's rows wide: a chunk holds `chunkSize` rows give or take one bucket. */
+const BUCKETS_PER_CHUNK = 8;
 
 /** When a plan of the open rows samples them rather than counts them (planSampled). */
 export interface Sampling {
@@ -31,13 +33,25 @@ export const SAMPLING: Sampling = { fromRows: 2_000_000, sampleRows: 300_000 };
 export type PlannedChunks = { chunks: number; rows: number; samplePercent?: number };
 
 /**
+ * What a plan may take: its statements' time, and a check every second that the client is still
+ * there (PostgreSQL 14 on), so that a planning command killed mid-statement leaves no backend
+ * working for nobody. SET LOCAL: over when the transaction is, through a pooler too.
+ */
+export const planningLimits = (timeoutMs: number) => [
+  `SET LOCAL statement_timeout = ${Math.ceil(timeoutMs)}`,
+  "SET LOCAL client_connection_check_interval = 1000",
+];
+
+/**
  * Splits the round's rows of the job's table into chunks of about `chunkSize` rows, each a key
  * range, and records them. A round takes the rows that are claimable (`open`), or those this run
  * failed and may try again in the chunks of its last round that failed rows (`retryable`).
  *
- * The rows are counted range by range along the key's index, without sorting them; in key
- * order, each range joins the chunk its first row's number falls in. Open rows of a table the
- * planner puts at `sampling.fromRows` rows or more are sampled instead (planSampled).
+ * The rows are counted by buckets of the key, an eighth of a chunk wide from the table's first
+ * key: only buckets that hold rows exist, so the plan costs what the rows do, however sparse the
+ * keys; in key order, each bucket joins the chunk its first row's number falls in. Open rows of a table the planner puts
+ * at `sampling.fromRows` rows or more are sampled instead (planSampled). Runs under
+ * planningLimits in the caller's transaction.
  */
 export async function planChunks(
   client: PoolClient,
@@ -46,27 +60,33 @@ export async function planChunks(
   round: number,
   rows: RoundRows,
   settings: RunSettings,
-  sampling = SAMPLING,
+  options: { timeoutMs: number; sampling?: Sampling },
 ): Promise<PlannedChunks> {
   const sql = jobSql(job);
+  await client.query(planningLimits(options.timeoutMs).join("; "));
+  const sampling = options.sampling ?? SAMPLING;
   if (rows === "open") {
     const tableRows = await estimateTableRows(client, sql);
     if (tableRows > 0 && tableRows >= sampling.fromRows) {
       return planSampled(client, sql, runId, round, settings, tableRows, sampling.sampleRows);
     }
   }
-  const { ranges, rows: wanted } = sql.roundRows[rows];
+  const { rows: spans } = await client.query<{ first: bigint | null; last: bigint | null }>({
+    text: `SELECT min(${sql.key})::int8 AS first, max(${sql.key})::int8 AS last FROM ${sql.table}`,
+    types: KEY_TYPES,
+  });
+  const { first, last } = spans[0] ?? { first: null, last: null };
+  if (first === null || last === null) return { chunks: 0, rows: 0 };
+  const origin = `$${6 + sql.filterValues.length}::int8`;
+  // a key's distance from the table's first, in numeric only where BIGINT's would overflow
+  const bucket = last - first <= INT8_MAX ? `(k - ${origin}) / $5` : `div(k::numeric - ${origin}, $5)`;
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
-    `WITH ranges AS (${ranges}),
-     counted AS (
-       SELECT r.lo, c.first_id, c.last_id, c.n
-         FROM ranges r
-         CROSS JOIN LATERAL (
-           SELECT min(t.${sql.key}) AS first_id, max(t.${sql.key}) AS last_id, count(*) AS n
-             FROM ${sql.table} t WHERE t.${sql.key} BETWEEN r.lo AND r.hi AND ${wanted}) c
-        WHERE c.n > 0
+    `WITH buckets AS (
+       SELECT ${bucket} AS bucket, min(k) AS first_id, max(k) AS last_id, count(*) AS n
+         FROM (${sql.roundKeys[rows]}) keys
+        GROUP BY 1
      ), numbered AS (
-       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY lo))::bigint - n) / $3 AS chunk_no FROM counted
+       SELECT first_id, last_id, n, ((sum(n) OVER (ORDER BY bucket))::bigint - n) / $3 AS chunk_no FROM buckets
      ), planned AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
        SELECT $1, $2, chunk_no, min(first_id), max(last_id), sum(n) FROM numbered GROUP BY chunk_no
@@ -78,8 +98,9 @@ export async function planChunks(
       round,
       settings.chunkSize,
       settings.maxAttempts,
-      Math.ceil(settings.chunkSize / RANGES_PER_CHUNK),
+      Math.ceil(settings.chunkSize / BUCKETS_PER_CHUNK),
       ...sql.filterValues,
+      first,
     ],
   );
   return planned[0] ?? { chunks: 0, rows: 0 };
@@ -98,12 +119,12 @@ async function estimateTableRows(client: PoolClient, sql: JobSql): Promise<numbe
 
 /**
  * The open rows' plan of a large table, reading no more than a sample of it. The chunks tile
- * the key's whole span, from its index's min to its max, each as wide as `chunkSize` rows of the
- * table take at its average density: every claimable row lies in exactly one chunk whatever the
- * estimates, and no chunk's range holds much more than `chunkSize` rows to walk through. Each
- * chunk's planned_rows is the open rows a block sample (TABLESAMPLE SYSTEM) finds in its range,
- * scaled up; a chunk with none found is planned all the same. As a chunk ends, its planned_rows
- * and the run's total become what it did (endChunk).
+ * the key's whole span, from its index's min to its max, cut at every so many keys of a block
+ * sample (TABLESAMPLE SYSTEM) of the table, as many as `chunkSize` rows of it stand for: every
+ * claimable row lies in exactly one chunk whatever the estimates, and a chunk's range holds
+ * about `chunkSize` rows to walk through however the keys are spread. Each chunk's planned_rows
+ * is the open rows the sample finds in it, scaled up; a chunk with none found is planned all
+ * the same. As a chunk ends, its planned_rows and the run's total become what it did (endChunk).
  */
 async function planSampled(
   client: PoolClient,
@@ -115,32 +136,29 @@ async function planSampled(
   sampleRows: number,
 ): Promise<PlannedChunks> {
   const samplePercent = Number(Math.min(100, (100 * sampleRows) / tableRows).toPrecision(3));
-  const { rows: spans } = await client.query<{ first: number | null; last: number | null }>({
-    text: `SELECT min(${sql.key}) AS first, max(${sql.key}) AS last FROM ${sql.table}`,
-    types: ROW_TYPES,
-  });
-  const span = spans[0];
-  if (span?.first == null || span.last == null) return { chunks: 0, rows: 0, samplePercent };
-  const density = Math.min(1, tableRows / (span.last - span.first + 1));
-  const width = Math.ceil(settings.chunkSize / density);
-  const bound = 6 + sql.filterValues.length;
-  const [first, last] = [`$${bound}::bigint`, `$${bound + 1}::bigint`];
+  const sampledPerChunk = Math.max(1, Math.round((settings.chunkSize * samplePercent) / 100));
+  // the span and the sample in one statement, one snapshot: no sampled key lies outside the span
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
-    `WITH sampled AS (
-       SELECT (t.${sql.key} - ${first}) / $3::bigint AS chunk_no, count(*) AS n
-         FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8)
-        WHERE t.${sql.key} BETWEEN ${first} AND ${last} AND ${sql.roundRows.open.rows}
-        GROUP BY 1
+    `WITH span AS (
+       SELECT min(${sql.key})::int8 AS first, max(${sql.key})::int8 AS last FROM ${sql.table}
+     ), sampled AS (
+       SELECT t.${sql.key}::int8 AS k, ${sql.openRow} AS open FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8)
+     ), cut AS (
+       SELECT chunk_no, min(k) AS first_sampled, count(*) FILTER (WHERE open) AS open_sampled
+         FROM (SELECT k, open, (row_number() OVER (ORDER BY k) - 1) / $3 AS chunk_no FROM sampled) numbered
+        GROUP BY chunk_no
+       UNION ALL
+       SELECT 0, NULL, 0 WHERE NOT EXISTS (SELECT FROM sampled)
      ), planned AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
-       SELECT $1, $2, b.chunk_no, ${first} + b.chunk_no * $3, least(${first} + (b.chunk_no + 1) * $3 - 1, ${last}),
-              coalesce(round(s.n * 100 / $5), 0)
-         FROM generate_series(0, (${last} - ${first}) / $3) AS b(chunk_no)
-         LEFT JOIN sampled s USING (chunk_no)
+       SELECT $1, $2, chunk_no, CASE WHEN chunk_no = 0 THEN span.first ELSE first_sampled END,
+              coalesce(lead(first_sampled) OVER (ORDER BY chunk_no) - 1, span.last), round(open_sampled * 100 / $5)
+         FROM cut, span
+        WHERE span.first IS NOT NULL
        RETURNING planned_rows
      )
      SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
-    [runId, round, width, settings.maxAttempts, samplePercent, ...sql.filterValues, span.first, span.last],
+    [runId, round, sampledPerChunk, settings.maxAttempts, samplePercent, ...sql.filterValues],
   );
   return { ...(planned[0] ?? { chunks: 0, rows: 0 }), samplePercent };
 }
@@ -208,7 +226,7 @@ export async function markChunkRunning(
             WHERE run_id = $1 AND round = $2 AND chunk_no = $3
            RETURNING first_id AS "firstId", last_id AS "lastId", planned_at AS "plannedAt"`,
     values: [runId, round, chunkNo, worker],
-    types: ROW_TYPES,
+    types: KEY_TYPES,
   });
   if (!rows[0]) throw new Error(`chunk ${chunkNo} of round ${round} of batch run ${runId} vanished`);
   return rows[0];
@@ -345,28 +363,27 @@ export async function hasWaitingChunk(client: PoolClient, runId: number, round: 
 }
 
 /**
- * The key the upper half of a running chunk's claimable rows after `afterId` starts at, and how
- * many rows each half holds; undefined when fewer than `minRows` are left. Walks the key's index
- * over half the rows left, skipping (and counting out) the rows the chunk's slice in flight
- * holds, so that the new chunk starts past them and never waits for them. The rows it walks stay
- * locked until the caller's transaction ends: a moment.
+ * The key the upper half of a running chunk's claimable rows starts at, and how many rows each
+ * half holds; undefined when fewer than `minRows` are left. Walks the key's index over half the
+ * rows left, skipping (and counting out) the rows the chunk's slice in flight holds, so that the
+ * new chunk starts past them and never waits for them. The rows it walks stay locked until the
+ * caller's transaction ends: a moment.
  */
 export async function findSplitKey(
   client: PoolClient,
   job: JobDefinition,
   range: ChunkRange,
-  afterId: number,
   maxAttempts: number,
   minRows: number,
-): Promise<{ key: number; kept: number; given: number } | undefined> {
-  const left = await countLeftInRange(client, job, { ...range, firstId: afterId + 1 }, maxAttempts);
+): Promise<{ key: bigint; kept: number; given: number } | undefined> {
+  const left = await countLeftInRange(client, job, range, maxAttempts);
   if (left < minRows) return undefined;
   const kept = Math.floor(left / 2);
   const sql = jobSql(job);
-  const { rows } = await client.query<{ key: number }>({
+  const { rows } = await client.query<{ key: bigint }>({
     text: sql.nthClaimableKey,
-    values: [afterId, range.lastId, maxAttempts, range.plannedAt, kept, ...sql.filterValues],
-    types: ROW_TYPES,
+    values: [range.firstId, range.lastId, maxAttempts, range.plannedAt, kept, ...sql.filterValues],
+    types: KEY_TYPES,
   });
   const key = rows[0]?.key;
   return key === undefined ? undefined : { key, kept, given: left - kept };
@@ -382,12 +399,12 @@ export async function findSplitKey(
 export async function splitChunk(
   client: PoolClient,
   ref: { runId: number; round: number; chunkNo: number },
-  split: { key: number; kept: number; given: number },
+  split: { key: bigint; kept: number; given: number },
 ): Promise<number> {
   const { rows } = await client.query<{ chunkNo: number }>(
     `WITH old AS (
        UPDATE batch_chunks c
-          SET last_id = $4 - 1, planned_rows = c.rows_completed + c.rows_failed + $6, updated_at = now()
+          SET last_id = $4::int8 - 1, planned_rows = c.rows_completed + c.rows_failed + $6, updated_at = now()
          FROM batch_chunks before
         WHERE c.run_id = $1 AND c.round = $2 AND c.chunk_no = $3 AND c.status = 'running'
           AND before.run_id = c.run_id AND before.round = c.round AND before.chunk_no = c.chunk_no
@@ -395,7 +412,7 @@ export async function splitChunk(
      ), added AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows, planned_at)
        SELECT $1, $2, (SELECT max(chunk_no) + 1 FROM batch_chunks WHERE run_id = $1 AND round = $2),
-              $4, old.last_id, $5, old.planned_at
+              $4::int8, old.last_id, $5, old.planned_at
          FROM old
        RETURNING chunk_no
      ), counted AS (

@@ -52,10 +52,10 @@ export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled"
 /** Statuses in which a chunk has not ended: its rows may still be processed. */
 export const OPEN_CHUNK_STATUSES: ReadonlySet<ChunkStatus> = new Set(["queued", "running"]);
 
-/** Where a chunk's rows are, and since when they are its round's. */
+/** Where a chunk's rows are (keys, exact over BIGINT's range), and since when they are its round's. */
 export interface ChunkRange {
-  firstId: number;
-  lastId: number;
+  firstId: bigint;
+  lastId: bigint;
   plannedAt: Date;
 }
 

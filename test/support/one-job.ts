@@ -1,4 +1,4 @@
-import type { Job, JobHelpers, Logger } from "graphile-worker";
+import { type Job, type JobHelpers, Logger } from "graphile-worker";
 import type pg from "pg";
 import { taskList } from "../../app/task-list";
 import { withPool } from "../../src/db/pool";
@@ -57,4 +57,20 @@ export async function runOneJob(pool: pg.Pool, pick: number, logger: Logger): Pr
   }
   await pool.query("DELETE FROM graphile_worker._private_jobs WHERE id = $1", [job.id]);
   return `${ran} done`;
+}
+
+const silent = new Logger(() => () => undefined);
+
+/**
+ * Runs due jobs one at a time, in graphile-worker's order, until none is due (or `most` have
+ * run); returns what became of each. A job failed into its backoff is not due: it stays.
+ */
+export async function runDueJobs(pool: pg.Pool, most = 500): Promise<string[]> {
+  const ran: string[] = [];
+  while (ran.length < most) {
+    const outcome = await runOneJob(pool, 0, silent);
+    if (outcome === "no job due") break;
+    ran.push(outcome);
+  }
+  return ran;
 }
