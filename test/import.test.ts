@@ -23,6 +23,9 @@ const DEFERRED = "import: users is empty: its unique indexes are built after the
 const RESUMED =
   "import: an earlier import was interrupted before it built users' unique indexes: building them at the end";
 const messages = (stderr: string) => logLines(stderr).map((line) => line.msg);
+/** The lines of stderr that tell a problem: log lines below warning level aside. */
+const problems = (stderr: string) =>
+  stderr.split("\n").filter((line) => line !== "" && !(line.startsWith("{") && JSON.parse(line).level < 40));
 
 async function countRows(db: TestDatabase, where = "true"): Promise<number> {
   const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM users WHERE ${where}`);
@@ -100,13 +103,11 @@ describe("seed import", () => {
     );
     expect(errors[3]).toMatch(/^e-existing\.csv:7: duplicate value, \(email\)=\(user\.5@example\.com\) already exists/);
     expect(errors[4]).toMatch(/^f-extra\.csv:2: extra data after last expected column/);
-    // one line of failure naming every file and line; log lines below warning level aside
-    const problems = result.stderr
-      .split("\n")
-      .filter((line) => line !== "" && !(line.startsWith("{") && JSON.parse(line).level < 40));
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^error: 5 file\(s\) failed to import, none of their rows loaded \(fix them/);
-    for (const error of errors) expect(problems[0]).toContain(error);
+    // one line of failure naming every file and line
+    const failure = problems(result.stderr);
+    expect(failure).toHaveLength(1);
+    expect(failure[0]).toMatch(/^error: 5 file\(s\) failed to import, none of their rows loaded \(fix them/);
+    for (const error of errors) expect(failure[0]).toContain(error);
 
     // only the good file's rows are there: nothing of a failed file is half imported
     expect(await countRows(db)).toBe(100);
@@ -292,26 +293,37 @@ describe("seed import", () => {
       ).rejects.toThrow(/users_pkey/);
     });
 
+    /**
+     * Imports `dir`, `concurrency` files at a time, and SIGKILLs the import once the files
+     * `committed` are imported while the transaction loading `held` is open: the import is
+     * interrupted there whatever the machine's speed.
+     */
+    async function killImport(held: string, committed: string[], concurrency: number): Promise<void> {
+      const release = await holdBack(held);
+      try {
+        const importing = start(
+          process.execPath,
+          [SEED_CLI, "import", "--dir", dir, "--concurrency", String(concurrency)],
+          { DATABASE_URL: db.url },
+        );
+        await waitFor(`${committed.join(", ")} imported`, async () => {
+          const imported = await importedFiles();
+          return committed.every((file) => imported.includes(file));
+        });
+        importing.child.kill("SIGKILL");
+        expect((await importing.exited).signal).toBe("SIGKILL");
+      } finally {
+        await release();
+      }
+    }
+    const interrupted = { indexes: [], unique: [], deferred: ["users_email_key", "users_pkey"] };
+
     it("resumes an import killed after the index was dropped: the rest loaded, the index built, no file twice", async () => {
       for (const [n, name] of ["a.csv", "b.csv", "c.csv"].entries()) {
         await fs.writeFile(path.join(dir, name), csv(n * 1000 + 1, 1000));
       }
-      const release = await holdBack("b.csv");
-      let released = false;
-      try {
-        const importing = start(process.execPath, [SEED_CLI, "import", "--dir", dir, "--concurrency", "1"], {
-          DATABASE_URL: db.url,
-        });
-        // a.csv committed, b.csv's claim waiting: the import is half done, whatever the machine's speed
-        await waitFor("a.csv imported", async () => (await importedFiles()).includes("a.csv"));
-        importing.child.kill("SIGKILL");
-        expect((await importing.exited).signal).toBe("SIGKILL");
-        await release();
-        released = true;
-      } finally {
-        if (!released) await release();
-      }
-      expect(await indexState()).toEqual({ indexes: [], unique: [], deferred: ["users_email_key", "users_pkey"] });
+      await killImport("b.csv", ["a.csv"], 1);
+      expect(await indexState()).toEqual(interrupted);
       expect(await countRows(db)).toBe(1000);
 
       const again = await importDir();
