@@ -114,7 +114,7 @@ async function buildDeferredIndexes(client: pg.PoolClient): Promise<void> {
   }
 }
 
-/** A file whose rows are in users, in the order files are imported (by name). */
+/** A file this import loaded, in the order files are imported (by name): only such a file may be refused. */
 export interface LoadedFile {
   index: number;
   file: string;
@@ -148,8 +148,10 @@ async function duplicatedValues(client: pg.PoolClient, column: KeyColumn): Promi
  * line of its own, or a row of no file of this import already holds; then refuses each, named by
  * that line, and removes its rows (by the transaction that loaded it: two rows with one id are
  * told apart by nothing else) with its imported_files row, so that it can be imported once fixed.
- * A row written since by another transaction (a run over a half-imported table) counts as no
- * file's: its value is taken, and a clash between two such rows is left to the caller's error.
+ * A row of no file of this import, committed by an earlier import that was interrupted before
+ * its build, or written since by another transaction (a run over a half-imported table), keeps
+ * its value, as it would have with the indexes in place: a clash between two such rows is left
+ * to the caller's error.
  */
 async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Promise<Refusal[]> {
   const { rows: deferred } = await client.query<{ key_column: KeyColumn }>(
@@ -208,9 +210,9 @@ async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Pro
 
 /**
  * Builds the indexes the import deferred (maintenance_work_mem raised for the build). Where a
- * duplicate id or email stops a build, refuses the files that hold it (see refuseDuplicates) and
- * builds again. Returns the refused files; throws when the build fails otherwise, the deferral
- * left recorded for the next import.
+ * duplicate id or email stops a build, refuses the files of `files` that hold it (see
+ * refuseDuplicates) and builds again. Returns the refused files; throws when the build fails
+ * otherwise, the deferral left recorded for the next import.
  */
 export async function buildDeferred(client: pg.PoolClient, files: LoadedFile[], logger: Logger): Promise<Refusal[]> {
   const refused: Refusal[] = [];

@@ -19,6 +19,9 @@ function csv(first: number, count: number, edit: Record<number, string> = {}): s
 /** A line of the test files' shape, with its own id and email. */
 const row = (id: number, email: string) => `${id},User ${id},${email},30,1000,2025-06-01 12:00:00,pending,`;
 
+/** CSV text with a header and these lines. */
+const lines = (...rows: string[]) => `${[CSV_HEADER.trim(), ...rows].join("\n")}\n`;
+
 const DEFERRED = "import: users is empty: its unique indexes are built after the load";
 const RESUMED =
   "import: an earlier import was interrupted before it built users' unique indexes: building them at the end";
@@ -333,6 +336,67 @@ describe("seed import", () => {
       expect(await importedFiles()).toEqual(["a.csv", "b.csv", "c.csv"]);
       expect(await countRows(db)).toBe(3000);
       expect(await indexState()).toEqual(built);
+    });
+
+    /** Four files of 10,000 users, their import killed after files 1, 2 and 4 committed, while file 3 loads. */
+    async function interruptFourFiles(): Promise<void> {
+      for (const n of [1, 2, 3, 4]) {
+        await fs.writeFile(path.join(dir, `users-0000${n}.csv`), csv((n - 1) * 10_000 + 1, 10_000));
+      }
+      await killImport("users-00003.csv", ["users-00001.csv", "users-00002.csv", "users-00004.csv"], 3);
+      expect(await indexState()).toEqual(interrupted);
+      expect(await countRows(db)).toBe(30_000);
+    }
+
+    it("takes the rows an interrupted import committed as the key in place would have: its rerun refuses only files it loads", async () => {
+      await interruptFourFiles();
+      // before users-00004.csv in name order: its ids with other emails, and its emails with other ids
+      const ids = Array.from({ length: 10 }, (_, i) => 30_001 + i);
+      await fs.writeFile(
+        path.join(dir, "users-00004-ids.csv"),
+        lines(...ids.map((id) => row(id, `other.${id}@example.com`))),
+      );
+      await fs.writeFile(
+        path.join(dir, "users-00004-emails.csv"),
+        lines(...ids.map((id) => row(id + 10_000, `user.${id}@example.com`))),
+      );
+      // an email of users-00003.csv, which the rerun loads too: the later file in name order goes, as before
+      await fs.writeFile(
+        path.join(dir, "users-00005.csv"),
+        csv(40_011, 10, { 3: row(40_012, "user.20002@example.com") }),
+      );
+
+      const rerun = await importDir();
+      expect(rerun.code).toBe(1);
+      expect(messages(rerun.stderr)).toContain(RESUMED);
+      expect(JSON.parse(rerun.stdout)).toMatchObject({
+        imported: 1,
+        skipped: 3,
+        rows: 10_000,
+        failed: [
+          "users-00004-emails.csv:2: duplicate value, (email)=(user.30001@example.com) already exists.",
+          "users-00004-ids.csv:2: duplicate value, (id)=(30001) already exists.",
+          "users-00005.csv:3: duplicate value, (email)=(user.20002@example.com) already exists.",
+        ],
+      });
+      // every committed row kept, and nothing of the refused files
+      expect(await importedFiles()).toEqual([
+        "users-00001.csv",
+        "users-00002.csv",
+        "users-00003.csv",
+        "users-00004.csv",
+      ]);
+      expect(await countRows(db)).toBe(40_000);
+      expect(await countRows(db, "email = 'user.' || id || '@example.com'")).toBe(40_000);
+      expect(await indexState()).toEqual(built);
+
+      await fs.rm(path.join(dir, "users-00004-ids.csv"));
+      await fs.rm(path.join(dir, "users-00004-emails.csv"));
+      await fs.writeFile(path.join(dir, "users-00005.csv"), csv(40_011, 10));
+      const fixed = await importDir();
+      expect(fixed.code).toBe(0);
+      expect(JSON.parse(fixed.stdout)).toMatchObject({ imported: 1, skipped: 4, rows: 10, failed: [] });
+      expect(await countRows(db)).toBe(40_010);
     });
 
     it("runs imports one at a time: the second waits for the first to build the index", async () => {
