@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../seed/user-rows";
 import { createMigratedDatabase, type TestDatabase } from "./support/database";
-import { logLines, SEED_CLI, seed, start } from "./support/processes";
+import { logLines, SEED_CLI, seed, start, startWorker } from "./support/processes";
 import { waitFor } from "./support/runs";
 
 /** CSV text with a header and rows for ids first..first+count-1; `edit` changes single lines (1-based file lines). */
@@ -397,6 +397,22 @@ describe("seed import", () => {
       expect(fixed.code).toBe(0);
       expect(JSON.parse(fixed.stdout)).toMatchObject({ imported: 1, skipped: 4, rows: 10, failed: [] });
       expect(await countRows(db)).toBe(40_010);
+    });
+
+    it("says, after an interrupted import, that the build of users' key is pending, at enqueue and at worker start", async () => {
+      await interruptFourFiles();
+      const pending =
+        "error: job users: key public.users.id awaits its unique index, whose build an interrupted import " +
+        "deferred: run `npm run seed -- import` again on its directory, as the owner of public.users, to finish it";
+      const enqueued = await seed(["enqueue"], { DATABASE_URL: db.url });
+      expect(enqueued.code).toBe(1);
+      expect(problems(enqueued.stderr)).toEqual([pending]);
+      const worker = await startWorker(["--once"], { DATABASE_URL: db.url }).exited;
+      expect(worker.code).toBe(1);
+      expect(problems(worker.stderr)).toEqual([pending]);
+
+      expect((await importDir()).code).toBe(0);
+      expect((await seed(["enqueue"], { DATABASE_URL: db.url })).code).toBe(0);
     });
 
     it("runs imports one at a time: the second waits for the first to build the index", async () => {

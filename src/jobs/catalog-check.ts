@@ -55,6 +55,22 @@ async function keyIsUnique(client: ClientBase, job: JobDefinition): Promise<bool
   return rows[0]?.unique ?? false;
 }
 
+/**
+ * Whether the key's unique index is one an interrupted `seed import` dropped and has yet to build
+ * (seed/deferred-index.ts): told by import_deferred_indexes, where the role may read it.
+ */
+async function keyBuildPending(client: ClientBase, job: JobDefinition): Promise<boolean> {
+  // the import loads the users table the search path finds
+  const { rows } = await client.query<{ readable: boolean | null }>(
+    `SELECT to_regclass($1) = to_regclass('users')
+            AND has_table_privilege(to_regclass('import_deferred_indexes'), 'SELECT') AS readable`,
+    [`${quoteIdentifier(job.schema)}.${quoteIdentifier(job.table)}`],
+  );
+  if (!rows[0]?.readable) return false;
+  const { rowCount } = await client.query("SELECT 1 FROM import_deferred_indexes WHERE key_column = $1", [job.key]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** The mismatches between the job and its table, one line each; none when it fits. */
 export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefinition): Promise<string[]> {
   const where = `${job.schema}.${job.table}`;
@@ -83,7 +99,12 @@ export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefini
   else if (!["int2", "int4", "int8"].includes(key.type)) {
     problems.push(`job ${job.name}: key ${where}.${job.key} is ${key.type}, not an integer`);
   } else if (!(await keyIsUnique(client, job))) {
-    problems.push(`job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`);
+    problems.push(
+      (await keyBuildPending(client, job))
+        ? `job ${job.name}: key ${where}.${job.key} awaits its unique index, whose build an interrupted import ` +
+            `deferred: run \`npm run seed -- import\` again on its directory, as the owner of ${where}, to finish it`
+        : `job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`,
+    );
   }
   for (const { column, spec, property } of job.reads) {
     if (!lacks(column, `read as ${property}`)) checkKind(column, spec, "reads");
