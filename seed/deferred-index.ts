@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { CommandError } from "../src/cli-output";
 import { inTransaction } from "../src/db/pool";
 import type { Logger } from "../src/logger";
 import { forEachUser } from "./user-files";
@@ -48,13 +49,34 @@ const usersIsEmpty = async (client: pg.PoolClient) =>
   (await client.query("SELECT 1 FROM users LIMIT 1")).rowCount === 0;
 
 /**
+ * Refuses, before a file loads, a role that could not build the indexes an interrupted import
+ * left: CREATE INDEX and ADD CONSTRAINT need the privileges of users' owner.
+ */
+async function assertMayBuildDeferred(client: pg.PoolClient): Promise<void> {
+  // USAGE: the owner's privileges, which its members have too (as CREATE INDEX checks them)
+  const { rows } = await client.query<{ owner: string; may: boolean }>(
+    `SELECT pg_get_userbyid(relowner) AS owner, pg_has_role(relowner, 'USAGE') AS may
+       FROM pg_class WHERE oid = 'users'::regclass`,
+  );
+  const users = rows[0];
+  if (users && !users.may) {
+    throw new CommandError(
+      "an interrupted import left users' unique indexes to build, which only the table's owner can do: " +
+        `run \`npm run seed -- import\` again as ${users.owner}, or as a member of that role`,
+    );
+  }
+}
+
+/**
  * Drops users' unique indexes when it has no rows, recording them in import_deferred_indexes in
  * the same transaction. Returns whether this import must build deferred indexes at its end:
- * also when an interrupted import left some unbuilt. Call with IMPORT_LOCK_KEY held.
+ * also when an interrupted import left some unbuilt, which a role that may not build them is
+ * refused. Call with IMPORT_LOCK_KEY held.
  */
 export async function deferUniqueIndexes(client: pg.PoolClient, logger: Logger): Promise<boolean> {
   const { rowCount: left } = await client.query("SELECT 1 FROM import_deferred_indexes");
   if (left) {
+    await assertMayBuildDeferred(client);
     logger.info(
       "import: an earlier import was interrupted before it built users' unique indexes: building them at the end",
     );

@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../seed/user-rows";
 import { createMigratedDatabase, type TestDatabase } from "./support/database";
+import { dropLogin, loginAs } from "./support/logins";
 import { logLines, SEED_CLI, seed, start, startWorker } from "./support/processes";
 import { waitFor } from "./support/runs";
 
@@ -413,6 +414,40 @@ describe("seed import", () => {
 
       expect((await importDir()).code).toBe(0);
       expect((await seed(["enqueue"], { DATABASE_URL: db.url })).code).toBe(0);
+    });
+
+    it("refuses the rerun of an interrupted import before it loads a file when its role cannot build the indexes", async () => {
+      await interruptFourFiles();
+      expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+      const { rows } = await db.pool.query("SELECT tableowner FROM pg_tables WHERE tablename = 'users'");
+      const owner = rows[0].tableowner;
+      const admin = await loginAs(db, "batch_admin");
+      try {
+        const refused = await seed(["import", "--dir", dir], { DATABASE_URL: admin.url });
+        expect(refused.code).toBe(1);
+        expect(problems(refused.stderr)).toEqual([
+          "error: an interrupted import left users' unique indexes to build, which only the table's owner can do: " +
+            `run \`npm run seed -- import\` again as ${owner}, or as a member of that role`,
+        ]);
+        expect(await importedFiles()).toEqual(["users-00001.csv", "users-00002.csv", "users-00004.csv"]);
+        expect(await countRows(db)).toBe(30_000);
+        expect(await indexState()).toEqual(interrupted);
+        const { rows: runs } = await db.pool.query(
+          "SELECT status, error_message FROM batch_jobs ORDER BY id DESC LIMIT 1",
+        );
+        expect(runs).toEqual([
+          { status: "failed", error_message: expect.stringMatching(/^before loading: an interrupted import left/) },
+        ]);
+
+        // a member of the owning role finishes it
+        await db.pool.query("ALTER TABLE users OWNER TO batch_admin");
+        const resumed = await seed(["import", "--dir", dir], { DATABASE_URL: admin.url });
+        expect(resumed.code).toBe(0);
+        expect(JSON.parse(resumed.stdout)).toMatchObject({ imported: 1, skipped: 3, rows: 10_000, failed: [] });
+        expect(await indexState()).toEqual(built);
+      } finally {
+        await dropLogin(db, admin);
+      }
     });
 
     it("runs imports one at a time: the second waits for the first to build the index", async () => {
