@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { CommandError } from "../src/cli-output";
 import { inTransaction } from "../src/db/pool";
 import type { Logger } from "../src/logger";
 import { forEachUser } from "./user-files";
@@ -48,13 +49,34 @@ const usersIsEmpty = async (client: pg.PoolClient) =>
   (await client.query("SELECT 1 FROM users LIMIT 1")).rowCount === 0;
 
 /**
+ * Refuses, before a file loads, a role that could not build the indexes an interrupted import
+ * left: CREATE INDEX and ADD CONSTRAINT need the privileges of users' owner.
+ */
+async function assertMayBuildDeferred(client: pg.PoolClient): Promise<void> {
+  // USAGE: the owner's privileges, which its members have too (as CREATE INDEX checks them)
+  const { rows } = await client.query<{ owner: string; may: boolean }>(
+    `SELECT pg_get_userbyid(relowner) AS owner, pg_has_role(relowner, 'USAGE') AS may
+       FROM pg_class WHERE oid = 'users'::regclass`,
+  );
+  const users = rows[0];
+  if (users && !users.may) {
+    throw new CommandError(
+      "an interrupted import left users' unique indexes to build, which only the table's owner can do: " +
+        `run \`npm run seed -- import\` again as ${users.owner}, or as a member of that role`,
+    );
+  }
+}
+
+/**
  * Drops users' unique indexes when it has no rows, recording them in import_deferred_indexes in
  * the same transaction. Returns whether this import must build deferred indexes at its end:
- * also when an interrupted import left some unbuilt. Call with IMPORT_LOCK_KEY held.
+ * also when an interrupted import left some unbuilt, which a role that may not build them is
+ * refused. Call with IMPORT_LOCK_KEY held.
  */
 export async function deferUniqueIndexes(client: pg.PoolClient, logger: Logger): Promise<boolean> {
   const { rowCount: left } = await client.query("SELECT 1 FROM import_deferred_indexes");
   if (left) {
+    await assertMayBuildDeferred(client);
     logger.info(
       "import: an earlier import was interrupted before it built users' unique indexes: building them at the end",
     );
@@ -114,7 +136,7 @@ async function buildDeferredIndexes(client: pg.PoolClient): Promise<void> {
   }
 }
 
-/** A file whose rows are in users, in the order files are imported (by name). */
+/** A file this import loaded, in the order files are imported (by name): only such a file may be refused. */
 export interface LoadedFile {
   index: number;
   file: string;
@@ -148,8 +170,10 @@ async function duplicatedValues(client: pg.PoolClient, column: KeyColumn): Promi
  * line of its own, or a row of no file of this import already holds; then refuses each, named by
  * that line, and removes its rows (by the transaction that loaded it: two rows with one id are
  * told apart by nothing else) with its imported_files row, so that it can be imported once fixed.
- * A row written since by another transaction (a run over a half-imported table) counts as no
- * file's: its value is taken, and a clash between two such rows is left to the caller's error.
+ * A row of no file of this import, committed by an earlier import that was interrupted before
+ * its build, or written since by another transaction (a run over a half-imported table), keeps
+ * its value, as it would have with the indexes in place: a clash between two such rows is left
+ * to the caller's error.
  */
 async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Promise<Refusal[]> {
   const { rows: deferred } = await client.query<{ key_column: KeyColumn }>(
@@ -208,9 +232,9 @@ async function refuseDuplicates(client: pg.PoolClient, files: LoadedFile[]): Pro
 
 /**
  * Builds the indexes the import deferred (maintenance_work_mem raised for the build). Where a
- * duplicate id or email stops a build, refuses the files that hold it (see refuseDuplicates) and
- * builds again. Returns the refused files; throws when the build fails otherwise, the deferral
- * left recorded for the next import.
+ * duplicate id or email stops a build, refuses the files of `files` that hold it (see
+ * refuseDuplicates) and builds again. Returns the refused files; throws when the build fails
+ * otherwise, the deferral left recorded for the next import.
  */
 export async function buildDeferred(client: pg.PoolClient, files: LoadedFile[], logger: Logger): Promise<Refusal[]> {
   const refused: Refusal[] = [];

@@ -204,8 +204,9 @@ async function importFiles(
     loaded = true;
 
     if (deferred) {
+      // the files this import loaded: rows an interrupted import committed stay, as the key in place would keep them
       const files = results.flatMap((result, index) =>
-        result.status === "failed" ? [] : [{ index, file: result.file, path: paths[index] as string }],
+        result.status === "imported" ? [{ index, file: result.file, path: paths[index] as string }] : [],
       );
       for (const { index, error } of await buildDeferred(session, files, logger)) {
         results[index] = { file: (results[index] as FileResult).file, status: "failed", error };

@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../seed/user-rows";
 import { createMigratedDatabase, type TestDatabase } from "./support/database";
-import { logLines, SEED_CLI, seed, start } from "./support/processes";
+import { dropLogin, loginAs } from "./support/logins";
+import { logLines, SEED_CLI, seed, start, startWorker } from "./support/processes";
 import { waitFor } from "./support/runs";
 
 /** CSV text with a header and rows for ids first..first+count-1; `edit` changes single lines (1-based file lines). */
@@ -19,10 +20,16 @@ function csv(first: number, count: number, edit: Record<number, string> = {}): s
 /** A line of the test files' shape, with its own id and email. */
 const row = (id: number, email: string) => `${id},User ${id},${email},30,1000,2025-06-01 12:00:00,pending,`;
 
+/** CSV text with a header and these lines. */
+const lines = (...rows: string[]) => `${[CSV_HEADER.trim(), ...rows].join("\n")}\n`;
+
 const DEFERRED = "import: users is empty: its unique indexes are built after the load";
 const RESUMED =
   "import: an earlier import was interrupted before it built users' unique indexes: building them at the end";
 const messages = (stderr: string) => logLines(stderr).map((line) => line.msg);
+/** The lines of stderr that tell a problem: log lines below warning level aside. */
+const problems = (stderr: string) =>
+  stderr.split("\n").filter((line) => line !== "" && !(line.startsWith("{") && JSON.parse(line).level < 40));
 
 async function countRows(db: TestDatabase, where = "true"): Promise<number> {
   const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM users WHERE ${where}`);
@@ -100,13 +107,11 @@ describe("seed import", () => {
     );
     expect(errors[3]).toMatch(/^e-existing\.csv:7: duplicate value, \(email\)=\(user\.5@example\.com\) already exists/);
     expect(errors[4]).toMatch(/^f-extra\.csv:2: extra data after last expected column/);
-    // one line of failure naming every file and line; log lines below warning level aside
-    const problems = result.stderr
-      .split("\n")
-      .filter((line) => line !== "" && !(line.startsWith("{") && JSON.parse(line).level < 40));
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^error: 5 file\(s\) failed to import, none of their rows loaded \(fix them/);
-    for (const error of errors) expect(problems[0]).toContain(error);
+    // one line of failure naming every file and line
+    const failure = problems(result.stderr);
+    expect(failure).toHaveLength(1);
+    expect(failure[0]).toMatch(/^error: 5 file\(s\) failed to import, none of their rows loaded \(fix them/);
+    for (const error of errors) expect(failure[0]).toContain(error);
 
     // only the good file's rows are there: nothing of a failed file is half imported
     expect(await countRows(db)).toBe(100);
@@ -292,26 +297,37 @@ describe("seed import", () => {
       ).rejects.toThrow(/users_pkey/);
     });
 
+    /**
+     * Imports `dir`, `concurrency` files at a time, and SIGKILLs the import once the files
+     * `committed` are imported while the transaction loading `held` is open: the import is
+     * interrupted there whatever the machine's speed.
+     */
+    async function killImport(held: string, committed: string[], concurrency: number): Promise<void> {
+      const release = await holdBack(held);
+      try {
+        const importing = start(
+          process.execPath,
+          [SEED_CLI, "import", "--dir", dir, "--concurrency", String(concurrency)],
+          { DATABASE_URL: db.url },
+        );
+        await waitFor(`${committed.join(", ")} imported`, async () => {
+          const imported = await importedFiles();
+          return committed.every((file) => imported.includes(file));
+        });
+        importing.child.kill("SIGKILL");
+        expect((await importing.exited).signal).toBe("SIGKILL");
+      } finally {
+        await release();
+      }
+    }
+    const interrupted = { indexes: [], unique: [], deferred: ["users_email_key", "users_pkey"] };
+
     it("resumes an import killed after the index was dropped: the rest loaded, the index built, no file twice", async () => {
       for (const [n, name] of ["a.csv", "b.csv", "c.csv"].entries()) {
         await fs.writeFile(path.join(dir, name), csv(n * 1000 + 1, 1000));
       }
-      const release = await holdBack("b.csv");
-      let released = false;
-      try {
-        const importing = start(process.execPath, [SEED_CLI, "import", "--dir", dir, "--concurrency", "1"], {
-          DATABASE_URL: db.url,
-        });
-        // a.csv committed, b.csv's claim waiting: the import is half done, whatever the machine's speed
-        await waitFor("a.csv imported", async () => (await importedFiles()).includes("a.csv"));
-        importing.child.kill("SIGKILL");
-        expect((await importing.exited).signal).toBe("SIGKILL");
-        await release();
-        released = true;
-      } finally {
-        if (!released) await release();
-      }
-      expect(await indexState()).toEqual({ indexes: [], unique: [], deferred: ["users_email_key", "users_pkey"] });
+      await killImport("b.csv", ["a.csv"], 1);
+      expect(await indexState()).toEqual(interrupted);
       expect(await countRows(db)).toBe(1000);
 
       const again = await importDir();
@@ -321,6 +337,117 @@ describe("seed import", () => {
       expect(await importedFiles()).toEqual(["a.csv", "b.csv", "c.csv"]);
       expect(await countRows(db)).toBe(3000);
       expect(await indexState()).toEqual(built);
+    });
+
+    /** Four files of 10,000 users, their import killed after files 1, 2 and 4 committed, while file 3 loads. */
+    async function interruptFourFiles(): Promise<void> {
+      for (const n of [1, 2, 3, 4]) {
+        await fs.writeFile(path.join(dir, `users-0000${n}.csv`), csv((n - 1) * 10_000 + 1, 10_000));
+      }
+      await killImport("users-00003.csv", ["users-00001.csv", "users-00002.csv", "users-00004.csv"], 3);
+      expect(await indexState()).toEqual(interrupted);
+      expect(await countRows(db)).toBe(30_000);
+    }
+
+    it("takes the rows an interrupted import committed as the key in place would have: its rerun refuses only files it loads", async () => {
+      await interruptFourFiles();
+      // before users-00004.csv in name order: its ids with other emails, and its emails with other ids
+      const ids = Array.from({ length: 10 }, (_, i) => 30_001 + i);
+      await fs.writeFile(
+        path.join(dir, "users-00004-ids.csv"),
+        lines(...ids.map((id) => row(id, `other.${id}@example.com`))),
+      );
+      await fs.writeFile(
+        path.join(dir, "users-00004-emails.csv"),
+        lines(...ids.map((id) => row(id + 10_000, `user.${id}@example.com`))),
+      );
+      // an email of users-00003.csv, which the rerun loads too: the later file in name order goes, as before
+      await fs.writeFile(
+        path.join(dir, "users-00005.csv"),
+        csv(40_011, 10, { 3: row(40_012, "user.20002@example.com") }),
+      );
+
+      const rerun = await importDir();
+      expect(rerun.code).toBe(1);
+      expect(messages(rerun.stderr)).toContain(RESUMED);
+      expect(JSON.parse(rerun.stdout)).toMatchObject({
+        imported: 1,
+        skipped: 3,
+        rows: 10_000,
+        failed: [
+          "users-00004-emails.csv:2: duplicate value, (email)=(user.30001@example.com) already exists.",
+          "users-00004-ids.csv:2: duplicate value, (id)=(30001) already exists.",
+          "users-00005.csv:3: duplicate value, (email)=(user.20002@example.com) already exists.",
+        ],
+      });
+      // every committed row kept, and nothing of the refused files
+      expect(await importedFiles()).toEqual([
+        "users-00001.csv",
+        "users-00002.csv",
+        "users-00003.csv",
+        "users-00004.csv",
+      ]);
+      expect(await countRows(db)).toBe(40_000);
+      expect(await countRows(db, "email = 'user.' || id || '@example.com'")).toBe(40_000);
+      expect(await indexState()).toEqual(built);
+
+      await fs.rm(path.join(dir, "users-00004-ids.csv"));
+      await fs.rm(path.join(dir, "users-00004-emails.csv"));
+      await fs.writeFile(path.join(dir, "users-00005.csv"), csv(40_011, 10));
+      const fixed = await importDir();
+      expect(fixed.code).toBe(0);
+      expect(JSON.parse(fixed.stdout)).toMatchObject({ imported: 1, skipped: 4, rows: 10, failed: [] });
+      expect(await countRows(db)).toBe(40_010);
+    });
+
+    it("says, after an interrupted import, that the build of users' key is pending, at enqueue and at worker start", async () => {
+      await interruptFourFiles();
+      const pending =
+        "error: job users: key public.users.id awaits its unique index, whose build an interrupted import " +
+        "deferred: run `npm run seed -- import` again on its directory, as the owner of public.users, to finish it";
+      const enqueued = await seed(["enqueue"], { DATABASE_URL: db.url });
+      expect(enqueued.code).toBe(1);
+      expect(problems(enqueued.stderr)).toEqual([pending]);
+      const worker = await startWorker(["--once"], { DATABASE_URL: db.url }).exited;
+      expect(worker.code).toBe(1);
+      expect(problems(worker.stderr)).toEqual([pending]);
+
+      expect((await importDir()).code).toBe(0);
+      expect((await seed(["enqueue"], { DATABASE_URL: db.url })).code).toBe(0);
+    });
+
+    it("refuses the rerun of an interrupted import before it loads a file when its role cannot build the indexes", async () => {
+      await interruptFourFiles();
+      expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+      const { rows } = await db.pool.query("SELECT tableowner FROM pg_tables WHERE tablename = 'users'");
+      const owner = rows[0].tableowner;
+      const admin = await loginAs(db, "batch_admin");
+      try {
+        const refused = await seed(["import", "--dir", dir], { DATABASE_URL: admin.url });
+        expect(refused.code).toBe(1);
+        expect(problems(refused.stderr)).toEqual([
+          "error: an interrupted import left users' unique indexes to build, which only the table's owner can do: " +
+            `run \`npm run seed -- import\` again as ${owner}, or as a member of that role`,
+        ]);
+        expect(await importedFiles()).toEqual(["users-00001.csv", "users-00002.csv", "users-00004.csv"]);
+        expect(await countRows(db)).toBe(30_000);
+        expect(await indexState()).toEqual(interrupted);
+        const { rows: runs } = await db.pool.query(
+          "SELECT status, error_message FROM batch_jobs ORDER BY id DESC LIMIT 1",
+        );
+        expect(runs).toEqual([
+          { status: "failed", error_message: expect.stringMatching(/^before loading: an interrupted import left/) },
+        ]);
+
+        // a member of the owning role finishes it
+        await db.pool.query("ALTER TABLE users OWNER TO batch_admin");
+        const resumed = await seed(["import", "--dir", dir], { DATABASE_URL: admin.url });
+        expect(resumed.code).toBe(0);
+        expect(JSON.parse(resumed.stdout)).toMatchObject({ imported: 1, skipped: 3, rows: 10_000, failed: [] });
+        expect(await indexState()).toEqual(built);
+      } finally {
+        await dropLogin(db, admin);
+      }
     });
 
     it("runs imports one at a time: the second waits for the first to build the index", async () => {

@@ -2,19 +2,9 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { startDashboard } from "./support/dashboard";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { dropLogin, type Login, loginAs } from "./support/logins";
 import { batch, MAIN, run, seed, startWorker, status } from "./support/processes";
 import { runByName } from "./support/runs";
-
-/** A login role in `group` with a real password, and the test database's URL as that role. */
-async function loginAs(db: TestDatabase, group: string) {
-  const user = `${group}_${randomBytes(4).toString("hex")}`;
-  const password = randomBytes(18).toString("base64url");
-  await db.pool.query(`CREATE ROLE ${user} LOGIN PASSWORD '${password}' IN ROLE ${group}`);
-  const url = new URL(db.url);
-  url.username = user;
-  url.password = password;
-  return { user, password, url: url.toString() };
-}
 
 async function attempt(url: string, sql: string): Promise<string> {
   const client = new pg.Client({ connectionString: url });
@@ -31,11 +21,10 @@ async function attempt(url: string, sql: string): Promise<string> {
 
 describe("least privilege", () => {
   let db: TestDatabase;
-  const logins: string[] = [];
-  let worker: Awaited<ReturnType<typeof loginAs>>;
-  let monitor: Awaited<ReturnType<typeof loginAs>>;
-  let viewer: Awaited<ReturnType<typeof loginAs>>;
-  let admin: Awaited<ReturnType<typeof loginAs>>;
+  let worker: Login;
+  let monitor: Login;
+  let viewer: Login;
+  let admin: Login;
 
   beforeAll(async () => {
     db = await createMigratedDatabase();
@@ -47,13 +36,9 @@ describe("least privilege", () => {
     monitor = await loginAs(db, "batch_monitor");
     viewer = await loginAs(db, "batch_viewer");
     admin = await loginAs(db, "batch_admin");
-    logins.push(worker.user, monitor.user, viewer.user, admin.user);
   });
   afterAll(async () => {
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    for (const user of logins) await client.query(`DROP OWNED BY ${user}; DROP ROLE ${user}`);
-    await client.end();
+    for (const login of [worker, monitor, viewer, admin]) await dropLogin(db, login);
     await db.drop();
   });
 

@@ -71,6 +71,22 @@ async function keyBeyondNumbers(client: ClientBase, job: JobDefinition): Promise
   return rows[0]?.key;
 }
 
+/**
+ * Whether the key's unique index is one an interrupted `seed import` dropped and has yet to build
+ * (seed/deferred-index.ts): told by import_deferred_indexes, where the role may read it.
+ */
+async function keyBuildPending(client: ClientBase, job: JobDefinition): Promise<boolean> {
+  // the import loads the users table the search path finds
+  const { rows } = await client.query<{ readable: boolean | null }>(
+    `SELECT to_regclass($1) = to_regclass('users')
+            AND has_table_privilege(to_regclass('import_deferred_indexes'), 'SELECT') AS readable`,
+    [`${quoteIdentifier(job.schema)}.${quoteIdentifier(job.table)}`],
+  );
+  if (!rows[0]?.readable) return false;
+  const { rowCount } = await client.query("SELECT 1 FROM import_deferred_indexes WHERE key_column = $1", [job.key]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** The mismatches between the job and its table, one line each; none when it fits. */
 export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefinition): Promise<string[]> {
   const where = `${job.schema}.${job.table}`;
@@ -104,7 +120,12 @@ export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefini
     problems.push(`job ${job.name}: key ${where}.${job.key} is ${key.type}, not an integer`);
   } else {
     if (!(await keyIsUnique(client, job))) {
-      problems.push(`job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`);
+      problems.push(
+        (await keyBuildPending(client, job))
+          ? `job ${job.name}: key ${where}.${job.key} awaits its unique index, whose build an interrupted import ` +
+              `deferred: run \`npm run seed -- import\` again on its directory, as the owner of ${where}, to finish it`
+          : `job ${job.name}: key ${where}.${job.key} is neither the primary key nor unique`,
+      );
     }
     if (!key.notNull) {
       problems.push(
