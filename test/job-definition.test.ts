@@ -27,6 +27,21 @@ describe("defineJob", () => {
     expect(() => defineJob({ ...base, name: "ok", key: "x".repeat(64) })).toThrow("is not a PostgreSQL identifier");
   });
 
+  it("reads a table name as schema and table, refusing one that names no table", () => {
+    const named = (table: string) => {
+      const { schema, table: name } = defineJob({ name: "t", table, key: "id", reads: {}, process });
+      return [schema, name];
+    };
+    expect(named("orders")).toEqual(["public", "orders"]);
+    expect(named("Billing.Orders")).toEqual(["Billing", "Orders"]);
+    expect(named('"my.schema"."t"')).toEqual(["my.schema", "t"]);
+    expect(named('"a ""b"".c"."orders.v2"')).toEqual(['a "b".c', "orders.v2"]);
+    const forms = `is not "table" or "schema.table" (a name holding a dot in double quotes: '"my.schema"."t"')`;
+    for (const table of ["public.orders.v2", "a..b", ".orders", "orders.", "", '"a"b.c', '"my.schema.t', '""."t"']) {
+      expect(() => named(table)).toThrow(`job t: table ${JSON.stringify(table)} ${forms}`);
+    }
+  });
+
   it("refuses two jobs keeping their state in the same columns of one table", () => {
     const job = (name: string, state?: string) => defineJob({ name, table: "t", key: "id", reads: {}, state, process });
     expect(() => new JobCatalog([job("a"), job("b")])).toThrow(
