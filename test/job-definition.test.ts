@@ -136,3 +136,48 @@ describe("a job over a table whose names need quoting, writing no result", () =>
     });
   });
 });
+
+describe("the catalog check of a job's touch columns", () => {
+  const items = (spec: Pick<Parameters<typeof defineJob>[0], "touch">) =>
+    defineJob({
+      name: "items",
+      table: "items",
+      key: "id",
+      reads: { label: column.text() },
+      writes: { total: column.integer().nullable() },
+      state: "item",
+      process: async () => ({ total: 1 }),
+      ...spec,
+    });
+  let db: TestDatabase;
+  const check = async (job: ReturnType<typeof items>) => {
+    const client = await db.pool.connect();
+    try {
+      return await checkJobAgainstDatabase(client, job);
+    } finally {
+      client.release();
+    }
+  };
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    await db.pool.query(`
+      CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT NOT NULL, total INTEGER, qty INTEGER NOT NULL,
+                          flag BOOLEAN NOT NULL, seen TIMESTAMPTZ, stamp TIMESTAMP)`);
+    await db.pool.query(stateMigrationSql(items({})));
+  });
+  afterAll(() => db.drop());
+
+  it("takes only time columns the job uses for nothing else as touch columns", async () => {
+    expect(await check(items({ touch: ["seen", "stamp"] }))).toEqual([]);
+    const touch = ["seen", "label", "total", "item_processed_at", "id", "seen", "qty"];
+    const sets = "touch sets it to now() with every outcome";
+    expect(await check(items({ touch }))).toEqual([
+      `job items: touch column public.items.label is read as label: ${sets}`,
+      `job items: touch column public.items.total is written from total: ${sets}`,
+      `job items: touch column public.items.item_processed_at is a state column: ${sets}`,
+      `job items: touch column public.items.id is its key: ${sets}`,
+      "job items: touch column public.items.seen is listed twice",
+      "job items: touch column public.items.qty is int4, not timestamptz or timestamp",
+    ]);
+  });
+});
