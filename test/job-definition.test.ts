@@ -137,8 +137,8 @@ describe("a job over a table whose names need quoting, writing no result", () =>
   });
 });
 
-describe("the catalog check of a job's touch columns", () => {
-  const items = (spec: Pick<Parameters<typeof defineJob>[0], "touch">) =>
+describe("the catalog check of a job's touch columns and `where` values", () => {
+  const items = (spec: Pick<Parameters<typeof defineJob>[0], "touch" | "where">) =>
     defineJob({
       name: "items",
       table: "items",
@@ -178,6 +178,18 @@ describe("the catalog check of a job's touch columns", () => {
       `job items: touch column public.items.id is its key: ${sets}`,
       "job items: touch column public.items.seen is listed twice",
       "job items: touch column public.items.qty is int4, not timestamptz or timestamp",
+    ]);
+  });
+
+  it("lets PostgreSQL judge each `where` value against its column's type, naming every bad one", async () => {
+    expect(await check(items({ where: { qty: [1, "2"], flag: [true, "no"], label: ["a", 3] } }))).toEqual([]);
+    const where = { qty: [1, "abc", 1.5, true], flag: ["yes", "maybe"], label: [false, "x"] };
+    expect(await check(items({ where }))).toEqual([
+      "job items: where value true for public.items.qty (int4): a boolean compares only with a boolean column",
+      'job items: where value "abc" for public.items.qty (int4): invalid input syntax for type integer: "abc"',
+      'job items: where value 1.5 for public.items.qty (int4): invalid input syntax for type integer: "1.5"',
+      'job items: where value "maybe" for public.items.flag (bool): invalid input syntax for type boolean: "maybe"',
+      "job items: where value false for public.items.label (text): a boolean compares only with a boolean column",
     ]);
   });
 });
