@@ -1,7 +1,9 @@
 import os from "node:os";
+import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
 import { EXIT_USAGE } from "./exit-status";
 import { printable } from "./printable";
+import { redactSecrets } from "./redact";
 
 /**
  * Every setting of the system, read from the environment once per process.
@@ -45,9 +47,24 @@ const share = z
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
   .transform(Number);
 
+/** Why node-postgres cannot read `url` (it would throw at the first connection); undefined when it can. */
+function unreadableBecause(url: string): string | undefined {
+  try {
+    parseConnectionString(url);
+    return undefined;
+  } catch (error) {
+    return redactSecrets(String((error as { message?: unknown } | undefined)?.message ?? error));
+  }
+}
+
 const postgresUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string");
+  .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string")
+  .superRefine((url, context) => {
+    const why = unreadableBecause(url);
+    if (why)
+      context.addIssue({ code: "custom", message: `is not a connection string node-postgres can read (${why})` });
+  });
 
 const envSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
