@@ -94,7 +94,12 @@ const envSchema = z.object({
   NO_COLOR: z.string().optional(),
   // the dashboard (npm run dashboard: app/dashboard.ts)
   DASHBOARD_PORT: wholeNumber(0, 65_535).default(8080),
-  DASHBOARD_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  // it travels as `Authorization: Bearer TOKEN`, which the dashboard splits on the space
+  DASHBOARD_TOKEN: z
+    .string()
+    .min(16, "must be at least 16 characters")
+    .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
+    .optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
 });
 

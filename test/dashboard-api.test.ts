@@ -246,10 +246,25 @@ describe("the dashboard's JSON", () => {
 });
 
 describe("the dashboard's configuration", () => {
+  it("refuses a token holding white space at start, in one line, before it connects", async () => {
+    const env = { DATABASE_URL: "postgres://postgres@127.0.0.1:1/postgres", DASHBOARD_PORT: "0" };
+    const refused = await run(process.execPath, [DASHBOARD_CLI], { ...env, DASHBOARD_TOKEN: "two words\t0123456789" });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      "configuration error: DASHBOARD_TOKEN must not hold white space: " +
+        "it travels as `Authorization: Bearer TOKEN`, split on the space\n",
+    );
+  });
+
   it("defaults to port 8080 and reading only; never echoes a token or connection string it refuses", () => {
     expect(parseConfig({}).dashboard).toEqual({ port: 8080, token: undefined, monitorDatabaseUrl: undefined });
     expect(() => parseConfig({ DASHBOARD_TOKEN: "short-secret" })).toThrow(
       new ConfigError("DASHBOARD_TOKEN must be at least 16 characters"),
+    );
+    expect(() => parseConfig({ DASHBOARD_TOKEN: "two words-0123456789" })).toThrow(
+      new ConfigError(
+        "DASHBOARD_TOKEN must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space",
+      ),
     );
     expect(() => parseConfig({ MONITOR_DATABASE_URL: "mysql://u:secret@h/db" })).toThrow(
       new ConfigError("MONITOR_DATABASE_URL must be a postgres:// or postgresql:// connection string"),
