@@ -141,6 +141,9 @@ describe("the dashboard's JSON", () => {
       headers: { authorization: `Bearer ${TOKEN}` },
     });
     expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({
+      error: "this dashboard is read-only: it was started without DASHBOARD_TOKEN",
+    });
     expect((await runByName(db.pool, "reported")).status).toBe("running");
   });
 
@@ -150,6 +153,18 @@ describe("the dashboard's JSON", () => {
       expect((await get(monitor, "/api/dashboard")).body).toEqual({ controls: false });
       expect((await get(monitor, "/api/runs")).body.runs).toEqual([expect.objectContaining({ id: runId })]);
       expect(monitor.process.output.stderr).toContain("DASHBOARD_TOKEN is not used");
+      // the reason it gives is the real one: it was given the token, and reads through the monitor's login
+      const response = await fetch(`${monitor.url}/api/runs/${runId}/pause`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(response.status).toBe(404);
+      expect(await response.json()).toEqual({
+        error:
+          "this dashboard is read-only: it reads through MONITOR_DATABASE_URL, a login meant for reading, " +
+          "and then sends no signal, token or not",
+      });
+      expect((await runByName(db.pool, "reported")).status).toBe("running");
     } finally {
       await monitor.stop();
     }
