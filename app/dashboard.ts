@@ -1,7 +1,7 @@
 import { runCommand } from "../src/cli-output";
-import { getConfig, requireDatabaseUrl } from "../src/config";
+import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
-import type { Controls, SendSignal } from "../src/dashboard/control-api";
+import type { Controls, ReadOnly, SendSignal } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
@@ -31,6 +31,21 @@ function sendSignal(db: WithClient): SendSignal {
   };
 }
 
+/**
+ * Pause, resume and cancel, or why there are none. Through MONITOR_DATABASE_URL the dashboard has
+ * no connection but that one, a login meant for reading (batch_viewer), so it sends no signal.
+ */
+function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, db: WithClient): Controls | ReadOnly {
+  if (monitorDatabaseUrl) {
+    return {
+      readOnlyBecause:
+        "it reads through MONITOR_DATABASE_URL, a login meant for reading, and then sends no signal, token or not",
+    };
+  }
+  if (!token) return { readOnlyBecause: "it was started without DASHBOARD_TOKEN" };
+  return { token, send: sendSignal(db) };
+}
+
 async function main(): Promise<void> {
   const config = getConfig();
   const logger = getLogger();
@@ -41,7 +56,7 @@ async function main(): Promise<void> {
   await checkDatabase(url, "schema");
   const pool = createPool({ url, max: CONNECTIONS, appName: `dashboard ${config.podName}`, logger });
   const db = withPool(pool);
-  const controls: Controls | undefined = token && !monitorDatabaseUrl ? { token, send: sendSignal(db) } : undefined;
+  const controls = controlsOf(config.dashboard, db);
 
   const served = await serveDashboard({ db, logger, controls }, port).catch(async (error: unknown) => {
     await pool.end();
@@ -49,8 +64,8 @@ async function main(): Promise<void> {
   });
   const listening = served.port;
   logger.info(
-    { port: listening, database: describeDatabase(url), controls: controls !== undefined },
-    `dashboard on http://localhost:${listening}/ (${controls ? "pause, resume and cancel with the token" : "read-only"})`,
+    { port: listening, database: describeDatabase(url), controls: "token" in controls },
+    `dashboard on http://localhost:${listening}/ (${"token" in controls ? "pause, resume and cancel with the token" : "read-only"})`,
   );
 
   await new Promise((resolve) => {

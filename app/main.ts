@@ -11,6 +11,7 @@ import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { getConfig } from "../src/config";
 import { getLogger } from "../src/context";
+import type { ReadOnly } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { migrate } from "../src/db/migrate";
@@ -35,6 +36,11 @@ import { taskList } from "./task-list";
  */
 
 const POLL_MS = 250;
+
+/** `--dashboard` watches the job's run; steering runs is `npm run dashboard`'s, with a token. */
+const WATCH_ONLY: ReadOnly = {
+  readOnlyBecause: "npm start -- --dashboard only watches; npm run dashboard with DASHBOARD_TOKEN steers runs",
+};
 
 async function waitForRun(pool: pg.Pool, runId: number): Promise<Run> {
   const db = withPool(pool);
@@ -106,7 +112,7 @@ async function main(): Promise<void> {
     const preset = await workerPreset(config, logger, url, recover);
     await migrate(pool, logger);
     if (args.dashboard) {
-      dashboard = await serveDashboard({ db: withPool(pool), logger }, config.dashboard.port);
+      dashboard = await serveDashboard({ db: withPool(pool), logger, controls: WATCH_ONLY }, config.dashboard.port);
       logger.info({ port: dashboard.port }, `dashboard on http://localhost:${dashboard.port}/`);
     }
 

@@ -1,7 +1,9 @@
 import os from "node:os";
+import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
 import { EXIT_USAGE } from "./exit-status";
 import { printable } from "./printable";
+import { redactSecrets } from "./redact";
 
 /**
  * Every setting of the system, read from the environment once per process.
@@ -45,9 +47,24 @@ const share = z
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
   .transform(Number);
 
+/** Why node-postgres cannot read `url` (it would throw at the first connection); undefined when it can. */
+function unreadableBecause(url: string): string | undefined {
+  try {
+    parseConnectionString(url);
+    return undefined;
+  } catch (error) {
+    return redactSecrets(String((error as { message?: unknown } | undefined)?.message ?? error));
+  }
+}
+
 const postgresUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string");
+  .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string")
+  .superRefine((url, context) => {
+    const why = unreadableBecause(url);
+    if (why)
+      context.addIssue({ code: "custom", message: `is not a connection string node-postgres can read (${why})` });
+  });
 
 const envSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
@@ -78,7 +95,12 @@ const envSchema = z.object({
   NO_COLOR: z.string().optional(),
   // the dashboard (npm run dashboard: app/dashboard.ts)
   DASHBOARD_PORT: wholeNumber(0, 65_535).default(8080),
-  DASHBOARD_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  // it travels as `Authorization: Bearer TOKEN`, which the dashboard splits on the space
+  DASHBOARD_TOKEN: z
+    .string()
+    .min(16, "must be at least 16 characters")
+    .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
+    .optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
 });
 

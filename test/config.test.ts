@@ -1,10 +1,12 @@
+import path from "node:path";
 import { ConfigError, parseConfig } from "../src/config";
 import { getCatalog } from "../src/jobs/catalog";
 import { redactSecrets } from "../src/redact";
 import { runSettings } from "../workflows/start-run";
+import { DASHBOARD_CLI } from "./support/dashboard";
 import { createTestDatabase, type TestDatabase } from "./support/database";
 import { usersJob } from "./support/jobs";
-import { seed, startWorker } from "./support/processes";
+import { BATCH_CLI, MAIN, ROOT, run, SEED_CLI, STATUS_CLI, seed, startWorker, WORKER_BIN } from "./support/processes";
 
 describe("parseConfig", () => {
   it("applies the defaults", () => {
@@ -87,6 +89,42 @@ describe("parseConfig", () => {
     const attempt = () => parseConfig({ PG_DSN: "mysql://admin:hunter2@db/app" });
     expect(attempt).toThrow("PG_DSN must be a postgres:// or postgresql:// connection string");
     expect(attempt).not.toThrow(/hunter2/);
+  });
+});
+
+describe("a connection string node-postgres cannot read", () => {
+  const MALFORMED = "postgresql://u:hunter2@[::1:1/x";
+  const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
+
+  it("is refused as configuration, naming the variable and never the password", () => {
+    for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL"]) {
+      const attempt = () => parseConfig({ [name]: MALFORMED });
+      expect(attempt).toThrow(
+        new ConfigError(`${name} is not a connection string node-postgres can read (Invalid URL)`),
+      );
+    }
+  });
+
+  const node = (script: string, ...args: string[]) => [process.execPath, script, ...args];
+  it.each<[string, string[], Record<string, string>]>([
+    ["seed", node(SEED_CLI, "enqueue"), {}],
+    ["the worker", [WORKER_BIN, "--once"], {}],
+    ["status", node(STATUS_CLI), {}],
+    ["batch", node(BATCH_CLI, "history", "nightly"), {}],
+    ["jobs", node(JOBS_CLI, "check"), {}],
+    ["the dashboard", node(DASHBOARD_CLI), {}],
+    ["the dashboard's MONITOR_DATABASE_URL", node(DASHBOARD_CLI), { MONITOR_DATABASE_URL: MALFORMED }],
+    ["npm start", node(MAIN, "--rows", "10"), {}],
+  ])("makes %s exit 2 with one line, no stack and no password", async (_name, [command, ...args], env) => {
+    const monitor = env.MONITOR_DATABASE_URL !== undefined;
+    const url = monitor ? "postgres://postgres@127.0.0.1:1/postgres" : MALFORMED;
+    const result = await run(command as string, args, { DATABASE_URL: url, ...env });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `configuration error: ${monitor ? "MONITOR_DATABASE_URL" : "DATABASE_URL"} ` +
+        "is not a connection string node-postgres can read (Invalid URL)\n",
+    );
+    expect(result.stdout).toBe("");
   });
 });
 

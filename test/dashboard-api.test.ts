@@ -141,6 +141,9 @@ describe("the dashboard's JSON", () => {
       headers: { authorization: `Bearer ${TOKEN}` },
     });
     expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({
+      error: "this dashboard is read-only: it was started without DASHBOARD_TOKEN",
+    });
     expect((await runByName(db.pool, "reported")).status).toBe("running");
   });
 
@@ -150,6 +153,18 @@ describe("the dashboard's JSON", () => {
       expect((await get(monitor, "/api/dashboard")).body).toEqual({ controls: false });
       expect((await get(monitor, "/api/runs")).body.runs).toEqual([expect.objectContaining({ id: runId })]);
       expect(monitor.process.output.stderr).toContain("DASHBOARD_TOKEN is not used");
+      // the reason it gives is the real one: it was given the token, and reads through the monitor's login
+      const response = await fetch(`${monitor.url}/api/runs/${runId}/pause`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(response.status).toBe(404);
+      expect(await response.json()).toEqual({
+        error:
+          "this dashboard is read-only: it reads through MONITOR_DATABASE_URL, a login meant for reading, " +
+          "and then sends no signal, token or not",
+      });
+      expect((await runByName(db.pool, "reported")).status).toBe("running");
     } finally {
       await monitor.stop();
     }
@@ -246,10 +261,25 @@ describe("the dashboard's JSON", () => {
 });
 
 describe("the dashboard's configuration", () => {
+  it("refuses a token holding white space at start, in one line, before it connects", async () => {
+    const env = { DATABASE_URL: "postgres://postgres@127.0.0.1:1/postgres", DASHBOARD_PORT: "0" };
+    const refused = await run(process.execPath, [DASHBOARD_CLI], { ...env, DASHBOARD_TOKEN: "two words\t0123456789" });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      "configuration error: DASHBOARD_TOKEN must not hold white space: " +
+        "it travels as `Authorization: Bearer TOKEN`, split on the space\n",
+    );
+  });
+
   it("defaults to port 8080 and reading only; never echoes a token or connection string it refuses", () => {
     expect(parseConfig({}).dashboard).toEqual({ port: 8080, token: undefined, monitorDatabaseUrl: undefined });
     expect(() => parseConfig({ DASHBOARD_TOKEN: "short-secret" })).toThrow(
       new ConfigError("DASHBOARD_TOKEN must be at least 16 characters"),
+    );
+    expect(() => parseConfig({ DASHBOARD_TOKEN: "two words-0123456789" })).toThrow(
+      new ConfigError(
+        "DASHBOARD_TOKEN must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space",
+      ),
     );
     expect(() => parseConfig({ MONITOR_DATABASE_URL: "mysql://u:secret@h/db" })).toThrow(
       new ConfigError("MONITOR_DATABASE_URL must be a postgres:// or postgresql:// connection string"),

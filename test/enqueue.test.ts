@@ -61,6 +61,23 @@ describe("seed enqueue", () => {
     expect(await jobCount(db)).toBe(jobs);
   });
 
+  it("refuses a name that is another job's run, naming that job, and starts nothing", async () => {
+    await insertUsers(db.pool, 1000);
+    const first = await enqueue(["--batch-name", "shared"]);
+    expect(first.code).toBe(0);
+    const jobs = await jobCount(db);
+    const refused = await enqueue(["--job", "orders-reprice", "--batch-name", "shared"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe("");
+    expect(refused.stderr.trim()).toBe(
+      `error: batch run "shared" (id ${JSON.parse(first.stdout).run}) is a run of job users, not orders-reprice: ` +
+        "start orders-reprice under another name",
+    );
+    const { rows } = await db.pool.query("SELECT batch_name, job FROM batch_jobs WHERE kind = 'process'");
+    expect(rows).toEqual([{ batch_name: "shared", job: "users" }]);
+    expect(await jobCount(db)).toBe(jobs);
+  });
+
   it("makes one run with one set of chunk jobs when several pods enqueue at the same moment", async () => {
     await insertUsers(db.pool, 2000);
     const results = await Promise.all(Array.from({ length: 4 }, () => enqueue(["--batch-name", "race"])));

@@ -27,6 +27,21 @@ describe("defineJob", () => {
     expect(() => defineJob({ ...base, name: "ok", key: "x".repeat(64) })).toThrow("is not a PostgreSQL identifier");
   });
 
+  it("reads a table name as schema and table, refusing one that names no table", () => {
+    const named = (table: string) => {
+      const { schema, table: name } = defineJob({ name: "t", table, key: "id", reads: {}, process });
+      return [schema, name];
+    };
+    expect(named("orders")).toEqual(["public", "orders"]);
+    expect(named("Billing.Orders")).toEqual(["Billing", "Orders"]);
+    expect(named('"my.schema"."t"')).toEqual(["my.schema", "t"]);
+    expect(named('"a ""b"".c"."orders.v2"')).toEqual(['a "b".c', "orders.v2"]);
+    const forms = `is not "table" or "schema.table" (a name holding a dot in double quotes: '"my.schema"."t"')`;
+    for (const table of ["public.orders.v2", "a..b", ".orders", "orders.", "", '"a"b.c', '"my.schema.t', '""."t"']) {
+      expect(() => named(table)).toThrow(`job t: table ${JSON.stringify(table)} ${forms}`);
+    }
+  });
+
   it("refuses two jobs keeping their state in the same columns of one table", () => {
     const job = (name: string, state?: string) => defineJob({ name, table: "t", key: "id", reads: {}, state, process });
     expect(() => new JobCatalog([job("a"), job("b")])).toThrow(
@@ -119,5 +134,62 @@ describe("a job over a table whose names need quoting, writing no result", () =>
       processed_records: 180,
       failed_records: 20,
     });
+  });
+});
+
+describe("the catalog check of a job's touch columns and `where` values", () => {
+  const items = (spec: Pick<Parameters<typeof defineJob>[0], "touch" | "where">) =>
+    defineJob({
+      name: "items",
+      table: "items",
+      key: "id",
+      reads: { label: column.text() },
+      writes: { total: column.integer().nullable() },
+      state: "item",
+      process: async () => ({ total: 1 }),
+      ...spec,
+    });
+  let db: TestDatabase;
+  const check = async (job: ReturnType<typeof items>) => {
+    const client = await db.pool.connect();
+    try {
+      return await checkJobAgainstDatabase(client, job);
+    } finally {
+      client.release();
+    }
+  };
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    await db.pool.query(`
+      CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT NOT NULL, total INTEGER, qty INTEGER NOT NULL,
+                          flag BOOLEAN NOT NULL, seen TIMESTAMPTZ, stamp TIMESTAMP)`);
+    await db.pool.query(stateMigrationSql(items({})));
+  });
+  afterAll(() => db.drop());
+
+  it("takes only time columns the job uses for nothing else as touch columns", async () => {
+    expect(await check(items({ touch: ["seen", "stamp"] }))).toEqual([]);
+    const touch = ["seen", "label", "total", "item_processed_at", "id", "seen", "qty"];
+    const sets = "touch sets it to now() with every outcome";
+    expect(await check(items({ touch }))).toEqual([
+      `job items: touch column public.items.label is read as label: ${sets}`,
+      `job items: touch column public.items.total is written from total: ${sets}`,
+      `job items: touch column public.items.item_processed_at is a state column: ${sets}`,
+      `job items: touch column public.items.id is its key: ${sets}`,
+      "job items: touch column public.items.seen is listed twice",
+      "job items: touch column public.items.qty is int4, not timestamptz or timestamp",
+    ]);
+  });
+
+  it("lets PostgreSQL judge each `where` value against its column's type, naming every bad one", async () => {
+    expect(await check(items({ where: { qty: [1, "2"], flag: [true, "no"], label: ["a", 3] } }))).toEqual([]);
+    const where = { qty: [1, "abc", 1.5, true], flag: ["yes", "maybe"], label: [false, "x"] };
+    expect(await check(items({ where }))).toEqual([
+      "job items: where value true for public.items.qty (int4): a boolean compares only with a boolean column",
+      'job items: where value "abc" for public.items.qty (int4): invalid input syntax for type integer: "abc"',
+      'job items: where value 1.5 for public.items.qty (int4): invalid input syntax for type integer: "1.5"',
+      'job items: where value "maybe" for public.items.flag (bool): invalid input syntax for type boolean: "maybe"',
+      "job items: where value false for public.items.label (text): a boolean compares only with a boolean column",
+    ]);
   });
 });

@@ -31,7 +31,9 @@ describe("npm start: the whole job in one process", () => {
     try {
       const runs = async () => {
         const response = await fetch(`http://127.0.0.1:${port}/api/runs`).catch(() => undefined);
-        return response?.ok ? ((await response.json()) as { runs: { name: string; status: string }[] }).runs : [];
+        return response?.ok
+          ? ((await response.json()) as { runs: { id: number; name: string; status: string }[] }).runs
+          : [];
       };
       // the run shows while it goes, then as it ended; the dashboard stays up after the job
       await waitFor("the run on the dashboard", async () => (await runs()).length > 0, 120_000);
@@ -43,6 +45,16 @@ describe("npm start: the whole job in one process", () => {
       expect(main.output.stderr).toContain(`dashboard on http://localhost:${port}/`);
       await waitFor("the job to end, the dashboard staying", async () => main.output.stderr.includes("until Ctrl-C"));
       expect(main.child.exitCode).toBeNull();
+      const pause = await fetch(`http://127.0.0.1:${port}/api/runs/${(await runs())[0]?.id}/pause`, {
+        method: "POST",
+        headers: { authorization: "Bearer a-token-npm-start-does-not-take" },
+      });
+      expect(pause.status).toBe(404);
+      expect(await pause.json()).toEqual({
+        error:
+          "this dashboard is read-only: npm start -- --dashboard only watches; " +
+          "npm run dashboard with DASHBOARD_TOKEN steers runs",
+      });
     } finally {
       main.child.kill("SIGINT");
     }

@@ -146,6 +146,42 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
     expect(worker.stderr.trim().split("\n")).toEqual(lines);
   });
 
+  it("refuses a `where` value its column cannot hold, naming it, before any run starts", async () => {
+    await db.pool.query(
+      "ALTER TABLE orders DROP CONSTRAINT orders_status_check, ALTER COLUMN status TYPE integer USING 0",
+    );
+    const lines = [
+      'error: job orders-reprice: where value "open" for public.orders.status (int4): ' +
+        'invalid input syntax for type integer: "open"',
+    ];
+
+    const enqueued = await seed(["enqueue", "--job", "orders-reprice"], env);
+    expect(enqueued.code).toBe(1);
+    expect(enqueued.stderr.trim().split("\n")).toEqual(lines);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
+    expect(rows[0].n).toBe(0);
+
+    const checked = await jobs(["check", "orders-reprice"], env);
+    expect(checked.code).toBe(1);
+    expect(checked.stderr.trim().split("\n")).toEqual(lines);
+  });
+
+  it("refuses a touch column that holds no time: the users job's updated_at made text", async () => {
+    await insertUsers(db.pool, 10);
+    await db.pool.query("ALTER TABLE users ALTER COLUMN updated_at TYPE text");
+    const line = "error: job users: touch column public.users.updated_at is text, not timestamptz or timestamp";
+
+    const enqueued = await seed(["enqueue"], env);
+    expect(enqueued.code).toBe(1);
+    expect(enqueued.stderr.trim()).toBe(line);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
+    expect(rows[0].n).toBe(0);
+
+    const checked = await jobs(["check", "users"], env);
+    expect(checked.code).toBe(1);
+    expect(checked.stderr.trim()).toBe(line);
+  });
+
   it("names an unknown job with the ones there are", async () => {
     const result = await seed(["enqueue", "--job", "invoices"], env);
     expect(result.code).toBe(1);

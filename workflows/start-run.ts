@@ -49,9 +49,23 @@ export class RunConflictError extends CommandError {
   override name = "RunConflictError";
 }
 
+/** The name is another job's run: starting it would return that run and start nothing of this job. */
+export class RunOfAnotherJobError extends CommandError {
+  override name = "RunOfAnotherJobError";
+}
+
 /** A new run would find no row to work through. */
 export class NothingToProcessError extends CommandError {
   override name = "NothingToProcessError";
+}
+
+/** Throws unless the existing run is one of `job`: a name names one run, of one job. */
+function assertRunOfJob(run: Run, job: JobDefinition): void {
+  if (run.job === job.name) return;
+  throw new RunOfAnotherJobError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) is a run of job ${run.job}, not ${job.name}: ` +
+      `start ${job.name} under another name`,
+  );
 }
 
 /**
@@ -61,9 +75,10 @@ export class NothingToProcessError extends CommandError {
 export type Planning = "now" | "by-worker";
 
 /**
- * Starts the run of `job` named `name`, or returns it unchanged if it exists. The job is checked
- * against the database's catalog first. Refused while another run of the job is active
- * (pending, running, paused or cancelling): a row belongs to at most one active run. A new run
+ * Starts the run of `job` named `name`, or returns it unchanged if it exists (refused when that
+ * run is another job's). The job is checked against the database's catalog first. Refused while
+ * another run of the job is active (pending, running, paused or cancelling): a row belongs to at
+ * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
  * which the same name could then never start again once rows come.
  */
@@ -86,7 +101,10 @@ export async function startRun(
         client,
         async () => {
           const started = await insertRun(client, name, job.name, settings, actor);
-          if (!started.created) return started;
+          if (!started.created) {
+            assertRunOfJob(started.run, job);
+            return started;
+          }
           if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
             throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
           }

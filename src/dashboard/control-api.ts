@@ -28,6 +28,11 @@ export interface Controls {
   send: SendSignal;
 }
 
+/** A dashboard without controls, and why: its control endpoints answer 404 saying so. */
+export interface ReadOnly {
+  readOnlyBecause: string;
+}
+
 const digest = (text: string) => createHash("sha256").update(text).digest();
 
 /** Compared in constant time: the time a refusal takes tells nothing about the token. */
@@ -37,12 +42,14 @@ function carriesToken(request: http.IncomingMessage, token: string): boolean {
 }
 
 async function answer(
-  controls: Controls | undefined,
+  controls: Controls | ReadOnly,
   logger: Logger,
   [id, signal]: string[],
   request: http.IncomingMessage,
 ): Promise<Reply> {
-  if (!controls) return json(404, { error: "this dashboard is read-only: it was started without DASHBOARD_TOKEN" });
+  if ("readOnlyBecause" in controls) {
+    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
+  }
   if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
   const runId = Number(id);
   try {
@@ -56,7 +63,7 @@ async function answer(
   }
 }
 
-export function controlRoutes(controls: Controls | undefined, logger: Logger): Route[] {
+export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Route[] {
   return [
     {
       method: "POST",

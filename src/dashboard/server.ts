@@ -5,7 +5,7 @@ import { ConfigError } from "../config";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
 import { assetRoutes, loadAssets } from "./assets";
-import { type Controls, controlRoutes } from "./control-api";
+import { type Controls, controlRoutes, type ReadOnly } from "./control-api";
 import { RUN_PAGE, RUNS_PAGE } from "./pages";
 import { readRoutes } from "./read-api";
 import { findRoute, json, type Reply, type Route } from "./routes";
@@ -18,8 +18,8 @@ import { findRoute, json, type Reply, type Route } from "./routes";
 export interface DashboardOptions {
   db: WithClient;
   logger: Logger;
-  /** Without them the dashboard only reads: the control endpoints answer 404. */
-  controls?: Controls;
+  /** Pause, resume and cancel; or why the dashboard only reads, which its control endpoints' 404 says. */
+  controls: Controls | ReadOnly;
 }
 
 /** Scripts, styles, data and frames from this origin only; no inline script or style at all. */
@@ -56,7 +56,7 @@ export function createDashboardServer(options: DashboardOptions): http.Server {
   const routes = [
     ...pageRoutes(),
     ...assetRoutes(loadAssets()),
-    ...readRoutes(db, controls !== undefined),
+    ...readRoutes(db, "token" in controls),
     ...controlRoutes(controls, logger),
   ];
   return http.createServer(async (request, response) => {

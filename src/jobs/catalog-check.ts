@@ -1,5 +1,7 @@
 import type { ClientBase } from "pg";
 import { CommandError } from "../cli-output";
+import { touchColumnProblems } from "./catalog-check-touch";
+import { whereValueProblems } from "./catalog-check-where";
 import type { Column } from "./columns";
 import type { JobDefinition } from "./define";
 import { quoteIdentifier } from "./job-sql";
@@ -161,6 +163,7 @@ export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefini
   }
   for (const { column } of job.where) lacks(column, "in where");
   for (const column of job.touch) lacks(column, "in touch");
+  problems.push(...touchColumnProblems(job, columns), ...(await whereValueProblems(client, job, columns)));
   return problems;
 }
 

@@ -1,4 +1,5 @@
 import type { Column, ValuesOf } from "./columns";
+import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
 /**
  * A batch job, defined in one file under jobs/: the table it works through, the columns its
@@ -112,7 +113,7 @@ export interface JobSpec<
   /** The job's name: `seed enqueue --job NAME`, the runs' `job` column, metrics' `job` label. */
   name: string;
   description?: string;
-  /** The table, optionally schema-qualified ("billing.orders"). */
+  /** The table, optionally schema-qualified ("billing.orders"; a part holding a dot in double quotes). */
   table: string;
   /** Its integer primary key (or unique and NOT NULL): chunks are ranges of it. */
   key: Key;
@@ -201,6 +202,13 @@ function bind(job: string, columns: Record<string, Column> | undefined): BoundCo
   }));
 }
 
+/** The schema and table `text` names, or a refusal saying how to name them. */
+function tableOf(job: string, text: string): TableName {
+  const name = parseTableName(text);
+  if (!name) throw new JobDefinitionError(`job ${job}: table ${JSON.stringify(text)} is not ${TABLE_NAME_FORMS}`);
+  return name;
+}
+
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
 export function defineJob<
   const Key extends string,
@@ -213,7 +221,7 @@ export function defineJob<
       `job name ${JSON.stringify(spec.name)} must be lowercase letters, digits, - or _, starting with a letter, at most 40`,
     );
   }
-  const [schema, table] = spec.table.includes(".") ? spec.table.split(".", 2) : ["public", spec.table];
+  const { schema, table } = tableOf(spec.name, spec.table);
   const reads = bind(spec.name, spec.reads);
   const writes = bind(spec.name, spec.writes);
   const properties = new Set<string>([spec.key]);
@@ -235,8 +243,8 @@ export function defineJob<
   return {
     name: spec.name,
     description: spec.description ?? "",
-    schema: checkIdentifier(spec.name, "schema", schema ?? "public"),
-    table: checkIdentifier(spec.name, "table", table ?? ""),
+    schema: checkIdentifier(spec.name, "schema", schema),
+    table: checkIdentifier(spec.name, "table", table),
     key: checkIdentifier(spec.name, "key", spec.key),
     keyType: checkKeyType(spec.name, spec.keyType ?? "number"),
     reads,
