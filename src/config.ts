@@ -78,6 +78,7 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
+  JOBS_DIR: z.string().min(1, "must be a directory").optional(),
   MAX_ATTEMPTS: wholeNumber(1, 100).optional(),
   RETRY_ROUNDS: wholeNumber(0, 100).optional(),
   RETRY_DELAY_S: duration(86_400_000).default(5_000),
@@ -122,6 +123,8 @@ export interface Config {
   /** How long one record may take; unset: the job's default. */
   rowTimeoutMs: number | undefined;
   podName: string;
+  /** Where the job modules are, instead of jobs/ beside the code (src/jobs/catalog.ts). */
+  jobsDir: string | undefined;
   /** Attempts at each row of the runs this process starts; unset: the job's default. */
   maxAttempts: number | undefined;
   /** Rounds that re-run retryable failed rows after the first pass; unset: one per attempt left. */
@@ -229,6 +232,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,
     rowTimeoutMs: e.ROW_TIMEOUT_S,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+    jobsDir: e.JOBS_DIR,
     maxAttempts: e.MAX_ATTEMPTS,
     retryRounds: e.RETRY_ROUNDS,
     retryDelayMs: e.RETRY_DELAY_S,

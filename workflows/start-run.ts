@@ -94,7 +94,7 @@ export async function startRun(
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
   const limits = planningLimits(getConfig().planTimeoutMs);
-  await db((client) => inTransaction(client, () => assertJobsFitDatabase(client, [job]), limits));
+  await db((client) => assertJobsFitDatabase(client, [job], limits));
   const start = () =>
     db((client) =>
       inTransaction(

@@ -36,7 +36,7 @@ export function withPool(pool: pg.Pool): WithClient {
 }
 
 /** BEGIN, `fn`, COMMIT; ROLLBACK when `fn` throws. `setup` statements run right after BEGIN. */
-export async function inTransaction<T>(client: pg.PoolClient, fn: () => Promise<T>, setup: string[] = []): Promise<T> {
+export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>, setup: string[] = []): Promise<T> {
   await client.query(["BEGIN", ...setup].join("; "));
   try {
     const result = await fn();

@@ -12,7 +12,10 @@ import { jobSql, quoteIdentifier } from "./job-sql";
 /** SQLSTATE class 22, data exception: a value the column's type cannot read (22P02, 22003...). */
 const DATA_EXCEPTION = /^22/;
 
-/** The database's error comparing `column` with `values` as the job's statements do; undefined when none. */
+/**
+ * The database's error comparing `column` with `values` as the job's statements do; undefined
+ * when none. Under a savepoint: the check's transaction goes on after a value is refused.
+ */
 async function comparisonError(
   client: ClientBase,
   job: JobDefinition,
@@ -20,19 +23,22 @@ async function comparisonError(
   values: FilterValue[],
 ): Promise<DatabaseError | undefined> {
   const sql = `SELECT FROM ${jobSql(job).table} t WHERE t.${quoteIdentifier(column)} = ANY($1) LIMIT 0`;
-  return client.query(sql, [values]).then(
-    () => undefined,
-    (error: unknown) => {
-      if (error instanceof DatabaseError) return error;
-      throw error;
-    },
-  );
+  await client.query("SAVEPOINT where_value");
+  try {
+    await client.query(sql, [values]);
+    await client.query("RELEASE SAVEPOINT where_value");
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof DatabaseError)) throw error;
+    await client.query("ROLLBACK TO SAVEPOINT where_value");
+    return error;
+  }
 }
 
 /**
  * The `where` values that do not fit their columns, one line each; a missing column is the
  * caller's to report. A boolean only fits a boolean column: elsewhere it would be compared as
- * the word "true". Run outside a transaction: a value refused fails its query, which would end one.
+ * the word "true". Run in the check's transaction.
  */
 export async function whereValueProblems(
   client: ClientBase,

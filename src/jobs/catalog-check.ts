@@ -1,5 +1,6 @@
 import type { ClientBase } from "pg";
 import { CommandError } from "../cli-output";
+import { inTransaction } from "../db/pool";
 import { touchColumnProblems } from "./catalog-check-touch";
 import { whereValueProblems } from "./catalog-check-where";
 import type { Column } from "./columns";
@@ -89,8 +90,19 @@ async function keyBuildPending(client: ClientBase, job: JobDefinition): Promise<
   return (rowCount ?? 0) > 0;
 }
 
-/** The mismatches between the job and its table, one line each; none when it fits. */
-export async function checkJobAgainstDatabase(client: ClientBase, job: JobDefinition): Promise<string[]> {
+/**
+ * The mismatches between the job and its table, one line each; none when it fits. Read in a
+ * read-only transaction of its own, after `setup` (limits on its statements): call it outside one.
+ */
+export function checkJobAgainstDatabase(
+  client: ClientBase,
+  job: JobDefinition,
+  setup: string[] = [],
+): Promise<string[]> {
+  return inTransaction(client, () => mismatches(client, job), ["SET TRANSACTION READ ONLY", ...setup]);
+}
+
+async function mismatches(client: ClientBase, job: JobDefinition): Promise<string[]> {
   const where = `${job.schema}.${job.table}`;
   const columns = await tableColumns(client, job);
   if (!columns) return [`job ${job.name}: table ${where} does not exist`];
@@ -172,9 +184,13 @@ export class JobMismatchError extends CommandError {
   override name = "JobMismatchError";
 }
 
-/** Throws one error listing every mismatch of the jobs with their tables, one line each. */
-export async function assertJobsFitDatabase(client: ClientBase, jobs: JobDefinition[]): Promise<void> {
+/** Throws one error listing every mismatch of the jobs with their tables, one line each (checkJobAgainstDatabase). */
+export async function assertJobsFitDatabase(
+  client: ClientBase,
+  jobs: JobDefinition[],
+  setup: string[] = [],
+): Promise<void> {
   const problems: string[] = [];
-  for (const job of jobs) problems.push(...(await checkJobAgainstDatabase(client, job)));
+  for (const job of jobs) problems.push(...(await checkJobAgainstDatabase(client, job, setup)));
   if (problems.length > 0) throw new JobMismatchError(problems.join("; "), problems);
 }

@@ -1,12 +1,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { CommandError } from "../cli-output";
+import { getConfig } from "../config";
 import type { JobDefinition } from "./define";
 
 /**
  * The jobs of this deployment: every module of jobs/ whose default export is a defineJob(...).
- * Found next to the running code (dist/jobs when compiled, jobs/ from source), so that adding a
- * job is adding a file. Loaded once per process.
+ * Found next to the running code (dist/jobs when compiled, jobs/ from source), or in JOBS_DIR,
+ * so that adding a job is adding a file. Loaded once per process.
  */
 
 /** The job `npm start` and the commands run when none is named. */
@@ -84,9 +85,13 @@ export function loadCatalog(dir: string = JOBS_DIR): JobCatalog {
 
 let loaded: JobCatalog | undefined;
 
-/** This process's jobs: those of jobs/, unless the process chose its own. */
+/** This process's jobs: those of JOBS_DIR or jobs/, unless the process chose its own. */
 export function getCatalog(): JobCatalog {
-  loaded ??= loadCatalog();
+  const chosen = getConfig().jobsDir;
+  if (!loaded && chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new CommandError(`JOBS_DIR ${chosen} is not a directory`);
+  }
+  loaded ??= loadCatalog(path.resolve(chosen ?? JOBS_DIR));
   return loaded;
 }
 
