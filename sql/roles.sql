@@ -50,6 +50,8 @@ GRANT SELECT, INSERT ON batch_steps, batch_samples TO batch_worker;
 GRANT INSERT ON batch_events TO batch_worker;
 GRANT USAGE ON SEQUENCE batch_events_id_seq TO batch_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
+-- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
+GRANT SELECT ON import_deferred_indexes TO batch_worker;
 -- the queue: graphile-worker's tables and functions, without the right to change its schema
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA graphile_worker TO batch_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA graphile_worker TO batch_worker;

@@ -6,9 +6,10 @@ import { column } from "../src/jobs/columns";
 import { defineJob, type JobDefinition } from "../src/jobs/define";
 import { stateMigrationSql } from "../src/jobs/state-migration";
 import { runSettings, startRun } from "../workflows/start-run";
-import { createMigratedDatabase, type TestDatabase } from "./support/database";
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { runDueJobs } from "./support/one-job";
-import { runByName } from "./support/runs";
+import { SEED_CLI, start } from "./support/processes";
+import { runByName, waitFor } from "./support/runs";
 
 /**
  * Jobs over tables nobody in the project wrote, with the data real tables hold: results that do
@@ -252,5 +253,61 @@ describe("keys", () => {
     expect(run).toMatchObject({ status: "completed", round: 1, processed_records: 4, failed_records: 0 });
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM sparse WHERE seen = id::text");
     expect(rows[0].n).toBe(4);
+  });
+});
+
+describe("a run's planning", () => {
+  /** The backends of a command run under POD_NAME `pod`, and what each waits for. */
+  const backendsOf = async (pod: string) =>
+    (
+      await db.pool.query("SELECT wait_event_type AS waiting FROM pg_stat_activity WHERE application_name LIKE $1", [
+        `%${pod}%`,
+      ])
+    ).rows as { waiting: string | null }[];
+
+  /** Starts `seed enqueue` while the users table is locked, and waits until it waits for the lock. */
+  async function enqueueBehindLock(env: Record<string, string>) {
+    await insertUsers(db.pool, 10);
+    const holder = await db.pool.connect();
+    await holder.query("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    const enqueue = start(process.execPath, [SEED_CLI, "enqueue"], { DATABASE_URL: db.url, ...env });
+    const pod = env.POD_NAME as string;
+    await waitFor("the enqueue to wait for the lock", async () =>
+      (await backendsOf(pod)).some((backend) => backend.waiting === "Lock"),
+    );
+    const release = async () => {
+      await holder.query("ROLLBACK");
+      holder.release();
+    };
+    return { enqueue, pod, release };
+  }
+
+  it("killed while it waits leaves no backend behind", async () => {
+    const { enqueue, pod, release } = await enqueueBehindLock({ POD_NAME: "killed-planner" });
+    try {
+      enqueue.child.kill("SIGKILL");
+      await enqueue.exited;
+      // without a check on its client, the backend would wait for the lock as long as it is held
+      await waitFor("the killed command's backend to end", async () => (await backendsOf(pod)).length === 0, 20_000);
+    } finally {
+      await release();
+    }
+  });
+
+  it("ends at PLAN_TIMEOUT_S with one line, and leaves nothing behind", async () => {
+    const { enqueue, pod, release } = await enqueueBehindLock({ POD_NAME: "slow-planner", PLAN_TIMEOUT_S: "2" });
+    try {
+      const ended = await enqueue.exited;
+      expect(ended.code).toBe(1);
+      expect(ended.stderr.trim().split("\n")).toEqual([
+        'error: starting batch run "users-batch" took longer than PLAN_TIMEOUT_S (2s), and nothing was started: ' +
+          "is public.users locked? (canceling statement due to statement timeout)",
+      ]);
+      expect(await backendsOf(pod)).toEqual([]);
+      const { rows } = await db.pool.query("SELECT count(*)::int AS runs FROM batch_jobs WHERE kind = 'process'");
+      expect(rows[0].runs).toBe(0);
+    } finally {
+      await release();
+    }
   });
 });

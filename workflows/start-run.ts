@@ -54,6 +54,11 @@ export class RunOfAnotherJobError extends CommandError {
   override name = "RunOfAnotherJobError";
 }
 
+/** The run's start, its job's check or its plan outlasted PLAN_TIMEOUT_S: nothing was started. */
+export class PlanTimeoutError extends CommandError {
+  override name = "PlanTimeoutError";
+}
+
 /** A new run would find no row to work through. */
 export class NothingToProcessError extends CommandError {
   override name = "NothingToProcessError";
@@ -93,8 +98,8 @@ export async function startRun(
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
-  const limits = planningLimits(getConfig().planTimeoutMs);
-  await db((client) => assertJobsFitDatabase(client, [job], limits));
+  const { planTimeoutMs } = getConfig();
+  const limits = planningLimits(planTimeoutMs);
   const start = () =>
     db((client) =>
       inTransaction(
@@ -117,12 +122,25 @@ export async function startRun(
         limits,
       ),
     );
-  return start().catch(async (error: { constraint?: string }) => {
-    if (error.constraint !== "batch_jobs_one_active_run") throw error;
+  try {
+    await db((client) => assertJobsFitDatabase(client, [job], limits));
+    return await start();
+  } catch (error) {
+    if (isStatementTimeout(error)) {
+      throw new PlanTimeoutError(
+        `starting batch run ${JSON.stringify(name)} took longer than PLAN_TIMEOUT_S (${planTimeoutMs / 1000}s), ` +
+          `and nothing was started: is ${job.schema}.${job.table} locked? (${(error as Error).message})`,
+      );
+    }
+    if ((error as { constraint?: string }).constraint !== "batch_jobs_one_active_run") throw error;
     const active = await db((client) => findActiveRun(client, job.name));
     throw new RunConflictError(
       `batch run ${JSON.stringify(active?.name)} (id ${active?.id}) of job ${job.name} is ${active?.status}: ` +
         "wait for it to end, or cancel it, before starting another",
     );
-  });
+  }
 }
+
+/** PostgreSQL cancelled a statement at its statement_timeout (not at a user's request). */
+const isStatementTimeout = (error: unknown) =>
+  (error as { code?: unknown }).code === "57014" && /statement timeout/.test((error as Error).message);

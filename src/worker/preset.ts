@@ -52,6 +52,11 @@ export async function workerPreset(
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
+  // A promise a job's function started and never awaited may reject after its record ended:
+  // Node would end the process, and with it every chunk it runs, for one row's stray promise.
+  process.on("unhandledRejection", (reason) =>
+    logger.error({ err: reason }, "a promise rejected with no handler (a job's function left it): the worker goes on"),
+  );
   const liveness = new WorkerLiveness({
     url: connectionString,
     pod: config.podName,

@@ -11,7 +11,8 @@ import { ROOT } from "./processes";
 
 /** What the function does with one row. */
 export type RowPlan =
-  | { do: "return" | "return-sync"; values: unknown[] }
+  /** stray: the function also leaves a promise that rejects, unawaited. */
+  | { do: "return" | "return-sync"; values: unknown[]; stray?: boolean }
   /** Returns a result without column `omit`. */
   | { do: "omit"; values: unknown[]; omit: number }
   | { do: "throw" | "throw-sync"; thrown: unknown }
@@ -110,6 +111,7 @@ module.exports = defineJob({
   defaults: { rowTimeoutMs: ${spec.rowTimeoutMs} },
   process(record) {
     const plan = decode(record.plan);
+    if (plan.stray) Promise.reject(new Error("a stray promise of the job's"));
     switch (plan.do) {
       case "return-sync": return result(plan, record.id);
       case "throw-sync": throw plan.thrown;
