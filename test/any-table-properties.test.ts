@@ -406,6 +406,74 @@ describe("a job over any table, any data", () => {
     if (problems.length > 0) throw new Error(problems.join("\n"));
   };
 
+  /** A row that returns `values`, each fitting its column or not, as the case says. */
+  const returns = (key: bigint, cells: Cell[]): Row => ({
+    key,
+    mine: true,
+    plan: { do: "return", values: cells.map((cell) => cell.value) },
+    completes: cells.every((cell) => cell.fits),
+    cells,
+  });
+  const throws = (key: bigint, value: unknown): Row => ({
+    key,
+    mine: true,
+    plan: { do: "throw-sync", thrown: value },
+    completes: false,
+    cells: [],
+  });
+  const fits = (value: unknown): Cell => ({ fits: true, value });
+  const misfits = (value: unknown): Cell => ({ fits: false, value });
+  const PAST_2_53 = Array.from({ length: 16 }, (_, i) => 9007199254740985n + BigInt(i));
+
+  // the issue's reports, and what the property found, as fixed cases
+  it.each<[string, Scenario]>([
+    [
+      "a function that throws what is no Error, and JSON of every shape",
+      {
+        keyType: "int4",
+        jobKeyType: "number",
+        columns: [{ kind: "jsonb", nullable: true }],
+        rows: [
+          throws(1n, Object.create(null)),
+          throws(2n, Object.assign(new Error("x"), { message: 42 })),
+          throws(3n, { message: "x" }),
+          returns(4n, [fits(["a", "b"])]),
+          returns(5n, [fits("hello")]),
+          returns(6n, [fits([])]),
+          returns(7n, [fits({ nested: [1, null, true, "x\ty", { deeper: [] }] })]),
+        ],
+      },
+    ],
+    [
+      "contiguous keys across 2^53, one result out of its column's range among them",
+      {
+        keyType: "int8",
+        jobKeyType: "bigint",
+        columns: [
+          { kind: "integer", nullable: false },
+          { kind: "numeric", nullable: true },
+        ],
+        rows: PAST_2_53.map((key, i) =>
+          returns(key, [
+            i === 3 ? misfits(3_000_000_000) : i === 5 ? misfits(1.5) : fits(i),
+            i === 7 ? misfits("12abc") : fits(`${i}.5`),
+          ]),
+        ),
+      },
+    ],
+    [
+      "keys at both ends of BIGINT and far apart, as text",
+      {
+        keyType: "int8",
+        jobKeyType: "string",
+        columns: [{ kind: "text", nullable: false }],
+        rows: [-(2n ** 63n), 1n, 10n ** 12n, 2n ** 63n - 1n].map((key) => returns(key, [fits(`key ${key}`)])),
+      },
+    ],
+  ])("%s", async (_, scenario) => {
+    await expectNoProblems(scenario);
+  });
+
   it("ends every row as its function's outcome calls for, for any table and any data", async () => {
     await fc.assert(fc.asyncProperty(scenarios, expectNoProblems), {
       numRuns: Number(process.env.ANY_TABLE_RUNS ?? 12),

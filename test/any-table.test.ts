@@ -143,6 +143,34 @@ describe("a result that does not fit its column", () => {
   });
 });
 
+describe("a timestamptz", () => {
+  it("keeps its microseconds through a job that writes it back, and a Date of its own writes its milliseconds", async () => {
+    await db.pool.query(`
+      CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMPTZ NOT NULL, at_copy TIMESTAMPTZ, at_later TIMESTAMPTZ);
+      INSERT INTO events (id, at) VALUES (1, '2024-02-29 23:59:59.123456+00'), (2, '0044-03-15 12:00:00.000001+00 BC'),
+                                         (3, '1970-01-01 00:00:00+00')`);
+    const job = defineJob({
+      name: "instants",
+      table: "events",
+      key: "id",
+      reads: { at: column.timestamptz() },
+      writes: { atCopy: column.timestamptz("at_copy"), atLater: column.timestamptz("at_later") },
+      state: "instants",
+      async process(record) {
+        return { atCopy: record.at, atLater: new Date(record.at.getTime() + 1) };
+      },
+    });
+    const { run } = await runToEnd(job);
+    expect(run.status).toBe("completed");
+    const { rows } = await db.pool.query(
+      `SELECT count(*) FILTER (WHERE at_copy = at)::int AS kept,
+              count(*) FILTER (WHERE at_later = date_trunc('milliseconds', at) + interval '1 millisecond')::int AS later
+         FROM events`,
+    );
+    expect(rows[0]).toEqual({ kept: 3, later: 3 });
+  });
+});
+
 describe("keys", () => {
   /** Records the key each record arrives with, as text, in the row itself. */
   const keyJob = <K extends "bigint" | "string" | "number">(name: string, table: string, keyType: K) =>

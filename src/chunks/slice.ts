@@ -5,7 +5,7 @@ import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
-import type { ClaimedRow, RecordFeed, RecordOutcome } from "../processing/run-records";
+import { type ClaimedRow, failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -120,6 +120,10 @@ interface Tally {
   /** Claimed rows this run had failed before: they leave its retryable count. */
   retriedFromThisRun: number;
 }
+
+const addTally = (into: Tally, more: Tally) => {
+  for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) into[key] += more[key];
+};
 
 /**
  * A write of outcomes failed on a value of one of its rows (a constraint, a trigger, a length
@@ -318,9 +322,7 @@ class SliceTransaction implements RecordFeed {
       throw new Error(`slice of run ${this.request.runId} wrote ${written ?? 0} of ${indexes.length} outcomes`);
     }
     this.written += indexes.length;
-    for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
-      this.tally[key] += tally[key];
-    }
+    addTally(this.tally, tally);
     for (const error of errors) if (error !== null) this.messages.push(error);
     this.writeMs += performance.now() - started;
   }
@@ -436,9 +438,7 @@ async function writeApart(
         if (slice.rows.length === 0) return;
         await slice.writeOutcomes(slice.rows.map((_, index) => index));
         into.run = chunkStillOpen(request, await slice.count());
-        for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) {
-          into.tally[key] += slice.tally[key];
-        }
+        addTally(into.tally, slice.tally);
       },
       sliceSetup(request),
     );
@@ -454,8 +454,7 @@ async function writeApart(
     if (outcomes[0]?.status === "failed") {
       throw new Error(`row ${rows[0]?.key} of ${request.job.table} cannot be written even as failed: ${message}`);
     }
-    const refused: RecordOutcome = { status: "failed", error: `the result could not be written: ${message}` };
-    await writeApart(client, request, rows, [refused], into);
+    await writeApart(client, request, rows, [failed(`the result could not be written: ${message}`)], into);
   }
 }
 
@@ -467,24 +466,24 @@ async function writeApart(
 async function rewriteOutcomes(
   client: PoolClient,
   request: SliceRequest,
-  failed: SliceTransaction,
+  rolledBack: SliceTransaction,
   done: number,
 ): Promise<SliceResult> {
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   const started = performance.now();
-  await writeApart(client, request, failed.rows.slice(0, done), failed.outcomes.slice(0, done), into);
+  await writeApart(client, request, rolledBack.rows.slice(0, done), rolledBack.outcomes.slice(0, done), into);
   return {
-    claimed: failed.rows.length,
+    claimed: rolledBack.rows.length,
     done,
-    lastProcessedId: BigInt((failed.rows[done - 1] as ClaimedRow).key),
+    lastProcessedId: BigInt((rolledBack.rows[done - 1] as ClaimedRow).key),
     completed: into.tally.completed,
     failed: into.tally.failed,
     retryable: into.tally.retryable,
     // every row left to others: the run is as it was, and the chunk's range too
     runStatus: into.run?.status ?? "running",
     chunkLastId: into.run?.chunkLastId ?? request.lastId,
-    claimMs: failed.claimMs,
-    writeMs: failed.writeMs + performance.now() - started,
+    claimMs: rolledBack.claimMs,
+    writeMs: rolledBack.writeMs + performance.now() - started,
   };
 }
 

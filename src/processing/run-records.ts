@@ -82,8 +82,8 @@ export interface RecordFeed {
 
 const MAX_ERROR_LENGTH = 2000;
 
-/** A failed outcome's message as a text column stores it: bounded, well-formed, without NUL. */
-function failed(message: string): RecordOutcome {
+/** A failed outcome, its message as a text column stores it: bounded, well-formed, without NUL. */
+export function failed(message: string): RecordOutcome {
   const error = message
     .slice(0, MAX_ERROR_LENGTH)
     .replace(/[\uD800-\uDFFF]/gu, "\uFFFD")
