@@ -44,8 +44,15 @@ interface Kind {
   readBack?: (text: string, value: unknown) => boolean;
 }
 
-const YEARS_1_TO_9999 = { min: new Date("0001-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z") };
-const dates = fc.date({ ...YEARS_1_TO_9999, noInvalidDate: true });
+/** From 4713 BC, PostgreSQL's first year, to the last instant a Date holds (275760 AD). */
+const dates = fc.date({ min: new Date(Date.UTC(-4712, 0, 1)), max: new Date(8.64e15), noInvalidDate: true });
+const pad = (value: number, width = 2) => String(value).padStart(width, "0");
+/** A date's day as PostgreSQL writes it: four digits of year at least, and BC for the years before 1 AD. */
+const dayText = (at: Date) => {
+  const year = at.getUTCFullYear();
+  const day = `${pad(year > 0 ? year : 1 - year, 4)}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())}`;
+  return { day, era: year > 0 ? "" : " BC" };
+};
 const awkward = fc.constantFrom("\t", "\n", "\r", "\\", '"', "'", "{", "}", ",", " ", "é", "😀", "NULL", "\\N", "x");
 const text = fc.string({ unit: fc.oneof(awkward, fc.string({ unit: "grapheme", minLength: 1, maxLength: 1 })) });
 const sameDouble = (read: string, value: unknown) => Object.is(Number.parseFloat(read), value);
@@ -99,9 +106,11 @@ const KINDS: Record<string, Kind> = {
   timestamp: {
     sql: "TIMESTAMP",
     fits: fc.oneof(
-      fc
-        .tuple(dates, fc.integer({ min: 0, max: 999 }))
-        .map(([at, micros]) => `${at.toISOString().slice(0, 23).replace("T", " ")}${String(micros).padStart(3, "0")}`),
+      fc.tuple(dates, fc.integer({ min: 0, max: 999 })).map(([at, micros]) => {
+        const { day, era } = dayText(at);
+        const time = `${pad(at.getUTCHours())}:${pad(at.getUTCMinutes())}:${pad(at.getUTCSeconds())}`;
+        return `${day} ${time}.${pad(at.getUTCMilliseconds(), 3)}${pad(micros, 3)}${era}`;
+      }),
       fc.constantFrom("infinity", "-infinity"),
     ),
     misfits: fc.constantFrom("not a date", "2024-13-01 00:00:00", 5),
@@ -115,7 +124,10 @@ const KINDS: Record<string, Kind> = {
   },
   date: {
     sql: "DATE",
-    fits: dates.map((at) => at.toISOString().slice(0, 10)),
+    fits: dates.map((at) => {
+      const { day, era } = dayText(at);
+      return `${day}${era}`;
+    }),
     misfits: fc.constantFrom("2024-02-30", "soon", 20240101),
     equal: "c = $1::date",
   },

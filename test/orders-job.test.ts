@@ -29,6 +29,18 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
   });
   afterEach(() => db.drop());
 
+  /** `seed enqueue --job` and `jobs check` exit 1 with `lines` alone, and no run is created. */
+  async function expectRefused(job: string, lines: string[]): Promise<void> {
+    const enqueued = await seed(["enqueue", "--job", job], env);
+    expect(enqueued.code).toBe(1);
+    expect(enqueued.stderr.trim().split("\n")).toEqual(lines);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
+    expect(rows[0].n).toBe(0);
+    const checked = await jobs(["check", job], env);
+    expect(checked.code).toBe(1);
+    expect(checked.stderr.trim().split("\n")).toEqual(lines);
+  }
+
   it("lists the jobs, and ships the very migration its generator writes", async () => {
     const listed = await jobs(["list"], env);
     expect(listed.code).toBe(0);
@@ -131,15 +143,7 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
         "add them with the migration `npm run jobs -- migration orders-reprice` writes",
     ];
 
-    const enqueued = await seed(["enqueue", "--job", "orders-reprice"], env);
-    expect(enqueued.code).toBe(1);
-    expect(enqueued.stderr.trim().split("\n")).toEqual(lines);
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
-    expect(rows[0].n).toBe(0);
-
-    const checked = await jobs(["check", "orders-reprice"], env);
-    expect(checked.code).toBe(1);
-    expect(checked.stderr.trim().split("\n")).toEqual(lines);
+    await expectRefused("orders-reprice", lines);
 
     const worker = await startWorker(["--once"], env).exited;
     expect(worker.code).not.toBe(0);
@@ -155,31 +159,15 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
         'invalid input syntax for type integer: "open"',
     ];
 
-    const enqueued = await seed(["enqueue", "--job", "orders-reprice"], env);
-    expect(enqueued.code).toBe(1);
-    expect(enqueued.stderr.trim().split("\n")).toEqual(lines);
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
-    expect(rows[0].n).toBe(0);
-
-    const checked = await jobs(["check", "orders-reprice"], env);
-    expect(checked.code).toBe(1);
-    expect(checked.stderr.trim().split("\n")).toEqual(lines);
+    await expectRefused("orders-reprice", lines);
   });
 
   it("refuses a touch column that holds no time: the users job's updated_at made text", async () => {
     await insertUsers(db.pool, 10);
     await db.pool.query("ALTER TABLE users ALTER COLUMN updated_at TYPE text");
-    const line = "error: job users: touch column public.users.updated_at is text, not timestamptz or timestamp";
-
-    const enqueued = await seed(["enqueue"], env);
-    expect(enqueued.code).toBe(1);
-    expect(enqueued.stderr.trim()).toBe(line);
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");
-    expect(rows[0].n).toBe(0);
-
-    const checked = await jobs(["check", "users"], env);
-    expect(checked.code).toBe(1);
-    expect(checked.stderr.trim()).toBe(line);
+    await expectRefused("users", [
+      "error: job users: touch column public.users.updated_at is text, not timestamptz or timestamp",
+    ]);
   });
 
   it("names an unknown job with the ones there are", async () => {

@@ -472,18 +472,31 @@ async function rewriteOutcomes(
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   const started = performance.now();
   await writeApart(client, request, rolledBack.rows.slice(0, done), rolledBack.outcomes.slice(0, done), into);
+  // every row left to others: the run is as it was, and the chunk's range too
+  const run = into.run ?? { status: "running", chunkLastId: request.lastId };
+  const writeMs = rolledBack.writeMs + performance.now() - started;
+  return sliceResult(rolledBack.rows, done, into.tally, run, { claimMs: rolledBack.claimMs, writeMs });
+}
+
+/** What a slice came to: its rows, those processed and how they were counted, the run's status after. */
+function sliceResult(
+  rows: ClaimedRow[],
+  done: number,
+  tally: Tally,
+  run: { status: string; chunkLastId: bigint },
+  times: { claimMs: number; writeMs: number },
+): SliceResult {
   return {
-    claimed: rolledBack.rows.length,
+    claimed: rows.length,
     done,
-    lastProcessedId: BigInt((rolledBack.rows[done - 1] as ClaimedRow).key),
-    completed: into.tally.completed,
-    failed: into.tally.failed,
-    retryable: into.tally.retryable,
-    // every row left to others: the run is as it was, and the chunk's range too
-    runStatus: into.run?.status ?? "running",
-    chunkLastId: into.run?.chunkLastId ?? request.lastId,
-    claimMs: rolledBack.claimMs,
-    writeMs: rolledBack.writeMs + performance.now() - started,
+    lastProcessedId: BigInt((rows[done - 1] as ClaimedRow).key),
+    completed: tally.completed,
+    failed: tally.failed,
+    retryable: tally.retryable,
+    runStatus: run.status,
+    chunkLastId: run.chunkLastId,
+    claimMs: times.claimMs,
+    writeMs: times.writeMs,
   };
 }
 
@@ -532,18 +545,7 @@ export async function runSlice(
           };
         }
         const run = chunkStillOpen(request, await slice.finish(done));
-        return {
-          claimed: slice.rows.length,
-          done,
-          lastProcessedId: BigInt((slice.rows[done - 1] as ClaimedRow).key),
-          completed: slice.tally.completed,
-          failed: slice.tally.failed,
-          retryable: slice.tally.retryable,
-          runStatus: run.status,
-          chunkLastId: run.chunkLastId,
-          claimMs: slice.claimMs,
-          writeMs: slice.writeMs,
-        };
+        return sliceResult(slice.rows, done, slice.tally, run, slice);
       },
       sliceSetup(request),
     );
