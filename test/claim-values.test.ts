@@ -5,7 +5,7 @@ import { ROW_TYPES } from "../src/db/types";
 import { column, type Instant } from "../src/jobs/columns";
 import { defineJob } from "../src/jobs/define";
 import { stateMigrationSql } from "../src/jobs/state-migration";
-import type { ClaimedRow } from "../src/processing/run-records";
+import { ClaimedRows } from "../src/processing/run-records";
 import { createMigratedDatabase, type TestDatabase } from "./support/database";
 
 /**
@@ -74,7 +74,7 @@ describe("the values a slice claims", () => {
   afterAll(() => db.drop());
 
   /** The rows of ids [first, last] one slice hands the job's function. */
-  async function claim(first: number, last: number): Promise<ClaimedRow[]> {
+  async function claim(first: number, last: number): Promise<ClaimedRows> {
     const request: SliceRequest = {
       job,
       runId: 1,
@@ -88,7 +88,7 @@ describe("the values a slice claims", () => {
       statementTimeoutMs: 5000,
       idleTimeoutMs: 5000,
     };
-    let claimed: ClaimedRow[] = [];
+    let claimed = new ClaimedRows();
     const client = await db.pool.connect();
     try {
       // no outcome: the slice writes nothing and releases its rows
@@ -102,13 +102,14 @@ describe("the values a slice claims", () => {
     return claimed;
   }
 
-  /** A claimed row's record, its state beside it. */
-  const asRead = ({ record, status, run, attempts }: ClaimedRow) => ({
-    ...record,
-    $status: status,
-    $run: run,
-    $attempts: attempts,
-  });
+  /** Each claimed row's record, its state beside it. */
+  const asRead = (rows: ClaimedRows) =>
+    rows.records.map((record, index) => ({
+      ...record,
+      $status: rows.statuses[index],
+      $run: rows.runs[index],
+      $attempts: rows.attempts[index],
+    }));
 
   /** The same rows as node-postgres reads them from a SELECT, with the types a claim gives. */
   async function selected(first: number, last: number): Promise<Record<string, unknown>[]> {
@@ -135,12 +136,12 @@ describe("the values a slice claims", () => {
         (5, 'keep', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
         (6, 'other', 'not the job''s', 6, 6, 6, 6, true, NULL, NULL, NULL, NULL)`);
     const claimed = await claim(1, 6);
-    expect(claimed.map((row) => row.key)).toEqual(["1", "2", "3", "4", "5"]);
-    expect(claimed.map(asRead)).toEqual(await selected(1, 6));
-    expect(claimed.every((row) => row.unreadable === undefined)).toBe(true);
-    expect(claimed[2]?.record.text).toBe("tab\there\nnew\\line\rcr");
-    expect(claimed[3]?.record.text).toBe("\\N");
-    expect(claimed[4]?.record.text).toBeNull();
+    expect(claimed.keys).toEqual(["1", "2", "3", "4", "5"]);
+    expect(asRead(claimed)).toEqual(await selected(1, 6));
+    expect(claimed.unreadable.size).toBe(0);
+    expect(claimed.records[2]?.text).toBe("tab\there\nnew\\line\rcr");
+    expect(claimed.records[3]?.text).toBe("\\N");
+    expect(claimed.records[4]?.text).toBeNull();
   });
 
   it("fail unread a row holding a value its kind cannot give exactly, and keep a timestamptz's microseconds", async () => {
@@ -152,14 +153,14 @@ describe("the values a slice claims", () => {
         (14, 'keep', NULL, '294276-12-31 23:59:59.999999+00'),
         (15, 'keep', 1, '2024-02-29 23:59:59.123456+00')`);
     const claimed = await claim(11, 15);
-    expect(claimed.map((row) => row.unreadable)).toEqual([
+    expect([0, 1, 2, 3, 4].map((index) => claimed.unreadable.get(index))).toEqual([
       "column bigint holds 9007199254740993, beyond 2^53, where a number is no longer exact: read it as column.int8()",
       "column bigint holds -9007199254740992, beyond 2^53, where a number is no longer exact: read it as column.int8()",
       "column timestamptz holds infinity, which a Date cannot hold",
       "column timestamptz holds 294276-12-31 23:59:59.999999+00, which a Date cannot hold",
       undefined,
     ]);
-    const instant = claimed[4]?.record.timestamptz as Instant;
+    const instant = claimed.records[4]?.timestamptz as Instant;
     expect(instant).toBeInstanceOf(Date);
     expect(instant.toISOString()).toBe("2024-02-29T23:59:59.123Z");
     expect(column.timestamptz().toElement(instant)).toBe(instant.text);
@@ -177,7 +178,7 @@ describe("the values a slice claims", () => {
           [first, texts],
         );
         const claimed = await claim(first, next - 1);
-        expect(claimed.map((row) => row.record.text)).toEqual(texts);
+        expect(claimed.records.map((record) => record.text)).toEqual(texts);
       }),
       { numRuns: 60 },
     );

@@ -1,4 +1,5 @@
 import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { lastJsonLine, ROOT, run, seed, startWorker } from "./support/processes";
@@ -168,6 +169,20 @@ describe("a job of one's own: jobs/orders-reprice.ts over the example's orders t
     await expectRefused("users", [
       "error: job users: touch column public.users.updated_at is text, not timestamptz or timestamp",
     ]);
+  });
+
+  it("takes its jobs from JOBS_DIR when set, and refuses one that is no directory", async () => {
+    const empty = await fs.mkdtemp(path.join(os.tmpdir(), "no-jobs-"));
+    try {
+      const unknown = await seed(["enqueue", "--job", "users"], { ...env, JOBS_DIR: empty });
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr.trim()).toBe(`error: no job named "users" in ${empty} (this deployment has: none)`);
+    } finally {
+      await fs.rm(empty, { recursive: true });
+    }
+    const missing = await seed(["enqueue"], { ...env, JOBS_DIR: "/no/such/dir" });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe('configuration error: JOBS_DIR "/no/such/dir" is not a directory');
   });
 
   it("names an unknown job with the ones there are", async () => {

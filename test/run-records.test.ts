@@ -3,13 +3,9 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../app/task-list";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../src/chunks/work-through-chunk";
+import { encodeResult, type ResultElement } from "../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../src/processing/fault-injection";
-import {
-  type ClaimedRow,
-  type RecordFunction,
-  type RunRecordsOptions,
-  runRecords,
-} from "../src/processing/run-records";
+import { ClaimedRows, type RecordFunction, type RunRecordsOptions, runRecords } from "../src/processing/run-records";
 import { usersJob } from "./support/jobs";
 import { ROOT } from "./support/processes";
 
@@ -19,27 +15,31 @@ interface User {
   email: string;
 }
 
+/** Adds the users job's row number `i` (from 0) to `rows`, as a slice claims it. */
+function addRow(rows: ClaimedRows, i: number): void {
+  rows.records.push({
+    id: i + 1,
+    name: `User ${i + 1}`,
+    email: `user.${i + 1}@example.com`,
+    age: 30,
+    salary: 50_000,
+    createdAt: "2025-06-01 12:00:00",
+  });
+  rows.keys.push(String(i + 1));
+  rows.statuses.push("pending");
+  rows.runs.push(null);
+  rows.attempts.push(i % 3);
+}
+
 /** Rows as a users job's slice claims them. */
-function records(count: number): ClaimedRow[] {
-  return Array.from({ length: count }, (_, i) => ({
-    record: {
-      id: i + 1,
-      name: `User ${i + 1}`,
-      email: `user.${i + 1}@example.com`,
-      age: 30,
-      salary: 50_000,
-      createdAt: "2025-06-01 12:00:00",
-    },
-    key: String(i + 1),
-    status: "pending",
-    run: null,
-    attempts: i % 3,
-  }));
+function records(count: number): ClaimedRows {
+  const rows = new ClaimedRows();
+  for (let i = 0; i < count; i++) addRow(rows, i);
+  return rows;
 }
 
 const options = (overrides: Partial<RunRecordsOptions> = {}): RunRecordsOptions => ({
   runId: 9,
-  writes: usersJob.writes,
   concurrency: 4,
   timeoutMs: 1000,
   signal: new AbortController().signal,
@@ -63,7 +63,10 @@ describe("runRecords", () => {
     const outcomes = await runRecords(records(40), logic, options());
     expect(most).toBe(4);
     expect(outcomes).toHaveLength(40);
-    expect(outcomes[0]).toEqual({ status: "completed", values: ["user.1@example.com", "1"] });
+    expect(outcomes[0]).toEqual({
+      status: "completed",
+      result: { emailNormalized: "user.1@example.com", segment: "1" },
+    });
     expect(outcomes[4]).toEqual({ status: "failed", error: "bad 5" });
   });
 
@@ -100,7 +103,7 @@ describe("runRecords", () => {
 
   it("starts each record once, none past the last, when lanes finish together and the feed adds more", async () => {
     const rows = records(3);
-    const more = records(6).slice(3);
+    let grown = false;
     const seen: number[] = [];
     const outcomes = await runRecords(
       rows,
@@ -113,7 +116,10 @@ describe("runRecords", () => {
         feed: {
           // the next part arrives at once, as a claim that has already run
           more: async (length) => {
-            if (rows.length <= length && more.length > 0) rows.push(...more.splice(0));
+            if (rows.length <= length && !grown) {
+              for (const i of [3, 4, 5]) addRow(rows, i);
+              grown = true;
+            }
             return rows.length > length;
           },
           started: () => undefined,
@@ -219,51 +225,22 @@ describe("runRecords, whatever the job's function does", () => {
     }) as RecordFunction;
     expect(await runRecords(records(2), logic, options())).toEqual([
       { status: "failed", error: "threw {}" },
-      { status: "completed", values: ["e", "s"] },
+      { status: "completed", result: { emailNormalized: "e", segment: "s" } },
     ]);
   });
 
-  it("takes a result returned without a promise, and fails a result that is not the declared object", async () => {
-    const returns = [
-      { emailNormalized: "e", segment: "s" },
-      undefined,
-      5,
-      { nope: 1 },
-      ["e", "s"],
-      { emailNormalized: null, segment: "s" },
-      { emailNormalized: 7, segment: "s" },
-    ];
+  it("takes whatever it returns, with a promise or without, as its result", async () => {
+    const returns = [{ emailNormalized: "e", segment: "s" }, undefined, 5];
     const logic = ((record: Record<string, unknown>) =>
-      returns[(record.id as number) - 1]) as unknown as RecordFunction;
-    expect(await runRecords(records(returns.length), logic, options())).toEqual([
-      { status: "completed", values: ["e", "s"] },
-      { status: "failed", error: "the job returned undefined, not an object with emailNormalized, segment" },
-      { status: "failed", error: "the job returned 5, not an object with emailNormalized, segment" },
-      { status: "failed", error: "result emailNormalized (column email_normalized) is missing from the job's result" },
-      { status: "failed", error: 'the job returned ["e","s"], not an object with emailNormalized, segment' },
-      {
-        status: "failed",
-        error: "result emailNormalized (column email_normalized) is null: declare it column.text().nullable()",
-      },
-      { status: "failed", error: "result emailNormalized (column email_normalized): 7 is not a string" },
-    ]);
-  });
-
-  it("ignores whatever a job that declares no result columns returns", async () => {
-    const outcomes = await runRecords(
-      records(2),
-      (async () => 5) as unknown as RecordFunction,
-      options({ writes: [] }),
+      record.id === 1 ? returns[0] : Promise.resolve(returns[(record.id as number) - 1])) as unknown as RecordFunction;
+    expect(await runRecords(records(returns.length), logic, options())).toEqual(
+      returns.map((result) => ({ status: "completed", result })),
     );
-    expect(outcomes).toEqual([
-      { status: "completed", values: [] },
-      { status: "completed", values: [] },
-    ]);
   });
 
   it("fails a row that could not be read, without running the function", async () => {
     const rows = records(2);
-    (rows[0] as ClaimedRow).unreadable = "column at holds infinity, which a Date cannot hold";
+    rows.unreadable.set(0, "column at holds infinity, which a Date cannot hold");
     const ran: unknown[] = [];
     const outcomes = await runRecords(
       rows,
@@ -275,6 +252,40 @@ describe("runRecords, whatever the job's function does", () => {
     );
     expect(outcomes[0]).toEqual({ status: "failed", error: "column at holds infinity, which a Date cannot hold" });
     expect(ran).toEqual([2]);
+  });
+});
+
+describe("a result checked against the job's result columns", () => {
+  const encoded = (result: unknown, writes = usersJob.writes) => {
+    const elements: ResultElement[] = [];
+    return encodeResult(writes, result, elements) ?? elements;
+  };
+
+  it("gives the elements of a result that fits, and says why one does not", () => {
+    expect(encoded({ emailNormalized: "e", segment: "s", extra: 1 })).toEqual(["e", "s"]);
+    expect(encoded(undefined)).toBe("the job returned undefined, not an object with emailNormalized, segment");
+    expect(encoded(5)).toBe("the job returned 5, not an object with emailNormalized, segment");
+    expect(encoded(["e", "s"])).toBe('the job returned ["e","s"], not an object with emailNormalized, segment');
+    expect(encoded({ nope: 1 })).toBe(
+      "result emailNormalized (column email_normalized) is missing from the job's result",
+    );
+    expect(encoded({ emailNormalized: null, segment: "s" })).toBe(
+      "result emailNormalized (column email_normalized) is null: declare it column.text().nullable()",
+    );
+    expect(encoded({ emailNormalized: 7, segment: "s" })).toBe(
+      "result emailNormalized (column email_normalized): 7 is not a string",
+    );
+    const throwing = {
+      get emailNormalized() {
+        throw new Error("getter");
+      },
+    };
+    expect(encoded(throwing)).toMatch(/^result emailNormalized \(column email_normalized\): cannot be read: /);
+  });
+
+  it("ignores whatever a job that declares no result columns returns", () => {
+    expect(encoded(5, [])).toEqual([]);
+    expect(encoded(undefined, [])).toEqual([]);
   });
 });
 

@@ -4,7 +4,7 @@ import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
 import { JobCatalog } from "../src/jobs/catalog";
 import type { JobDefinition } from "../src/jobs/define";
-import { type ClaimedRow, type RecordOutcome, runRecords } from "../src/processing/run-records";
+import { ClaimedRows, type RecordOutcome, runRecords } from "../src/processing/run-records";
 import { runChunkJob } from "../workflows/chunk-activity";
 import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
@@ -45,11 +45,14 @@ describe("a slice", () => {
   });
   afterEach(() => db.drop());
 
-  const complete = (rows: ClaimedRow[]): RecordOutcome[] =>
-    rows.map((row) => ({ status: "completed", values: [row.record.email as string, "s"] }));
+  const complete = (rows: ClaimedRows, count = rows.length): RecordOutcome[] =>
+    rows.records.slice(0, count).map((record) => ({
+      status: "completed",
+      result: { emailNormalized: record.email as string, segment: "s" },
+    }));
 
   it("hands the business logic typed records: numbers for ids, the timestamp's text", async () => {
-    let seen: ClaimedRow[] = [];
+    let seen = new ClaimedRows();
     const client = await db.pool.connect();
     try {
       await runSlice(client, request, async (records) => {
@@ -60,10 +63,10 @@ describe("a slice", () => {
       client.release();
     }
     expect(seen).toHaveLength(20);
-    expect(seen[0]).toMatchObject({ key: "1", attempts: 0, status: "pending" });
-    expect(seen[0]?.record).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com" });
-    expect(typeof seen[0]?.record.createdAt).toBe("string");
-    expect(seen[0]?.record.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+    expect([seen.keys[0], seen.attempts[0], seen.statuses[0]]).toEqual(["1", 0, "pending"]);
+    expect(seen.records[0]).toMatchObject({ id: 1, name: "User 1", email: "user.1@example.com" });
+    expect(typeof seen.records[0]?.createdAt).toBe("string");
+    expect(seen.records[0]?.createdAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
   });
 
   it("skips rows another transaction holds, and writes each claimed row once", async () => {
@@ -74,7 +77,7 @@ describe("a slice", () => {
       await holder.query("SELECT id FROM users WHERE id <= 10 FOR UPDATE");
       let claimed: number[] = [];
       const result = await runSlice(client, request, async (records) => {
-        claimed = records.map((r) => r.record.id as number);
+        claimed = records.records.map((record) => record.id as number);
         return complete(records);
       });
       expect(claimed).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
@@ -93,7 +96,7 @@ describe("a slice", () => {
   it("writes only the outcomes of the records that started, releasing the rest", async () => {
     const client = await db.pool.connect();
     try {
-      const result = await runSlice(client, request, async (records) => complete(records.slice(0, 5)));
+      const result = await runSlice(client, request, async (records) => complete(records, 5));
       expect(result).toMatchObject({ claimed: 20, done: 5, lastProcessedId: 5n });
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending FROM users",
@@ -131,13 +134,12 @@ describe("a slice", () => {
     const streamed = () => ({ ...request, part: 4 });
     /** Runs the records through runRecords with the slice's feed, as a chunk does. */
     const run = (
-      records: ClaimedRow[],
+      records: ClaimedRows,
       feed: Parameters<typeof runRecords>[2]["feed"],
       overrides: Partial<Parameters<typeof runRecords>[2]> = {},
     ) =>
       runRecords(records, async (record) => ({ emailNormalized: record.email as string, segment: "s" }), {
         runId: request.runId,
-        writes: usersJob.writes,
         concurrency: 2,
         timeoutMs: 5000,
         signal: new AbortController().signal,

@@ -5,7 +5,8 @@ import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
-import { type ClaimedRow, failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { encodeResult, type ResultElement } from "../jobs/results";
+import { ClaimedRows, failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -146,33 +147,39 @@ const isRowValueError = (error: unknown) =>
 
 /**
  * The arrays the outcome statement takes (keys, errors, then one per result column), and what
- * the outcomes add to the counters, for the records of `indexes`.
+ * the outcomes add to the counters, for the records of `indexes`. A result that does not fit the
+ * job's columns (src/jobs/results.ts) is its row's failure: its outcome becomes one.
  */
-function outcomeColumns(rows: ClaimedRow[], outcomes: RecordOutcome[], indexes: number[], request: SliceRequest) {
+function outcomeColumns(rows: ClaimedRows, outcomes: RecordOutcome[], indexes: number[], request: SliceRequest) {
+  const { writes } = request.job;
   const keys: string[] = [];
   const errors: (string | null)[] = [];
-  const results = request.job.writes.map(() => [] as unknown[]);
+  const results = writes.map(() => [] as ResultElement[]);
+  const elements: ResultElement[] = new Array(writes.length);
   const tally: Tally = { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 };
   for (const index of indexes) {
-    const outcome = outcomes[index] as RecordOutcome;
-    const row = rows[index] as ClaimedRow;
-    keys.push(row.key);
+    keys.push(rows.keys[index] as string);
     // only retry rounds take rows this run failed; round 0 counts none even if a clock went back
-    if (request.round > 0 && row.status === "failed" && row.run === request.runId) {
+    if (request.round > 0 && rows.statuses[index] === "failed" && rows.runs[index] === request.runId) {
       tally.retriedFromThisRun++;
     }
+    let outcome = outcomes[index] as RecordOutcome;
     if (outcome.status === "completed") {
-      tally.completed++;
-      errors.push(null);
-      for (let column = 0; column < results.length; column++) {
-        (results[column] as unknown[]).push(outcome.values[column]);
+      const problem = encodeResult(writes, outcome.result, elements);
+      if (problem === undefined) {
+        tally.completed++;
+        errors.push(null);
+        for (let column = 0; column < results.length; column++)
+          (results[column] as ResultElement[]).push(elements[column] ?? null);
+        continue;
       }
-    } else {
-      if (row.attempts + 1 >= request.maxAttempts) tally.failed++;
-      else tally.retryable++;
-      errors.push(outcome.error);
-      for (const values of results) values.push(null);
+      outcome = failed(problem);
+      outcomes[index] = outcome;
     }
+    if ((rows.attempts[index] as number) + 1 >= request.maxAttempts) tally.failed++;
+    else tally.retryable++;
+    errors.push(outcome.error);
+    for (const values of results) values.push(null);
   }
   return { keys, errors, results, tally };
 }
@@ -188,7 +195,6 @@ const asArrayParameter = (values: unknown[]) => plainArrayLiteral(values) ?? val
  * slice still commits or rolls back whole.
  */
 class SliceTransaction implements RecordFeed {
-  readonly rows: ClaimedRow[] = [];
   readonly outcomes: RecordOutcome[] = [];
   private readonly sql;
   private readonly part: number;
@@ -208,6 +214,7 @@ class SliceTransaction implements RecordFeed {
   constructor(
     private readonly client: PoolClient,
     private readonly request: SliceRequest,
+    readonly rows = new ClaimedRows(),
   ) {
     this.sql = jobSql(request.job);
     this.part = Math.min(request.part ?? request.limit, request.limit);
@@ -221,7 +228,7 @@ class SliceTransaction implements RecordFeed {
       if (index < first) first = index;
       if (index > last) last = index;
     }
-    return [(this.rows[first] as ClaimedRow).key, (this.rows[last] as ClaimedRow).key];
+    return [this.rows.keys[first] as string, this.rows.keys[last] as string];
   }
 
   /** Runs `statement` after those queued before it, unless one of them failed. */
@@ -241,21 +248,22 @@ class SliceTransaction implements RecordFeed {
     if (this.claiming) return this.claiming;
     const claim = this.enqueue(async () => {
       const started = performance.now();
-      const last = this.rows.at(-1);
+      const last = this.rows.keys.at(-1);
       const wanted = Math.min(this.part, this.request.limit - this.rows.length);
       const claim = this.sql.claimSlice({
         firstId: this.request.firstId,
         lastId: this.request.lastId,
-        afterId: last ? BigInt(last.key) : this.request.afterId,
+        afterId: last === undefined ? this.request.afterId : BigInt(last),
         maxAttempts: this.request.maxAttempts,
         plannedAt: this.request.plannedAt,
         limit: wanted,
       });
-      const rows = await copyOutRows(this.client, claim, this.sql.claimedRow);
-      for (const row of rows) this.rows.push(row);
-      this.exhausted = rows.length < wanted || this.rows.length >= this.request.limit;
-      const lastClaimed = this.rows.at(-1);
-      if (lastClaimed && this.rows.length >= this.request.limit) this.request.onClaimedAll?.(BigInt(lastClaimed.key));
+      const claimed = await copyOutRows(this.client, claim, (fields) => this.sql.readClaimedRow(fields, this.rows));
+      this.exhausted = claimed < wanted || this.rows.length >= this.request.limit;
+      const lastClaimed = this.rows.keys.at(-1);
+      if (lastClaimed !== undefined && this.rows.length >= this.request.limit) {
+        this.request.onClaimedAll?.(BigInt(lastClaimed));
+      }
       this.claimMs += performance.now() - started;
     });
     this.claiming = claim.finally(() => {
@@ -413,30 +421,28 @@ interface Rewritten {
 async function writeApart(
   client: PoolClient,
   request: SliceRequest,
-  rows: ClaimedRow[],
+  rows: ClaimedRows,
   outcomes: RecordOutcome[],
   into: Rewritten,
 ): Promise<void> {
+  const all = (length: number) => Array.from({ length }, (_, index) => index);
   try {
     await inTransaction(
       client,
       async () => {
         const sql = jobSql(request.job);
         const { rows: locked } = await client.query<{ key: string }>(sql.relockClaimed, [
-          rows.map((row) => row.key),
+          rows.keys,
           request.maxAttempts,
           request.plannedAt,
           ...sql.filterValues,
         ]);
         const ours = new Set(locked.map((row) => row.key));
-        const slice = new SliceTransaction(client, request);
-        rows.forEach((row, index) => {
-          if (!ours.has(row.key)) return;
-          slice.rows.push(row);
-          slice.outcomes.push(outcomes[index] as RecordOutcome);
-        });
-        if (slice.rows.length === 0) return;
-        await slice.writeOutcomes(slice.rows.map((_, index) => index));
+        const kept = all(rows.length).filter((index) => ours.has(rows.keys[index] as string));
+        if (kept.length === 0) return;
+        const slice = new SliceTransaction(client, request, rows.pick(kept));
+        for (const index of kept) slice.outcomes.push(outcomes[index] as RecordOutcome);
+        await slice.writeOutcomes(all(kept.length));
         into.run = chunkStillOpen(request, await slice.count());
         addTally(into.tally, slice.tally);
       },
@@ -446,13 +452,16 @@ async function writeApart(
     if (!(error instanceof RowValueError)) throw error;
     if (rows.length > 1) {
       const half = Math.ceil(rows.length / 2);
-      await writeApart(client, request, rows.slice(0, half), outcomes.slice(0, half), into);
-      await writeApart(client, request, rows.slice(half), outcomes.slice(half), into);
+      const halves = [all(half), all(rows.length).slice(half)];
+      for (const indexes of halves) {
+        const of = indexes.map((index) => outcomes[index] as RecordOutcome);
+        await writeApart(client, request, rows.pick(indexes), of, into);
+      }
       return;
     }
     const { message } = error.cause as Error;
     if (outcomes[0]?.status === "failed") {
-      throw new Error(`row ${rows[0]?.key} of ${request.job.table} cannot be written even as failed: ${message}`);
+      throw new Error(`row ${rows.keys[0]} of ${request.job.table} cannot be written even as failed: ${message}`);
     }
     await writeApart(client, request, rows, [failed(`the result could not be written: ${message}`)], into);
   }
@@ -471,7 +480,8 @@ async function rewriteOutcomes(
 ): Promise<SliceResult> {
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   const started = performance.now();
-  await writeApart(client, request, rolledBack.rows.slice(0, done), rolledBack.outcomes.slice(0, done), into);
+  const processed = Array.from({ length: done }, (_, index) => index);
+  await writeApart(client, request, rolledBack.rows.pick(processed), rolledBack.outcomes.slice(0, done), into);
   // every row left to others: the run is as it was, and the chunk's range too
   const run = into.run ?? { status: "running", chunkLastId: request.lastId };
   const writeMs = rolledBack.writeMs + performance.now() - started;
@@ -480,7 +490,7 @@ async function rewriteOutcomes(
 
 /** What a slice came to: its rows, those processed and how they were counted, the run's status after. */
 function sliceResult(
-  rows: ClaimedRow[],
+  rows: ClaimedRows,
   done: number,
   tally: Tally,
   run: { status: string; chunkLastId: bigint },
@@ -489,7 +499,7 @@ function sliceResult(
   return {
     claimed: rows.length,
     done,
-    lastProcessedId: BigInt((rows[done - 1] as ClaimedRow).key),
+    lastProcessedId: BigInt(rows.keys[done - 1] as string),
     completed: tally.completed,
     failed: tally.failed,
     retryable: tally.retryable,
@@ -508,7 +518,7 @@ function sliceResult(
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (rows: ClaimedRow[], feed: RecordFeed) => Promise<RecordOutcome[]>,
+  processRecords: (rows: ClaimedRows, feed: RecordFeed) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   let slice: SliceTransaction | undefined;
   let done = 0;

@@ -4,7 +4,7 @@ import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
 import {
-  type ClaimedRow,
+  type ClaimedRows,
   type RecordFeed,
   type RecordFunction,
   RecordSlots,
@@ -155,13 +155,12 @@ function runWithinBudget(
   ref: ChunkRef,
   slots: RecordSlots,
   stopped: () => boolean,
-  records: ClaimedRow[],
+  rows: ClaimedRows,
   feed: RecordFeed,
 ) {
   const started = performance.now();
-  return runRecords(records, runner.logic, {
+  return runRecords(rows, runner.logic, {
     runId: ref.runId,
-    writes: runner.job.writes,
     concurrency: runner.concurrency,
     timeoutMs: runner.timeoutMs,
     signal: deps.abort,

@@ -2,12 +2,16 @@ import type { PoolClient } from "pg";
 import { to as copyTo } from "pg-copy-streams";
 
 /**
- * The rows of a `COPY (query) TO STDOUT` in text format, each made by `toRow` from its fields'
- * text (null for NULL). Read this way, a slice's rows are decoded in one go and split in
- * JavaScript, where the row messages of a query cost a native decode per field: the claim of a
- * slice takes the client less than half the time (BENCHMARKS.md).
+ * The rows of a `COPY (query) TO STDOUT` in text format, each handed to `onRow` as its fields'
+ * text (null for NULL); resolves with how many there were. Read this way, a slice's rows are
+ * decoded in one go and split in JavaScript, where the row messages of a query cost a native
+ * decode per field: the claim of a slice takes the client less than half the time (BENCHMARKS.md).
  */
-export function copyOutRows<T>(client: PoolClient, sql: string, toRow: (fields: (string | null)[]) => T): Promise<T[]> {
+export function copyOutRows(
+  client: PoolClient,
+  sql: string,
+  onRow: (fields: (string | null)[]) => void,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const stream = client.query(copyTo(sql));
@@ -15,7 +19,7 @@ export function copyOutRows<T>(client: PoolClient, sql: string, toRow: (fields: 
     stream.on("error", reject);
     stream.on("end", () => {
       try {
-        resolve(parseCopyText(Buffer.concat(chunks).toString("utf8"), toRow));
+        resolve(parseCopyText(Buffer.concat(chunks).toString("utf8"), onRow));
       } catch (error) {
         reject(error);
       }
@@ -23,9 +27,9 @@ export function copyOutRows<T>(client: PoolClient, sql: string, toRow: (fields: 
   });
 }
 
-/** COPY's text format: a line per row, fields apart by tabs, `\N` for NULL, backslash escapes. */
-export function parseCopyText<T>(text: string, toRow: (fields: (string | null)[]) => T): T[] {
-  const rows: T[] = [];
+/** COPY's text format: a line per row, fields apart by tabs, `\N` for NULL, backslash escapes. Returns the rows. */
+export function parseCopyText(text: string, onRow: (fields: (string | null)[]) => void): number {
+  let rows = 0;
   let start = 0;
   while (start < text.length) {
     const newline = text.indexOf("\n", start);
@@ -35,7 +39,8 @@ export function parseCopyText<T>(text: string, toRow: (fields: (string | null)[]
       const field = fields[i] as string;
       if (field.includes("\\")) fields[i] = field === "\\N" ? null : unescapeField(field);
     }
-    rows.push(toRow(fields));
+    onRow(fields);
+    rows++;
     start = end + 1;
   }
   return rows;

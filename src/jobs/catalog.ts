@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { CommandError } from "../cli-output";
-import { getConfig } from "../config";
+import { ConfigError, getConfig } from "../config";
 import type { JobDefinition } from "./define";
 
 /**
@@ -23,7 +23,11 @@ export class UnknownJobError extends CommandError {
 export class JobCatalog {
   private readonly byName: Map<string, JobDefinition>;
 
-  constructor(jobs: JobDefinition[]) {
+  /** `source`: where the jobs came from, as a message names it. */
+  constructor(
+    jobs: JobDefinition[],
+    private readonly source = "jobs/",
+  ) {
     this.byName = new Map();
     const stateOwners = new Map<string, string>();
     for (const job of jobs) {
@@ -49,7 +53,9 @@ export class JobCatalog {
     const job = this.byName.get(name);
     if (!job) {
       const known = [...this.byName.keys()].join(", ") || "none";
-      throw new UnknownJobError(`no job named ${JSON.stringify(name)} in jobs/ (this deployment has: ${known})`);
+      throw new UnknownJobError(
+        `no job named ${JSON.stringify(name)} in ${this.source} (this deployment has: ${known})`,
+      );
     }
     return job;
   }
@@ -70,7 +76,8 @@ function jobModules(dir: string): string[] {
     .map((file) => path.join(dir, file));
 }
 
-export function loadCatalog(dir: string = JOBS_DIR): JobCatalog {
+/** The jobs of the modules in `dir`, named `source` in messages. */
+export function loadCatalog(dir: string = JOBS_DIR, source?: string): JobCatalog {
   const jobs: JobDefinition[] = [];
   for (const file of jobModules(dir)) {
     const exported = require(file);
@@ -80,18 +87,19 @@ export function loadCatalog(dir: string = JOBS_DIR): JobCatalog {
     }
     jobs.push(job);
   }
-  return new JobCatalog(jobs);
+  return new JobCatalog(jobs, source);
 }
 
 let loaded: JobCatalog | undefined;
 
 /** This process's jobs: those of JOBS_DIR or jobs/, unless the process chose its own. */
 export function getCatalog(): JobCatalog {
+  if (loaded) return loaded;
   const chosen = getConfig().jobsDir;
-  if (!loaded && chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new CommandError(`JOBS_DIR ${chosen} is not a directory`);
+  if (chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ConfigError(`JOBS_DIR ${JSON.stringify(chosen)} is not a directory`);
   }
-  loaded ??= loadCatalog(path.resolve(chosen ?? JOBS_DIR));
+  loaded = chosen === undefined ? loadCatalog() : loadCatalog(path.resolve(chosen), chosen);
   return loaded;
 }
 

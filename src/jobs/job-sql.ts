@@ -1,5 +1,5 @@
 import { type LiteralValue, sqlLiteral } from "../db/literals";
-import type { ClaimedRow } from "../processing/run-records";
+import type { ClaimedRows } from "../processing/run-records";
 import type { RoundRows } from "../runs/model";
 import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
@@ -29,8 +29,8 @@ export interface JobSql {
    * processed since plannedAt, at most limit of them, in key order, each read by `claimedRow`.
    */
   claimSlice(values: SliceBounds & { maxAttempts: number; plannedAt: Date; limit: number }): string;
-  /** A claimed row from the claim's fields: the record (key and columns read) and the row's state. */
-  claimedRow(fields: (string | null)[]): ClaimedRow;
+  /** Appends a claimed row to `rows` from the claim's fields: the record (key and columns read) and the row's state. */
+  readClaimedRow(fields: (string | null)[], rows: ClaimedRows): void;
   /**
    * Writes a slice's outcomes: keys $1, errors $2 (NULL for completed), run $3, the lowest and
    * highest of the keys $4-$5, one array per result column from $6. Returns the rows written.
@@ -168,11 +168,10 @@ function buildJobSql(job: JobDefinition): JobSql {
     claimSlice({ maxAttempts, plannedAt, limit, ...bounds }) {
       return `COPY (${claimSelect(bounds, [maxAttempts, plannedAt, limit, ...filterValues])}) TO STDOUT`;
     },
-    claimedRow(fields) {
+    readClaimedRow(fields, rows) {
       // the claim's columns in order: the key, the columns read, then the row's state
       const key = fields[0] as string;
       const record: Record<string, unknown> = {};
-      let unreadable: string | undefined;
       let index = -1; // the key's, then each column's read
       try {
         record[job.key] = readKey(key);
@@ -183,18 +182,15 @@ function buildJobSql(job: JobDefinition): JobSql {
         }
       } catch (error) {
         const why = error instanceof Error ? error.message : String(error);
-        unreadable = index < 0 ? why : `column ${reads[index]?.column} ${why}`;
+        rows.unreadable.set(rows.length, index < 0 ? why : `column ${reads[index]?.column} ${why}`);
       }
       const state = reads.length + 1;
       const run = fields[state + 1];
-      return {
-        record,
-        key,
-        status: fields[state] as string,
-        run: run == null ? null : Number(run),
-        attempts: Number(fields[state + 2]),
-        unreadable,
-      };
+      rows.records.push(record);
+      rows.keys.push(key);
+      rows.statuses.push(fields[state] as string);
+      rows.runs.push(run == null ? null : Number(run));
+      rows.attempts.push(Number(fields[state + 2]));
     },
     writeOutcomes: `
       WITH outcome AS (

@@ -1,34 +1,53 @@
 import { showValue } from "../jobs/columns";
-import type { BoundColumn, JobDefinition, RecordContext } from "../jobs/define";
-import { encodeResult, type ResultElement } from "../jobs/results";
+import type { JobDefinition, RecordContext } from "../jobs/define";
 
 /** What a job's function does to one record. */
 export type RecordFunction = JobDefinition["process"];
 
 export type RecordOutcome =
-  /** values: the result's elements for the write, one per result column (src/jobs/results.ts). */
-  { status: "completed"; values: ResultElement[] } | { status: "failed"; error: string };
+  /** result: as the function returned it; the slice checks it against the job's columns as it writes it. */
+  { status: "completed"; result: unknown } | FailedOutcome;
+
+export type FailedOutcome = { status: "failed"; error: string };
 
 /**
- * A claimed row: the record the job's function is given (its key and the columns it reads, by
- * property), and beside it what the slice keeps of the row, out of the job's reach.
+ * The rows a slice has claimed: the records the job's function is given (its key and the
+ * columns it reads, by property), and beside them, by index, what the slice keeps of each row,
+ * out of the job's reach. Arrays side by side: a row costs no object of its own but its record.
  */
-export interface ClaimedRow {
-  record: Record<string, unknown>;
+export class ClaimedRows {
+  readonly records: Record<string, unknown>[] = [];
   /** The key's text: exact whatever the key's type, and what the outcome is written to. */
-  key: string;
-  status: string;
-  run: number | null;
+  readonly keys: string[] = [];
+  readonly statuses: string[] = [];
+  readonly runs: (number | null)[] = [];
   /** Attempts recorded before this one. */
-  attempts: number;
-  /** Why the row could not be read into a record (a value its kind cannot hold): it fails unprocessed. */
-  unreadable?: string;
+  readonly attempts: number[] = [];
+  /** Why a row could not be read into a record (a value its kind cannot hold), by index: it fails unprocessed. */
+  readonly unreadable = new Map<number, string>();
+
+  get length(): number {
+    return this.records.length;
+  }
+
+  /** The rows at `indexes`, in that order, as rows of their own. */
+  pick(indexes: readonly number[]): ClaimedRows {
+    const picked = new ClaimedRows();
+    for (const index of indexes) {
+      const unreadable = this.unreadable.get(index);
+      if (unreadable !== undefined) picked.unreadable.set(picked.length, unreadable);
+      picked.records.push(this.records[index] as Record<string, unknown>);
+      picked.keys.push(this.keys[index] as string);
+      picked.statuses.push(this.statuses[index] as string);
+      picked.runs.push(this.runs[index] ?? null);
+      picked.attempts.push(this.attempts[index] as number);
+    }
+    return picked;
+  }
 }
 
 export interface RunRecordsOptions {
   runId: number;
-  /** The job's result columns: a result is checked and encoded for them as its record ends. */
-  writes: readonly BoundColumn[];
   concurrency: number;
   timeoutMs: number;
   /** Aborting it abandons the records in flight: the caller rolls the slice back. */
@@ -83,7 +102,7 @@ export interface RecordFeed {
 const MAX_ERROR_LENGTH = 2000;
 
 /** A failed outcome, its message as a text column stores it: bounded, well-formed, without NUL. */
-export function failed(message: string): RecordOutcome {
+export function failed(message: string): FailedOutcome {
   const error = message
     .slice(0, MAX_ERROR_LENGTH)
     .replace(/[\uD800-\uDFFF]/gu, "\uFFFD")
@@ -108,12 +127,6 @@ export function describeThrown(thrown: unknown): string {
   } catch {
     return "threw a value that cannot be shown";
   }
-}
-
-/** A returned result as its outcome: completed with its elements, or failed saying why it cannot be written. */
-function completed(writes: readonly BoundColumn[], result: unknown): RecordOutcome {
-  const encoded = encodeResult(writes, result);
-  return "values" in encoded ? { status: "completed", values: encoded.values } : failed(encoded.problem);
 }
 
 /**
@@ -159,7 +172,7 @@ class RowContext implements RecordContext {
  * Rejects only when `signal` aborts, since the outcomes are then incomplete.
  */
 export async function runRecords(
-  rows: ClaimedRow[],
+  rows: ClaimedRows,
   logic: RecordFunction,
   options: RunRecordsOptions,
 ): Promise<RecordOutcome[]> {
@@ -196,11 +209,11 @@ export async function runRecords(
           if (options.signal.aborted || (waited && !options.mayStart())) break;
           const index = next++;
           feed?.started(index);
-          const row = rows[index] as ClaimedRow;
-          if (row.unreadable !== undefined) {
-            outcomes[index] = failed(row.unreadable);
+          const unreadable = rows.unreadable.size > 0 ? rows.unreadable.get(index) : undefined;
+          if (unreadable !== undefined) {
+            outcomes[index] = failed(unreadable);
           } else {
-            const ctx = new RowContext(options.runId, row.attempts + 1, row.key);
+            const ctx = new RowContext(options.runId, (rows.attempts[index] as number) + 1, rows.keys[index] as string);
             current = ctx;
             timer.refresh();
             outcomes[index] = await new Promise<RecordOutcome>((resolve) => {
@@ -208,14 +221,14 @@ export async function runRecords(
               // whatever the function does (throws any value, returns no promise, never settles),
               // this record gets an outcome and the lane goes on
               try {
-                const returned: unknown = logic(row.record, ctx);
+                const returned: unknown = logic(rows.records[index] as Record<string, unknown>, ctx);
                 if (isThenable(returned)) {
                   returned.then(
-                    (result) => resolve(completed(options.writes, result)),
+                    (result) => resolve({ status: "completed", result }),
                     (error) => resolve(failed(describeThrown(error))),
                   );
                 } else {
-                  resolve(completed(options.writes, returned));
+                  resolve({ status: "completed", result: returned });
                 }
               } catch (error) {
                 resolve(failed(describeThrown(error)));
