@@ -293,30 +293,32 @@ describe("a run's planning", () => {
       ])
     ).rows as { waiting: string | null }[];
 
-  /** Starts `seed enqueue` while the users table is locked, and waits until it waits for the lock. */
+  /** Starts `seed enqueue` while the users table is locked; `release` ends the lock. */
   async function enqueueBehindLock(env: Record<string, string>) {
     await insertUsers(db.pool, 10);
     const holder = await db.pool.connect();
     await holder.query("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
     const enqueue = start(process.execPath, [SEED_CLI, "enqueue"], { DATABASE_URL: db.url, ...env });
-    const pod = env.POD_NAME as string;
-    await waitFor("the enqueue to wait for the lock", async () =>
-      (await backendsOf(pod)).some((backend) => backend.waiting === "Lock"),
-    );
     const release = async () => {
       await holder.query("ROLLBACK");
       holder.release();
     };
-    return { enqueue, pod, release };
+    return { enqueue, pod: env.POD_NAME as string, release };
   }
+
+  const noBackendOf = (pod: string) =>
+    waitFor(`the backends of ${pod} to end`, async () => (await backendsOf(pod)).length === 0, 20_000);
 
   it("killed while it waits leaves no backend behind", async () => {
     const { enqueue, pod, release } = await enqueueBehindLock({ POD_NAME: "killed-planner" });
     try {
+      await waitFor("the enqueue to wait for the lock", async () =>
+        (await backendsOf(pod)).some((backend) => backend.waiting === "Lock"),
+      );
       enqueue.child.kill("SIGKILL");
       await enqueue.exited;
       // without a check on its client, the backend would wait for the lock as long as it is held
-      await waitFor("the killed command's backend to end", async () => (await backendsOf(pod)).length === 0, 20_000);
+      await noBackendOf(pod);
     } finally {
       await release();
     }
@@ -331,7 +333,7 @@ describe("a run's planning", () => {
         'error: starting batch run "users-batch" took longer than PLAN_TIMEOUT_S (2s), and nothing was started: ' +
           "is public.users locked? (canceling statement due to statement timeout)",
       ]);
-      expect(await backendsOf(pod)).toEqual([]);
+      await noBackendOf(pod);
       const { rows } = await db.pool.query("SELECT count(*)::int AS runs FROM batch_jobs WHERE kind = 'process'");
       expect(rows[0].runs).toBe(0);
     } finally {
