@@ -5,6 +5,7 @@ import { checkJobAgainstDatabase } from "../src/jobs/catalog-check";
 import { column } from "../src/jobs/columns";
 import { defineJob, type JobDefinition } from "../src/jobs/define";
 import { stateMigrationSql } from "../src/jobs/state-migration";
+import { planRun } from "../workflows/plan-run";
 import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { runDueJobs } from "./support/one-job";
@@ -281,6 +282,50 @@ describe("keys", () => {
     expect(run).toMatchObject({ status: "completed", round: 1, processed_records: 4, failed_records: 0 });
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM sparse WHERE seen = id::text");
     expect(rows[0].n).toBe(4);
+  });
+  it("crowded into a corner of BIGINT's span are sampled into chunks of about their size, every row in one", async () => {
+    // 6,000 keys side by side, and two at BIGINT's ends: a span of 2^64 keys, nearly all empty
+    await db.pool.query(`
+      CREATE TABLE crowded (id BIGINT PRIMARY KEY, label TEXT NOT NULL, seen TEXT);
+      INSERT INTO crowded (id, label) SELECT g, 'x' FROM generate_series(1, 6000) g;
+      INSERT INTO crowded (id, label) VALUES (-9223372036854775808, 'a'), (9223372036854775807, 'b');
+      ANALYZE crowded`);
+    const job = defineJob({
+      name: "crowded-keys",
+      table: "crowded",
+      key: "id",
+      keyType: "bigint",
+      reads: { label: column.text() },
+      writes: { seen: column.text() },
+      state: "keys",
+      async process(record) {
+        return { seen: String(record.id) };
+      },
+    });
+    await db.pool.query(stateMigrationSql(job));
+    useCatalog([job]);
+    const pool = withPool(db.pool);
+    const settings = runSettings(parseConfig({ CHUNK_SIZE: "500", MAX_ATTEMPTS: "1" }), job);
+    const { run } = await startRun(pool, job, "crowded", settings, "test");
+    // sampled as a table of millions of rows would be, its sample every block: the cuts fall where its keys do
+    const { result } = await planRun(pool, run.id, "test", { sampling: { fromRows: 0, sampleRows: 10_000 } });
+    expect(result).toMatchObject({ samplePercent: expect.any(Number) });
+    const { rows: chunks } = await db.pool.query(
+      `SELECT c.first_id::text, c.last_id::text,
+              (SELECT count(*)::int FROM crowded t WHERE t.id BETWEEN c.first_id AND c.last_id) AS rows
+         FROM batch_chunks c WHERE c.run_id = $1 ORDER BY c.first_id`,
+      [run.id],
+    );
+    // the span tiled without a gap, from one end of BIGINT to the other
+    expect(chunks[0]?.first_id).toBe("-9223372036854775808");
+    expect(chunks.at(-1)?.last_id).toBe("9223372036854775807");
+    for (let i = 1; i < chunks.length; i++) {
+      expect(BigInt(chunks[i].first_id)).toBe(BigInt(chunks[i - 1].last_id) + 1n);
+    }
+    // the crowd cut where the sample's keys fall: no chunk holds more than a chunk's rows, give or take
+    expect(Math.max(...chunks.map((chunk) => chunk.rows))).toBeLessThan(1000);
+    await runDueJobs(db.pool);
+    expect(await runByName(db.pool, "crowded")).toMatchObject({ status: "completed", processed_records: 6002 });
   });
 });
 

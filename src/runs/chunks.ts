@@ -119,12 +119,15 @@ async function estimateTableRows(client: PoolClient, sql: JobSql): Promise<numbe
 
 /**
  * The open rows' plan of a large table, reading no more than a sample of it. The chunks tile
- * the key's whole span, from its index's min to its max, cut at every so many keys of a block
- * sample (TABLESAMPLE SYSTEM) of the table, as many as `chunkSize` rows of it stand for: every
- * claimable row lies in exactly one chunk whatever the estimates, and a chunk's range holds
- * about `chunkSize` rows to walk through however the keys are spread. Each chunk's planned_rows
- * is the open rows the sample finds in it, scaled up; a chunk with none found is planned all
- * the same. As a chunk ends, its planned_rows and the run's total become what it did (endChunk).
+ * the key's whole span, from its index's min to its max, each as wide as `chunkSize` rows of the
+ * table take at its average density; a tile where a block sample (TABLESAMPLE SYSTEM) finds over
+ * twice that many rows, where keys crowd together, is cut at every so many of its sampled keys,
+ * as many as `chunkSize` rows of it stand for. Every claimable row lies in exactly one chunk
+ * whatever the estimates; the chunks are as many as the rows call for, however far apart the
+ * keys; and none holds much more than `chunkSize` rows to walk through, even where all the rows
+ * crowd into a corner of the span. Each chunk's planned_rows is the open rows the sample finds
+ * in it, scaled up; a chunk with none found is planned all the same. As a chunk ends, its
+ * planned_rows and the run's total become what it did (endChunk).
  */
 async function planSampled(
   client: PoolClient,
@@ -137,28 +140,51 @@ async function planSampled(
 ): Promise<PlannedChunks> {
   const samplePercent = Number(Math.min(100, (100 * sampleRows) / tableRows).toPrecision(3));
   const sampledPerChunk = Math.max(1, Math.round((settings.chunkSize * samplePercent) / 100));
-  // the span and the sample in one statement, one snapshot: no sampled key lies outside the span
+  const [chunkSize, rows] = [`$${6 + sql.filterValues.length}`, `$${7 + sql.filterValues.length}`];
+  // the span and the sample in one statement, one snapshot: no sampled key lies outside the span.
+  // Key arithmetic in numeric: BIGINT's whole span overflows it.
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
     `WITH span AS (
-       SELECT min(${sql.key})::int8 AS first, max(${sql.key})::int8 AS last FROM ${sql.table}
+       SELECT first, last, greatest(${chunkSize}, ceil(${chunkSize} * (last - first + 1) / ${rows})) AS width
+         FROM (SELECT min(${sql.key})::numeric AS first, max(${sql.key})::numeric AS last FROM ${sql.table}) ends
      ), sampled AS (
-       SELECT t.${sql.key}::int8 AS k, ${sql.openRow} AS open FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8)
+       SELECT t.${sql.key}::numeric AS k, ${sql.openRow} AS open,
+              floor((t.${sql.key} - span.first) / span.width)::int8 AS tile
+         FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8), span
      ), cut AS (
-       SELECT chunk_no, min(k) AS first_sampled, count(*) FILTER (WHERE open) AS open_sampled
-         FROM (SELECT k, open, (row_number() OVER (ORDER BY k) - 1) / $3 AS chunk_no FROM sampled) numbered
-        GROUP BY chunk_no
-       UNION ALL
-       SELECT 0, NULL, 0 WHERE NOT EXISTS (SELECT FROM sampled)
+       SELECT tile, k, open, (row_number() OVER tile_keys - 1) / $3 AS part, count(*) OVER tile_keys AS in_tile
+         FROM sampled
+       WINDOW tile_keys AS (PARTITION BY tile ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+     ), parts AS (
+       SELECT tile, CASE WHEN in_tile > 2 * $3 THEN part ELSE 0 END AS part, min(k) AS first_sampled,
+              count(*) FILTER (WHERE open) AS open_sampled
+         FROM cut GROUP BY 1, 2
+     ), chunks AS (
+       SELECT row_number() OVER cuts - 1 AS chunk_no,
+              CASE WHEN coalesce(p.part, 0) = 0 THEN span.first + g.tile * span.width ELSE p.first_sampled END AS first_id,
+              coalesce(p.open_sampled, 0) AS open_sampled, g.tile, coalesce(p.part, 0) AS part
+         FROM span, generate_series(0, floor((span.last - span.first) / span.width)::int8) AS g(tile)
+         LEFT JOIN parts p ON p.tile = g.tile
+       WINDOW cuts AS (ORDER BY g.tile, coalesce(p.part, 0))
      ), planned AS (
        INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows)
-       SELECT $1, $2, chunk_no, CASE WHEN chunk_no = 0 THEN span.first ELSE first_sampled END,
-              coalesce(lead(first_sampled) OVER (ORDER BY chunk_no) - 1, span.last), round(open_sampled * 100 / $5)
-         FROM cut, span
-        WHERE span.first IS NOT NULL
+       SELECT $1, $2, chunk_no, first_id::int8,
+              coalesce(lead(first_id) OVER (ORDER BY chunk_no) - 1, (SELECT last FROM span))::int8,
+              round(open_sampled * 100 / $5)
+         FROM chunks
        RETURNING planned_rows
      )
      SELECT count(*)::int AS chunks, coalesce(sum(planned_rows), 0)::int AS rows FROM planned`,
-    [runId, round, sampledPerChunk, settings.maxAttempts, samplePercent, ...sql.filterValues],
+    [
+      runId,
+      round,
+      sampledPerChunk,
+      settings.maxAttempts,
+      samplePercent,
+      ...sql.filterValues,
+      settings.chunkSize,
+      tableRows,
+    ],
   );
   return { ...(planned[0] ?? { chunks: 0, rows: 0 }), samplePercent };
 }
