@@ -26,6 +26,13 @@ export interface Sampling {
   sampleRows: number;
 }
 
+/**
+ * A tile of a sampled plan whose sample holds this many chunks' rows is cut at its sampled keys.
+ * Not fewer: a block sample finds rows a block at a time, so that on evenly spread keys a tile's
+ * count varies several times over (at 50,000,000 rows, about one sampled block a chunk).
+ */
+const CROWDED = 8;
+
 /** Counting takes about 65 s at 50 million rows; a sample of 300,000 rows, a fraction of a second. */
 export const SAMPLING: Sampling = { fromRows: 2_000_000, sampleRows: 300_000 };
 
@@ -120,9 +127,9 @@ async function estimateTableRows(client: PoolClient, sql: JobSql): Promise<numbe
 /**
  * The open rows' plan of a large table, reading no more than a sample of it. The chunks tile
  * the key's whole span, from its index's min to its max, each as wide as `chunkSize` rows of the
- * table take at its average density; a tile where a block sample (TABLESAMPLE SYSTEM) finds over
- * twice that many rows, where keys crowd together, is cut at every so many of its sampled keys,
- * as many as `chunkSize` rows of it stand for. Every claimable row lies in exactly one chunk
+ * table take at its average density; a tile where a block sample (TABLESAMPLE SYSTEM) finds
+ * CROWDED times that many rows, where keys crowd together, is cut at every so many of its
+ * sampled keys, as many as `chunkSize` rows of it stand for. Every claimable row lies in exactly one chunk
  * whatever the estimates; the chunks are as many as the rows call for, however far apart the
  * keys; and none holds much more than `chunkSize` rows to walk through, even where all the rows
  * crowd into a corner of the span. Each chunk's planned_rows is the open rows the sample finds
@@ -156,7 +163,7 @@ async function planSampled(
          FROM sampled
        WINDOW tile_keys AS (PARTITION BY tile ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
      ), parts AS (
-       SELECT tile, CASE WHEN in_tile > 2 * $3 THEN part ELSE 0 END AS part, min(k) AS first_sampled,
+       SELECT tile, CASE WHEN in_tile > ${CROWDED} * $3 THEN part ELSE 0 END AS part, min(k) AS first_sampled,
               count(*) FILTER (WHERE open) AS open_sampled
          FROM cut GROUP BY 1, 2
      ), chunks AS (
