@@ -58,6 +58,7 @@ describe("a result that does not fit its column", () => {
       amount: column.numeric().nullable(),
       doc: column.jsonb().nullable(),
       note: column.text().nullable(),
+      dueOn: column.date("due_on").nullable(),
     },
     state: "echo",
     async process(record) {
@@ -66,7 +67,7 @@ describe("a result that does not fit its column", () => {
   });
 
   it("fails its own row, saying which property, column and why, and every other row is written", async () => {
-    const wants: [number, unknown][] = [
+    const given: [number, unknown][] = [
       [1, { n: 1, amount: "1.50", doc: ["a", "b"], note: "ok" }],
       [2, { n: 2, amount: "2", doc: [], note: "x" }],
       [3, { n: 3, amount: "-3e2", doc: "hello", note: "y" }],
@@ -78,10 +79,21 @@ describe("a result that does not fit its column", () => {
       [9, { nope: 1 }],
       [10, { n: 10, amount: "10", doc: 1, note: "z" }],
       [11, [1, 2]],
+      // values the column kinds cannot tell from good ones: the database refuses them
+      [12, { n: 12, amount: "12", doc: null, note: "12", dueOn: "2024-02-30" }],
+      [13, { n: 13, amount: "13", doc: null, note: "far too long for it" }],
+      [14, { n: 14, amount: "14", doc: null, note: "fine", dueOn: "2024-02-29" }],
     ];
+    // a result names dueOn, null where the row gives none, but for the one that lacks n too
+    const wants = given.map(([id, want]): [number, unknown] => [
+      id,
+      typeof want === "object" && want !== null && !Array.isArray(want) && !("nope" in want)
+        ? { dueOn: null, ...want }
+        : want,
+    ]);
     await db.pool.query(
       `CREATE TABLE results (id INTEGER PRIMARY KEY, want JSONB NOT NULL, n INTEGER, amount NUMERIC, doc JSONB,
-                             note TEXT CHECK (note <> 'forbidden'))`,
+                             note VARCHAR(12) CHECK (note <> 'forbidden'), due_on DATE)`,
     );
     await db.pool.query(
       `INSERT INTO results (id, want) SELECT id, want FROM jsonb_to_recordset($1) AS w(id int, want jsonb)`,
@@ -89,12 +101,13 @@ describe("a result that does not fit its column", () => {
     );
     // slices of every row: one bad result among them must not fail the others
     const { run } = await runToEnd(job, { CHUNK_SIZE: "100" });
-    expect(run).toMatchObject({ status: "completed", total_records: 11, processed_records: 5, failed_records: 6 });
+    expect(run).toMatchObject({ status: "completed", total_records: 14, processed_records: 6, failed_records: 8 });
 
     const { rows } = await db.pool.query(
-      "SELECT id, echo_status AS status, echo_error AS error, n, amount, doc, note FROM results ORDER BY id",
+      `SELECT id, echo_status AS status, echo_error AS error, n, amount, doc, note, due_on::text AS "dueOn"
+         FROM results ORDER BY id`,
     );
-    const written = (id: number, n: unknown, amount: unknown, doc: unknown, note: unknown) => ({
+    const written = (id: number, n: unknown, amount: unknown, doc: unknown, note: unknown, dueOn: unknown = null) => ({
       id,
       status: "completed",
       error: null,
@@ -102,6 +115,7 @@ describe("a result that does not fit its column", () => {
       amount,
       doc,
       note,
+      dueOn,
     });
     const failed = (id: number, error: string) => ({
       id,
@@ -111,6 +125,7 @@ describe("a result that does not fit its column", () => {
       amount: null,
       doc: null,
       note: null,
+      dueOn: null,
     });
     expect(rows).toEqual([
       written(1, 1, "1.50", ["a", "b"], "ok"),
@@ -126,7 +141,10 @@ describe("a result that does not fit its column", () => {
       ),
       failed(9, "result n is missing from the job's result"),
       written(10, 10, "10", 1, "z"),
-      failed(11, "the job returned [1,2], not an object with n, amount, doc, note"),
+      failed(11, "the job returned [1,2], not an object with n, amount, doc, note, dueOn"),
+      failed(12, 'result dueOn (column due_on): date/time field value out of range: "2024-02-30"'),
+      failed(13, "the result could not be written: value too long for type character varying(12)"),
+      written(14, 14, "14", null, "fine", "2024-02-29"),
     ]);
     // the run's errors are the rows' own
     const { rows: errors } = await db.pool.query("SELECT message FROM batch_errors");
@@ -135,7 +153,7 @@ describe("a result that does not fit its column", () => {
 
   it("is refused by the check when a column the job may write NULL to is NOT NULL", async () => {
     await db.pool.query(
-      "CREATE TABLE results (id INTEGER PRIMARY KEY, want JSONB NOT NULL, n INTEGER NOT NULL, amount NUMERIC, doc JSONB, note TEXT)",
+      "CREATE TABLE results (id INTEGER PRIMARY KEY, want JSONB NOT NULL, n INTEGER NOT NULL, amount NUMERIC, doc JSONB, note TEXT, due_on DATE)",
     );
     await db.pool.query(stateMigrationSql(job));
     expect(await check(job)).toEqual([

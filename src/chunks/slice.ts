@@ -7,6 +7,7 @@ import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
 import { ClaimedRows, failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
 /**
  * One slice of a chunk: a short transaction that claims the next rows of the chunk's id range
@@ -125,25 +126,6 @@ interface Tally {
 const addTally = (into: Tally, more: Tally) => {
   for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) into[key] += more[key];
 };
-
-/**
- * A write of outcomes failed on a value of one of its rows (a constraint, a trigger, a length
- * or range the column's kind does not know of): the slice is rolled back, and its outcomes
- * written again one group at a time (rewriteOutcomes), so that only that row fails.
- */
-class RowValueError extends Error {
-  override name = "RowValueError";
-}
-
-/**
- * SQLSTATE classes of an error a row's own values cause: data exceptions (22), integrity
- * constraints (23), program limits such as an index row too large (54), triggers' errors
- * (27, 38, 39, 2F, P0). Others (connection, timeouts, privileges) fail the slice as they are.
- */
-const ROW_VALUE_ERROR_CLASSES = new Set(["22", "23", "27", "2F", "38", "39", "54", "P0"]);
-
-const isRowValueError = (error: unknown) =>
-  ROW_VALUE_ERROR_CLASSES.has(String((error as { code?: unknown }).code ?? "").slice(0, 2));
 
 /**
  * The arrays the outcome statement takes (keys, errors, then one per result column), and what
@@ -459,11 +441,15 @@ async function writeApart(
       }
       return;
     }
-    const { message } = error.cause as Error;
-    if (outcomes[0]?.status === "failed") {
-      throw new Error(`row ${rows.keys[0]} of ${request.job.table} cannot be written even as failed: ${message}`);
+    const outcome = outcomes[0] as RecordOutcome;
+    const refusal = error.cause as Error;
+    if (outcome.status === "failed") {
+      throw new Error(
+        `row ${rows.keys[0]} of ${request.job.table} cannot be written even as failed: ${refusal.message}`,
+      );
     }
-    await writeApart(client, request, rows, [failed(`the result could not be written: ${message}`)], into);
+    const why = await whyRefused(client, request.job, outcome.result, refusal);
+    await writeApart(client, request, rows, [failed(why)], into);
   }
 }
 

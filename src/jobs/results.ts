@@ -11,7 +11,8 @@ import type { BoundColumn } from "./define";
 /** An outcome column's element: text, or a number or boolean written as JSON writes it; null for NULL. */
 export type ResultElement = string | number | boolean | null;
 
-const named = ({ property, column }: BoundColumn) =>
+/** A result column as a message names it: its property, and its column where the names differ. */
+export const resultName = ({ property, column }: BoundColumn) =>
   property === column ? `result ${property}` : `result ${property} (column ${column})`;
 
 /**
@@ -34,14 +35,14 @@ export function encodeResult(
     const column = writes[index] as BoundColumn;
     try {
       const value = (result as Record<string, unknown>)[column.property];
-      if (value === undefined) return `${named(column)} is missing from the job's result`;
+      if (value === undefined) return `${resultName(column)} is missing from the job's result`;
       if (value === null && !column.spec.allowsNull) {
-        return `${named(column)} is null: declare it column.${column.spec.kind}().nullable()`;
+        return `${resultName(column)} is null: declare it column.${column.spec.kind}().nullable()`;
       }
       elements[index] = value === null ? null : column.spec.toElement(value);
     } catch (error) {
       const why = error instanceof ColumnValueError ? error.message : `cannot be read: ${showValue(error)}`;
-      return `${named(column)}: ${why}`;
+      return `${resultName(column)}: ${why}`;
     }
   }
   return undefined;
