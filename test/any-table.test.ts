@@ -301,6 +301,7 @@ describe("keys", () => {
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM sparse WHERE seen = id::text");
     expect(rows[0].n).toBe(4);
   });
+
   it("crowded into a corner of BIGINT's span are sampled into chunks of about their size, every row in one", async () => {
     // 6,000 keys side by side, and two at BIGINT's ends: a span of 2^64 keys, nearly all empty
     await db.pool.query(`
@@ -308,18 +309,7 @@ describe("keys", () => {
       INSERT INTO crowded (id, label) SELECT g, 'x' FROM generate_series(1, 6000) g;
       INSERT INTO crowded (id, label) VALUES (-9223372036854775808, 'a'), (9223372036854775807, 'b');
       ANALYZE crowded`);
-    const job = defineJob({
-      name: "crowded-keys",
-      table: "crowded",
-      key: "id",
-      keyType: "bigint",
-      reads: { label: column.text() },
-      writes: { seen: column.text() },
-      state: "keys",
-      async process(record) {
-        return { seen: String(record.id) };
-      },
-    });
+    const job = keyJob("crowded-keys", "crowded", "bigint");
     await db.pool.query(stateMigrationSql(job));
     useCatalog([job]);
     const pool = withPool(db.pool);

@@ -18,8 +18,8 @@ describe("defineJob", () => {
   it("refuses a definition it could not run, saying what is wrong", () => {
     const base = { table: "t", key: "id", reads: {}, process };
     expect(() => defineJob({ ...base, name: "Bad Name" })).toThrow(JobDefinitionError);
-    expect(() => defineJob({ ...base, name: "ok", reads: { $x: column.text() } })).toThrow(
-      "job ok: property $x starts with $",
+    expect(() => defineJob({ ...base, name: "ok", reads: { a: column.text(), id: column.integer() } })).toThrow(
+      "job ok: property id is read twice",
     );
     expect(() => defineJob({ ...base, name: "ok", defaults: { chunkSize: 0 } })).toThrow(
       "job ok: default chunkSize must be a whole number of at least 1",

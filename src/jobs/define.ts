@@ -225,9 +225,6 @@ export function defineJob<
   const reads = bind(spec.name, spec.reads);
   const writes = bind(spec.name, spec.writes);
   const properties = new Set<string>([spec.key]);
-  for (const { property } of [...reads, ...writes]) {
-    if (property.startsWith("$")) throw new JobDefinitionError(`job ${spec.name}: property ${property} starts with $`);
-  }
   for (const { property } of reads) {
     if (properties.has(property)) throw new JobDefinitionError(`job ${spec.name}: property ${property} is read twice`);
     properties.add(property);

@@ -26,7 +26,7 @@ export interface JobSql {
   /**
    * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of [firstId,
    * lastId] of the key, above afterId when given, claimable for a run allowed maxAttempts, not
-   * processed since plannedAt, at most limit of them, in key order, each read by `claimedRow`.
+   * processed since plannedAt, at most limit of them, in key order, each read by `readClaimedRow`.
    */
   claimSlice(values: SliceBounds & { maxAttempts: number; plannedAt: Date; limit: number }): string;
   /** Appends a claimed row to `rows` from the claim's fields: the record (key and columns read) and the row's state. */
