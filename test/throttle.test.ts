@@ -143,13 +143,15 @@ describe("throttling a run on the database's health", () => {
 
   /**
    * Waits until a worker's chunks of `job` wait on `reason` and have waited for two seconds, and
-   * checks that they claimed nothing meanwhile (`claimed`: the rows not pending).
+   * checks that they claimed nothing meanwhile (`claimed`: the rows not pending) and that the run
+   * records the throttle.
    */
   async function expectHeldBack(
     metrics: () => Promise<string>,
     job: string,
     reason: string,
     claimed: () => Promise<number>,
+    run: string,
   ) {
     const labels = `job="${job}",reason="${reason}"`;
     const throttled = async () => sample(await metrics(), "batch_throttled_chunks", labels) >= 1;
@@ -159,7 +161,28 @@ describe("throttling a run on the database's health", () => {
     await waitFor(`${job} throttled for 2 s`, waited, WAIT_MS);
     expect(await claimed()).toBe(0);
     expect(sample(await metrics(), "batch_throttled_chunks", labels)).toBeGreaterThanOrEqual(1);
+    const { rows } = await db.pool.query(
+      "SELECT t.signal FROM batch_throttled_runs t JOIN batch_jobs j ON j.id = t.run_id WHERE j.batch_name = $1",
+      [run],
+    );
+    expect(rows).toEqual([{ signal: reason }]);
   }
+
+  /**
+   * Checks the run's history: throttled, then resumed, and resumed in the end (an autovacuum of
+   * the table during the run may throttle it again).
+   */
+  const expectThrottleHistory = async (run: string) => {
+    const events = (
+      await db.pool.query(
+        `SELECT e.event FROM batch_events e JOIN batch_jobs j ON j.id = e.run_id
+          WHERE j.batch_name = $1 AND e.event IN ('throttled', 'resumed') ORDER BY e.id`,
+        [run],
+      )
+    ).rows.map((row) => row.event);
+    expect(events.slice(0, 2)).toEqual(["throttled", "resumed"]);
+    expect(events[events.length - 1]).toBe("resumed");
+  };
 
   const usersClaimed = async () =>
     (await db.pool.query("SELECT count(*)::int AS n FROM users WHERE batch_status <> 'pending'")).rows[0].n;
@@ -202,7 +225,7 @@ describe("throttling a run on the database's health", () => {
         0,
       );
       const metrics = await startMeasuredWorker({});
-      await expectHeldBack(metrics, "users", "lock_wait", usersClaimed);
+      await expectHeldBack(metrics, "users", "lock_wait", usersClaimed, "beside-app");
 
       await holder.query("ROLLBACK");
       await blocked;
@@ -211,6 +234,7 @@ describe("throttling a run on the database's health", () => {
       const text = await metrics();
       expect(sample(text, "batch_throttled_chunks", 'job="users",reason="lock_wait"')).toBe(0);
       expect((await db.pool.query("SELECT balance FROM accounts")).rows[0].balance).toBe(1);
+      await expectThrottleHistory("beside-app");
     } finally {
       await holder.end();
       await application.end();
@@ -235,7 +259,7 @@ describe("throttling a run on the database's health", () => {
         (await seed(["enqueue", "--batch-name", "beside-vacuum"], { DATABASE_URL: db.url, ...RUN_ENV })).code,
       ).toBe(0);
       const metrics = await startMeasuredWorker({});
-      await expectHeldBack(metrics, "users", "vacuum", usersClaimed);
+      await expectHeldBack(metrics, "users", "vacuum", usersClaimed, "beside-vacuum");
       // still vacuuming: what held the run back was the vacuum
       expect(await Promise.race([vacuuming, Promise.resolve("running")])).toBe("running");
 
@@ -282,7 +306,7 @@ module.exports = defineJob({
     const metrics = await startMeasuredWorker({ JOBS_DIR: jobsDir });
     const claimed = async () =>
       (await db.pool.query(`SELECT count(*)::int AS n FROM ${name}_items WHERE gate_status <> 'pending'`)).rows[0].n;
-    await expectHeldBack(metrics, name, "condition", claimed);
+    await expectHeldBack(metrics, name, "condition", claimed, name);
     await release();
     await waitFor(
       `run ${name} to complete`,
@@ -295,6 +319,7 @@ module.exports = defineJob({
     );
     expect(rows[0].done).toBe(rows[0].total);
     expect((await runByName(db.pool, name)).processed_records).toBe(rows[0].total);
+    await expectThrottleHistory(name);
   }
 
   it("holds a job back while its SQL condition returns a reason", async () => {

@@ -3,8 +3,9 @@ import type { WithClient } from "../db/pool";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { getRun } from "../runs/runs";
+import { describeThrottle, recordThrottle, type ThrottleReading, type ThrottleSignal } from "../runs/throttle-state";
 import type { HealthWatch } from "./health-watch";
-import { backoffMs, type ThrottleReading, type ThrottleSignal } from "./throttle";
+import { backoffMs } from "./throttle";
 
 /**
  * The throttle gate a chunk passes before each slice claims: while the database's health is over
@@ -38,23 +39,10 @@ export interface GateRequest {
   observer?: Partial<ThrottleObserver>;
 }
 
-/** How a reading reads in a log line and the run's history: "replica lag 12.3 s over 5 s". */
-export function describeReading(reading: ThrottleReading): string {
-  if (reading.signal === "vacuum" || reading.signal === "condition") return reading.detail ?? reading.signal;
-  const name = { replica_lag: "replica lag", wal_rate: "WAL rate", lock_wait: "lock wait" }[reading.signal];
-  return `${name} ${reading.figure} ${reading.unit} over ${reading.threshold} ${reading.unit}`;
-}
-
 export class ThrottleGate {
   constructor(
     private readonly watch: HealthWatch,
     private readonly intervalMs: number,
-    private readonly recordThrottle: (
-      db: WithClient,
-      runId: number,
-      worker: string,
-      reading: ThrottleReading | null,
-    ) => Promise<void>,
   ) {}
 
   /** Whether a slice of `job` may claim now, as far as the last reading tells: in memory. */
@@ -77,13 +65,13 @@ export class ThrottleGate {
     if (!reading) return undefined;
     const { db, job, runId, worker, log, observer } = request;
     const signals = AbortSignal.any([request.draining, request.abort]);
-    log.info({ throttle: reading }, `throttled: ${describeReading(reading)}; claiming nothing until it clears`);
+    log.info({ throttle: reading }, `throttled: ${describeThrottle(reading)}; claiming nothing until it clears`);
     observer?.throttleBegan?.(job.name, reading.signal);
     let recordedAt = Number.NEGATIVE_INFINITY;
     try {
       for (let attempt = 1; ; attempt++) {
         if (Date.now() - recordedAt >= RECORD_EVERY_MS) {
-          await this.recordThrottle(db, runId, worker, reading);
+          await recordThrottle(db, runId, worker, reading);
           recordedAt = Date.now();
         }
         const began = performance.now();
@@ -97,11 +85,11 @@ export class ThrottleGate {
         if (run && !request.keepsRunning.has(run.status)) return run.status;
         const next = await this.watch.check(job, db);
         if (!next) {
-          log.info(`throttle cleared (${describeReading(reading)} before): claiming again`);
+          log.info(`throttle cleared (${describeThrottle(reading)} before): claiming again`);
           return undefined;
         }
         if (next.signal !== reading.signal) {
-          log.info({ throttle: next }, `still throttled, now: ${describeReading(next)}`);
+          log.info({ throttle: next }, `still throttled, now: ${describeThrottle(next)}`);
           observer?.throttleEnded?.(job.name, reading.signal);
           observer?.throttleBegan?.(job.name, next.signal);
           recordedAt = Number.NEGATIVE_INFINITY;
@@ -110,7 +98,7 @@ export class ThrottleGate {
       }
     } finally {
       observer?.throttleEnded?.(job.name, reading.signal);
-      await this.recordThrottle(db, runId, worker, null).catch((error: unknown) =>
+      await recordThrottle(db, runId, worker, null).catch((error: unknown) =>
         log.warn({ err: error }, "the end of a throttle could not be recorded; it shows until it goes stale"),
       );
     }

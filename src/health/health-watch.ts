@@ -3,6 +3,7 @@ import type { WithClient } from "../db/pool";
 import type { JobDefinition, ThrottleCondition } from "../jobs/define";
 import { quoteIdentifier } from "../jobs/job-sql";
 import type { Logger } from "../logger";
+import type { ThrottleReading } from "../runs/throttle-state";
 import { readPrimaryHealth, readReplayPosition } from "./signals";
 import {
   conditionReading,
@@ -11,7 +12,6 @@ import {
   pendingReplaySeconds,
   resolveLimits,
   type ThrottleLimits,
-  type ThrottleReading,
   type WalMark,
 } from "./throttle";
 

@@ -1,18 +1,9 @@
+import type { ThrottleReading } from "../runs/throttle-state";
+
 /**
  * Which of the database's health limits a reading is over, and how long a throttled chunk waits
  * before it looks again. Pure: src/health/health-watch.ts reads, src/health/gate.ts waits.
  */
-
-export type ThrottleSignal = "replica_lag" | "vacuum" | "wal_rate" | "lock_wait" | "condition";
-
-/** A signal over its limit: the figure read against the threshold it crossed. */
-export interface ThrottleReading {
-  signal: ThrottleSignal;
-  figure: number;
-  threshold: number;
-  unit: string;
-  detail?: string;
-}
 
 /** The limits a job's chunks claim under; 0 turns a numeric limit off. */
 export interface ThrottleLimits {
@@ -85,7 +76,7 @@ export function overLimit(figures: HealthFigures, limits: ThrottleLimits, table:
     };
   }
   if (limits.onVacuum && figures.vacuumedTables.includes(table)) {
-    return { signal: "vacuum", figure: 1, threshold: 0, unit: "", detail: `vacuum of ${table} in progress` };
+    return { signal: "vacuum", figure: 1, threshold: 0, unit: "", detail: table.replaceAll('"', "") };
   }
   if (maxWalMegabytesPerSecond > 0 && figures.walMegabytesPerSecond > maxWalMegabytesPerSecond) {
     return {

@@ -3,8 +3,8 @@ import type { WorkerEvents } from "graphile-worker";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { ChunkObserver, SliceReport } from "../chunks/work-through-chunk";
 import { ConfigError } from "../config";
-import type { ThrottleSignal } from "../health/throttle";
 import type { Logger } from "../logger";
+import type { ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the

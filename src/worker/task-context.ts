@@ -21,8 +21,7 @@ function processThrottleGate(config: Config): ThrottleGate | undefined {
   if (!config.throttle.enabled || throttleGate) return throttleGate;
   const { healthCheckIntervalMs: intervalMs, limits: envLimits, replicaDatabaseUrl: replicaUrl } = config.throttle;
   const watch = new HealthWatch({ intervalMs, envLimits, replicaUrl, logger: getLogger() });
-  // CALL SITE: the run's recorded throttle state (src/runs/throttle-state.ts, recordThrottle)
-  throttleGate = new ThrottleGate(watch, intervalMs, async () => undefined);
+  throttleGate = new ThrottleGate(watch, intervalMs);
   return throttleGate;
 }
 
@@ -69,6 +68,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     splitWhenIdle: true,
     rowConcurrency: config.rowConcurrency,
     rowTimeoutMs: config.rowTimeoutMs,
+    maxLockHoldMs: config.maxLockHoldMs,
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,
