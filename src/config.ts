@@ -77,6 +77,7 @@ const envSchema = z.object({
   PLAN_TIMEOUT_S: duration(86_400_000).pipe(z.number().min(1000, "must be at least 1s")).default(120_000),
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).optional(),
+  MAX_LOCK_HOLD_S: duration(60_000).pipe(z.number().min(100, "must be at least 0.1s")).optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
   JOBS_DIR: z.string().min(1, "must be a directory").optional(),
   MAX_ATTEMPTS: wholeNumber(1, 100).optional(),
@@ -122,6 +123,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long one record may take; unset: the job's default. */
   rowTimeoutMs: number | undefined;
+  /** How long a slice may keep the rows it claimed locked; unset: the job's default. */
+  maxLockHoldMs: number | undefined;
   podName: string;
   /** Where the job modules are, instead of jobs/ beside the code (src/jobs/catalog.ts). */
   jobsDir: string | undefined;
@@ -231,6 +234,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     planTimeoutMs: e.PLAN_TIMEOUT_S,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,
     rowTimeoutMs: e.ROW_TIMEOUT_S,
+    maxLockHoldMs: e.MAX_LOCK_HOLD_S,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     jobsDir: e.JOBS_DIR,
     maxAttempts: e.MAX_ATTEMPTS,

@@ -39,6 +39,14 @@ describe("parseConfig", () => {
     expect(parseConfig({ ROW_TIMEOUT_S: "250ms" }).rowTimeoutMs).toBe(250);
   });
 
+  it("bounds how long a claimed row stays locked from 0.1 s to a minute", () => {
+    expect(parseConfig({}).maxLockHoldMs).toBeUndefined();
+    expect(parseConfig({ MAX_LOCK_HOLD_S: "0.5" }).maxLockHoldMs).toBe(500);
+    expect(parseConfig({ MAX_LOCK_HOLD_S: "100ms" }).maxLockHoldMs).toBe(100);
+    expect(() => parseConfig({ MAX_LOCK_HOLD_S: "50ms" })).toThrow("MAX_LOCK_HOLD_S must be at least 0.1s");
+    expect(() => parseConfig({ MAX_LOCK_HOLD_S: "2m" })).toThrow("MAX_LOCK_HOLD_S must be at most 60s");
+  });
+
   it("takes PG_DSN, the original's name, when DATABASE_URL is absent", () => {
     expect(parseConfig({ PG_DSN: "postgres://a@b/c" }).databaseUrl).toBe("postgres://a@b/c");
     expect(parseConfig({ PG_DSN: "postgres://a@b/c", DATABASE_URL: "postgres://x@y/z" }).databaseUrl).toBe(
