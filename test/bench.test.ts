@@ -132,7 +132,8 @@ describe("npm run bench -- --quick", () => {
       rounds: { on: [expect.any(Number)], off: [expect.any(Number)] },
     });
     expect(result.stderr).toMatch(/measure\s+ours\s+reference\s+ratio\s+target/);
-  });
+    // every section, each starting worker processes and commands: minutes on a busy machine
+  }, 360_000);
 
   it("runs only the sections asked for", async () => {
     const admin = process.env.TEST_ADMIN_DATABASE_URL as string;
