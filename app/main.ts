@@ -9,7 +9,7 @@ import { hideBin } from "yargs/helpers";
 import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport } from "../seed/commands";
 import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
-import { getConfig } from "../src/config";
+import { getConfig, sessionDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
 import type { ReadOnly } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
@@ -18,6 +18,7 @@ import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
 import { formatCount } from "../src/format";
+import { workerSessionName } from "../src/health/signals";
 import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
 import { createProgress } from "../src/progress";
 import { describeDatabase } from "../src/redact";
@@ -99,9 +100,12 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedDatabase | undefined;
   let dashboard: { port: number; close(): void } | undefined;
-  if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
-  const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
-  const pool = createPool({ url, max: config.pools.mainJob, appName: config.podName, logger });
+  // the whole job runs in this process, the worker too: a session of its own, past any transaction pooler
+  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined)
+    embedded = await startEmbeddedPostgres(logger);
+  const url = embedded?.url ?? sessionDatabaseUrl(config, "npm start");
+  // its in-process worker's sessions: named as every worker's (src/health/signals.ts)
+  const pool = createPool({ url, max: config.pools.mainJob, appName: workerSessionName(config.podName), logger });
   const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
   try {
     // the schema is the job's own first step: the database need only answer

@@ -2,6 +2,7 @@ import os from "node:os";
 import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
 import { EXIT_USAGE } from "./exit-status";
+import type { ThrottleLimits } from "./health/throttle";
 import { printable } from "./printable";
 import { redactSecrets } from "./redact";
 
@@ -16,6 +17,9 @@ const LOG_FORMATS = ["auto", "json", "pretty"] as const;
 /** How the injected latency varies from record to record (src/processing/fault-injection.ts). */
 const DELAY_SPREADS = ["fixed", "exponential"] as const;
 export type DelaySpread = (typeof DELAY_SPREADS)[number];
+/** What stands between DATABASE_URL and the database: nothing, or PgBouncer in one of its pooling modes. */
+const POOLING_MODES = ["none", "session", "transaction"] as const;
+export type PoolingMode = (typeof POOLING_MODES)[number];
 
 const wholeNumber = (min: number, max: number) =>
   z
@@ -46,6 +50,15 @@ const share = z
   .string()
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
   .transform(Number);
+
+/** A figure such as "5" or "0.5", at least 0 (0 turns a throttle limit off). */
+const decimal = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, "must be a number of at least 0 (0: off)")
+  .transform(Number);
+
+const ON_OFF = ["on", "off"] as const;
+const onOff = z.enum(ON_OFF, { error: "must be on or off" });
 
 /** Why node-postgres cannot read `url` (it would throw at the first connection); undefined when it can. */
 function unreadableBecause(url: string): string | undefined {
@@ -104,11 +117,28 @@ const envSchema = z.object({
     .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
     .optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
+  DATABASE_POOLING: z.enum(POOLING_MODES, { error: `must be one of ${POOLING_MODES.join(", ")}` }).default("none"),
+  WORKER_DIRECT_DATABASE_URL: postgresUrl.optional(),
+  // throttling on the database's health (src/health/); the limits override each job's
+  THROTTLE: onOff.default("on"),
+  THROTTLE_MAX_REPLICA_LAG_S: decimal.optional(),
+  THROTTLE_ON_VACUUM: onOff.optional(),
+  THROTTLE_MAX_WAL_MB_S: decimal.optional(),
+  THROTTLE_MAX_LOCK_WAIT_S: decimal.optional(),
+  HEALTH_CHECK_INTERVAL_S: duration(60_000).pipe(z.number().min(100, "must be at least 100ms")).default(1000),
+  REPLICA_DATABASE_URL: postgresUrl.optional(),
 });
 
 export interface Config {
   /** Absent only where an embedded database may stand in (`npm start`). */
   databaseUrl: string | undefined;
+  /** How DATABASE_URL reaches the database: directly, or through PgBouncer in session or transaction pooling. */
+  pooling: PoolingMode;
+  /**
+   * A connection to the database itself, past the pooler, for what needs a session of its own
+   * (sessionDatabaseUrl); required with transaction pooling.
+   */
+  workerDirectDatabaseUrl: string | undefined;
   /** Rows per chunk job of the runs this process starts; unset: the job's default. */
   chunkSize: number | undefined;
   /** Chunk jobs one process runs at the same time. */
@@ -155,6 +185,19 @@ export interface Config {
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
   dashboard: DashboardConfig;
+  throttle: ThrottleConfig;
+}
+
+/** How workers hold back on the database's health (src/health/). */
+export interface ThrottleConfig {
+  /** THROTTLE=off: claim as fast as the database allows, reading no health at all. */
+  enabled: boolean;
+  /** The limits the environment sets, over every job's. */
+  limits: Partial<ThrottleLimits>;
+  /** The health is read at most this often per process, and only while chunks run. */
+  healthCheckIntervalMs: number;
+  /** A standby whose replay position is read with the primary's health. */
+  replicaDatabaseUrl: string | undefined;
 }
 
 /** The dashboard's settings (npm run dashboard). */
@@ -203,7 +246,14 @@ export class ConfigError extends Error {
 }
 
 /** Variables whose values are never echoed back in an error. */
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "PG_DSN", "DASHBOARD_TOKEN", "MONITOR_DATABASE_URL"]);
+const SECRET_VARIABLES = new Set([
+  "DATABASE_URL",
+  "PG_DSN",
+  "DASHBOARD_TOKEN",
+  "MONITOR_DATABASE_URL",
+  "WORKER_DIRECT_DATABASE_URL",
+  "REPLICA_DATABASE_URL",
+]);
 
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const raw: Record<string, string | undefined> = {};
@@ -226,6 +276,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
+    pooling: e.DATABASE_POOLING,
+    workerDirectDatabaseUrl: e.WORKER_DIRECT_DATABASE_URL,
     chunkSize: e.CHUNK_SIZE,
     workers: e.WORKERS,
     pools: poolSizes(e.WORKERS),
@@ -253,6 +305,17 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
     dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
+    throttle: {
+      enabled: e.THROTTLE === "on",
+      limits: {
+        maxReplicaLagSeconds: e.THROTTLE_MAX_REPLICA_LAG_S,
+        onVacuum: e.THROTTLE_ON_VACUUM === undefined ? undefined : e.THROTTLE_ON_VACUUM === "on",
+        maxWalMegabytesPerSecond: e.THROTTLE_MAX_WAL_MB_S,
+        maxLockWaitSeconds: e.THROTTLE_MAX_LOCK_WAIT_S,
+      },
+      healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_S,
+      replicaDatabaseUrl: e.REPLICA_DATABASE_URL,
+    },
   };
 }
 
@@ -283,4 +346,21 @@ export function exitOnConfigError(message: string): never {
 export function requireDatabaseUrl(config: Config): string {
   if (config.databaseUrl) return config.databaseUrl;
   exitOnConfigError("DATABASE_URL (or PG_DSN) must be set");
+}
+
+/**
+ * The connection string of a program that needs a session of its own: graphile-worker's LISTEN
+ * and prepared statements, the liveness's advisory lock, the migrations' lock, the import's COPY
+ * and session settings. WORKER_DIRECT_DATABASE_URL where set; else DATABASE_URL, unless that
+ * goes through a transaction pooler, which keeps no session between transactions: then the
+ * program (`who`) refuses to start, with status 2.
+ */
+export function sessionDatabaseUrl(config: Config, who: string): string {
+  if (config.workerDirectDatabaseUrl) return config.workerDirectDatabaseUrl;
+  if (config.pooling === "transaction") {
+    exitOnConfigError(
+      `DATABASE_POOLING=transaction keeps no session for ${who}: set WORKER_DIRECT_DATABASE_URL to a direct connection (or use session pooling)`,
+    );
+  }
+  return requireDatabaseUrl(config);
 }

@@ -71,6 +71,13 @@ describe("parseConfig", () => {
     expect(parseConfig({ PROCESS_DELAY_SPREAD: "exponential" }).processDelaySpread).toBe("exponential");
   });
 
+  it("reads DATABASE_POOLING (none unless set) and WORKER_DIRECT_DATABASE_URL", () => {
+    expect(parseConfig({})).toMatchObject({ pooling: "none", workerDirectDatabaseUrl: undefined });
+    expect(
+      parseConfig({ DATABASE_POOLING: "transaction", WORKER_DIRECT_DATABASE_URL: "postgres://w@db:5432/app" }),
+    ).toMatchObject({ pooling: "transaction", workerDirectDatabaseUrl: "postgres://w@db:5432/app" });
+  });
+
   it("reads LOG_FORMAT, and NO_COLOR when it is set and not empty (https://no-color.org)", () => {
     expect(parseConfig({ LOG_FORMAT: "json" }).logFormat).toBe("json");
     expect(parseConfig({ LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
@@ -91,6 +98,7 @@ describe("parseConfig", () => {
     [{ LOG_FORMAT: "yaml" }, 'LOG_FORMAT must be one of auto, json, pretty (got "yaml")'],
     [{ PROCESS_DELAY_SPREAD: "normal" }, 'PROCESS_DELAY_SPREAD must be one of fixed, exponential (got "normal")'],
     [{ MAX_ATTEMPTS: "101" }, "MAX_ATTEMPTS must be a whole number from 1 to 100"],
+    [{ DATABASE_POOLING: "statement" }, 'DATABASE_POOLING must be one of none, session, transaction (got "statement")'],
   ])("rejects %j", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     expect(() => parseConfig(env)).toThrow(message);
@@ -108,7 +116,7 @@ describe("a connection string node-postgres cannot read", () => {
   const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
 
   it("is refused as configuration, naming the variable and never the password", () => {
-    for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL"]) {
+    for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL", "WORKER_DIRECT_DATABASE_URL"]) {
       const attempt = () => parseConfig({ [name]: MALFORMED });
       expect(attempt).toThrow(
         new ConfigError(`${name} is not a connection string node-postgres can read (Invalid URL)`),
