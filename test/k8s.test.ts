@@ -177,6 +177,12 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       const container = worker.containers[0] as Container;
       expect(container.command.slice(0, README_WORKER_COMMAND.length)).toEqual(README_WORKER_COMMAND);
       expect(container.env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
+      // a standby to throttle on is optional: pods start whether the Secret has the key or not
+      expect(container.env.find((e) => e.name === "REPLICA_DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({
+        name: "pg-secret",
+        key: "replica-url",
+        optional: true,
+      });
       expect(container.livenessProbe).toBeDefined();
       const grace = Number(container.env.find((e) => e.name === "SHUTDOWN_GRACE_S")?.value);
       expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 10);
