@@ -52,6 +52,8 @@ GRANT USAGE ON SEQUENCE batch_events_id_seq TO batch_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
 -- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
 GRANT SELECT ON import_deferred_indexes TO batch_worker;
+-- a job's rate limit: tokens only through the function, which alone writes the buckets
+GRANT EXECUTE ON FUNCTION batch_take_tokens(TEXT, INTEGER, FLOAT8, FLOAT8, FLOAT8) TO batch_admin, batch_worker;
 -- the queue: graphile-worker's tables and functions, without the right to change its schema
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA graphile_worker TO batch_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA graphile_worker TO batch_worker;
@@ -84,4 +86,4 @@ GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
 GRANT USAGE ON SCHEMA public, graphile_worker TO batch_viewer;
 GRANT SELECT ON graphile_worker.jobs TO batch_viewer;
 GRANT SELECT ON batch_jobs, batch_chunks, batch_errors, batch_samples, batch_events, batch_steps, worker_sessions,
-  batch_progress, batch_workers, batch_backlog, batch_backlog_by_job TO batch_viewer;
+  batch_rate_limits, batch_progress, batch_workers, batch_backlog, batch_backlog_by_job TO batch_viewer;

@@ -42,6 +42,13 @@ const duration = (maxMs: number) =>
     })
     .pipe(z.number().max(maxMs, `must be at most ${maxMs / 1000}s`));
 
+/** A positive number of records a second ("200", "12.5"). */
+const perSecond = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, "must be a number of records a second above 0")
+  .transform(Number)
+  .pipe(z.number().positive("must be a number of records a second above 0"));
+
 const share = z
   .string()
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
@@ -103,6 +110,11 @@ const envSchema = z.object({
     .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
     .optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
+  // unset: each job's own rateLimit; off: none, whatever the job says
+  RATE_LIMIT_PER_S: z
+    .union([z.literal("off"), perSecond], { error: 'must be a number of records a second above 0, or "off"' })
+    .optional(),
+  RATE_LIMIT_BURST: perSecond.pipe(z.number().min(1, "must be at least 1")).optional(),
 });
 
 export interface Config {
@@ -152,6 +164,10 @@ export interface Config {
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
   dashboard: DashboardConfig;
+  /** Records a second across every worker, for every job this process runs; unset: each job's own. */
+  rateLimitPerSecond: number | "off" | undefined;
+  /** The burst of that limit or of a job's own; unset: the job's, else a second's worth. */
+  rateLimitBurst: number | undefined;
 }
 
 /** The dashboard's settings (npm run dashboard). */
@@ -249,6 +265,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
     dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
+    rateLimitPerSecond: e.RATE_LIMIT_PER_S,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
   };
 }
 

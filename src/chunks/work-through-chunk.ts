@@ -3,6 +3,7 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import {
   type ClaimedRows,
   type RecordFeed,
@@ -85,6 +86,8 @@ export interface ChunkDeps {
    */
   settledSlices?: Map<string, SettledSlices>;
   observer?: ChunkObserver;
+  /** The process's rate limiters: a record of a job with a limit waits for a token before it starts. */
+  rateLimiters?: RateLimiters;
 }
 
 export interface ChunkTotals {
@@ -134,6 +137,7 @@ interface RecordRunner {
   logic: RecordFunction;
   concurrency: number;
   timeoutMs: number;
+  tokens: TokenSource | undefined;
 }
 
 function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
@@ -142,6 +146,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     logic: withInjectedFaults(job.process, job.key, deps.faults),
     concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+    tokens: deps.rateLimiters?.of(job),
   };
 }
 
@@ -167,6 +172,7 @@ function runWithinBudget(
     mayStart: () => !deps.draining.aborted && !stopped() && performance.now() - started < SLICE_BUDGET_MS,
     feed,
     slots,
+    tokens: runner.tokens,
   });
 }
 
