@@ -1,5 +1,5 @@
 import { exitOnError } from "./src/cli-output";
-import { getConfig, requireDatabaseUrl } from "./src/config";
+import { getConfig, sessionDatabaseUrl } from "./src/config";
 import { getLogger } from "./src/context";
 import { checkDatabase } from "./src/db/preflight";
 import { workerPreset } from "./src/worker/preset";
@@ -8,7 +8,9 @@ import { workerRecovery } from "./workflows/recovery";
 // The worker's configuration, read from the environment (see src/config.ts). `npx graphile-worker`
 // finds it, compiled by `npm run build`, through graphile.config.js in the project root.
 const config = getConfig();
-const connectionString = requireDatabaseUrl(config);
+// LISTEN/NOTIFY, prepared statements and the liveness's advisory lock need a session: past a
+// transaction pooler, the worker connects directly
+const connectionString = sessionDatabaseUrl(config, "the worker");
 const logger = getLogger();
 const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
 

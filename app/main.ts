@@ -9,7 +9,7 @@ import { hideBin } from "yargs/helpers";
 import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport } from "../seed/commands";
 import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
-import { getConfig } from "../src/config";
+import { getConfig, sessionDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
 import type { ReadOnly } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
@@ -99,8 +99,10 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedDatabase | undefined;
   let dashboard: { port: number; close(): void } | undefined;
-  if (!config.databaseUrl) embedded = await startEmbeddedPostgres(logger);
-  const url = config.databaseUrl ?? (embedded as EmbeddedDatabase).url;
+  // the whole job runs in this process, the worker too: a session of its own, past any transaction pooler
+  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined)
+    embedded = await startEmbeddedPostgres(logger);
+  const url = embedded?.url ?? sessionDatabaseUrl(config, "npm start");
   const pool = createPool({ url, max: config.pools.mainJob, appName: config.podName, logger });
   const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
   try {

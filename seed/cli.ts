@@ -86,13 +86,14 @@ export async function main(argv: string[]): Promise<void> {
       (cmd) => cmd.option("roles", { type: "boolean", default: false, describe: "then apply sql/roles.sql too" }),
       async (args) => {
         await withCommandPool(
-          "seed",
+          "seed schema",
           2,
           async (pool) => {
             const schema = await runSchema(pool);
             printResult(args.roles ? { ...schema, ...(await runRoles(pool)) } : schema);
           },
           "connection",
+          "session",
         );
       },
     )
@@ -129,8 +130,12 @@ export async function main(argv: string[]): Promise<void> {
           describe: "directory of CSV files",
         }),
       async (args) => {
-        const result = await withCommandPool("seed", args.concurrency + 1, (pool) =>
-          runImport(pool, args.dir, args.concurrency, config),
+        const result = await withCommandPool(
+          "seed import",
+          args.concurrency + 1,
+          (pool) => runImport(pool, args.dir, args.concurrency, config),
+          "schema",
+          "session",
         );
         printResult(result);
         assertImported(result);
@@ -166,7 +171,7 @@ export async function main(argv: string[]): Promise<void> {
       async (args) => {
         const { job, batchName } = runTarget(args);
         await withCommandPool(
-          "seed",
+          "seed all",
           args.concurrency + 1,
           async (pool) => {
             await runSchema(pool);
@@ -182,6 +187,7 @@ export async function main(argv: string[]): Promise<void> {
             printResult({ generated, imported, enqueued });
           },
           "connection",
+          "session",
         );
       },
     )

@@ -1,22 +1,30 @@
 import type pg from "pg";
-import { getConfig, requireDatabaseUrl } from "./config";
+import { getConfig, requireDatabaseUrl, sessionDatabaseUrl } from "./config";
 import { getLogger } from "./context";
 import { createPool } from "./db/pool";
 import { checkDatabase, type DatabaseNeeds } from "./db/preflight";
 
 /**
- * Runs a command with the process's pool on DATABASE_URL (required), closed afterwards. The
- * database is checked first (src/db/preflight.ts): one that does not answer, or lacks what
- * the command `needs`, ends the command with one line saying what to do.
+ * What a command's connections carry: statements only (DATABASE_URL, through any pooler), or
+ * a session's state too (advisory locks, COPY, session settings: src/config.ts sessionDatabaseUrl).
+ */
+export type ConnectionUse = "statements" | "session";
+
+/**
+ * Runs a command with the process's pool, closed afterwards, on DATABASE_URL (required) or, for
+ * a command that `use`s a session, the connection that keeps one. The database is checked first
+ * (src/db/preflight.ts): one that does not answer, or lacks what the command `needs`, ends the
+ * command with one line saying what to do.
  */
 export async function withCommandPool<T>(
   command: string,
   connections: number,
   fn: (pool: pg.Pool) => Promise<T>,
   needs: DatabaseNeeds = "schema",
+  use: ConnectionUse = "statements",
 ): Promise<T> {
   const config = getConfig();
-  const url = requireDatabaseUrl(config);
+  const url = use === "session" ? sessionDatabaseUrl(config, command) : requireDatabaseUrl(config);
   await checkDatabase(url, needs);
   const pool = createPool({ url, max: connections, appName: `${command} ${config.podName}`, logger: getLogger() });
   try {

@@ -16,6 +16,9 @@ const LOG_FORMATS = ["auto", "json", "pretty"] as const;
 /** How the injected latency varies from record to record (src/processing/fault-injection.ts). */
 const DELAY_SPREADS = ["fixed", "exponential"] as const;
 export type DelaySpread = (typeof DELAY_SPREADS)[number];
+/** What stands between DATABASE_URL and the database: nothing, or PgBouncer in one of its pooling modes. */
+const POOLING_MODES = ["none", "session", "transaction"] as const;
+export type PoolingMode = (typeof POOLING_MODES)[number];
 
 const wholeNumber = (min: number, max: number) =>
   z
@@ -84,6 +87,7 @@ const envSchema = z.object({
   PLAN_TIMEOUT_S: duration(86_400_000).pipe(z.number().min(1000, "must be at least 1s")).default(120_000),
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).optional(),
+  MAX_LOCK_HOLD_S: duration(60_000).pipe(z.number().min(100, "must be at least 0.1s")).optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
   JOBS_DIR: z.string().min(1, "must be a directory").optional(),
   MAX_ATTEMPTS: wholeNumber(1, 100).optional(),
@@ -115,11 +119,20 @@ const envSchema = z.object({
     .union([z.literal("off"), perSecond], { error: 'must be a number of records a second above 0, or "off"' })
     .optional(),
   RATE_LIMIT_BURST: perSecond.pipe(z.number().min(1, "must be at least 1")).optional(),
+  DATABASE_POOLING: z.enum(POOLING_MODES, { error: `must be one of ${POOLING_MODES.join(", ")}` }).default("none"),
+  WORKER_DIRECT_DATABASE_URL: postgresUrl.optional(),
 });
 
 export interface Config {
   /** Absent only where an embedded database may stand in (`npm start`). */
   databaseUrl: string | undefined;
+  /** How DATABASE_URL reaches the database: directly, or through PgBouncer in session or transaction pooling. */
+  pooling: PoolingMode;
+  /**
+   * A connection to the database itself, past the pooler, for what needs a session of its own
+   * (sessionDatabaseUrl); required with transaction pooling.
+   */
+  workerDirectDatabaseUrl: string | undefined;
   /** Rows per chunk job of the runs this process starts; unset: the job's default. */
   chunkSize: number | undefined;
   /** Chunk jobs one process runs at the same time. */
@@ -134,6 +147,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long one record may take; unset: the job's default. */
   rowTimeoutMs: number | undefined;
+  /** How long a slice may keep the rows it claimed locked; unset: the job's default. */
+  maxLockHoldMs: number | undefined;
   podName: string;
   /** Where the job modules are, instead of jobs/ beside the code (src/jobs/catalog.ts). */
   jobsDir: string | undefined;
@@ -216,7 +231,13 @@ export class ConfigError extends Error {
 }
 
 /** Variables whose values are never echoed back in an error. */
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "PG_DSN", "DASHBOARD_TOKEN", "MONITOR_DATABASE_URL"]);
+const SECRET_VARIABLES = new Set([
+  "DATABASE_URL",
+  "PG_DSN",
+  "DASHBOARD_TOKEN",
+  "MONITOR_DATABASE_URL",
+  "WORKER_DIRECT_DATABASE_URL",
+]);
 
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const raw: Record<string, string | undefined> = {};
@@ -239,6 +260,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
+    pooling: e.DATABASE_POOLING,
+    workerDirectDatabaseUrl: e.WORKER_DIRECT_DATABASE_URL,
     chunkSize: e.CHUNK_SIZE,
     workers: e.WORKERS,
     pools: poolSizes(e.WORKERS),
@@ -247,6 +270,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     planTimeoutMs: e.PLAN_TIMEOUT_S,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,
     rowTimeoutMs: e.ROW_TIMEOUT_S,
+    maxLockHoldMs: e.MAX_LOCK_HOLD_S,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     jobsDir: e.JOBS_DIR,
     maxAttempts: e.MAX_ATTEMPTS,
@@ -297,4 +321,21 @@ export function exitOnConfigError(message: string): never {
 export function requireDatabaseUrl(config: Config): string {
   if (config.databaseUrl) return config.databaseUrl;
   exitOnConfigError("DATABASE_URL (or PG_DSN) must be set");
+}
+
+/**
+ * The connection string of a program that needs a session of its own: graphile-worker's LISTEN
+ * and prepared statements, the liveness's advisory lock, the migrations' lock, the import's COPY
+ * and session settings. WORKER_DIRECT_DATABASE_URL where set; else DATABASE_URL, unless that
+ * goes through a transaction pooler, which keeps no session between transactions: then the
+ * program (`who`) refuses to start, with status 2.
+ */
+export function sessionDatabaseUrl(config: Config, who: string): string {
+  if (config.workerDirectDatabaseUrl) return config.workerDirectDatabaseUrl;
+  if (config.pooling === "transaction") {
+    exitOnConfigError(
+      `DATABASE_POOLING=transaction keeps no session for ${who}: set WORKER_DIRECT_DATABASE_URL to a direct connection (or use session pooling)`,
+    );
+  }
+  return requireDatabaseUrl(config);
 }

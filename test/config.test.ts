@@ -39,6 +39,14 @@ describe("parseConfig", () => {
     expect(parseConfig({ ROW_TIMEOUT_S: "250ms" }).rowTimeoutMs).toBe(250);
   });
 
+  it("bounds how long a claimed row stays locked from 0.1 s to a minute", () => {
+    expect(parseConfig({}).maxLockHoldMs).toBeUndefined();
+    expect(parseConfig({ MAX_LOCK_HOLD_S: "0.5" }).maxLockHoldMs).toBe(500);
+    expect(parseConfig({ MAX_LOCK_HOLD_S: "100ms" }).maxLockHoldMs).toBe(100);
+    expect(() => parseConfig({ MAX_LOCK_HOLD_S: "50ms" })).toThrow("MAX_LOCK_HOLD_S must be at least 0.1s");
+    expect(() => parseConfig({ MAX_LOCK_HOLD_S: "2m" })).toThrow("MAX_LOCK_HOLD_S must be at most 60s");
+  });
+
   it("takes PG_DSN, the original's name, when DATABASE_URL is absent", () => {
     expect(parseConfig({ PG_DSN: "postgres://a@b/c" }).databaseUrl).toBe("postgres://a@b/c");
     expect(parseConfig({ PG_DSN: "postgres://a@b/c", DATABASE_URL: "postgres://x@y/z" }).databaseUrl).toBe(
@@ -61,6 +69,13 @@ describe("parseConfig", () => {
   it("reads PROCESS_DELAY_SPREAD: fixed unless set", () => {
     expect(parseConfig({}).processDelaySpread).toBe("fixed");
     expect(parseConfig({ PROCESS_DELAY_SPREAD: "exponential" }).processDelaySpread).toBe("exponential");
+  });
+
+  it("reads DATABASE_POOLING (none unless set) and WORKER_DIRECT_DATABASE_URL", () => {
+    expect(parseConfig({})).toMatchObject({ pooling: "none", workerDirectDatabaseUrl: undefined });
+    expect(
+      parseConfig({ DATABASE_POOLING: "transaction", WORKER_DIRECT_DATABASE_URL: "postgres://w@db:5432/app" }),
+    ).toMatchObject({ pooling: "transaction", workerDirectDatabaseUrl: "postgres://w@db:5432/app" });
   });
 
   it("reads LOG_FORMAT, and NO_COLOR when it is set and not empty (https://no-color.org)", () => {
@@ -95,6 +110,7 @@ describe("parseConfig", () => {
     [{ RATE_LIMIT_PER_S: "0" }, 'RATE_LIMIT_PER_S must be a number of records a second above 0 (got "0")'],
     [{ RATE_LIMIT_PER_S: "fast" }, 'RATE_LIMIT_PER_S must be a number of records a second above 0, or "off"'],
     [{ RATE_LIMIT_BURST: "0.5" }, 'RATE_LIMIT_BURST must be at least 1 (got "0.5")'],
+    [{ DATABASE_POOLING: "statement" }, 'DATABASE_POOLING must be one of none, session, transaction (got "statement")'],
   ])("rejects %j", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     expect(() => parseConfig(env)).toThrow(message);
@@ -112,7 +128,7 @@ describe("a connection string node-postgres cannot read", () => {
   const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
 
   it("is refused as configuration, naming the variable and never the password", () => {
-    for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL"]) {
+    for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL", "WORKER_DIRECT_DATABASE_URL"]) {
       const attempt = () => parseConfig({ [name]: MALFORMED });
       expect(attempt).toThrow(
         new ConfigError(`${name} is not a connection string node-postgres can read (Invalid URL)`),

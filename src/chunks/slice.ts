@@ -498,13 +498,13 @@ function sliceResult(
 
 /**
  * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
- * for a prefix of the records it is given (which grow as `feed` claims more, with a `part`); the
+ * for a prefix of the records it is given (and is told when their rows were locked) (which grow as `feed` claims more, with a `part`); the
  * rest are released unwritten at commit.
  */
 export async function runSlice(
   client: PoolClient,
   request: SliceRequest,
-  processRecords: (rows: ClaimedRows, feed: RecordFeed) => Promise<RecordOutcome[]>,
+  processRecords: (rows: ClaimedRows, feed: RecordFeed, lockedAt: number) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   let slice: SliceTransaction | undefined;
   let done = 0;
@@ -513,12 +513,14 @@ export async function runSlice(
       client,
       async () => {
         slice = new SliceTransaction(client, request);
+        // the slice's rows are locked from its first claim on
+        const lockedAt = performance.now();
         await slice.claimNext();
         await slice.settle();
         if (slice.rows.length === 0) return undefined;
         let outcomes: RecordOutcome[];
         try {
-          outcomes = await processRecords(slice.rows, slice);
+          outcomes = await processRecords(slice.rows, slice, lockedAt);
         } finally {
           // a statement under way ends before the transaction does
           await slice.settle().catch(() => undefined);

@@ -17,14 +17,16 @@ import { beginChunk } from "./chunk-start";
 import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
 
 /**
- * Works through one chunk (an id range of a run's round) slice by slice. Slices are sized to
- * take about TARGET_SLICE_MS, so transactions stay short and progress shows while a chunk runs
- * whatever the business logic costs.
+ * Works through one chunk (an id range of a run's round) slice by slice. A slice's rows stay
+ * locked from its first claim to its commit, and an application transaction that updates one
+ * waits that long: slices are sized to take half the job's lock bound (maxLockHoldMs), so
+ * transactions stay short and progress shows while a chunk runs whatever the business logic costs.
  */
 
-export const TARGET_SLICE_MS = 1000;
-/** A slice starts no record after this long; the transaction ends at most a record later. */
-export const SLICE_BUDGET_MS = 5 * TARGET_SLICE_MS;
+/** What a slice is sized to take, of the lock bound: the rest absorbs a slower slice than the last. */
+export const SLICE_TARGET_SHARE = 0.5;
+/** Of the lock bound, how long after its first claim a slice starts records. */
+export const SLICE_START_SHARE = 0.75;
 export const MAX_SLICE_ROWS = 5000;
 export const STREAM_FROM_RECORD_MS = 1;
 
@@ -68,9 +70,10 @@ export interface ChunkDeps {
   /** Latency and failures added to every record (PROCESS_DELAY_MS, FAIL_RATE), for demos and tests. */
   faults: FaultSettings;
   worker: string;
-  /** ROW_CONCURRENCY and ROW_TIMEOUT_S where the worker's environment sets them; else the job's defaults. */
+  /** ROW_CONCURRENCY, ROW_TIMEOUT_S and MAX_LOCK_HOLD_S where the worker's environment sets them; else the job's defaults. */
   rowConcurrency: number | undefined;
   rowTimeoutMs: number | undefined;
+  maxLockHoldMs?: number;
   statementTimeoutMs: number;
   /** Whether a chunk that has finished splits the round's largest running one when none waits (chunk-split.ts). */
   splitWhenIdle: boolean;
@@ -100,7 +103,7 @@ export interface ChunkTotals {
 }
 
 export type ChunkOutcome =
-  /** sliceRows: the size its slices settled on, about a second of its records. */
+  /** sliceRows: the size its slices settled on, about half the lock bound's worth of its records. */
   | { kind: "finished"; totals: ChunkTotals; sliceRows: number }
   /** The worker is shutting down; the chunk's remaining rows are untouched and still claimable. */
   | { kind: "handed-back"; totals: ChunkTotals }
@@ -116,7 +119,7 @@ export class RowsHeldElsewhereError extends Error {
 
 /**
  * The next slice's size, from how the last one went: unchanged when it found fewer rows than
- * it asked for (the range ran out), else what would have taken TARGET_SLICE_MS at its pace,
+ * it asked for (the range ran out), else what would have taken `targetMs` at its pace,
  * changing at most twofold, and never under one wave of concurrent records.
  */
 export function nextSliceLimit(
@@ -124,9 +127,10 @@ export function nextSliceLimit(
   slice: { claimed: number; done: number },
   elapsedMs: number,
   floor: number,
+  targetMs: number,
 ): number {
   if (slice.claimed < limit) return limit;
-  const ideal = Math.round((slice.done * TARGET_SLICE_MS) / Math.max(elapsedMs, 1));
+  const ideal = Math.round((slice.done * targetMs) / Math.max(elapsedMs, 1));
   const bounded = Math.min(Math.max(ideal, Math.floor(limit / 2)), limit * 2);
   return Math.min(Math.max(bounded, floor), MAX_SLICE_ROWS);
 }
@@ -138,6 +142,8 @@ interface RecordRunner {
   concurrency: number;
   timeoutMs: number;
   tokens: TokenSource | undefined;
+  /** How long a slice may keep its rows locked, from its first claim to its commit. */
+  lockHoldMs: number;
 }
 
 function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
@@ -147,12 +153,14 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
     tokens: deps.rateLimiters?.of(job),
+    lockHoldMs: deps.maxLockHoldMs ?? job.defaults.maxLockHoldMs,
   };
 }
 
 /**
- * Runs a slice's records in the chunk's slots, starting none after SLICE_BUDGET_MS, once the
- * worker drains, or once the slice is told to stop.
+ * Runs a slice's records in the chunk's slots, starting none once SLICE_START_SHARE of the lock
+ * bound has passed since the slice's first claim (`lockedAt`), once the worker drains, or once
+ * the slice is told to stop.
  */
 function runWithinBudget(
   deps: ChunkDeps,
@@ -162,14 +170,15 @@ function runWithinBudget(
   stopped: () => boolean,
   rows: ClaimedRows,
   feed: RecordFeed,
+  lockedAt: number,
 ) {
-  const started = performance.now();
+  const startBy = lockedAt + SLICE_START_SHARE * runner.lockHoldMs;
   return runRecords(rows, runner.logic, {
     runId: ref.runId,
     concurrency: runner.concurrency,
     timeoutMs: runner.timeoutMs,
     signal: deps.abort,
-    mayStart: () => !deps.draining.aborted && !stopped() && performance.now() - started < SLICE_BUDGET_MS,
+    mayStart: () => !deps.draining.aborted && !stopped() && performance.now() < startBy,
     feed,
     slots,
     tokens: runner.tokens,
@@ -252,6 +261,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let left = 0;
   let rescanned = false;
   let waited = false;
+  // rows the chunk had processed when its last pass over the range began
+  let doneBeforePass = 0;
   let recordMs = settled?.recordMs ?? 0;
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
@@ -275,11 +286,11 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       plannedAt: chunk.plannedAt,
       statementTimeoutMs: deps.statementTimeoutMs,
       // a slice started ahead waits, after its first claim, for the records of the one before it
-      idleTimeoutMs: SLICE_BUDGET_MS + 2 * runner.timeoutMs + deps.statementTimeoutMs,
+      idleTimeoutMs: runner.lockHoldMs + 2 * runner.timeoutMs + deps.statementTimeoutMs,
     };
     const result = deps.db((client) =>
-      runSlice(client, request, (records, feed) =>
-        runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed),
+      runSlice(client, request, (records, feed, lockedAt) =>
+        runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt),
       ),
     );
     // A slice started ahead can fail before the loop awaits it (an abort fails both slices at
@@ -327,12 +338,18 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       next = undefined;
       if (!slice) {
         left = await countLeft();
-        if (left === 0 || waited) break;
+        if (left === 0) break;
+        // a pass that processed rows may have passed over some that a slice claimed and stopped
+        // before starting (its lock bound came first, as when records wait for a rate limit's
+        // tokens): those are free again, and another pass takes them as a first rescan would
+        if (totals.done > doneBeforePass) rescanned = waited = false;
+        doneBeforePass = totals.done;
+        if (waited) break;
         if (rescanned) {
           // still held after a second pass: wait for their holder (another chunk's slice, which
           // claimed them before this chunk was split from it) to end, then one last pass
           waited = true;
-          const waitMs = SLICE_BUDGET_MS + runner.timeoutMs;
+          const waitMs = runner.lockHoldMs + runner.timeoutMs;
           const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
           if (!released) break;
         }
@@ -367,7 +384,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         return { kind: "stopped", runStatus: slice.runStatus as RunStatus, totals };
       // a record's time in flight, from the slice's time the claim and the writes did not take
       recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
-      limit = nextSliceLimit(sliceLimit, slice, elapsedMs, floor);
+      limit = nextSliceLimit(sliceLimit, slice, elapsedMs, floor, SLICE_TARGET_SHARE * runner.lockHoldMs);
       deps.settledSlices?.set(job.name, { rows: limit, recordMs });
     }
   } finally {

@@ -4,6 +4,7 @@ import { getCatalog } from "../jobs/catalog";
 import { assertJobsFitDatabase } from "../jobs/catalog-check";
 import { describeDatabase, redactSecrets } from "../redact";
 import { readMigrations } from "./migrate";
+import { inTransaction } from "./pool";
 
 /** Long enough for a slow network, short enough that a wrong host does not hang a pod's start. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -61,6 +62,29 @@ function describeError(error: unknown): string {
 }
 
 /**
+ * A program killed while a check waits (on a lock its table is under) leaves no backend waiting.
+ * LOCAL: through a transaction pooler, a session setting would outlive the check on a server
+ * connection other clients share.
+ */
+const CHECK_FOR_LOST_CLIENT = "SET LOCAL client_connection_check_interval = 1000";
+
+/** Throws a CommandError saying how to create the schema where the database lacks it or part of it. */
+async function assertSchemaPresent(client: pg.Client, where: string): Promise<void> {
+  const missing = await missingTables(client);
+  if (missing.length > 0) {
+    throw new CommandError(
+      `the database at ${where} lacks the pg-batch schema (no table ${missing[0]}): run npm run seed -- schema`,
+    );
+  }
+  const pending = await pendingMigrations(client);
+  if (pending.length > 0) {
+    throw new CommandError(
+      `the database at ${where} lacks migration ${pending[0]} of the pg-batch schema: run npm run seed -- schema`,
+    );
+  }
+}
+
+/**
  * Checks, before a program opens its pool, that the database answers and, where `needs` says
  * so, holds the pg-batch schema at its newest migration. Throws a CommandError whose message
  * says what failed and what to do, instead of a stack trace later, or a worker that fails
@@ -75,22 +99,13 @@ export async function checkDatabase(connectionString: string, needs: DatabaseNee
     throw new CommandError(`cannot connect to the database at ${where}: ${describeError(error)}`);
   }
   try {
-    // a program killed while a check waits (on a lock its table is under) leaves no backend waiting
-    await client.query("SET client_connection_check_interval = 1000");
-    if (needs === "connection") return;
-    const missing = await missingTables(client);
-    if (missing.length > 0) {
-      throw new CommandError(
-        `the database at ${where} lacks the pg-batch schema (no table ${missing[0]}): run npm run seed -- schema`,
-      );
+    if (needs === "connection") {
+      // through a pooler, the login alone may not have reached the database
+      await client.query("SELECT 1");
+      return;
     }
-    const pending = await pendingMigrations(client);
-    if (pending.length > 0) {
-      throw new CommandError(
-        `the database at ${where} lacks migration ${pending[0]} of the pg-batch schema: run npm run seed -- schema`,
-      );
-    }
-    if (needs === "jobs") await assertJobsFitDatabase(client, getCatalog().jobs);
+    await inTransaction(client, () => assertSchemaPresent(client, where), [CHECK_FOR_LOST_CLIENT]);
+    if (needs === "jobs") await assertJobsFitDatabase(client, getCatalog().jobs, [CHECK_FOR_LOST_CLIENT]);
   } finally {
     await client.end();
   }

@@ -59,6 +59,11 @@ export interface JobDefaults {
   rowConcurrency: number;
   /** How long one record may take (ROW_TIMEOUT_S). */
   rowTimeoutMs: number;
+  /**
+   * How long a claimed row may stay locked (MAX_LOCK_HOLD_S): an application transaction that
+   * updates it waits for the slice's commit, at most about this long.
+   */
+  maxLockHoldMs: number;
 }
 
 export const BUILT_IN_DEFAULTS: JobDefaults = {
@@ -66,6 +71,8 @@ export const BUILT_IN_DEFAULTS: JobDefaults = {
   maxAttempts: 3,
   rowConcurrency: 32,
   rowTimeoutMs: 30_000,
+  // pt-online-schema-change sizes its chunks to 0.5 s: slices target half the bound
+  maxLockHoldMs: 1000,
 };
 
 /**

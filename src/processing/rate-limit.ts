@@ -29,8 +29,13 @@ export interface RateLimitObserver {
 
 /** What the records of a chunk take a token from before each starts (src/processing/run-records.ts). */
 export interface TokenSource {
-  /** A token: at once (undefined) when one is at hand, else once one is granted; rejects when `signal` aborts. */
-  take(signal: AbortSignal): Promise<void> | undefined;
+  /**
+   * A token: at once (undefined) when one is at hand, else a promise of true once one is
+   * granted, or of false once `wanted` says the record will not start after all (its slice
+   * stopped starting records, or was abandoned): looked at before every take, so a record stops
+   * waiting within about a take's interval, and no listener is left behind.
+   */
+  take(wanted: () => boolean): Promise<boolean> | undefined;
   /** A token taken and not used: the next record waiting gets it. */
   giveBack(): void;
 }
@@ -50,10 +55,8 @@ export function effectiveRateLimit(
 
 interface Waiter {
   since: number;
-  granted: () => void;
-  refused: (reason: unknown) => void;
-  signal: AbortSignal;
-  onAbort: () => void;
+  wanted: () => boolean;
+  answer: (granted: boolean) => void;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -80,31 +83,31 @@ export class RateLimiter implements TokenSource {
     return Math.max(1, Math.min(Math.ceil(this.limit.perSecond * TAKE_SECONDS), Math.floor(this.limit.burst)));
   }
 
-  take(signal: AbortSignal): Promise<void> | undefined {
+  take(wanted: () => boolean): Promise<boolean> | undefined {
     if (this.waiters.length === 0 && this.fromStock()) return undefined;
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((granted, refused) => {
-      const waiter: Waiter = {
-        since: performance.now(),
-        granted,
-        refused,
-        signal,
-        onAbort: () => {
-          const index = this.waiters.indexOf(waiter);
-          if (index >= 0) this.waiters.splice(index, 1);
-          refused(signal.reason);
-        },
-      };
-      signal.addEventListener("abort", waiter.onAbort, { once: true });
-      this.waiters.push(waiter);
+    return new Promise<boolean>((answer) => {
+      this.waiters.push({ since: performance.now(), wanted, answer });
       void this.takeWhileWaited();
     });
   }
 
   giveBack(): void {
+    this.dropUnwanted();
     const next = this.waiters.shift();
     if (next) this.hand(next, performance.now());
     else if (performance.now() < this.stockExpiresAt) this.stock++;
+  }
+
+  /** Answers the records that will not start after all; their wait counts all the same. */
+  private dropUnwanted(): void {
+    const now = performance.now();
+    for (let index = this.waiters.length - 1; index >= 0; index--) {
+      const waiter = this.waiters[index] as Waiter;
+      if (waiter.wanted()) continue;
+      this.waiters.splice(index, 1);
+      this.waitedSeconds += (now - waiter.since) / 1000;
+      waiter.answer(false);
+    }
   }
 
   private fromStock(): boolean {
@@ -115,9 +118,8 @@ export class RateLimiter implements TokenSource {
   }
 
   private hand(waiter: Waiter, now: number): void {
-    waiter.signal.removeEventListener("abort", waiter.onAbort);
     this.waitedSeconds += (now - waiter.since) / 1000;
-    waiter.granted();
+    waiter.answer(true);
   }
 
   /** Takes tokens from the job's bucket for as long as records wait, a batch at a time. */
@@ -125,7 +127,9 @@ export class RateLimiter implements TokenSource {
     if (this.taking) return;
     this.taking = true;
     try {
-      while (this.waiters.length > 0) {
+      for (;;) {
+        this.dropUnwanted();
+        if (this.waiters.length === 0) break;
         while (this.waiters.length > 0 && this.fromStock())
           this.hand(this.waiters.shift() as Waiter, performance.now());
         if (this.waiters.length === 0) break;

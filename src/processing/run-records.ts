@@ -207,15 +207,8 @@ export async function runRecords(
         if (waited) await waited;
         let token = false;
         try {
-          const granted = options.tokens?.take(options.signal);
-          if (
-            granted &&
-            !(await granted.then(
-              () => true,
-              () => false,
-            ))
-          )
-            break;
+          const granted = options.tokens?.take(() => !options.signal.aborted && options.mayStart());
+          if (granted && !(await granted)) break;
           token = options.tokens !== undefined;
           // once those given have all started, the feed's next part, if any; taken with no await
           // between the last look at `next` and its increment, which other lanes share

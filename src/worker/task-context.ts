@@ -74,6 +74,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     splitWhenIdle: true,
     rowConcurrency: config.rowConcurrency,
     rowTimeoutMs: config.rowTimeoutMs,
+    maxLockHoldMs: config.maxLockHoldMs,
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,

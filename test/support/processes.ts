@@ -21,7 +21,14 @@ export interface Finished {
 export function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
   // no metrics server unless a test asks: processes run side by side
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info", METRICS_PORT: "0" };
-  for (const key of ["DATABASE_URL", "PG_DSN", "TEST_ADMIN_DATABASE_URL"]) delete env[key];
+  for (const key of [
+    "DATABASE_URL",
+    "PG_DSN",
+    "DATABASE_POOLING",
+    "WORKER_DIRECT_DATABASE_URL",
+    "TEST_ADMIN_DATABASE_URL",
+  ])
+    delete env[key];
   for (const [key, value] of Object.entries(extra)) {
     if (value === undefined) delete env[key];
     else env[key] = value;
