@@ -18,6 +18,7 @@ import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
 import { formatCount } from "../src/format";
+import { workerSessionName } from "../src/health/signals";
 import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
 import { createProgress } from "../src/progress";
 import { describeDatabase } from "../src/redact";
@@ -103,7 +104,8 @@ async function main(): Promise<void> {
   if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined)
     embedded = await startEmbeddedPostgres(logger);
   const url = embedded?.url ?? sessionDatabaseUrl(config, "npm start");
-  const pool = createPool({ url, max: config.pools.mainJob, appName: config.podName, logger });
+  // its in-process worker's sessions: named as every worker's (src/health/signals.ts)
+  const pool = createPool({ url, max: config.pools.mainJob, appName: workerSessionName(config.podName), logger });
   const dataDir = args["data-dir"] ?? (await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-data-")));
   try {
     // the schema is the job's own first step: the database need only answer

@@ -31,6 +31,10 @@ SELECT c.run_id, c.round, count(*) AS chunks,
   LEFT JOIN graphile_worker.jobs q ON q.key = format('batch:%s:%s:chunk:%s', c.run_id, c.round, c.chunk_no)
  GROUP BY c.run_id, c.round ORDER BY c.run_id DESC;
 
+-- Runs throttled on the database's health now: what their workers wait on (the newest reading),
+-- since when, and how many wait.
+SELECT run_id, signal, figure, threshold, unit, detail, since, workers FROM batch_throttled_runs;
+
 -- Workers, busiest first, and the most frequent errors of each run.
 SELECT * FROM batch_workers ORDER BY running_chunks DESC, rows DESC LIMIT 10;
 SELECT run_id, attempts AS failed_attempts, message, last_seen FROM batch_errors ORDER BY attempts DESC LIMIT 10;

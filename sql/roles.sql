@@ -91,3 +91,14 @@ GRANT SELECT ON graphile_worker.jobs TO batch_viewer;
 GRANT SELECT ON batch_jobs, batch_chunks, batch_errors, batch_samples, batch_events, batch_steps, worker_sessions,
   batch_rate_limits, batch_progress, batch_workers, batch_backlog, batch_backlog_by_job, batch_throttles,
   batch_throttled_runs TO batch_viewer;
+
+-- batch_worker: the database's health, read before claiming (src/health/signals.ts). Which tables
+-- a vacuum (autovacuum's included) is working on and how far the standbys have replayed are
+-- shown to pg_read_all_stats alone: statistics, no row of any table. Where the role running this
+-- may not grant it, the workers go without those two signals, and this says so.
+DO $$
+BEGIN
+  GRANT pg_read_all_stats TO batch_worker;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'pg_read_all_stats not granted to batch_worker: its workers do not see vacuums or standbys';
+END $$;

@@ -2,6 +2,7 @@ import os from "node:os";
 import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
 import { EXIT_USAGE } from "./exit-status";
+import type { ThrottleLimits } from "./health/throttle";
 import { printable } from "./printable";
 import { redactSecrets } from "./redact";
 
@@ -56,6 +57,15 @@ const share = z
   .string()
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
   .transform(Number);
+
+/** A figure such as "5" or "0.5", at least 0 (0 turns a throttle limit off). */
+const decimal = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, "must be a number of at least 0 (0: off)")
+  .transform(Number);
+
+const ON_OFF = ["on", "off"] as const;
+const onOff = z.enum(ON_OFF, { error: "must be on or off" });
 
 /** Why node-postgres cannot read `url` (it would throw at the first connection); undefined when it can. */
 function unreadableBecause(url: string): string | undefined {
@@ -121,6 +131,14 @@ const envSchema = z.object({
   RATE_LIMIT_BURST: perSecond.pipe(z.number().min(1, "must be at least 1")).optional(),
   DATABASE_POOLING: z.enum(POOLING_MODES, { error: `must be one of ${POOLING_MODES.join(", ")}` }).default("none"),
   WORKER_DIRECT_DATABASE_URL: postgresUrl.optional(),
+  // throttling on the database's health (src/health/); the limits override each job's
+  THROTTLE: onOff.default("on"),
+  THROTTLE_MAX_REPLICA_LAG_S: decimal.optional(),
+  THROTTLE_ON_VACUUM: onOff.optional(),
+  THROTTLE_MAX_WAL_MB_S: decimal.optional(),
+  THROTTLE_MAX_LOCK_WAIT_S: decimal.optional(),
+  HEALTH_CHECK_INTERVAL_S: duration(60_000).pipe(z.number().min(100, "must be at least 100ms")).default(1000),
+  REPLICA_DATABASE_URL: postgresUrl.optional(),
 });
 
 export interface Config {
@@ -183,6 +201,19 @@ export interface Config {
   rateLimitPerSecond: number | "off" | undefined;
   /** The burst of that limit or of a job's own; unset: the job's, else a second's worth. */
   rateLimitBurst: number | undefined;
+  throttle: ThrottleConfig;
+}
+
+/** How workers hold back on the database's health (src/health/). */
+export interface ThrottleConfig {
+  /** THROTTLE=off: claim as fast as the database allows, reading no health at all. */
+  enabled: boolean;
+  /** The limits the environment sets, over every job's. */
+  limits: Partial<ThrottleLimits>;
+  /** The health is read at most this often per process, and only while chunks run. */
+  healthCheckIntervalMs: number;
+  /** A standby whose replay position is read with the primary's health. */
+  replicaDatabaseUrl: string | undefined;
 }
 
 /** The dashboard's settings (npm run dashboard). */
@@ -237,6 +268,7 @@ const SECRET_VARIABLES = new Set([
   "DASHBOARD_TOKEN",
   "MONITOR_DATABASE_URL",
   "WORKER_DIRECT_DATABASE_URL",
+  "REPLICA_DATABASE_URL",
 ]);
 
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
@@ -291,6 +323,17 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
     rateLimitPerSecond: e.RATE_LIMIT_PER_S,
     rateLimitBurst: e.RATE_LIMIT_BURST,
+    throttle: {
+      enabled: e.THROTTLE === "on",
+      limits: {
+        maxReplicaLagSeconds: e.THROTTLE_MAX_REPLICA_LAG_S,
+        onVacuum: e.THROTTLE_ON_VACUUM === undefined ? undefined : e.THROTTLE_ON_VACUUM === "on",
+        maxWalMegabytesPerSecond: e.THROTTLE_MAX_WAL_MB_S,
+        maxLockWaitSeconds: e.THROTTLE_MAX_LOCK_WAIT_S,
+      },
+      healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_S,
+      replicaDatabaseUrl: e.REPLICA_DATABASE_URL,
+    },
   };
 }
 

@@ -1,5 +1,7 @@
 import os from "node:os";
 import { ConfigError, parseConfig } from "../src/config";
+import { withPool } from "../src/db/pool";
+import { recordThrottle } from "../src/runs/throttle-state";
 import { DASHBOARD_CLI, type Dashboard, startDashboard } from "./support/dashboard";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { run, seed, startWorker } from "./support/processes";
@@ -95,6 +97,37 @@ describe("the dashboard's JSON", () => {
     });
     expect(Date.parse(body.run.workers[0].lastWrite)).toBeGreaterThan(0);
     expect((await get(readOnly, "/api/runs/999999")).status).toBe(404);
+  });
+
+  it("reports a throttled run: what its workers wait on, the figure against its threshold, since when", async () => {
+    const withClient = withPool(db.pool);
+    await recordThrottle(withClient, runId, "pod-x", { signal: "lock_wait", figure: 2.5, threshold: 1, unit: "s" });
+    try {
+      const { body } = await get(readOnly, `/api/runs/${runId}`);
+      const { rows } = await db.pool.query("SELECT since FROM batch_throttles WHERE run_id = $1", [runId]);
+      expect(body.run).toMatchObject({
+        throttled: true,
+        throttle: {
+          signal: "lock_wait",
+          figure: 2.5,
+          threshold: 1,
+          unit: "s",
+          text: "lock wait 2.5 s over 1 s",
+          since: rows[0].since.toISOString(),
+          workers: 1,
+        },
+      });
+      expect((await get(readOnly, "/api/runs")).body.runs[0]).toMatchObject({ id: runId, throttled: true });
+    } finally {
+      await recordThrottle(withClient, runId, "pod-x", null);
+    }
+    const { body } = await get(readOnly, `/api/runs/${runId}`);
+    expect(body.run).toMatchObject({ throttled: false, throttle: null });
+    const events = (await get(readOnly, `/api/runs/${runId}/events`)).body.events;
+    expect(events.slice(0, 2)).toMatchObject([
+      { event: "resumed", actor: "pod-x" },
+      { event: "throttled", actor: "pod-x", detail: "lock wait 2.5 s over 1 s" },
+    ]);
   });
 
   it("gives the progress samples, ending with the counters now", async () => {

@@ -177,6 +177,12 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       const container = worker.containers[0] as Container;
       expect(container.command.slice(0, README_WORKER_COMMAND.length)).toEqual(README_WORKER_COMMAND);
       expect(container.env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
+      // a standby to throttle on is optional: pods start whether the Secret has the key or not
+      expect(container.env.find((e) => e.name === "REPLICA_DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({
+        name: "pg-secret",
+        key: "replica-url",
+        optional: true,
+      });
       expect(container.livenessProbe).toBeDefined();
       const grace = Number(container.env.find((e) => e.name === "SHUTDOWN_GRACE_S")?.value);
       expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 10);
@@ -191,7 +197,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const policy = find(rendered.production, "NetworkPolicy") as any;
     expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
     const ports = policy.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`));
-    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "UDP/53"]);
+    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "TCP/6432", "UDP/53"]);
     expect(find(rendered.production, "ServiceAccount").automountServiceAccountToken).toBe(false);
     expect(rendered.production.some((o) => o.kind.includes("Role"))).toBe(false);
   });

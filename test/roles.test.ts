@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { readPrimaryHealth } from "../src/health/signals";
 import { startDashboard } from "./support/dashboard";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { dropLogin, type Login, loginAs } from "./support/logins";
@@ -77,6 +78,18 @@ describe("least privilege", () => {
     expect(await attempt(monitor.url, "SELECT batch_take_tokens('least', 5, 10, 10)")).toContain(
       "permission denied for function batch_take_tokens",
     );
+  });
+
+  it("lets the worker role read the database's health, others' vacuums and standbys included", async () => {
+    const client = new pg.Client({ connectionString: worker.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query("SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS stats");
+      expect(rows[0].stats).toBe(true);
+      expect((await readPrimaryHealth(client, ['"public"."users"'])).walBytes).toBeGreaterThan(0);
+    } finally {
+      await client.end();
+    }
   });
 
   it("lets the monitoring role read the trigger's query and nothing else", async () => {

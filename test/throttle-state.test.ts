@@ -7,7 +7,7 @@ import { runSettings, startRun } from "../workflows/start-run";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "./support/database";
 import { usersJob } from "./support/jobs";
 import { dropLogin, type Login, loginAs } from "./support/logins";
-import { seed } from "./support/processes";
+import { seed, status } from "./support/processes";
 
 const LAG: ThrottleReading = { signal: "replica_lag", figure: 12.3, threshold: 5, unit: "s" };
 
@@ -138,6 +138,35 @@ describe("a run's throttle", () => {
     expect(await backlog()).toBe(heldRows);
     await record("pod-a", null);
     expect(await backlog()).toBe(1000);
+  });
+
+  it("shows in status, as text and as JSON, while the run is throttled", async () => {
+    const env = { DATABASE_URL: db.url };
+    await record("pod-a", LAG);
+    await record("pod-b", { ...LAG, figure: 7 });
+    const since = (await throttle())?.since as Date;
+    const text = await status(["throttled"], env);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(
+      `throttled: replica lag 7 s over 5 s since ${since.toISOString().slice(11, 19)}, 2 workers waiting`,
+    );
+    const report = JSON.parse((await status(["throttled", "--json"], env)).stdout);
+    expect(report).toMatchObject({
+      status: "running",
+      throttled: true,
+      throttle: { signal: "replica_lag", figure: 7, threshold: 5, unit: "s", workers: 2, since: since.toISOString() },
+    });
+    expect(report.throttle.text).toBe("replica lag 7 s over 5 s");
+    expect((await status([], env)).stdout).toMatch(/running, throttled/);
+    expect(JSON.parse((await status(["--json"], env)).stdout).runs[0]).toMatchObject({ id: runId, throttled: true });
+
+    await record("pod-a", null);
+    await record("pod-b", null);
+    expect((await status(["throttled"], env)).stdout).not.toContain("throttled:");
+    expect(JSON.parse((await status(["throttled", "--json"], env)).stdout)).toMatchObject({
+      throttled: false,
+      throttle: null,
+    });
   });
 
   it("is recorded through the worker role", async () => {

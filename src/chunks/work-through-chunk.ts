@@ -1,4 +1,5 @@
 import type { WithClient } from "../db/pool";
+import type { ThrottleGate, ThrottleObserver } from "../health/gate";
 import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
@@ -56,7 +57,7 @@ export interface SliceReport {
 }
 
 /** What a chunk reports as it goes, for metrics. */
-export interface ChunkObserver {
+export interface ChunkObserver extends Partial<ThrottleObserver> {
   sliceCommitted(slice: SliceReport): void;
   /** outcome: finished, handed-back, stopped, skipped or error; job: "" when the chunk never started */
   chunkEnded(job: string, outcome: string, seconds: number): void;
@@ -91,6 +92,8 @@ export interface ChunkDeps {
   observer?: ChunkObserver;
   /** The process's rate limiters: a record of a job with a limit waits for a token before it starts. */
   rateLimiters?: RateLimiters;
+  /** Holds slices back from claiming while the database's health is over the job's limits; none: never. */
+  throttle?: ThrottleGate;
 }
 
 export interface ChunkTotals {
@@ -318,9 +321,27 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         log.info({ ...totals }, "worker shutting down: chunk handed back");
         return { kind: "handed-back", totals };
       }
+      if (!current && deps.throttle) {
+        const { db, worker, draining, abort, observer } = deps;
+        const runId = ref.runId;
+        const stoppedAs = await deps.throttle.pass({
+          db,
+          worker,
+          draining,
+          abort,
+          observer,
+          job,
+          runId,
+          log,
+          keepsRunning: KEEPS_RUNNING,
+        });
+        if (stoppedAs) return { kind: "stopped", runStatus: stoppedAs as RunStatus, totals };
+        if (deps.draining.aborted) continue;
+      }
       current ??= beginSlice(afterId);
       const claimedUpTo = await Promise.race([current.claimedAll, current.result.then(noKey, noKey)]);
-      if (claimedUpTo !== undefined && !deps.draining.aborted) next = beginSlice(claimedUpTo);
+      const mayClaim = deps.throttle?.mayClaim(job, deps.db) ?? true;
+      if (claimedUpTo !== undefined && !deps.draining.aborted && mayClaim) next = beginSlice(claimedUpTo);
       let slice: SliceResult | undefined;
       try {
         slice = await current.result;

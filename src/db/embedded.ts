@@ -52,8 +52,10 @@ export class EmbeddedPostgresError extends Error {
 
 const execFileAsync = promisify(execFile);
 
-/** The user the server runs as: this process's, or as root the system's postgres user. */
-async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
+/** The user a server runs as: undefined for this process's, else (as root) the system's postgres user. */
+export type ServerUser = { uid: number; gid: number } | undefined;
+
+export async function serverUser(): Promise<ServerUser> {
   if (process.getuid?.() !== 0) return undefined;
   const ids = async () => {
     const [{ stdout: uid }, { stdout: gid }] = await Promise.all([
@@ -77,7 +79,7 @@ async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
 }
 
 /** Output of a child, kept for the error message when it fails. */
-function collectOutput(child: ChildProcess, onLine: (line: string) => void): () => string {
+export function collectOutput(child: ChildProcess, onLine: (line: string) => void): () => string {
   let output = "";
   const take = (chunk: Buffer) => {
     const text = chunk.toString();
@@ -90,76 +92,56 @@ function collectOutput(child: ChildProcess, onLine: (line: string) => void): () 
 }
 
 /** The last line of a child's output that explains a failure. */
-function lastProblem(output: string): string {
+export function lastProblem(output: string): string {
   const lines = output.split("\n").map((line) => line.trim());
   return lines.reverse().find((line) => /FATAL|ERROR|error|cannot|could not|denied/.test(line)) ?? lines[0] ?? "";
 }
 
-export async function startEmbeddedPostgres(logger: Logger): Promise<EmbeddedDatabase> {
-  const log = logger.child({ component: "embedded-postgres" });
-  const user = await serverUser();
-  let binaries: PostgresBinaries;
-  try {
-    binaries = await postgresBinaries(user);
-  } catch (error) {
-    throw new EmbeddedPostgresError(
-      `the embedded PostgreSQL binaries are not usable here (${(error as Error).message}); set DATABASE_URL to a PostgreSQL server`,
-    );
-  }
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-"));
-  const dataDir = path.join(dir, "data");
-  const passwordFile = path.join(dir, "password");
-  const password = randomBytes(18).toString("hex");
-  const port = await freePort();
-  const spawnAs = { ...user, env: { ...process.env, LC_ALL: "C" } };
-  // the temporary directory is this process's; the server's user needs to reach its data only
-  await fs.chmod(dir, 0o711);
-  await fs.mkdir(dataDir, { mode: 0o700 });
-  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
-  if (user) {
-    await fs.chown(dataDir, user.uid, user.gid);
-    await fs.chown(passwordFile, user.uid, user.gid);
-  }
+/** Which programs a server runs, and settings beyond its configuration file. */
+export interface ServerOptions {
+  /** Other PostgreSQL programs than the embedded package's (the tests' streaming replica uses Debian's). */
+  binaries?: PostgresBinaries;
+  /** Settings given on the server's command line, as `-c name=value`. */
+  settings?: Record<string, string>;
+}
 
-  log.info({ port, version: binaries.version }, "starting an embedded PostgreSQL (no DATABASE_URL set)");
-  const initdb = spawn(
-    binaries.initdb,
-    [
-      `--pgdata=${dataDir}`,
-      "--username=postgres",
-      `--pwfile=${passwordFile}`,
-      "--auth=scram-sha-256",
-      "--encoding=UTF8",
-      "--locale=C",
-      "--no-sync",
-    ],
-    spawnAs,
-  );
-  const initOutput = collectOutput(initdb, (line) => log.debug(line));
-  const [initCode] = (await once(initdb, "close").catch((error: Error) => [error])) as [number | Error];
-  await fs.rm(passwordFile, { force: true });
-  if (initCode !== 0) {
-    await fs.rm(dir, { recursive: true, force: true });
-    const reason = initCode instanceof Error ? initCode.message : lastProblem(initOutput());
-    throw new EmbeddedPostgresError(
-      `the embedded PostgreSQL could not initialise its data directory (${reason}); set DATABASE_URL to a PostgreSQL server`,
-    );
-  }
+/** One `postgres` process on a data directory, started, stopped and started again. */
+export interface ServerProcess {
+  /** Resolves once the server accepts connections (read-only ones, for a standby). */
+  start(): Promise<void>;
+  shutdown(mode?: ShutdownMode): Promise<void>;
+}
 
+export function serverProcess(options: {
+  postgres: string;
+  dataDir: string;
+  port: number;
+  user: ServerUser;
+  settings?: Record<string, string>;
+  log: Logger;
+}): ServerProcess {
+  const { postgres, dataDir, port, user, log } = options;
+  const settings = { listen_addresses: "127.0.0.1", unix_socket_directories: "", ...options.settings };
   let server: ChildProcess | undefined;
 
   async function start(): Promise<void> {
     if (server) return;
     const child = spawn(
-      binaries.postgres,
-      ["-D", dataDir, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-      spawnAs,
+      postgres,
+      [
+        "-D",
+        dataDir,
+        "-p",
+        String(port),
+        ...Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
+      ],
+      spawnOptions(user),
     );
     server = child;
     const ready = new Promise<void>((resolve, reject) => {
       const output = collectOutput(child, (line) => {
         log.debug(line);
-        if (line.includes("database system is ready to accept connections")) resolve();
+        if (/database system is ready to accept (read-only )?connections/.test(line)) resolve();
       });
       child.once("error", reject);
       child.once("exit", (code, signal) => {
@@ -185,17 +167,82 @@ export async function startEmbeddedPostgres(logger: Logger): Promise<EmbeddedDat
     server = undefined;
   }
 
-  await start();
+  return { start, shutdown };
+}
+
+/** How to spawn a program as the server's user, in the C locale. */
+export function spawnOptions(user: ServerUser) {
+  return { ...user, env: { ...process.env, LC_ALL: "C" } };
+}
+
+/**
+ * A temporary directory of this process's that the server's user can pass through (mode 711),
+ * and in it an empty data directory of that user's (mode 700).
+ */
+export async function serverDirectory(prefix: string, user: ServerUser): Promise<{ dir: string; dataDir: string }> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  const dataDir = path.join(dir, "data");
+  await fs.chmod(dir, 0o711);
+  await fs.mkdir(dataDir, { mode: 0o700 });
+  if (user) await fs.chown(dataDir, user.uid, user.gid);
+  return { dir, dataDir };
+}
+
+export async function startEmbeddedPostgres(logger: Logger, options: ServerOptions = {}): Promise<EmbeddedDatabase> {
+  const log = logger.child({ component: "embedded-postgres" });
+  const user = await serverUser();
+  let binaries: PostgresBinaries;
+  try {
+    binaries = options.binaries ?? (await postgresBinaries(user));
+  } catch (error) {
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL binaries are not usable here (${(error as Error).message}); set DATABASE_URL to a PostgreSQL server`,
+    );
+  }
+  const { dir, dataDir } = await serverDirectory("pg-batch-", user);
+  const passwordFile = path.join(dir, "password");
+  const password = randomBytes(18).toString("hex");
+  const port = await freePort();
+  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (user) await fs.chown(passwordFile, user.uid, user.gid);
+
+  log.info({ port, version: binaries.version }, "starting an embedded PostgreSQL (no DATABASE_URL set)");
+  const initdb = spawn(
+    binaries.initdb,
+    [
+      `--pgdata=${dataDir}`,
+      "--username=postgres",
+      `--pwfile=${passwordFile}`,
+      "--auth=scram-sha-256",
+      "--encoding=UTF8",
+      "--locale=C",
+      "--no-sync",
+    ],
+    spawnOptions(user),
+  );
+  const initOutput = collectOutput(initdb, (line) => log.debug(line));
+  const [initCode] = (await once(initdb, "close").catch((error: Error) => [error])) as [number | Error];
+  await fs.rm(passwordFile, { force: true });
+  if (initCode !== 0) {
+    await fs.rm(dir, { recursive: true, force: true });
+    const reason = initCode instanceof Error ? initCode.message : lastProblem(initOutput());
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL could not initialise its data directory (${reason}); set DATABASE_URL to a PostgreSQL server`,
+    );
+  }
+
+  const server = serverProcess({ postgres: binaries.postgres, dataDir, port, user, settings: options.settings, log });
+  await server.start();
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-    shutdown,
-    start,
+    shutdown: server.shutdown,
+    start: server.start,
     async restart() {
-      await shutdown("fast");
-      await start();
+      await server.shutdown("fast");
+      await server.start();
     },
     async stop() {
-      await shutdown("fast");
+      await server.shutdown("fast");
       await fs.rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,3 +1,4 @@
+import type { ThrottleLimits } from "../health/throttle";
 import type { Column, ValuesOf } from "./columns";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
@@ -106,6 +107,25 @@ export interface HookContext {
   query<Row = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
 }
 
+/** What a job's own throttle condition may use: a query on the worker's pool, outside any transaction. */
+export interface ThrottleConditionContext {
+  job: string;
+  query<Row = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
+}
+
+/**
+ * A job's own reason to hold its workers back, asked once per health check: a query whose first
+ * column of its first row is the reason (no row or NULL: go on), or a function returning it.
+ */
+export type ThrottleCondition = { sql: string } | ((ctx: ThrottleConditionContext) => Promise<string | null>);
+
+/** When a job's workers stop claiming (README, "Throttling on the database's health"). */
+export interface JobThrottle {
+  /** Over the built-in limits (src/health/throttle.ts); the THROTTLE_* variables override both. */
+  limits?: Partial<ThrottleLimits>;
+  when?: ThrottleCondition;
+}
+
 /** Values a job's `where` may compare a column with (equal to one of them). */
 export type FilterValue = string | number | boolean;
 
@@ -149,6 +169,7 @@ export interface JobSpec<
   defaults?: Partial<JobDefaults>;
   /** Records a second across every worker (RATE_LIMIT_PER_S overrides it); none unless set. */
   rateLimit?: { perSecond: number; burst?: number };
+  throttle?: JobThrottle;
   /**
    * The function for one record. Return the results to mark the row completed; throw to mark
    * it failed with the error's message (tried again in a later round until its attempts run
@@ -183,6 +204,7 @@ export interface JobDefinition {
   touch: string[];
   defaults: JobDefaults;
   rateLimit: RateLimit | undefined;
+  throttle: JobThrottle;
   process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
   beforeRun?(ctx: HookContext): Promise<unknown>;
   afterRun?(ctx: HookContext): Promise<unknown>;
@@ -220,6 +242,29 @@ function bind(job: string, columns: Record<string, Column> | undefined): BoundCo
     column: checkIdentifier(job, `column of ${property}`, spec.name ?? property),
     spec,
   }));
+}
+
+/** The job's throttle, or a refusal naming the setting that is not one. */
+function checkThrottle(job: string, throttle: JobThrottle): JobThrottle {
+  for (const [name, value] of Object.entries(throttle.limits ?? {})) {
+    const valid =
+      name === "onVacuum"
+        ? typeof value === "boolean"
+        : ["maxReplicaLagSeconds", "maxWalMegabytesPerSecond", "maxLockWaitSeconds"].includes(name) &&
+          typeof value === "number" &&
+          Number.isFinite(value) &&
+          value >= 0;
+    if (!valid) {
+      throw new JobDefinitionError(
+        `job ${job}: throttle limit ${name} must be ${name === "onVacuum" ? "true or false" : "a number of at least 0 (0: off)"}`,
+      );
+    }
+  }
+  const { when } = throttle;
+  if (when !== undefined && typeof when !== "function" && typeof when?.sql !== "string") {
+    throw new JobDefinitionError(`job ${job}: throttle.when must be { sql: "SELECT ..." } or an async function`);
+  }
+  return throttle;
 }
 
 /** The schema and table `text` names, or a refusal saying how to name them. */
@@ -272,6 +317,7 @@ export function defineJob<
   return {
     name: spec.name,
     description: spec.description ?? "",
+    throttle: checkThrottle(spec.name, spec.throttle ?? {}),
     schema: checkIdentifier(spec.name, "schema", schema),
     table: checkIdentifier(spec.name, "table", table),
     key: checkIdentifier(spec.name, "key", spec.key),

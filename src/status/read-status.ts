@@ -1,5 +1,6 @@
 import type { PoolClient } from "pg";
 import { chunkJobKeySql } from "../runs/job-queue";
+import { type RunThrottle, readRunThrottle } from "../runs/throttle-state";
 
 /**
  * What `status` shows, read with a few cheap queries: the batch_progress view (run counters
@@ -28,6 +29,8 @@ export interface RunProgress {
   waitingUntil: Date | null;
   /** The seconds until then, by the database's clock. */
   waitingSeconds: number | null;
+  /** Running, and its workers wait on the database's health (batch_throttled_runs). */
+  throttled: boolean;
 }
 
 export interface ChunkStates {
@@ -60,13 +63,16 @@ export interface RunReport extends RunProgress {
   workers: { worker: string; runningChunks: number; rows: number }[];
   /** Failed attempts by message: how often each occurred, rows retried later included. */
   errors: { message: string; occurrences: number; lastSeen: Date }[];
+  /** What its workers wait on while it is throttled: the signal, its figure against its threshold, since when. */
+  throttle: RunThrottle | null;
 }
 
 const PROGRESS_COLUMNS = `
   id, batch_name AS name, (SELECT b.job FROM batch_jobs b WHERE b.id = batch_progress.id) AS job, status, round, total, completed, failed, retrying, pending,
   percent_done::float8 AS "percentDone", rows_per_second::float8 AS "rowsPerSecond", eta_seconds AS "etaSeconds",
   started_at AS "startedAt", completed_at AS "completedAt", waiting_until AS "waitingUntil",
-  greatest(ceil(extract(epoch FROM waiting_until - now())), 0)::int AS "waitingSeconds"`;
+  greatest(ceil(extract(epoch FROM waiting_until - now())), 0)::int AS "waitingSeconds",
+  status = 'running' AND EXISTS (SELECT 1 FROM batch_throttled_runs t WHERE t.run_id = batch_progress.id) AS throttled`;
 
 export async function readRunsOverview(client: PoolClient, limit = 20): Promise<RunProgress[]> {
   const { rows } = await client.query<RunProgress>(
@@ -121,5 +127,6 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
     chunks: chunks.rows[0] as ChunkStates,
     workers: workers.rows,
     errors: errors.rows,
+    throttle: progress.throttled ? await readRunThrottle(client, runId) : null,
   };
 }

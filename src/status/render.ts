@@ -25,7 +25,7 @@ export function renderOverview(runs: RunProgress[]): string {
       String(run.id),
       run.name,
       run.job,
-      run.status,
+      run.throttled ? `${run.status}, throttled` : run.status,
       String(run.round),
       run.percentDone === null ? "-" : `${run.percentDone.toFixed(1)}%`,
       number(run.total),
@@ -42,12 +42,20 @@ function eta(report: RunProgress): string {
   return `ETA ${duration(report.etaSeconds)}${waiting}`;
 }
 
+/** "throttled: replica lag 12.3 s over 5 s since 16:50:01" (UTC, as the run's other times), and how many workers wait. */
+function throttleLine({ throttle }: RunReport): string | undefined {
+  if (!throttle) return undefined;
+  const waiting = throttle.workers > 1 ? `, ${throttle.workers} workers waiting` : "";
+  return `throttled: ${throttle.text} since ${throttle.since.toISOString().slice(11, 19)}${waiting}`;
+}
+
 /** One line, for logs and non-interactive watching. */
 export function renderLine(report: RunReport): string {
-  return (
+  const throttle = throttleLine(report);
+  return printable(
     `run ${report.id} ${report.status} ${progressBar(report.percentDone, 20)} ` +
-    `${number(report.completed + report.failed)}/${number(report.total)} rows, ` +
-    `${number(report.rowsPerSecond)} rows/s, ${eta(report)}`
+      `${number(report.completed + report.failed)}/${number(report.total)} rows, ` +
+      `${number(report.rowsPerSecond)} rows/s, ${eta(report)}${throttle ? `, ${throttle}` : ""}`,
   );
 }
 
@@ -75,8 +83,10 @@ function rateLimitLines(report: RunReport): string[] {
 
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
+  const throttle = throttleLine(report);
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
+    ...(throttle ? [throttle] : []),
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
     `completed ${number(report.completed)}  failed ${number(report.failed)}  retrying ${number(report.retrying)}  pending ${number(report.pending)}`,
     `rate ${number(report.rowsPerSecond)} rows/s  ${eta(report)}  started ${report.startedAt.toISOString()}`,

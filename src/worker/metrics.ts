@@ -4,6 +4,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { ChunkObserver, SliceReport } from "../chunks/work-through-chunk";
 import { ConfigError } from "../config";
 import type { Logger } from "../logger";
+import type { ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the
@@ -60,6 +61,18 @@ export class WorkerMetrics implements ChunkObserver {
     labelNames: ["job"],
     registers: [this.registry],
   });
+  private readonly throttledSeconds = new Counter({
+    name: "batch_throttled_seconds_total",
+    help: "Seconds chunks waited without claiming, by job and the health signal over its limit (reason)",
+    labelNames: ["job", "reason"],
+    registers: [this.registry],
+  });
+  private readonly throttled = new Gauge({
+    name: "batch_throttled_chunks",
+    help: "Chunks of this process waiting on the database's health now, by job and reason",
+    labelNames: ["job", "reason"],
+    registers: [this.registry],
+  });
   private readonly jobs = new Counter({
     name: "graphile_worker_jobs_total",
     help: "graphile-worker job events: start, success, error (will retry), failed (for good)",
@@ -91,6 +104,18 @@ export class WorkerMetrics implements ChunkObserver {
 
   chunkEnded(job: string, outcome: string, seconds: number): void {
     this.chunkSeconds.observe({ job, outcome }, seconds);
+  }
+
+  throttleBegan(job: string, reason: ThrottleSignal): void {
+    this.throttled.inc({ job, reason });
+  }
+
+  throttleEnded(job: string, reason: ThrottleSignal): void {
+    this.throttled.dec({ job, reason });
+  }
+
+  throttleWaited(job: string, reason: ThrottleSignal, seconds: number): void {
+    this.throttledSeconds.inc({ job, reason }, seconds);
   }
 
   /** Counts graphile-worker's job events, and the chunk jobs running. */

@@ -3,6 +3,7 @@ import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
 import type { Config } from "../config";
 import type { WithClient } from "../db/pool";
+import { withWorkerSessionName } from "../health/signals";
 import type { Logger } from "../logger";
 import { toGraphileLogger } from "./graphile-logger";
 import { type Recover, WorkerLiveness } from "./liveness";
@@ -117,7 +118,8 @@ export async function workerPreset(
     extends: [WorkerPreset],
     plugins: [livenessPlugin],
     worker: {
-      connectionString,
+      // named, so that the lock-wait signal of every pod's workers knows their sessions (src/health/signals.ts)
+      connectionString: withWorkerSessionName(connectionString, config.podName),
       concurrentJobs: config.workers,
       maxPoolSize: config.pools.workerPool,
       // compiled tasks: dist/src/worker -> dist/tasks

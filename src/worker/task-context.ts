@@ -5,6 +5,8 @@ import { type Config, getConfig } from "../config";
 import { getLogger } from "../context";
 import { reconnecting } from "../db/connection-loss";
 import type { WithClient } from "../db/pool";
+import { ThrottleGate } from "../health/gate";
+import { HealthWatch } from "../health/health-watch";
 import { getCatalog } from "../jobs/catalog";
 import { RateLimiters, type RateLimitObserver } from "../processing/rate-limit";
 import { drainingSignal } from "./shutdown";
@@ -12,6 +14,17 @@ import { drainingSignal } from "./shutdown";
 let observer: (ChunkObserver & RateLimitObserver) | undefined;
 /** How this process's chunks' slices settled, by job: its next chunks start there. */
 const settledSlices = new Map<string, SettledSlices>();
+
+/** The process's one throttle gate, over its one health watch: every chunk shares its readings. */
+let throttleGate: ThrottleGate | undefined;
+
+function processThrottleGate(config: Config): ThrottleGate | undefined {
+  if (!config.throttle.enabled || throttleGate) return throttleGate;
+  const { healthCheckIntervalMs: intervalMs, limits: envLimits, replicaDatabaseUrl: replicaUrl } = config.throttle;
+  const watch = new HealthWatch({ intervalMs, envLimits, replicaUrl, logger: getLogger() });
+  throttleGate = new ThrottleGate(watch, intervalMs);
+  return throttleGate;
+}
 
 let rateLimiters: RateLimiters | undefined;
 
@@ -81,5 +94,6 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     settledSlices,
     observer,
     rateLimiters,
+    throttle: processThrottleGate(config),
   };
 }

@@ -44,7 +44,10 @@ function showRun(run: Run): void {
   const eta = run.waitingSeconds
     ? `${formatSeconds(run.etaSeconds)} (next chunk due in ${formatSeconds(run.waitingSeconds)})`
     : formatSeconds(run.etaSeconds);
+  const { throttle } = run;
   byId("figures").replaceChildren(
+    // what its workers wait on: the signal, its figure against its threshold, since when
+    ...(throttle ? figure("throttled", `${throttle.text} since ${formatTime(throttle.since)}`, "throttle") : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
     ...figure("rows done", `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`, "rows"),
     ...figure("completed", formatCount(run.completed), "completed"),

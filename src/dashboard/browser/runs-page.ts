@@ -25,7 +25,7 @@ function showRuns(runs: Json<RunProgress>[]): void {
       run.id,
       element("a", { href: `/runs/${run.id}`, className: "text" }, run.name),
       run.job,
-      statusBadge(run.status),
+      run.throttled ? element("span", {}, statusBadge(run.status), " throttled") : statusBadge(run.status),
       run.round,
       run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`,
       `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`,
