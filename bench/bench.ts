@@ -9,6 +9,7 @@ import { getConfig } from "../src/config";
 import { getLogger } from "../src/context";
 import { atScale } from "./at-scale";
 import { queryCost } from "./autoscaling-query";
+import { type BesideAppSizes, besideApp } from "./beside-app";
 import { Bench, mustSucceed, round } from "./harness";
 import { type IoCase, ioBound, recordsInFlight } from "./io-bound";
 import { peers } from "./peers";
@@ -37,7 +38,9 @@ import { withScratchDatabase } from "./scratch-database";
  *  - autoscaling: the autoscaling query at a large backlog, and its plan;
  *  - at-scale: generate, import into an empty table (against load-then-index, rounds as many as
  *    processing's, interleaved), plan and two worker processes at `--scale-rows` (the original's
- *    own size: 50,000,000) (bench/at-scale.ts).
+ *    own size: 50,000,000) (bench/at-scale.ts);
+ *  - beside-app: an application of pgbench clients at a fixed rate, alone and beside a run, for
+ *    each profile of settings; throttling on against off (bench/beside-app.ts).
  */
 
 export const SECTIONS = [
@@ -50,6 +53,7 @@ export const SECTIONS = [
   "memory",
   "autoscaling",
   "at-scale",
+  "beside-app",
 ] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -68,6 +72,7 @@ interface Sizes {
   memoryRows: [small: number, large: number];
   backlogRows: number;
   scaleRows: number;
+  besideApp: BesideAppSizes;
 }
 
 const FULL: Sizes = {
@@ -87,6 +92,15 @@ const FULL: Sizes = {
   memoryRows: [500_000, 5_000_000],
   backlogRows: 10_000_000,
   scaleRows: 5_000_000,
+  // the run without I/O outlasts the application's 10 s at full speed (about 150,000 rows/s)
+  besideApp: {
+    noIoRows: 3_000_000,
+    ioRows: 200_000,
+    ioDelayMs: 20,
+    appSeconds: 10,
+    throttleRows: 1_000_000,
+    throttleRounds: 3,
+  },
 };
 const QUICK: Sizes = {
   rows: 20_000,
@@ -103,6 +117,7 @@ const QUICK: Sizes = {
   memoryRows: [5_000, 20_000],
   backlogRows: 50_000,
   scaleRows: 20_000,
+  besideApp: { noIoRows: 20_000, ioRows: 2_000, ioDelayMs: 20, appSeconds: 1, throttleRows: 5_000, throttleRounds: 1 },
 };
 
 function parseSections(only: string | undefined): Set<Section> {
@@ -249,6 +264,11 @@ async function measure(
   if (sections.has("at-scale")) {
     log(`at scale: ${sizes.scaleRows} rows, ${AT_SCALE_PROCESSES} worker processes`);
     results.atScale = await timed("at-scale", () => atScale(bench, sizes.scaleRows, AT_SCALE_PROCESSES, sizes.repeat));
+  }
+
+  if (sections.has("beside-app")) {
+    log("beside an application: pgbench at a fixed rate, alone and beside a run, per profile");
+    results.besideApp = await timed("beside-app", () => besideApp(bench, sizes.besideApp));
   }
 
   printReport(results);

@@ -1,6 +1,7 @@
 import { table } from "../src/cli-output";
 import type { AtScale } from "./at-scale";
 import type { queryCost } from "./autoscaling-query";
+import type { BesideApp } from "./beside-app";
 import type { IoResult } from "./io-bound";
 import type { peers } from "./peers";
 import type { processingRounds } from "./processing";
@@ -24,6 +25,7 @@ export interface Results {
   peakRssMb?: Record<string, Record<string, number | undefined>>;
   autoscalingQuery?: Awaited<ReturnType<typeof queryCost>>;
   atScale?: AtScale;
+  besideApp?: BesideApp;
 }
 
 const ratio = (ours: number, reference: number | undefined) =>
@@ -175,6 +177,35 @@ export function printReport(results: Results): void {
         "< 256",
       ],
     );
+  }
+  const b = results.besideApp;
+  if (b) {
+    for (const k of b.cases) {
+      rows.push(
+        [
+          `beside an app, ${k.profile}, ${k.delayMs} ms I/O: app p50 / p99 / slowest (ms)`,
+          `${k.beside.p50Ms} / ${k.beside.p99Ms} / ${k.beside.maxMs}`,
+          `alone ${k.alone.p50Ms} / ${k.alone.p99Ms} / ${k.alone.maxMs}`,
+          `p99 ${k.p99Ratio}x`,
+          k.profile === "busy primary" ? "p99 <= 2x" : k.profile === "defaults" ? "p99 <= 5x" : "",
+        ],
+        [
+          "  app waits on the run's locks: count, longest (ms); run (rows/s)",
+          `${k.beside.lockWaits}, ${k.beside.longestLockWaitMs}; ${k.runRowsPerSecond}`,
+          `${k.rows} rows${k.covered ? "" : ", ended inside the window"}`,
+          "",
+          k.profile === "defaults" ? "wait <= bound + 100 ms" : "",
+        ],
+      );
+    }
+    const t = b.throttle;
+    rows.push([
+      `throttling on, signals healthy, ${t.rows} rows (rows/s)`,
+      String(t.onRowsPerSecond),
+      `off ${t.offRowsPerSecond}`,
+      `${t.ratio}x`,
+      ">= 0.98x",
+    ]);
   }
   const times = Object.entries(results.sectionSeconds)
     .map(([section, seconds]) => `${section} ${seconds} s (load ${results.loadAverage[section]?.join(" ")})`)

@@ -1,4 +1,5 @@
 import path from "node:path";
+import { PROFILES } from "../bench/beside-app";
 import { lastJsonLine, ROOT, run } from "./support/processes";
 
 /** The parts of the report this test reads. */
@@ -7,6 +8,7 @@ interface Report extends Record<string, unknown> {
   ioBound: { cases: ({ delayMs: number } & Record<string, unknown>)[] };
   scaleOut: { rows: ({ processes: number } & Record<string, unknown>)[] };
   peers: Record<string, Record<string, unknown>>;
+  besideApp: { cases: ({ profile: string; delayMs: number } & Record<string, unknown>)[] } & Record<string, unknown>;
   sectionSeconds: Record<string, number>;
 }
 
@@ -22,6 +24,7 @@ describe("npm run bench -- --quick", () => {
       [
         "atScale",
         "autoscalingQuery",
+        "besideApp",
         "ceiling",
         "generate",
         "import",
@@ -77,7 +80,17 @@ describe("npm run bench -- --quick", () => {
     }
     expect(report.peers.ours).toMatchObject({ rowsPerSecond: expect.any(Number) });
     expect(Object.keys(report.sectionSeconds).sort()).toEqual(
-      ["at-scale", "autoscaling", "io-bound", "latency", "memory", "peers", "processing+ceiling", "scale-out"].sort(),
+      [
+        "at-scale",
+        "autoscaling",
+        "beside-app",
+        "io-bound",
+        "latency",
+        "memory",
+        "peers",
+        "processing+ceiling",
+        "scale-out",
+      ].sort(),
     );
     // at scale: the import against load-then-index, the plan, two processes over every row
     expect(report.atScale).toMatchObject({
@@ -91,8 +104,36 @@ describe("npm run bench -- --quick", () => {
       enqueue: { seconds: expect.any(Number), plannedRows: 20_000, finalTotal: 20_000 },
       processing: { processes: 2, rowsPerSecond: expect.any(Number), hotShare: expect.any(Number) },
     });
+    // beside an application: alone and beside a run, per profile, without and with I/O
+    expect(report.besideApp.cases.map((c) => [c.profile, c.delayMs])).toEqual(
+      Object.keys(PROFILES).flatMap((profile) => [
+        [profile, 0],
+        [profile, 20],
+      ]),
+    );
+    expect(Object.keys(PROFILES)).toEqual(expect.arrayContaining(["defaults", "busy primary"]));
+    const app = {
+      transactions: expect.any(Number),
+      p50Ms: expect.any(Number),
+      p99Ms: expect.any(Number),
+      maxMs: expect.any(Number),
+      lockWaits: expect.any(Number),
+      longestLockWaitMs: expect.any(Number),
+    };
+    for (const c of report.besideApp.cases) {
+      expect(c).toMatchObject({ alone: app, beside: app, runRowsPerSecond: expect.any(Number) });
+      expect((c.alone as { transactions: number }).transactions).toBeGreaterThan(0);
+      expect((c.beside as { transactions: number }).transactions).toBeGreaterThan(0);
+    }
+    // throttling on against off, the same rows, alternated
+    expect(report.besideApp.throttle).toMatchObject({
+      rows: 5_000,
+      ratio: expect.any(Number),
+      rounds: { on: [expect.any(Number)], off: [expect.any(Number)] },
+    });
     expect(result.stderr).toMatch(/measure\s+ours\s+reference\s+ratio\s+target/);
-  });
+    // every section, each starting worker processes and commands: minutes on a busy machine
+  }, 360_000);
 
   it("runs only the sections asked for", async () => {
     const admin = process.env.TEST_ADMIN_DATABASE_URL as string;

@@ -1,0 +1,298 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
+import { type Bench, DIST, exec, median, mustSucceed, type Ran, round } from "./harness";
+
+/**
+ * Beside an application: an "application" of pgbench clients reads and updates random users rows
+ * at a fixed rate, alone and then beside a run (one real worker process on the same table),
+ * without I/O and with PROCESS_DELAY_MS of I/O per record, for each profile of settings below.
+ * Reported: the application's latencies (pgbench's per-transaction log), its waits on locks
+ * held by the run's sessions (pg_locks sampled every 20 ms) and the run's rate over the
+ * application's window. Then the cost of the health reads: the same run with throttling on and
+ * off, alternated on the same rows, with every signal healthy.
+ */
+
+/**
+ * The settings measured, as the worker's environment (variables a version does not know are
+ * ignored by it). "busy primary" is what the README recommends beside a live application;
+ * "full speed" what it recommends on a database nobody else uses.
+ */
+export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
+  "full speed": { THROTTLE: "off", MAX_LOCK_HOLD_S: "2" },
+  defaults: {},
+  "busy primary": {
+    WORKERS: "2",
+    ROW_CONCURRENCY: "16",
+    MAX_LOCK_HOLD_S: "0.2",
+    THROTTLE: "on",
+    THROTTLE_MAX_LOCK_WAIT_S: "0.1",
+  },
+};
+
+/** The application: 4 clients on 2 threads, 400 transactions/s between them. */
+const APP = { rate: 400, clients: 4, threads: 2 };
+
+/** Each transaction reads one random user and updates it, as an application's request would. */
+const APP_SCRIPT = `\\set id random(1, :users)
+BEGIN;
+SELECT name, email, salary FROM users WHERE id = :id;
+UPDATE users SET salary = salary + 1 WHERE id = :id;
+END;
+`;
+
+/**
+ * The application's sessions waiting on a lock that a session other than the application's
+ * holds (in this database, the run's), with how long each has waited so far. Reads only the
+ * statistics views; pg_blocking_pids takes the lock manager's partition locks briefly.
+ */
+const LOCK_WAITS_SQL = `
+  SELECT l.pid, min(l.waitstart)::text AS since,
+         extract(epoch FROM clock_timestamp() - min(l.waitstart)) * 1000 AS waited_ms
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE NOT l.granted AND l.waitstart IS NOT NULL
+     AND a.datname = current_database() AND a.application_name = 'pgbench'
+     AND EXISTS (SELECT 1 FROM unnest(pg_blocking_pids(l.pid)) AS b(pid)
+                   JOIN pg_stat_activity w ON w.pid = b.pid
+                  WHERE w.application_name <> 'pgbench')
+   GROUP BY l.pid`;
+const LOCK_SAMPLE_MS = 20;
+
+export interface BesideAppSizes {
+  /** Rows of the run without I/O, and with it: enough that the run outlasts the application's window. */
+  noIoRows: number;
+  ioRows: number;
+  ioDelayMs: number;
+  /** The application's window, alone and beside the run. */
+  appSeconds: number;
+  /** The throttling on/off comparison: rows of each run, and rounds of on, off. */
+  throttleRows: number;
+  throttleRounds: number;
+}
+
+export interface AppFigures {
+  transactions: number;
+  /** pgbench's latency at a fixed rate: from the transaction's scheduled start to its end. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** The same without the schedule lag: from the transaction's own start. */
+  p99FromStartMs: number;
+  /** Waits on the run's locks seen by sampling, and the longest (to within a sample). */
+  lockWaits: number;
+  longestLockWaitMs: number;
+}
+
+export interface BesideCase {
+  profile: string;
+  delayMs: number;
+  rows: number;
+  alone: AppFigures;
+  beside: AppFigures;
+  p99Ratio: number;
+  /** Rows the run completed or failed over the application's window, per second. */
+  runRowsPerSecond: number;
+  /** Whether the run was still going when the application's window ended. */
+  covered: boolean;
+}
+
+export interface ThrottleCost {
+  rows: number;
+  onRowsPerSecond: number;
+  offRowsPerSecond: number;
+  /** on / off, of the medians. */
+  ratio: number;
+  rounds: { on: number[]; off: number[] };
+}
+
+export interface BesideApp {
+  app: typeof APP & { seconds: number };
+  profiles: Record<string, NodeJS.ProcessEnv>;
+  cases: BesideCase[];
+  throttle: ThrottleCost;
+}
+
+/** Debian's pgbench: on PATH through postgresql-common's wrapper, or in a server's bin directory. */
+function pgbenchBinary(): string {
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    const candidate = path.join(dir, "pgbench");
+    if (dir && fs.existsSync(candidate)) return candidate;
+  }
+  const root = "/usr/lib/postgresql";
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const version of versions) {
+    const candidate = path.join(root, version, "bin/pgbench");
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  throw new Error("pgbench not found (on PATH or in /usr/lib/postgresql/*/bin): install postgresql's server binaries");
+}
+
+const percentile = (sorted: number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
+
+/** Latencies (ms) from pgbench's per-transaction logs: client, number, µs, script, epoch s, µs, lag µs. */
+function readTransactionLog(dir: string): { latencies: number[]; fromStart: number[] } {
+  const latencies: number[] = [];
+  const fromStart: number[] = [];
+  for (const file of fs.readdirSync(dir)) {
+    for (const line of fs.readFileSync(path.join(dir, file), "utf8").split("\n")) {
+      const fields = line.split(" ");
+      const micros = Number(fields[2]);
+      if (fields.length < 7 || !Number.isFinite(micros)) continue;
+      latencies.push(micros / 1000);
+      fromStart.push((micros - Number(fields[6])) / 1000);
+    }
+  }
+  return { latencies: latencies.sort((a, b) => a - b), fromStart: fromStart.sort((a, b) => a - b) };
+}
+
+/** Samples the application's waits on others' locks until `stop`; the longest wait of each. */
+async function sampleLockWaits(pool: pg.Pool, stop: AbortSignal): Promise<number[]> {
+  const client = await pool.connect();
+  const waits = new Map<string, number>();
+  try {
+    while (!stop.aborted) {
+      const { rows } = await client.query<{ pid: number; since: string; waited_ms: number }>(LOCK_WAITS_SQL);
+      for (const r of rows) {
+        const key = `${r.pid} ${r.since}`;
+        waits.set(key, Math.max(waits.get(key) ?? 0, Number(r.waited_ms)));
+      }
+      await sleep(LOCK_SAMPLE_MS);
+    }
+  } finally {
+    client.release();
+  }
+  return [...waits.values()];
+}
+
+/** The application for `seconds`, its lock waits sampled meanwhile. */
+async function runApp(bench: Bench, users: number, seconds: number, workDir: string): Promise<AppFigures> {
+  const logDir = path.join(workDir, "log");
+  fs.rmSync(logDir, { recursive: true, force: true });
+  fs.mkdirSync(logDir);
+  const script = path.join(workDir, "app.sql");
+  fs.writeFileSync(script, APP_SCRIPT);
+  const stop = new AbortController();
+  const sampling = sampleLockWaits(bench.pool, stop.signal);
+  let ran: Ran;
+  try {
+    ran = await exec(
+      pgbenchBinary(),
+      [
+        ...["-n", "-f", script, "-D", `users=${users}`],
+        ...["-R", String(APP.rate), "-c", String(APP.clients), "-j", String(APP.threads), "-T", String(seconds)],
+        ...["--log", `--log-prefix=${path.join(logDir, "app")}`, bench.url],
+      ],
+      bench.env,
+    );
+  } finally {
+    stop.abort();
+  }
+  const waits = await sampling;
+  mustSucceed("pgbench", ran);
+  const { latencies, fromStart } = readTransactionLog(logDir);
+  return {
+    transactions: latencies.length,
+    p50Ms: round(percentile(latencies, 0.5), 1),
+    p99Ms: round(percentile(latencies, 0.99), 1),
+    maxMs: round(latencies.at(-1) ?? Number.NaN, 1),
+    p99FromStartMs: round(percentile(fromStart, 0.99), 1),
+    lockWaits: waits.length,
+    longestLockWaitMs: round(Math.max(0, ...waits)),
+  };
+}
+
+async function runProgress(pool: pg.Pool, name: string): Promise<{ done: number; status: string }> {
+  const { rows } = await pool.query<{ done: string; status: string }>(
+    `SELECT j.status, coalesce(sum(c.rows_completed + c.rows_failed), 0) AS done
+       FROM batch_jobs j LEFT JOIN batch_chunks c ON c.run_id = j.id
+      WHERE j.batch_name = $1 GROUP BY j.id`,
+    [name],
+  );
+  return { done: Number(rows[0]?.done ?? 0), status: rows[0]?.status ?? "missing" };
+}
+
+/** Alone, then beside a run of the profile: one fresh table of `rows` users for both. */
+async function besideCase(
+  bench: Bench,
+  profile: string,
+  delayMs: number,
+  rows: number,
+  seconds: number,
+  workDir: string,
+): Promise<BesideCase> {
+  await bench.freshUsers(rows);
+  const alone = await runApp(bench, rows, seconds, workDir);
+  const name = `beside-${profile.replace(/\W+/g, "-")}-${delayMs}ms`;
+  const env = { ...PROFILES[profile], PROCESS_DELAY_MS: String(delayMs) };
+  await bench.enqueue(name, env);
+  let exited = false;
+  const worker = bench.worker(env).then((ran) => {
+    exited = true;
+    return ran;
+  });
+  // the application's window begins once the run is writing
+  while ((await runProgress(bench.pool, name)).done === 0 && !exited) await sleep(50);
+  const before = await runProgress(bench.pool, name);
+  const started = performance.now();
+  const beside = await runApp(bench, rows, seconds, workDir);
+  const after = await runProgress(bench.pool, name);
+  const windowSeconds = (performance.now() - started) / 1000;
+  if (after.status === "running" || after.status === "pending") {
+    const cancelled = await bench.node([path.join(DIST, "workflows/batch-cli.js"), "cancel", name]);
+    // a run that completed in between has nothing to cancel
+    if (cancelled.code !== 0 && (await runProgress(bench.pool, name)).status !== "completed")
+      mustSucceed("cancel", cancelled);
+  }
+  mustSucceed("worker", await worker);
+  return {
+    profile,
+    delayMs,
+    rows,
+    alone,
+    beside,
+    p99Ratio: round(beside.p99Ms / alone.p99Ms, 1),
+    runRowsPerSecond: round((after.done - before.done) / windowSeconds),
+    covered: after.status === "running",
+  };
+}
+
+/**
+ * The default settings with throttling on and off, alternated round by round on the same rows,
+ * every signal healthy: no application, no standby, and autovacuum off on the table so that
+ * it cannot start during a run (a vacuum of the table is a signal).
+ */
+async function throttleCost(bench: Bench, rows: number, rounds: number): Promise<ThrottleCost> {
+  const rates = { on: [] as number[], off: [] as number[] };
+  await bench.pool.query("ALTER TABLE users SET (autovacuum_enabled = off)");
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      for (const setting of ["on", "off"] as const) {
+        await bench.freshUsers(rows);
+        const ran = await bench.process(`throttle-${setting}-${r}`, { THROTTLE: setting });
+        rates[setting].push(round(ran.rows / ran.seconds));
+      }
+    }
+  } finally {
+    await bench.pool.query("ALTER TABLE users RESET (autovacuum_enabled)");
+  }
+  const on = median(rates.on);
+  const off = median(rates.off);
+  return { rows, onRowsPerSecond: on, offRowsPerSecond: off, ratio: round(on / off, 3), rounds: rates };
+}
+
+export async function besideApp(bench: Bench, sizes: BesideAppSizes): Promise<BesideApp> {
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "beside-app-"));
+  try {
+    const cases: BesideCase[] = [];
+    for (const profile of Object.keys(PROFILES)) {
+      cases.push(await besideCase(bench, profile, 0, sizes.noIoRows, sizes.appSeconds, workDir));
+      cases.push(await besideCase(bench, profile, sizes.ioDelayMs, sizes.ioRows, sizes.appSeconds, workDir));
+    }
+    const throttle = await throttleCost(bench, sizes.throttleRows, sizes.throttleRounds);
+    return { app: { ...APP, seconds: sizes.appSeconds }, profiles: PROFILES, cases, throttle };
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
