@@ -4,6 +4,7 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import {
   type ClaimedRows,
   type RecordFeed,
@@ -102,6 +103,8 @@ export interface ChunkDeps {
    */
   settledSlices?: Map<string, SettledSlices>;
   observer?: ChunkObserver;
+  /** The process's rate limiters: a record of a job with a limit waits for a token before it starts. */
+  rateLimiters?: RateLimiters;
   /** Holds slices back from claiming while the database's health is over the job's limits; none: never. */
   throttle?: ThrottleGate;
 }
@@ -154,6 +157,7 @@ interface RecordRunner {
   logic: RecordFunction;
   concurrency: number;
   timeoutMs: number;
+  tokens: TokenSource | undefined;
   /** How long a slice may keep its rows locked, from its first claim to its commit. */
   lockHoldMs: number;
 }
@@ -164,6 +168,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     logic: withInjectedFaults(job.process, job.key, deps.faults),
     concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+    tokens: deps.rateLimiters?.of(job),
     lockHoldMs: deps.maxLockHoldMs ?? job.defaults.maxLockHoldMs,
   };
 }
@@ -192,6 +197,7 @@ function runWithinBudget(
     mayStart: () => !deps.draining.aborted && !stopped() && performance.now() < startBy,
     feed,
     slots,
+    tokens: runner.tokens,
   });
 }
 
@@ -269,9 +275,10 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let limit = settled?.rows ?? Math.min(Math.max(4 * runner.concurrency, 100), MAX_SLICE_ROWS);
   const countLeft = () => deps.db((client) => countLeftInRange(client, job, range, settings.maxAttempts));
   let left = 0;
-  // rows written when the pass over the range began
-  let doneBeforePass = 0;
+  let rescanned = false;
   let waited = false;
+  // rows the chunk had processed when its last pass over the range began
+  let doneBeforePass = 0;
   let recordMs = settled?.recordMs ?? 0;
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
@@ -396,19 +403,24 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         await lateWritten();
         left = await countLeft();
         if (left === 0) break;
-        const progressed = totals.done > doneBeforePass;
+        // a pass that processed rows may have passed over some that a slice claimed and stopped
+        // before starting (its lock bound came first: its records ran past it, or waited for a
+        // rate limit's tokens): those are free again, and another pass takes them as a first
+        // rescan would
+        if (totals.done > doneBeforePass) rescanned = waited = false;
         doneBeforePass = totals.done;
-        afterId = undefined;
-        // rows skipped while another transaction held them, or claimed by a slice that committed
-        // at its bound before their records started: one more pass takes those released since
-        if (progressed) continue;
         if (waited) break;
-        // still held after a pass that wrote none: wait for their holder (another chunk's slice,
-        // which claimed them before this chunk was split from it) to end, then one last pass
-        waited = true;
-        const waitMs = runner.lockHoldMs + runner.timeoutMs;
-        const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
-        if (!released) break;
+        if (rescanned) {
+          // still held after a second pass: wait for their holder (another chunk's slice, which
+          // claimed them before this chunk was split from it) to end, then one last pass
+          waited = true;
+          const waitMs = runner.lockHoldMs + runner.timeoutMs;
+          const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
+          if (!released) break;
+        }
+        // rows skipped while another transaction held them: one more pass takes those released since
+        rescanned = true;
+        afterId = undefined;
         continue;
       }
       if (slice.late) {
