@@ -4,6 +4,7 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import {
   type ClaimedRows,
   type RecordFeed,
@@ -89,6 +90,8 @@ export interface ChunkDeps {
    */
   settledSlices?: Map<string, SettledSlices>;
   observer?: ChunkObserver;
+  /** The process's rate limiters: a record of a job with a limit waits for a token before it starts. */
+  rateLimiters?: RateLimiters;
   /** Holds slices back from claiming while the database's health is over the job's limits; none: never. */
   throttle?: ThrottleGate;
 }
@@ -141,6 +144,7 @@ interface RecordRunner {
   logic: RecordFunction;
   concurrency: number;
   timeoutMs: number;
+  tokens: TokenSource | undefined;
   /** How long a slice may keep its rows locked, from its first claim to its commit. */
   lockHoldMs: number;
 }
@@ -151,6 +155,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     logic: withInjectedFaults(job.process, job.key, deps.faults),
     concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+    tokens: deps.rateLimiters?.of(job),
     lockHoldMs: deps.maxLockHoldMs ?? job.defaults.maxLockHoldMs,
   };
 }
@@ -179,6 +184,7 @@ function runWithinBudget(
     mayStart: () => !deps.draining.aborted && !stopped() && performance.now() < startBy,
     feed,
     slots,
+    tokens: runner.tokens,
   });
 }
 
@@ -258,6 +264,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let left = 0;
   let rescanned = false;
   let waited = false;
+  // rows the chunk had processed when its last pass over the range began
+  let doneBeforePass = 0;
   let recordMs = settled?.recordMs ?? 0;
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
@@ -351,7 +359,13 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       next = undefined;
       if (!slice) {
         left = await countLeft();
-        if (left === 0 || waited) break;
+        if (left === 0) break;
+        // a pass that processed rows may have passed over some that a slice claimed and stopped
+        // before starting (its lock bound came first, as when records wait for a rate limit's
+        // tokens): those are free again, and another pass takes them as a first rescan would
+        if (totals.done > doneBeforePass) rescanned = waited = false;
+        doneBeforePass = totals.done;
+        if (waited) break;
         if (rescanned) {
           // still held after a second pass: wait for their holder (another chunk's slice, which
           // claimed them before this chunk was split from it) to end, then one last pass
