@@ -197,7 +197,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const policy = find(rendered.production, "NetworkPolicy") as any;
     expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
     const ports = policy.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`));
-    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "UDP/53"]);
+    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "TCP/6432", "UDP/53"]);
     expect(find(rendered.production, "ServiceAccount").automountServiceAccountToken).toBe(false);
     expect(rendered.production.some((o) => o.kind.includes("Role"))).toBe(false);
   });

@@ -16,7 +16,7 @@ import { renderChart } from "./chart";
 import { readRuns, seedDatabase } from "./database";
 import { type Faults, parseKill, parseTailThreshold } from "./faults";
 import { ManifestError, readWorkload, renderOverlay, type Workload } from "./manifests";
-import { type SecretValues, secretValues } from "./secrets";
+import { type SecretValues, secretValue, secretValues } from "./secrets";
 
 /**
  * `npm run autoscale -- <overlay>`: the overlay's KEDA ScaledJob (or ScaledObject and Deployment)
@@ -47,7 +47,7 @@ function withOverrides<W extends Workload>(workload: W, pollingInterval?: number
 function checkSecrets(workload: Workload, secrets: SecretValues): void {
   try {
     secrets(workload.trigger.connection);
-    for (const { from } of workload.pod.env) if ("secret" in from) secrets(from.secret);
+    for (const { from } of workload.pod.env) if ("secret" in from) secretValue(secrets, from.secret);
   } catch (error) {
     throw new CommandError((error as Error).message);
   }

@@ -15,6 +15,8 @@ import type { ReplicaScalingSpec, ScalingRules } from "./replica-scaling";
 export interface SecretKey {
   name: string;
   key: string;
+  /** A key the Secret may lack (secretKeyRef's `optional`): its variable is then left unset. */
+  optional?: boolean;
 }
 
 export type EnvSource = { value: string } | { secret: SecretKey } | { field: string };
@@ -74,7 +76,7 @@ const envVar = z.object({
   value: z.string().optional(),
   valueFrom: z
     .object({
-      secretKeyRef: z.object({ name: z.string(), key: z.string() }).optional(),
+      secretKeyRef: z.object({ name: z.string(), key: z.string(), optional: z.boolean().optional() }).optional(),
       fieldRef: z.object({ fieldPath: z.string() }).optional(),
     })
     .optional(),

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { freePort } from "../free-port";
 import type { PodTemplate } from "./manifests";
-import type { SecretValues } from "./secrets";
+import { type SecretValues, secretValue } from "./secrets";
 
 /**
  * A pod of the template as a local process: its container's command resolved against the
@@ -55,8 +55,10 @@ export async function processSpec(options: {
   };
   for (const { name, from } of template.env) {
     if ("value" in from) env[name] = from.value;
-    else if ("secret" in from) env[name] = options.secrets(from.secret);
-    else env[name] = fieldValue(from.field, podName, options.namespace);
+    else if ("secret" in from) {
+      const value = secretValue(options.secrets, from.secret);
+      if (value !== undefined) env[name] = value;
+    } else env[name] = fieldValue(from.field, podName, options.namespace);
   }
   Object.assign(env, options.overrides, POD_LOGGING);
   // Each pod has a network namespace of its own in a cluster; here they share the host's, so a

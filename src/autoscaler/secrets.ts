@@ -9,7 +9,22 @@ import type { SecretKey } from "./manifests";
 /** The Secret the manifests read their connection strings from; DATABASE_URL stands for its keys by default. */
 export const DEFAULT_SECRET = "pg-secret";
 
+/** Gives a key's value; throws a MissingSecretError where none is known. */
 export type SecretValues = (ref: SecretKey) => string;
+
+export class MissingSecretError extends Error {
+  override name = "MissingSecretError";
+}
+
+/** A key's value; undefined for an optional key that has none, as Kubernetes leaves its variable unset. */
+export function secretValue(secrets: SecretValues, ref: SecretKey): string | undefined {
+  try {
+    return secrets(ref);
+  } catch (error) {
+    if (ref.optional && error instanceof MissingSecretError) return undefined;
+    throw error;
+  }
+}
 
 const describe = (ref: SecretKey) => `${ref.name}/${ref.key}`;
 
@@ -30,7 +45,7 @@ export function secretValues(options: { given: string[]; everyKey?: string; data
     const value =
       given.get(describe(ref)) ?? options.everyKey ?? (ref.name === DEFAULT_SECRET ? options.databaseUrl : undefined);
     if (value === undefined) {
-      throw new Error(
+      throw new MissingSecretError(
         `no value for the Secret key ${describe(ref)}: pass --secret ${describe(ref)}=postgres://...` +
           (ref.name === DEFAULT_SECRET ? ", set DATABASE_URL, or use --embedded" : ""),
       );
