@@ -44,7 +44,7 @@ function showRun(run: Run): void {
   const eta = run.waitingSeconds
     ? `${formatSeconds(run.etaSeconds)} (next chunk due in ${formatSeconds(run.waitingSeconds)})`
     : formatSeconds(run.etaSeconds);
-  const { throttle } = run;
+  const { throttle, rateLimit } = run;
   byId("figures").replaceChildren(
     // what its workers wait on: the signal, its figure against its threshold, since when
     ...(throttle ? figure("throttled", `${throttle.text} since ${formatTime(throttle.since)}`, "throttle") : []),
@@ -56,6 +56,14 @@ function showRun(run: Run): void {
     ...figure("pending", formatCount(run.pending), "pending"),
     ...figure("round", String(run.round), "round"),
     ...figure("rows/s", formatCount(run.rowsPerSecond), "rate"),
+    // the job's limit across every worker, and how long its records have waited for it in all
+    ...(rateLimit
+      ? figure(
+          "rate limit",
+          `${rateLimit.perSecond}/s (burst ${rateLimit.burst}), records waited ${rateLimit.waitedSeconds.toFixed(1)} s`,
+          "rate-limit",
+        )
+      : []),
     ...figure("ETA", eta, "eta"),
     ...figure("started", formatTime(run.startedAt), "started"),
     ...figure("ended", formatTime(run.completedAt), "ended"),
