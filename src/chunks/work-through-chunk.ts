@@ -12,10 +12,17 @@ import {
   RecordSlots,
   runRecords,
 } from "../processing/run-records";
-import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
+import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
-import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
+import {
+  ChunkEndedError,
+  type LateRecords,
+  runSlice,
+  type SliceRequest,
+  type SliceResult,
+  writeLateOutcomes,
+} from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. A slice's rows stay
@@ -28,6 +35,12 @@ import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "
 export const SLICE_TARGET_SHARE = 0.5;
 /** Of the lock bound, how long after its first claim a slice starts records. */
 export const SLICE_START_SHARE = 0.75;
+/**
+ * Of the lock bound, when a slice commits the records that ended, whatever still runs: the rest
+ * is for its last writes and its commit. Later than SLICE_START_SHARE, so that no record
+ * starts once the slice has committed.
+ */
+export const SLICE_COMMIT_SHARE = 0.875;
 export const MAX_SLICE_ROWS = 5000;
 export const STREAM_FROM_RECORD_MS = 1;
 
@@ -290,6 +303,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       statementTimeoutMs: deps.statementTimeoutMs,
       // a slice started ahead waits, after its first claim, for the records of the one before it
       idleTimeoutMs: runner.lockHoldMs + 2 * runner.timeoutMs + deps.statementTimeoutMs,
+      commitWithinMs: SLICE_COMMIT_SHARE * runner.lockHoldMs,
     };
     const result = deps.db((client) =>
       runSlice(client, request, (records, feed, lockedAt) =>
@@ -311,6 +325,34 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         stopped = true;
       },
     };
+  };
+
+  const count = (slice: { completed: number; failed: number; retryable: number }) => {
+    totals.done += slice.completed + slice.failed + slice.retryable;
+    totals.completed += slice.completed;
+    totals.failed += slice.failed;
+    totals.retryable += slice.retryable;
+  };
+  // the records that ran past their slice's commit, written apart as they end
+  const lateWrites: Promise<void>[] = [];
+  const writeLate = async (late: LateRecords) => {
+    for (let ended = await late.next(); ended; ended = await late.next()) {
+      const { rows, outcomes } = ended;
+      const started = performance.now();
+      const written = await deps.db((client) => writeLateOutcomes(client, late.request, rows, outcomes));
+      count(written);
+      deps.observer?.sliceCommitted({
+        job: job.name,
+        ...written,
+        claimSeconds: 0,
+        writeSeconds: (performance.now() - started) / 1000,
+      });
+    }
+  };
+  /** Waits for the records still running apart to end and be written: until then their rows are still claimable. */
+  const lateWritten = async () => {
+    const writes = lateWrites.splice(0);
+    await Promise.all(writes);
   };
 
   let current: SliceUnderWay | undefined;
@@ -358,11 +400,13 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       current = next;
       next = undefined;
       if (!slice) {
+        await lateWritten();
         left = await countLeft();
         if (left === 0) break;
         // a pass that processed rows may have passed over some that a slice claimed and stopped
-        // before starting (its lock bound came first, as when records wait for a rate limit's
-        // tokens): those are free again, and another pass takes them as a first rescan would
+        // before starting (its lock bound came first: its records ran past it, or waited for a
+        // rate limit's tokens): those are free again, and another pass takes them as a first
+        // rescan would
         if (totals.done > doneBeforePass) rescanned = waited = false;
         doneBeforePass = totals.done;
         if (waited) break;
@@ -370,25 +414,36 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
           // still held after a second pass: wait for their holder (another chunk's slice, which
           // claimed them before this chunk was split from it) to end, then one last pass
           waited = true;
+          const held = await deps.db((client) => recordRowsHeld(client, job, ref, range, settings.maxAttempts));
+          if (held) log.warn({ ...held }, "rows held by another session: waiting for it to end its transaction");
           const waitMs = runner.lockHoldMs + runner.timeoutMs;
           const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
           if (!released) break;
+          if (held) await deps.db((client) => clearRowsHeld(client, ref));
         }
         // rows skipped while another transaction held them: one more pass takes those released since
         rescanned = true;
         afterId = undefined;
         continue;
       }
-      if (slice.done === 0) continue;
+      if (slice.late) {
+        // its writes fail the chunk, if they do, where it waits for them; never unhandled
+        const writing = writeLate(slice.late);
+        writing.catch(() => undefined);
+        lateWrites.push(writing);
+        log.debug({ running: slice.late.count, limit: sliceLimit }, "slice committed at its lock bound");
+      }
+      // the rows of records still running apart are past where the next slice claims
+      afterId = slice.lastProcessedId;
+      if (slice.done === 0) {
+        if (slice.late) limit = Math.max(Math.floor(sliceLimit / 2), floor);
+        continue;
+      }
       const now = performance.now();
       const elapsedMs = now - Math.max(sliceStart, lastEnded);
       lastEnded = now;
       totals.slices++;
-      totals.done += slice.done;
-      totals.completed += slice.completed;
-      totals.failed += slice.failed;
-      totals.retryable += slice.retryable;
-      afterId = slice.lastProcessedId;
+      count(slice);
       // another job took the upper part of the range (chunk-split.ts): stop where it starts
       if (slice.chunkLastId < range.lastId) range.lastId = slice.chunkLastId;
       deps.observer?.sliceCommitted({
@@ -414,6 +469,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       underWay?.stop();
       await underWay?.result.catch(() => undefined);
     }
+    // a chunk that ends otherwise leaves a late outcome it could not write claimable
+    await Promise.allSettled(lateWrites);
   }
 
   if (left > 0)

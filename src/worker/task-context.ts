@@ -71,8 +71,9 @@ export function taskDb(helpers: JobHelpers, config: Config = getConfig()): WithC
 /** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
 export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
   const abort = helpers.abortSignal ?? new AbortController().signal;
-  // every running chunk's slice listens on this one signal
-  setMaxListeners(config.workers + 10, abort);
+  // every running chunk's slices listen on this one signal, with those whose records ran past
+  // their commit (up to one a record in flight): as many as the jobs' concurrency, known per job
+  setMaxListeners(0, abort);
   return {
     db: taskDb(helpers, config),
     logger: getLogger(),
