@@ -55,6 +55,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON batch_throttles TO batch_worker;
 GRANT SELECT ON batch_throttled_runs TO batch_worker;
 -- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
 GRANT SELECT ON import_deferred_indexes TO batch_worker;
+-- a job's rate limit: tokens only through the function, which alone writes the buckets
+GRANT EXECUTE ON FUNCTION batch_take_tokens(TEXT, INTEGER, FLOAT8, FLOAT8, FLOAT8) TO batch_admin, batch_worker;
 -- the queue: graphile-worker's tables and functions, without the right to change its schema
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA graphile_worker TO batch_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA graphile_worker TO batch_worker;
@@ -87,7 +89,8 @@ GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
 GRANT USAGE ON SCHEMA public, graphile_worker TO batch_viewer;
 GRANT SELECT ON graphile_worker.jobs TO batch_viewer;
 GRANT SELECT ON batch_jobs, batch_chunks, batch_errors, batch_samples, batch_events, batch_steps, worker_sessions,
-  batch_progress, batch_workers, batch_backlog, batch_backlog_by_job, batch_throttles, batch_throttled_runs TO batch_viewer;
+  batch_rate_limits, batch_progress, batch_workers, batch_backlog, batch_backlog_by_job, batch_throttles,
+  batch_throttled_runs TO batch_viewer;
 
 -- batch_worker: the database's health, read before claiming (src/health/signals.ts). Which tables
 -- a vacuum (autovacuum's included) is working on and how far the standbys have replayed are

@@ -46,6 +46,13 @@ const duration = (maxMs: number) =>
     })
     .pipe(z.number().max(maxMs, `must be at most ${maxMs / 1000}s`));
 
+/** A positive number of records a second ("200", "12.5"). */
+const perSecond = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, "must be a number of records a second above 0")
+  .transform(Number)
+  .pipe(z.number().positive("must be a number of records a second above 0"));
+
 const share = z
   .string()
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, "must be a number from 0 to 1")
@@ -117,6 +124,11 @@ const envSchema = z.object({
     .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
     .optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
+  // unset: each job's own rateLimit; off: none, whatever the job says
+  RATE_LIMIT_PER_S: z
+    .union([z.literal("off"), perSecond], { error: 'must be a number of records a second above 0, or "off"' })
+    .optional(),
+  RATE_LIMIT_BURST: perSecond.pipe(z.number().min(1, "must be at least 1")).optional(),
   DATABASE_POOLING: z.enum(POOLING_MODES, { error: `must be one of ${POOLING_MODES.join(", ")}` }).default("none"),
   WORKER_DIRECT_DATABASE_URL: postgresUrl.optional(),
   // throttling on the database's health (src/health/); the limits override each job's
@@ -185,6 +197,10 @@ export interface Config {
   logFormat: (typeof LOG_FORMATS)[number];
   noColor: boolean;
   dashboard: DashboardConfig;
+  /** Records a second across every worker, for every job this process runs; unset: each job's own. */
+  rateLimitPerSecond: number | "off" | undefined;
+  /** The burst of that limit or of a job's own; unset: the job's, else a second's worth. */
+  rateLimitBurst: number | undefined;
   throttle: ThrottleConfig;
 }
 
@@ -305,6 +321,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
     dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
+    rateLimitPerSecond: e.RATE_LIMIT_PER_S,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
     throttle: {
       enabled: e.THROTTLE === "on",
       limits: {

@@ -85,6 +85,15 @@ describe("parseConfig", () => {
     expect(parseConfig({ NO_COLOR: "" }).noColor).toBe(false);
   });
 
+  it("reads a rate limit for every job, or none at all", () => {
+    expect(parseConfig({})).toMatchObject({ rateLimitPerSecond: undefined, rateLimitBurst: undefined });
+    expect(parseConfig({ RATE_LIMIT_PER_S: "12.5", RATE_LIMIT_BURST: "40" })).toMatchObject({
+      rateLimitPerSecond: 12.5,
+      rateLimitBurst: 40,
+    });
+    expect(parseConfig({ RATE_LIMIT_PER_S: "off" }).rateLimitPerSecond).toBe("off");
+  });
+
   it.each([
     [{ CHUNK_SIZE: "abc" }, 'CHUNK_SIZE must be a whole number from 1 to 1000000 (got "abc")'],
     [{ CHUNK_SIZE: "0" }, "CHUNK_SIZE must be a whole number from 1 to 1000000"],
@@ -98,6 +107,9 @@ describe("parseConfig", () => {
     [{ LOG_FORMAT: "yaml" }, 'LOG_FORMAT must be one of auto, json, pretty (got "yaml")'],
     [{ PROCESS_DELAY_SPREAD: "normal" }, 'PROCESS_DELAY_SPREAD must be one of fixed, exponential (got "normal")'],
     [{ MAX_ATTEMPTS: "101" }, "MAX_ATTEMPTS must be a whole number from 1 to 100"],
+    [{ RATE_LIMIT_PER_S: "0" }, 'RATE_LIMIT_PER_S must be a number of records a second above 0 (got "0")'],
+    [{ RATE_LIMIT_PER_S: "fast" }, 'RATE_LIMIT_PER_S must be a number of records a second above 0, or "off"'],
+    [{ RATE_LIMIT_BURST: "0.5" }, 'RATE_LIMIT_BURST must be at least 1 (got "0.5")'],
     [{ DATABASE_POOLING: "statement" }, 'DATABASE_POOLING must be one of none, session, transaction (got "statement")'],
   ])("rejects %j", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);

@@ -5,10 +5,11 @@ import pg from "pg";
 import { startDashboard } from "./support/dashboard";
 import { createTestDatabase, statusCounts, type TestDatabase } from "./support/database";
 import { type PgBouncer, type PoolMode, startPgBouncer } from "./support/pgbouncer";
-import { type Finished, lastJsonLine, MAIN, run, seed, startWorker, status } from "./support/processes";
+import { batch, type Finished, lastJsonLine, MAIN, ROOT, run, seed, startWorker, status } from "./support/processes";
 import { runByName } from "./support/runs";
 
 const ROWS = 20_000;
+const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
 const CHUNK_SIZE = "2500";
 
 /** The one line a program that needs a session prints when DATABASE_URL goes through a transaction pooler alone. */
@@ -143,6 +144,16 @@ describe("behind PgBouncer in transaction pooling: statements through the pooler
     const enqueued = await seed(["enqueue", "--batch-name", "pooled"], env);
     expect(explained(enqueued, bouncer)).toMatch(/^exit 0\n/);
     expect(lastJsonLine(enqueued.stdout)).toMatchObject({ batch: "pooled", status: "running", rows: ROWS });
+    // steering the run, and checking the jobs against their tables: statements too
+    for (const [signal, after] of [
+      ["pause", "paused"],
+      ["resume", "running"],
+    ]) {
+      const steered = await batch([signal as string, "pooled"], env);
+      expect(explained(steered, bouncer)).toMatch(/^exit 0\n/);
+      expect(JSON.parse(steered.stdout)).toMatchObject({ batch: "pooled", status: after });
+    }
+    expect(explained(await run(process.execPath, [JOBS_CLI, "check"], env), bouncer)).toMatch(/^exit 0\n/);
 
     const worker = await startWorker(["--once"], direct).exited;
     expect(explained(worker, bouncer)).toMatch(/^exit 0\n/);

@@ -70,6 +70,16 @@ describe("least privilege", () => {
     expect(await attempt(worker.url, sql)).toContain(refusal);
   });
 
+  it("lets the worker role take a rate limit's tokens through its function only", async () => {
+    expect(await attempt(worker.url, "SELECT batch_take_tokens('least', 5, 10, 10)")).toBe("allowed");
+    expect(await attempt(worker.url, "UPDATE batch_rate_limits SET tokens = 1e9")).toContain(
+      "permission denied for table batch_rate_limits",
+    );
+    expect(await attempt(monitor.url, "SELECT batch_take_tokens('least', 5, 10, 10)")).toContain(
+      "permission denied for function batch_take_tokens",
+    );
+  });
+
   it("lets the worker role read the database's health, others' vacuums and standbys included", async () => {
     const client = new pg.Client({ connectionString: worker.url });
     await client.connect();

@@ -91,7 +91,15 @@ describe("SIGTERM to a worker in the middle of a run", () => {
     // while their records run (its transaction idle, with row locks, for 0.2 to 4 s): not in the
     // few milliseconds between a slice's commit and the next one's claim, where a chunk is handed
     // back with nothing to roll back, nor as a slice's records are about to end.
-    const slowRecords = { ...SLOW, PROCESS_DELAY_MS: "6000", ROW_CONCURRENCY: "50", SHUTDOWN_GRACE_S: "4" };
+    // The lock bound outlasts the records, so that their slice still holds their rows (a record
+    // past the bound would be written apart, its slice committed: test/lock-bound.test.ts).
+    const slowRecords = {
+      ...SLOW,
+      PROCESS_DELAY_MS: "6000",
+      ROW_CONCURRENCY: "50",
+      SHUTDOWN_GRACE_S: "4",
+      MAX_LOCK_HOLD_S: "60",
+    };
     const recordsRunning = async () => {
       const { rows } = await db.pool.query(
         `SELECT count(*)::int AS slices FROM pg_stat_activity

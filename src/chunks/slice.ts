@@ -42,14 +42,26 @@ export interface SliceRequest extends SliceBounds {
   statementTimeoutMs: number;
   /** Longest the transaction may sit idle while the business logic runs. */
   idleTimeoutMs: number;
+  /**
+   * How long after its first claim the slice commits at the latest: the outcomes known by then
+   * are written, and the records still running are written apart as they end (LateRecords), so
+   * that no record holds its neighbours' rows locked. Unset: the slice waits for every record.
+   */
+  commitWithinMs?: number;
 }
 
 export interface SliceResult {
   claimed: number;
-  /** Claimed rows that got an outcome (completed, failed or retryable): a prefix, the rest go back unprocessed at commit. */
+  /**
+   * Claimed rows whose outcome the slice wrote (completed, failed or retryable): a prefix of
+   * them, but for the records still running when the slice committed (`late`); the rows after
+   * those that started go back unprocessed at commit.
+   */
   done: number;
-  /** The highest key processed (the request's afterId when none was). */
+  /** The highest key processed, or still running apart (the request's afterId when none was). */
   lastProcessedId: bigint | undefined;
+  /** The records still running when the slice committed at its lock bound, to be written apart. */
+  late?: LateRecords;
   completed: number;
   /** Rows failed for good (no attempts left). */
   failed: number;
@@ -192,10 +204,14 @@ class SliceTransaction implements RecordFeed {
   written = 0;
   claimMs = 0;
   writeMs = 0;
+  /** Records started: they start in key order, so these are the first claimed. */
+  startedCount = 0;
+  /** Set when the slice commits at its bound: outcomes that come after go to it. */
+  private late: LateRecords | undefined;
 
   constructor(
     private readonly client: PoolClient,
-    private readonly request: SliceRequest,
+    readonly request: SliceRequest,
     readonly rows = new ClaimedRows(),
   ) {
     this.sql = jobSql(request.job);
@@ -259,17 +275,44 @@ class SliceTransaction implements RecordFeed {
       if (this.exhausted && !this.claiming) return false;
       await this.claimNext();
     }
-    return true;
+    // rows claimed by a claim under way when the slice committed at its bound stay unstarted
+    return this.late === undefined;
   }
 
   started(index: number): void {
-    if (!this.exhausted && this.rows.length - index <= this.part / 2) void this.claimNext();
+    this.startedCount = Math.max(this.startedCount, index + 1);
+    this.late?.add(index);
+    if (!this.exhausted && !this.late && this.rows.length - index <= this.part / 2) void this.claimNext();
   }
 
   settled(index: number, outcome: RecordOutcome): void {
+    if (this.late) {
+      this.late.settled(index, outcome);
+      return;
+    }
     this.outcomes[index] = outcome;
     this.unwritten.push(index);
     if (!this.writing && this.unwritten.length >= this.part) void this.writeUnwritten();
+  }
+
+  /**
+   * Commits at the bound from here on: no further claim, and the records started that have no
+   * outcome yet are the returned LateRecords', their outcomes handed to it as they come.
+   */
+  cut(): LateRecords {
+    const running: number[] = [];
+    for (let index = 0; index < this.startedCount; index++) if (this.outcomes[index] === undefined) running.push(index);
+    this.late = new LateRecords(this.request, this.rows, running);
+    this.exhausted = true;
+    return this.late;
+  }
+
+  /** The indexes of the records whose outcomes this transaction writes. */
+  settledIndexes(): number[] {
+    const indexes: number[] = [];
+    for (let index = 0; index < this.outcomes.length; index++)
+      if (this.outcomes[index] !== undefined) indexes.push(index);
+    return indexes;
   }
 
   /** Takes the outcomes that were not handed over one by one (settled) to be written at the end. */
@@ -371,6 +414,62 @@ class SliceTransaction implements RecordFeed {
   }
 }
 
+/**
+ * The records of a slice still running when it committed at its lock bound: their rows were
+ * released with the commit, still claimable, and each outcome is written apart as it comes
+ * (writeLateOutcomes), its row locked again only for that write.
+ */
+export class LateRecords {
+  private readonly running: Set<number>;
+  private ready: { index: number; outcome: RecordOutcome }[] = [];
+  private wake: (() => void) | undefined;
+  private ended = false;
+
+  constructor(
+    readonly request: SliceRequest,
+    private readonly rows: ClaimedRows,
+    indexes: number[],
+  ) {
+    this.running = new Set(indexes);
+  }
+
+  get count(): number {
+    return this.running.size + this.ready.length;
+  }
+
+  /** A record that started after the slice committed (its caller did not stop it): it ends apart too. */
+  add(index: number): void {
+    this.running.add(index);
+  }
+
+  settled(index: number, outcome: RecordOutcome): void {
+    if (!this.running.delete(index)) return;
+    this.ready.push({ index, outcome });
+    this.wake?.();
+  }
+
+  /** The slice's records have all ended (or were abandoned): nothing more comes. */
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+
+  /** The outcomes that came since the last call, as rows of their own; undefined once none is to come. */
+  async next(): Promise<{ rows: ClaimedRows; outcomes: RecordOutcome[] } | undefined> {
+    while (this.ready.length === 0) {
+      if (this.running.size === 0 || this.ended) return undefined;
+      await new Promise<void>((woken) => {
+        this.wake = woken;
+      });
+      this.wake = undefined;
+    }
+    // in key order, as a write takes them (SliceTransaction.keyRange)
+    const batch = this.ready.sort((a, b) => a.index - b.index);
+    this.ready = [];
+    return { rows: this.rows.pick(batch.map(({ index }) => index)), outcomes: batch.map(({ outcome }) => outcome) };
+  }
+}
+
 const sliceSetup = (request: SliceRequest) => [
   `SET LOCAL statement_timeout = ${Math.ceil(request.statementTimeoutMs)}`,
   `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(request.idleTimeoutMs)}`,
@@ -462,30 +561,51 @@ async function rewriteOutcomes(
   client: PoolClient,
   request: SliceRequest,
   rolledBack: SliceTransaction,
-  done: number,
+  late: LateRecords | undefined,
 ): Promise<SliceResult> {
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   const started = performance.now();
-  const processed = Array.from({ length: done }, (_, index) => index);
-  await writeApart(client, request, rolledBack.rows.pick(processed), rolledBack.outcomes.slice(0, done), into);
+  const processed = rolledBack.settledIndexes();
+  const outcomes = processed.map((index) => rolledBack.outcomes[index] as RecordOutcome);
+  await writeApart(client, request, rolledBack.rows.pick(processed), outcomes, into);
   // every row left to others: the run is as it was, and the chunk's range too
   const run = into.run ?? { status: "running", chunkLastId: request.lastId };
   const writeMs = rolledBack.writeMs + performance.now() - started;
-  return sliceResult(rolledBack.rows, done, into.tally, run, { claimMs: rolledBack.claimMs, writeMs });
+  return sliceResult(rolledBack, processed.length, into.tally, run, { claimMs: rolledBack.claimMs, writeMs }, late);
+}
+
+/**
+ * Writes the outcomes of records that ran past their slice's commit (LateRecords), in a
+ * transaction of their own that locks their rows again: a row another transaction holds, or
+ * that is no longer this round's to write, is left (the chunk's last pass takes it again).
+ */
+export async function writeLateOutcomes(
+  client: PoolClient,
+  request: SliceRequest,
+  rows: ClaimedRows,
+  outcomes: RecordOutcome[],
+): Promise<{ completed: number; failed: number; retryable: number }> {
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  await writeApart(client, request, rows, outcomes, into);
+  return into.tally;
 }
 
 /** What a slice came to: its rows, those processed and how they were counted, the run's status after. */
 function sliceResult(
-  rows: ClaimedRows,
+  slice: SliceTransaction,
   done: number,
   tally: Tally,
   run: { status: string; chunkLastId: bigint },
   times: { claimMs: number; writeMs: number },
+  late: LateRecords | undefined,
 ): SliceResult {
+  const { rows } = slice;
+  const reached = Math.max(slice.startedCount, done);
   return {
     claimed: rows.length,
     done,
-    lastProcessedId: BigInt(rows.keys[done - 1] as string),
+    late,
+    lastProcessedId: reached === 0 ? slice.request.afterId : BigInt(rows.keys[reached - 1] as string),
     completed: tally.completed,
     failed: tally.failed,
     retryable: tally.retryable,
@@ -507,48 +627,72 @@ export async function runSlice(
   processRecords: (rows: ClaimedRows, feed: RecordFeed, lockedAt: number) => Promise<RecordOutcome[]>,
 ): Promise<SliceResult | undefined> {
   let slice: SliceTransaction | undefined;
-  let done = 0;
+  let late: LateRecords | undefined;
   try {
     return await inTransaction(
       client,
       async () => {
-        slice = new SliceTransaction(client, request);
+        const running = new SliceTransaction(client, request);
+        slice = running;
         // the slice's rows are locked from its first claim on
         const lockedAt = performance.now();
-        await slice.claimNext();
-        await slice.settle();
-        if (slice.rows.length === 0) return undefined;
-        let outcomes: RecordOutcome[];
+        await running.claimNext();
+        await running.settle();
+        if (running.rows.length === 0) return undefined;
+        let outcomes: RecordOutcome[] | undefined;
         try {
-          outcomes = await processRecords(slice.rows, slice, lockedAt);
+          outcomes = await untilBound(processRecords(running.rows, running, lockedAt), lockedAt, request, () => {
+            late = running.cut();
+            return late;
+          });
         } finally {
           // a statement under way ends before the transaction does
-          await slice.settle().catch(() => undefined);
+          await running.settle().catch(() => undefined);
         }
-        done = outcomes.length;
-        slice.collect(outcomes);
+        if (outcomes) running.collect(outcomes);
+        const done = running.settledIndexes().length;
         if (done === 0) {
-          await slice.settle();
-          return {
-            claimed: slice.rows.length,
-            done,
-            lastProcessedId: request.afterId,
-            completed: 0,
-            failed: 0,
-            retryable: 0,
-            runStatus: "running",
-            chunkLastId: request.lastId,
-            claimMs: slice.claimMs,
-            writeMs: 0,
-          };
+          await running.settle();
+          const unchanged = { status: "running", chunkLastId: request.lastId };
+          return sliceResult(running, 0, running.tally, unchanged, { claimMs: running.claimMs, writeMs: 0 }, late);
         }
-        const run = chunkStillOpen(request, await slice.finish(done));
-        return sliceResult(slice.rows, done, slice.tally, run, slice);
+        const run = chunkStillOpen(request, await running.finish(done));
+        return sliceResult(running, done, running.tally, run, running, late);
       },
       sliceSetup(request),
     );
   } catch (error) {
     if (!(error instanceof RowValueError) || slice === undefined) throw error;
-    return rewriteOutcomes(client, request, slice, done);
+    return rewriteOutcomes(client, request, slice, late);
   }
+}
+
+/**
+ * The records' outcomes, or undefined when the slice's bound (commitWithinMs after its first
+ * claim) came first: `cut` is called then, and the records still running end apart.
+ */
+async function untilBound(
+  processing: Promise<RecordOutcome[]>,
+  lockedAt: number,
+  request: SliceRequest,
+  cut: () => LateRecords,
+): Promise<RecordOutcome[] | undefined> {
+  const { commitWithinMs } = request;
+  if (commitWithinMs === undefined) return processing;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<undefined>((reached) => {
+    timer = setTimeout(reached, lockedAt + commitWithinMs - performance.now(), undefined);
+  });
+  try {
+    const outcomes = await Promise.race([processing, bound]);
+    if (outcomes) return outcomes;
+  } finally {
+    clearTimeout(timer);
+  }
+  const late = cut();
+  processing.then(
+    () => late.end(),
+    () => late.end(),
+  );
+  return undefined;
 }

@@ -4,6 +4,7 @@ import type { JobCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import {
   type ClaimedRows,
   type RecordFeed,
@@ -14,7 +15,14 @@ import {
 import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
-import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "./slice";
+import {
+  ChunkEndedError,
+  type LateRecords,
+  runSlice,
+  type SliceRequest,
+  type SliceResult,
+  writeLateOutcomes,
+} from "./slice";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. A slice's rows stay
@@ -27,6 +35,12 @@ import { ChunkEndedError, runSlice, type SliceRequest, type SliceResult } from "
 export const SLICE_TARGET_SHARE = 0.5;
 /** Of the lock bound, how long after its first claim a slice starts records. */
 export const SLICE_START_SHARE = 0.75;
+/**
+ * Of the lock bound, when a slice commits the records that ended, whatever still runs: the rest
+ * is for its last writes and its commit. Later than SLICE_START_SHARE, so that no record
+ * starts once the slice has committed.
+ */
+export const SLICE_COMMIT_SHARE = 0.875;
 export const MAX_SLICE_ROWS = 5000;
 export const STREAM_FROM_RECORD_MS = 1;
 
@@ -89,6 +103,8 @@ export interface ChunkDeps {
    */
   settledSlices?: Map<string, SettledSlices>;
   observer?: ChunkObserver;
+  /** The process's rate limiters: a record of a job with a limit waits for a token before it starts. */
+  rateLimiters?: RateLimiters;
   /** Holds slices back from claiming while the database's health is over the job's limits; none: never. */
   throttle?: ThrottleGate;
 }
@@ -141,6 +157,7 @@ interface RecordRunner {
   logic: RecordFunction;
   concurrency: number;
   timeoutMs: number;
+  tokens: TokenSource | undefined;
   /** How long a slice may keep its rows locked, from its first claim to its commit. */
   lockHoldMs: number;
 }
@@ -151,6 +168,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     logic: withInjectedFaults(job.process, job.key, deps.faults),
     concurrency: deps.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+    tokens: deps.rateLimiters?.of(job),
     lockHoldMs: deps.maxLockHoldMs ?? job.defaults.maxLockHoldMs,
   };
 }
@@ -179,6 +197,7 @@ function runWithinBudget(
     mayStart: () => !deps.draining.aborted && !stopped() && performance.now() < startBy,
     feed,
     slots,
+    tokens: runner.tokens,
   });
 }
 
@@ -258,6 +277,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let left = 0;
   let rescanned = false;
   let waited = false;
+  // rows the chunk had processed when its last pass over the range began
+  let doneBeforePass = 0;
   let recordMs = settled?.recordMs ?? 0;
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
@@ -282,6 +303,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       statementTimeoutMs: deps.statementTimeoutMs,
       // a slice started ahead waits, after its first claim, for the records of the one before it
       idleTimeoutMs: runner.lockHoldMs + 2 * runner.timeoutMs + deps.statementTimeoutMs,
+      commitWithinMs: SLICE_COMMIT_SHARE * runner.lockHoldMs,
     };
     const result = deps.db((client) =>
       runSlice(client, request, (records, feed, lockedAt) =>
@@ -303,6 +325,34 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         stopped = true;
       },
     };
+  };
+
+  const count = (slice: { completed: number; failed: number; retryable: number }) => {
+    totals.done += slice.completed + slice.failed + slice.retryable;
+    totals.completed += slice.completed;
+    totals.failed += slice.failed;
+    totals.retryable += slice.retryable;
+  };
+  // the records that ran past their slice's commit, written apart as they end
+  const lateWrites: Promise<void>[] = [];
+  const writeLate = async (late: LateRecords) => {
+    for (let ended = await late.next(); ended; ended = await late.next()) {
+      const { rows, outcomes } = ended;
+      const started = performance.now();
+      const written = await deps.db((client) => writeLateOutcomes(client, late.request, rows, outcomes));
+      count(written);
+      deps.observer?.sliceCommitted({
+        job: job.name,
+        ...written,
+        claimSeconds: 0,
+        writeSeconds: (performance.now() - started) / 1000,
+      });
+    }
+  };
+  /** Waits for the records still running apart to end and be written: until then their rows are still claimable. */
+  const lateWritten = async () => {
+    const writes = lateWrites.splice(0);
+    await Promise.all(writes);
   };
 
   let current: SliceUnderWay | undefined;
@@ -350,8 +400,16 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       current = next;
       next = undefined;
       if (!slice) {
+        await lateWritten();
         left = await countLeft();
-        if (left === 0 || waited) break;
+        if (left === 0) break;
+        // a pass that processed rows may have passed over some that a slice claimed and stopped
+        // before starting (its lock bound came first: its records ran past it, or waited for a
+        // rate limit's tokens): those are free again, and another pass takes them as a first
+        // rescan would
+        if (totals.done > doneBeforePass) rescanned = waited = false;
+        doneBeforePass = totals.done;
+        if (waited) break;
         if (rescanned) {
           // still held after a second pass: wait for their holder (another chunk's slice, which
           // claimed them before this chunk was split from it) to end, then one last pass
@@ -365,16 +423,24 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
         afterId = undefined;
         continue;
       }
-      if (slice.done === 0) continue;
+      if (slice.late) {
+        // its writes fail the chunk, if they do, where it waits for them; never unhandled
+        const writing = writeLate(slice.late);
+        writing.catch(() => undefined);
+        lateWrites.push(writing);
+        log.debug({ running: slice.late.count, limit: sliceLimit }, "slice committed at its lock bound");
+      }
+      // the rows of records still running apart are past where the next slice claims
+      afterId = slice.lastProcessedId;
+      if (slice.done === 0) {
+        if (slice.late) limit = Math.max(Math.floor(sliceLimit / 2), floor);
+        continue;
+      }
       const now = performance.now();
       const elapsedMs = now - Math.max(sliceStart, lastEnded);
       lastEnded = now;
       totals.slices++;
-      totals.done += slice.done;
-      totals.completed += slice.completed;
-      totals.failed += slice.failed;
-      totals.retryable += slice.retryable;
-      afterId = slice.lastProcessedId;
+      count(slice);
       // another job took the upper part of the range (chunk-split.ts): stop where it starts
       if (slice.chunkLastId < range.lastId) range.lastId = slice.chunkLastId;
       deps.observer?.sliceCommitted({
@@ -400,6 +466,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       underWay?.stop();
       await underWay?.result.catch(() => undefined);
     }
+    // a chunk that ends otherwise leaves a late outcome it could not write claimable
+    await Promise.allSettled(lateWrites);
   }
 
   if (left > 0)

@@ -76,6 +76,16 @@ export const BUILT_IN_DEFAULTS: JobDefaults = {
   maxLockHoldMs: 1000,
 };
 
+/**
+ * Records a second, across every worker process of every pod (a token bucket in the database:
+ * src/processing/rate-limit.ts); `burst`: how many may go at once after a pause, a second's
+ * worth unless set.
+ */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
 /** The run a hook runs for, as it stands when the hook runs. */
 export interface RunInfo {
   id: number;
@@ -157,6 +167,8 @@ export interface JobSpec<
   /** Columns set to now() with every outcome written (an updated_at the table keeps). */
   touch?: readonly string[];
   defaults?: Partial<JobDefaults>;
+  /** Records a second across every worker (RATE_LIMIT_PER_S overrides it); none unless set. */
+  rateLimit?: { perSecond: number; burst?: number };
   throttle?: JobThrottle;
   /**
    * The function for one record. Return the results to mark the row completed; throw to mark
@@ -191,6 +203,7 @@ export interface JobDefinition {
   state: StateColumns;
   touch: string[];
   defaults: JobDefaults;
+  rateLimit: RateLimit | undefined;
   throttle: JobThrottle;
   process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
   beforeRun?(ctx: HookContext): Promise<unknown>;
@@ -261,6 +274,18 @@ function tableOf(job: string, text: string): TableName {
   return name;
 }
 
+function checkRateLimit(job: string, limit: { perSecond: number; burst?: number } | undefined): RateLimit | undefined {
+  if (limit === undefined) return undefined;
+  const { perSecond, burst = Math.max(perSecond, 1) } = limit;
+  if (!Number.isFinite(perSecond) || perSecond <= 0) {
+    throw new JobDefinitionError(`job ${job}: rateLimit.perSecond must be a number above 0`);
+  }
+  if (!Number.isFinite(burst) || burst < 1) {
+    throw new JobDefinitionError(`job ${job}: rateLimit.burst must be a number of at least 1`);
+  }
+  return { perSecond, burst };
+}
+
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
 export function defineJob<
   const Key extends string,
@@ -306,6 +331,7 @@ export function defineJob<
     state,
     touch: (spec.touch ?? []).map((column) => checkIdentifier(spec.name, "touch column", column)),
     defaults,
+    rateLimit: checkRateLimit(spec.name, spec.rateLimit),
     process: spec.process as JobDefinition["process"],
     beforeRun: spec.beforeRun,
     afterRun: spec.afterRun,

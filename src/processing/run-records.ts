@@ -1,5 +1,6 @@
 import { showValue } from "../jobs/columns";
 import type { JobDefinition, RecordContext } from "../jobs/define";
+import type { TokenSource } from "./rate-limit";
 
 /** What a job's function does to one record. */
 export type RecordFunction = JobDefinition["process"];
@@ -58,6 +59,8 @@ export interface RunRecordsOptions {
   feed?: RecordFeed;
   /** Shared with the chunk's next slice, which starts before this one ends: a record runs only in one of them. */
   slots?: RecordSlots;
+  /** The job's rate limit: each record takes a token before it starts, and before its row is asked of the feed. */
+  tokens?: TokenSource;
 }
 
 /**
@@ -202,12 +205,17 @@ export async function runRecords(
       starting: while (!options.signal.aborted && options.mayStart()) {
         const waited = slots?.take();
         if (waited) await waited;
+        let token = false;
         try {
+          const granted = options.tokens?.take(() => !options.signal.aborted && options.mayStart());
+          if (granted && !(await granted)) break;
+          token = options.tokens !== undefined;
           // once those given have all started, the feed's next part, if any; taken with no await
           // between the last look at `next` and its increment, which other lanes share
           while (next >= rows.length) if (!(await feed?.more(next))) break starting;
-          if (options.signal.aborted || (waited && !options.mayStart())) break;
+          if (options.signal.aborted || ((waited || granted) && !options.mayStart())) break;
           const index = next++;
+          token = false;
           feed?.started(index);
           const unreadable = rows.unreadable.size > 0 ? rows.unreadable.get(index) : undefined;
           if (unreadable !== undefined) {
@@ -237,6 +245,8 @@ export async function runRecords(
           }
           feed?.settled(index, outcomes[index] as RecordOutcome);
         } finally {
+          // a token taken for a record that did not start goes to the next record waiting
+          if (token) options.tokens?.giveBack();
           slots?.give();
         }
       }

@@ -43,7 +43,22 @@ export interface ChunkStates {
   retrying: number;
 }
 
+/**
+ * The rate limit the run's job ran under last, across every worker (sql/migrations/018): the
+ * tokens granted and the time records waited for them, over every run of the job.
+ */
+export interface RateLimitState {
+  perSecond: number;
+  burst: number;
+  tokensGranted: number;
+  waitedSeconds: number;
+  /** When a worker last took tokens. */
+  lastTakenAt: Date;
+}
+
 export interface RunReport extends RunProgress {
+  /** null: the job has never run under a rate limit. */
+  rateLimit: RateLimitState | null;
   chunks: ChunkStates;
   workers: { worker: string; runningChunks: number; rows: number }[];
   /** Failed attempts by message: how often each occurred, rows retried later included. */
@@ -100,8 +115,15 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
       WHERE run_id = $1 ORDER BY attempts DESC, last_seen DESC LIMIT 5`,
     [runId],
   );
+  const rateLimit = await client.query<RateLimitState>(
+    `SELECT per_second AS "perSecond", burst, granted_total::float8 AS "tokensGranted",
+            waited_seconds_total AS "waitedSeconds", refilled_at AS "lastTakenAt"
+       FROM batch_rate_limits WHERE job = $1`,
+    [progress.job],
+  );
   return {
     ...progress,
+    rateLimit: rateLimit.rows[0] ?? null,
     chunks: chunks.rows[0] as ChunkStates,
     workers: workers.rows,
     errors: errors.rows,

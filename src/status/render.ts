@@ -70,6 +70,17 @@ function errorsHeading(report: RunReport): string {
   return `failed attempts, by message (${number(report.failed)} rows failed for good, ${number(report.retrying)} to retry):`;
 }
 
+/** The job's rate limit, and how long its records have waited for it (over all its runs). */
+function rateLimitLines(report: RunReport): string[] {
+  const limit = report.rateLimit;
+  if (!limit) return [];
+  return [
+    `rate limit ${limit.perSecond.toLocaleString("en-US")} rows/s across every worker ` +
+      `(burst ${limit.burst.toLocaleString("en-US")}): ` +
+      `records of job ${report.job} waited ${limit.waitedSeconds.toFixed(1)} s for it in all`,
+  ];
+}
+
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
@@ -79,6 +90,7 @@ export function renderReport(report: RunReport): string {
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
     `completed ${number(report.completed)}  failed ${number(report.failed)}  retrying ${number(report.retrying)}  pending ${number(report.pending)}`,
     `rate ${number(report.rowsPerSecond)} rows/s  ${eta(report)}  started ${report.startedAt.toISOString()}`,
+    ...rateLimitLines(report),
     `chunks: ${chunks.total} in this round, ${chunks.done} done, ${chunks.running} running, ${chunks.waiting} waiting, ` +
       `${chunks.retrying} retrying, ${chunks.failed} failed, ${chunks.cancelled} cancelled`,
   ];

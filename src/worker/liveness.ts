@@ -74,6 +74,17 @@ export class WorkerLiveness {
     return this.registering ?? Promise.resolve();
   }
 
+  /**
+   * Runs `fn` on the liveness session, after whatever it runs now: for a process's few short
+   * statements of its own (a rate limit's takes of tokens), which must not queue behind the
+   * chunks for a client of the job pool. Rejects once the session is closed.
+   */
+  readonly onSession: WithClient = (fn) =>
+    this.serially(() => {
+      if (this.closed) throw new Error("the worker's liveness session is closed");
+      return this.withSession((client) => fn(client as pg.PoolClient));
+    });
+
   /** Deregisters the pools and ends the session (its lock goes with it). */
   close(): Promise<void> {
     if (this.closing) return this.closing;

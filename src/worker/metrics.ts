@@ -8,8 +8,8 @@ import type { ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the
- * liveness probe): rows and chunks processed, claim and write latencies, graphile-worker job
- * events, and the process's own metrics.
+ * liveness probe): rows and chunks processed, claim and write latencies, rate-limit tokens and
+ * the time records waited for them, graphile-worker job events, and the process's own metrics.
  */
 export class WorkerMetrics implements ChunkObserver {
   readonly registry = new Registry();
@@ -49,6 +49,18 @@ export class WorkerMetrics implements ChunkObserver {
     help: "Chunk jobs running in this process",
     registers: [this.registry],
   });
+  private readonly rateLimitWait = new Counter({
+    name: "batch_rate_limit_wait_seconds_total",
+    help: "Time records spent waiting for a token of their job's rate limit, summed over records, by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
+  private readonly rateLimitTokens = new Counter({
+    name: "batch_rate_limit_tokens_total",
+    help: "Tokens of its job's rate limit this process was granted (a record each), by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
   private readonly throttledSeconds = new Counter({
     name: "batch_throttled_seconds_total",
     help: "Seconds chunks waited without claiming, by job and the health signal over its limit (reason)",
@@ -80,6 +92,14 @@ export class WorkerMetrics implements ChunkObserver {
     this.rows.inc({ job, outcome: "retryable" }, slice.retryable);
     this.claimSeconds.observe(slice.claimSeconds);
     this.writeSeconds.observe(slice.writeSeconds);
+  }
+
+  tokensGranted(job: string, tokens: number): void {
+    this.rateLimitTokens.inc({ job }, tokens);
+  }
+
+  recordsWaited(job: string, seconds: number): void {
+    this.rateLimitWait.inc({ job }, seconds);
   }
 
   chunkEnded(job: string, outcome: string, seconds: number): void {

@@ -10,7 +10,7 @@ import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
 import { drainOnShutdown } from "./shutdown";
-import { observeChunks } from "./task-context";
+import { limitRatesThrough, observeChunks } from "./task-context";
 
 /** What a worker process does to take up work others left (workflows/recovery.ts). */
 export interface WorkerRecovery {
@@ -65,6 +65,7 @@ export async function workerPreset(
     logger,
     recover: recovery.recover,
   });
+  limitRatesThrough(liveness.onSession, config);
   // per job pool: each of its slots waits for the one start-up, so a `--once` pool finds its work
   const starts = new Map<string, Promise<void>>();
   const startPool = (poolId: string, db: WithClient): Promise<void> => {

@@ -8,9 +8,10 @@ import type { WithClient } from "../db/pool";
 import { ThrottleGate } from "../health/gate";
 import { HealthWatch } from "../health/health-watch";
 import { getCatalog } from "../jobs/catalog";
+import { RateLimiters, type RateLimitObserver } from "../processing/rate-limit";
 import { drainingSignal } from "./shutdown";
 
-let observer: ChunkObserver | undefined;
+let observer: (ChunkObserver & RateLimitObserver) | undefined;
 /** How this process's chunks' slices settled, by job: its next chunks start there. */
 const settledSlices = new Map<string, SettledSlices>();
 
@@ -25,8 +26,26 @@ function processThrottleGate(config: Config): ThrottleGate | undefined {
   return throttleGate;
 }
 
-/** Sets what this process's chunks report to (its metrics). */
-export function observeChunks(chunkObserver: ChunkObserver): void {
+let rateLimiters: RateLimiters | undefined;
+
+/**
+ * Takes this process's rate-limit tokens through `db` from now on: a session of the process's
+ * own (src/worker/liveness.ts), not the job pool, whose clients its chunks' slices hold.
+ */
+export function limitRatesThrough(db: WithClient, config: Config = getConfig()): void {
+  rateLimiters = new RateLimiters({
+    db,
+    logger: getLogger(),
+    override: { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+    observer: {
+      tokensGranted: (job, tokens) => observer?.tokensGranted(job, tokens),
+      recordsWaited: (job, seconds) => observer?.recordsWaited(job, seconds),
+    },
+  });
+}
+
+/** Sets what this process's chunks and rate limiters report to (its metrics). */
+export function observeChunks(chunkObserver: ChunkObserver & RateLimitObserver): void {
   observer = chunkObserver;
 }
 
@@ -52,8 +71,9 @@ export function taskDb(helpers: JobHelpers, config: Config = getConfig()): WithC
 /** What the chunk activity needs, from graphile-worker's helpers and the process's configuration. */
 export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): ChunkDeps {
   const abort = helpers.abortSignal ?? new AbortController().signal;
-  // every running chunk's slice listens on this one signal
-  setMaxListeners(config.workers + 10, abort);
+  // every running chunk's slices listen on this one signal, with those whose records ran past
+  // their commit (up to one a record in flight): as many as the jobs' concurrency, known per job
+  setMaxListeners(0, abort);
   return {
     db: taskDb(helpers, config),
     logger: getLogger(),
@@ -74,6 +94,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     abort,
     settledSlices,
     observer,
+    rateLimiters,
     throttle: processThrottleGate(config),
   };
 }

@@ -1,0 +1,84 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
+import { seed, startWorker } from "./support/processes";
+import { runByName } from "./support/runs";
+import { checkInvariants } from "./support/workflow-invariants";
+
+/**
+ * How long a claimed row stays locked (MAX_LOCK_HOLD_S), against a real worker process and an
+ * "application" on sessions of its own that updates the rows the run works through.
+ */
+
+const ROWS = 240;
+const BOUND_MS = 500;
+// the lock wait an application update may see: the bound, and room for a busy machine
+const MARGIN_MS = 2000;
+
+describe("bounded lock holding", () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+    await insertUsers(db.pool, ROWS);
+  });
+  afterEach(() => db.drop());
+
+  async function enqueue(name: string, env: Record<string, string>): Promise<void> {
+    const result = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...env });
+    expect(result.code).toBe(0);
+  }
+
+  /** A session of its own, as the application's are. */
+  async function session(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    return client;
+  }
+
+  it("keeps an application's update of a claimed row waiting at most about the bound, records running past it", async () => {
+    // records of a second on average, some of several: far longer than the bound
+    const env = {
+      CHUNK_SIZE: "120",
+      WORKERS: "2",
+      ROW_CONCURRENCY: "16",
+      PROCESS_DELAY_MS: "1000",
+      PROCESS_DELAY_SPREAD: "exponential",
+      MAX_LOCK_HOLD_S: `${BOUND_MS}ms`,
+    };
+    await enqueue("slow", env);
+    const worker = startWorker(["--once"], { DATABASE_URL: db.url, ...env });
+    let running = true;
+    const waits: number[] = [];
+    // each application client updates a random row, again and again
+    const application = Array.from({ length: 3 }, async () => {
+      const client = await session();
+      try {
+        await client.query(`SET lock_timeout = ${BOUND_MS + 5 * MARGIN_MS}`);
+        while (running) {
+          const started = performance.now();
+          await client.query("UPDATE users SET age = age WHERE id = $1", [1 + Math.floor(Math.random() * ROWS)]);
+          waits.push(performance.now() - started);
+          await sleep(10);
+        }
+      } finally {
+        await client.end();
+      }
+    });
+    const finished = await worker.exited;
+    running = false;
+    await Promise.all(application);
+
+    expect(finished).toMatchObject({ code: 0 });
+    expect(await statusCounts(db.pool)).toEqual({ completed: ROWS });
+    expect(await runByName(db.pool, "slow")).toMatchObject({
+      status: "completed",
+      processed_records: ROWS,
+      failed_records: 0,
+      retryable_records: 0,
+    });
+    expect(await checkInvariants(db.pool, new Map())).toEqual([]);
+    // the updates met the slices' locks (they waited for a commit), and never for long
+    expect(waits.filter((ms) => ms > 100).length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...waits)).toBeLessThan(BOUND_MS + MARGIN_MS);
+  });
+});
