@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
-import { seed, startWorker } from "./support/processes";
-import { runByName } from "./support/runs";
+import { seed, startWorker, status } from "./support/processes";
+import { runByName, waitFor } from "./support/runs";
 import { checkInvariants } from "./support/workflow-invariants";
 
 /**
@@ -80,5 +80,66 @@ describe("bounded lock holding", () => {
     // the updates met the slices' locks (they waited for a commit), and never for long
     expect(waits.filter((ms) => ms > 100).length).toBeGreaterThanOrEqual(3);
     expect(Math.max(...waits)).toBeLessThan(BOUND_MS + MARGIN_MS);
+  });
+
+  it("shows rows an idle-in-transaction session holds, neither completes over them nor spins, and ends once it commits", async () => {
+    const application = await session();
+    try {
+      await application.query("BEGIN");
+      await application.query("UPDATE users SET age = age WHERE id = 150");
+      const { rows: me } = await application.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      const pid = me[0]?.pid;
+      const env = { CHUNK_SIZE: "100", WORKERS: "2" };
+      await enqueue("held", env);
+      const worker = startWorker([], { DATABASE_URL: db.url, ...env });
+      try {
+        const shown = await waitFor(
+          "status to show the held row",
+          async () => {
+            const { stdout } = await status(["held"], { DATABASE_URL: db.url });
+            return stdout.includes("rows held by another session") && stdout;
+          },
+          120_000,
+        );
+        expect(shown).toMatch(
+          new RegExp(
+            `rows held by another session: 1 row of chunk \\d+ by pid ${pid} \\(idle in transaction\\) since \\d\\d:\\d\\d:\\d\\d`,
+          ),
+        );
+        const { stdout: json } = await status(["held", "--json"], { DATABASE_URL: db.url });
+        const report = JSON.parse(json) as { rowsHeld: { rows: number; pid: number; since: string }[] };
+        expect(report.rowsHeld).toEqual([expect.objectContaining({ rows: 1, pid })]);
+
+        // the run waits: over a few seconds its chunk neither completes nor claims again and again
+        const attempts = async () => {
+          const { rows } = await db.pool.query<{ attempts: number }>(
+            "SELECT sum(attempts)::int AS attempts FROM batch_chunks WHERE run_id = (SELECT id FROM batch_jobs WHERE batch_name = 'held')",
+          );
+          return rows[0]?.attempts ?? 0;
+        };
+        const before = await attempts();
+        await sleep(5000);
+        expect((await attempts()) - before).toBeLessThanOrEqual(1);
+        expect(await runByName(db.pool, "held")).toMatchObject({ status: "running", processed_records: ROWS - 1 });
+        expect(await statusCounts(db.pool)).toEqual({ completed: ROWS - 1, pending: 1 });
+
+        await application.query("COMMIT");
+        await waitFor(
+          "the run to complete",
+          async () => (await runByName(db.pool, "held")).status === "completed",
+          120_000,
+        );
+        expect(await runByName(db.pool, "held")).toMatchObject({ processed_records: ROWS, failed_records: 0 });
+        expect(await statusCounts(db.pool)).toEqual({ completed: ROWS });
+        expect(await checkInvariants(db.pool, new Map())).toEqual([]);
+        const { stdout: after } = await status(["held"], { DATABASE_URL: db.url });
+        expect(after).not.toContain("held by another session");
+      } finally {
+        worker.child.kill("SIGTERM");
+        await worker.exited;
+      }
+    } finally {
+      await application.end();
+    }
   });
 });

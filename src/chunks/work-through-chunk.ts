@@ -12,7 +12,7 @@ import {
   RecordSlots,
   runRecords,
 } from "../processing/run-records";
-import { countLeftInRange, waitForRowsHeld } from "../runs/chunks";
+import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { beginChunk } from "./chunk-start";
 import {
@@ -414,9 +414,12 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
           // still held after a second pass: wait for their holder (another chunk's slice, which
           // claimed them before this chunk was split from it) to end, then one last pass
           waited = true;
+          const held = await deps.db((client) => recordRowsHeld(client, job, ref, range, settings.maxAttempts));
+          if (held) log.warn({ ...held }, "rows held by another session: waiting for it to end its transaction");
           const waitMs = runner.lockHoldMs + runner.timeoutMs;
           const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
           if (!released) break;
+          if (held) await deps.db((client) => clearRowsHeld(client, ref));
         }
         // rows skipped while another transaction held them: one more pass takes those released since
         rescanned = true;

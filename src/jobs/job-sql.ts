@@ -43,6 +43,14 @@ export interface JobSql {
   relockClaimed: string;
   /** Rows of [$1, $2] still claimable for a run allowed $3 attempts and not processed since $4. */
   countLeftInRange: string;
+  /**
+   * The sessions holding rows of [$1, $2] still claimable ($3 attempts, not processed since $4)
+   * locked, oldest transaction first: how many rows each holds, its pid, its transaction's start
+   * and its state. Found through the row's xmax (the locking transaction), that transaction's
+   * lock in pg_locks and its session in pg_stat_activity; a row locked by several (a MultiXact)
+   * or by none is not counted.
+   */
+  rowsHeldInRange: string;
   /** Locks the rows of [$1, $2] still claimable ($3 attempts, not processed since $4), waiting for their holders. */
   lockLeftInRange: string;
   /**
@@ -209,6 +217,14 @@ function buildJobSql(job: JobDefinition): JobSql {
        WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4)}
          FOR UPDATE OF t SKIP LOCKED`,
     countLeftInRange: `SELECT count(*)::int AS left FROM ${leftInRange}`,
+    rowsHeldInRange: `
+      SELECT count(*)::int AS rows, l.pid, a.xact_start AS since, a.state
+        FROM (SELECT t.xmax AS locker FROM ${leftInRange}) held
+        JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = held.locker
+                       AND l.mode = 'ExclusiveLock' AND l.granted
+        LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+       GROUP BY l.pid, a.xact_start, a.state
+       ORDER BY a.xact_start NULLS LAST`,
     lockLeftInRange: `SELECT 1 FROM ${leftInRange} FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key}::int8 AS key FROM ${table} t

@@ -283,6 +283,61 @@ export async function countLeftInRange(
   return rows[0]?.left ?? 0;
 }
 
+/** Where a chunk's rows are held by another session: its worker records it for `status`. */
+export interface RowsHeld {
+  rows: number;
+  pid: number;
+  since: Date | null;
+  state: string | null;
+}
+
+/**
+ * Records on the chunk which sessions hold claimable rows of its range locked (the oldest
+ * transaction's, the rows of all of them), for `status`; undefined, recording nothing, when
+ * no session holds one any more.
+ */
+export async function recordRowsHeld(
+  client: PoolClient,
+  job: JobDefinition,
+  chunk: { runId: number; round: number; chunkNo: number },
+  range: ChunkRange,
+  maxAttempts: number,
+): Promise<RowsHeld | undefined> {
+  const sql = jobSql(job);
+  const { rows: holders } = await client.query<RowsHeld>(sql.rowsHeldInRange, [
+    range.firstId,
+    range.lastId,
+    maxAttempts,
+    range.plannedAt,
+    ...sql.filterValues,
+  ]);
+  const oldest = holders[0];
+  if (!oldest) return undefined;
+  const held = { ...oldest, rows: holders.reduce((sum, holder) => sum + holder.rows, 0) };
+  // the holder's transaction start: pg_stat_activity shows it to pg_read_all_stats (sql/roles.sql);
+  // without it, when the same session was first seen holding them
+  await client.query(
+    `UPDATE batch_chunks
+        SET held_rows = $4, held_by_pid = $5, held_state = $7,
+            held_since = coalesce($6, CASE WHEN held_by_pid = $5 THEN held_since END, now())
+      WHERE run_id = $1 AND round = $2 AND chunk_no = $3`,
+    [chunk.runId, chunk.round, chunk.chunkNo, held.rows, held.pid, held.since, held.state],
+  );
+  return held;
+}
+
+/** Clears what recordRowsHeld recorded: the rows were released. */
+export async function clearRowsHeld(
+  client: PoolClient,
+  chunk: { runId: number; round: number; chunkNo: number },
+): Promise<void> {
+  await client.query(
+    `UPDATE batch_chunks SET held_rows = NULL, held_by_pid = NULL, held_since = NULL, held_state = NULL
+      WHERE run_id = $1 AND round = $2 AND chunk_no = $3 AND held_rows IS NOT NULL`,
+    [chunk.runId, chunk.round, chunk.chunkNo],
+  );
+}
+
 /**
  * Waits, at most `timeoutMs`, for the transactions holding claimable rows of the range to end,
  * then lets the rows go at once: those rows are then done, or claimable again. They are a

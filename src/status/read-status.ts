@@ -65,6 +65,11 @@ export interface RunReport extends RunProgress {
   errors: { message: string; occurrences: number; lastSeen: Date }[];
   /** What its workers wait on while it is throttled: the signal, its figure against its threshold, since when. */
   throttle: RunThrottle | null;
+  /**
+   * Chunks of the round whose rows another session keeps locked (an application's transaction
+   * left idle, say): the run cannot complete until it ends them. As their workers last saw them.
+   */
+  rowsHeld: { chunkNo: number; rows: number; pid: number; since: Date; state: string | null }[];
 }
 
 const PROGRESS_COLUMNS = `
@@ -121,8 +126,16 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
        FROM batch_rate_limits WHERE job = $1`,
     [progress.job],
   );
+  const rowsHeld = await client.query<RunReport["rowsHeld"][number]>(
+    `SELECT chunk_no AS "chunkNo", held_rows AS rows, held_by_pid AS pid, held_since AS since, held_state AS state
+       FROM batch_chunks
+      WHERE run_id = $1 AND round = $2 AND status IN ('queued', 'running') AND held_rows IS NOT NULL
+      ORDER BY held_since, chunk_no LIMIT 5`,
+    [runId, progress.round],
+  );
   return {
     ...progress,
+    rowsHeld: rowsHeld.rows,
     rateLimit: rateLimit.rows[0] ?? null,
     chunks: chunks.rows[0] as ChunkStates,
     workers: workers.rows,

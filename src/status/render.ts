@@ -49,13 +49,24 @@ function throttleLine({ throttle }: RunReport): string | undefined {
   return `throttled: ${throttle.text} since ${throttle.since.toISOString().slice(11, 19)}${waiting}`;
 }
 
+/** "rows held by another session: 1 row of chunk 2 by pid 4242 (idle in transaction) since 16:50:01" (UTC). */
+function rowsHeldLines({ rowsHeld }: RunReport): string[] {
+  return rowsHeld.map((held) => {
+    const rows = held.rows === 1 ? "1 row" : `${number(held.rows)} rows`;
+    const state = held.state ? ` (${held.state})` : "";
+    return `rows held by another session: ${rows} of chunk ${held.chunkNo} by pid ${held.pid}${state} since ${held.since.toISOString().slice(11, 19)}`;
+  });
+}
+
 /** One line, for logs and non-interactive watching. */
 export function renderLine(report: RunReport): string {
   const throttle = throttleLine(report);
+  const held = report.rowsHeld.reduce((sum, chunk) => sum + chunk.rows, 0);
   return printable(
     `run ${report.id} ${report.status} ${progressBar(report.percentDone, 20)} ` +
       `${number(report.completed + report.failed)}/${number(report.total)} rows, ` +
-      `${number(report.rowsPerSecond)} rows/s, ${eta(report)}${throttle ? `, ${throttle}` : ""}`,
+      `${number(report.rowsPerSecond)} rows/s, ${eta(report)}${throttle ? `, ${throttle}` : ""}` +
+      `${held > 0 ? `, ${number(held)} rows held by another session` : ""}`,
   );
 }
 
@@ -87,6 +98,7 @@ export function renderReport(report: RunReport): string {
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     ...(throttle ? [throttle] : []),
+    ...rowsHeldLines(report),
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
     `completed ${number(report.completed)}  failed ${number(report.failed)}  retrying ${number(report.retrying)}  pending ${number(report.pending)}`,
     `rate ${number(report.rowsPerSecond)} rows/s  ${eta(report)}  started ${report.startedAt.toISOString()}`,
