@@ -30,6 +30,8 @@ function sample(text: string, name: string, labels: string): number {
 const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", HEALTH_CHECK_INTERVAL_S: "0.5", RETRY_DELAY_S: "0" };
 /** Generous: the machine is shared and busy. */
 const WAIT_MS = 120_000;
+/** A test starts processes and waits on several states, each within WAIT_MS. */
+const TEST_MS = 4 * WAIT_MS;
 
 describe("throttle limits and backoff", () => {
   const healthy = { replicaLagSeconds: 0, vacuumedTables: [], walMegabytesPerSecond: 0, lockWaitSeconds: 0 };
@@ -127,18 +129,23 @@ describe("throttling a run on the database's health", () => {
     await db.drop();
   });
 
-  /** Starts a worker serving metrics; resolves with its /metrics text reader. */
+  /**
+   * Starts a worker serving metrics, and waits until it serves them (its job pool is about to
+   * start); resolves with its /metrics text reader.
+   */
   async function startMeasuredWorker(env: Record<string, string>): Promise<() => Promise<string>> {
     const port = await freePort();
     const worker = startWorker([], { DATABASE_URL: db.url, ...RUN_ENV, ...env, METRICS_PORT: String(port) });
     workers.push(worker);
-    return async () => {
+    const metrics = async () => {
       try {
         return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       } catch {
         return ""; // not serving yet
       }
     };
+    await waitFor("the worker to serve its metrics", async () => (await metrics()) !== "", WAIT_MS);
+    return metrics;
   }
 
   /**
@@ -201,75 +208,86 @@ describe("throttling a run on the database's health", () => {
     expect(books.run.failed_records).toBe(books.failed);
   }
 
-  it("holds claiming while an application session waits on a worker's lock, and goes on once it is released", async () => {
-    await insertUsers(db.pool, 2000);
-    await db.pool.query("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)");
-    await db.pool.query("INSERT INTO accounts VALUES (1, 0)");
-    // a worker's session (of another pod) holds a row; the application waits for it
-    const holder = new pg.Client({ connectionString: db.url, application_name: workerSessionName("elsewhere") });
-    const application = new pg.Client({ connectionString: db.url, application_name: "the application" });
-    await holder.connect();
-    await application.connect();
-    try {
-      await holder.query("BEGIN");
-      await holder.query("UPDATE accounts SET balance = balance + 1 WHERE id = 1");
-      await application.query("BEGIN");
-      const blocked = application.query("UPDATE accounts SET balance = balance + 1 WHERE id = 1");
-      await waitFor("the application to wait over a second", async () => {
-        const { rows } = await db.pool.query(
-          "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND waitstart < clock_timestamp() - interval '1.2 s'",
+  it(
+    "holds claiming while an application session waits on a worker's lock, and goes on once it is released",
+    async () => {
+      await insertUsers(db.pool, 2000);
+      await db.pool.query("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)");
+      await db.pool.query("INSERT INTO accounts VALUES (1, 0)");
+      // a worker's session (of another pod) holds a row; the application waits for it
+      const holder = new pg.Client({ connectionString: db.url, application_name: workerSessionName("elsewhere") });
+      const application = new pg.Client({ connectionString: db.url, application_name: "the application" });
+      await holder.connect();
+      await application.connect();
+      try {
+        await holder.query("BEGIN");
+        await holder.query("UPDATE accounts SET balance = balance + 1 WHERE id = 1");
+        await application.query("BEGIN");
+        const blocked = application.query("UPDATE accounts SET balance = balance + 1 WHERE id = 1");
+        await waitFor("the application to wait over a second", async () => {
+          const { rows } = await db.pool.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND waitstart < clock_timestamp() - interval '1.2 s'",
+          );
+          return rows[0].n > 0;
+        });
+        expect((await seed(["enqueue", "--batch-name", "beside-app"], { DATABASE_URL: db.url, ...RUN_ENV })).code).toBe(
+          0,
         );
-        return rows[0].n > 0;
-      });
-      expect((await seed(["enqueue", "--batch-name", "beside-app"], { DATABASE_URL: db.url, ...RUN_ENV })).code).toBe(
-        0,
-      );
+        const metrics = await startMeasuredWorker({});
+        await expectHeldBack(metrics, "users", "lock_wait", usersClaimed, "beside-app");
+
+        await holder.query("ROLLBACK");
+        await blocked;
+        await application.query("COMMIT");
+        await expectCompletedUsersRun("beside-app", 2000);
+        const text = await metrics();
+        expect(sample(text, "batch_throttled_chunks", 'job="users",reason="lock_wait"')).toBe(0);
+        expect((await db.pool.query("SELECT balance FROM accounts")).rows[0].balance).toBe(1);
+        await expectThrottleHistory("beside-app");
+      } finally {
+        await holder.end();
+        await application.end();
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    "holds claiming while a VACUUM of the job's table runs, and goes on once it ends",
+    async () => {
+      await insertUsers(db.pool, 5000);
       const metrics = await startMeasuredWorker({});
-      await expectHeldBack(metrics, "users", "lock_wait", usersClaimed, "beside-app");
+      // a vacuum of every page that sleeps 0.4 s after each (a page read costs 10000, the limit is
+      // 1, a sleep is at most 4 times the delay): minutes, until the test cancels it
+      const vacuum = new pg.Client({ connectionString: db.url, application_name: "slow vacuum" });
+      await vacuum.connect();
+      try {
+        await vacuum.query("SET vacuum_cost_delay = 100; SET vacuum_cost_limit = 1; SET vacuum_cost_page_hit = 10000");
+        await vacuum.query("SET vacuum_cost_page_miss = 10000");
+        const vacuuming = vacuum.query("VACUUM (DISABLE_PAGE_SKIPPING) users").catch((error: Error) => error);
+        await waitFor("the vacuum to start", async () => {
+          const { rows } = await db.pool.query(
+            "SELECT count(*)::int AS n FROM pg_stat_progress_vacuum WHERE relid = 'users'::regclass",
+          );
+          return rows[0].n > 0;
+        });
+        const enqueued = await seed(["enqueue", "--batch-name", "beside-vacuum"], { DATABASE_URL: db.url, ...RUN_ENV });
+        expect(enqueued.code).toBe(0);
+        await expectHeldBack(metrics, "users", "vacuum", usersClaimed, "beside-vacuum");
+        // still vacuuming: what held the run back was the vacuum
+        expect(await Promise.race([vacuuming, Promise.resolve("running")])).toBe("running");
 
-      await holder.query("ROLLBACK");
-      await blocked;
-      await application.query("COMMIT");
-      await expectCompletedUsersRun("beside-app", 2000);
-      const text = await metrics();
-      expect(sample(text, "batch_throttled_chunks", 'job="users",reason="lock_wait"')).toBe(0);
-      expect((await db.pool.query("SELECT balance FROM accounts")).rows[0].balance).toBe(1);
-      await expectThrottleHistory("beside-app");
-    } finally {
-      await holder.end();
-      await application.end();
-    }
-  });
-
-  it("holds claiming while a VACUUM of the job's table runs, and goes on once it ends", async () => {
-    await insertUsers(db.pool, 2000);
-    // a vacuum that sleeps 100 ms after every page it reads, cancelled when the test is done with it
-    const vacuum = new pg.Client({ connectionString: db.url, application_name: "slow vacuum" });
-    await vacuum.connect();
-    try {
-      await vacuum.query("SET vacuum_cost_delay = 100; SET vacuum_cost_limit = 1");
-      const vacuuming = vacuum.query("VACUUM users").catch((error: Error) => error);
-      await waitFor("the vacuum to start", async () => {
-        const { rows } = await db.pool.query(
-          "SELECT count(*)::int AS n FROM pg_stat_progress_vacuum WHERE relid = 'users'::regclass",
+        await db.pool.query(
+          "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'slow vacuum'",
         );
-        return rows[0].n > 0;
-      });
-      expect(
-        (await seed(["enqueue", "--batch-name", "beside-vacuum"], { DATABASE_URL: db.url, ...RUN_ENV })).code,
-      ).toBe(0);
-      const metrics = await startMeasuredWorker({});
-      await expectHeldBack(metrics, "users", "vacuum", usersClaimed, "beside-vacuum");
-      // still vacuuming: what held the run back was the vacuum
-      expect(await Promise.race([vacuuming, Promise.resolve("running")])).toBe("running");
-
-      await db.pool.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'slow vacuum'");
-      expect(String(await vacuuming)).toMatch(/canceling statement/);
-      await expectCompletedUsersRun("beside-vacuum", 2000);
-    } finally {
-      await vacuum.end();
-    }
-  });
+        expect(String(await vacuuming)).toMatch(/canceling statement/);
+        await expectCompletedUsersRun("beside-vacuum", 5000);
+      } finally {
+        await vacuum.end();
+      }
+    },
+    TEST_MS,
+  );
 
   /** Writes a job of a table of its own (`name`_items) whose throttle condition is `when` (source). */
   async function writeGatedJob(name: string, when: string, rows: number) {
@@ -302,8 +320,9 @@ module.exports = defineJob({
   /** Runs the gated job while its condition holds, then lets it go; checks every row was done once. */
   async function expectGatedRun(name: string, release: () => Promise<void>) {
     const env = { DATABASE_URL: db.url, ...RUN_ENV, JOBS_DIR: jobsDir };
-    expect((await seed(["enqueue", "--job", name, "--batch-name", name], env)).code).toBe(0);
     const metrics = await startMeasuredWorker({ JOBS_DIR: jobsDir });
+    const enqueued = await seed(["enqueue", "--job", name, "--batch-name", name], env);
+    expect({ code: enqueued.code, stderr: enqueued.code === 0 ? "" : enqueued.stderr }).toEqual({ code: 0, stderr: "" });
     const claimed = async () =>
       (await db.pool.query(`SELECT count(*)::int AS n FROM ${name}_items WHERE gate_status <> 'pending'`)).rows[0].n;
     await expectHeldBack(metrics, name, "condition", claimed, name);
@@ -322,34 +341,46 @@ module.exports = defineJob({
     await expectThrottleHistory(name);
   }
 
-  it("holds a job back while its SQL condition returns a reason", async () => {
-    await writeGatedJob("gated_sql", `{ sql: "SELECT reason FROM maintenance_windows LIMIT 1" }`, 1500);
-    await db.pool.query("CREATE TABLE maintenance_windows (reason TEXT NOT NULL)");
-    await db.pool.query("INSERT INTO maintenance_windows VALUES ('the nightly report is running')");
-    await expectGatedRun("gated_sql", async () => {
-      await db.pool.query("DELETE FROM maintenance_windows");
-    });
-  });
+  it(
+    "holds a job back while its SQL condition returns a reason",
+    async () => {
+      await writeGatedJob("gated_sql", `{ sql: "SELECT reason FROM maintenance_windows LIMIT 1" }`, 1500);
+      await db.pool.query("CREATE TABLE maintenance_windows (reason TEXT NOT NULL)");
+      await db.pool.query("INSERT INTO maintenance_windows VALUES ('the nightly report is running')");
+      await expectGatedRun("gated_sql", async () => {
+        await db.pool.query("DELETE FROM maintenance_windows");
+      });
+    },
+    TEST_MS,
+  );
 
-  it("holds a job back while its function returns a reason", async () => {
-    const flag = path.join(jobsDir, "hold");
-    await fs.writeFile(flag, "");
-    const when = `async (ctx) => (fs.existsSync(${JSON.stringify(flag)}) && ctx.job === "gated_fn" ? "held by a flag file" : null)`;
-    await writeGatedJob("gated_fn", when, 1500);
-    await expectGatedRun("gated_fn", () => fs.rm(flag));
-  });
+  it(
+    "holds a job back while its function returns a reason",
+    async () => {
+      const flag = path.join(jobsDir, "hold");
+      await fs.writeFile(flag, "");
+      const when = `async (ctx) => (fs.existsSync(${JSON.stringify(flag)}) && ctx.job === "gated_fn" ? "held by a flag file" : null)`;
+      await writeGatedJob("gated_fn", when, 1500);
+      await expectGatedRun("gated_fn", () => fs.rm(flag));
+    },
+    TEST_MS,
+  );
 
-  it("reads the WAL the server writes per second, and tells a job over its limit", async () => {
-    const watch = new HealthWatch({ intervalMs: 200, envLimits: {}, replicaUrl: undefined, logger: quietLogger });
-    const job = { ...usersJob, throttle: { limits: { maxWalMegabytesPerSecond: 1 } } };
-    const read = withPool(db.pool);
-    expect(await watch.check(job, read)).toBeNull();
-    await db.pool.query("CREATE TABLE filler (id INTEGER, pad TEXT)");
-    // about 60 MB of WAL in one statement, well over a megabyte a second on any machine
-    await db.pool.query("INSERT INTO filler SELECT i, repeat('x', 400) FROM generate_series(1, 120000) AS i");
-    const reading = await watch.check(job, read);
-    expect(reading).toMatchObject({ signal: "wal_rate", threshold: 1, unit: "MB/s" });
-    expect(reading?.figure).toBeGreaterThan(1);
-    await watch.close();
-  });
+  it(
+    "reads the WAL the server writes per second, and tells a job over its limit",
+    async () => {
+      const watch = new HealthWatch({ intervalMs: 200, envLimits: {}, replicaUrl: undefined, logger: quietLogger });
+      const job = { ...usersJob, throttle: { limits: { maxWalMegabytesPerSecond: 1 } } };
+      const read = withPool(db.pool);
+      expect(await watch.check(job, read)).toBeNull();
+      await db.pool.query("CREATE TABLE filler (id INTEGER, pad TEXT)");
+      // about 60 MB of WAL in one statement, well over a megabyte a second on any machine
+      await db.pool.query("INSERT INTO filler SELECT i, repeat('x', 400) FROM generate_series(1, 120000) AS i");
+      const reading = await watch.check(job, read);
+      expect(reading).toMatchObject({ signal: "wal_rate", threshold: 1, unit: "MB/s" });
+      expect(reading?.figure).toBeGreaterThan(1);
+      await watch.close();
+    },
+    TEST_MS,
+  );
 });
