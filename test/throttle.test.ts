@@ -322,7 +322,10 @@ module.exports = defineJob({
     const env = { DATABASE_URL: db.url, ...RUN_ENV, JOBS_DIR: jobsDir };
     const metrics = await startMeasuredWorker({ JOBS_DIR: jobsDir });
     const enqueued = await seed(["enqueue", "--job", name, "--batch-name", name], env);
-    expect({ code: enqueued.code, stderr: enqueued.code === 0 ? "" : enqueued.stderr }).toEqual({ code: 0, stderr: "" });
+    expect({ code: enqueued.code, stderr: enqueued.code === 0 ? "" : enqueued.stderr }).toEqual({
+      code: 0,
+      stderr: "",
+    });
     const claimed = async () =>
       (await db.pool.query(`SELECT count(*)::int AS n FROM ${name}_items WHERE gate_status <> 'pending'`)).rows[0].n;
     await expectHeldBack(metrics, name, "condition", claimed, name);
