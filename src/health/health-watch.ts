@@ -18,10 +18,10 @@ import {
 
 /**
  * The database's health as this process last read it, shared by every chunk it runs: a chunk
- * asks before each slice claims, in memory; the health is read again (one statement on the
- * primary, one on the standby of REPLICA_DATABASE_URL, one per job with its own condition) when
- * the last reading is older than the check interval, so at most once per interval whatever the
- * number of chunks, and only while chunks ask.
+ * asks before each slice claims, and the answer comes from memory unless the last reading is
+ * older than the check interval; then it is read again (one statement on the primary, one on the
+ * standby of REPLICA_DATABASE_URL, one per job with its own condition), once for all the chunks
+ * asking. So at most once per interval whatever the number of chunks, and only while chunks ask.
  */
 
 export interface HealthWatchOptions {
@@ -64,23 +64,25 @@ export class HealthWatch {
 
   /**
    * The limit `job`'s chunks are over, as of the last reading (null: claim; undefined: no reading
-   * has included the job yet); in memory, starting a reading in the background when the last is
-   * older than the interval.
+   * has included the job yet): in memory.
    */
-  verdict(job: JobDefinition, db: WithClient): ThrottleReading | null | undefined {
+  verdict(job: JobDefinition): ThrottleReading | null | undefined {
     const watched = this.watch(job);
-    if (Date.now() - this.readAt >= this.options.intervalMs) void this.refresh(db);
     if (!watched.read) return undefined;
     return (this.figures && overLimit(this.figures, watched.limits, watched.table)) ?? watched.condition;
   }
 
-  /** The verdict after a reading newer than the interval that included the job: read now unless one is. */
+  /**
+   * The verdict as of a reading newer than the interval that included the job: one is made now
+   * unless there is (every chunk asking meanwhile waits for the same). Never in the background: a
+   * reading outlives no chunk, so the pool it borrows from is never closed under it.
+   */
   async check(job: JobDefinition, db: WithClient): Promise<ThrottleReading | null> {
     const watched = this.watch(job);
     if (Date.now() - this.readAt >= this.options.intervalMs || !watched.read) await this.refresh(db);
     // a reading under way when the job was first asked about did not include it: the next does
     if (!watched.read) await this.refresh(db);
-    return this.verdict(job, db) ?? null;
+    return this.verdict(job) ?? null;
   }
 
   /** Closes the standby's session, if one is open. */
