@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import type { WithClient } from "../db/pool";
+import { inTransaction, type WithClient } from "../db/pool";
 import type { JobDefinition, ThrottleCondition } from "../jobs/define";
 import { quoteIdentifier } from "../jobs/job-sql";
 import type { Logger } from "../logger";
@@ -33,6 +34,8 @@ export interface HealthWatchOptions {
 
 /** WAL marks older than this are dropped: a standby further behind reads as this far behind. */
 const WAL_MARKS_KEPT_MS = 15 * 60_000;
+/** How long a job's condition may take to answer. */
+const CONDITION_TIMEOUT_MS = 10_000;
 /** A job nobody asked about for this long has no chunk running here: its table is read no more. */
 const JOB_FORGOTTEN_MS = 60_000;
 
@@ -154,27 +157,38 @@ export class HealthWatch {
   }
 
   /**
-   * The job's own condition. One that fails holds the job back, with its error as the reason: a
-   * check that cannot tell is no permission to go on, and the reason shows where the run does.
+   * The job's own condition. One that fails, or does not answer within CONDITION_TIMEOUT_MS,
+   * holds the job back with that as the reason: a check that cannot tell is no permission to go
+   * on, and the reason shows where the run does.
    */
   private async askCondition(db: WithClient, watched: JobWatch): Promise<ThrottleReading | null> {
     const when = watched.job.throttle.when as ThrottleCondition;
+    const timer = new AbortController();
     try {
-      const reason =
+      const answer =
         typeof when === "function"
-          ? await when({
+          ? when({
               job: watched.job.name,
               query: async (text, values) => (await db((client) => client.query(text, values))).rows,
             })
-          : await db(async (client) => {
-              const { rows } = await client.query({ text: when.sql, rowMode: "array" });
-              const first = (rows[0] as unknown[] | undefined)?.[0];
-              return first === null || first === undefined ? null : String(first);
-            });
+          : db((client) =>
+              inTransaction(client, async () => {
+                const { rows } = await client.query({ text: when.sql, rowMode: "array" });
+                const first = (rows[0] as unknown[] | undefined)?.[0];
+                return first === null || first === undefined ? null : String(first);
+              }, [`SET LOCAL statement_timeout = ${CONDITION_TIMEOUT_MS}`]),
+            );
+      const late = sleep(CONDITION_TIMEOUT_MS, undefined, { signal: timer.signal }).then(() => {
+        throw new Error(`no answer within ${CONDITION_TIMEOUT_MS / 1000} s`);
+      });
+      late.catch(() => undefined);
+      const reason = await Promise.race([answer, late]);
       return reason === null || reason === undefined || reason === "" ? null : conditionReading(String(reason));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       return conditionReading(`the job's throttle condition failed: ${message}`);
+    } finally {
+      timer.abort();
     }
   }
 

@@ -51,7 +51,10 @@ export interface JobSql {
    * or by none is not counted.
    */
   rowsHeldInRange: string;
-  /** Locks the rows of [$1, $2] still claimable ($3 attempts, not processed since $4), waiting for their holders. */
+  /**
+   * Locks the rows of [$1, $2] still claimable ($3 attempts, not processed since $4) that another
+   * transaction holds, waiting for their holders; rows free by then are left alone.
+   */
   lockLeftInRange: string;
   /**
    * The key (as int8) of the claimable row ($3 attempts, not processed since $4) at offset $5 of
@@ -225,7 +228,11 @@ function buildJobSql(job: JobDefinition): JobSql {
         LEFT JOIN pg_stat_activity a ON a.pid = l.pid
        GROUP BY l.pid, a.xact_start, a.state
        ORDER BY a.xact_start NULLS LAST`,
-    lockLeftInRange: `SELECT 1 FROM ${leftInRange} FOR UPDATE OF t`,
+    // only rows whose locker still runs: a free row locked here would keep the application waiting
+    lockLeftInRange: `
+      SELECT 1 FROM ${leftInRange}
+         AND t.xmax IN (SELECT l.transactionid FROM pg_locks l WHERE l.locktype = 'transactionid' AND l.granted)
+         FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key}::int8 AS key FROM ${table} t
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}

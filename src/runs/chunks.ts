@@ -342,7 +342,8 @@ export async function clearRowsHeld(
  * Waits, at most `timeoutMs`, for the transactions holding claimable rows of the range to end,
  * then lets the rows go at once: those rows are then done, or claimable again. They are a
  * slice's of another chunk, which went on claiming part by part past where this chunk, split
- * from it meanwhile, begins (src/chunks/slice.ts). False when the wait ran out.
+ * from it meanwhile, begins (src/chunks/slice.ts), or an application's. Only rows held are
+ * locked, so that no application waits on the wait. False when the wait ran out.
  */
 export async function waitForRowsHeld(
   client: PoolClient,

@@ -44,10 +44,20 @@ function showRun(run: Run): void {
   const eta = run.waitingSeconds
     ? `${formatSeconds(run.etaSeconds)} (next chunk due in ${formatSeconds(run.waitingSeconds)})`
     : formatSeconds(run.etaSeconds);
-  const { throttle } = run;
+  const { throttle, rateLimit } = run;
+  // the session holding rows the longest (an application's, idle in transaction), and the rows all hold
+  const [held] = run.rowsHeld;
+  const heldRows = run.rowsHeld.reduce((sum, chunk) => sum + chunk.rows, 0);
   byId("figures").replaceChildren(
     // what its workers wait on: the signal, its figure against its threshold, since when
     ...(throttle ? figure("throttled", `${throttle.text} since ${formatTime(throttle.since)}`, "throttle") : []),
+    ...(held
+      ? figure(
+          "held by another session",
+          `${formatCount(heldRows)} rows, pid ${held.pid}${held.state ? ` (${held.state})` : ""} since ${formatTime(held.since)}`,
+          "rows-held",
+        )
+      : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
     ...figure("rows done", `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`, "rows"),
     ...figure("completed", formatCount(run.completed), "completed"),
@@ -56,6 +66,14 @@ function showRun(run: Run): void {
     ...figure("pending", formatCount(run.pending), "pending"),
     ...figure("round", String(run.round), "round"),
     ...figure("rows/s", formatCount(run.rowsPerSecond), "rate"),
+    // the job's limit across every worker, and how long its records have waited for it in all
+    ...(rateLimit
+      ? figure(
+          "rate limit",
+          `${rateLimit.perSecond}/s (burst ${rateLimit.burst}), records waited ${rateLimit.waitedSeconds.toFixed(1)} s`,
+          "rate-limit",
+        )
+      : []),
     ...figure("ETA", eta, "eta"),
     ...figure("started", formatTime(run.startedAt), "started"),
     ...figure("ended", formatTime(run.completedAt), "ended"),
