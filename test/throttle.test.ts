@@ -416,6 +416,15 @@ module.exports = defineJob({
     TEST_MS,
   );
 
+  it("leaves out a standby of REPLICA_DATABASE_URL that cannot be reached, and reads the rest", async () => {
+    const closed = await freePort();
+    const replicaUrl = `postgres://nobody@127.0.0.1:${closed}/postgres`;
+    const watch = new HealthWatch({ intervalMs: 200, envLimits: {}, replicaUrl, logger: quietLogger });
+    const job = { ...usersJob, throttle: { when: { sql: "SELECT 'held'" } } };
+    expect(await watch.check(job, withPool(db.pool))).toMatchObject({ signal: "condition", detail: "held" });
+    await watch.close();
+  });
+
   it("holds a job back whose condition fails, with the error as the reason", async () => {
     const watch = new HealthWatch({ intervalMs: 200, envLimits: {}, replicaUrl: undefined, logger: quietLogger });
     const read = withPool(db.pool);

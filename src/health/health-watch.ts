@@ -34,6 +34,8 @@ export interface HealthWatchOptions {
 
 /** WAL marks older than this are dropped: a standby further behind reads as this far behind. */
 const WAL_MARKS_KEPT_MS = 15 * 60_000;
+/** How long the standby of REPLICA_DATABASE_URL may take to connect or answer. */
+const REPLICA_TIMEOUT_MS = 5000;
 /** How long a job's condition may take to answer. */
 const CONDITION_TIMEOUT_MS = 10_000;
 /** A job nobody asked about for this long has no chunk running here: its table is read no more. */
@@ -217,7 +219,13 @@ export class HealthWatch {
   }
 
   private async connectReplica(url: string): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: url, application_name: "pg-batch health" });
+    // a standby that does not answer must not hold up the reading every chunk waits for
+    const client = new pg.Client({
+      connectionString: url,
+      application_name: "pg-batch health",
+      connectionTimeoutMillis: REPLICA_TIMEOUT_MS,
+      query_timeout: REPLICA_TIMEOUT_MS,
+    });
     client.on("error", () => {
       this.replica = undefined;
     });
