@@ -617,9 +617,11 @@ function sliceResult(
 }
 
 /**
- * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
- * for a prefix of the records it is given (and is told when their rows were locked) (which grow as `feed` claims more, with a `part`); the
- * rest are released unwritten at commit.
+ * Runs one slice; undefined when nothing was left to claim. `processRecords` is told when the
+ * slice's rows were locked, and returns outcomes for a prefix of the records it is given (which
+ * grow as `feed` claims more, with a `part`); the rest are released unwritten at commit. With
+ * `commitWithinMs`, the slice commits then at the latest, and the records still running are
+ * the result's `late`.
  */
 export async function runSlice(
   client: PoolClient,
