@@ -1,10 +1,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { withPool } from "../src/db/pool";
 import { freePort } from "../src/free-port";
 import { defineJob } from "../src/jobs/define";
-import { effectiveRateLimit } from "../src/processing/rate-limit";
-import { createMigratedDatabase, type TestDatabase } from "./support/database";
+import { effectiveRateLimit, RateLimiter } from "../src/processing/rate-limit";
+import { createMigratedDatabase, quietLogger, type TestDatabase } from "./support/database";
 import { ROOT, type Running, seed, startWorker, status } from "./support/processes";
 import { runByName, waitFor } from "./support/runs";
 
@@ -79,6 +80,28 @@ describe("batch_take_tokens, the job's bucket", () => {
     expect(await take(db, "b", 5, 10, 5)).toBe(5);
   });
 
+  it("is what a process's limiter hands to its records, one each, as they wait", async () => {
+    // three tokens and next to no refill: every token is one the bucket granted
+    const limiter = new RateLimiter("local", { perSecond: 0.001, burst: 3 }, withPool(db.pool), quietLogger);
+    const always = () => true;
+    expect(await Promise.all([limiter.take(always), limiter.take(always), limiter.take(always)])).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    // the bucket is dry: a record that stops waiting (its slice stopped starting records) gets none
+    let wanted = true;
+    const stopping = limiter.take(() => wanted);
+    wanted = false;
+    expect(await stopping).toBe(false);
+    // a token a record did not use goes to the next one waiting, without the bucket
+    const next = limiter.take(always);
+    limiter.giveBack();
+    expect(await next).toBe(true);
+    const { rows } = await db.pool.query("SELECT granted_total FROM batch_rate_limits WHERE job = 'local'");
+    expect(Number(rows[0].granted_total)).toBe(3);
+  });
+
   it("refuses a limit that is not one", async () => {
     await expect(take(db, "c", 1, 0, 5)).rejects.toThrow(/per_second > 0/);
     await expect(take(db, "c", 1, 5, 0.5)).rejects.toThrow(/burst >= 1/);
@@ -107,7 +130,7 @@ describe("batch_take_tokens, the job's bucket", () => {
 
 const PER_SECOND = 200;
 const BURST = 100;
-const ROWS = 3600;
+const ROWS = 3000;
 
 /** A job whose function only notes when it ran, limited to PER_SECOND records a second. */
 const PACED_JOB = `"use strict";

@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
@@ -18,8 +19,8 @@ import {
 import { defineJob } from "../src/jobs/define";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "./support/database";
 import { usersJob } from "./support/jobs";
-import { ROOT, type Running, seed, startWorker } from "./support/processes";
-import { runByName, tally, waitFor } from "./support/runs";
+import { batch, ROOT, type Running, seed, startWorker } from "./support/processes";
+import { lockedJobs, runByName, tally, waitFor } from "./support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
 function sample(text: string, name: string, labels: string): number {
@@ -368,6 +369,79 @@ module.exports = defineJob({
     },
     TEST_MS,
   );
+
+  it(
+    "lets a throttled worker shut down, handing its chunks back, and a throttled run be cancelled",
+    async () => {
+      await writeGatedJob("gated_held", `{ sql: "SELECT reason FROM maintenance_windows LIMIT 1" }`, 1000);
+      await db.pool.query("CREATE TABLE maintenance_windows (reason TEXT NOT NULL)");
+      await db.pool.query("INSERT INTO maintenance_windows VALUES ('held for good')");
+      const claimed = async () =>
+        (await db.pool.query("SELECT count(*)::int AS n FROM gated_held_items WHERE gate_status <> 'pending'")).rows[0]
+          .n;
+      // a grace longer than the test waits: the worker exits in time only if the wait ends on SIGTERM
+      const env = { JOBS_DIR: jobsDir, SHUTDOWN_GRACE_S: "600" };
+      let metrics = await startMeasuredWorker(env);
+      const enqueued = await seed(["enqueue", "--job", "gated_held", "--batch-name", "held"], {
+        DATABASE_URL: db.url,
+        ...RUN_ENV,
+        JOBS_DIR: jobsDir,
+      });
+      expect(enqueued.code).toBe(0);
+      await expectHeldBack(metrics, "gated_held", "condition", claimed, "held");
+
+      const first = workers.splice(0)[0] as Running;
+      first.child.kill("SIGTERM");
+      const exited = await Promise.race([first.exited, sleep(WAIT_MS, undefined, { ref: false })]);
+      // graphile-worker ends a graceful shutdown by re-raising the signal it received
+      expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
+      expect(exited?.stderr).toContain("Global graceful shutdown complete");
+      expect(await lockedJobs(db.pool)).toBe(0);
+      const { rows } = await db.pool.query(
+        "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-handed-back'",
+      );
+      expect(rows[0].n).toBeGreaterThan(0);
+
+      // another worker takes the chunks back, and waits as the first did, until the run is cancelled
+      metrics = await startMeasuredWorker(env);
+      await expectHeldBack(metrics, "gated_held", "condition", claimed, "held");
+      expect((await batch(["cancel", "held"], { DATABASE_URL: db.url })).code).toBe(0);
+      await waitFor(
+        "the run to be cancelled",
+        async () => (await runByName(db.pool, "held")).status === "cancelled",
+        WAIT_MS,
+      );
+      expect(await claimed()).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it("holds a job back whose condition fails, with the error as the reason", async () => {
+    const watch = new HealthWatch({ intervalMs: 200, envLimits: {}, replicaUrl: undefined, logger: quietLogger });
+    const read = withPool(db.pool);
+    const failing = async () => {
+      throw new Error("the report service is down");
+    };
+    const conditions = [
+      [{ sql: "SELECT reason FROM no_such_table" }, 'relation "no_such_table" does not exist'],
+      [failing, "the report service is down"],
+      [{ sql: "SELECT NULL" }, null],
+    ] as const;
+    for (const [when, reason] of conditions) {
+      const job = { ...usersJob, name: `cond${conditions.findIndex(([w]) => w === when)}`, throttle: { when } };
+      const reading = await watch.check(job, read);
+      if (reason === null) expect(reading).toBeNull();
+      else
+        expect(reading).toEqual({
+          signal: "condition",
+          figure: 1,
+          threshold: 0,
+          unit: "",
+          detail: `the job's throttle condition failed: ${reason}`,
+        });
+    }
+    await watch.close();
+  });
 
   it(
     "reads the WAL the server writes per second, and tells a job over its limit",

@@ -1,7 +1,7 @@
 -- A job's rate limit (`rateLimit` in its definition, RATE_LIMIT_PER_S), held across every worker
 -- of every pod: one token bucket per job, in the database they all share. Each worker process
 -- takes tokens a tenth of a second's worth at a time (src/processing/rate-limit.ts) and hands
--- them to its records, so the bucket sees about ten statements a second per process.
+-- them to its records, so the bucket sees some ten to twenty statements a second per process.
 CREATE TABLE batch_rate_limits (
   job TEXT PRIMARY KEY,
   -- what the bucket held at refilled_at; it gains per_second a second, up to burst
@@ -26,7 +26,7 @@ CREATE TABLE batch_rate_limits (
 CREATE FUNCTION batch_take_tokens(job_name TEXT, want INTEGER, per_second FLOAT8, burst FLOAT8,
                                   waited_seconds FLOAT8 DEFAULT 0)
 RETURNS INTEGER
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
   held FLOAT8;

@@ -382,7 +382,7 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       }
       current ??= beginSlice(afterId);
       const claimedUpTo = await Promise.race([current.claimedAll, current.result.then(noKey, noKey)]);
-      const mayClaim = deps.throttle?.mayClaim(job, deps.db) ?? true;
+      const mayClaim = deps.throttle?.mayClaim(job) ?? true;
       if (claimedUpTo !== undefined && !deps.draining.aborted && mayClaim) next = beginSlice(claimedUpTo);
       let slice: SliceResult | undefined;
       try {

@@ -3,7 +3,7 @@ import type { WithClient } from "../db/pool";
 import type { JobDefinition } from "../jobs/define";
 import type { Logger } from "../logger";
 import { getRun } from "../runs/runs";
-import { describeThrottle, recordThrottle, type ThrottleReading, type ThrottleSignal } from "../runs/throttle-state";
+import { describeThrottle, recordThrottle, type ThrottleSignal } from "../runs/throttle-state";
 import type { HealthWatch } from "./health-watch";
 import { backoffMs } from "./throttle";
 
@@ -45,15 +45,14 @@ export class ThrottleGate {
     private readonly intervalMs: number,
   ) {}
 
-  /** Whether a slice of `job` may claim now, as far as the last reading tells: in memory. */
-  mayClaim(job: JobDefinition, db: WithClient): boolean {
-    return this.watch.verdict(job, db) === null;
+  /** Closes what the health watch keeps open (the standby's session). */
+  close(): Promise<void> {
+    return this.watch.close();
   }
 
-  /** The job's verdict: in memory, but read first when no reading has included the job yet. */
-  private async verdict(job: JobDefinition, db: WithClient): Promise<ThrottleReading | null> {
-    const known = this.watch.verdict(job, db);
-    return known === undefined ? await this.watch.check(job, db) : known;
+  /** Whether a slice of `job` may claim now, as far as the last reading tells: in memory. */
+  mayClaim(job: JobDefinition): boolean {
+    return this.watch.verdict(job) === null;
   }
 
   /**
@@ -61,7 +60,7 @@ export class ThrottleGate {
    * the run's status when the run stopped keeping its chunks running (a cancel) meanwhile.
    */
   async pass(request: GateRequest): Promise<string | undefined> {
-    let reading = await this.verdict(request.job, request.db);
+    let reading = await this.watch.check(request.job, request.db);
     if (!reading) return undefined;
     const { db, job, runId, worker, log, observer } = request;
     const signals = AbortSignal.any([request.draining, request.abort]);
@@ -71,7 +70,10 @@ export class ThrottleGate {
     try {
       for (let attempt = 1; ; attempt++) {
         if (Date.now() - recordedAt >= RECORD_EVERY_MS) {
-          await recordThrottle(db, runId, worker, reading);
+          // what the run shows is no reason to fail the chunk: the wait goes on, and tries again
+          await recordThrottle(db, runId, worker, reading).catch((error: unknown) =>
+            log.warn({ err: error }, "the throttle could not be recorded on the run"),
+          );
           recordedAt = Date.now();
         }
         const began = performance.now();

@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import type { WithClient } from "../db/pool";
+import { inTransaction, type WithClient } from "../db/pool";
 import type { JobDefinition, ThrottleCondition } from "../jobs/define";
 import { quoteIdentifier } from "../jobs/job-sql";
 import type { Logger } from "../logger";
@@ -17,10 +18,10 @@ import {
 
 /**
  * The database's health as this process last read it, shared by every chunk it runs: a chunk
- * asks before each slice claims, in memory; the health is read again (one statement on the
- * primary, one on the standby of REPLICA_DATABASE_URL, one per job with its own condition) when
- * the last reading is older than the check interval, so at most once per interval whatever the
- * number of chunks, and only while chunks ask.
+ * asks before each slice claims, and the answer comes from memory unless the last reading is
+ * older than the check interval; then it is read again (one statement on the primary, one on the
+ * standby of REPLICA_DATABASE_URL, one per job with its own condition), once for all the chunks
+ * asking. So at most once per interval whatever the number of chunks, and only while chunks ask.
  */
 
 export interface HealthWatchOptions {
@@ -33,6 +34,8 @@ export interface HealthWatchOptions {
 
 /** WAL marks older than this are dropped: a standby further behind reads as this far behind. */
 const WAL_MARKS_KEPT_MS = 15 * 60_000;
+/** How long a job's condition may take to answer. */
+const CONDITION_TIMEOUT_MS = 10_000;
 /** A job nobody asked about for this long has no chunk running here: its table is read no more. */
 const JOB_FORGOTTEN_MS = 60_000;
 
@@ -61,23 +64,25 @@ export class HealthWatch {
 
   /**
    * The limit `job`'s chunks are over, as of the last reading (null: claim; undefined: no reading
-   * has included the job yet); in memory, starting a reading in the background when the last is
-   * older than the interval.
+   * has included the job yet): in memory.
    */
-  verdict(job: JobDefinition, db: WithClient): ThrottleReading | null | undefined {
+  verdict(job: JobDefinition): ThrottleReading | null | undefined {
     const watched = this.watch(job);
-    if (Date.now() - this.readAt >= this.options.intervalMs) void this.refresh(db);
     if (!watched.read) return undefined;
     return (this.figures && overLimit(this.figures, watched.limits, watched.table)) ?? watched.condition;
   }
 
-  /** The verdict after a reading newer than the interval that included the job: read now unless one is. */
+  /**
+   * The verdict as of a reading newer than the interval that included the job: one is made now
+   * unless there is (every chunk asking meanwhile waits for the same). Never in the background: a
+   * reading outlives no chunk, so the pool it borrows from is never closed under it.
+   */
   async check(job: JobDefinition, db: WithClient): Promise<ThrottleReading | null> {
     const watched = this.watch(job);
     if (Date.now() - this.readAt >= this.options.intervalMs || !watched.read) await this.refresh(db);
     // a reading under way when the job was first asked about did not include it: the next does
     if (!watched.read) await this.refresh(db);
-    return this.verdict(job, db) ?? null;
+    return this.verdict(job) ?? null;
   }
 
   /** Closes the standby's session, if one is open. */
@@ -154,27 +159,38 @@ export class HealthWatch {
   }
 
   /**
-   * The job's own condition. One that fails holds the job back, with its error as the reason: a
-   * check that cannot tell is no permission to go on, and the reason shows where the run does.
+   * The job's own condition. One that fails, or does not answer within CONDITION_TIMEOUT_MS,
+   * holds the job back with that as the reason: a check that cannot tell is no permission to go
+   * on, and the reason shows where the run does.
    */
   private async askCondition(db: WithClient, watched: JobWatch): Promise<ThrottleReading | null> {
     const when = watched.job.throttle.when as ThrottleCondition;
+    const timer = new AbortController();
     try {
-      const reason =
+      const answer =
         typeof when === "function"
-          ? await when({
+          ? when({
               job: watched.job.name,
               query: async (text, values) => (await db((client) => client.query(text, values))).rows,
             })
-          : await db(async (client) => {
-              const { rows } = await client.query({ text: when.sql, rowMode: "array" });
-              const first = (rows[0] as unknown[] | undefined)?.[0];
-              return first === null || first === undefined ? null : String(first);
-            });
+          : db((client) =>
+              inTransaction(client, async () => {
+                const { rows } = await client.query({ text: when.sql, rowMode: "array" });
+                const first = (rows[0] as unknown[] | undefined)?.[0];
+                return first === null || first === undefined ? null : String(first);
+              }, [`SET LOCAL statement_timeout = ${CONDITION_TIMEOUT_MS}`]),
+            );
+      const late = sleep(CONDITION_TIMEOUT_MS, undefined, { signal: timer.signal }).then(() => {
+        throw new Error(`no answer within ${CONDITION_TIMEOUT_MS / 1000} s`);
+      });
+      late.catch(() => undefined);
+      const reason = await Promise.race([answer, late]);
       return reason === null || reason === undefined || reason === "" ? null : conditionReading(String(reason));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       return conditionReading(`the job's throttle condition failed: ${message}`);
+    } finally {
+      timer.abort();
     }
   }
 

@@ -12,7 +12,7 @@ import type { Logger } from "../logger";
  * fraction of a second's worth.
  */
 
-/** Each take asks for this many seconds' worth: about ten statements a second per process. */
+/** Each take asks for this many seconds' worth, and a bucket found dry is asked again after about as long. */
 export const TAKE_SECONDS = 0.1;
 /** Tokens taken and not handed out within this long are dropped. */
 export const TOKEN_LIFETIME_MS = 250;

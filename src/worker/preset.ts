@@ -10,7 +10,7 @@ import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
 import { drainOnShutdown } from "./shutdown";
-import { limitRatesThrough, observeChunks } from "./task-context";
+import { limitRatesThrough, observeChunks, releaseThrottleGate } from "./task-context";
 
 /** What a worker process does to take up work others left (workflows/recovery.ts). */
 export interface WorkerRecovery {
@@ -81,6 +81,7 @@ export async function workerPreset(
     return started;
   };
   events.on("pool:release", () => void liveness.close());
+  events.on("pool:release", () => void releaseThrottleGate());
   const watchdog = new PoolWatchdog({
     url: connectionString,
     actor: config.podName,

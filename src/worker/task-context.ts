@@ -26,6 +26,16 @@ function processThrottleGate(config: Config): ThrottleGate | undefined {
   return throttleGate;
 }
 
+/**
+ * Closes the throttle gate once the job pool is released: its standby session would keep a
+ * process whose work is done (`--once`) from exiting. A pool started after makes a new one.
+ */
+export async function releaseThrottleGate(): Promise<void> {
+  const gate = throttleGate;
+  throttleGate = undefined;
+  await gate?.close();
+}
+
 let rateLimiters: RateLimiters | undefined;
 
 /**

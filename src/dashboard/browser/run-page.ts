@@ -44,7 +44,7 @@ function showRun(run: Run): void {
   const eta = run.waitingSeconds
     ? `${formatSeconds(run.etaSeconds)} (next chunk due in ${formatSeconds(run.waitingSeconds)})`
     : formatSeconds(run.etaSeconds);
-  const { throttle } = run;
+  const { throttle, rateLimit } = run;
   // the session holding rows the longest (an application's, idle in transaction), and the rows all hold
   const [held] = run.rowsHeld;
   const heldRows = run.rowsHeld.reduce((sum, chunk) => sum + chunk.rows, 0);
@@ -66,6 +66,14 @@ function showRun(run: Run): void {
     ...figure("pending", formatCount(run.pending), "pending"),
     ...figure("round", String(run.round), "round"),
     ...figure("rows/s", formatCount(run.rowsPerSecond), "rate"),
+    // the job's limit across every worker, and how long its records have waited for it in all
+    ...(rateLimit
+      ? figure(
+          "rate limit",
+          `${rateLimit.perSecond}/s (burst ${rateLimit.burst}), records waited ${rateLimit.waitedSeconds.toFixed(1)} s`,
+          "rate-limit",
+        )
+      : []),
     ...figure("ETA", eta, "eta"),
     ...figure("started", formatTime(run.startedAt), "started"),
     ...figure("ended", formatTime(run.completedAt), "ended"),
