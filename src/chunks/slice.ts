@@ -587,7 +587,8 @@ export async function writeLateOutcomes(
 ): Promise<{ completed: number; failed: number; retryable: number }> {
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   await writeApart(client, request, rows, outcomes, into);
-  return into.tally;
+  const { completed, failed, retryable } = into.tally;
+  return { completed, failed, retryable };
 }
 
 /** What a slice came to: its rows, those processed and how they were counted, the run's status after. */
