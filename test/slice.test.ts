@@ -1,4 +1,4 @@
-import { ChunkEndedError, runSlice, type SliceRequest } from "../src/chunks/slice";
+import { ChunkEndedError, runSlice, type SliceRequest, writeLateOutcomes } from "../src/chunks/slice";
 import type { ChunkDeps } from "../src/chunks/work-through-chunk";
 import { parseConfig } from "../src/config";
 import { withPool } from "../src/db/pool";
@@ -190,6 +190,66 @@ describe("a slice", () => {
         [request.runId],
       );
       expect(rows[0]).toEqual({ pending: 13, counted: 7 });
+    });
+
+    it("commits at its bound with the records that ended, releasing every row, and writes a later one apart", async () => {
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const client = await db.pool.connect();
+      try {
+        const result = await runSlice(client, { ...streamed(), commitWithinMs: 300 }, (records, feed) =>
+          runRecords(
+            records,
+            async (record) => {
+              // row 3 runs past the bound; the others end at once
+              if (record.id === 3) await released;
+              return { emailNormalized: record.email as string, segment: "s" };
+            },
+            {
+              runId: request.runId,
+              concurrency: 2,
+              timeoutMs: 30_000,
+              signal: new AbortController().signal,
+              mayStart: () => true,
+              feed,
+            },
+          ),
+        );
+        expect(result).toMatchObject({ claimed: 20, done: 19, completed: 19, lastProcessedId: 20n });
+        const late = result?.late;
+        expect(late?.count).toBe(1);
+        // committed: row 3 is pending and nobody holds it while its record runs
+        const free = await db.pool.query(
+          "SELECT id FROM users WHERE id = 3 AND batch_status = 'pending' FOR UPDATE NOWAIT",
+        );
+        expect(free.rowCount).toBe(1);
+        const counted = await db.pool.query("SELECT processed_records FROM batch_jobs WHERE id = $1", [request.runId]);
+        expect(counted.rows[0].processed_records).toBe(19);
+
+        release();
+        const ended = await late?.next();
+        expect(ended?.rows.keys).toEqual(["3"]);
+        if (!late || !ended) throw new Error("no late outcome");
+        expect(await writeLateOutcomes(client, late.request, ended.rows, ended.outcomes)).toEqual({
+          completed: 1,
+          failed: 0,
+          retryable: 0,
+        });
+        expect(await late.next()).toBeUndefined();
+      } finally {
+        release();
+        client.release();
+      }
+      const { rows } = await db.pool.query(
+        `SELECT count(*) FILTER (WHERE batch_status = 'completed' AND attempts = 1)::int AS done,
+                (SELECT processed_records FROM batch_jobs WHERE id = $1) AS counted,
+                (SELECT rows_completed FROM batch_chunks WHERE run_id = $1) AS chunk
+           FROM users`,
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ done: 20, counted: 20, chunk: 20 });
     });
 
     it("rolls back the outcomes it wrote as they came when the slice is abandoned", async () => {

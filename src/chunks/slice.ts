@@ -587,7 +587,8 @@ export async function writeLateOutcomes(
 ): Promise<{ completed: number; failed: number; retryable: number }> {
   const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
   await writeApart(client, request, rows, outcomes, into);
-  return into.tally;
+  const { completed, failed, retryable } = into.tally;
+  return { completed, failed, retryable };
 }
 
 /** What a slice came to: its rows, those processed and how they were counted, the run's status after. */
@@ -617,9 +618,11 @@ function sliceResult(
 }
 
 /**
- * Runs one slice; undefined when nothing was left to claim. `processRecords` returns outcomes
- * for a prefix of the records it is given (and is told when their rows were locked) (which grow as `feed` claims more, with a `part`); the
- * rest are released unwritten at commit.
+ * Runs one slice; undefined when nothing was left to claim. `processRecords` is told when the
+ * slice's rows were locked, and returns outcomes for a prefix of the records it is given (which
+ * grow as `feed` claims more, with a `part`); the rest are released unwritten at commit. With
+ * `commitWithinMs`, the slice commits then at the latest, and the records still running are
+ * the result's `late`.
  */
 export async function runSlice(
   client: PoolClient,
