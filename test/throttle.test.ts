@@ -462,7 +462,8 @@ module.exports = defineJob({
       await db.pool.query("CREATE TABLE filler (id INTEGER, pad TEXT)");
       // about 60 MB of WAL in one statement, well over a megabyte a second on any machine
       await db.pool.query("INSERT INTO filler SELECT i, repeat('x', 400) FROM generate_series(1, 120000) AS i");
-      const reading = await watch.check(job, read);
+      // the first reading after it (the one before is at least the interval old) spans the insert
+      const reading = await waitFor("a reading after the insert", () => watch.check(job, read), WAIT_MS);
       expect(reading).toMatchObject({ signal: "wal_rate", threshold: 1, unit: "MB/s" });
       expect(reading?.figure).toBeGreaterThan(1);
       await watch.close();
