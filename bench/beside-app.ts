@@ -24,8 +24,9 @@ export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
   "full speed": FULL_SPEED,
   defaults: {},
   // one chunk at a time (one database session writing, less of the CPU), 48 records in flight to
-  // keep a third of full speed with I/O, each claimed row locked a tenth as long as by default;
-  // the lock-wait limit catches what the bound does not (a record written apart, say)
+  // keep a third of full speed with I/O, the default lock bound and throttling spelled out (the
+  // README's recommendation lists them); the lock-wait limit catches what the bound does not (a
+  // record written apart, say)
   "busy primary": {
     WORKERS: "1",
     ROW_CONCURRENCY: "48",
