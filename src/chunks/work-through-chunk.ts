@@ -187,6 +187,7 @@ function runWithinBudget(
   rows: ClaimedRows,
   feed: RecordFeed,
   lockedAt: number,
+  prepaid: { unused: boolean },
 ) {
   const startBy = lockedAt + SLICE_START_SHARE * runner.lockHoldMs;
   return runRecords(rows, runner.logic, {
@@ -198,7 +199,34 @@ function runWithinBudget(
     feed,
     slots,
     tokens: runner.tokens,
+    prepaid,
   });
+}
+
+/**
+ * Runs a slice once a token of the job's rate limit is at hand for its first record (none needed
+ * without a limit): the claim waits for it, not rows locked, and every slice starts a record, so
+ * the lock bound never ends one that waited for tokens with nothing done. Undefined, like a slice
+ * that found no rows, when `wanted` says it will not run after all.
+ */
+async function withFirstToken(
+  tokens: TokenSource | undefined,
+  wanted: () => boolean,
+  slice: (prepaid: { unused: boolean }) => Promise<SliceResult | undefined>,
+): Promise<SliceResult | undefined> {
+  const granted = tokens?.take(wanted);
+  if (granted && !(await granted)) return undefined;
+  const prepaid = { unused: tokens !== undefined };
+  try {
+    return await slice(prepaid);
+  } finally {
+    // the slice found no rows, or committed before its first record started (which then takes
+    // a token of its own, if it starts at all): the next record waiting gets it
+    if (prepaid.unused) {
+      prepaid.unused = false;
+      tokens?.giveBack();
+    }
+  }
 }
 
 /**
@@ -305,9 +333,12 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       idleTimeoutMs: runner.lockHoldMs + 2 * runner.timeoutMs + deps.statementTimeoutMs,
       commitWithinMs: SLICE_COMMIT_SHARE * runner.lockHoldMs,
     };
-    const result = deps.db((client) =>
-      runSlice(client, request, (records, feed, lockedAt) =>
-        runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt),
+    const wanted = () => !stopped && !deps.draining.aborted && !deps.abort.aborted;
+    const result = withFirstToken(runner.tokens, wanted, (prepaid) =>
+      deps.db((client) =>
+        runSlice(client, request, (records, feed, lockedAt) =>
+          runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt, prepaid),
+        ),
       ),
     );
     // A slice started ahead can fail before the loop awaits it (an abort fails both slices at

@@ -61,6 +61,11 @@ export interface RunRecordsOptions {
   slots?: RecordSlots;
   /** The job's rate limit: each record takes a token before it starts, and before its row is asked of the feed. */
   tokens?: TokenSource;
+  /**
+   * A token of `tokens` taken before the slice claimed, for its first record: that one starts at
+   * once, with no row locked while it waits. Cleared once a record takes it.
+   */
+  prepaid?: { unused: boolean };
 }
 
 /**
@@ -207,7 +212,9 @@ export async function runRecords(
         if (waited) await waited;
         let token = false;
         try {
-          const granted = options.tokens?.take(() => !options.signal.aborted && options.mayStart());
+          let granted: Promise<boolean> | undefined;
+          if (options.prepaid?.unused) options.prepaid.unused = false;
+          else granted = options.tokens?.take(() => !options.signal.aborted && options.mayStart());
           if (granted && !(await granted)) break;
           token = options.tokens !== undefined;
           // once those given have all started, the feed's next part, if any; taken with no await
