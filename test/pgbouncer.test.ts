@@ -39,14 +39,12 @@ async function expectCompletedEverywhere(db: TestDatabase, env: Record<string, s
   try {
     const response = await fetch(`${dashboard.url}/api/runs/${row.id}`);
     expect(response.status).toBe(200);
-    expect(((await response.json()) as { run: unknown }).run).toMatchObject({
-      id: row.id,
-      name: batch,
-      status: "completed",
-      total: ROWS,
-      completed: ROWS,
-      chunks: { total: ROWS / Number(CHUNK_SIZE), done: ROWS / Number(CHUNK_SIZE) },
-    });
+    const { run } = (await response.json()) as { run: { chunks: { total: number; done: number } } };
+    expect(run).toMatchObject({ id: row.id, name: batch, status: "completed", total: ROWS, completed: ROWS });
+    // a chunk that finishes first may split one still running (src/chunks/chunk-split.ts): the
+    // planned chunks or more, every one done
+    expect(run.chunks.total).toBeGreaterThanOrEqual(ROWS / Number(CHUNK_SIZE));
+    expect(run.chunks.done).toBe(run.chunks.total);
   } finally {
     await dashboard.stop();
   }
