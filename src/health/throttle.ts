@@ -1,4 +1,4 @@
-import type { ThrottleReading } from "../runs/throttle-state";
+import type { ThrottleReading, ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * Which of the database's health limits a reading is over, and how long a throttled chunk waits
@@ -61,32 +61,23 @@ export interface HealthFigures {
 
 const round1 = (value: number) => Math.round(value * 10) / 10;
 
+/** A figure over its limit (0: the limit is off), as a reading; else null. */
+function over(signal: ThrottleSignal, figure: number, threshold: number, unit: string): ThrottleReading | null {
+  return threshold > 0 && figure > threshold ? { signal, figure: round1(figure), threshold, unit } : null;
+}
+
 /** The first limit the figures are over, for a job on `table` (schema.table); null while all are within. */
 export function overLimit(figures: HealthFigures, limits: ThrottleLimits, table: string): ThrottleReading | null {
-  const { maxReplicaLagSeconds, maxLockWaitSeconds, maxWalMegabytesPerSecond } = limits;
-  if (maxLockWaitSeconds > 0 && figures.lockWaitSeconds > maxLockWaitSeconds) {
-    return { signal: "lock_wait", figure: round1(figures.lockWaitSeconds), threshold: maxLockWaitSeconds, unit: "s" };
-  }
-  if (maxReplicaLagSeconds > 0 && figures.replicaLagSeconds > maxReplicaLagSeconds) {
-    return {
-      signal: "replica_lag",
-      figure: round1(figures.replicaLagSeconds),
-      threshold: maxReplicaLagSeconds,
-      unit: "s",
-    };
-  }
-  if (limits.onVacuum && figures.vacuumedTables.includes(table)) {
-    return { signal: "vacuum", figure: 1, threshold: 0, unit: "", detail: table.replaceAll('"', "") };
-  }
-  if (maxWalMegabytesPerSecond > 0 && figures.walMegabytesPerSecond > maxWalMegabytesPerSecond) {
-    return {
-      signal: "wal_rate",
-      figure: round1(figures.walMegabytesPerSecond),
-      threshold: maxWalMegabytesPerSecond,
-      unit: "MB/s",
-    };
-  }
-  return null;
+  const vacuum: ThrottleReading | null =
+    limits.onVacuum && figures.vacuumedTables.includes(table)
+      ? { signal: "vacuum", figure: 1, threshold: 0, unit: "", detail: table.replaceAll('"', "") }
+      : null;
+  return (
+    over("lock_wait", figures.lockWaitSeconds, limits.maxLockWaitSeconds, "s") ??
+    over("replica_lag", figures.replicaLagSeconds, limits.maxReplicaLagSeconds, "s") ??
+    vacuum ??
+    over("wal_rate", figures.walMegabytesPerSecond, limits.maxWalMegabytesPerSecond, "MB/s")
+  );
 }
 
 /** What a job's own condition answered: a reason to hold back, or null. */
