@@ -3,27 +3,44 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { readMigrations } from "../src/db/migrate";
 import { createTestDatabase, type TestDatabase } from "./support/database";
 import { dropLogin, type Login, loginAs } from "./support/logins";
-import { ROOT, run, seed } from "./support/processes";
+import { ROOT, run } from "./support/processes";
 
-/**
- * The first release: this project's compiled code (hard-linked, as in test/checkout-anywhere),
- * without its newest migration, and without the orders-reprice job and its state migration
- * (the orders table is there: the second release adds a job over it).
- */
-async function firstRelease(parent: string, newest: string): Promise<string> {
-  const checkout = path.join(parent, "release-1");
-  await fs.mkdir(checkout);
+/** This project's compiled code, hard-linked as in test/checkout-anywhere, to change as a release would. */
+async function checkout(parent: string, name: string): Promise<string> {
+  const dir = path.join(parent, name);
+  await fs.mkdir(dir);
   const parts = ["package.json", "sql", "dist", "node_modules"].map((part) => path.join(ROOT, part));
-  await promisify(execFile)("cp", ["-al", ...parts, checkout]);
-  const migrations = path.join(checkout, "sql", "migrations");
-  for (const file of [`${newest}.sql`, "013_job_orders_reprice.sql"]) await fs.rm(path.join(migrations, file));
-  const jobs = path.join(checkout, "dist", "jobs");
-  for (const file of await fs.readdir(jobs)) if (file.startsWith("orders-reprice")) await fs.rm(path.join(jobs, file));
-  return checkout;
+  await promisify(execFile)("cp", ["-al", ...parts, dir]);
+  return dir;
 }
+
+/** The first release: without the orders-reprice job and its state migration (the orders table is there). */
+async function firstRelease(parent: string): Promise<string> {
+  const dir = await checkout(parent, "release-1");
+  await fs.rm(path.join(dir, "sql", "migrations", "013_job_orders_reprice.sql"));
+  const jobs = path.join(dir, "dist", "jobs");
+  for (const file of await fs.readdir(jobs)) if (file.startsWith("orders-reprice")) await fs.rm(path.join(jobs, file));
+  return dir;
+}
+
+/** The next release's own migration: it alters tables the first release created. */
+const NEXT_MIGRATION = "900_next_release";
+
+/** The second release: the job and its state migration, and a migration of its own. */
+async function secondRelease(parent: string): Promise<string> {
+  const dir = await checkout(parent, "release-2");
+  await fs.writeFile(
+    path.join(dir, "sql", "migrations", `${NEXT_MIGRATION}.sql`),
+    "ALTER TABLE imported_files ADD COLUMN note TEXT;\nALTER TABLE batch_chunks ADD COLUMN note TEXT;\n",
+  );
+  return dir;
+}
+
+/** The seed tool of a release's checkout. */
+const seedOf = (dir: string, args: string[], env: Record<string, string>) =>
+  run(process.execPath, [path.join(dir, "dist/seed/cli.js"), ...args], env, dir);
 
 /**
  * graphile-worker's schema as the release before its migration 18 left it: 18 dropped this
@@ -59,25 +76,18 @@ describe("two releases in a row, as the README deploys them", () => {
 
   it("migrates the second release as a member of batch_admin: ours, a job's state and graphile-worker's", async () => {
     // release 1, once, as the user allowed to create roles (the test server's superuser)
-    const newest = (await readMigrations()).at(-1)?.name ?? "";
-    const checkout = await firstRelease(parent, newest);
-    const first = await run(
-      process.execPath,
-      [path.join(checkout, "dist/seed/cli.js"), "schema", "--roles"],
-      { DATABASE_URL: db.url },
-      checkout,
-    );
+    const first = await seedOf(await firstRelease(parent), ["schema", "--roles"], { DATABASE_URL: db.url });
     expect(first.stderr).not.toMatch(/"level":(50|60)/);
     expect(first.code).toBe(0);
     await db.pool.query(UNDO_WORKER_MIGRATIONS_18_19);
     admin = await loginAs(db, "batch_admin");
 
     // release 2: the migration Job's command, as the admin login
-    const second = await seed(["schema", "--roles"], { DATABASE_URL: admin.url });
+    const second = await seedOf(await secondRelease(parent), ["schema", "--roles"], { DATABASE_URL: admin.url });
     expect(second.stderr).not.toMatch(/must be owner|permission denied/);
     expect(second.code).toBe(0);
     const { applied } = JSON.parse(second.stdout) as { applied: string[] };
-    expect(applied).toEqual(["013_job_orders_reprice", newest]);
+    expect(applied).toEqual(["013_job_orders_reprice", NEXT_MIGRATION]);
 
     const worker = await db.pool.query<{ latest: number; trigger: string | null }>(
       `SELECT (SELECT max(id) FROM graphile_worker.migrations) AS latest,

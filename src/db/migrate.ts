@@ -12,11 +12,16 @@ import { asRole, migrateWorkerSchemaAs, migrationRole } from "./schema-owner";
 /** Any pod may run migrations; this session-level advisory lock lets one at a time do so. */
 const MIGRATION_LOCK_KEY = 4_171_202_601;
 
+/** A line of a migration that code from before it cannot run against (as graphile-worker's migrations mark theirs). */
+const BREAKING_MARK = /^--! breaking-change$/m;
+
 interface Migration {
   version: number;
   name: string;
   sql: string;
   checksum: string;
+  /** Code from before this migration cannot run against the schema after it (src/db/preflight.ts). */
+  breaking: boolean;
 }
 
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
@@ -29,6 +34,7 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
         name: file.replace(/\.sql$/, ""),
         sql,
         checksum: createHash("sha256").update(sql).digest("hex"),
+        breaking: BREAKING_MARK.test(sql),
       };
     }),
   );
@@ -68,8 +74,16 @@ async function applyMigrations(client: pg.PoolClient, logger: Logger, dir: strin
       version INTEGER PRIMARY KEY,
       name TEXT NOT NULL,
       checksum TEXT NOT NULL,
-      applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+      applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      breaking BOOLEAN NOT NULL DEFAULT false
     )`);
+  // added by this release: taken only where missing, as the lock would hold up starting workers
+  await client.query(`
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass AND attname = 'breaking') THEN
+        ALTER TABLE schema_migrations ADD COLUMN breaking BOOLEAN NOT NULL DEFAULT false;
+      END IF;
+    END $$`);
   const { rows } = await client.query<{ version: number; checksum: string }>(
     "SELECT version, checksum FROM schema_migrations",
   );
@@ -85,10 +99,11 @@ async function applyMigrations(client: pg.PoolClient, logger: Logger, dir: strin
     }
     await inTransaction(client, async () => {
       await client.query(migration.sql);
-      await client.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", [
+      await client.query("INSERT INTO schema_migrations (version, name, checksum, breaking) VALUES ($1, $2, $3, $4)", [
         migration.version,
         migration.name,
         migration.checksum,
+        migration.breaking,
       ]);
     });
     applied.push(migration.name);
