@@ -172,7 +172,7 @@ export interface Config {
   rowTimeoutMs: number | undefined;
   /** How long a slice may keep the rows it claimed locked; unset: the job's default. */
   maxLockHoldMs: number | undefined;
-  /** After each slice, how many times its duration a chunk pauses; unset: the job's default. */
+  /** After each slice, how many times the time its statements took a chunk pauses; unset: the job's default. */
   slicePauseRatio: number | undefined;
   podName: string;
   /** Where the job modules are, instead of jobs/ beside the code (src/jobs/catalog.ts). */

@@ -98,16 +98,13 @@ describe("a run whose chunks pause after each slice", () => {
     async () => {
       await insertUsers(db.pool, 2000);
       await enqueue("paused-long");
-      // slices of records that each take 1.5 s, paused 100 times that: minutes, longer than the
-      // test waits, so the worker exits in time only if the pause ends on SIGTERM (and the grace
-      // is longer still); one chunk at a time
-      const env = {
-        WORKERS: "1",
-        SLICE_PAUSE_RATIO: "100",
-        PROCESS_DELAY_MS: "1500",
-        MAX_LOCK_HOLD_S: "5",
-        SHUTDOWN_GRACE_S: "600",
-      };
+      // writes that take 50 ms a row, paused 100 times that: a slice's pause lasts minutes, longer
+      // than the test waits, so the worker exits in time only if the pause ends on SIGTERM (and
+      // the grace is longer still); one chunk at a time
+      await db.pool.query(`CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql
+                             AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+                           CREATE TRIGGER slow_write BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION slow_write()`);
+      const env = { WORKERS: "1", SLICE_PAUSE_RATIO: "100", SHUTDOWN_GRACE_S: "600" };
       // one chunk: it has committed a slice and not yet ended the pause after it
       const pausing = (metrics: () => Promise<string>) =>
         waitFor(

@@ -4,9 +4,9 @@ import { getRun } from "../runs/runs";
 
 /**
  * The pause a chunk makes after each slice (SLICE_PAUSE_RATIO, a job's `defaults.slicePauseRatio`):
- * the slice's duration times the ratio, so the database gets idle time in proportion to the
- * work, like pt-online-schema-change's --sleep or GitLab's batched migrations' pause_ms. The chunk
- * claims nothing meanwhile and holds no row. A shutdown ends the pause at once; a cancel of the
+ * the ratio times what the slice's statements took (its claims and writes), so the database gets
+ * idle time in proportion to the work it did, like pt-online-schema-change's --sleep or GitLab's
+ * batched migrations' pause_ms. The chunk claims nothing meanwhile and holds no row. A shutdown ends the pause at once; a cancel of the
  * run within a second (the run is looked at that often), so neither waits for a long pause.
  */
 

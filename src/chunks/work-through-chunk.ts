@@ -165,7 +165,7 @@ interface RecordRunner {
   tokens: TokenSource | undefined;
   /** How long a slice may keep its rows locked, from its first claim to its commit. */
   lockHoldMs: number;
-  /** After each slice, how many times its duration the chunk pauses. */
+  /** After each slice, how many times the time its statements took the chunk pauses. */
   pauseRatio: number;
 }
 
@@ -505,7 +505,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       if (runner.pauseRatio > 0) {
         const pausedAt = performance.now();
         const { db, draining } = deps;
-        const ms = runner.pauseRatio * elapsedMs;
+        // the database's time, not the slice's: records waiting on I/O leave it idle already
+        const ms = runner.pauseRatio * (slice.claimMs + slice.writeMs);
         const stoppedAs = await pauseAfterSlice({
           db,
           runId: ref.runId,

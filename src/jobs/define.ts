@@ -66,8 +66,9 @@ export interface JobDefaults {
    */
   maxLockHoldMs: number;
   /**
-   * After each slice, how many times its duration a chunk pauses before it claims again
-   * (SLICE_PAUSE_RATIO): 1 gives the database as much idle time as the run takes; 0, none.
+   * After each slice, how many times the time its statements took (claims and writes) a chunk
+   * pauses before it claims again (SLICE_PAUSE_RATIO): 1 leaves the database as much idle time
+   * as the run's statements take; 0, none.
    */
   slicePauseRatio: number;
 }
@@ -84,7 +85,7 @@ export const BUILT_IN_DEFAULTS: JobDefaults = {
   slicePauseRatio: 0,
 };
 
-/** The longest pause after a slice, in slices' durations: beyond, a run hardly moves. */
+/** The longest pause after a slice, in times its statements took: beyond, a run hardly moves. */
 export const MAX_SLICE_PAUSE_RATIO = 100;
 
 /**
