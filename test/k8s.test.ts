@@ -151,6 +151,21 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(total).toBeLessThanOrEqual(MAX_CONNECTIONS - SUPERUSER_RESERVED);
   });
 
+  it.each(OVERLAYS)(
+    "overlay %s scales on chunks: a pod's share is its WORKERS, whatever the job's chunk size",
+    (overlay) => {
+      const scaler = find(rendered[overlay], "ScaledJob") ?? find(rendered[overlay], "ScaledObject");
+      const worker = podSpecs(rendered[overlay])
+        .flatMap((spec) => spec.containers)
+        .find((container) => container.name === "worker");
+      const workers = worker?.env.find((variable) => variable.name === "WORKERS")?.value;
+      expect(scaler.spec.triggers[0].metadata).toMatchObject({
+        query: "SELECT chunks_left FROM batch_backlog",
+        targetQueryValue: workers,
+      });
+    },
+  );
+
   it("runs the README's worker command, non-root and read-only, with secrets only from the Secret", () => {
     for (const overlay of OVERLAYS) {
       for (const spec of podSpecs(rendered[overlay])) {
@@ -189,8 +204,19 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     }
     const jobCommand = (find(rendered.local, "ScaledJob") as any).spec.jobTargetRef.template.spec.containers[0].command;
     expect(jobCommand).toEqual([...README_WORKER_COMMAND, "--once"]);
-    const migrate = find(rendered.local, "Job", "pg-batch-migrate") as any;
+    const migrate = find(rendered.local, "Job") as any;
     expect(migrate.spec.template.spec.containers[0].command).toEqual(["node", "dist/seed/cli.js", "schema", "--roles"]);
+  });
+
+  it("names each release's migration Job after its image's tag, so that applying a release creates it", () => {
+    for (const overlay of OVERLAYS) {
+      const jobs = rendered[overlay].filter((o) => o.kind === "Job") as any[];
+      expect(jobs).toHaveLength(1);
+      const tag = jobs[0].spec.template.spec.containers[0].image.split(":").at(-1);
+      expect({ overlay, name: jobs[0].metadata.name }).toEqual({ overlay, name: `pg-batch-migrate-${tag}` });
+      // a Job's name becomes its pods' job-name label: 63 characters at most
+      expect(jobs[0].metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
+    }
   });
 
   it("lets pods reach only PostgreSQL and DNS, and the Kubernetes API not at all", () => {
