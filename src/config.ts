@@ -154,6 +154,7 @@ const envSchema = z.object({
   THROTTLE_ON_VACUUM: onOff.optional(),
   THROTTLE_MAX_WAL_MB_S: decimal.optional(),
   THROTTLE_MAX_LOCK_WAIT_S: decimal.optional(),
+  THROTTLE_MAX_ACTIVE_SESSIONS: wholeNumber(0, 100_000).optional(),
   HEALTH_CHECK_INTERVAL_S: duration(60_000).pipe(z.number().min(100, "must be at least 100ms")).default(1000),
   REPLICA_DATABASE_URL: postgresUrl.optional(),
   // TLS for every connection string that does not say (src/db/tls.ts: libpq's meaning, as KEDA's)
@@ -363,6 +364,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
         onVacuum: e.THROTTLE_ON_VACUUM === undefined ? undefined : e.THROTTLE_ON_VACUUM === "on",
         maxWalMegabytesPerSecond: e.THROTTLE_MAX_WAL_MB_S,
         maxLockWaitSeconds: e.THROTTLE_MAX_LOCK_WAIT_S,
+        maxActiveSessions: e.THROTTLE_MAX_ACTIVE_SESSIONS,
       },
       healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_S,
       replicaDatabaseUrl: connectsWith("REPLICA_DATABASE_URL", e.REPLICA_DATABASE_URL),

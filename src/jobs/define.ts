@@ -246,16 +246,16 @@ function bind(job: string, columns: Record<string, Column> | undefined): BoundCo
   }));
 }
 
+/** The throttle limits that are figures (the rest, onVacuum, is on or off). */
+const NUMERIC_LIMITS = ["maxReplicaLagSeconds", "maxWalMegabytesPerSecond", "maxLockWaitSeconds", "maxActiveSessions"];
+
 /** The job's throttle, or a refusal naming the setting that is not one. */
 function checkThrottle(job: string, throttle: JobThrottle): JobThrottle {
   for (const [name, value] of Object.entries(throttle.limits ?? {})) {
     const valid =
       name === "onVacuum"
         ? typeof value === "boolean"
-        : ["maxReplicaLagSeconds", "maxWalMegabytesPerSecond", "maxLockWaitSeconds"].includes(name) &&
-          typeof value === "number" &&
-          Number.isFinite(value) &&
-          value >= 0;
+        : NUMERIC_LIMITS.includes(name) && typeof value === "number" && Number.isFinite(value) && value >= 0;
     if (!valid) {
       throw new JobDefinitionError(
         `job ${job}: throttle limit ${name} must be ${name === "onVacuum" ? "true or false" : "a number of at least 0 (0: off)"}`,
