@@ -2,9 +2,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { stringify } from "yaml";
+import { ConfigError, parseConfig } from "../src/config";
 import { makeCertificateAuthority } from "../src/db/certificates";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { quietLogger } from "./support/database";
+import { renderDirectory } from "./support/manifests";
 import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "./support/processes";
 
 /**
@@ -130,5 +133,70 @@ describe("the local autoscaler on the production overlay", () => {
     ]);
     expect(summary).toMatchObject({ stoppedBecause: "idle", podsFailed: 0 });
     expect(summary.timeline.every((poll: any) => poll.query !== null)).toBe(true);
+  });
+});
+
+describe("the TLS settings of a connection string", () => {
+  const url = "postgres://u:p@db.example.com:5432/app";
+  it("takes the string's own, else PGSSLMODE and PGSSLROOTCERT, in libpq's meaning", () => {
+    const fromEnv = parseConfig({ DATABASE_URL: url, PGSSLMODE: "verify-full", PGSSLROOTCERT: caFile });
+    expect(fromEnv.databaseUrl).toBe(
+      `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(caFile)}&uselibpqcompat=true`,
+    );
+    const own = parseConfig({
+      DATABASE_URL: `${url}?sslmode=require`,
+      PGSSLMODE: "verify-full",
+      REPLICA_DATABASE_URL: url,
+    });
+    expect(own.databaseUrl).toBe(`${url}?sslmode=require&uselibpqcompat=true`);
+    expect(own.throttle.replicaDatabaseUrl).toBe(`${url}?sslmode=verify-full&uselibpqcompat=true`);
+    expect(parseConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
+  it("refuses a mode node-postgres cannot follow, and verify-ca without a CA", () => {
+    expect(() => parseConfig({ DATABASE_URL: url, PGSSLMODE: "no-verify" })).toThrow(
+      new ConfigError('PGSSLMODE must be one of disable, prefer, require, verify-ca, verify-full (got "no-verify")'),
+    );
+    expect(() => parseConfig({ DATABASE_URL: `${url}?sslmode=allow` })).toThrow(
+      /DATABASE_URL .*sslmode=allow is not one of/,
+    );
+    expect(() => parseConfig({ DATABASE_URL: url, PGSSLMODE: "verify-ca" })).toThrow(
+      /DATABASE_URL: sslmode=verify-ca needs sslrootcert/,
+    );
+  });
+});
+
+describe("the TLS component", () => {
+  it("gives every pod of production, the dashboard's too when listed before it, verify-full and the mounted CA", () => {
+    const dir = fs.mkdtempSync(path.join(ROOT, "k8s", ".tls-test-"));
+    try {
+      const components = ["dashboard", "database-tls"].map((name) => `../components/${name}`);
+      fs.writeFileSync(
+        path.join(dir, "kustomization.yaml"),
+        stringify({ resources: ["../base"], components, namespace: "pg-batch" }),
+      );
+      const pods = renderDirectory(dir).flatMap((o: any) => {
+        if (o.kind === "ScaledJob") return [o.spec.jobTargetRef.template.spec];
+        return o.kind === "Deployment" || o.kind === "Job" ? [o.spec.template.spec] : [];
+      });
+      expect(pods.map((pod: any) => pod.containers[0].name).sort()).toEqual(["dashboard", "migrate", "worker"]);
+      for (const pod of pods as any[]) {
+        const env = pod.containers[0].env;
+        expect(env).toEqual(
+          expect.arrayContaining([
+            { name: "PGSSLMODE", value: "verify-full" },
+            { name: "PGSSLROOTCERT", value: "/etc/pg-batch/ca/ca.crt" },
+          ]),
+        );
+        expect(pod.containers[0].volumeMounts).toContainEqual({
+          name: "database-ca",
+          mountPath: "/etc/pg-batch/ca",
+          readOnly: true,
+        });
+        expect(pod.volumes).toContainEqual({ name: "database-ca", configMap: { name: "pg-batch-ca" } });
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
