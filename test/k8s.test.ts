@@ -1,6 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { poolSizes } from "../src/config";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/exit-status";
+import { EXIT_POOL_LOST } from "../src/worker/pool-watchdog";
 import {
   EXPECTED_API_VERSIONS,
   type K8sObject,
@@ -123,7 +125,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(base.spec).toMatchObject({
       pollingInterval: 30,
       successfulJobsHistoryLimit: 2,
-      failedJobsHistoryLimit: 2,
+      failedJobsHistoryLimit: 10,
       scalingStrategy: { strategy: "default" },
       rollout: { strategy: "gradual" },
       jobTargetRef: { parallelism: 1, completions: 1, template: { spec: { restartPolicy: "Never" } } },
@@ -137,6 +139,29 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(scaledObject.spec.minReplicaCount).toBeLessThanOrEqual(scaledObject.spec.maxReplicaCount);
     expect(scaledObject.spec).toMatchObject({ minReplicaCount: 0, cooldownPeriod: 300 });
     expect(find(rendered["long-running"], "ScaledJob")).toBeUndefined();
+  });
+
+  it("fails a Job whose pod never starts, and spends backoffLimit only on failures a new pod may fix", () => {
+    for (const overlay of OVERLAYS) {
+      const scaledJob = find(rendered[overlay], "ScaledJob");
+      if (!scaledJob) continue;
+      const job = scaledJob.spec.jobTargetRef;
+      const pod = job.template.spec;
+      // the deadline stops a working pod too: long after its start-up, with time to hand chunks back
+      expect(job.activeDeadlineSeconds).toBeGreaterThanOrEqual(30 * 60);
+      expect(job.activeDeadlineSeconds).toBeGreaterThan(10 * pod.terminationGracePeriodSeconds);
+      const rules = job.podFailurePolicy.rules;
+      expect(rules).toContainEqual({ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget" }] });
+      const onExit = (code: number) =>
+        rules.find((rule: any) => rule.onExitCodes?.operator === "In" && rule.onExitCodes.values.includes(code));
+      expect(onExit(EXIT_POOL_LOST)).toMatchObject({ action: "Ignore", onExitCodes: { containerName: "worker" } });
+      expect(onExit(EXIT_USAGE)).toMatchObject({ action: "FailJob", onExitCodes: { containerName: "worker" } });
+      expect(onExit(EXIT_FAILED)).toBeUndefined();
+      expect(pod.containers.map((c: Container) => c.name)).toEqual(["worker"]);
+      // with a podFailurePolicy, a replacement pod starts only once the one it replaces has ended
+      expect(job.podReplacementPolicy ?? "Failed").toBe("Failed");
+      expect(scaledJob.spec.failedJobsHistoryLimit).toBeGreaterThanOrEqual(5);
+    }
   });
 
   it.each(OVERLAYS)("overlay %s stays within the connection budget at its most replicas", (overlay) => {
