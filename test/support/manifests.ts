@@ -19,7 +19,15 @@ export const OVERLAYS = ["local", "production", "long-running"] as const;
 
 /** `kubectl kustomize` of an overlay, as objects. */
 export function render(overlay: string): K8sObject[] {
-  const text = execFileSync("kubectl", ["kustomize", path.join(ROOT, "k8s/overlays", overlay)], { encoding: "utf8" });
+  let text: string;
+  try {
+    text = execFileSync("kubectl", ["kustomize", path.join(ROOT, "k8s/overlays", overlay)], { encoding: "utf8" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new Error("kubectl is not installed: the manifests are rendered with kubectl kustomize, as in a cluster");
+    }
+    throw error;
+  }
   return parseAllDocuments(text).map((doc) => doc.toJSON() as K8sObject);
 }
 
