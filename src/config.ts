@@ -3,6 +3,7 @@ import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
 import { EXIT_USAGE } from "./exit-status";
 import type { ThrottleLimits } from "./health/throttle";
+import { MAX_SLICE_PAUSE_RATIO } from "./jobs/define";
 import { printable } from "./printable";
 import { redactSecrets } from "./redact";
 
@@ -98,6 +99,9 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_S: duration(3_600_000).default(30_000),
   ROW_TIMEOUT_S: duration(3_600_000).optional(),
   MAX_LOCK_HOLD_S: duration(60_000).pipe(z.number().min(100, "must be at least 0.1s")).optional(),
+  SLICE_PAUSE_RATIO: decimal
+    .pipe(z.number().max(MAX_SLICE_PAUSE_RATIO, `must be a number from 0 to ${MAX_SLICE_PAUSE_RATIO}`))
+    .optional(),
   POD_NAME: z.string().max(200, "must be at most 200 characters").optional(),
   JOBS_DIR: z.string().min(1, "must be a directory").optional(),
   MAX_ATTEMPTS: wholeNumber(1, 100).optional(),
@@ -137,6 +141,7 @@ const envSchema = z.object({
   THROTTLE_ON_VACUUM: onOff.optional(),
   THROTTLE_MAX_WAL_MB_S: decimal.optional(),
   THROTTLE_MAX_LOCK_WAIT_S: decimal.optional(),
+  THROTTLE_MAX_ACTIVE_SESSIONS: wholeNumber(0, 100_000).optional(),
   HEALTH_CHECK_INTERVAL_S: duration(60_000).pipe(z.number().min(100, "must be at least 100ms")).default(1000),
   REPLICA_DATABASE_URL: postgresUrl.optional(),
 });
@@ -167,6 +172,8 @@ export interface Config {
   rowTimeoutMs: number | undefined;
   /** How long a slice may keep the rows it claimed locked; unset: the job's default. */
   maxLockHoldMs: number | undefined;
+  /** After each slice, how many times the time its statements took a chunk pauses; unset: the job's default. */
+  slicePauseRatio: number | undefined;
   podName: string;
   /** Where the job modules are, instead of jobs/ beside the code (src/jobs/catalog.ts). */
   jobsDir: string | undefined;
@@ -303,6 +310,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     shutdownGraceMs: e.SHUTDOWN_GRACE_S,
     rowTimeoutMs: e.ROW_TIMEOUT_S,
     maxLockHoldMs: e.MAX_LOCK_HOLD_S,
+    slicePauseRatio: e.SLICE_PAUSE_RATIO,
     podName: e.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     jobsDir: e.JOBS_DIR,
     maxAttempts: e.MAX_ATTEMPTS,
@@ -330,6 +338,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
         onVacuum: e.THROTTLE_ON_VACUUM === undefined ? undefined : e.THROTTLE_ON_VACUUM === "on",
         maxWalMegabytesPerSecond: e.THROTTLE_MAX_WAL_MB_S,
         maxLockWaitSeconds: e.THROTTLE_MAX_LOCK_WAIT_S,
+        maxActiveSessions: e.THROTTLE_MAX_ACTIVE_SESSIONS,
       },
       healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_S,
       replicaDatabaseUrl: e.REPLICA_DATABASE_URL,

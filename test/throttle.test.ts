@@ -17,6 +17,7 @@ import {
   resolveLimits,
 } from "../src/health/throttle";
 import { defineJob } from "../src/jobs/define";
+import { describeThrottle, type ThrottleReading } from "../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "./support/database";
 import { usersJob } from "./support/jobs";
 import { batch, ROOT, type Running, seed, startWorker } from "./support/processes";
@@ -35,7 +36,13 @@ const WAIT_MS = 120_000;
 const TEST_MS = 4 * WAIT_MS;
 
 describe("throttle limits and backoff", () => {
-  const healthy = { replicaLagSeconds: 0, vacuumedTables: [], walMegabytesPerSecond: 0, lockWaitSeconds: 0 };
+  const healthy = {
+    replicaLagSeconds: 0,
+    vacuumedTables: [],
+    walMegabytesPerSecond: 0,
+    lockWaitSeconds: 0,
+    activeSessions: 0,
+  };
   const table = '"public"."users"';
 
   it("names the first limit a reading is over, figure against threshold", () => {
@@ -58,6 +65,12 @@ describe("throttle limits and backoff", () => {
       unit: "MB/s",
     });
     expect(overLimit({ ...healthy, lockWaitSeconds: 60, vacuumedTables: [table] }, limits, table)).toBeNull();
+    // active sessions: off by default
+    expect(overLimit({ ...healthy, activeSessions: 500 }, DEFAULT_THROTTLE_LIMITS, table)).toBeNull();
+    const busy = overLimit({ ...healthy, activeSessions: 12 }, resolveLimits({ maxActiveSessions: 8 }, {}), table);
+    expect(busy).toEqual({ signal: "active_sessions", figure: 12, threshold: 8, unit: "sessions" });
+    expect(describeThrottle(busy as ThrottleReading)).toBe("active sessions 12 over 8");
+    expect(overLimit({ ...healthy, activeSessions: 8 }, resolveLimits({ maxActiveSessions: 8 }, {}), table)).toBeNull();
   });
 
   it("takes the environment's limits over the job's, and the job's over the defaults", () => {
@@ -73,6 +86,10 @@ describe("throttle limits and backoff", () => {
       onVacuum: false,
     });
     expect(parseConfig({ THROTTLE: "off" }).throttle.enabled).toBe(false);
+    expect(parseConfig({ THROTTLE_MAX_ACTIVE_SESSIONS: "8" }).throttle.limits.maxActiveSessions).toBe(8);
+    expect(() => parseConfig({ THROTTLE_MAX_ACTIVE_SESSIONS: "2.5" })).toThrow(
+      'THROTTLE_MAX_ACTIVE_SESSIONS must be a whole number from 0 to 100000 (got "2.5")',
+    );
     expect(() => parseConfig({ THROTTLE_MAX_LOCK_WAIT_S: "-1" })).toThrow(
       'THROTTLE_MAX_LOCK_WAIT_S must be a number of at least 0 (0: off) (got "-1")',
     );
@@ -248,6 +265,51 @@ describe("throttling a run on the database's health", () => {
       } finally {
         await holder.end();
         await application.end();
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    "holds claiming while more of others' sessions are active than the limit, and goes on once they end",
+    async () => {
+      await insertUsers(db.pool, 2000);
+      // the application's sessions, each running a statement until the test cancels it; the
+      // limit counts the whole server's, so others on a shared server may add to them
+      const held = 10;
+      const limit = 6;
+      const application = Array.from(
+        { length: held },
+        () => new pg.Client({ connectionString: db.url, application_name: "busy application" }),
+      );
+      await Promise.all(application.map((client) => client.connect()));
+      try {
+        const sleeping = application.map((client) =>
+          client.query("SELECT pg_sleep(3600)").catch((error: Error) => error),
+        );
+        await waitFor(`${held} application sessions to be active`, async () => {
+          const { rows } = await db.pool.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'busy application' AND state = 'active'",
+          );
+          return rows[0].n === held;
+        });
+        const enqueued = await seed(["enqueue", "--batch-name", "beside-busy"], { DATABASE_URL: db.url, ...RUN_ENV });
+        expect(enqueued.code).toBe(0);
+        const metrics = await startMeasuredWorker({ THROTTLE_MAX_ACTIVE_SESSIONS: String(limit) });
+        await expectHeldBack(metrics, "users", "active_sessions", usersClaimed, "beside-busy");
+        const { rows } = await db.pool.query("SELECT figure, threshold, unit FROM batch_throttles");
+        expect(rows[0]).toMatchObject({ threshold: limit, unit: "sessions" });
+        expect(rows[0].figure).toBeGreaterThanOrEqual(held);
+
+        await db.pool.query(
+          "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'busy application'",
+        );
+        for (const ended of await Promise.all(sleeping)) expect(String(ended)).toMatch(/canceling statement/);
+        await expectCompletedUsersRun("beside-busy", 2000);
+        expect(sample(await metrics(), "batch_throttled_chunks", 'job="users",reason="active_sessions"')).toBe(0);
+        await expectThrottleHistory("beside-busy");
+      } finally {
+        await Promise.all(application.map((client) => client.end()));
       }
     },
     TEST_MS,

@@ -23,6 +23,7 @@ import {
   type SliceResult,
   writeLateOutcomes,
 } from "./slice";
+import { pauseAfterSlice } from "./slice-pause";
 
 /**
  * Works through one chunk (an id range of a run's round) slice by slice. A slice's rows stay
@@ -72,6 +73,8 @@ export interface SliceReport {
 /** What a chunk reports as it goes, for metrics. */
 export interface ChunkObserver extends Partial<ThrottleObserver> {
   sliceCommitted(slice: SliceReport): void;
+  /** A chunk of `job` paused after a slice (SLICE_PAUSE_RATIO) for `seconds`. */
+  slicePaused?(job: string, seconds: number): void;
   /** outcome: finished, handed-back, stopped, skipped or error; job: "" when the chunk never started */
   chunkEnded(job: string, outcome: string, seconds: number): void;
 }
@@ -88,6 +91,8 @@ export interface ChunkDeps {
   rowConcurrency: number | undefined;
   rowTimeoutMs: number | undefined;
   maxLockHoldMs?: number;
+  /** SLICE_PAUSE_RATIO where the worker's environment sets it; else the job's default. */
+  slicePauseRatio?: number;
   statementTimeoutMs: number;
   /** Whether a chunk that has finished splits the round's largest running one when none waits (chunk-split.ts). */
   splitWhenIdle: boolean;
@@ -160,6 +165,8 @@ interface RecordRunner {
   tokens: TokenSource | undefined;
   /** How long a slice may keep its rows locked, from its first claim to its commit. */
   lockHoldMs: number;
+  /** After each slice, how many times the time its statements took the chunk pauses. */
+  pauseRatio: number;
 }
 
 function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
@@ -170,6 +177,7 @@ function recordRunner(deps: ChunkDeps, job: JobDefinition): RecordRunner {
     timeoutMs: deps.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
     tokens: deps.rateLimiters?.of(job),
     lockHoldMs: deps.maxLockHoldMs ?? job.defaults.maxLockHoldMs,
+    pauseRatio: deps.slicePauseRatio ?? job.defaults.slicePauseRatio,
   };
 }
 
@@ -413,7 +421,8 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       }
       current ??= beginSlice(afterId);
       const claimedUpTo = await Promise.race([current.claimedAll, current.result.then(noKey, noKey)]);
-      const mayClaim = deps.throttle?.mayClaim(job) ?? true;
+      // a chunk that pauses after each slice starts none ahead: the pause is its database's idle time
+      const mayClaim = (deps.throttle?.mayClaim(job) ?? true) && runner.pauseRatio === 0;
       if (claimedUpTo !== undefined && !deps.draining.aborted && mayClaim) next = beginSlice(claimedUpTo);
       let slice: SliceResult | undefined;
       try {
@@ -493,6 +502,23 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       recordMs = ((elapsedMs - slice.claimMs - slice.writeMs) * runner.concurrency) / slice.done;
       limit = nextSliceLimit(sliceLimit, slice, elapsedMs, floor, SLICE_TARGET_SHARE * runner.lockHoldMs);
       deps.settledSlices?.set(job.name, { rows: limit, recordMs });
+      if (runner.pauseRatio > 0) {
+        const pausedAt = performance.now();
+        const { db, draining } = deps;
+        // the database's time, not the slice's: records waiting on I/O leave it idle already
+        const ms = runner.pauseRatio * (slice.claimMs + slice.writeMs);
+        const stoppedAs = await pauseAfterSlice({
+          db,
+          runId: ref.runId,
+          ms,
+          signal: draining,
+          keepsRunning: KEEPS_RUNNING,
+        });
+        deps.observer?.slicePaused?.(job.name, (performance.now() - pausedAt) / 1000);
+        // the next slice's time counts from the pause's end
+        lastEnded = performance.now();
+        if (stoppedAs) return { kind: "stopped", runStatus: stoppedAs as RunStatus, totals };
+      }
     }
   } finally {
     // a slice started ahead of one that ended the chunk's work stops starting records, and ends

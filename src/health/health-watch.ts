@@ -143,6 +143,7 @@ export class HealthWatch {
           ? (primary.walBytes - previous.walBytes) / 1_048_576 / Math.max((at - previous.at) / 1000, 0.001)
           : 0,
         lockWaitSeconds: primary.lockWaitSeconds,
+        activeSessions: primary.activeSessions,
       };
       for (const job of watched) if (job.job.throttle.when) job.condition = await this.askCondition(db, job);
       for (const job of watched) job.read = true;

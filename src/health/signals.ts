@@ -36,6 +36,8 @@ export interface PrimaryReading {
   vacuumedTables: string[];
   /** The longest wait of a session (not a worker's) of this database blocked by a worker's session, in seconds. */
   lockWaitSeconds: number;
+  /** The server's client sessions running a statement now, the workers' and this one left out. */
+  activeSessions: number;
 }
 
 /**
@@ -46,6 +48,12 @@ export interface PrimaryReading {
  * Vacuums and lock waits count in this database only: other databases' are none of the job's,
  * and their tables' oids may be the same. clock_timestamp(), not now(): the wait is measured at
  * the reading, not at a transaction's start.
+ * Active sessions count on the whole server, whose CPU and disks every database shares, and
+ * leave out the workers' own: the limit is on the load of others, the application's. The
+ * workers' sessions stop being active as soon as they wait, so counting them would make a run
+ * throttle on itself, flapping between claiming and waiting at its own size (which WORKERS and
+ * the pod count already bound) whatever the application does. Another role's state shows to
+ * pg_read_all_stats only; without it those sessions read as not active.
  */
 const READ_PRIMARY = `
 SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 AS wal_bytes,
@@ -61,7 +69,10 @@ SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 AS wal_bytes,
                     AND waiting.application_name NOT LIKE $2
                     AND EXISTS (SELECT FROM pg_stat_activity holder
                                  WHERE holder.pid = ANY (pg_blocking_pids(l.pid))
-                                   AND holder.application_name LIKE $2)), 0)::float8 AS lock_wait_s`;
+                                   AND holder.application_name LIKE $2)), 0)::float8 AS lock_wait_s,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()
+           AND application_name NOT LIKE $2)::int AS active_sessions`;
 
 /** Reads the primary's health; `tables`: the quoted schema.table names of the jobs whose chunks run. */
 export async function readPrimaryHealth(client: pg.ClientBase, tables: string[]): Promise<PrimaryReading> {
@@ -73,6 +84,7 @@ export async function readPrimaryHealth(client: pg.ClientBase, tables: string[])
     slowestReplayBytes: row.slowest_replay_bytes,
     vacuumedTables: row.vacuumed_tables,
     lockWaitSeconds: row.lock_wait_s,
+    activeSessions: row.active_sessions,
   };
 }
 

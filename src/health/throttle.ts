@@ -15,6 +15,8 @@ export interface ThrottleLimits {
   maxWalMegabytesPerSecond: number;
   /** The longest another session may wait on a lock one of the workers' sessions holds, in seconds. */
   maxLockWaitSeconds: number;
+  /** The most client sessions of others (the workers' left out) that may run a statement at once. */
+  maxActiveSessions: number;
 }
 
 /**
@@ -27,13 +29,16 @@ export interface ThrottleLimits {
  *   on a server whose capacity the default cannot know; what WAL harms (standbys) is measured
  *   directly by the replica lag;
  * - lock wait 1 s: an application transaction blocked for a second by a claimed row is already an
- *   outage to somebody.
+ *   outage to somebody;
+ * - active sessions off: how many a server runs well at once depends on its cores and its
+ *   application, which the default cannot know.
  */
 export const DEFAULT_THROTTLE_LIMITS: ThrottleLimits = {
   maxReplicaLagSeconds: 5,
   onVacuum: true,
   maxWalMegabytesPerSecond: 0,
   maxLockWaitSeconds: 1,
+  maxActiveSessions: 0,
 };
 
 /** The job's limits over the defaults, and the environment's over both. */
@@ -57,6 +62,8 @@ export interface HealthFigures {
   walMegabytesPerSecond: number;
   /** The longest wait of a session blocked by a worker's session, in seconds. */
   lockWaitSeconds: number;
+  /** Others' client sessions running a statement at the reading. */
+  activeSessions: number;
 }
 
 const round1 = (value: number) => Math.round(value * 10) / 10;
@@ -76,7 +83,8 @@ export function overLimit(figures: HealthFigures, limits: ThrottleLimits, table:
     over("lock_wait", figures.lockWaitSeconds, limits.maxLockWaitSeconds, "s") ??
     over("replica_lag", figures.replicaLagSeconds, limits.maxReplicaLagSeconds, "s") ??
     vacuum ??
-    over("wal_rate", figures.walMegabytesPerSecond, limits.maxWalMegabytesPerSecond, "MB/s")
+    over("wal_rate", figures.walMegabytesPerSecond, limits.maxWalMegabytesPerSecond, "MB/s") ??
+    over("active_sessions", figures.activeSessions, limits.maxActiveSessions, "sessions")
   );
 }
 

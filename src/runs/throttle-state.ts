@@ -8,7 +8,7 @@ import { appendEvent } from "./events";
  * `resumed` entries of its history.
  */
 
-export type ThrottleSignal = "replica_lag" | "vacuum" | "wal_rate" | "lock_wait" | "condition";
+export type ThrottleSignal = "replica_lag" | "vacuum" | "wal_rate" | "lock_wait" | "active_sessions" | "condition";
 
 /** A signal over its limit: e.g. replica_lag, 12.3 against 5, "s". */
 export interface ThrottleReading {
@@ -35,6 +35,7 @@ const SIGNAL_WORDS: Record<ThrottleSignal, string> = {
   vacuum: "vacuum",
   wal_rate: "WAL rate",
   lock_wait: "lock wait",
+  active_sessions: "active sessions",
   condition: "condition",
 };
 
@@ -42,11 +43,18 @@ const SIGNAL_WORDS: Record<ThrottleSignal, string> = {
 const figureText = (value: number) =>
   String(Math.abs(value) >= 1000 ? Math.round(value) : Number(value.toPrecision(3)));
 
-/** "replica lag 12.3 s over 5 s", "lock wait 2.5 s over 1 s (pid 4242)", "condition: nightly report". */
+/** Units the signal's words already name: "active sessions 12 over 8", not "12 sessions over 8 sessions". */
+const NAMED_UNITS = new Set(["sessions"]);
+
+/**
+ * "replica lag 12.3 s over 5 s", "lock wait 2.5 s over 1 s (pid 4242)", "active sessions 12 over
+ * 8", "condition: nightly report".
+ */
 export function describeThrottle(reading: ThrottleReading): string {
   const words = SIGNAL_WORDS[reading.signal];
   if (reading.unit === "") return reading.detail ? `${words}: ${reading.detail}` : words;
-  const figures = `${figureText(reading.figure)} ${reading.unit} over ${figureText(reading.threshold)} ${reading.unit}`;
+  const unit = NAMED_UNITS.has(reading.unit) ? "" : ` ${reading.unit}`;
+  const figures = `${figureText(reading.figure)}${unit} over ${figureText(reading.threshold)}${unit}`;
   return `${words} ${figures}${reading.detail ? ` (${reading.detail})` : ""}`;
 }
 

@@ -73,6 +73,18 @@ export class WorkerMetrics implements ChunkObserver {
     labelNames: ["job", "reason"],
     registers: [this.registry],
   });
+  private readonly pausedSeconds = new Counter({
+    name: "batch_slice_pause_seconds_total",
+    help: "Seconds chunks paused after their slices (SLICE_PAUSE_RATIO), by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
+  private readonly pauses = new Counter({
+    name: "batch_slice_pauses_total",
+    help: "Pauses chunks made after their slices (SLICE_PAUSE_RATIO), by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
   private readonly jobs = new Counter({
     name: "graphile_worker_jobs_total",
     help: "graphile-worker job events: start, success, error (will retry), failed (for good)",
@@ -104,6 +116,11 @@ export class WorkerMetrics implements ChunkObserver {
 
   chunkEnded(job: string, outcome: string, seconds: number): void {
     this.chunkSeconds.observe({ job, outcome }, seconds);
+  }
+
+  slicePaused(job: string, seconds: number): void {
+    this.pauses.inc({ job });
+    this.pausedSeconds.inc({ job }, seconds);
   }
 
   throttleBegan(job: string, reason: ThrottleSignal): void {

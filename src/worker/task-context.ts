@@ -99,6 +99,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     rowConcurrency: config.rowConcurrency,
     rowTimeoutMs: config.rowTimeoutMs,
     maxLockHoldMs: config.maxLockHoldMs,
+    slicePauseRatio: config.slicePauseRatio,
     statementTimeoutMs: config.claimTimeoutMs,
     draining: drainingSignal,
     abort,
