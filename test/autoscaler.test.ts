@@ -194,7 +194,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
         terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
       },
     });
-    expect(workload.pod.command).toEqual(["graphile-worker", "--once"]);
+    // the image's init as the container's PID 1, which processSpec leaves out for a local process
+    expect(workload.pod.command).toEqual(["tini", "--", "graphile-worker", "--once"]);
     expect(workload.pod.env).toContainEqual({
       name: "DATABASE_URL",
       from: { secret: { name: "pg-secret", key: "worker-url" } },
