@@ -83,15 +83,17 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       "schema",
       "create or update the schema (this project's migrations and graphile-worker's)",
-      (cmd) => cmd.option("roles", { type: "boolean", default: false, describe: "then apply sql/roles.sql too" }),
+      (cmd) =>
+        cmd.option("roles", {
+          type: "boolean",
+          default: false,
+          describe: "the schema's owner first (sql/schema-owner.sql), the roles' grants after (sql/roles.sql)",
+        }),
       async (args) => {
         await withCommandPool(
           "seed schema",
           2,
-          async (pool) => {
-            const schema = await runSchema(pool);
-            printResult(args.roles ? { ...schema, ...(await runRoles(pool)) } : schema);
-          },
+          async (pool) => printResult(await runSchema(pool, { roles: args.roles })),
           "connection",
           "session",
         );
@@ -99,7 +101,7 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(
       "roles",
-      "create the batch_admin, batch_worker and batch_monitor roles and their grants (sql/roles.sql)",
+      "create the batch_admin, batch_worker, batch_monitor and batch_viewer roles and their grants (sql/roles.sql)",
       {},
       async () => {
         await withCommandPool("seed", 1, async (pool) => printResult(await runRoles(pool)));

@@ -8,7 +8,7 @@ import { withPool } from "../src/db/pool";
 import { getCatalog } from "../src/jobs/catalog";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
-import { ROLES_FILE } from "../src/paths";
+import { ROLES_FILE, SCHEMA_OWNER_FILE } from "../src/paths";
 import { createProgress } from "../src/progress";
 import { getRun } from "../src/runs/runs";
 import { runSettings, startRun } from "../workflows/start-run";
@@ -21,15 +21,27 @@ import type { StatusMix } from "./user-rows";
 /** Fixed, so that generated files are reproducible from the seed alone. */
 export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
 
-export async function runSchema(pool: pg.Pool) {
-  return migrate(pool, getLogger());
+/**
+ * The migrations; with `roles`, the schema's owner first (sql/schema-owner.sql: the migrations
+ * then run as it), and the roles' grants on what they created after (runRoles).
+ */
+export async function runSchema(pool: pg.Pool, options: { roles: boolean } = { roles: false }) {
+  if (options.roles) await pool.query(await fs.readFile(SCHEMA_OWNER_FILE, "utf8"));
+  const schema = await migrate(pool, getLogger());
+  return options.roles ? { ...schema, ...(await grantRoles(pool)) } : schema;
+}
+
+/** The schema's owner, the deployment's roles and their grants, on a schema already migrated. */
+export async function runRoles(pool: pg.Pool) {
+  await pool.query(await fs.readFile(SCHEMA_OWNER_FILE, "utf8"));
+  return grantRoles(pool);
 }
 
 /**
  * Creates the deployment's roles and their grants (sql/roles.sql), and lets the worker role at
  * each job's table (src/jobs/grants.ts); run after the migrations.
  */
-export async function runRoles(pool: pg.Pool) {
+async function grantRoles(pool: pg.Pool) {
   await pool.query(await fs.readFile(ROLES_FILE, "utf8"));
   const jobs = getCatalog().jobs;
   await withPool(pool)(async (client) => {

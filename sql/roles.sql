@@ -1,10 +1,12 @@
--- Roles of a pg-batch deployment, least privilege first. Run as the schema's owner after the
--- migrations (`npm run seed -- roles`, or psql -f sql/roles.sql); safe to run again.
+-- Roles of a pg-batch deployment, least privilege first. Run after sql/schema-owner.sql and the
+-- migrations, as a user allowed to create roles the first time (`npm run seed -- schema --roles`
+-- runs all three, or psql -f each), then by the migration of each release; safe to run again.
 --
 -- They are group roles (NOLOGIN): give your login users membership, e.g.
 --   CREATE ROLE worker_pods LOGIN PASSWORD '...' IN ROLE batch_worker;
 --
---   batch_admin    runs migrations, seeds, starts and steers runs, reads everything
+--   batch_admin    owns the schema (sql/schema-owner.sql): runs migrations, seeds, starts
+--                  and steers runs, reads everything
 --   batch_worker   what worker processes do: claim and write outcomes, run the queue
 --   batch_monitor  what the KEDA trigger reads: the backlog view, nothing else
 --   batch_viewer   what `status` and the dashboard read: runs, chunks, errors, samples,
@@ -14,7 +16,7 @@ DO $$
 DECLARE
   role_name TEXT;
 BEGIN
-  FOREACH role_name IN ARRAY ARRAY['batch_admin', 'batch_worker', 'batch_monitor', 'batch_viewer'] LOOP
+  FOREACH role_name IN ARRAY ARRAY['batch_worker', 'batch_monitor', 'batch_viewer'] LOOP
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
       BEGIN
         EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
@@ -25,20 +27,14 @@ BEGIN
   END LOOP;
 END $$;
 
--- Nobody creates objects in public unless granted (PostgreSQL 15's default, made explicit where
--- this role may change it).
-DO $$
-BEGIN
-  REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-EXCEPTION WHEN insufficient_privilege THEN
-  RAISE NOTICE 'public schema left as it is: only its owner can revoke CREATE from PUBLIC';
-END $$;
-
 -- batch_admin: the tools' role.
 GRANT USAGE, CREATE ON SCHEMA public, graphile_worker TO batch_admin;
 GRANT ALL ON ALL TABLES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO batch_admin;
+
+-- every role: the schema's version, which programs check at their start (src/db/preflight.ts)
+GRANT EXECUTE ON FUNCTION batch_schema_version() TO batch_admin, batch_worker, batch_monitor, batch_viewer;
 
 -- batch_worker: on each job's table (users, and those of jobs/), reads the columns its job
 -- reads and writes only its state and result columns: granted from the job's definition by

@@ -14,4 +14,5 @@ function findRoot(start: string): string {
 
 export const PROJECT_ROOT = findRoot(__dirname);
 export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, "sql", "migrations");
+export const SCHEMA_OWNER_FILE = path.join(PROJECT_ROOT, "sql", "schema-owner.sql");
 export const ROLES_FILE = path.join(PROJECT_ROOT, "sql", "roles.sql");

@@ -260,7 +260,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     }
     const jobCommand = (find(rendered.local, "ScaledJob") as any).spec.jobTargetRef.template.spec.containers[0].command;
     expect(jobCommand).toEqual([...INIT, ...README_WORKER_COMMAND, "--once"]);
-    const migrate = find(rendered.local, "Job", "pg-batch-migrate") as any;
+    const migrate = find(rendered.local, "Job") as any;
     expect(migrate.spec.template.spec.containers[0].command).toEqual([
       ...INIT,
       "node",
@@ -268,6 +268,17 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       "schema",
       "--roles",
     ]);
+  });
+
+  it("names each release's migration Job after its image's tag, so that applying a release creates it", () => {
+    for (const overlay of OVERLAYS) {
+      const jobs = rendered[overlay].filter((o) => o.kind === "Job") as any[];
+      expect(jobs).toHaveLength(1);
+      const tag = jobs[0].spec.template.spec.containers[0].image.split(":").at(-1);
+      expect({ overlay, name: jobs[0].metadata.name }).toEqual({ overlay, name: `pg-batch-migrate-${tag}` });
+      // a Job's name becomes its pods' job-name label: 63 characters at most
+      expect(jobs[0].metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
+    }
   });
 
   it("lets pods reach only PostgreSQL and DNS, and the Kubernetes API not at all", () => {

@@ -80,26 +80,30 @@ describe("batch_take_tokens, the job's bucket", () => {
     expect(await take(db, "b", 5, 10, 5)).toBe(5);
   });
 
-  it("is what a process's limiter hands to its records, one each, as they wait", async () => {
-    // three tokens and next to no refill: every token is one the bucket granted
-    const limiter = new RateLimiter("local", { perSecond: 0.001, burst: 3 }, withPool(db.pool), quietLogger);
+  it("is what a process's limiter hands to its slices, as many as are at hand up to what each asks", async () => {
+    // a batch of three tokens at a time, five in the bucket
+    const limiter = new RateLimiter("local", { perSecond: 30, burst: 5 }, withPool(db.pool), quietLogger);
     const always = () => true;
-    expect(await Promise.all([limiter.take(always), limiter.take(always), limiter.take(always)])).toEqual([
-      true,
-      true,
-      true,
-    ]);
-    // the bucket is dry: a record that stops waiting (its slice stopped starting records) gets none
+    expect(await Promise.all([limiter.take(2, always), limiter.take(10, always)])).toEqual([2, 3]);
+    // next to no refill: every token is one the bucket granted
+    const dry = new RateLimiter("dry", { perSecond: 0.001, burst: 1 }, withPool(db.pool), quietLogger);
+    expect(await dry.take(4, always)).toBe(1);
+    // the bucket is dry: a slice that stops waiting (it will not claim after all) gets none
     let wanted = true;
-    const stopping = limiter.take(() => wanted);
+    const stopping = dry.take(1, () => wanted);
     wanted = false;
-    expect(await stopping).toBe(false);
-    // a token a record did not use goes to the next one waiting, without the bucket
-    const next = limiter.take(always);
-    limiter.giveBack();
-    expect(await next).toBe(true);
-    const { rows } = await db.pool.query("SELECT granted_total FROM batch_rate_limits WHERE job = 'local'");
-    expect(Number(rows[0].granted_total)).toBe(3);
+    expect(await stopping).toBe(0);
+    // tokens a slice did not use go to the next one waiting, without the bucket
+    const next = dry.take(3, always);
+    dry.giveBack(2);
+    expect(await next).toBe(2);
+    const { rows } = await db.pool.query(
+      "SELECT job, granted_total::int AS granted FROM batch_rate_limits WHERE job IN ('local', 'dry') ORDER BY job",
+    );
+    expect(rows).toEqual([
+      { job: "dry", granted: 1 },
+      { job: "local", granted: 5 },
+    ]);
   });
 
   it("refuses a limit that is not one", async () => {
@@ -167,8 +171,8 @@ describe(`a job limited to ${PER_SECOND} records a second`, () => {
       JOBS_DIR: jobsDir,
       CHUNK_SIZE: "300",
       WORKERS: "2",
-      // a lock bound shorter than the records' wait for tokens: a slice claims once its first
-      // token is at hand, so none commits with nothing done and no chunk fails for rows held
+      // a lock bound shorter than the wait for tokens: a slice takes its tokens before it claims,
+      // so none commits with nothing done and no chunk fails for rows held
       MAX_LOCK_HOLD_S: "0.1",
       LOG_LEVEL: "warn",
     };
@@ -238,6 +242,9 @@ describe(`a job limited to ${PER_SECOND} records a second`, () => {
           Number(new RegExp(`^${name}\\{job="paced"\\} (\\S+)$`, "m").exec(metrics)?.[1]);
         expect(sample("batch_rate_limit_tokens_total")).toBeGreaterThanOrEqual(ROWS);
         expect(sample("batch_rate_limit_wait_seconds_total")).toBeGreaterThan(0);
+        // slices claim only the rows they hold tokens for: no record waited for one with its row locked
+        expect(metrics).toContain("# TYPE batch_rate_limit_locked_waits_total counter");
+        expect(metrics).not.toMatch(/^batch_rate_limit_locked_waits_total\{[^}]*\} [1-9]/m);
       }
       const shown = await status(["--json", `paced-${processes}`], { DATABASE_URL: db.url });
       expect(shown.code).toBe(0);

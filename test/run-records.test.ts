@@ -70,6 +70,37 @@ describe("runRecords", () => {
     expect(outcomes[4]).toEqual({ status: "failed", error: "bad 5" });
   });
 
+  it("starts a record on each token its slice took before claiming, and takes one with rows locked only past them", async () => {
+    const takes: { most: number; rowsLocked: boolean | undefined }[] = [];
+    let givenBack = 0;
+    const tokens = {
+      take: (most: number, _wanted: () => boolean, rowsLocked?: boolean) => {
+        takes.push({ most, rowsLocked });
+        return Promise.resolve(1);
+      },
+      giveBack: (count: number) => {
+        givenBack += count;
+      },
+    };
+    // as many tokens as rows: none taken while they run
+    const prepaid = { left: 6 };
+    expect(await runRecords(records(6), async () => ({}), options({ tokens, prepaid }))).toHaveLength(6);
+    expect({ takes, left: prepaid.left, givenBack }).toEqual({ takes: [], left: 0, givenBack: 0 });
+    // more rows than tokens: each record past them waits for one, with its row locked (one lane:
+    // lanes that wait at once for the last row take a token each, and give back those unused)
+    const short = { left: 2 };
+    const oneLane = options({ tokens, prepaid: short, concurrency: 1 });
+    expect(await runRecords(records(5), async () => ({}), oneLane)).toHaveLength(5);
+    expect({ takes, givenBack }).toEqual({
+      takes: Array.from({ length: 3 }, () => ({ most: 1, rowsLocked: true })),
+      givenBack: 0,
+    });
+    // fewer rows than tokens: the rest are left to the slice, which gives them back
+    const spare = { left: 9 };
+    await runRecords(records(4), async () => ({}), options({ tokens, prepaid: spare }));
+    expect(spare.left).toBe(5);
+  });
+
   it("gives each record its attempt number and an idempotency key of run, row and attempt", async () => {
     const seen: string[] = [];
     await runRecords(

@@ -195,7 +195,7 @@ function runWithinBudget(
   rows: ClaimedRows,
   feed: RecordFeed,
   lockedAt: number,
-  prepaid: { unused: boolean },
+  prepaid: { left: number } | undefined,
 ) {
   const startBy = lockedAt + SLICE_START_SHARE * runner.lockHoldMs;
   return runRecords(rows, runner.logic, {
@@ -212,28 +212,29 @@ function runWithinBudget(
 }
 
 /**
- * Runs a slice once a token of the job's rate limit is at hand for its first record (none needed
- * without a limit): the claim waits for it, not rows locked, and every slice starts a record, so
- * the lock bound never ends one that waited for tokens with nothing done. Undefined, like a slice
- * that found no rows, when `wanted` says it will not run after all.
+ * Runs a slice of at most `most` rows once tokens of the job's rate limit are at hand for some
+ * (without a limit, at once, of `most`): it claims only as many rows as it holds tokens, so its
+ * records never wait for one with their rows locked, and the wait is the slice's, before its
+ * claim. Tokens its records did not use go back. Undefined, like a slice that found no rows,
+ * when `wanted` says it will not run after all.
  */
-async function withFirstToken(
+async function withTokens(
   tokens: TokenSource | undefined,
+  most: number,
   wanted: () => boolean,
-  slice: (prepaid: { unused: boolean }) => Promise<SliceResult | undefined>,
+  slice: (limit: number, prepaid: { left: number } | undefined) => Promise<SliceResult | undefined>,
 ): Promise<SliceResult | undefined> {
-  const granted = tokens?.take(wanted);
-  if (granted && !(await granted)) return undefined;
-  const prepaid = { unused: tokens !== undefined };
+  if (!tokens) return slice(most, undefined);
+  const taken = tokens.take(most, wanted);
+  const granted = typeof taken === "number" ? taken : await taken;
+  if (granted === 0) return undefined;
+  const prepaid = { left: granted };
   try {
-    return await slice(prepaid);
+    return await slice(granted, prepaid);
   } finally {
-    // the slice found no rows, or committed before its first record started (which then takes
-    // a token of its own, if it starts at all): the next record waiting gets it
-    if (prepaid.unused) {
-      prepaid.unused = false;
-      tokens?.giveBack();
-    }
+    // the slice found fewer rows than it held tokens for, or stopped starting records
+    tokens.giveBack(prepaid.left);
+    prepaid.left = 0;
   }
 }
 
@@ -266,7 +267,7 @@ export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<
 
 /** A slice under way: its result, and when it has claimed all it will (for the next to start). */
 interface SliceUnderWay {
-  started: number;
+  readonly started: number;
   limit: number;
   result: Promise<SliceResult | undefined>;
   /** Resolves with the last key claimed once the slice has claimed its whole limit; never otherwise. */
@@ -342,19 +343,25 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       commitWithinMs: SLICE_COMMIT_SHARE * runner.lockHoldMs,
     };
     const wanted = () => !stopped && !deps.draining.aborted && !deps.abort.aborted;
-    const result = withFirstToken(runner.tokens, wanted, (prepaid) =>
-      deps.db((client) =>
+    // from when its tokens were at hand: its pace is its records', not the rate limit's
+    let started = performance.now();
+    const result = withTokens(runner.tokens, limit, wanted, (tokenLimit, prepaid) => {
+      started = performance.now();
+      request.limit = tokenLimit;
+      return deps.db((client) =>
         runSlice(client, request, (records, feed, lockedAt) =>
           runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt, prepaid),
         ),
-      ),
-    );
+      );
+    });
     // A slice started ahead can fail before the loop awaits it (an abort fails both slices at
     // once, and its rollback may end first): not an unhandled rejection, which ends the process.
     // Every slice is still awaited, its error thrown there or, in the end, dropped.
     result.catch(() => undefined);
     return {
-      started: performance.now(),
+      get started() {
+        return started;
+      },
       limit,
       claimedAll: new Promise((resolve) => {
         claimedAll = resolve;

@@ -3,8 +3,8 @@ import { CommandError } from "../cli-output";
 import { getCatalog } from "../jobs/catalog";
 import { assertJobsFitDatabase } from "../jobs/catalog-check";
 import { describeDatabase, redactSecrets } from "../redact";
-import { readMigrations } from "./migrate";
 import { inTransaction } from "./pool";
+import { assertSchemaVersion } from "./schema-version";
 
 /** Long enough for a slow network, short enough that a wrong host does not hang a pod's start. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -35,26 +35,6 @@ async function missingTables(client: pg.Client): Promise<string[]> {
   return rows.map((row) => row.name);
 }
 
-/**
- * The migrations of sql/migrations the database has not applied, where the role may read
- * schema_migrations (the worker's role may not: then none are reported).
- */
-async function pendingMigrations(client: pg.Client): Promise<string[]> {
-  const { rows: readable } = await client.query<{ ok: boolean }>(
-    `SELECT to_regclass('schema_migrations') IS NOT NULL
-            AND has_table_privilege('schema_migrations', 'SELECT') AS ok`,
-  );
-  if (!readable[0]?.ok) return [];
-  const migrations = await readMigrations();
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT m.name FROM unnest($1::int[], $2::text[]) AS m(version, name)
-      WHERE NOT EXISTS (SELECT 1 FROM schema_migrations s WHERE s.version = m.version)
-      ORDER BY m.version`,
-    [migrations.map((m) => m.version), migrations.map((m) => m.name)],
-  );
-  return rows.map((row) => row.name);
-}
-
 /** An error's message; a refused connection to a host with several addresses has only a code. */
 function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
@@ -68,7 +48,10 @@ function describeError(error: unknown): string {
  */
 const CHECK_FOR_LOST_CLIENT = "SET LOCAL client_connection_check_interval = 1000";
 
-/** Throws a CommandError saying how to create the schema where the database lacks it or part of it. */
+/**
+ * Throws a CommandError saying how to create the schema where the database lacks it, and what to
+ * run where its version does not fit the program's (src/db/schema-version.ts).
+ */
 async function assertSchemaPresent(client: pg.Client, where: string): Promise<void> {
   const missing = await missingTables(client);
   if (missing.length > 0) {
@@ -76,17 +59,12 @@ async function assertSchemaPresent(client: pg.Client, where: string): Promise<vo
       `the database at ${where} lacks the pg-batch schema (no table ${missing[0]}): run npm run seed -- schema`,
     );
   }
-  const pending = await pendingMigrations(client);
-  if (pending.length > 0) {
-    throw new CommandError(
-      `the database at ${where} lacks migration ${pending[0]} of the pg-batch schema: run npm run seed -- schema`,
-    );
-  }
+  await assertSchemaVersion(client, where);
 }
 
 /**
  * Checks, before a program opens its pool, that the database answers and, where `needs` says
- * so, holds the pg-batch schema at its newest migration. Throws a CommandError whose message
+ * so, holds the pg-batch schema at a version the program's code can use. Throws a CommandError whose message
  * says what failed and what to do, instead of a stack trace later, or a worker that fails
  * every job.
  */

@@ -5,14 +5,16 @@ import type { Logger } from "../logger";
 /**
  * A job's rate limit across every worker process of every pod: one token bucket per job in the
  * database (batch_take_tokens, sql/migrations/018_rate_limits.sql), and in each process one
- * RateLimiter per job, shared by its chunks, that takes tokens a tenth of a second's worth at a
- * time while records wait and hands them out one a record. A token a record could not use (its
- * slice stopped) goes to the next record waiting; one nobody waits for expires soon after it was
- * taken, so tokens taken and unused never let the cluster run above the limit by more than a
- * fraction of a second's worth.
+ * RateLimiter per job, shared by its chunks. A slice takes its tokens before it claims, as many
+ * as are at hand up to its size, and claims only as many rows (src/chunks/work-through-chunk.ts):
+ * no record waits for a token while its row is locked. The limiter takes from the bucket what its
+ * waiting slices ask for, up to a tenth of a second's worth at a time. Tokens a slice could not
+ * use (its rows ran out, or it stopped starting records) go to the next slice waiting; those
+ * nobody waits for expire soon after they were taken, so tokens taken and unused never let the
+ * cluster run above the limit by more than a fraction of a second's worth.
  */
 
-/** Each take asks for this many seconds' worth, and a bucket found dry is asked again after about as long. */
+/** Each take asks for at most this many seconds' worth, and a bucket found dry is asked again after about as long. */
 export const TAKE_SECONDS = 0.1;
 /** Tokens taken and not handed out within this long are dropped. */
 export const TOKEN_LIFETIME_MS = 250;
@@ -24,20 +26,24 @@ const TAKE_TOKENS = "SELECT batch_take_tokens($1, $2, $3, $4, $5) AS granted";
 /** What a rate limiter reports, for metrics. */
 export interface RateLimitObserver {
   tokensGranted(job: string, tokens: number): void;
-  recordsWaited(job: string, seconds: number): void;
+  /** Seconds chunks waited for tokens, summed over chunks. */
+  tokensWaited(job: string, seconds: number): void;
+  /** A record waited for a token while its slice held rows locked: a slice claimed more rows than it held tokens for. */
+  waitedWithRowsLocked(job: string): void;
 }
 
-/** What the records of a chunk take a token from before each starts (src/processing/run-records.ts). */
+/** What a chunk's slices, and their records, take tokens from (src/chunks/work-through-chunk.ts). */
 export interface TokenSource {
   /**
-   * A token: at once (undefined) when one is at hand, else a promise of true once one is
-   * granted, or of false once `wanted` says the record will not start after all (its slice
-   * stopped starting records, or was abandoned): looked at before every take, so a record stops
-   * waiting within about a take's interval, and no listener is left behind.
+   * Between 1 and `most` tokens, as many as are at hand: at once (a number) when some are, else
+   * a promise of their number once the bucket grants some, or of 0 once `wanted` says they will
+   * not be used after all (the slice will not claim): looked at before every take, so a waiter
+   * stops within about a take's interval, and no listener is left behind. `rowsLocked`: the
+   * taker already holds rows locked, which a wait here keeps locked (counted, for metrics).
    */
-  take(wanted: () => boolean): Promise<boolean> | undefined;
-  /** A token taken and not used: the next record waiting gets it. */
-  giveBack(): void;
+  take(most: number, wanted: () => boolean, rowsLocked?: boolean): number | Promise<number>;
+  /** Tokens taken and not used: the next waiting gets them. */
+  giveBack(count: number): void;
 }
 
 /** The limit a job runs under in this process: RATE_LIMIT_PER_S and RATE_LIMIT_BURST over the job's own. */
@@ -55,8 +61,9 @@ export function effectiveRateLimit(
 
 interface Waiter {
   since: number;
+  most: number;
   wanted: () => boolean;
-  answer: (granted: boolean) => void;
+  answer: (granted: number) => void;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -67,7 +74,7 @@ export class RateLimiter implements TokenSource {
   private stock = 0;
   private stockExpiresAt = 0;
   private taking = false;
-  /** Seconds records waited, not yet reported to the database. */
+  /** Seconds waited, not yet reported to the database. */
   private waitedSeconds = 0;
 
   constructor(
@@ -78,27 +85,38 @@ export class RateLimiter implements TokenSource {
     private readonly observer?: RateLimitObserver,
   ) {}
 
-  /** Tokens asked for at a time: a tenth of a second's worth, at least one, at most the burst. */
+  /** Tokens asked for at a time, at most: a tenth of a second's worth, at least one, at most the burst. */
   get batch(): number {
     return Math.max(1, Math.min(Math.ceil(this.limit.perSecond * TAKE_SECONDS), Math.floor(this.limit.burst)));
   }
 
-  take(wanted: () => boolean): Promise<boolean> | undefined {
-    if (this.waiters.length === 0 && this.fromStock()) return undefined;
-    return new Promise<boolean>((answer) => {
-      this.waiters.push({ since: performance.now(), wanted, answer });
+  take(most: number, wanted: () => boolean, rowsLocked = false): number | Promise<number> {
+    const wants = Math.max(1, Math.floor(most));
+    if (this.waiters.length === 0) {
+      const atHand = this.fromStock(wants);
+      if (atHand > 0) return atHand;
+    }
+    if (rowsLocked) this.observer?.waitedWithRowsLocked(this.job);
+    return new Promise<number>((answer) => {
+      this.waiters.push({ since: performance.now(), most: wants, wanted, answer });
       void this.takeWhileWaited();
     });
   }
 
-  giveBack(): void {
+  giveBack(count: number): void {
     this.dropUnwanted();
-    const next = this.waiters.shift();
-    if (next) this.hand(next, performance.now());
-    else if (performance.now() < this.stockExpiresAt) this.stock++;
+    const now = performance.now();
+    let left = count;
+    while (left > 0 && this.waiters.length > 0) {
+      const waiter = this.waiters.shift() as Waiter;
+      const granted = Math.min(left, waiter.most);
+      left -= granted;
+      this.hand(waiter, granted, now);
+    }
+    if (left > 0 && now < this.stockExpiresAt) this.stock += left;
   }
 
-  /** Answers the records that will not start after all; their wait counts all the same. */
+  /** Answers the waiters whose tokens will not be used after all; their wait counts all the same. */
   private dropUnwanted(): void {
     const now = performance.now();
     for (let index = this.waiters.length - 1; index >= 0; index--) {
@@ -106,34 +124,45 @@ export class RateLimiter implements TokenSource {
       if (waiter.wanted()) continue;
       this.waiters.splice(index, 1);
       this.waitedSeconds += (now - waiter.since) / 1000;
-      waiter.answer(false);
+      waiter.answer(0);
     }
   }
 
-  private fromStock(): boolean {
+  /** Up to `most` tokens of those at hand, none once they expired. */
+  private fromStock(most: number): number {
     if (this.stock > 0 && performance.now() >= this.stockExpiresAt) this.stock = 0;
-    if (this.stock === 0) return false;
-    this.stock--;
-    return true;
+    const taken = Math.min(this.stock, most);
+    this.stock -= taken;
+    return taken;
   }
 
-  private hand(waiter: Waiter, now: number): void {
+  /** Hands the tokens at hand to the waiters, first come first served, each as many as it asked for. */
+  private handOut(now: number): void {
+    while (this.waiters.length > 0) {
+      const waiter = this.waiters[0] as Waiter;
+      const granted = this.fromStock(waiter.most);
+      if (granted === 0) return;
+      this.waiters.shift();
+      this.hand(waiter, granted, now);
+    }
+  }
+
+  private hand(waiter: Waiter, granted: number, now: number): void {
     this.waitedSeconds += (now - waiter.since) / 1000;
-    waiter.answer(true);
+    waiter.answer(granted);
   }
 
-  /** Takes tokens from the job's bucket for as long as records wait, a batch at a time. */
+  /** Takes tokens from the job's bucket for as long as slices wait, what they ask for, a batch at most. */
   private async takeWhileWaited(): Promise<void> {
     if (this.taking) return;
     this.taking = true;
     try {
       for (;;) {
         this.dropUnwanted();
+        this.handOut(performance.now());
         if (this.waiters.length === 0) break;
-        while (this.waiters.length > 0 && this.fromStock())
-          this.hand(this.waiters.shift() as Waiter, performance.now());
-        if (this.waiters.length === 0) break;
-        const want = Math.min(this.batch, this.waiters.length);
+        const asked = this.waiters.reduce((sum, waiter) => sum + waiter.most, 0);
+        const want = Math.min(this.batch, asked);
         const granted = await this.takeTokens(want);
         if (granted === undefined) {
           await sleep(RETRY_AFTER_FAILURE_MS);
@@ -142,7 +171,7 @@ export class RateLimiter implements TokenSource {
         const now = performance.now();
         this.stock += granted;
         this.stockExpiresAt = now + TOKEN_LIFETIME_MS;
-        while (this.waiters.length > 0 && this.fromStock()) this.hand(this.waiters.shift() as Waiter, now);
+        this.handOut(now);
         // the bucket ran dry: come back once it has had time to refill (jittered, so that the
         // processes of a deployment do not all ask at once)
         if (granted < want) await sleep(TAKE_SECONDS * 1000 * (0.8 + 0.4 * Math.random()));
@@ -168,7 +197,7 @@ export class RateLimiter implements TokenSource {
       );
       const granted = rows[0]?.granted ?? 0;
       this.observer?.tokensGranted(this.job, granted);
-      this.observer?.recordsWaited(this.job, waited);
+      this.observer?.tokensWaited(this.job, waited);
       return granted;
     } catch (error) {
       this.waitedSeconds += waited;

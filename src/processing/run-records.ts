@@ -59,13 +59,13 @@ export interface RunRecordsOptions {
   feed?: RecordFeed;
   /** Shared with the chunk's next slice, which starts before this one ends: a record runs only in one of them. */
   slots?: RecordSlots;
-  /** The job's rate limit: each record takes a token before it starts, and before its row is asked of the feed. */
-  tokens?: TokenSource;
   /**
-   * A token of `tokens` taken before the slice claimed, for its first record: that one starts at
-   * once, with no row locked while it waits. Cleared once a record takes it.
+   * The job's rate limit: each record has a token before it starts, one of `prepaid` while any
+   * is left, else one taken from `tokens` (a wait with the slice's rows locked, counted).
    */
-  prepaid?: { unused: boolean };
+  tokens?: TokenSource;
+  /** Tokens of `tokens` the slice took before it claimed: one for each of its rows, as it claims no more. */
+  prepaid?: { left: number };
 }
 
 /**
@@ -210,19 +210,28 @@ export async function runRecords(
       starting: while (!options.signal.aborted && options.mayStart()) {
         const waited = slots?.take();
         if (waited) await waited;
-        let token = false;
+        let token: "prepaid" | "taken" | undefined;
         try {
-          let granted: Promise<boolean> | undefined;
-          if (options.prepaid?.unused) options.prepaid.unused = false;
-          else granted = options.tokens?.take(() => !options.signal.aborted && options.mayStart());
-          if (granted && !(await granted)) break;
-          token = options.tokens !== undefined;
-          // once those given have all started, the feed's next part, if any; taken with no await
-          // between the last look at `next` and its increment, which other lanes share
-          while (next >= rows.length) if (!(await feed?.more(next))) break starting;
+          let granted: Promise<number> | undefined;
+          if (options.prepaid && options.prepaid.left > 0) {
+            options.prepaid.left--;
+            token = "prepaid";
+          }
+          for (;;) {
+            // once those given have all started, the feed's next part, if any; taken with no await
+            // between the last look at `next` and its increment, which other lanes share
+            while (next >= rows.length) if (!(await feed?.more(next))) break starting;
+            if (token || !options.tokens) break;
+            // a row and no token for it: wait for one, the row locked (its slice claimed past its tokens)
+            const taken = options.tokens.take(1, () => !options.signal.aborted && options.mayStart(), true);
+            if (typeof taken !== "number") granted = taken;
+            if ((typeof taken === "number" ? taken : await taken) === 0) break starting;
+            token = "taken";
+            // another lane may have started the row meanwhile: look again
+          }
           if (options.signal.aborted || ((waited || granted) && !options.mayStart())) break;
           const index = next++;
-          token = false;
+          token = undefined;
           feed?.started(index);
           const unreadable = rows.unreadable.size > 0 ? rows.unreadable.get(index) : undefined;
           if (unreadable !== undefined) {
@@ -252,8 +261,9 @@ export async function runRecords(
           }
           feed?.settled(index, outcomes[index] as RecordOutcome);
         } finally {
-          // a token taken for a record that did not start goes to the next record waiting
-          if (token) options.tokens?.giveBack();
+          // a token of a record that did not start goes back: to the slice's, or to the next waiting
+          if (token === "prepaid" && options.prepaid) options.prepaid.left++;
+          else if (token === "taken") options.tokens?.giveBack(1);
           slots?.give();
         }
       }

@@ -8,8 +8,8 @@ import type { ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the
- * liveness probe): rows and chunks processed, claim and write latencies, rate-limit tokens and
- * the time records waited for them, graphile-worker job events, and the process's own metrics.
+ * liveness probe): rows and chunks processed, claim and write latencies, rate-limit tokens, the
+ * time chunks waited for them and records that waited with rows locked, graphile-worker job events, and the process's own metrics.
  */
 export class WorkerMetrics implements ChunkObserver {
   readonly registry = new Registry();
@@ -51,7 +51,13 @@ export class WorkerMetrics implements ChunkObserver {
   });
   private readonly rateLimitWait = new Counter({
     name: "batch_rate_limit_wait_seconds_total",
-    help: "Time records spent waiting for a token of their job's rate limit, summed over records, by job",
+    help: "Time chunks waited for tokens of their job's rate limit before claiming, summed over chunks, by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
+  private readonly rateLimitLockedWaits = new Counter({
+    name: "batch_rate_limit_locked_waits_total",
+    help: "Records that waited for a token of their job's rate limit with their slice's rows locked, by job (slices claim only rows they hold tokens for: 0)",
     labelNames: ["job"],
     registers: [this.registry],
   });
@@ -110,8 +116,12 @@ export class WorkerMetrics implements ChunkObserver {
     this.rateLimitTokens.inc({ job }, tokens);
   }
 
-  recordsWaited(job: string, seconds: number): void {
+  tokensWaited(job: string, seconds: number): void {
     this.rateLimitWait.inc({ job }, seconds);
+  }
+
+  waitedWithRowsLocked(job: string): void {
+    this.rateLimitLockedWaits.inc({ job });
   }
 
   chunkEnded(job: string, outcome: string, seconds: number): void {

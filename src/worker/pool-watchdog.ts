@@ -1,6 +1,7 @@
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import pg from "pg";
 import { retryWhileDisconnected } from "../db/connection-loss";
+import { EXIT_TEMPFAIL } from "../exit-status";
 import type { Logger } from "../logger";
 import { releaseJobsOf } from "./dead-workers";
 
@@ -8,7 +9,7 @@ import { releaseJobsOf } from "./dead-workers";
  * Exit status of a worker whose job pool stopped by itself: a temporary failure (EX_TEMPFAIL),
  * for its supervisor (Kubernetes, compose, systemd) to start it again.
  */
-export const EXIT_POOL_LOST = 75;
+export const EXIT_POOL_LOST = EXIT_TEMPFAIL;
 
 /**
  * Keeps a worker process from staying alive with no job pool.

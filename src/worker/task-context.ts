@@ -49,7 +49,8 @@ export function limitRatesThrough(db: WithClient, config: Config = getConfig()):
     override: { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
     observer: {
       tokensGranted: (job, tokens) => observer?.tokensGranted(job, tokens),
-      recordsWaited: (job, seconds) => observer?.recordsWaited(job, seconds),
+      tokensWaited: (job, seconds) => observer?.tokensWaited(job, seconds),
+      waitedWithRowsLocked: (job) => observer?.waitedWithRowsLocked(job),
     },
   });
 }
