@@ -12,13 +12,13 @@ export async function queryCost(pool: pg.Pool, rows: number) {
     }
     return round(median(runs), 3);
   };
-  const trigger = "SELECT rows_left FROM batch_backlog";
+  const trigger = "SELECT chunks_left FROM batch_backlog";
   const original = "SELECT COUNT(1) FROM users WHERE batch_status IN ('pending','failed')";
   const { rows: value } = await pool.query(trigger);
   const { rows: plan } = await pool.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${trigger}`);
   return {
     pendingRows: rows,
-    value: Number(value[0].rows_left),
+    value: Number(value[0].chunks_left),
     medianMs: await time(trigger, 20),
     originalQueryMs: await time(original, 3),
     plan: plan.map((row) => row["QUERY PLAN"] as string),

@@ -2,7 +2,7 @@
 
 -- Queue depth: the work left in running batch runs (pending plus retryable rows). This is what
 -- the autoscaler reads; it costs the same at 50M rows as at 50.
-SELECT rows_left, runs FROM batch_backlog;
+SELECT chunks_left, rows_left, runs FROM batch_backlog;
 
 -- The original's queue depth, row by row: rows waiting or failed (retryable or not). It reads
 -- the whole table: prefer batch_backlog on large tables.

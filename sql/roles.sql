@@ -76,7 +76,7 @@ BEGIN
   END LOOP;
 END $$;
 
--- batch_monitor: the autoscaler's query, SELECT rows_left FROM batch_backlog.
+-- batch_monitor: the autoscaler's query, SELECT chunks_left FROM batch_backlog.
 GRANT USAGE ON SCHEMA public TO batch_monitor;
 GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
 

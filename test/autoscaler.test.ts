@@ -327,6 +327,14 @@ async function autoscale(args: string[], env: Record<string, string | undefined>
 }
 
 const ONE_SECOND_POLLS = ["--polling-interval", "1"];
+/**
+ * The autoscaler's cap on a run that should end by itself (--until-idle): far beyond what a
+ * quiet machine needs (under 30 s), so that a loaded one finishes too; a run stopped by the cap
+ * fails the test on `stoppedBecause`, never on a time.
+ */
+const LONGEST_RUN_S = "240";
+/** The jest timeout of a test that runs the autoscaler up to its cap. */
+const UP_TO_THE_CAP_MS = 300_000;
 
 describe("the local autoscaler against a database", () => {
   const workload = readWorkload(renderOverlay(LOCAL));
@@ -355,157 +363,180 @@ describe("the local autoscaler against a database", () => {
     expect(await lockedJobs(db.pool)).toBe(0);
   }
 
-  it("runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary", async () => {
-    const rows = 120_000;
-    await insertUsers(db.pool, rows);
-    await enqueue("scaled", rows, { CHUNK_SIZE: "2000" });
-    const summary = await autoscale(
-      [
-        "k8s/overlays/local",
-        ...ONE_SECOND_POLLS,
-        "--env",
-        "PROCESS_DELAY_MS=2",
-        "--until-idle",
-        "2",
-        "--duration",
-        "35",
-      ],
-      { DATABASE_URL: db.url },
-    );
-    await expectCompleted("scaled", rows);
+  it(
+    "runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary",
+    async () => {
+      const rows = 120_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("scaled", rows, { CHUNK_SIZE: "2000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=2",
+          "--until-idle",
+          "2",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("scaled", rows);
 
-    expect(summary).toMatchObject({
-      overlay: "k8s/overlays/local",
-      kind: "ScaledJob",
-      name: workload.name,
-      pollingIntervalSeconds: 1,
-      stoppedBecause: "idle",
-      podsFailed: 0,
-      podsKilled: 0,
-      finalQueryValue: 0,
-    });
-    expect(summary.durationSeconds).toBeLessThan(35);
-    // the first poll: KEDA's decision on the backlog, several pods at once
-    const [first] = summary.timeline;
-    expect(first).toMatchObject({ t: 0, running: 0 });
-    expect(first.query).toBeGreaterThan(0);
-    expect(first.started).toBe(jobsToCreate(workload.scaling, { queue: first.query, running: 0, pending: 0 }));
-    expect(summary.podsStarted).toBeGreaterThan(1);
-    expect(summary.maxPods).toBeGreaterThan(1);
-    expect(summary.maxPods).toBeLessThanOrEqual(workload.scaling.maxReplicas);
-    // every pod is in the summary, started by a poll, and those that ran no job are counted
-    expect(summary.pods).toHaveLength(summary.podsStarted);
-    const startedByPolls = summary.timeline.reduce((sum: number, poll: any) => sum + poll.started + poll.replaced, 0);
-    expect(startedByPolls).toBe(summary.podsStarted);
-    expect(summary.podsIdle).toBe(summary.pods.filter((pod: any) => pod.jobs === 0).length);
-    expect(summary.timeline.slice(-2).map((poll: any) => poll.query)).toEqual([0, 0]);
-    // each pod worked under the name KEDA gave it (POD_NAME from metadata.name)
-    const { rows: workers } = await db.pool.query("SELECT DISTINCT worker FROM batch_chunks WHERE worker IS NOT NULL");
-    const names = new Set(summary.pods.map((pod: any) => pod.pod));
-    expect(workers.length).toBeGreaterThan(0);
-    for (const { worker } of workers) expect(names).toContain(worker);
-  });
+      expect(summary).toMatchObject({
+        overlay: "k8s/overlays/local",
+        kind: "ScaledJob",
+        name: workload.name,
+        pollingIntervalSeconds: 1,
+        stoppedBecause: "idle",
+        podsFailed: 0,
+        podsKilled: 0,
+        finalQueryValue: 0,
+      });
+      // the first poll: KEDA's decision on the backlog, several pods at once
+      const [first] = summary.timeline;
+      expect(first).toMatchObject({ t: 0, running: 0 });
+      expect(first.query).toBeGreaterThan(0);
+      expect(first.started).toBe(jobsToCreate(workload.scaling, { queue: first.query, running: 0, pending: 0 }));
+      expect(summary.podsStarted).toBeGreaterThan(1);
+      expect(summary.maxPods).toBeGreaterThan(1);
+      expect(summary.maxPods).toBeLessThanOrEqual(workload.scaling.maxReplicas);
+      // every pod is in the summary, started by a poll, and those that ran no job are counted
+      expect(summary.pods).toHaveLength(summary.podsStarted);
+      const startedByPolls = summary.timeline.reduce((sum: number, poll: any) => sum + poll.started + poll.replaced, 0);
+      expect(startedByPolls).toBe(summary.podsStarted);
+      expect(summary.podsIdle).toBe(summary.pods.filter((pod: any) => pod.jobs === 0).length);
+      expect(summary.timeline.slice(-2).map((poll: any) => poll.query)).toEqual([0, 0]);
+      // each pod worked under the name KEDA gave it (POD_NAME from metadata.name)
+      const { rows: workers } = await db.pool.query(
+        "SELECT DISTINCT worker FROM batch_chunks WHERE worker IS NOT NULL",
+      );
+      const names = new Set(summary.pods.map((pod: any) => pod.pod));
+      expect(workers.length).toBeGreaterThan(0);
+      for (const { worker } of workers) expect(names).toContain(worker);
+    },
+    UP_TO_THE_CAP_MS,
+  );
 
-  it("finishes a run whose every pod is killed at the tail: the Jobs' next pods take the work up", async () => {
-    const rows = 120_000;
-    await insertUsers(db.pool, rows);
-    await enqueue("killed", rows, { CHUNK_SIZE: "2000" });
-    const summary = await autoscale(
-      [
-        "k8s/overlays/local",
-        ...ONE_SECOND_POLLS,
-        "--env",
-        "PROCESS_DELAY_MS=5",
-        "--env",
-        "WORKER_DEAD_AFTER_S=2",
-        "--kill-at-tail",
-        "50%",
-        "--until-idle",
-        "3",
-        "--duration",
-        "60",
-      ],
-      { DATABASE_URL: db.url },
-    );
-    await expectCompleted("killed", rows);
-    expect(summary.stoppedBecause).toBe("idle");
-    expect(summary.podsKilled).toBeGreaterThan(0);
-    const killedAt = summary.timeline.find((poll: any) => poll.faults.length > 0).t;
-    const afterKill = summary.pods.filter((pod: any) => pod.startedAt >= killedAt);
-    expect(afterKill.some((pod: any) => pod.jobs > 0)).toBe(true);
-    // no stream of pods that find nothing to do while the killed pods' jobs are held
-    expect(summary.podsIdle).toBeLessThanOrEqual(workload.scaling.maxReplicas);
-  });
+  it(
+    "finishes a run whose every pod is killed at the tail: the Jobs' next pods take the work up",
+    async () => {
+      const rows = 120_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("killed", rows, { CHUNK_SIZE: "2000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=5",
+          "--env",
+          "WORKER_DEAD_AFTER_S=2",
+          "--kill-at-tail",
+          "50%",
+          "--until-idle",
+          "3",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("killed", rows);
+      expect(summary.stoppedBecause).toBe("idle");
+      expect(summary.podsKilled).toBeGreaterThan(0);
+      const killedAt = summary.timeline.find((poll: any) => poll.faults.length > 0).t;
+      const afterKill = summary.pods.filter((pod: any) => pod.startedAt >= killedAt);
+      expect(afterKill.some((pod: any) => pod.jobs > 0)).toBe(true);
+      // no stream of pods that find nothing to do while the killed pods' jobs are held
+      expect(summary.podsIdle).toBeLessThanOrEqual(workload.scaling.maxReplicas);
+    },
+    UP_TO_THE_CAP_MS,
+  );
 
-  it("starts no pod while a retry round waits for its delay", async () => {
-    const rows = 20_000;
-    await insertUsers(db.pool, rows);
-    await enqueue("retried", rows, { CHUNK_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
-    const summary = await autoscale(
-      [
-        "k8s/overlays/local",
-        ...ONE_SECOND_POLLS,
-        ...["--env", "PROCESS_DELAY_MS=2", "--env", "FAIL_RATE=0.1", "--env", "FAIL_FIRST_ATTEMPTS=1"],
-        // longer than the retry delay: the query reads 0 while the round waits
-        ...["--until-idle", "6", "--duration", "60"],
-      ],
-      { DATABASE_URL: db.url },
-    );
-    await expectCompleted("retried", rows);
-    expect((await runByName(db.pool, "retried")).round).toBe(1);
-    expect(summary.stoppedBecause).toBe("idle");
-    // a pod for each round, each of which found work
-    expect(summary.podsStarted).toBeGreaterThanOrEqual(2);
-    expect(summary.podsIdle).toBe(0);
-    // the wait shows as polls reading 0, after which the retry round got its pod
-    const waitStart = summary.timeline.findIndex((poll: any) => poll.query === 0);
-    expect(summary.timeline.slice(waitStart).some((poll: any) => poll.started > 0)).toBe(true);
-  });
+  it(
+    "starts no pod while a retry round waits for its delay",
+    async () => {
+      const rows = 20_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("retried", rows, { CHUNK_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          ...["--env", "PROCESS_DELAY_MS=2", "--env", "FAIL_RATE=0.1", "--env", "FAIL_FIRST_ATTEMPTS=1"],
+          // longer than the retry delay: the query reads 0 while the round waits
+          ...["--until-idle", "6", "--duration", LONGEST_RUN_S],
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("retried", rows);
+      expect((await runByName(db.pool, "retried")).round).toBe(1);
+      expect(summary.stoppedBecause).toBe("idle");
+      // a pod for each round, each of which found work
+      expect(summary.podsStarted).toBeGreaterThanOrEqual(2);
+      expect(summary.podsIdle).toBe(0);
+      // the wait shows as polls reading 0, after which the retry round got its pod
+      const waitStart = summary.timeline.findIndex((poll: any) => poll.query === 0);
+      expect(summary.timeline.slice(waitStart).some((poll: any) => poll.started > 0)).toBe(true);
+    },
+    UP_TO_THE_CAP_MS,
+  );
 
-  it("counts the rows once when a second run name is enqueued over the same rows", async () => {
-    const rows = 60_000;
-    await insertUsers(db.pool, rows);
-    await enqueue("first", rows, { CHUNK_SIZE: "2000" });
-    // the same rows under another name: refused while the first run is active
-    const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/"first"/);
-    const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=2", "--until-idle", "2"];
-    const summary = await autoscale([...args, "--duration", "40"], { DATABASE_URL: db.url });
-    await expectCompleted("first", rows);
-    expect(Math.max(...summary.timeline.map((poll: any) => poll.query))).toBeLessThanOrEqual(rows);
-    expect(summary.maxPods).toBeLessThanOrEqual(Math.ceil(rows / workload.scaling.target));
+  it(
+    "counts the rows once when a second run name is enqueued over the same rows",
+    async () => {
+      const rows = 60_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("first", rows, { CHUNK_SIZE: "2000" });
+      // the same rows under another name: refused while the first run is active
+      const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/"first"/);
+      const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=2", "--until-idle", "2"];
+      const summary = await autoscale([...args, "--duration", LONGEST_RUN_S], { DATABASE_URL: db.url });
+      await expectCompleted("first", rows);
+      // the trigger counts chunks: the first run's, once
+      const chunks = rows / 2000;
+      expect(Math.max(...summary.timeline.map((poll: any) => poll.query))).toBeLessThanOrEqual(chunks);
+      expect(summary.maxPods).toBeLessThanOrEqual(Math.ceil(chunks / workload.scaling.target));
 
-    // once it has ended, the second name finds every row completed: nothing to start, no pod
-    const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
-    expect(nothing.code).toBe(1);
-    expect(nothing.stderr).toMatch(/nothing to process/);
-    const after = await autoscale([...args, "--duration", "20"], { DATABASE_URL: db.url });
-    expect(after).toMatchObject({ stoppedBecause: "idle", podsStarted: 0, finalQueryValue: 0 });
-  });
+      // once it has ended, the second name finds every row completed: nothing to start, no pod
+      const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      expect(nothing.code).toBe(1);
+      expect(nothing.stderr).toMatch(/nothing to process/);
+      const after = await autoscale([...args, "--duration", "20"], { DATABASE_URL: db.url });
+      expect(after).toMatchObject({ stoppedBecause: "idle", podsStarted: 0, finalQueryValue: 0 });
+    },
+    UP_TO_THE_CAP_MS,
+  );
 });
 
 describe("the local autoscaler with its embedded database", () => {
-  it("rides out a restart of the database mid-run: no pod started on a failed query, the run completed", async () => {
-    const rows = 60_000;
-    const summary = await autoscale(
-      [
-        "k8s/overlays/local",
-        "--embedded",
-        ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
-        ...["--restart-database-at", "2", "--database-down-for", "3"],
-        ...ONE_SECOND_POLLS,
-        ...["--until-idle", "2", "--duration", "60"],
-      ],
-      {},
-    );
-    expect(summary.runs).toEqual([
-      { name: "users-batch", status: "completed", total: rows, completed: rows, failed: 0 },
-    ]);
-    expect(summary.stoppedBecause).toBe("idle");
-    const failed = summary.timeline.filter((poll: any) => poll.query === null);
-    expect(failed.length).toBeGreaterThan(0);
-    for (const poll of failed) expect(poll.started).toBe(0);
-    expect(summary.timeline.some((poll: any) => poll.faults.includes("database restart"))).toBe(true);
-  });
+  it(
+    "rides out a restart of the database mid-run: no pod started on a failed query, the run completed",
+    async () => {
+      const rows = 60_000;
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          "--embedded",
+          ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
+          ...["--restart-database-at", "2", "--database-down-for", "3"],
+          ...ONE_SECOND_POLLS,
+          ...["--until-idle", "2", "--duration", LONGEST_RUN_S],
+        ],
+        {},
+      );
+      expect(summary.runs).toEqual([
+        { name: "users-batch", status: "completed", total: rows, completed: rows, failed: 0 },
+      ]);
+      expect(summary.stoppedBecause).toBe("idle");
+      const failed = summary.timeline.filter((poll: any) => poll.query === null);
+      expect(failed.length).toBeGreaterThan(0);
+      for (const poll of failed) expect(poll.started).toBe(0);
+      expect(summary.timeline.some((poll: any) => poll.faults.includes("database restart"))).toBe(true);
+    },
+    UP_TO_THE_CAP_MS,
+  );
 });

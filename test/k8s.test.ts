@@ -219,6 +219,21 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     }
   });
 
+  it.each(OVERLAYS)(
+    "overlay %s scales on chunks: a pod's share is its WORKERS, whatever the job's chunk size",
+    (overlay) => {
+      const scaler = find(rendered[overlay], "ScaledJob") ?? find(rendered[overlay], "ScaledObject");
+      const worker = podSpecs(rendered[overlay])
+        .flatMap((spec) => spec.containers)
+        .find((container) => container.name === "worker");
+      const workers = worker?.env.find((variable) => variable.name === "WORKERS")?.value;
+      expect(scaler.spec.triggers[0].metadata).toMatchObject({
+        query: "SELECT chunks_left FROM batch_backlog",
+        targetQueryValue: workers,
+      });
+    },
+  );
+
   it("runs the README's worker command, non-root and read-only, with secrets only from the Secret", () => {
     for (const overlay of OVERLAYS) {
       for (const spec of podSpecs(rendered[overlay])) {
