@@ -1,6 +1,7 @@
 import { runCommand } from "../src/cli-output";
 import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
+import { errorAccess } from "../src/dashboard/access";
 import type { Controls, ReadOnly, SendSignal } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
@@ -49,7 +50,7 @@ function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, db: WithClie
 async function main(): Promise<void> {
   const config = getConfig();
   const logger = getLogger();
-  const { port, token, monitorDatabaseUrl } = config.dashboard;
+  const { port, host, token, readToken, monitorDatabaseUrl } = config.dashboard;
   const url = monitorDatabaseUrl ?? requireDatabaseUrl(config);
   if (token && monitorDatabaseUrl)
     logger.warn("DASHBOARD_TOKEN is not used: with MONITOR_DATABASE_URL the dashboard only reads");
@@ -58,14 +59,18 @@ async function main(): Promise<void> {
   const db = withPool(pool);
   const controls = controlsOf(config.dashboard, db);
 
-  const served = await serveDashboard({ db, logger, controls }, port).catch(async (error: unknown) => {
-    await pool.end();
-    throw error;
-  });
+  // an unused DASHBOARD_TOKEN (reading through MONITOR_DATABASE_URL) unlocks nothing
+  const errors = errorAccess(["token" in controls ? controls.token : undefined, readToken], host);
+  const served = await serveDashboard({ db, logger, controls, errors }, { host, port }).catch(
+    async (error: unknown) => {
+      await pool.end();
+      throw error;
+    },
+  );
   const listening = served.port;
   logger.info(
-    { port: listening, database: describeDatabase(url), controls: "token" in controls },
-    `dashboard on http://localhost:${listening}/ (${"token" in controls ? "pause, resume and cancel with the token" : "read-only"})`,
+    { host, port: listening, database: describeDatabase(url), controls: "token" in controls },
+    `dashboard on http://${host}:${listening}/ (${"token" in controls ? "pause, resume and cancel with the token" : "read-only"})`,
   );
 
   await new Promise((resolve) => {

@@ -11,6 +11,7 @@ import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
 import { printResult, runCommand } from "../src/cli-output";
 import { getConfig, sessionDatabaseUrl } from "../src/config";
 import { getLogger } from "../src/context";
+import { errorAccess } from "../src/dashboard/access";
 import type { ReadOnly } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
@@ -116,7 +117,9 @@ async function main(): Promise<void> {
     const preset = await workerPreset(config, logger, url, recover);
     await migrate(pool, logger);
     if (args.dashboard) {
-      dashboard = await serveDashboard({ db: withPool(pool), logger, controls: WATCH_ONLY }, config.dashboard.port);
+      const { host, port } = config.dashboard;
+      const errors = errorAccess([config.dashboard.readToken], host);
+      dashboard = await serveDashboard({ db: withPool(pool), logger, controls: WATCH_ONLY, errors }, { host, port });
       logger.info({ port: dashboard.port }, `dashboard on http://localhost:${dashboard.port}/`);
     }
 

@@ -78,6 +78,12 @@ function unreadableBecause(url: string): string | undefined {
   }
 }
 
+// it travels as `Authorization: Bearer TOKEN`, which the dashboard splits on the space
+const accessToken = z
+  .string()
+  .min(16, "must be at least 16 characters")
+  .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space");
+
 const postgresUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string")
@@ -121,12 +127,10 @@ const envSchema = z.object({
   NO_COLOR: z.string().optional(),
   // the dashboard (npm run dashboard: app/dashboard.ts)
   DASHBOARD_PORT: wholeNumber(0, 65_535).default(8080),
-  // it travels as `Authorization: Bearer TOKEN`, which the dashboard splits on the space
-  DASHBOARD_TOKEN: z
-    .string()
-    .min(16, "must be at least 16 characters")
-    .regex(/^\S+$/, "must not hold white space: it travels as `Authorization: Bearer TOKEN`, split on the space")
-    .optional(),
+  // loopback unless asked: a dashboard reached from another machine is given a token (README, "Dashboard")
+  DASHBOARD_HOST: z.string().regex(/^\S+$/, "must be a host name or an address to listen on").default("127.0.0.1"),
+  DASHBOARD_TOKEN: accessToken.optional(),
+  DASHBOARD_READ_TOKEN: accessToken.optional(),
   MONITOR_DATABASE_URL: postgresUrl.optional(),
   // unset: each job's own rateLimit; off: none, whatever the job says
   RATE_LIMIT_PER_S: z
@@ -227,8 +231,12 @@ export interface ThrottleConfig {
 export interface DashboardConfig {
   /** 0 takes any free port. */
   port: number;
-  /** Unlocks pause, resume and cancel, for requests that carry it; without it the dashboard only reads. */
+  /** The address listened on: loopback by default, 0.0.0.0 in a pod. */
+  host: string;
+  /** Unlocks pause, resume and cancel, and row errors, for requests that carry it; without it the dashboard only reads. */
   token: string | undefined;
+  /** Unlocks row errors (which can hold a row's values) for requests that carry it, and nothing else. */
+  readToken: string | undefined;
   /** A connection string to read through instead of DATABASE_URL: the dashboard then only reads, token or not. */
   monitorDatabaseUrl: string | undefined;
 }
@@ -273,6 +281,7 @@ const SECRET_VARIABLES = new Set([
   "DATABASE_URL",
   "PG_DSN",
   "DASHBOARD_TOKEN",
+  "DASHBOARD_READ_TOKEN",
   "MONITOR_DATABASE_URL",
   "WORKER_DIRECT_DATABASE_URL",
   "REPLICA_DATABASE_URL",
@@ -328,7 +337,13 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     noColor: e.NO_COLOR !== undefined,
-    dashboard: { port: e.DASHBOARD_PORT, token: e.DASHBOARD_TOKEN, monitorDatabaseUrl: e.MONITOR_DATABASE_URL },
+    dashboard: {
+      port: e.DASHBOARD_PORT,
+      host: e.DASHBOARD_HOST,
+      token: e.DASHBOARD_TOKEN,
+      readToken: e.DASHBOARD_READ_TOKEN,
+      monitorDatabaseUrl: e.MONITOR_DATABASE_URL,
+    },
     rateLimitPerSecond: e.RATE_LIMIT_PER_S,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     throttle: {

@@ -9,6 +9,7 @@ import { runByName, waitFor } from "./support/runs";
 
 const ROWS = 3000;
 const TOKEN = "a-token-of-the-operators-0123456789";
+const READ_TOKEN = "a-token-for-reading-errors-0123456789";
 /**
  * The URL with a password in it, as a deployment's would carry one: the database's own (the
  * embedded server's), or one that trust authentication ignores. It must reach no response and
@@ -168,7 +169,7 @@ describe("the dashboard's JSON", () => {
   });
 
   it("is read-only without a token: no controls, the control endpoints 404", async () => {
-    expect((await get(readOnly, "/api/dashboard")).body).toEqual({ controls: false });
+    expect((await get(readOnly, "/api/dashboard")).body).toEqual({ controls: false, errorsNeedToken: false });
     const response = await fetch(`${readOnly.url}/api/runs/${runId}/pause`, {
       method: "POST",
       headers: { authorization: `Bearer ${TOKEN}` },
@@ -183,7 +184,7 @@ describe("the dashboard's JSON", () => {
   it("reads through MONITOR_DATABASE_URL, and then only reads, token or not", async () => {
     const monitor = await startDashboard({ MONITOR_DATABASE_URL: db.url, DASHBOARD_TOKEN: TOKEN, LOG_FORMAT: "json" });
     try {
-      expect((await get(monitor, "/api/dashboard")).body).toEqual({ controls: false });
+      expect((await get(monitor, "/api/dashboard")).body).toEqual({ controls: false, errorsNeedToken: false });
       expect((await get(monitor, "/api/runs")).body.runs).toEqual([expect.objectContaining({ id: runId })]);
       expect(monitor.process.output.stderr).toContain("DASHBOARD_TOKEN is not used");
       // the reason it gives is the real one: it was given the token, and reads through the monitor's login
@@ -203,6 +204,63 @@ describe("the dashboard's JSON", () => {
     }
   });
 
+  it("shows row errors to the holders of a token once given one; without, only where it listens on loopback", async () => {
+    const errorsOf = async (dashboard: Dashboard, token?: string) => {
+      const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+      const response = await fetch(`${dashboard.url}/api/runs/${runId}`, { headers });
+      const text = await response.text();
+      bodies.push(text);
+      const { run } = JSON.parse(text);
+      return { messages: run.errors.map((error: { message: string }) => error.message), hidden: run.errorsHidden };
+    };
+    const shown = { messages: ["injected failure (FAIL_RATE) on attempt 1"], hidden: undefined };
+    const tokenNeeded = {
+      messages: [],
+      hidden: "row errors can hold a row's values: they are shown to the holders of a token",
+    };
+    const [withReadToken, exposed] = await Promise.all([
+      startDashboard({ MONITOR_DATABASE_URL: db.url, DASHBOARD_READ_TOKEN: READ_TOKEN, DASHBOARD_HOST: "0.0.0.0" }),
+      startDashboard({ MONITOR_DATABASE_URL: db.url, DASHBOARD_HOST: "0.0.0.0" }),
+    ]);
+    try {
+      expect(await errorsOf(readOnly)).toEqual(shown);
+      expect(await errorsOf(withReadToken)).toEqual(tokenNeeded);
+      expect(await errorsOf(withReadToken, TOKEN)).toEqual(tokenNeeded);
+      expect(await errorsOf(withReadToken, READ_TOKEN)).toEqual(shown);
+      expect((await get(withReadToken, "/api/dashboard")).body).toEqual({ controls: false, errorsNeedToken: true });
+      // the control token shows them too; the read token steers nothing
+      expect(await errorsOf(controlled)).toEqual(tokenNeeded);
+      expect(await errorsOf(controlled, TOKEN)).toEqual(shown);
+      expect((await post(`/api/runs/${runId}/pause`, READ_TOKEN)).status).toBe(403);
+      expect(await errorsOf(exposed)).toEqual({
+        messages: [],
+        hidden:
+          "row errors can hold a row's values: a dashboard listening on 0.0.0.0 shows them only with DASHBOARD_READ_TOKEN",
+      });
+      expect(exposed.process.output.stderr).toContain("dashboard on http://0.0.0.0:");
+      expect((await runByName(db.pool, "reported")).status).toBe("running");
+    } finally {
+      await Promise.all([withReadToken.stop(), exposed.stop()]);
+    }
+  });
+
+  it("exports the runs by status and their backlog on /metrics, as the database holds them", async () => {
+    const { status, body, headers } = await get(readOnly, "/metrics");
+    expect(status).toBe(200);
+    expect(headers.get("content-type")).toContain("text/plain");
+    const { rows } = await db.pool.query("SELECT rows_left::int FROM batch_backlog_by_job WHERE job = 'users'");
+    const lines = (body as string).split("\n").filter((line) => line.startsWith("batch_"));
+    expect(lines.sort()).toEqual(
+      [
+        `batch_backlog_rows{job="users"} ${rows[0]?.rows_left ?? 0}`,
+        'batch_runs_ended_total{job="users",status="cancelled"} 0',
+        'batch_runs_ended_total{job="users",status="completed"} 0',
+        'batch_runs_ended_total{job="users",status="failed"} 0',
+        'batch_runs_open{job="users",status="running"} 1',
+      ].sort(),
+    );
+  });
+
   it("exits 2 when its port cannot be served", async () => {
     const port = new URL(readOnly.url).port;
     const taken = await run(process.execPath, [DASHBOARD_CLI], { DATABASE_URL: db.url, DASHBOARD_PORT: port });
@@ -211,7 +269,7 @@ describe("the dashboard's JSON", () => {
   });
 
   it("refuses pause, resume and cancel without the token, or with another", async () => {
-    expect((await get(controlled, "/api/dashboard")).body).toEqual({ controls: true });
+    expect((await get(controlled, "/api/dashboard")).body).toEqual({ controls: true, errorsNeedToken: true });
     for (const signal of ["pause", "resume", "cancel"]) {
       expect((await post(`/api/runs/${runId}/${signal}`)).status).toBe(403);
       expect((await post(`/api/runs/${runId}/${signal}`, "not-the-token-0123456789")).status).toBe(403);
@@ -284,9 +342,11 @@ describe("the dashboard's JSON", () => {
       expect(body).not.toContain(password);
       expect(body).not.toContain("postgres://");
       expect(body).not.toContain(TOKEN);
+      expect(body).not.toContain(READ_TOKEN);
     }
     for (const dashboard of [readOnly, controlled]) {
-      expect(dashboard.process.output.stderr).toContain("dashboard on http://localhost:");
+      // outside Kubernetes it listens on loopback unless DASHBOARD_HOST says otherwise
+      expect(dashboard.process.output.stderr).toContain("dashboard on http://127.0.0.1:");
       expect(dashboard.process.output.stderr).not.toContain(password);
       expect(dashboard.process.output.stderr).not.toContain(TOKEN);
     }
@@ -305,7 +365,16 @@ describe("the dashboard's configuration", () => {
   });
 
   it("defaults to port 8080 and reading only; never echoes a token or connection string it refuses", () => {
-    expect(parseConfig({}).dashboard).toEqual({ port: 8080, token: undefined, monitorDatabaseUrl: undefined });
+    expect(parseConfig({}).dashboard).toEqual({
+      port: 8080,
+      host: "127.0.0.1",
+      token: undefined,
+      readToken: undefined,
+      monitorDatabaseUrl: undefined,
+    });
+    expect(() => parseConfig({ DASHBOARD_READ_TOKEN: "short-secret" })).toThrow(
+      new ConfigError("DASHBOARD_READ_TOKEN must be at least 16 characters"),
+    );
     expect(() => parseConfig({ DASHBOARD_TOKEN: "short-secret" })).toThrow(
       new ConfigError("DASHBOARD_TOKEN must be at least 16 characters"),
     );

@@ -149,7 +149,14 @@ describe("least privilege", () => {
     try {
       const { rows } = await db.pool.query("SELECT id FROM batch_jobs WHERE batch_name = 'least'");
       const id = rows[0].id;
-      for (const page of ["/api/runs", `/api/runs/${id}`, `/api/runs/${id}/samples`, `/api/runs/${id}/events`]) {
+      // /metrics too: the runs by status and the backlog, for Prometheus
+      for (const page of [
+        "/api/runs",
+        `/api/runs/${id}`,
+        `/api/runs/${id}/samples`,
+        `/api/runs/${id}/events`,
+        "/metrics",
+      ]) {
         const response = await fetch(`${dashboard.url}${page}`);
         expect({ page, status: response.status }).toEqual({ page, status: 200 });
       }

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import os from "node:os";
 import { CommandError } from "../cli-output";
 import type { Logger } from "../logger";
+import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 
 /**
@@ -31,14 +31,6 @@ export interface Controls {
 /** A dashboard without controls, and why: its control endpoints answer 404 saying so. */
 export interface ReadOnly {
   readOnlyBecause: string;
-}
-
-const digest = (text: string) => createHash("sha256").update(text).digest();
-
-/** Compared in constant time: the time a refusal takes tells nothing about the token. */
-function carriesToken(request: http.IncomingMessage, token: string): boolean {
-  const [scheme, given] = (request.headers.authorization ?? "").split(" ");
-  return scheme === "Bearer" && given !== undefined && timingSafeEqual(digest(given), digest(token));
 }
 
 async function answer(

@@ -52,6 +52,7 @@ export const RUN_PAGE = page(
 </section>
 <section>
   <h2>Errors, by message</h2>
+  <div id="errors-access"></div>
   <table id="errors"></table>
 </section>
 <section>

@@ -4,6 +4,7 @@ import { readNewestEvents } from "../status/read-events";
 import { readProgressPoints } from "../status/read-samples";
 import { readRunReport, readRunsOverview } from "../status/read-status";
 import { readRunWorkers } from "../status/read-workers";
+import type { ErrorAccess } from "./access";
 import { json, type Route } from "./routes";
 
 /**
@@ -18,9 +19,13 @@ const EVENTS_SHOWN = 200;
 
 const isActive = (status: string) => !ENDED_RUN_STATUSES.has(status as RunStatus);
 
-export function readRoutes(db: WithClient, controls: boolean): Route[] {
+export function readRoutes(db: WithClient, controls: boolean, errors: ErrorAccess): Route[] {
   return [
-    { method: "GET", path: /^\/api\/dashboard$/, answer: () => json(200, { controls }) },
+    {
+      method: "GET",
+      path: /^\/api\/dashboard$/,
+      answer: () => json(200, { controls, errorsNeedToken: errors.tokenUnlocks }),
+    },
     {
       method: "GET",
       path: /^\/api\/runs$/,
@@ -34,12 +39,14 @@ export function readRoutes(db: WithClient, controls: boolean): Route[] {
     {
       method: "GET",
       path: new RegExp(`^/api/runs/${RUN_ID}$`),
-      answer: async ([id]) => {
+      answer: async ([id], request) => {
         const run = await db(async (client) => {
           const report = await readRunReport(client, Number(id));
           return report && { ...report, workers: await readRunWorkers(client, report.id) };
         });
-        return run ? json(200, { run }) : json(404, { error: `no batch run ${id}` });
+        if (!run) return json(404, { error: `no batch run ${id}` });
+        const allowed = errors.allows(request);
+        return json(200, { run: allowed === true ? run : { ...run, errors: [], errorsHidden: allowed.hiddenBecause } });
       },
     },
     {

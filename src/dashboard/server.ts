@@ -4,8 +4,10 @@ import type { AddressInfo } from "node:net";
 import { ConfigError } from "../config";
 import type { WithClient } from "../db/pool";
 import type { Logger } from "../logger";
+import type { ErrorAccess } from "./access";
 import { assetRoutes, loadAssets } from "./assets";
 import { type Controls, controlRoutes, type ReadOnly } from "./control-api";
+import { metricsRoutes } from "./metrics";
 import { RUN_PAGE, RUNS_PAGE } from "./pages";
 import { readRoutes } from "./read-api";
 import { findRoute, json, type Reply, type Route } from "./routes";
@@ -20,6 +22,8 @@ export interface DashboardOptions {
   logger: Logger;
   /** Pause, resume and cancel; or why the dashboard only reads, which its control endpoints' 404 says. */
   controls: Controls | ReadOnly;
+  /** Who may read row errors. */
+  errors: ErrorAccess;
 }
 
 /** Scripts, styles, data and frames from this origin only; no inline script or style at all. */
@@ -52,11 +56,12 @@ function send(request: http.IncomingMessage, response: http.ServerResponse, repl
 }
 
 export function createDashboardServer(options: DashboardOptions): http.Server {
-  const { db, logger, controls } = options;
+  const { db, logger, controls, errors } = options;
   const routes = [
     ...pageRoutes(),
     ...assetRoutes(loadAssets()),
-    ...readRoutes(db, "token" in controls),
+    ...readRoutes(db, "token" in controls, errors),
+    ...metricsRoutes(db),
     ...controlRoutes(controls, logger),
   ];
   return http.createServer(async (request, response) => {
@@ -74,19 +79,19 @@ export function createDashboardServer(options: DashboardOptions): http.Server {
 }
 
 /**
- * Serves the dashboard on `port` (0: any free one) and says on which; a port that cannot be
- * served is a configuration error. Closing the server ends its connections too.
+ * Serves the dashboard on `host` and `port` (0: any free one) and says on which; an address that
+ * cannot be served is a configuration error. Closing the server ends its connections too.
  */
 export async function serveDashboard(
   options: DashboardOptions,
-  port: number,
+  { host, port }: { host: string; port: number },
 ): Promise<{ port: number; close(): void }> {
   const server = createDashboardServer(options);
-  server.listen(port);
+  server.listen(port, host);
   try {
     await once(server, "listening");
   } catch (error) {
-    throw new ConfigError(`DASHBOARD_PORT ${port} cannot be served (${(error as Error).message})`);
+    throw new ConfigError(`DASHBOARD_PORT ${port} cannot be served on ${host} (${(error as Error).message})`);
   }
   return {
     port: (server.address() as AddressInfo).port,

@@ -18,6 +18,7 @@ const MODELS: Record<string, [module: string, type: string]> = {
   NetworkPolicy: ["kubernetes-models/networking.k8s.io/v1/NetworkPolicy", "INetworkPolicy"],
   Secret: ["kubernetes-models/v1/Secret", "ISecret"],
   ServiceAccount: ["kubernetes-models/v1/ServiceAccount", "IServiceAccount"],
+  Service: ["kubernetes-models/v1/Service", "IService"],
   Namespace: ["kubernetes-models/v1/Namespace", "INamespace"],
 };
 

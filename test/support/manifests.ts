@@ -1,9 +1,10 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import Ajv, { type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments, stringify } from "yaml";
 import { unknownFields } from "./known-fields";
 import { ROOT } from "./processes";
 
@@ -19,9 +20,13 @@ export const OVERLAYS = ["local", "production", "long-running"] as const;
 
 /** `kubectl kustomize` of an overlay, as objects. */
 export function render(overlay: string): K8sObject[] {
+  return renderDirectory(path.join(ROOT, "k8s/overlays", overlay));
+}
+
+export function renderDirectory(dir: string, ...options: string[]): K8sObject[] {
   let text: string;
   try {
-    text = execFileSync("kubectl", ["kustomize", path.join(ROOT, "k8s/overlays", overlay)], { encoding: "utf8" });
+    text = execFileSync("kubectl", ["kustomize", dir, ...options], { encoding: "utf8" });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") {
       throw new Error("kubectl is not installed: the manifests are rendered with kubectl kustomize, as in a cluster");
@@ -29,6 +34,30 @@ export function render(overlay: string): K8sObject[] {
     throw error;
   }
   return parseAllDocuments(text).map((doc) => doc.toJSON() as K8sObject);
+}
+
+/**
+ * An overlay with components added to its kustomization, as its README tells a user to: a copy
+ * of it in a directory of its own, its paths made relative to there (kustomize takes no absolute
+ * path), rendered with the overlay's own files let in from outside that directory.
+ */
+export function renderWithComponents(overlay: string, components: string[]): K8sObject[] {
+  const source = path.join(ROOT, "k8s/overlays", overlay);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pg-batch-${overlay}-`));
+  try {
+    const kustomization = parse(fs.readFileSync(path.join(source, "kustomization.yaml"), "utf8"));
+    const from = (entry: string) => path.relative(dir, path.resolve(source, entry));
+    kustomization.resources = kustomization.resources.map(from);
+    for (const patch of kustomization.patches ?? []) if (patch.path) patch.path = from(patch.path);
+    kustomization.components = [
+      ...(kustomization.components ?? []).map(from),
+      ...components.map((component) => path.relative(dir, path.join(ROOT, "k8s/components", component))),
+    ];
+    fs.writeFileSync(path.join(dir, "kustomization.yaml"), stringify(kustomization));
+    return renderDirectory(dir, "--load-restrictor=LoadRestrictionsNone");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function readObjects(file: string): K8sObject[] {
@@ -120,6 +149,7 @@ function modelValidate(object: K8sObject): string[] {
     NetworkPolicy: () => require("kubernetes-models/networking.k8s.io/v1/NetworkPolicy").NetworkPolicy,
     Secret: () => require("kubernetes-models/v1/Secret").Secret,
     ServiceAccount: () => require("kubernetes-models/v1/ServiceAccount").ServiceAccount,
+    Service: () => require("kubernetes-models/v1/Service").Service,
     Namespace: () => require("kubernetes-models/v1/Namespace").Namespace,
   };
   const model = models[object.kind];
@@ -162,5 +192,6 @@ export const EXPECTED_API_VERSIONS: Record<string, string> = {
   NetworkPolicy: "networking.k8s.io/v1",
   Secret: "v1",
   ServiceAccount: "v1",
+  Service: "v1",
   Namespace: "v1",
 };

@@ -64,6 +64,15 @@ export function fillTable(
   table.replaceChildren(head, body);
 }
 
+/** Where this tab keeps the token the operator typed (controls or row errors): sessionStorage. */
+export const TOKEN_KEY = "pg-batch-dashboard-token";
+
+/** `Authorization: Bearer` with the token typed in this tab, if any. */
+export function tokenHeaders(): Record<string, string> {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 /** The server's JSON, or an Error carrying its message. */
 export async function requestJson<T>(path: string, init?: RequestInit): Promise<T> {
   const response = await fetch(path, { ...init, headers: { accept: "application/json", ...init?.headers } });

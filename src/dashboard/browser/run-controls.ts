@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { element, isEnded } from "./common";
+import { element, isEnded, TOKEN_KEY } from "./common";
 
 /**
  * Pause, resume and cancel, shown only where the dashboard has them (started with a write-enabled
@@ -8,8 +8,6 @@ import { element, isEnded } from "./common";
  */
 
 type Signal = "pause" | "resume" | "cancel";
-
-const TOKEN_KEY = "pg-batch-dashboard-token";
 
 /** When each signal applies (workflows/batch-control.ts refuses the others, or changes nothing). */
 const APPLIES: Record<Signal, (status: string) => boolean> = {

@@ -13,13 +13,16 @@ import {
   poll,
   requestJson,
   statusBadge,
+  TOKEN_KEY,
+  tokenHeaders,
 } from "./common";
 import { ProgressChart, type ProgressPoint } from "./progress-chart";
 import { RunControls } from "./run-controls";
 
 /** One run, live: its figures, progress chart, chunks, workers, errors and history, polled every second. */
 
-type Run = Json<Omit<RunReport, "workers"> & { workers: RunWorker[] }>;
+/** errorsHidden: why its errors were left out (they need a token this request did not carry). */
+type Run = Json<Omit<RunReport, "workers"> & { workers: RunWorker[]; errorsHidden?: string }>;
 
 const POLL_MS = 1000;
 
@@ -110,8 +113,18 @@ function showRun(run: Run): void {
     ["failed attempts", "message", "last seen"],
     run.errors.map((error) => [formatCount(error.occurrences), longText(error.message), formatTime(error.lastSeen)]),
     [0],
-    "no failed attempt",
+    run.errorsHidden ?? "no failed attempt",
   );
+}
+
+/** A field for the token that shows row errors, where no control panel has one already. */
+function errorsTokenField(): HTMLElement {
+  const input = element("input", { id: "read-token" });
+  input.type = "password";
+  input.autocomplete = "off";
+  input.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
+  input.addEventListener("change", () => sessionStorage.setItem(TOKEN_KEY, input.value.trim()));
+  return element("label", {}, "Token for row errors ", input);
 }
 
 /** "done 120/1,000, failed 3, retrying 5" and the event's own counts, as `batch history` says it. */
@@ -140,13 +153,15 @@ function showEvents(events: Json<RunEvent>[], total: number): void {
 
 async function start(): Promise<void> {
   const chart = new ProgressChart(byId("chart"));
-  const { controls: hasControls } = await requestJson<{ controls: boolean }>("/api/dashboard");
+  const dashboard = await requestJson<{ controls: boolean; errorsNeedToken: boolean }>("/api/dashboard");
+  const hasControls = dashboard.controls;
+  if (dashboard.errorsNeedToken && !hasControls) byId("errors-access").replaceChildren(errorsTokenField());
   const controls = hasControls
     ? new RunControls(byId("controls"), runId, () => void refresh().catch(() => undefined))
     : undefined;
   async function refresh(): Promise<void> {
     const [{ run }, { samples }, { events, total }] = await Promise.all([
-      requestJson<{ run: Run }>(`/api/runs/${runId}`),
+      requestJson<{ run: Run }>(`/api/runs/${runId}`, { headers: tokenHeaders() }),
       requestJson<{ samples: ProgressPoint[] }>(`/api/runs/${runId}/samples`),
       requestJson<{ events: Json<RunEvent>[]; total: number }>(`/api/runs/${runId}/events`),
     ]);
