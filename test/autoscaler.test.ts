@@ -52,14 +52,23 @@ describe("KEDA's ScaledJob: the Jobs created at one poll", () => {
     expect(created(spec({ name: "default" }, { target: 0.25 }), 2)).toBe(2);
   });
 
-  it("activation: nothing, not even minReplicaCount, unless the value is above activationTargetQueryValue", () => {
-    const activated = spec({ name: "default" }, { activation: 100, minReplicas: 2 });
+  it("activation: nothing unless the value is above activationTargetQueryValue", () => {
+    const activated = spec({ name: "default" }, { activation: 100 });
     expect(created(activated, 100)).toBe(0);
-    expect(created(activated, 101)).toBe(2);
-    expect(created(activated, 101, 1)).toBe(1);
-    // above the minimum, the range is maxReplicaCount - minReplicaCount
-    expect(created(activated, 1000, 2)).toBe(3);
-    expect(created(activated, 1000, 4)).toBe(1);
+    expect(created(activated, 101)).toBe(5);
+    expect(created(activated, 101, 4)).toBe(1);
+  });
+
+  it("minReplicaCount: always active, the minimum first, then maxScale capped at maxReplicaCount, not less the minimum", () => {
+    const kept = spec({ name: "default" }, { activation: 100, minReplicas: 2 });
+    // the minimum, whatever the value reads
+    expect(created(kept, 0)).toBe(2);
+    expect(created(kept, 100, 1)).toBe(1);
+    expect(created(kept, 100, 2)).toBe(0);
+    // above it, the strategy sees the running Jobs less the minimum, against all of maxReplicaCount
+    expect(created(kept, 1000, 2)).toBe(5);
+    expect(created(kept, 1000, 4)).toBe(3);
+    expect(created(kept, 1000, 7)).toBe(0);
   });
 
   it("accurate: the pending Jobs are deducted, and the running ones only at maxReplicaCount", () => {
@@ -69,6 +78,16 @@ describe("KEDA's ScaledJob: the Jobs created at one poll", () => {
     expect(created(accurate, 90, 5, 1)).toBe(5);
     expect(created(accurate, 200, 10, 0)).toBe(0);
     expect(created(accurate, 0, 3, 3)).toBe(0);
+  });
+
+  it("eager: up to maxReplicaCount less the Jobs running and pending, at most maxScale", () => {
+    const eager = spec({ name: "eager" }, { maxReplicas: 10 });
+    expect(created(eager, 40, 2, 0)).toBe(4);
+    expect(created(eager, 200, 3, 1)).toBe(6);
+    expect(created(eager, 200, 10, 0)).toBe(0);
+    // scaleTo is maxReplicaCount, not ceil(queue): a fraction of a Job's share still gets it
+    expect(created(spec({ name: "eager" }, { target: 0.25 }), 2)).toBe(5);
+    expect(created(eager, 0, 3, 3)).toBe(0);
   });
 
   it("custom: minus customScalingQueueLengthDeduction and a share of the running Jobs (truncated)", () => {

@@ -7,6 +7,7 @@
 export type JobScalingStrategy =
   | { name: "default" }
   | { name: "accurate" }
+  | { name: "eager" }
   | { name: "custom"; queueLengthDeduction: number; runningJobPercentage: number };
 
 export interface JobScalingSpec {
@@ -28,14 +29,21 @@ export interface JobsSeen {
   pending: number;
 }
 
+/**
+ * KEDA's decision step by step: the trigger's value counts only while it is above its
+ * activation; a minReplicaCount above 0 keeps the ScaledJob active whatever it reads; maxScale is
+ * ceil(min(value / target, maxReplicaCount)), never less the minimum; the strategies see the
+ * running Jobs less the minimum; and KEDA creates min(scaleTo, effective) Jobs, scaleTo being
+ * ceil(value) (maxReplicaCount for eager).
+ */
 export function jobsToCreate(spec: JobScalingSpec, seen: JobsSeen): number {
-  const { queue, pending } = seen;
-  // an inactive trigger creates nothing, not even the minimum
-  if (!(queue > spec.activation)) return 0;
+  const { pending } = seen;
+  const queue = seen.queue > spec.activation ? seen.queue : 0;
+  if (queue === 0 && spec.minReplicas === 0) return 0;
   if (seen.running < spec.minReplicas) return spec.minReplicas - seen.running;
-  const maxReplicas = spec.maxReplicas - spec.minReplicas;
+  const maxScale = Math.ceil(Math.min(queue / spec.target, spec.maxReplicas));
   const running = seen.running - spec.minReplicas;
-  const maxScale = Math.ceil(Math.min(queue / spec.target, maxReplicas));
+  let scaleTo = Math.ceil(queue);
   let effective: number;
   switch (spec.strategy.name) {
     case "default":
@@ -47,12 +55,16 @@ export function jobsToCreate(spec: JobScalingSpec, seen: JobsSeen): number {
           spec.strategy.queueLengthDeduction -
           // Go's int64(float64(running) * percentage) truncates
           Math.trunc(running * spec.strategy.runningJobPercentage),
-        maxReplicas,
+        spec.maxReplicas,
       );
       break;
     case "accurate":
-      effective = maxScale + running - pending > maxReplicas ? maxReplicas - running : maxScale - pending;
+      effective = maxScale + running - pending > spec.maxReplicas ? spec.maxReplicas - running : maxScale - pending;
+      break;
+    case "eager":
+      effective = Math.min(spec.maxReplicas - running - pending, maxScale);
+      scaleTo = spec.maxReplicas;
       break;
   }
-  return Math.max(0, Math.min(effective, Math.ceil(queue)));
+  return effective > 0 ? Math.min(scaleTo, effective) : 0;
 }

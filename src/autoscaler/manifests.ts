@@ -169,7 +169,7 @@ const scaledJob = z.object({
     failedJobsHistoryLimit: z.number().default(100),
     scalingStrategy: z
       .strictObject({
-        strategy: z.enum(["default", "accurate", "custom"]).default("default"),
+        strategy: z.enum(["default", "accurate", "eager", "custom"]).default("default"),
         customScalingQueueLengthDeduction: z.number().default(0),
         customScalingRunningJobPercentage: numeric.default(0),
       })
