@@ -248,10 +248,13 @@ describe("the dashboard's JSON", () => {
     const { status, body, headers } = await get(readOnly, "/metrics");
     expect(status).toBe(200);
     expect(headers.get("content-type")).toContain("text/plain");
-    const { rows } = await db.pool.query("SELECT rows_left::int FROM batch_backlog_by_job WHERE job = 'users'");
+    const { rows } = await db.pool.query(
+      "SELECT rows_left::int, chunks_left::int FROM batch_backlog_by_job WHERE job = 'users'",
+    );
     const lines = (body as string).split("\n").filter((line) => line.startsWith("batch_"));
     expect(lines.sort()).toEqual(
       [
+        `batch_backlog_chunks{job="users"} ${rows[0]?.chunks_left ?? 0}`,
         `batch_backlog_rows{job="users"} ${rows[0]?.rows_left ?? 0}`,
         'batch_runs_ended_total{job="users",status="cancelled"} 0',
         'batch_runs_ended_total{job="users",status="completed"} 0',

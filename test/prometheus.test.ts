@@ -144,7 +144,7 @@ describe("the metrics the alerts and the Grafana dashboard query", () => {
 
   it("are found in the expressions", () => {
     const names = new Set([...rules.map((rule) => rule.expr), ...queries].flatMap(metricNames));
-    expect([...names]).toEqual(expect.arrayContaining(["batch_backlog_rows", "batch_claim_seconds_bucket"]));
+    expect([...names]).toEqual(expect.arrayContaining(["batch_backlog_chunks", "batch_claim_seconds_bucket"]));
     expect([...names]).not.toContain("batch_job");
   });
 

@@ -27,9 +27,15 @@ function exposition(totals: RunTotals): Registry {
     labelNames: ["job", "status"],
     registers: [registry],
   });
-  const backlog = new Gauge({
+  const chunks = new Gauge({
+    name: "batch_backlog_chunks",
+    help: "Chunks and steps a worker started now could take up, by job: what KEDA's trigger reads (batch_backlog_by_job)",
+    labelNames: ["job"],
+    registers: [registry],
+  });
+  const rows = new Gauge({
     name: "batch_backlog_rows",
-    help: "Rows a worker started now could take up, by job: what KEDA's trigger reads (batch_backlog_by_job)",
+    help: "Rows left in those chunks (at least 1 each), by job",
     labelNames: ["job"],
     registers: [registry],
   });
@@ -41,7 +47,10 @@ function exposition(totals: RunTotals): Registry {
     if (ENDED_RUN_STATUSES.has(status as RunStatus)) ended.inc({ job, status }, runs);
     else open.set({ job, status }, runs);
   }
-  for (const { job, rowsLeft } of totals.backlog) backlog.set({ job }, rowsLeft);
+  for (const { job, rowsLeft, chunksLeft } of totals.backlog) {
+    chunks.set({ job }, chunksLeft);
+    rows.set({ job }, rowsLeft);
+  }
   return registry;
 }
 
