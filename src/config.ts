@@ -1,6 +1,8 @@
+import fs from "node:fs";
 import os from "node:os";
 import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
+import { SSL_MODES, tlsSettingsProblem, withTlsSettings } from "./db/tls";
 import { EXIT_USAGE } from "./exit-status";
 import type { ThrottleLimits } from "./health/throttle";
 import { MAX_SLICE_PAUSE_RATIO } from "./jobs/define";
@@ -78,6 +80,21 @@ function unreadableBecause(url: string): string | undefined {
   }
 }
 
+/** Why this process cannot read `file`; undefined when it can. */
+function unreadableFile(file: string): string | undefined {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return undefined;
+  } catch (error) {
+    return String((error as NodeJS.ErrnoException).code ?? error);
+  }
+}
+
+/** Why a connection string (its TLS settings written in: withTlsSettings) cannot connect; undefined when it can. */
+function connectionProblem(url: string): string | undefined {
+  return tlsSettingsProblem(url, unreadableFile) ?? unreadableBecause(url);
+}
+
 // it travels as `Authorization: Bearer TOKEN`, which the dashboard splits on the space
 const accessToken = z
   .string()
@@ -88,7 +105,7 @@ const postgresUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string")
   .superRefine((url, context) => {
-    const why = unreadableBecause(url);
+    const why = connectionProblem(url);
     if (why)
       context.addIssue({ code: "custom", message: `is not a connection string node-postgres can read (${why})` });
   });
@@ -148,6 +165,9 @@ const envSchema = z.object({
   THROTTLE_MAX_ACTIVE_SESSIONS: wholeNumber(0, 100_000).optional(),
   HEALTH_CHECK_INTERVAL_S: duration(60_000).pipe(z.number().min(100, "must be at least 100ms")).default(1000),
   REPLICA_DATABASE_URL: postgresUrl.optional(),
+  // TLS for every connection string that does not say (src/db/tls.ts: libpq's meaning, as KEDA's)
+  PGSSLMODE: z.enum(SSL_MODES, { error: `must be one of ${SSL_MODES.join(", ")}` }).optional(),
+  PGSSLROOTCERT: z.string().optional(),
 });
 
 export interface Config {
@@ -306,10 +326,19 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`${name} ${issue?.message ?? "is invalid"}${shown}`);
   }
   const e = parsed.data;
+  const tls = { PGSSLMODE: e.PGSSLMODE, PGSSLROOTCERT: e.PGSSLROOTCERT };
+  /** A connection string as every connection opens it: with the TLS settings it uses (src/db/tls.ts). */
+  const connectsWith = (name: string, url: string | undefined): string | undefined => {
+    if (url === undefined) return undefined;
+    const resolved = withTlsSettings(url, tls);
+    const problem = connectionProblem(resolved);
+    if (problem) throw new ConfigError(`${name}: ${problem} (its TLS settings, else PGSSLMODE and PGSSLROOTCERT)`);
+    return resolved;
+  };
   return {
-    databaseUrl: e.DATABASE_URL,
+    databaseUrl: connectsWith(urlVariable, e.DATABASE_URL),
     pooling: e.DATABASE_POOLING,
-    workerDirectDatabaseUrl: e.WORKER_DIRECT_DATABASE_URL,
+    workerDirectDatabaseUrl: connectsWith("WORKER_DIRECT_DATABASE_URL", e.WORKER_DIRECT_DATABASE_URL),
     chunkSize: e.CHUNK_SIZE,
     workers: e.WORKERS,
     pools: poolSizes(e.WORKERS),
@@ -342,7 +371,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
       host: e.DASHBOARD_HOST,
       token: e.DASHBOARD_TOKEN,
       readToken: e.DASHBOARD_READ_TOKEN,
-      monitorDatabaseUrl: e.MONITOR_DATABASE_URL,
+      monitorDatabaseUrl: connectsWith("MONITOR_DATABASE_URL", e.MONITOR_DATABASE_URL),
     },
     rateLimitPerSecond: e.RATE_LIMIT_PER_S,
     rateLimitBurst: e.RATE_LIMIT_BURST,
@@ -356,7 +385,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
         maxActiveSessions: e.THROTTLE_MAX_ACTIVE_SESSIONS,
       },
       healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_S,
-      replicaDatabaseUrl: e.REPLICA_DATABASE_URL,
+      replicaDatabaseUrl: connectsWith("REPLICA_DATABASE_URL", e.REPLICA_DATABASE_URL),
     },
   };
 }

@@ -94,7 +94,9 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const [secret] = example;
     expect(secret && validate(secret)).toEqual([]);
     for (const value of Object.values((secret as any).stringData as Record<string, string>)) {
-      expect(value).toMatch(/^postgres:\/\/[A-Z_]+:[A-Z_]+@DATABASE_HOST:5432\/DATABASE\?sslmode=require$/);
+      expect(value).toMatch(
+        /^postgres:\/\/[A-Z_]+:[A-Z_]+@DATABASE_HOST:5432\/DATABASE\?sslmode=verify-full&sslrootcert=\/etc\/pg-batch\/ca\/ca\.crt$/,
+      );
     }
   });
 
@@ -234,8 +236,16 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(image(rendered.production)).toMatch(/^registry\.example\.com\/pg-batch(:[\w.-]+|@sha256:[0-9a-f]{64})$/);
     expect(find(rendered.local, "Secret", "pg-secret")).toBeDefined();
     expect(find(rendered.production, "Secret")).toBeUndefined();
-    for (const spec of podSpecs(rendered.production)) {
-      expect(spec.containers[0]?.env).toContainEqual({ name: "PGSSLMODE", value: "require" });
+    // every pod of production and long-running verifies the database against the CA it mounts
+    for (const spec of [...podSpecs(rendered.production), ...podSpecs(rendered["long-running"])]) {
+      const container = spec.containers[0] as any;
+      expect(container.env).toContainEqual({ name: "PGSSLMODE", value: "verify-full" });
+      const rootCert = container.env.find((v: any) => v.name === "PGSSLROOTCERT")?.value as string;
+      const mount = container.volumeMounts.find((m: any) => rootCert.startsWith(`${m.mountPath}/`));
+      expect(mount?.readOnly).toBe(true);
+      const volume = (spec as any).volumes.find((v: any) => v.name === mount.name);
+      expect(volume.configMap).toEqual({ name: "pg-batch-ca" });
+      expect(rootCert.slice(mount.mountPath.length + 1)).toBe("ca.crt");
     }
   });
 
@@ -255,7 +265,18 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       for (const [, overlay] of command.matchAll(/-k k8s\/overlays\/([\w-]+)/g)) {
         expect(OVERLAYS).toContain(overlay);
       }
-      for (const [, namespace] of command.matchAll(/-n (\S+)/g)) expect(namespace).toBe("pg-batch");
+      for (const [, namespace] of command.matchAll(/-n (\S+)/g)) {
+        // the database's CA goes to KEDA's namespace too, for its operator (README, "TLS to the database")
+        expect(
+          namespace === "pg-batch" || (namespace === "keda" && /create configmap pg-batch-ca /.test(command)),
+        ).toBe(true);
+      }
+      for (const [, name] of command.matchAll(/create configmap (\S+)/g)) {
+        const mounted = everything.flatMap((o: any) =>
+          podSpecs([o]).flatMap((spec: any) => (spec.volumes ?? []).map((v: any) => v.configMap?.name)),
+        );
+        expect(mounted).toContain(name);
+      }
       for (const [, name] of command.matchAll(/scaledjob (\S+)/g)) {
         expect(everything.some((o) => o.kind === "ScaledJob" && o.metadata.name === name)).toBe(true);
       }

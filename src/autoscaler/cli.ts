@@ -59,6 +59,12 @@ function podSettings(workload: Workload, overrides: Record<string, string>): Rec
   return { ...Object.fromEntries(values), ...overrides };
 }
 
+/** The TLS mode the pods connect with (PGSSLMODE of their template or --env); undefined for none. */
+function podsTlsMode(workload: Workload, overrides: Record<string, string>): string | undefined {
+  const mode = podSettings(workload, overrides).PGSSLMODE;
+  return mode && mode !== "disable" ? mode : undefined;
+}
+
 async function main(): Promise<void> {
   const logger = getLogger();
   const args = await yargs(hideBin(process.argv))
@@ -103,7 +109,8 @@ async function main(): Promise<void> {
     .option("embedded", {
       type: "boolean",
       default: false,
-      describe: "start an embedded PostgreSQL for every Secret key, seeded with --rows and a batch run",
+      describe:
+        "start an embedded PostgreSQL for every Secret key, seeded with --rows and a batch run; with TLS (a CA made at its start) where the pods set PGSSLMODE",
     })
     .option("rows", { type: "number", default: 100_000, describe: "with --embedded: users to seed" })
     .option("batch-name", {
@@ -165,7 +172,18 @@ async function main(): Promise<void> {
   let database: EmbeddedDatabase | undefined;
   try {
     if (args.embedded) {
-      database = await startEmbeddedPostgres(logger);
+      const tlsMode = podsTlsMode(workload, overrides);
+      database = await startEmbeddedPostgres(logger, { tls: tlsMode !== undefined });
+      if (database.caFile) {
+        // the file the pods' PGSSLROOTCERT names is a mount of a CA in the cluster: here, the server's CA
+        overrides = { PGSSLROOTCERT: database.caFile, ...overrides };
+        logger.info(
+          { caFile: database.caFile },
+          `the pods ask for TLS (PGSSLMODE=${tlsMode}): the embedded PostgreSQL accepts TLS connections only, ` +
+            `with a certificate of a CA made at its start; every Secret key's URL says sslmode=verify-full and ` +
+            `sslrootcert=${database.caFile}, which is the pods' PGSSLROOTCERT too`,
+        );
+      }
       const env = podSettings(workload, overrides);
       await seedDatabase({ url: database.url, rows: args.rows, batchName: args["batch-name"], env, logger });
     }

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { CommandError } from "../cli-output";
 import type { Logger } from "../logger";
 import { PROJECT_ROOT } from "../paths";
 
@@ -36,6 +37,12 @@ export async function seedDatabase(options: {
     );
     const { enqueued } = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
     options.logger.info(enqueued, `embedded database seeded: batch run "${options.batchName}", ${options.rows} rows`);
+  } catch (error) {
+    // the seed command's own line says what failed (a connection, the pods' settings)
+    const stderr = String((error as { stderr?: unknown }).stderr ?? "").trim();
+    throw new CommandError(
+      `seeding the embedded database failed: ${stderr.split("\n").at(-1) || (error as Error).message}`,
+    );
   } finally {
     await fs.rm(dataDir, { recursive: true, force: true });
   }

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { withTlsSettings } from "../db/tls";
 import type { Logger } from "../logger";
 import { redactSecrets } from "../redact";
 
@@ -18,7 +19,8 @@ export class TriggerQuery {
     logger: Logger,
   ) {
     this.pool = new pg.Pool({
-      connectionString: url,
+      // KEDA reads only the URL, as libpq does: not the pods' PGSSLMODE or PGSSLROOTCERT
+      connectionString: withTlsSettings(url, {}),
       max: 1,
       application_name: "local-keda",
       connectionTimeoutMillis: timeoutMs,

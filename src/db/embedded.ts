@@ -7,6 +7,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../free-port";
 import type { Logger } from "../logger";
+import { type CertificateFiles, makeCertificateAuthority, makeServerCertificate } from "./certificates";
 import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
 
 /**
@@ -21,6 +22,8 @@ import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
  */
 export interface EmbeddedDatabase {
   url: string;
+  /** With `tls`: the CA certificate that signed the server's, which `url` names as its sslrootcert. */
+  caFile?: string;
   /**
    * Stops the server: `fast` (SIGINT) ends every session with 57P01, as a restart does;
    * `immediate` (SIGQUIT) is a crash, and the next start recovers from the WAL.
@@ -103,6 +106,11 @@ export interface ServerOptions {
   binaries?: PostgresBinaries;
   /** Settings given on the server's command line, as `-c name=value`. */
   settings?: Record<string, string>;
+  /**
+   * TLS with a certificate of a CA made at start (openssl), as a managed database with a private
+   * CA has, and required of every connection: the URL connects with sslmode=verify-full and that CA.
+   */
+  tls?: boolean;
 }
 
 /** One `postgres` process on a data directory, started, stopped and started again. */
@@ -170,6 +178,28 @@ export function serverProcess(options: {
   return { start, shutdown };
 }
 
+/**
+ * A CA and the server's certificate in `dir`/tls, the key the server's user's alone (PostgreSQL
+ * refuses a key others may read), and the settings that turn TLS on with them.
+ */
+async function serverTls(dir: string, user: ServerUser): Promise<{ caFile: string; settings: Record<string, string> }> {
+  const tlsDir = path.join(dir, "tls");
+  await fs.mkdir(tlsDir, { mode: 0o755 });
+  let ca: CertificateFiles;
+  let server: CertificateFiles;
+  try {
+    ca = await makeCertificateAuthority(tlsDir, "pg-batch-embedded-ca");
+    server = await makeServerCertificate(tlsDir, ca);
+  } catch (error) {
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL's TLS certificate was not made (${(error as Error).message})`,
+    );
+  }
+  await fs.chmod(server.keyFile, 0o600);
+  if (user) await fs.chown(server.keyFile, user.uid, user.gid);
+  return { caFile: ca.certFile, settings: { ssl: "on", ssl_cert_file: server.certFile, ssl_key_file: server.keyFile } };
+}
+
 /** How to spawn a program as the server's user, in the C locale. */
 export function spawnOptions(user: ServerUser) {
   return { ...user, env: { ...process.env, LC_ALL: "C" } };
@@ -231,10 +261,16 @@ export async function startEmbeddedPostgres(logger: Logger, options: ServerOptio
     );
   }
 
-  const server = serverProcess({ postgres: binaries.postgres, dataDir, port, user, settings: options.settings, log });
+  const tls = options.tls ? await serverTls(dir, user) : undefined;
+  // as a managed database that requires TLS: a connection without it is refused
+  if (tls) await fs.writeFile(path.join(dataDir, "pg_hba.conf"), "hostssl all all 127.0.0.1/32 scram-sha-256\n");
+  const settings = { ...tls?.settings, ...options.settings };
+  const server = serverProcess({ postgres: binaries.postgres, dataDir, port, user, settings, log });
   await server.start();
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
   return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    url: tls ? `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(tls.caFile)}` : url,
+    caFile: tls?.caFile,
     shutdown: server.shutdown,
     start: server.start,
     async restart() {

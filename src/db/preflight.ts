@@ -5,6 +5,7 @@ import { assertJobsFitDatabase } from "../jobs/catalog-check";
 import { describeDatabase, redactSecrets } from "../redact";
 import { inTransaction } from "./pool";
 import { assertSchemaVersion } from "./schema-version";
+import { describeTlsFailure } from "./tls";
 
 /** Long enough for a slow network, short enough that a wrong host does not hang a pod's start. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -35,10 +36,16 @@ async function missingTables(client: pg.Client): Promise<string[]> {
   return rows.map((row) => row.name);
 }
 
-/** An error's message; a refused connection to a host with several addresses has only a code. */
-function describeError(error: unknown): string {
+/**
+ * An error's message; a TLS failure's with the setting to change; a refused connection to a host
+ * with several addresses has only a code.
+ */
+function describeError(error: unknown, connectionString: string): string {
   if (!(error instanceof Error)) return String(error);
-  return redactSecrets(error.message || String((error as { code?: unknown }).code ?? error.name));
+  const message =
+    describeTlsFailure(error, connectionString) ??
+    (error.message || String((error as { code?: unknown }).code ?? error.name));
+  return redactSecrets(message);
 }
 
 /**
@@ -74,7 +81,7 @@ export async function checkDatabase(connectionString: string, needs: DatabaseNee
   try {
     await client.connect();
   } catch (error) {
-    throw new CommandError(`cannot connect to the database at ${where}: ${describeError(error)}`);
+    throw new CommandError(`cannot connect to the database at ${where}: ${describeError(error, connectionString)}`);
   }
   try {
     if (needs === "connection") {

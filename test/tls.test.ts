@@ -1,0 +1,134 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { makeCertificateAuthority } from "../src/db/certificates";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
+import { quietLogger } from "./support/database";
+import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "./support/processes";
+
+/**
+ * TLS to a database whose certificate a private CA signed, as a managed database's: a server of
+ * the test's own with ssl on, accepting TLS connections only, its certificate signed by a CA
+ * made at its start with openssl; another CA made here with openssl stands for the wrong one.
+ */
+
+const AUTOSCALER = path.join(ROOT, "dist/src/autoscaler/cli.js");
+
+let db: EmbeddedDatabase;
+let plainUrl: string;
+let caFile: string;
+let wrongCaFile: string;
+let dir: string;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "tls-test-"));
+  [db, { certFile: wrongCaFile }] = await Promise.all([
+    startEmbeddedPostgres(quietLogger, { tls: true }),
+    makeCertificateAuthority(dir, "another-ca"),
+  ]);
+  caFile = db.caFile as string;
+  plainUrl = db.url.split("?")[0] as string;
+});
+
+afterAll(async () => {
+  await db?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** The one line a failed command prints: no stack trace, no fatal log. */
+function expectOneLine(finished: Finished, pattern: RegExp): void {
+  expect(finished.code).not.toBe(0);
+  const lines = finished.stderr.trim().split("\n");
+  expect(lines.filter((line) => line.startsWith("error: ") || line.startsWith("configuration error: "))).toEqual([
+    expect.stringMatching(pattern),
+  ]);
+  expect(finished.stderr).not.toMatch(/^\s+at /m);
+  expect(finished.stderr).not.toMatch(/"level":60/);
+}
+
+describe("TLS to a database with a private CA", () => {
+  it("the seed commands and a worker connect with verify-full to its CA, and a run completes", async () => {
+    expect(db.url).toContain("sslmode=verify-full");
+    const data = fs.mkdtempSync(path.join(dir, "data-"));
+    // in the connection string
+    const seeded = await seed(["all", "--rows", "300", "--out", data], { DATABASE_URL: db.url, CHUNK_SIZE: "100" });
+    expect(seeded.code).toBe(0);
+    expect(lastJsonLine(seeded.stdout)).toMatchObject({ enqueued: { rows: 300, chunks: 3 } });
+    // in the environment, as the production overlay gives it
+    const worker = await run(WORKER_BIN, ["--once"], {
+      DATABASE_URL: plainUrl,
+      PGSSLMODE: "verify-full",
+      PGSSLROOTCERT: caFile,
+    });
+    expect(worker.code).toBe(0);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        "SELECT status, processed_records::int AS done FROM batch_jobs WHERE kind = 'process'",
+      );
+      expect(rows).toEqual([{ status: "completed", done: 300 }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("with another CA, a command and a worker exit with one line naming sslrootcert", async () => {
+    const wrongUrl = `${plainUrl}?sslmode=verify-full&sslrootcert=${wrongCaFile}`;
+    const seeded = await seed(["schema"], { DATABASE_URL: wrongUrl });
+    expectOneLine(seeded, /not signed by the CA of sslrootcert .*another-ca\.crt.*set sslrootcert .*PGSSLROOTCERT/);
+    const worker = await run(WORKER_BIN, ["--once"], {
+      DATABASE_URL: plainUrl,
+      PGSSLMODE: "verify-full",
+      PGSSLROOTCERT: wrongCaFile,
+    });
+    expectOneLine(worker, /not signed by the CA of sslrootcert .*another-ca\.crt/);
+  });
+
+  it("reads sslmode as libpq and KEDA do: require encrypts without a CA, and checks one where given", async () => {
+    expect((await seed(["schema"], { DATABASE_URL: plainUrl, PGSSLMODE: "require" })).code).toBe(0);
+    const wrong = await seed(["schema"], { DATABASE_URL: plainUrl, PGSSLMODE: "require", PGSSLROOTCERT: wrongCaFile });
+    expectOneLine(wrong, /not signed by the CA of sslrootcert/);
+    // no TLS at all: the server requires it
+    expectOneLine(await seed(["schema"], { DATABASE_URL: plainUrl }), /accepts only TLS connections.*sslmode/);
+  });
+
+  it("refuses a root certificate it cannot read before connecting, with status 2", async () => {
+    const missing = path.join(dir, "no-such-ca.crt");
+    const finished = await seed(["schema"], {
+      DATABASE_URL: plainUrl,
+      PGSSLMODE: "verify-full",
+      PGSSLROOTCERT: missing,
+    });
+    expect(finished.code).toBe(2);
+    expectOneLine(finished, /DATABASE_URL: sslrootcert .*no-such-ca\.crt cannot be read \(ENOENT\)/);
+  });
+});
+
+describe("the local autoscaler on the production overlay", () => {
+  it("runs it with --embedded over TLS: the pods and the trigger verify the server against its CA", async () => {
+    const rows = 2000;
+    const podLogs = fs.mkdtempSync(path.join(dir, "pods-"));
+    const finished = await run(
+      process.execPath,
+      [
+        AUTOSCALER,
+        "k8s/overlays/production",
+        "--embedded",
+        ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000"],
+        ...["--polling-interval", "1", "--until-idle", "2", "--duration", "90", "--pod-logs", podLogs],
+      ],
+      {},
+    );
+    expect(finished.stderr).not.toMatch(/"level":60/);
+    expect(finished.code).toBe(0);
+    expect(finished.stderr).toMatch(/the pods ask for TLS \(PGSSLMODE=verify-full\)/);
+    const summary = lastJsonLine(finished.stdout) as Record<string, any>;
+    expect(summary.runs).toEqual([
+      { name: "users-batch", status: "completed", total: rows, completed: rows, failed: 0 },
+    ]);
+    expect(summary).toMatchObject({ stoppedBecause: "idle", podsFailed: 0 });
+    expect(summary.timeline.every((poll: any) => poll.query !== null)).toBe(true);
+  });
+});
