@@ -2,9 +2,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { stringify } from "yaml";
 import { makeCertificateAuthority } from "../src/db/certificates";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { quietLogger } from "./support/database";
+import { renderDirectory } from "./support/manifests";
 import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "./support/processes";
 
 /**
@@ -130,5 +132,40 @@ describe("the local autoscaler on the production overlay", () => {
     ]);
     expect(summary).toMatchObject({ stoppedBecause: "idle", podsFailed: 0 });
     expect(summary.timeline.every((poll: any) => poll.query !== null)).toBe(true);
+  });
+});
+
+describe("the TLS component", () => {
+  it("gives every pod of production, the dashboard's too when listed before it, verify-full and the mounted CA", () => {
+    const dir = fs.mkdtempSync(path.join(ROOT, "k8s", ".tls-test-"));
+    try {
+      const components = ["dashboard", "database-tls"].map((name) => `../components/${name}`);
+      fs.writeFileSync(
+        path.join(dir, "kustomization.yaml"),
+        stringify({ resources: ["../base"], components, namespace: "pg-batch" }),
+      );
+      const pods = renderDirectory(dir).flatMap((o: any) => {
+        if (o.kind === "ScaledJob") return [o.spec.jobTargetRef.template.spec];
+        return o.kind === "Deployment" || o.kind === "Job" ? [o.spec.template.spec] : [];
+      });
+      expect(pods.map((pod: any) => pod.containers[0].name).sort()).toEqual(["dashboard", "migrate", "worker"]);
+      for (const pod of pods as any[]) {
+        const env = pod.containers[0].env;
+        expect(env).toEqual(
+          expect.arrayContaining([
+            { name: "PGSSLMODE", value: "verify-full" },
+            { name: "PGSSLROOTCERT", value: "/etc/pg-batch/ca/ca.crt" },
+          ]),
+        );
+        expect(pod.containers[0].volumeMounts).toContainEqual({
+          name: "database-ca",
+          mountPath: "/etc/pg-batch/ca",
+          readOnly: true,
+        });
+        expect(pod.volumes).toContainEqual({ name: "database-ca", configMap: { name: "pg-batch-ca" } });
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
