@@ -15,6 +15,7 @@ import { type IoCase, ioBound, recordsInFlight } from "./io-bound";
 import { peers } from "./peers";
 import { processingRounds } from "./processing";
 import { queueLatency } from "./queue-latency";
+import { type RateLimitSizes, rateLimitCost } from "./rate-limit";
 import { printReport, type Results } from "./report";
 import { type ScaleOutOptions, scaleOut } from "./scale-out";
 import { withScratchDatabase } from "./scratch-database";
@@ -40,7 +41,9 @@ import { withScratchDatabase } from "./scratch-database";
  *    processing's, interleaved), plan and two worker processes at `--scale-rows` (the original's
  *    own size: 50,000,000) (bench/at-scale.ts);
  *  - beside-app: an application of pgbench clients at a fixed rate, alone and beside a run, for
- *    each profile of settings; throttling on against off (bench/beside-app.ts).
+ *    each profile of settings; throttling on against off (bench/beside-app.ts);
+ *  - rate-limit: one worker process at 20 ms per record without a rate limit, under one far above
+ *    what it does and under one near it (bench/rate-limit.ts).
  */
 
 export const SECTIONS = [
@@ -54,6 +57,7 @@ export const SECTIONS = [
   "autoscaling",
   "at-scale",
   "beside-app",
+  "rate-limit",
 ] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -73,6 +77,7 @@ interface Sizes {
   backlogRows: number;
   scaleRows: number;
   besideApp: BesideAppSizes;
+  rateLimit: RateLimitSizes;
 }
 
 const FULL: Sizes = {
@@ -101,6 +106,8 @@ const FULL: Sizes = {
     throttleRows: 1_000_000,
     throttleRounds: 3,
   },
+  // 100,000 rows at about 6,000 rows/s: some 17 s a run
+  rateLimit: { rows: 100_000, delayMs: 20, rounds: 3, farAbove: 1_000_000, nearShare: 0.9 },
 };
 const QUICK: Sizes = {
   rows: 20_000,
@@ -118,6 +125,7 @@ const QUICK: Sizes = {
   backlogRows: 50_000,
   scaleRows: 20_000,
   besideApp: { noIoRows: 20_000, ioRows: 2_000, ioDelayMs: 20, appSeconds: 1, throttleRows: 5_000, throttleRounds: 1 },
+  rateLimit: { rows: 2_000, delayMs: 20, rounds: 1, farAbove: 1_000_000, nearShare: 0.9 },
 };
 
 function parseSections(only: string | undefined): Set<Section> {
@@ -269,6 +277,11 @@ async function measure(
   if (sections.has("beside-app")) {
     log("beside an application: pgbench at a fixed rate, alone and beside a run, per profile");
     results.besideApp = await timed("beside-app", () => besideApp(bench, sizes.besideApp));
+  }
+
+  if (sections.has("rate-limit")) {
+    log("rate limit: none, far above the worker's pace, near it");
+    results.rateLimit = await timed("rate-limit", () => rateLimitCost(bench, sizes.rateLimit));
   }
 
   printReport(results);

@@ -5,6 +5,7 @@ import type { BesideApp } from "./beside-app";
 import type { IoResult } from "./io-bound";
 import type { peers } from "./peers";
 import type { processingRounds } from "./processing";
+import type { RateLimitCost } from "./rate-limit";
 import type { ScaleOutOptions, ScaleOutRow } from "./scale-out";
 
 type Rounds = Awaited<ReturnType<typeof processingRounds>>;
@@ -26,6 +27,7 @@ export interface Results {
   autoscalingQuery?: Awaited<ReturnType<typeof queryCost>>;
   atScale?: AtScale;
   besideApp?: BesideApp;
+  rateLimit?: RateLimitCost;
 }
 
 const ratio = (ours: number, reference: number | undefined) =>
@@ -206,6 +208,25 @@ export function printReport(results: Results): void {
       `${t.ratio}x`,
       ">= 0.98x",
     ]);
+  }
+  const l = results.rateLimit;
+  if (l) {
+    rows.push(
+      [
+        `rate limit ${l.farAbove.perSecond}/s, ${l.delayMs} ms I/O, ${l.rows} rows (rows/s)`,
+        String(l.farAbove.rowsPerSecond),
+        `no limit ${l.unlimited}`,
+        `${l.farAbove.ratio}x`,
+        "",
+      ],
+      [
+        `rate limit ${l.near.perSecond}/s, near the worker's pace (rows/s)`,
+        String(l.near.rowsPerSecond),
+        `the limit ${l.near.perSecond}`,
+        `${l.near.ofLimit}x`,
+        "<= 1.0x",
+      ],
+    );
   }
   const times = Object.entries(results.sectionSeconds)
     .map(([section, seconds]) => `${section} ${seconds} s (load ${results.loadAverage[section]?.join(" ")})`)

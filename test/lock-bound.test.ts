@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import { freePort } from "../src/free-port";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { seed, startWorker, status } from "./support/processes";
 import { runByName, waitFor } from "./support/runs";
@@ -91,7 +92,13 @@ describe("bounded lock holding", () => {
       const pid = me[0]?.pid;
       const env = { CHUNK_SIZE: "100", WORKERS: "2" };
       await enqueue("held", env);
-      const worker = startWorker([], { DATABASE_URL: db.url, ...env });
+      const port = await freePort();
+      const worker = startWorker([], { DATABASE_URL: db.url, ...env, METRICS_PORT: String(port) });
+      const metric = async (name: string) => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        expect(text).toContain(`# TYPE ${name} `);
+        return Number(new RegExp(`^${name}\\{job="users"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+      };
       try {
         const shown = await waitFor(
           "status to show the held row",
@@ -109,6 +116,11 @@ describe("bounded lock holding", () => {
         const { stdout: json } = await status(["held", "--json"], { DATABASE_URL: db.url });
         const report = JSON.parse(json) as { rowsHeld: { rows: number; pid: number; since: string }[] };
         expect(report.rowsHeld).toEqual([expect.objectContaining({ rows: 1, pid })]);
+        // the metrics say so too, while the chunk waits on the row (up to ROW_TIMEOUT_S, then again after a retry)
+        await waitFor(
+          "the metrics to show the held row",
+          async () => (await metric("batch_rows_held_elsewhere")) === 1,
+        );
 
         // the run waits: over a few seconds its chunk neither completes nor claims again and again
         const attempts = async () => {
@@ -134,6 +146,9 @@ describe("bounded lock holding", () => {
         expect(await checkInvariants(db.pool, new Map())).toEqual([]);
         const { stdout: after } = await status(["held"], { DATABASE_URL: db.url });
         expect(after).not.toContain("held by another session");
+        expect(await metric("batch_rows_held_elsewhere")).toBe(0);
+        // no chunk gave up within the 5 s above, so none needed graphile-worker's retry to end
+        expect(await metric("batch_held_rows_give_ups_total")).toBe(0);
       } finally {
         worker.child.kill("SIGTERM");
         await worker.exited;

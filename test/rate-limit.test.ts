@@ -251,9 +251,18 @@ describe(`a job limited to ${PER_SECOND} records a second`, () => {
       const report = JSON.parse(shown.stdout);
       expect(report.rateLimit).toMatchObject({ perSecond: PER_SECOND, burst: BURST });
       expect(report.rateLimit.waitedSeconds).toBeGreaterThan(0);
+      // the run's own wait, in status and in its history's last entry
+      expect(report.rateLimitWaitedSeconds).toBeGreaterThan(0);
       expect((await status([`paced-${processes}`], { DATABASE_URL: db.url })).stdout).toContain(
-        `rate limit ${PER_SECOND} rows/s across every worker (burst ${BURST})`,
+        `rate limit ${PER_SECOND} rows/s across every worker (burst ${BURST}): ` +
+          `this run's chunks waited ${report.rateLimitWaitedSeconds.toFixed(1)} s for it`,
       );
+      const { rows: history } = await db.pool.query(
+        `SELECT counts FROM batch_events WHERE run_id = (SELECT id FROM batch_jobs WHERE batch_name = $1)
+          ORDER BY id DESC LIMIT 1`,
+        [`paced-${processes}`],
+      );
+      expect(history[0].counts.rateLimitWaitedSeconds).toBeCloseTo(report.rateLimitWaitedSeconds, 1);
     },
   );
 });

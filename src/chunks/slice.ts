@@ -40,6 +40,11 @@ export interface SliceRequest extends SliceBounds {
   /** When the chunk was planned: rows processed since then belong to this round already. */
   plannedAt: Date;
   statementTimeoutMs: number;
+  /**
+   * Seconds the chunk waited for its rate limit's tokens and no slice has counted yet: the run's
+   * total gains them when this slice counts its outcomes (SliceResult.waitCounted).
+   */
+  tokenWaitSeconds?: number;
   /** Longest the transaction may sit idle while the business logic runs. */
   idleTimeoutMs: number;
   /**
@@ -75,6 +80,8 @@ export interface SliceResult {
   /** Time spent claiming, and writing outcomes and counters (the commit aside). */
   claimMs: number;
   writeMs: number;
+  /** Of the request's tokenWaitSeconds, what the run's total gained: all of it, or none. */
+  waitCounted: number;
 }
 
 /*
@@ -106,6 +113,7 @@ const COUNT_OUTCOMES = `
        SET processed_records = processed_records + $2,
            failed_records = failed_records + $3,
            retryable_records = retryable_records + $4,
+           rate_limit_waited_seconds = rate_limit_waited_seconds + $8,
            updated_at = now()
      WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
     RETURNING id, status, processed_records + failed_records AS done
@@ -379,11 +387,14 @@ class SliceTransaction implements RecordFeed {
     if (this.written !== done) {
       throw new Error(`slice of run ${this.request.runId} wrote ${this.written} of ${done} outcomes`);
     }
-    return this.count();
+    return this.count(this.request.tokenWaitSeconds ?? 0);
   }
 
-  /** Counts the errors and the outcomes written into the run's and the chunk's counters. */
-  async count(): Promise<{ status: string; chunkLastId: bigint } | undefined> {
+  /**
+   * Counts the errors and the outcomes written into the run's and the chunk's counters, and the
+   * seconds the chunk waited for tokens (`tokenWaitSeconds`) into the run's.
+   */
+  async count(tokenWaitSeconds = 0): Promise<{ status: string; chunkLastId: bigint } | undefined> {
     const started = performance.now();
     const { request, tally } = this;
     if (this.messages.length > 0) {
@@ -400,6 +411,7 @@ class SliceTransaction implements RecordFeed {
         tally.failed + tally.retryable,
         request.round,
         request.chunkNo,
+        tokenWaitSeconds,
       ],
       types: KEY_TYPES,
     });
@@ -599,6 +611,7 @@ function sliceResult(
   run: { status: string; chunkLastId: bigint },
   times: { claimMs: number; writeMs: number },
   late: LateRecords | undefined,
+  waitCounted = 0,
 ): SliceResult {
   const { rows } = slice;
   const reached = Math.max(slice.startedCount, done);
@@ -614,6 +627,7 @@ function sliceResult(
     chunkLastId: run.chunkLastId,
     claimMs: times.claimMs,
     writeMs: times.writeMs,
+    waitCounted,
   };
 }
 
@@ -660,7 +674,7 @@ export async function runSlice(
           return sliceResult(running, 0, running.tally, unchanged, { claimMs: running.claimMs, writeMs: 0 }, late);
         }
         const run = chunkStillOpen(request, await running.finish(done));
-        return sliceResult(running, done, running.tally, run, running, late);
+        return sliceResult(running, done, running.tally, run, running, late, request.tokenWaitSeconds);
       },
       sliceSetup(request),
     );

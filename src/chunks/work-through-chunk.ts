@@ -14,6 +14,7 @@ import {
 } from "../processing/run-records";
 import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
+import { addRateLimitWait } from "../runs/runs";
 import { beginChunk } from "./chunk-start";
 import {
   ChunkEndedError,
@@ -75,6 +76,13 @@ export interface ChunkObserver extends Partial<ThrottleObserver> {
   sliceCommitted(slice: SliceReport): void;
   /** A chunk of `job` paused after a slice (SLICE_PAUSE_RATIO) for `seconds`. */
   slicePaused?(job: string, seconds: number): void;
+  /**
+   * Rows of a chunk that another session keeps locked changed by `change`: found after the
+   * chunk's passes over its range (it waits on them), or released, or left when it ended.
+   */
+  rowsHeldElsewhere?(job: string, change: number): void;
+  /** A chunk ended its attempt over rows another session kept locked; graphile-worker retries it. */
+  heldRowsGaveUp?(job: string): void;
   /** outcome: finished, handed-back, stopped, skipped or error; job: "" when the chunk never started */
   chunkEnded(job: string, outcome: string, seconds: number): void;
 }
@@ -216,21 +224,31 @@ function runWithinBudget(
  * (without a limit, at once, of `most`): it claims only as many rows as it holds tokens, so its
  * records never wait for one with their rows locked, and the wait is the slice's, before its
  * claim. Tokens its records did not use go back. Undefined, like a slice that found no rows,
- * when `wanted` says it will not run after all.
+ * when `wanted` says it will not run after all; its wait then goes to `waited`.
  */
 async function withTokens(
   tokens: TokenSource | undefined,
   most: number,
   wanted: () => boolean,
-  slice: (limit: number, prepaid: { left: number } | undefined) => Promise<SliceResult | undefined>,
+  slice: (
+    limit: number,
+    prepaid: { left: number } | undefined,
+    waitedSeconds: number,
+  ) => Promise<SliceResult | undefined>,
+  waited: (seconds: number) => void,
 ): Promise<SliceResult | undefined> {
-  if (!tokens) return slice(most, undefined);
+  if (!tokens) return slice(most, undefined, 0);
+  const asked = performance.now();
   const taken = tokens.take(most, wanted);
   const granted = typeof taken === "number" ? taken : await taken;
-  if (granted === 0) return undefined;
+  const waitedSeconds = (performance.now() - asked) / 1000;
+  if (granted === 0) {
+    waited(waitedSeconds);
+    return undefined;
+  }
   const prepaid = { left: granted };
   try {
-    return await slice(granted, prepaid);
+    return await slice(granted, prepaid, waitedSeconds);
   } finally {
     // the slice found fewer rows than it held tokens for, or stopped starting records
     tokens.giveBack(prepaid.left);
@@ -319,6 +337,14 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
   let recordMs = settled?.recordMs ?? 0;
   // when the last slice ended: a slice that started before it counts its time from there
   let lastEnded = began;
+  // seconds the chunk's slices waited for tokens that the run's total has not counted yet
+  let uncountedWait = 0;
+  // rows this chunk waits on, held by another session, as the metrics have them
+  let heldShown = 0;
+  const showHeld = (rows: number) => {
+    if (rows !== heldShown) deps.observer?.rowsHeldElsewhere?.(job.name, rows - heldShown);
+    heldShown = rows;
+  };
 
   const beginSlice = (from: bigint | undefined): SliceUnderWay => {
     let stopped = false;
@@ -345,15 +371,33 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     const wanted = () => !stopped && !deps.draining.aborted && !deps.abort.aborted;
     // from when its tokens were at hand: its pace is its records', not the rate limit's
     let started = performance.now();
-    const result = withTokens(runner.tokens, limit, wanted, (tokenLimit, prepaid) => {
-      started = performance.now();
-      request.limit = tokenLimit;
-      return deps.db((client) =>
-        runSlice(client, request, (records, feed, lockedAt) =>
-          runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt, prepaid),
-        ),
-      );
-    });
+    const result = withTokens(
+      runner.tokens,
+      limit,
+      wanted,
+      async (tokenLimit, prepaid, waitedSeconds) => {
+        started = performance.now();
+        request.limit = tokenLimit;
+        // the wait goes to the run with this slice's counters, or back to the chunk's uncounted
+        request.tokenWaitSeconds = uncountedWait + waitedSeconds;
+        uncountedWait = 0;
+        let counted = 0;
+        try {
+          const slice = await deps.db((client) =>
+            runSlice(client, request, (records, feed, lockedAt) =>
+              runWithinBudget(deps, runner, ref, slots, () => stopped, records, feed, lockedAt, prepaid),
+            ),
+          );
+          counted = slice?.waitCounted ?? 0;
+          return slice;
+        } finally {
+          uncountedWait += request.tokenWaitSeconds - counted;
+        }
+      },
+      (seconds) => {
+        uncountedWait += seconds;
+      },
+    );
     // A slice started ahead can fail before the loop awaits it (an abort fails both slices at
     // once, and its rollback may end first): not an unhandled rejection, which ends the process.
     // Every slice is still awaited, its error thrown there or, in the end, dropped.
@@ -463,9 +507,11 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
           waited = true;
           const held = await deps.db((client) => recordRowsHeld(client, job, ref, range, settings.maxAttempts));
           if (held) log.warn({ ...held }, "rows held by another session: waiting for it to end its transaction");
+          showHeld(held?.rows ?? 0);
           const waitMs = runner.lockHoldMs + runner.timeoutMs;
           const released = await deps.db((client) => waitForRowsHeld(client, job, range, settings.maxAttempts, waitMs));
           if (!released) break;
+          showHeld(0);
           if (held) await deps.db((client) => clearRowsHeld(client, ref));
         }
         // rows skipped while another transaction held them: one more pass takes those released since
@@ -535,12 +581,23 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
     }
     // a chunk that ends otherwise leaves a late outcome it could not write claimable
     await Promise.allSettled(lateWrites);
+    showHeld(0);
+    if (uncountedWait > 0) {
+      const seconds = uncountedWait;
+      await deps
+        .db((client) => addRateLimitWait(client, ref.runId, seconds))
+        .catch((error: unknown) =>
+          log.warn({ err: error, seconds }, "could not add the chunk's wait for tokens to its run"),
+        );
+    }
   }
 
-  if (left > 0)
+  if (left > 0) {
+    deps.observer?.heldRowsGaveUp?.(job.name);
     throw new RowsHeldElsewhereError(
       `${left} rows of ids ${range.firstId}-${range.lastId} are held by another transaction`,
     );
+  }
   // one of many in a run: its progress shows the same at a glance
   log.debug({ ...totals, ms: Math.round(performance.now() - began) }, "chunk processed");
   return { kind: "finished", totals, sliceRows: limit };

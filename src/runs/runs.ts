@@ -138,3 +138,15 @@ export async function endRun(
     [runId, outcome.status, outcome.status === "failed" ? outcome.error : null],
   );
 }
+
+/**
+ * Adds to the run's time waited for its rate limit's tokens what a chunk's slices did not count
+ * with their outcomes (the wait of a slice that found no rows). Locks the run's row for this
+ * one statement.
+ */
+export async function addRateLimitWait(client: PoolClient, runId: number, seconds: number): Promise<void> {
+  await client.query("UPDATE batch_jobs SET rate_limit_waited_seconds = rate_limit_waited_seconds + $2 WHERE id = $1", [
+    runId,
+    seconds,
+  ]);
+}

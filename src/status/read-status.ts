@@ -45,7 +45,7 @@ export interface ChunkStates {
 
 /**
  * The rate limit the run's job ran under last, across every worker (sql/migrations/018): the
- * tokens granted and the time records waited for them, over every run of the job.
+ * tokens granted and the time chunks waited for them, over every run of the job.
  */
 export interface RateLimitState {
   perSecond: number;
@@ -59,6 +59,8 @@ export interface RateLimitState {
 export interface RunReport extends RunProgress {
   /** null: the job has never run under a rate limit. */
   rateLimit: RateLimitState | null;
+  /** Seconds this run's chunks waited for its job's rate limit, summed over chunks. */
+  rateLimitWaitedSeconds: number;
   chunks: ChunkStates;
   workers: { worker: string; runningChunks: number; rows: number }[];
   /** Failed attempts by message: how often each occurred, rows retried later included. */
@@ -120,12 +122,14 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
       WHERE run_id = $1 ORDER BY attempts DESC, last_seen DESC LIMIT 5`,
     [runId],
   );
-  const rateLimit = await client.query<RateLimitState>(
+  const rateLimit = await client.query<RateLimitState & { runWaitedSeconds: number }>(
     `SELECT per_second AS "perSecond", burst, granted_total::float8 AS "tokensGranted",
-            waited_seconds_total AS "waitedSeconds", refilled_at AS "lastTakenAt"
+            waited_seconds_total AS "waitedSeconds", refilled_at AS "lastTakenAt",
+            (SELECT b.rate_limit_waited_seconds FROM batch_jobs b WHERE b.id = $2) AS "runWaitedSeconds"
        FROM batch_rate_limits WHERE job = $1`,
-    [progress.job],
+    [progress.job, runId],
   );
+  const { runWaitedSeconds = 0, ...jobLimit } = rateLimit.rows[0] ?? {};
   const rowsHeld = await client.query<RunReport["rowsHeld"][number]>(
     `SELECT chunk_no AS "chunkNo", held_rows AS rows, held_by_pid AS pid, held_since AS since, held_state AS state
        FROM batch_chunks
@@ -136,7 +140,8 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
   return {
     ...progress,
     rowsHeld: rowsHeld.rows,
-    rateLimit: rateLimit.rows[0] ?? null,
+    rateLimit: rateLimit.rows[0] ? (jobLimit as RateLimitState) : null,
+    rateLimitWaitedSeconds: runWaitedSeconds,
     chunks: chunks.rows[0] as ChunkStates,
     workers: workers.rows,
     errors: errors.rows,

@@ -81,14 +81,15 @@ function errorsHeading(report: RunReport): string {
   return `failed attempts, by message (${number(report.failed)} rows failed for good, ${number(report.retrying)} to retry):`;
 }
 
-/** The job's rate limit, and how long its records have waited for it (over all its runs). */
+/** The job's rate limit, and how long this run's chunks and all the job's have waited for it (summed over chunks). */
 function rateLimitLines(report: RunReport): string[] {
   const limit = report.rateLimit;
   if (!limit) return [];
   return [
     `rate limit ${limit.perSecond.toLocaleString("en-US")} rows/s across every worker ` +
       `(burst ${limit.burst.toLocaleString("en-US")}): ` +
-      `records of job ${report.job} waited ${limit.waitedSeconds.toFixed(1)} s for it in all`,
+      `this run's chunks waited ${report.rateLimitWaitedSeconds.toFixed(1)} s for it, ` +
+      `job ${report.job}'s ${limit.waitedSeconds.toFixed(1)} s in all`,
   ];
 }
 

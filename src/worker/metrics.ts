@@ -9,7 +9,8 @@ import type { ThrottleSignal } from "../runs/throttle-state";
 /**
  * The worker's Prometheus metrics, served on METRICS_PORT at /metrics (and /healthz for the
  * liveness probe): rows and chunks processed, claim and write latencies, rate-limit tokens, the
- * time chunks waited for them and records that waited with rows locked, graphile-worker job events, and the process's own metrics.
+ * time chunks waited for them and records that waited with rows locked, rows held by
+ * other sessions that chunks wait on, graphile-worker job events, and the process's own metrics.
  */
 export class WorkerMetrics implements ChunkObserver {
   readonly registry = new Registry();
@@ -91,6 +92,18 @@ export class WorkerMetrics implements ChunkObserver {
     labelNames: ["job"],
     registers: [this.registry],
   });
+  private readonly rowsHeld = new Gauge({
+    name: "batch_rows_held_elsewhere",
+    help: "Rows that another session keeps locked, which this process's chunks wait on now (an application's transaction left idle, say), by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
+  private readonly heldRowsGiveUps = new Counter({
+    name: "batch_held_rows_give_ups_total",
+    help: "Chunk attempts ended over rows another session kept locked past the chunk's wait (graphile-worker retries them), by job",
+    labelNames: ["job"],
+    registers: [this.registry],
+  });
   private readonly jobs = new Counter({
     name: "graphile_worker_jobs_total",
     help: "graphile-worker job events: start, success, error (will retry), failed (for good)",
@@ -122,6 +135,14 @@ export class WorkerMetrics implements ChunkObserver {
 
   waitedWithRowsLocked(job: string): void {
     this.rateLimitLockedWaits.inc({ job });
+  }
+
+  rowsHeldElsewhere(job: string, change: number): void {
+    this.rowsHeld.inc({ job }, change);
+  }
+
+  heldRowsGaveUp(job: string): void {
+    this.heldRowsGiveUps.inc({ job });
   }
 
   chunkEnded(job: string, outcome: string, seconds: number): void {

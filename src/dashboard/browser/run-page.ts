@@ -69,11 +69,11 @@ function showRun(run: Run): void {
     ...figure("pending", formatCount(run.pending), "pending"),
     ...figure("round", String(run.round), "round"),
     ...figure("rows/s", formatCount(run.rowsPerSecond), "rate"),
-    // the job's limit across every worker, and how long its records have waited for it in all
+    // the job's limit across every worker, and how long this run's chunks have waited for it
     ...(rateLimit
       ? figure(
           "rate limit",
-          `${rateLimit.perSecond}/s (burst ${rateLimit.burst}), records waited ${rateLimit.waitedSeconds.toFixed(1)} s`,
+          `${rateLimit.perSecond}/s (burst ${rateLimit.burst}), waited ${run.rateLimitWaitedSeconds.toFixed(1)} s`,
           "rate-limit",
         )
       : []),
