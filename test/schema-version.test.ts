@@ -54,6 +54,23 @@ describe("the schema-version gate, read by the worker role", () => {
     }
   });
 
+  it("ends a worker on a schema from before the gate with one line and EX_TEMPFAIL (75)", async () => {
+    await db.pool.query("ALTER FUNCTION batch_schema_version() RENAME TO batch_schema_version_kept");
+    try {
+      const result = await runWorker(worker);
+      expect(result.code).toBe(75);
+      expect(stderrLines(result.stderr)).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^error: the database at .+ has the pg-batch schema of a release without batch_schema_version\\(\\); this program needs ${newest}: run this release's migration \\(npm run seed -- schema\\)$`,
+          ),
+        ),
+      ]);
+    } finally {
+      await db.pool.query("ALTER FUNCTION batch_schema_version_kept() RENAME TO batch_schema_version");
+    }
+  });
+
   it("lets an older worker run against a newer compatible schema, and refuses it where a newer migration is breaking", async () => {
     await db.pool.query(
       "INSERT INTO schema_migrations (version, name, checksum, breaking) VALUES (9999, '9999_next_release', '-', false)",

@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { stringify } from "yaml";
+import { ConfigError, parseConfig } from "../src/config";
 import { makeCertificateAuthority } from "../src/db/certificates";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { quietLogger } from "./support/database";
@@ -132,6 +133,36 @@ describe("the local autoscaler on the production overlay", () => {
     ]);
     expect(summary).toMatchObject({ stoppedBecause: "idle", podsFailed: 0 });
     expect(summary.timeline.every((poll: any) => poll.query !== null)).toBe(true);
+  });
+});
+
+describe("the TLS settings of a connection string", () => {
+  const url = "postgres://u:p@db.example.com:5432/app";
+  it("takes the string's own, else PGSSLMODE and PGSSLROOTCERT, in libpq's meaning", () => {
+    const fromEnv = parseConfig({ DATABASE_URL: url, PGSSLMODE: "verify-full", PGSSLROOTCERT: caFile });
+    expect(fromEnv.databaseUrl).toBe(
+      `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(caFile)}&uselibpqcompat=true`,
+    );
+    const own = parseConfig({
+      DATABASE_URL: `${url}?sslmode=require`,
+      PGSSLMODE: "verify-full",
+      REPLICA_DATABASE_URL: url,
+    });
+    expect(own.databaseUrl).toBe(`${url}?sslmode=require&uselibpqcompat=true`);
+    expect(own.throttle.replicaDatabaseUrl).toBe(`${url}?sslmode=verify-full&uselibpqcompat=true`);
+    expect(parseConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
+  it("refuses a mode node-postgres cannot follow, and verify-ca without a CA", () => {
+    expect(() => parseConfig({ DATABASE_URL: url, PGSSLMODE: "no-verify" })).toThrow(
+      new ConfigError('PGSSLMODE must be one of disable, prefer, require, verify-ca, verify-full (got "no-verify")'),
+    );
+    expect(() => parseConfig({ DATABASE_URL: `${url}?sslmode=allow` })).toThrow(
+      /DATABASE_URL .*sslmode=allow is not one of/,
+    );
+    expect(() => parseConfig({ DATABASE_URL: url, PGSSLMODE: "verify-ca" })).toThrow(
+      /DATABASE_URL: sslmode=verify-ca needs sslrootcert/,
+    );
   });
 });
 
