@@ -22,6 +22,8 @@ COPY sql ./sql
 RUN npm run build && npm prune --omit=dev --omit=optional
 
 FROM node:24-bookworm-slim
+# tini as PID 1 (ENTRYPOINT below): see the exit statuses at the end
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     PATH=/app/node_modules/.bin:$PATH
 WORKDIR /app
@@ -39,4 +41,18 @@ EXPOSE 9464 8080
 # it; it loads graphile.config.js. The seed tool is in the same image: node dist/seed/cli.js <command>
 # The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its scripts are in
 # dist, uPlot in node_modules)
+#
+# PID 1 is tini, which passes signals on and exits with its child's status. A process that is
+# PID 1 itself ignores a signal it has no handler for: graphile-worker, which re-raises SIGTERM
+# once it has shut down gracefully, would then exit 0, and an evicted Job's pod would be marked
+# Complete. The manifests name tini in their commands too, as a pod's command replaces the
+# ENTRYPOINT. The exit statuses the manifests rely on (podFailurePolicy, backoffLimit):
+#   0    done: a --once worker found no job due; a command succeeded
+#   1    the work failed (a command), or an unexpected error
+#   2    bad arguments or configuration: a new pod of the same spec fails the same way
+#   75   the database went away under the worker's job pool; it released its jobs: start another
+#   134  V8 ran out of heap (NODE_OPTIONS' --max-old-space-size)
+#   137  SIGKILL: the grace period ran out, or an OOM kill at the memory limit
+#   143  SIGTERM: stopped on request, its chunks handed back
+ENTRYPOINT ["tini", "--"]
 CMD ["graphile-worker"]

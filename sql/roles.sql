@@ -80,6 +80,30 @@ END $$;
 GRANT USAGE ON SCHEMA public TO batch_monitor;
 GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
 
+-- The KEDA logins (members of batch_monitor) give up rather than wait: a migration holding a lock
+-- on the backlog's tables would otherwise hold the trigger's query, and every scaling decision,
+-- until it commits. The query then fails, and KEDA reports a scaler error, until the lock is gone.
+-- Role settings are not inherited through membership: each login gets them, in this database
+-- (ALTER ROLE takes no lock on any table). A login made later gets them when this runs again as
+-- a user allowed to alter roles (README, "Roles and secrets"); where this user may not, it says so.
+DO $$
+DECLARE
+  login TEXT;
+BEGIN
+  FOR login IN
+    SELECT member.rolname FROM pg_roles member
+    WHERE member.rolcanlogin AND pg_has_role(member.oid, 'batch_monitor', 'MEMBER')
+      AND NOT member.rolsuper
+  LOOP
+    BEGIN
+      EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', login, current_database(), '5s');
+      EXECUTE format('ALTER ROLE %I IN DATABASE %I SET lock_timeout = %L', login, current_database(), '1s');
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE NOTICE 'timeouts not set for the KEDA login %: set them as a user allowed to alter roles', login;
+    END;
+  END LOOP;
+END $$;
+
 -- batch_viewer: `npm run status` and the dashboard's MONITOR_DATABASE_URL (src/status/,
 -- src/dashboard/). The views read graphile-worker's jobs with their owner's rights.
 GRANT USAGE ON SCHEMA public, graphile_worker TO batch_viewer;

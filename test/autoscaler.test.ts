@@ -1,8 +1,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { exitStatus, failureAction } from "../src/autoscaler/job-failure-policy";
 import { type JobScalingSpec, jobsToCreate } from "../src/autoscaler/job-scaling";
-import { readWorkload, renderOverlay } from "../src/autoscaler/manifests";
+import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../src/autoscaler/manifests";
 import { POD_LOGGING, processSpec } from "../src/autoscaler/pod-spec";
 import {
   decideReplicas,
@@ -11,6 +12,8 @@ import {
   type ReplicaScalingSpec,
 } from "../src/autoscaler/replica-scaling";
 import { secretValues } from "../src/autoscaler/secrets";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/exit-status";
+import { EXIT_POOL_LOST } from "../src/worker/pool-watchdog";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { type K8sObject, render } from "./support/manifests";
 import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "./support/processes";
@@ -201,6 +204,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
       successfulJobsHistoryLimit: scaledJob.spec.successfulJobsHistoryLimit,
       failedJobsHistoryLimit: scaledJob.spec.failedJobsHistoryLimit,
       backoffLimit: scaledJob.spec.jobTargetRef.backoffLimit,
+      activeDeadlineSeconds: scaledJob.spec.jobTargetRef.activeDeadlineSeconds,
+      podFailurePolicy: scaledJob.spec.jobTargetRef.podFailurePolicy.rules,
       pod: {
         command: [...pod.containers[0].command, ...(pod.containers[0].args ?? [])],
         env: expect.any(Array),
@@ -208,7 +213,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
         terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
       },
     });
-    expect(workload.pod.command).toEqual(["graphile-worker", "--once"]);
+    // the image's init as the container's PID 1, which processSpec leaves out for a local process
+    expect(workload.pod.command).toEqual(["tini", "--", "graphile-worker", "--once"]);
     expect(workload.pod.env).toContainEqual({
       name: "DATABASE_URL",
       from: { secret: { name: "pg-secret", key: "worker-url" } },
@@ -253,6 +259,44 @@ describe("the manifests, as the local autoscaler reads them", () => {
     expect(() => readWorkload(objects.filter((o) => o.kind !== "ScaledJob"))).toThrow(
       /exactly one ScaledJob or ScaledObject \(found 0\)/,
     );
+  });
+
+  it("refuses a field it does not model rather than dropping it", () => {
+    const objects = render("local");
+    const withField = (edit: (scaledJob: Record<string, any>) => void) => {
+      const scaledJob = structuredClone(find(objects, "ScaledJob"));
+      edit(scaledJob);
+      return () => readWorkload(objects.map((o) => (o.kind === "ScaledJob" ? scaledJob : o)));
+    };
+    expect(withField((o) => (o.spec.scalingStrategy.pendingPodConditions = ["Ready"]))).toThrow(
+      /scalingStrategy: Unrecognized key: "pendingPodConditions"/,
+    );
+    expect(withField((o) => (o.spec.jobTargetRef.activeDeadlineSecond = 60))).toThrow(
+      /jobTargetRef: Unrecognized key: "activeDeadlineSecond"/,
+    );
+    expect(withField((o) => (o.spec.jobTargetRef.template.spec.containers[0].startupProbe = {}))).toThrow(
+      /containers.0: Unrecognized key: "startupProbe"/,
+    );
+    const longRunning = render("long-running");
+    const scaledObject = structuredClone(find(longRunning, "ScaledObject"));
+    scaledObject.spec.fallback = { failureThreshold: 3, replicas: 2 };
+    expect(() => readWorkload(longRunning.map((o) => (o.kind === "ScaledObject" ? scaledObject : o)))).toThrow(
+      /spec: Unrecognized key: "fallback"/,
+    );
+  });
+
+  it("applies the Job's podFailurePolicy to a pod's exit status, as the Job controller does", () => {
+    const { podFailurePolicy: rules } = readWorkload(renderOverlay(LOCAL)) as ScaledJobWorkload;
+    // the database lost: a new pod, and backoffLimit unspent
+    expect(failureAction(rules, EXIT_POOL_LOST)).toBe("Ignore");
+    // bad configuration: the next pod would fail the same way
+    expect(failureAction(rules, EXIT_USAGE)).toBe("FailJob");
+    expect(failureAction(rules, EXIT_FAILED)).toBe("Count");
+    // stopped (SIGTERM, as graphile-worker re-raises it) or killed (SIGKILL)
+    expect(failureAction(rules, exitStatus(null, "SIGTERM"))).toBe("Count");
+    expect(exitStatus(null, "SIGTERM")).toBe(143);
+    expect(exitStatus(null, "SIGKILL")).toBe(137);
+    expect(failureAction([{ action: "Ignore", onExitCodes: { operator: "NotIn", values: [1] } }], 0)).toBe("Count");
   });
 
   it("gives a pod its command from the project, its Secret keys mapped, its name and a port of its own", async () => {

@@ -19,6 +19,7 @@ const describeWithBrowser = "path" in chromium ? describe : describe.skip;
 const HOSTILE_NAME = "<img src=x onerror=alert(1)>";
 const LIVE_NAME = "nightly-live";
 const TOKEN = "the-operators-token-0123456789";
+const READ_TOKEN = "a-reader-of-row-errors-0123456789";
 /** Slow enough to last well past the test's steps, on a busy machine too (about 800 rows/s). */
 const LIVE_ROWS = 20_000;
 const WORKER_ENV = { CHUNK_SIZE: "500", WORKERS: "2", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "10" };
@@ -162,5 +163,40 @@ describeWithBrowser("the dashboard in a browser", () => {
     expect(rows.map((row) => row.event)).toEqual(["paused", "resumed"]);
     expect(unexpectedDialogs).toEqual([]);
     expect(pageProblems).toEqual([]);
+  });
+
+  it("shows a run's row errors, on a dashboard reached from other machines, once the read token is typed", async () => {
+    const message = "invalid email <b>jane@example</b>";
+    await db.pool.query("INSERT INTO batch_errors (run_id, message, attempts, last_seen) VALUES ($1, $2, 3, now())", [
+      hostileId,
+      message,
+    ]);
+    const exposed = await startDashboard({
+      MONITOR_DATABASE_URL: db.url,
+      DASHBOARD_READ_TOKEN: READ_TOKEN,
+      DASHBOARD_HOST: "0.0.0.0",
+    });
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(`${exposed.url}/runs/${hostileId}`);
+      await tab.waitForFunction(() => document.querySelector("#errors td.empty")?.textContent, { timeout: STEP_MS });
+      expect(await tab.$eval("#errors", (node) => node.textContent)).toContain(
+        "row errors can hold a row's values: they are shown to the holders of a token",
+      );
+      await tab.type("#read-token", READ_TOKEN);
+      await tab.$eval("#read-token", (input) => input.dispatchEvent(new Event("change")));
+      await tab.waitForFunction(() => document.querySelectorAll("#errors tbody td.number").length === 1, {
+        timeout: STEP_MS,
+      });
+      expect(await tab.$$eval("#errors tbody td", (cells) => cells.map((cell) => cell.textContent))).toEqual([
+        "3",
+        message,
+        expect.any(String),
+      ]);
+      expect(await tab.$$eval("#errors b", (bold) => bold.length)).toBe(0);
+    } finally {
+      await tab.close();
+      await exposed.stop();
+    }
   });
 });

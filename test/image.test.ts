@@ -3,9 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { parse } from "yaml";
 import { createTestDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
-import { buildWithoutDocker, parseDockerfile, type Stage } from "./support/dockerfile";
-import { ROOT, run } from "./support/processes";
-import { runByName } from "./support/runs";
+import { buildWithoutDocker, debianPackages, parseDockerfile, type Stage } from "./support/dockerfile";
+import { type Finished, ROOT, run, start } from "./support/processes";
+import { runByName, waitFor } from "./support/runs";
 
 describe("the container image", () => {
   const instructions = parseDockerfile(fs.readFileSync(path.join(ROOT, "Dockerfile"), "utf8"));
@@ -22,6 +22,11 @@ describe("the container image", () => {
     const cmd = instructions.find((i) => i.op === "CMD")?.args;
     // no flags: graphile-worker finds graphile.config.js in the WORKDIR
     expect(JSON.parse(cmd ?? "[]")).toEqual(["graphile-worker"]);
+    // PID 1 is an init from Debian, installed in the stage that runs
+    const entrypoint = instructions.find((i) => i.op === "ENTRYPOINT")?.args;
+    expect(JSON.parse(entrypoint ?? "[]")).toEqual(["tini", "--"]);
+    const runtime = instructions.slice(instructions.findLastIndex((i) => i.op === "FROM"));
+    expect(runtime.filter((i) => i.op === "RUN").flatMap((i) => debianPackages(i.args))).toEqual(["tini"]);
     expect(instructions.some((i) => i.op === "RUN" && i.args.includes("npm ci"))).toBe(true);
   });
 
@@ -87,6 +92,32 @@ describe("the container image", () => {
       expect(worker.code).toBe(0);
       expect((await runByName(db.pool, "from-image")).status).toBe("completed");
       expect(await statusCounts(db.pool)).toEqual({ completed: 2000 });
+    });
+
+    /**
+     * The image's ENTRYPOINT and CMD as PID 1 of a PID namespace of their own (`unshare`, as root),
+     * as in a container: SIGTERM goes to PID 1, as the kubelet sends it, once the worker waits for jobs.
+     */
+    async function stopAsPid1(command: string[]): Promise<Finished> {
+      const env = { ...final().env, DATABASE_URL: db.url, METRICS_PORT: "0" };
+      const container = start("unshare", ["--pid", "--fork", ...command], env, { cwd: final().dir });
+      await waitFor("the worker to wait for jobs", async () => /looking for jobs/.test(container.output.stderr));
+      const unshare = container.child.pid as number;
+      const pid1 = Number(fs.readFileSync(`/proc/${unshare}/task/${unshare}/children`, "utf8").trim());
+      process.kill(pid1, "SIGTERM");
+      return container.exited;
+    }
+
+    it("runs the worker under tini as PID 1, which exits 143 on SIGTERM as the manifests expect, not 0", async () => {
+      const { entrypoint, cmd } = final();
+      const underTini = await stopAsPid1([...(entrypoint as string[]), ...(cmd as string[])]);
+      expect(underTini.stderr).toMatch(/graceful shutdown complete/);
+      expect(underTini.code).toBe(143);
+      // without an init, graphile-worker re-raises SIGTERM once shut down, which PID 1 ignores: a
+      // Job's evicted pod would count as complete
+      const alone = await stopAsPid1(cmd as string[]);
+      expect(alone.stderr).toMatch(/graceful shutdown complete/);
+      expect(alone.code).toBe(0);
     });
   });
 });

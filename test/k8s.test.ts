@@ -1,6 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { poolSizes } from "../src/config";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/exit-status";
+import { EXIT_POOL_LOST } from "../src/worker/pool-watchdog";
 import {
   EXPECTED_API_VERSIONS,
   type K8sObject,
@@ -41,11 +43,14 @@ function podSpecs(objects: K8sObject[]): PodSpec[] {
 }
 
 const README_WORKER_COMMAND = ["graphile-worker"];
+/** The image's ENTRYPOINT, which a pod's command replaces: every command names it again. */
+const INIT = ["tini", "--"];
 
 /**
  * The connection budget the README states: PostgreSQL's default max_connections less its
- * superuser reserve, for the workers at maxReplicaCount, KEDA's trigger, the migration Job, and
- * room for admins, monitoring and psql.
+ * superuser reserve, for the workers at maxReplicaCount and the pods beyond it (a rollout's
+ * surge, or a Job's pod replacing one whose sessions are still open), KEDA's trigger, the
+ * migration Job, and room for admins, monitoring and psql.
  */
 const MAX_CONNECTIONS = 100;
 const SUPERUSER_RESERVED = 3;
@@ -65,7 +70,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
 
   it.each(OVERLAYS)("overlay %s renders objects that match their schemas, unknown fields refused", (overlay) => {
     const objects = rendered[overlay];
-    expect(objects.length).toBeGreaterThanOrEqual(6);
+    expect(objects.length).toBeGreaterThanOrEqual(5);
     for (const object of objects) {
       expect(object.apiVersion).toBe(EXPECTED_API_VERSIONS[object.kind]);
       expect(validate(object)).toEqual([]);
@@ -125,7 +130,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(base.spec).toMatchObject({
       pollingInterval: 30,
       successfulJobsHistoryLimit: 2,
-      failedJobsHistoryLimit: 2,
+      failedJobsHistoryLimit: 10,
       scalingStrategy: { strategy: "default" },
       rollout: { strategy: "gradual" },
       jobTargetRef: { parallelism: 1, completions: 1, template: { spec: { restartPolicy: "Never" } } },
@@ -141,6 +146,29 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(find(rendered["long-running"], "ScaledJob")).toBeUndefined();
   });
 
+  it("fails a Job whose pod never starts, and spends backoffLimit only on failures a new pod may fix", () => {
+    for (const overlay of OVERLAYS) {
+      const scaledJob = find(rendered[overlay], "ScaledJob");
+      if (!scaledJob) continue;
+      const job = scaledJob.spec.jobTargetRef;
+      const pod = job.template.spec;
+      // the deadline stops a working pod too: long after its start-up, with time to hand chunks back
+      expect(job.activeDeadlineSeconds).toBeGreaterThanOrEqual(30 * 60);
+      expect(job.activeDeadlineSeconds).toBeGreaterThan(10 * pod.terminationGracePeriodSeconds);
+      const rules = job.podFailurePolicy.rules;
+      expect(rules).toContainEqual({ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget" }] });
+      const onExit = (code: number) =>
+        rules.find((rule: any) => rule.onExitCodes?.operator === "In" && rule.onExitCodes.values.includes(code));
+      expect(onExit(EXIT_POOL_LOST)).toMatchObject({ action: "Ignore", onExitCodes: { containerName: "worker" } });
+      expect(onExit(EXIT_USAGE)).toMatchObject({ action: "FailJob", onExitCodes: { containerName: "worker" } });
+      expect(onExit(EXIT_FAILED)).toBeUndefined();
+      expect(pod.containers.map((c: Container) => c.name)).toEqual(["worker"]);
+      // with a podFailurePolicy, a replacement pod starts only once the one it replaces has ended
+      expect(job.podReplacementPolicy ?? "Failed").toBe("Failed");
+      expect(scaledJob.spec.failedJobsHistoryLimit).toBeGreaterThanOrEqual(5);
+    }
+  });
+
   it.each(OVERLAYS)("overlay %s stays within the connection budget at its most replicas", (overlay) => {
     const scaler = find(rendered[overlay], "ScaledJob") ?? find(rendered[overlay], "ScaledObject");
     const worker = podSpecs(rendered[overlay])
@@ -148,9 +176,51 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       .find((container) => container.name === "worker");
     const workers = Number(worker?.env.find((variable) => variable.name === "WORKERS")?.value);
     expect(workers).toBeGreaterThan(0);
-    const total =
-      scaler.spec.maxReplicaCount * poolSizes(workers).perWorker + KEDA_CONNECTIONS + MIGRATION + ADMIN_RESERVE;
+    // a Deployment's rollout surges by maxSurge; a ScaledJob's Job replaces a pod only once it has
+    // ended (podFailurePolicy), but one lost with its node keeps its sessions open a while
+    const deployment = find(rendered[overlay], "Deployment");
+    const beyond = deployment ? deployment.spec.strategy.rollingUpdate.maxSurge : 1;
+    expect(Number.isInteger(beyond)).toBe(true);
+    const pods = scaler.spec.maxReplicaCount + beyond;
+    const total = pods * poolSizes(workers).perWorker + KEDA_CONNECTIONS + MIGRATION + ADMIN_RESERVE;
     expect(total).toBeLessThanOrEqual(MAX_CONNECTIONS - SUPERUSER_RESERVED);
+  });
+
+  it.each(OVERLAYS)("overlay %s has exactly one scaler, and leaves the replica count to it", (overlay) => {
+    const scalers = rendered[overlay].filter((o) => o.kind === "ScaledJob" || o.kind === "ScaledObject");
+    expect(scalers).toHaveLength(1);
+    for (const deployment of rendered[overlay].filter((o) => o.kind === "Deployment")) {
+      // a count here would reset KEDA's on every apply
+      expect((deployment as any).spec.replicas).toBeUndefined();
+    }
+  });
+
+  it("builds long-running on production: its objects, image, TLS and labels, a Deployment for the ScaledJob", () => {
+    const production = rendered.production;
+    const longRunning = rendered["long-running"];
+    const names = (objects: K8sObject[]) => objects.map((o) => `${o.kind}/${o.metadata.name}`);
+    const shared = names(production).filter((name) => name !== "ScaledJob/users-batch");
+    expect(names(longRunning)).toEqual(expect.arrayContaining(shared));
+    for (const name of shared) {
+      expect(longRunning.find((o) => `${o.kind}/${o.metadata.name}` === name)).toEqual(
+        production.find((o) => `${o.kind}/${o.metadata.name}` === name),
+      );
+    }
+    const jobPod = find(production, "ScaledJob").spec.jobTargetRef.template.spec;
+    const deploymentPod = find(longRunning, "Deployment").spec.template.spec;
+    const [jobWorker, worker] = [jobPod.containers[0], deploymentPod.containers[0]];
+    expect(worker.image).toBe(jobWorker.image);
+    // the same environment (TLS included), the same limits and the same scheduling
+    const byName = (env: { name: string }[]) => [...env].sort((a, b) => a.name.localeCompare(b.name));
+    expect(byName(worker.env)).toEqual(byName(jobWorker.env));
+    expect(worker.volumeMounts).toEqual(expect.arrayContaining(jobWorker.volumeMounts));
+    expect(worker.resources).toEqual(jobWorker.resources);
+    expect(deploymentPod.tolerations).toEqual(jobPod.tolerations);
+    for (const object of longRunning) {
+      expect(
+        `${object.kind}/${object.metadata.name}: ${(object.metadata.labels as any)?.["app.kubernetes.io/name"]}`,
+      ).toBe(`${object.kind}/${object.metadata.name}: pg-batch`);
+    }
   });
 
   it.each(OVERLAYS)(
@@ -192,7 +262,10 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       expect(workers).toHaveLength(1);
       const [worker] = workers as [PodSpec];
       const container = worker.containers[0] as Container;
-      expect(container.command.slice(0, README_WORKER_COMMAND.length)).toEqual(README_WORKER_COMMAND);
+      expect(container.command.slice(0, INIT.length + README_WORKER_COMMAND.length)).toEqual([
+        ...INIT,
+        ...README_WORKER_COMMAND,
+      ]);
       expect(container.env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
       // a standby to throttle on is optional: pods start whether the Secret has the key or not
       expect(container.env.find((e) => e.name === "REPLICA_DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({
@@ -205,9 +278,15 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 10);
     }
     const jobCommand = (find(rendered.local, "ScaledJob") as any).spec.jobTargetRef.template.spec.containers[0].command;
-    expect(jobCommand).toEqual([...README_WORKER_COMMAND, "--once"]);
+    expect(jobCommand).toEqual([...INIT, ...README_WORKER_COMMAND, "--once"]);
     const migrate = find(rendered.local, "Job") as any;
-    expect(migrate.spec.template.spec.containers[0].command).toEqual(["node", "dist/seed/cli.js", "schema", "--roles"]);
+    expect(migrate.spec.template.spec.containers[0].command).toEqual([
+      ...INIT,
+      "node",
+      "dist/seed/cli.js",
+      "schema",
+      "--roles",
+    ]);
   });
 
   it("names each release's migration Job after its image's tag, so that applying a release creates it", () => {
@@ -225,7 +304,15 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const policy = find(rendered.production, "NetworkPolicy") as any;
     expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
     const ports = policy.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`));
-    expect(ports.sort()).toEqual(["TCP/53", "TCP/5432", "TCP/6432", "UDP/53"]);
+    // PostgreSQL, PgBouncer, DNS, and OpenShift's DNS pods' own port
+    expect(ports.sort()).toEqual(["TCP/53", "TCP/5353", "TCP/5432", "TCP/6432", "UDP/53", "UDP/5353"]);
+    // the metrics port, from the monitoring namespace only
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }],
+        ports: [{ protocol: "TCP", port: 9464 }],
+      },
+    ]);
     expect(find(rendered.production, "ServiceAccount").automountServiceAccountToken).toBe(false);
     expect(rendered.production.some((o) => o.kind.includes("Role"))).toBe(false);
   });
@@ -235,7 +322,11 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     expect(image(rendered.local)).toBe("pg-batch:dev");
     expect(image(rendered.production)).toMatch(/^registry\.example\.com\/pg-batch(:[\w.-]+|@sha256:[0-9a-f]{64})$/);
     expect(find(rendered.local, "Secret", "pg-secret")).toBeDefined();
-    expect(find(rendered.production, "Secret")).toBeUndefined();
+    // what is created out of band, kubectl delete -k must leave: the Secret, and its namespace
+    for (const overlay of ["production", "long-running"] as const) {
+      expect(find(rendered[overlay], "Secret")).toBeUndefined();
+      expect(find(rendered[overlay], "Namespace")).toBeUndefined();
+    }
     // every pod of production and long-running verifies the database against the CA it mounts
     for (const spec of [...podSpecs(rendered.production), ...podSpecs(rendered["long-running"])]) {
       const container = spec.containers[0] as any;
@@ -277,8 +368,8 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
         );
         expect(mounted).toContain(name);
       }
-      for (const [, name] of command.matchAll(/scaledjob (\S+)/g)) {
-        expect(everything.some((o) => o.kind === "ScaledJob" && o.metadata.name === name)).toBe(true);
+      for (const [, kind, name] of command.matchAll(/(scaledjob|scaledobject) (\S+)/g)) {
+        expect(everything.some((o) => o.kind.toLowerCase() === kind && o.metadata.name === name)).toBe(true);
       }
       for (const [, name] of command.matchAll(/job\/(\S+)/g)) {
         expect(everything.some((o) => o.kind === "Job" && o.metadata.name === name)).toBe(true);

@@ -105,6 +105,30 @@ describe("least privilege", () => {
     }
   });
 
+  it("makes the monitoring logins' query give up on a lock rather than hold KEDA's scaling", async () => {
+    // the settings reach the logins there are when the roles are applied, as a release does
+    expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+    const keda = new pg.Client({ connectionString: monitor.url });
+    await keda.connect();
+    const migration = await db.pool.connect();
+    try {
+      expect((await keda.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("5s");
+      expect((await keda.query("SHOW lock_timeout")).rows[0].lock_timeout).toBe("1s");
+      // a migration altering a table the backlog reads
+      await migration.query("BEGIN");
+      await migration.query("LOCK TABLE batch_jobs IN ACCESS EXCLUSIVE MODE");
+      await expect(keda.query("SELECT rows_left FROM batch_backlog")).rejects.toThrow(/lock timeout/);
+    } finally {
+      await migration.query("ROLLBACK");
+      migration.release();
+      await keda.end();
+    }
+    // other roles' logins keep the server's defaults
+    expect(await attempt(worker.url, "DO $$ BEGIN ASSERT current_setting('lock_timeout') = '0'; END $$")).toBe(
+      "allowed",
+    );
+  });
+
   it("lets the viewer role read what status reads, and no row of a job's table", async () => {
     const report = await status(["--json", "least"], { DATABASE_URL: viewer.url });
     expect(report.code).toBe(0);

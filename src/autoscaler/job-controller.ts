@@ -1,7 +1,8 @@
 import type { Logger } from "../logger";
+import { exitStatus, failureAction } from "./job-failure-policy";
 import { jobsToCreate } from "./job-scaling";
 import type { ScaledJobWorkload } from "./manifests";
-import type { Container } from "./pod-process";
+import type { Container, ContainerExit } from "./pod-process";
 import { backoffSeconds, generateName, type PodRunner } from "./pods";
 
 /** A Job's pods that fail are replaced after 10 s, doubling up to 6 minutes. */
@@ -13,14 +14,17 @@ interface Job {
   failures: number;
   container: Container | undefined;
   retry: NodeJS.Timeout | undefined;
+  deadline: NodeJS.Timeout | undefined;
   finishedAt: number;
 }
 
 /**
  * KEDA's ScaledJob and Kubernetes' Job controller: at each poll the Jobs the scaling strategy
  * asks for, each with one pod (parallelism 1); a pod that fails (non-zero exit, killed) is
- * replaced after the Job back-off until `backoffLimit` failures fail the Job; finished Jobs
- * beyond the history limits are deleted. KEDA never stops a Job's pod: pods end by themselves.
+ * replaced after the Job back-off until `backoffLimit` failures fail the Job, as its
+ * podFailurePolicy counts them; a Job still active at its activeDeadlineSeconds has its pod
+ * stopped (SIGTERM, then SIGKILL after the grace period) and fails; finished Jobs beyond the
+ * history limits are deleted. KEDA never stops a Job's pod: pods end by themselves.
  */
 export class JobController {
   private jobs: Job[] = [];
@@ -46,8 +50,11 @@ export class JobController {
         failures: 0,
         container: undefined,
         retry: undefined,
+        deadline: undefined,
         finishedAt: 0,
       };
+      const seconds = this.workload.activeDeadlineSeconds;
+      if (seconds !== undefined) job.deadline = setTimeout(() => this.deadlineExceeded(job), seconds * 1000);
       this.jobs.push(job);
       await this.startPod(job);
     }
@@ -65,25 +72,47 @@ export class JobController {
     job.retry = undefined;
     const container = await this.pods.start(generateName(job.name), replacement);
     job.container = container;
-    // deleted while its pod was being created
-    if (job.status === "deleted") container.terminate(this.pods.graceSeconds);
-    void container.exited.then((exit) => this.podExited(job, exit.code));
+    // deleted, or past its deadline, while its pod was being created
+    if (job.status !== "active") container.terminate(this.pods.graceSeconds);
+    void container.exited.then((exit) => this.podExited(job, exit));
   }
 
-  private podExited(job: Job, code: number | null): void {
+  private podExited(job: Job, exit: ContainerExit): void {
     if (job.status !== "active") return;
-    if (code === 0) {
+    const status = exitStatus(exit.code, exit.signal);
+    if (status === 0) {
       this.finish(job, "complete");
-    } else if (++job.failures > this.workload.backoffLimit) {
+      return;
+    }
+    const action = failureAction(this.workload.podFailurePolicy, status);
+    if (action === "FailJob") {
+      this.logger.info(
+        { job: job.name, status },
+        `job ${job.name} failed: its pod exited ${status} (podFailurePolicy)`,
+      );
+      this.finish(job, "failed");
+      return;
+    }
+    if (action === "Count" && ++job.failures > this.workload.backoffLimit) {
       this.logger.info({ job: job.name, failures: job.failures }, `job ${job.name} failed: backoffLimit reached`);
       this.finish(job, "failed");
-    } else {
-      const delay = backoffSeconds(job.failures, JOB_BACKOFF_MAX_SECONDS);
-      job.retry = setTimeout(() => void this.startPod(job), delay * 1000);
+      return;
     }
+    // an ignored failure is replaced at once, as the Job controller does; a counted one after the back-off
+    const delay = action === "Ignore" ? 0 : backoffSeconds(job.failures, JOB_BACKOFF_MAX_SECONDS);
+    job.retry = setTimeout(() => void this.startPod(job), delay * 1000);
+  }
+
+  private deadlineExceeded(job: Job): void {
+    if (job.status !== "active") return;
+    this.logger.info({ job: job.name }, `job ${job.name} failed: activeDeadlineSeconds reached`);
+    clearTimeout(job.retry);
+    this.finish(job, "failed");
+    job.container?.terminate(this.pods.graceSeconds);
   }
 
   private finish(job: Job, status: Job["status"]): void {
+    clearTimeout(job.deadline);
     job.status = status;
     job.finishedAt = performance.now();
   }
@@ -102,6 +131,7 @@ export class JobController {
   async stop(): Promise<void> {
     const stopping = this.jobs.map((job) => {
       clearTimeout(job.retry);
+      clearTimeout(job.deadline);
       job.status = "deleted";
       job.container?.terminate(this.pods.graceSeconds);
       return job.container?.exited;

@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { parseAllDocuments } from "yaml";
 import { z } from "zod";
+import type { FailureRule } from "./job-failure-policy";
 import type { JobScalingSpec } from "./job-scaling";
 import type { ReplicaScalingSpec, ScalingRules } from "./replica-scaling";
 
@@ -48,6 +49,9 @@ export interface ScaledJobWorkload extends Scaled {
   successfulJobsHistoryLimit: number;
   failedJobsHistoryLimit: number;
   backoffLimit: number;
+  /** The Job's activeDeadlineSeconds: past it, its pod is stopped and the Job failed. */
+  activeDeadlineSeconds: number | undefined;
+  podFailurePolicy: FailureRule[];
 }
 
 export interface ScaledObjectWorkload extends Scaled {
@@ -71,31 +75,53 @@ const numeric = z.union([
     .transform(Number),
 ]);
 
-const envVar = z.object({
+const envVar = z.strictObject({
   name: z.string(),
   value: z.string().optional(),
   valueFrom: z
-    .object({
-      secretKeyRef: z.object({ name: z.string(), key: z.string(), optional: z.boolean().optional() }).optional(),
-      fieldRef: z.object({ fieldPath: z.string() }).optional(),
+    .strictObject({
+      secretKeyRef: z.strictObject({ name: z.string(), key: z.string(), optional: z.boolean().optional() }).optional(),
+      fieldRef: z.strictObject({ fieldPath: z.string() }).optional(),
     })
     .optional(),
 });
 
-const podSpec = z.object({
-  terminationGracePeriodSeconds: z.number().default(30),
-  containers: z
-    .array(
-      z.object({
-        command: z.array(z.string()).optional(),
-        args: z.array(z.string()).default([]),
-        env: z.array(envVar).default([]),
-        envFrom: z.undefined({ error: "envFrom is not supported by the local autoscaler" }).optional(),
-        ports: z.array(z.object({ containerPort: z.number() })).default([]),
-      }),
-    )
-    .min(1),
+/**
+ * What changes nothing for a local process (image, security, resources, volumes, scheduling,
+ * probes): read and left aside. Any field not named in the schemas below is refused.
+ */
+const notModelled = z.unknown().optional();
+
+const container = z.strictObject({
+  name: z.string(),
+  image: notModelled,
+  imagePullPolicy: notModelled,
+  command: z.array(z.string()).optional(),
+  args: z.array(z.string()).default([]),
+  env: z.array(envVar).default([]),
+  envFrom: z.undefined({ error: "envFrom is not supported by the local autoscaler" }).optional(),
+  ports: z
+    .array(z.strictObject({ name: z.string().optional(), containerPort: z.number(), protocol: z.string().optional() }))
+    .default([]),
+  livenessProbe: notModelled,
+  readinessProbe: notModelled,
+  resources: notModelled,
+  securityContext: notModelled,
+  volumeMounts: notModelled,
 });
+
+const podSpec = z.strictObject({
+  terminationGracePeriodSeconds: z.number().default(30),
+  containers: z.array(container).min(1),
+  restartPolicy: notModelled,
+  serviceAccountName: notModelled,
+  automountServiceAccountToken: notModelled,
+  securityContext: notModelled,
+  tolerations: notModelled,
+  volumes: notModelled,
+});
+
+const podTemplate = z.strictObject({ metadata: notModelled, spec: podSpec });
 
 const trigger = z.object({
   type: z.literal("postgresql", { error: "only postgresql triggers are supported" }),
@@ -116,26 +142,47 @@ const triggers = z
 
 const metadata = z.object({ name: z.string(), namespace: z.string().default("default") });
 
+/** A Job's podFailurePolicy: its rules on exit codes are applied; no local pod gets a disruption condition. */
+const podFailurePolicy = z.strictObject({
+  rules: z.array(
+    z.strictObject({
+      action: z.enum(["Ignore", "FailJob", "Count"]),
+      onExitCodes: z
+        .strictObject({
+          containerName: z.string().optional(),
+          operator: z.enum(["In", "NotIn"]),
+          values: z.array(z.number()),
+        })
+        .optional(),
+      onPodConditions: z.array(z.strictObject({ type: z.string(), status: z.string().optional() })).optional(),
+    }),
+  ),
+});
+
 const scaledJob = z.object({
   metadata,
-  spec: z.object({
+  spec: z.strictObject({
     pollingInterval: z.number().default(30),
     minReplicaCount: z.number().default(0),
     maxReplicaCount: z.number().default(100),
     successfulJobsHistoryLimit: z.number().default(100),
     failedJobsHistoryLimit: z.number().default(100),
     scalingStrategy: z
-      .object({
+      .strictObject({
         strategy: z.enum(["default", "accurate", "eager", "custom"]).default("default"),
         customScalingQueueLengthDeduction: z.number().default(0),
         customScalingRunningJobPercentage: numeric.default(0),
       })
       .default({ strategy: "default", customScalingQueueLengthDeduction: 0, customScalingRunningJobPercentage: 0 }),
-    jobTargetRef: z.object({
+    // a new spec's effect on running Jobs: the local autoscaler runs one spec
+    rollout: notModelled,
+    jobTargetRef: z.strictObject({
       parallelism: z.literal(1, { error: "only parallelism 1 is supported" }).default(1),
       completions: z.literal(1, { error: "only completions 1 is supported" }).default(1),
+      activeDeadlineSeconds: z.number().positive().optional(),
       backoffLimit: z.number().default(6),
-      template: z.object({ spec: podSpec }),
+      podFailurePolicy: podFailurePolicy.optional(),
+      template: podTemplate,
     }),
     triggers,
   }),
@@ -157,7 +204,7 @@ const scalingRules = z
 
 const scaledObject = z.object({
   metadata,
-  spec: z.object({
+  spec: z.strictObject({
     scaleTargetRef: z.object({
       kind: z.literal("Deployment", { error: "only a Deployment target is supported" }).default("Deployment"),
       name: z.string(),
@@ -179,7 +226,7 @@ const scaledObject = z.object({
 
 const deployment = z.object({
   metadata: z.object({ name: z.string() }),
-  spec: z.object({ template: z.object({ spec: podSpec }) }),
+  spec: z.object({ template: podTemplate }),
 });
 
 const triggerAuthentication = z.object({
@@ -306,6 +353,8 @@ export function readWorkload(objects: K8sObject[]): Workload {
       successfulJobsHistoryLimit: spec.successfulJobsHistoryLimit,
       failedJobsHistoryLimit: spec.failedJobsHistoryLimit,
       backoffLimit: spec.jobTargetRef.backoffLimit,
+      activeDeadlineSeconds: spec.jobTargetRef.activeDeadlineSeconds,
+      podFailurePolicy: spec.jobTargetRef.podFailurePolicy?.rules ?? [],
       pod: readPod(spec.jobTargetRef.template.spec, owner),
     };
   }

@@ -29,6 +29,15 @@ function resolveExecutable(command: string, root: string): string {
   return fs.existsSync(local) ? local : command;
 }
 
+/**
+ * The command without its init (`tini --`), which a container needs as PID 1 to pass signals on
+ * and exit with its child's status; a local process is not PID 1, and runs the command itself.
+ */
+function withoutInit(command: string[]): [string, ...string[]] {
+  const rest = command[0] === "tini" && command[1] === "--" ? command.slice(2) : command;
+  return rest as [string, ...string[]];
+}
+
 function fieldValue(fieldPath: string, podName: string, namespace: string): string {
   if (fieldPath === "metadata.name") return podName;
   if (fieldPath === "metadata.namespace") return namespace;
@@ -66,6 +75,6 @@ export async function processSpec(options: {
   for (const [name, value] of Object.entries(env)) {
     if (value !== "0" && template.containerPorts.includes(Number(value))) env[name] = String(await freePort());
   }
-  const [command, ...args] = template.command as [string, ...string[]];
+  const [command, ...args] = withoutInit(template.command);
   return { executable: resolveExecutable(command, root), args, env, cwd: root };
 }

@@ -6,8 +6,9 @@ import { ROOT } from "./processes";
 /**
  * Runs a Dockerfile's steps without Docker: each stage's WORKDIR is a directory of its own, COPY
  * copies from the build context (the repository's files minus .dockerignore) or from an earlier
- * stage, RUN runs in the stage's directory with its ENV. Enough for this project's Dockerfile:
- * it proves the steps the image build runs, on this machine's Node.
+ * stage, RUN runs in the stage's directory with its ENV. A RUN of apt-get installs Debian
+ * packages into the image's system: here they are the machine's, checked to be installed. Enough
+ * for this project's Dockerfile: it proves the steps the image build runs, on this machine's Node.
  */
 
 export interface Instruction {
@@ -21,6 +22,7 @@ export interface Stage {
   workdir: string;
   env: Record<string, string>;
   user?: string;
+  entrypoint?: string[];
   cmd?: string[];
   dir: string;
 }
@@ -73,6 +75,28 @@ function copyInto(files: string[], source: string, target: string): void {
   }
 }
 
+/** The packages of a RUN's `apt-get install`. */
+export function debianPackages(run: string): string[] {
+  return [...run.matchAll(/apt-get install ([^&;]*)/g)].flatMap((match) =>
+    (match[1] as string).split(/\s+/).filter((word) => word && !word.startsWith("-")),
+  );
+}
+
+function requireInstalled(name: string): void {
+  let status = "";
+  try {
+    status = execFileSync("dpkg-query", ["-W", "--showformat=$" + "{Status}", name], {
+      encoding: "utf8",
+      stdio: "pipe",
+    });
+  } catch {
+    // not known to dpkg at all
+  }
+  if (!status.endsWith("ok installed")) {
+    throw new Error(`the image installs the Debian package ${name}: install it here too (apt-get install ${name})`);
+  }
+}
+
 export function buildWithoutDocker(workRoot: string, log: (line: string) => void = () => undefined): Stage[] {
   const instructions = parseDockerfile(fs.readFileSync(path.join(ROOT, "Dockerfile"), "utf8"));
   const context = contextFiles();
@@ -96,7 +120,11 @@ export function buildWithoutDocker(workRoot: string, log: (line: string) => void
     if (op === "WORKDIR") stage.workdir = args;
     else if (op === "USER") stage.user = args;
     else if (op === "CMD") stage.cmd = JSON.parse(args);
-    else if (op === "ENV") {
+    else if (op === "ENTRYPOINT") stage.entrypoint = JSON.parse(args);
+    else if (op === "RUN" && args.startsWith("apt-get ")) {
+      for (const name of debianPackages(args)) requireInstalled(name);
+      log(`RUN ${args} (installed on this machine)`);
+    } else if (op === "ENV") {
       for (const [, key, value] of args.matchAll(/(\w+)=(\S+)/g)) stage.env[key as string] = value as string;
     } else if (op === "COPY") {
       const words = args.split(/\s+/);

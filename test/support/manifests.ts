@@ -24,7 +24,15 @@ export function render(overlay: string): K8sObject[] {
 }
 
 export function renderDirectory(dir: string, ...options: string[]): K8sObject[] {
-  const text = execFileSync("kubectl", ["kustomize", dir, ...options], { encoding: "utf8" });
+  let text: string;
+  try {
+    text = execFileSync("kubectl", ["kustomize", dir, ...options], { encoding: "utf8" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new Error("kubectl is not installed: the manifests are rendered with kubectl kustomize, as in a cluster");
+    }
+    throw error;
+  }
   return parseAllDocuments(text).map((doc) => doc.toJSON() as K8sObject);
 }
 
