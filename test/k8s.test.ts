@@ -156,7 +156,10 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       expect(job.activeDeadlineSeconds).toBeGreaterThanOrEqual(30 * 60);
       expect(job.activeDeadlineSeconds).toBeGreaterThan(10 * pod.terminationGracePeriodSeconds);
       const rules = job.podFailurePolicy.rules;
-      expect(rules).toContainEqual({ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget" }] });
+      expect(rules).toContainEqual({
+        action: "Ignore",
+        onPodConditions: [{ type: "DisruptionTarget", status: "True" }],
+      });
       const onExit = (code: number) =>
         rules.find((rule: any) => rule.onExitCodes?.operator === "In" && rule.onExitCodes.values.includes(code));
       expect(onExit(EXIT_POOL_LOST)).toMatchObject({ action: "Ignore", onExitCodes: { containerName: "worker" } });
