@@ -34,12 +34,23 @@ describe("npm run bench -- --quick", () => {
         "peers",
         "processing",
         "queueLatencyMs",
+        "rateLimit",
         "scaleOut",
         "sectionSeconds",
       ].sort(),
     );
     expect(report.processing).toMatchObject({ rows: 20_000, rowsPerSecond: expect.any(Number) });
-    expect(report.autoscalingQuery).toMatchObject({ pendingRows: 50_000, value: 50_000 });
+    // the trigger reads the run's chunks, all due; the rows they hold are the rows pending
+    const query = report.autoscalingQuery as { value: number; chunks: number };
+    expect(query).toMatchObject({ pendingRows: 50_000, rowsLeft: 50_000 });
+    expect(query.value).toBeGreaterThan(0);
+    expect(query.value).toBe(query.chunks);
+    // the rate limit: unlimited, far above the worker's pace (no slower), near it (held to it)
+    expect(report.rateLimit).toMatchObject({
+      unlimited: expect.any(Number),
+      farAbove: { perSecond: 1_000_000, rowsPerSecond: expect.any(Number), ratio: expect.any(Number) },
+      near: { perSecond: expect.any(Number), rowsPerSecond: expect.any(Number), ofLimit: expect.any(Number) },
+    });
 
     // the pure-SQL ceiling on our schema, and its twin doing the job's work
     expect(report.ceiling).toMatchObject({
@@ -89,6 +100,7 @@ describe("npm run bench -- --quick", () => {
         "memory",
         "peers",
         "processing+ceiling",
+        "rate-limit",
         "scale-out",
       ].sort(),
     );
