@@ -46,10 +46,14 @@ describe("processing a batch run with graphile-worker", () => {
          FROM users`,
     );
     expect(rows[0]).toEqual({ once: ROWS, results: ROWS });
+    // the 8 planned chunks, and any a chunk that finished first split off one still running
+    // (src/chunks/chunk-split.ts): every chunk done, their rows the run's
     const { rows: chunks } = await db.pool.query(
-      "SELECT count(*)::int AS n, sum(rows_completed)::int AS completed FROM batch_chunks WHERE status = 'done'",
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'done')::int AS done,
+              sum(rows_completed)::int AS completed FROM batch_chunks`,
     );
-    expect(chunks[0]).toEqual({ n: 8, completed: ROWS });
+    expect(chunks[0].n).toBeGreaterThanOrEqual(8);
+    expect(chunks[0]).toEqual({ n: chunks[0].n, done: chunks[0].n, completed: ROWS });
     const { rows: steps } = await db.pool.query("SELECT step, round, result FROM batch_steps ORDER BY finished_at");
     expect(steps).toEqual([
       { step: "plan", round: 0, result: { chunks: 8, rows: ROWS } },
