@@ -472,8 +472,11 @@ async function runSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string 
       }
       current ??= beginSlice(afterId);
       const claimedUpTo = await Promise.race([current.claimedAll, current.result.then(noKey, noKey)]);
-      // a chunk that pauses after each slice starts none ahead: the pause is its database's idle time
-      const mayClaim = (deps.throttle?.mayClaim(job) ?? true) && runner.pauseRatio === 0;
+      // a chunk that pauses after each slice starts none ahead: the pause is its database's idle
+      // time; but for records that wait on I/O, whose database is mostly idle already and whose
+      // slots would drain before each pause
+      const pausesAlone = runner.pauseRatio > 0 && recordMs < STREAM_FROM_RECORD_MS;
+      const mayClaim = (deps.throttle?.mayClaim(job) ?? true) && !pausesAlone;
       if (claimedUpTo !== undefined && !deps.draining.aborted && mayClaim) next = beginSlice(claimedUpTo);
       let slice: SliceResult | undefined;
       try {
