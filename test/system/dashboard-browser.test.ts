@@ -9,7 +9,7 @@ import { runByName, waitFor } from "../support/runs";
  * The dashboard in a real headless Chromium, during a real run worked by a real worker process:
  * progress moves without a reload, a hostile run name stays text, pause and resume work with
  * the token once confirmed. With DASHBOARD_SCREENSHOT=path it saves the run page mid-run there
- * (README's docs/dashboard.png).
+ * (docs/dashboard.png).
  */
 
 const chromium = findChromium();

@@ -5,7 +5,7 @@ import { type K8sObject, OVERLAYS, renderDirectory, renderWithComponents, valida
 import { ROOT } from "../support/processes";
 
 /**
- * k8s/components/dashboard (and dashboard-controls after it), added to each overlay as the README
+ * k8s/components/dashboard (and dashboard-controls after it), added to each overlay as docs/dashboard.md
  * says: the dashboard's Deployment, Service and NetworkPolicy match their schemas, run the
  * overlay's image in its namespace, read through the batch_viewer login (or, with the controls,
  * the admin login and the token), listen on every interface of the pod, and are what the Service

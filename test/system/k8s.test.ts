@@ -42,12 +42,12 @@ function podSpecs(objects: K8sObject[]): PodSpec[] {
   });
 }
 
-const README_WORKER_COMMAND = ["graphile-worker"];
+const WORKER_COMMAND = ["graphile-worker"];
 /** The image's ENTRYPOINT, which a pod's command replaces: every command names it again. */
 const INIT = ["tini", "--"];
 
 /**
- * The connection budget the README states: PostgreSQL's default max_connections less its
+ * The connection budget docs/kubernetes.md states: PostgreSQL's default max_connections less its
  * superuser reserve, for the workers at maxReplicaCount and the pods beyond it (a rollout's
  * surge, or a Job's pod replacing one whose sessions are still open), KEDA's trigger, the
  * migration Job, and room for admins, monitoring and psql.
@@ -241,7 +241,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     },
   );
 
-  it("runs the README's worker command, non-root and read-only, with secrets only from the Secret", () => {
+  it("runs the documented worker command, non-root and read-only, with secrets only from the Secret", () => {
     for (const overlay of OVERLAYS) {
       for (const spec of podSpecs(rendered[overlay])) {
         expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
@@ -265,10 +265,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       expect(workers).toHaveLength(1);
       const [worker] = workers as [PodSpec];
       const container = worker.containers[0] as Container;
-      expect(container.command.slice(0, INIT.length + README_WORKER_COMMAND.length)).toEqual([
-        ...INIT,
-        ...README_WORKER_COMMAND,
-      ]);
+      expect(container.command.slice(0, INIT.length + WORKER_COMMAND.length)).toEqual([...INIT, ...WORKER_COMMAND]);
       expect(container.env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
       // a standby to throttle on is optional: pods start whether the Secret has the key or not
       expect(container.env.find((e) => e.name === "REPLICA_DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({
@@ -281,7 +278,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
       expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 10);
     }
     const jobCommand = (find(rendered.local, "ScaledJob") as any).spec.jobTargetRef.template.spec.containers[0].command;
-    expect(jobCommand).toEqual([...INIT, ...README_WORKER_COMMAND, "--once"]);
+    expect(jobCommand).toEqual([...INIT, ...WORKER_COMMAND, "--once"]);
     const migrate = find(rendered.local, "Job") as any;
     expect(migrate.spec.template.spec.containers[0].command).toEqual([
       ...INIT,
@@ -343,9 +340,12 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     }
   });
 
-  it("supports every kubectl command the README shows", () => {
-    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
-    const commands = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+  it("supports every kubectl command the README and docs/ show", () => {
+    const docs = ["README.md", ...fs.readdirSync(path.join(ROOT, "docs")).map((name) => `docs/${name}`)]
+      .filter((file) => file.endsWith(".md"))
+      .map((file) => fs.readFileSync(path.join(ROOT, file), "utf8"))
+      .join("\n");
+    const commands = [...docs.matchAll(/```sh\n([\s\S]*?)```/g)]
       .flatMap((block) => (block[1] as string).replace(/\\\n\s*/g, " ").split("\n"))
       .map((line) => line.trim())
       .filter((line) => line.startsWith("kubectl"));
@@ -360,7 +360,7 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
         expect(OVERLAYS).toContain(overlay);
       }
       for (const [, namespace] of command.matchAll(/-n (\S+)/g)) {
-        // the database's CA goes to KEDA's namespace too, for its operator (README, "TLS to the database")
+        // the database's CA goes to KEDA's namespace too, for its operator (docs/kubernetes.md, "TLS to the database")
         expect(
           namespace === "pg-batch" || (namespace === "keda" && /create configmap pg-batch-ca /.test(command)),
         ).toBe(true);

@@ -60,7 +60,7 @@ const UNDO_WORKER_MIGRATIONS_18_19 = `
   DELETE FROM graphile_worker.migrations WHERE id >= 18;
   RESET ROLE;`;
 
-describe("two releases in a row, as the README deploys them", () => {
+describe("two releases in a row, as docs/kubernetes.md deploys them", () => {
   let parent: string;
   let db: TestDatabase;
   let admin: Login | undefined;
