@@ -1,9 +1,8 @@
 import fc from "fast-check";
+import { column, defineJob, type Instant } from "#pg-batch";
 import { runSlice, type SliceRequest } from "../../src/chunks/slice";
 import { plainArrayLiteral } from "../../src/db/literals";
 import { ROW_TYPES } from "../../src/db/types";
-import { column, type Instant } from "../../src/jobs/columns";
-import { defineJob } from "../../src/jobs/define";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { ClaimedRows } from "../../src/processing/run-records";
 import { createMigratedDatabase, type TestDatabase } from "../support/database";

@@ -1,9 +1,8 @@
+import { column, defineJob, JobDefinitionError } from "#pg-batch";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog, loadCatalog, useCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
-import { column } from "../../src/jobs/columns";
-import { defineJob, JobDefinitionError } from "../../src/jobs/define";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { runChunkJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";

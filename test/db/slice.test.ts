@@ -1,9 +1,9 @@
+import type { JobDefinition } from "#pg-batch";
 import { ChunkEndedError, runSlice, type SliceRequest, writeLateOutcomes } from "../../src/chunks/slice";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog } from "../../src/jobs/catalog";
-import type { JobDefinition } from "../../src/jobs/define";
 import { ClaimedRows, type RecordOutcome, runRecords } from "../../src/processing/run-records";
 import { runChunkJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";

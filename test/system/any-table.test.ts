@@ -1,9 +1,8 @@
+import { column, defineJob, type JobDefinition } from "#pg-batch";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
 import { loadCatalog, useCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
-import { column } from "../../src/jobs/columns";
-import { defineJob, type JobDefinition } from "../../src/jobs/define";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";

@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { defineJob } from "#pg-batch";
 import { withPool } from "../../src/db/pool";
 import { freePort } from "../../src/free-port";
-import { defineJob } from "../../src/jobs/define";
 import { effectiveRateLimit, RateLimiter } from "../../src/processing/rate-limit";
 import { createMigratedDatabase, quietLogger, type TestDatabase } from "../support/database";
 import { ROOT, type Running, seed, startWorker, status } from "../support/processes";
@@ -138,8 +138,7 @@ const ROWS = 3000;
 
 /** A job whose function only notes when it ran, limited to PER_SECOND records a second. */
 const PACED_JOB = `"use strict";
-const { column } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/columns.js"))});
-const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/define.js"))});
+const { column, defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
 module.exports = defineJob({
   name: "paced",
   table: "paced_t",

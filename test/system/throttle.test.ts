@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import { defineJob } from "#pg-batch";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
 import { freePort } from "../../src/free-port";
@@ -16,7 +17,6 @@ import {
   pendingReplaySeconds,
   resolveLimits,
 } from "../../src/health/throttle";
-import { defineJob } from "../../src/jobs/define";
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
@@ -356,8 +356,7 @@ describe("throttling a run on the database's health", () => {
   async function writeGatedJob(name: string, when: string, rows: number) {
     const source = `"use strict";
 const fs = require("node:fs");
-const { column } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/columns.js"))});
-const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/define.js"))});
+const { column, defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
 module.exports = defineJob({
   name: ${JSON.stringify(name)},
   table: ${JSON.stringify(`${name}_items`)},

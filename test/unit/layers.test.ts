@@ -5,7 +5,7 @@ import { ROOT } from "../support/processes";
 /**
  * The layers import downward only: src/ is the core, and knows nothing of the workflow, its tasks,
  * the seed tool or the entries that compose them all; the run model at its bottom imports
- * nothing.
+ * nothing. Job files reach the core through its one entry, `#pg-batch`, so that its modules can move.
  */
 
 const UPPER_LAYERS = ["app", "seed", "tasks", "workflows"];
@@ -52,5 +52,19 @@ describe("layers", () => {
 
   it("the run model imports nothing", () => {
     expect(importsOf(MODEL)).toEqual([]);
+  });
+
+  it("job files import the core only as #pg-batch", () => {
+    const jobFiles = sourceFiles("jobs");
+    expect(jobFiles).toContain("jobs/users.ts");
+    const inward = jobFiles.flatMap((file) =>
+      importsOf(file)
+        // packages and jobs/ itself are fine; any other path into the project is not
+        .filter((specifier) => specifier.startsWith("#") || (layerOf(file, specifier) ?? "jobs") !== "jobs")
+        .filter((specifier) => specifier !== "#pg-batch")
+        .map((specifier) => `${file} imports ${specifier}`),
+    );
+    expect(inward).toEqual([]);
+    expect(importsOf("jobs/users.ts")).toEqual(["#pg-batch"]);
   });
 });
