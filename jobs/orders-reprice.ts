@@ -1,5 +1,4 @@
-import { column } from "../src/jobs/columns";
-import { defineJob } from "../src/jobs/define";
+import { column, defineJob } from "#pg-batch";
 
 /**
  * The example of a job of one's own (docs/jobs.md): recomputes the tax and the
