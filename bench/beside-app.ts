@@ -236,7 +236,7 @@ async function runProgress(pool: pg.Pool, name: string): Promise<{ done: number;
 }
 
 /** Alone, then beside a run of the profile: one fresh table of `rows` users for both. */
-export async function besideCase(
+async function besideCase(
   bench: Bench,
   profile: string,
   delayMs: number,

@@ -244,9 +244,6 @@ describe(`a job limited to ${PER_SECOND} records a second`, () => {
       const port = processes === 1 ? await freePort() : undefined;
       const { ranAt, metrics } = await paceWith(processes, port);
       const { rate, mostInTen } = measure(ranAt);
-      const dbg = await db.pool.query("SELECT granted_total, waited_seconds_total FROM batch_rate_limits");
-      const gaps = ranAt.slice(1).map((t, i) => t - (ranAt[i] as number)).sort((a, b) => b - a).slice(0, 8);
-      console.log("DEBUG", processes, rate, mostInTen, dbg.rows, gaps, ranAt.length);
       // a run that starts with a full bucket may go BURST above the limit over its whole length
       expect(rate).toBeGreaterThan(PER_SECOND * 0.95);
       expect(rate).toBeLessThan(PER_SECOND * 1.05);
