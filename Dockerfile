@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The worker and the seed tool in one image. Build from the repository root:
 #   docker build -t pg-batch .
-# test/image.test.ts runs these steps outside Docker and starts the result.
+# test/system/image.test.ts runs these steps outside Docker and starts the result.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app

@@ -17,7 +17,7 @@ import { type Bench, DIST, exec, FULL_SPEED, median, mustSucceed, type Ran, roun
 
 /**
  * The settings measured, as the worker's environment (variables a version does not know are
- * ignored by it). "busy primary" is what the README recommends beside a live application;
+ * ignored by it). "busy primary" is what docs/production.md recommends beside a live application;
  * "full speed" what it recommends on a database nobody else uses (the other sections' settings).
  */
 export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
@@ -25,7 +25,7 @@ export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
   defaults: {},
   // one chunk at a time (one database session writing, less of the CPU), 48 records in flight to
   // keep a third of full speed with I/O, the default lock bound and throttling spelled out (the
-  // README's recommendation lists them); the lock-wait limit catches what the bound does not (a
+  // docs/production.md's recommendation lists them); the lock-wait limit catches what the bound does not (a
   // record written apart, say); for records without I/O, a pause after each slice as long as its
   // statements took leaves the database idle half the time the run would take of it
   "busy primary": {
@@ -39,7 +39,7 @@ export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
 };
 
 /**
- * Settings of a profile for records without I/O alone, as the README recommends them: records
+ * Settings of a profile for records without I/O alone, as docs/production.md recommends them: records
  * that wait on I/O leave the database idle already, and a pause would only slow their run.
  */
 const WITHOUT_IO_ONLY: Record<string, string[]> = { "busy primary": ["SLICE_PAUSE_RATIO"] };

@@ -14,7 +14,7 @@ export const DIST = path.join(PROJECT_ROOT, "dist");
 export const BASELINES = process.env.BASELINES_SCRIPT ?? path.resolve(PROJECT_ROOT, "../shared/baselines/run.sh");
 
 /**
- * The settings the README gives for a database nobody else uses, which every section but
+ * The settings docs/production.md gives for a database nobody else uses, which every section but
  * beside-app measures: no health reads, slices of about a second.
  */
 export const FULL_SPEED = { THROTTLE: "off", MAX_LOCK_HOLD_S: "2" };

@@ -1,8 +1,7 @@
-import { column } from "../src/jobs/columns";
-import { defineJob } from "../src/jobs/define";
+import { column, defineJob } from "#pg-batch";
 
 /**
- * The example of a job of one's own (README, "Write your own job"): recomputes the tax and the
+ * The example of a job of one's own (docs/jobs.md): recomputes the tax and the
  * total of every open order, in integer cents, over a table with a key of another name and
  * result columns of its own (sql/migrations/012_example_orders.sql; its state and result columns
  * come from the generated 013_job_orders_reprice.sql). Orders with a quantity below 1 fail:

@@ -1,5 +1,4 @@
-import { column } from "../src/jobs/columns";
-import { defineJob } from "../src/jobs/define";
+import { column, defineJob } from "#pg-batch";
 
 /**
  * The original job, and the default of `npm start` and the commands: validates each user,

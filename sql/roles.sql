@@ -85,7 +85,7 @@ GRANT SELECT ON batch_backlog, batch_backlog_by_job TO batch_monitor;
 -- until it commits. The query then fails, and KEDA reports a scaler error, until the lock is gone.
 -- Role settings are not inherited through membership: each login gets them, in this database
 -- (ALTER ROLE takes no lock on any table). A login made later gets them when this runs again as
--- a user allowed to alter roles (README, "Roles and secrets"); where this user may not, it says so.
+-- a user allowed to alter roles (docs/kubernetes.md, "Roles and secrets"); where this user may not, it says so.
 DO $$
 DECLARE
   login TEXT;

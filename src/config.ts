@@ -144,7 +144,7 @@ const envSchema = z.object({
   NO_COLOR: z.string().optional(),
   // the dashboard (npm run dashboard: app/dashboard.ts)
   DASHBOARD_PORT: wholeNumber(0, 65_535).default(8080),
-  // loopback unless asked: a dashboard reached from another machine is given a token (README, "Dashboard")
+  // loopback unless asked: a dashboard reached from another machine is given a token (docs/dashboard.md)
   DASHBOARD_HOST: z.string().regex(/^\S+$/, "must be a host name or an address to listen on").default("127.0.0.1"),
   DASHBOARD_TOKEN: accessToken.optional(),
   DASHBOARD_READ_TOKEN: accessToken.optional(),
@@ -263,7 +263,7 @@ export interface DashboardConfig {
 
 /**
  * The database connections a process opens, derived from WORKERS here and nowhere else: the
- * connection budget of a deployment (README, "Connection budget"; test/k8s.test.ts) is computed
+ * connection budget of a deployment (docs/kubernetes.md, "Connection budget"; test/system/k8s.test.ts) is computed
  * from them.
  */
 export interface PoolSizes {

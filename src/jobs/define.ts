@@ -6,7 +6,7 @@ import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
  * A batch job, defined in one file under jobs/: the table it works through, the columns its
  * function reads and the result columns it writes, which rows it takes, its defaults, and the
  * function for one record. Everything else (planning, claiming, outcomes, counters, status, the
- * backlog KEDA reads) follows from the definition. README, "Write your own job".
+ * backlog KEDA reads) follows from the definition. docs/jobs.md.
  */
 
 export interface RecordContext {
@@ -131,7 +131,7 @@ export interface ThrottleConditionContext {
  */
 export type ThrottleCondition = { sql: string } | ((ctx: ThrottleConditionContext) => Promise<string | null>);
 
-/** When a job's workers stop claiming (README, "Throttling on the database's health"). */
+/** When a job's workers stop claiming (docs/production.md, "Throttling on the database's health"). */
 export interface JobThrottle {
   /** Over the built-in limits (src/health/throttle.ts); the THROTTLE_* variables override both. */
   limits?: Partial<ThrottleLimits>;

@@ -86,8 +86,7 @@ export async function writeHostileJob(dir: string, spec: HostileJobSpec): Promis
     .map(({ kind, nullable }, index) => `c${index}: column.${kind}("c${index}")${nullable ? ".nullable()" : ""},`)
     .join("\n      ");
   const source = `"use strict";
-const { column } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/columns.js"))});
-const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/jobs/define.js"))});
+const { column, defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
 ${DECODE}
 function result(plan, key) {
   const result = { seen: typeof key + " " + String(key) };

@@ -7,7 +7,7 @@ export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
 export const MAIN = path.join(ROOT, "dist/app/main.js");
 export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
 export const STATUS_CLI = path.join(ROOT, "dist/src/status/status-cli.js");
-/** The worker command the README and the container image use (npx adds only a launcher). */
+/** The worker command the docs and the container image use (npx adds only a launcher). */
 export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");
 
 export interface Finished {
@@ -90,7 +90,7 @@ export function status(args: string[], env: Record<string, string | undefined>):
   return run(process.execPath, [STATUS_CLI, ...args], env);
 }
 
-/** graphile-worker, as the README runs it (the configuration found from the project root), as a separate process. */
+/** graphile-worker, as docs/operations.md runs it (the configuration found from the project root), as a separate process. */
 export function startWorker(args: string[], env: Record<string, string | undefined>): Running {
   return start(WORKER_BIN, args, env);
 }

@@ -1,0 +1,35 @@
+/**
+ * The job API: what a job file (jobs/*.ts), a program embedding runners and the tests import, as
+ * `import { defineJob, column } from "#pg-batch"` (package.json "imports"). Modules inside src/
+ * may move; this entry and its names stay.
+ */
+
+export type { ThrottleLimits } from "./health/throttle";
+export {
+  type Column,
+  type ColumnBuilder,
+  ColumnValueError,
+  column,
+  Instant,
+  type ValueOf,
+  type ValuesOf,
+} from "./jobs/columns";
+export {
+  type BoundColumn,
+  defineJob,
+  type FilterValue,
+  type HookContext,
+  type JobDefaults,
+  type JobDefinition,
+  JobDefinitionError,
+  type JobSpec,
+  type JobThrottle,
+  type KeyType,
+  type KeyValue,
+  type RateLimit,
+  type RecordContext,
+  type RunInfo,
+  type StateColumns,
+  type ThrottleCondition,
+  type ThrottleConditionContext,
+} from "./jobs/define";
