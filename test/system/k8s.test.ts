@@ -306,6 +306,22 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
     const ports = policy.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`));
     // PostgreSQL, PgBouncer, DNS, and OpenShift's DNS pods' own port
     expect(ports.sort()).toEqual(["TCP/53", "TCP/5353", "TCP/5432", "TCP/6432", "UDP/53", "UDP/5353"]);
+    // DNS to the cluster's DNS pods only, never to anywhere
+    const dns = policy.spec.egress.filter((rule: any) => rule.ports.some((p: any) => [53, 5353].includes(p.port)));
+    expect(dns.map((rule: any) => rule.to)).toEqual([
+      [
+        {
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+          podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+        },
+      ],
+      [
+        {
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "openshift-dns" } },
+          podSelector: { matchLabels: { "dns.operator.openshift.io/daemonset-dns": "default" } },
+        },
+      ],
+    ]);
     // the metrics port, from the monitoring namespace only
     expect(policy.spec.ingress).toEqual([
       {
