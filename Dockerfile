@@ -11,6 +11,7 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
 COPY app ./app
+COPY dashboard ./dashboard
 COPY jobs ./jobs
 COPY src ./src
 COPY seed ./seed
@@ -18,6 +19,7 @@ COPY tasks ./tasks
 COPY workflows ./workflows
 COPY bench ./bench
 COPY sql ./sql
+# not autoscaler/: a development tool (it reads manifests with yaml, a devDependency)
 # compile, then keep only what runs: production dependencies, without the optional binaries
 RUN npm run build && npm prune --omit=dev --omit=optional
 
@@ -39,8 +41,8 @@ USER node
 EXPOSE 9464 8080
 # The worker: graphile-worker itself rather than through npx, which does not pass SIGTERM on to
 # it; it loads graphile.config.js. The seed tool is in the same image: node dist/seed/cli.js <command>
-# The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its scripts are in
-# dist, uPlot in node_modules)
+# The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its pages' scripts
+# bundled in dist/dashboard/scripts, uPlot in node_modules)
 #
 # PID 1 is tini, which passes signals on and exits with its child's status. A process that is
 # PID 1 itself ignores a signal it has no handler for: graphile-worker, which re-raises SIGTERM

@@ -6,7 +6,7 @@ import type { Logger } from "../logger";
  * A job's rate limit across every worker process of every pod: one token bucket per job in the
  * database (batch_take_tokens, sql/migrations/018_rate_limits.sql), and in each process one
  * RateLimiter per job, shared by its chunks. A slice takes its tokens before it claims, as many
- * as are at hand up to its size, and claims only as many rows (src/chunks/work-through-chunk.ts):
+ * as are at hand up to its size, and claims only as many rows (src/processing/token-wait.ts):
  * no record waits for a token while its row is locked. The limiter takes from the bucket what its
  * waiting slices ask for, up to a tenth of a second's worth at a time. Tokens a slice could not
  * use (its rows ran out, or it stopped starting records) go to the next slice waiting; those
@@ -32,7 +32,7 @@ export interface RateLimitObserver {
   waitedWithRowsLocked(job: string): void;
 }
 
-/** What a chunk's slices, and their records, take tokens from (src/chunks/work-through-chunk.ts). */
+/** What a chunk's slices, and their records, take tokens from (src/processing/token-wait.ts). */
 export interface TokenSource {
   /**
    * Between 1 and `most` tokens, as many as are at hand: at once (a number) when some are, else

@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { exitStatus, failureAction } from "../../src/autoscaler/job-failure-policy";
-import { jobsToCreate } from "../../src/autoscaler/job-scaling";
-import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../../src/autoscaler/manifests";
-import { POD_LOGGING, processSpec } from "../../src/autoscaler/pod-spec";
-import { secretValues } from "../../src/autoscaler/secrets";
+import { exitStatus, failureAction } from "../../autoscaler/job-failure-policy";
+import { jobsToCreate } from "../../autoscaler/job-scaling";
+import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../../autoscaler/manifests";
+import { POD_LOGGING, processSpec } from "../../autoscaler/pod-spec";
+import { secretValues } from "../../autoscaler/secrets";
 import { EXIT_FAILED, EXIT_USAGE } from "../../src/exit-status";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { insertUsers, statusCounts, useTestDatabase } from "../support/database";
@@ -13,7 +13,7 @@ import { type K8sObject, render } from "../support/manifests";
 import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "../support/processes";
 import { lockedJobs, runByName } from "../support/runs";
 
-const AUTOSCALER = path.join(ROOT, "dist/src/autoscaler/cli.js");
+const AUTOSCALER = path.join(ROOT, "dist/autoscaler/cli.js");
 const LOCAL = path.join(ROOT, "k8s/overlays/local");
 const LONG_RUNNING = path.join(ROOT, "k8s/overlays/long-running");
 

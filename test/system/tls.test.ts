@@ -16,7 +16,7 @@ import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "../sup
  * made at its start with openssl; another CA made here with openssl stands for the wrong one.
  */
 
-const AUTOSCALER = path.join(ROOT, "dist/src/autoscaler/cli.js");
+const AUTOSCALER = path.join(ROOT, "dist/autoscaler/cli.js");
 
 let db: EmbeddedDatabase;
 let plainUrl: string;

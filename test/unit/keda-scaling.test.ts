@@ -1,10 +1,10 @@
-import { type JobScalingSpec, jobsToCreate } from "../../src/autoscaler/job-scaling";
+import { type JobScalingSpec, jobsToCreate } from "../../autoscaler/job-scaling";
 import {
   decideReplicas,
   EMPTY_HISTORY,
   type ReplicaHistory,
   type ReplicaScalingSpec,
-} from "../../src/autoscaler/replica-scaling";
+} from "../../autoscaler/replica-scaling";
 
 /** KEDA's and the HPA's arithmetic as the local autoscaler follows it (test/system/autoscaler.test.ts runs it). */
 

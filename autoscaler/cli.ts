@@ -3,14 +3,14 @@ import os from "node:os";
 import path from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { failOnUsage, requireWholeNumbers, UsageError } from "../cli-args";
-import { CommandError, printResult, runCommand } from "../cli-output";
-import { getConfig } from "../config";
-import { getLogger } from "../context";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded";
-import { DEFAULT_JOB } from "../jobs/catalog";
-import { PROJECT_ROOT } from "../paths";
-import { defaultBatchName } from "../runs/model";
+import { failOnUsage, requireWholeNumbers, UsageError } from "../src/cli-args";
+import { CommandError, printResult, runCommand } from "../src/cli-output";
+import { getConfig } from "../src/config";
+import { getLogger } from "../src/context";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
+import { DEFAULT_JOB } from "../src/jobs/catalog";
+import { PROJECT_ROOT } from "../src/paths";
+import { defaultBatchName } from "../src/runs/model";
 import { autoscale } from "./autoscaler";
 import { renderChart } from "./chart";
 import { readRuns, seedDatabase } from "./database";
@@ -22,7 +22,7 @@ import { type SecretValues, secretValue, secretValues } from "./secrets";
  * `npm run autoscale -- <overlay>`: the overlay's KEDA ScaledJob (or ScaledObject and Deployment)
  * run locally, as KEDA and Kubernetes would run it, with its pods as local processes. Logs go to
  * stderr, with the timeline as a chart at the end on a terminal; the last line on stdout is the
- * summary as JSON.
+ * summary as JSON. A development tool: it needs the devDependencies (yaml), and the image leaves it out.
  */
 
 function parsePairs(pairs: string[], option: string): Record<string, string> {

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
-import type { WithClient } from "../db/pool";
-import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/model";
-import { type RunTotals, readRunTotals } from "../status/read-totals";
+import type { WithClient } from "../src/db/pool";
+import { ENDED_RUN_STATUSES, type RunStatus } from "../src/runs/model";
+import { type RunTotals, readRunTotals } from "../src/status/read-totals";
 import type { Route } from "./routes";
 
 /**

@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import type { RunProgress } from "../../status/read-status";
+import type { RunProgress } from "../../src/status/read-status";
 import {
   element,
   fillTable,

@@ -1,4 +1,4 @@
-import { formatCount } from "../format";
+import { formatCount } from "../src/format";
 import type { Poll } from "./timeline";
 
 /**

@@ -1,20 +1,15 @@
 import fs from "node:fs";
 import path from "node:path";
-import { bundleModules } from "./bundle";
 import type { Reply, Route } from "./routes";
 import { DASHBOARD_CSS } from "./styles";
 
 /**
  * The files the pages load, all from this server (the CSP allows no other origin): each page's
- * script, joined from the modules compiled from ./browser with the rest of the code, and uPlot
- * from node_modules. Only these names are served.
+ * script, bundled from ./browser by esbuild in `npm run build` (package.json) into one classic
+ * script, and uPlot from node_modules. Only these names are served.
  */
 
-/** Each page's script: its modules, each after those it imports. */
-const PAGE_SCRIPTS: Record<string, string[]> = {
-  "runs-page.js": ["common", "runs-page"],
-  "run-page.js": ["common", "progress-chart", "run-controls", "run-page"],
-};
+const PAGE_SCRIPTS = ["runs-page.js", "run-page.js"];
 const UPLOT_FILES = ["uPlot.iife.min.js", "uPlot.min.css"];
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -34,16 +29,11 @@ function read(file: string): Buffer {
 
 /** Reads every asset once, at start: a build that lacks one fails then, not on a page load. */
 export function loadAssets(): Map<string, Reply> {
-  const browserDir = path.join(__dirname, "browser");
+  const scriptsDir = path.join(__dirname, "scripts");
   const uplotDir = path.dirname(require.resolve("uplot/dist/uPlot.iife.min.js"));
-  const page = ([file, modules]: [string, string[]]) =>
-    asset(
-      file,
-      bundleModules(modules.map((name) => ({ name, code: read(path.join(browserDir, `${name}.js`)).toString() }))),
-    );
   return new Map([
     asset("dashboard.css", DASHBOARD_CSS),
-    ...Object.entries(PAGE_SCRIPTS).map(page),
+    ...PAGE_SCRIPTS.map((file) => asset(file, read(path.join(scriptsDir, file)))),
     ...UPLOT_FILES.map((file) => asset(file, read(path.join(uplotDir, file)))),
   ]);
 }

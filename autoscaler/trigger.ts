@@ -1,7 +1,7 @@
 import pg from "pg";
-import { withTlsSettings } from "../db/tls";
-import type { Logger } from "../logger";
-import { redactSecrets } from "../redact";
+import { withTlsSettings } from "../src/db/tls";
+import type { Logger } from "../src/logger";
+import { redactSecrets } from "../src/redact";
 
 export type Reading = { value: number } | { error: string };
 

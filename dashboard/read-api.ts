@@ -1,9 +1,9 @@
-import type { WithClient } from "../db/pool";
-import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/model";
-import { readNewestEvents } from "../status/read-events";
-import { readProgressPoints } from "../status/read-samples";
-import { readRunReport, readRunsOverview } from "../status/read-status";
-import { readRunWorkers } from "../status/read-workers";
+import type { WithClient } from "../src/db/pool";
+import { ENDED_RUN_STATUSES, type RunStatus } from "../src/runs/model";
+import { readNewestEvents } from "../src/status/read-events";
+import { readProgressPoints } from "../src/status/read-samples";
+import { readRunReport, readRunsOverview } from "../src/status/read-status";
+import { readRunWorkers } from "../src/status/read-workers";
 import type { ErrorAccess } from "./access";
 import { json, type Route } from "./routes";
 

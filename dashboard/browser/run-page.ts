@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
-import type { RunEvent } from "../../runs/model";
-import type { RunReport } from "../../status/read-status";
-import type { RunWorker } from "../../status/read-workers";
+import type { RunEvent } from "../../src/runs/model";
+import type { RunReport } from "../../src/status/read-status";
+import type { RunWorker } from "../../src/status/read-workers";
 import {
   element,
   fillTable,
