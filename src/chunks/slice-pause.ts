@@ -51,7 +51,7 @@ export class SlicePauses {
     },
   ) {}
 
-  /** Whether the chunk pauses after its slices (then it starts none ahead: the pause is its database's idle time). */
+  /** Whether the chunk pauses after its slices. */
   get pausing(): boolean {
     return this.chunk.ratio > 0;
   }

@@ -450,6 +450,8 @@ function chunkStillOpen(request: SliceRequest, run: { status: string; chunkLastI
 interface Rewritten {
   tally: Tally;
   run?: { status: string; chunkLastId: bigint };
+  /** The slice's wait for tokens, counted by the first group that commits; what none has yet. */
+  waitLeft: number;
 }
 
 /**
@@ -485,11 +487,13 @@ async function writeApart(
         const slice = new SliceTransaction(client, request, rows.pick(kept));
         for (const index of kept) slice.outcomes.push(outcomes[index] as RecordOutcome);
         await slice.writeOutcomes(all(kept.length));
-        into.run = chunkStillOpen(request, await slice.countOutcomes());
+        into.run = chunkStillOpen(request, await slice.countOutcomes(into.waitLeft));
         addTally(into.tally, slice.tally);
       },
       sliceSetup(request),
     );
+    // counted with outcomes this transaction committed
+    if (into.run) into.waitLeft = 0;
   } catch (error) {
     if (!(error instanceof RowValueError)) throw error;
     if (rows.length > 1) {
@@ -524,7 +528,8 @@ async function rewriteOutcomes(
   rolledBack: SliceTransaction,
   late: LateRecords | undefined,
 ): Promise<SliceResult> {
-  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  const wait = request.tokenWaitSeconds ?? 0;
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 }, waitLeft: wait };
   const started = performance.now();
   const processed = rolledBack.settledIndexes();
   const outcomes = processed.map((index) => rolledBack.outcomes[index] as RecordOutcome);
@@ -532,7 +537,8 @@ async function rewriteOutcomes(
   // every row left to others: the run is as it was, and the chunk's range too
   const run = into.run ?? { status: "running", chunkLastId: request.lastId };
   const writeMs = rolledBack.writeMs + performance.now() - started;
-  return sliceResult(rolledBack, processed.length, into.tally, run, { claimMs: rolledBack.claimMs, writeMs }, late);
+  const times = { claimMs: rolledBack.claimMs, writeMs };
+  return sliceResult(rolledBack, processed.length, into.tally, run, times, late, wait - into.waitLeft);
 }
 
 /**
@@ -546,7 +552,7 @@ export async function writeLateOutcomes(
   rows: ClaimedRows,
   outcomes: RecordOutcome[],
 ): Promise<{ completed: number; failed: number; retryable: number }> {
-  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 }, waitLeft: 0 };
   await writeApart(client, request, rows, outcomes, into);
   const { completed, failed, retryable } = into.tally;
   return { completed, failed, retryable };

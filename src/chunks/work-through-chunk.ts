@@ -220,8 +220,10 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
       }
       current ??= new SliceUnderWay(slices, afterId);
       const claimedUpTo = await current.claimedAllOrEnded();
-      // a chunk that pauses after each slice starts none ahead: the pause is its database's idle time
-      const mayClaim = (deps.throttle?.mayClaim(job) ?? true) && !pauses.pausing;
+      // only a slice claimed a part at a time (records waiting on I/O) starts the next ahead, a
+      // chunk that pauses too: its database is idle most of the time already, and its slots would
+      // drain before each pause
+      const mayClaim = deps.throttle?.mayClaim(job) ?? true;
       if (claimedUpTo !== undefined && !draining.aborted && mayClaim) next = new SliceUnderWay(slices, claimedUpTo);
       let slice: SliceResult | undefined;
       try {
