@@ -2,7 +2,7 @@ import { randomInt } from "node:crypto";
 import pg from "pg";
 import { parseConfig } from "../../src/config";
 import { withPool } from "../../src/db/pool";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
 import {
@@ -67,7 +67,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
       );
       return { key, attempt: 1, maxAttempts: 3 };
     };
-    const slowChunk = runChunkJob(slow, { runId: run.id, round: 0, chunkNo: 1 }, await job(1));
+    const slowChunk = runChunkQueueJob(slow, { runId: run.id, round: 0, chunkNo: 1 }, await job(1));
     await waitFor("chunk 1 to run", async () => {
       const { rows } = await db.pool.query("SELECT status FROM batch_chunks WHERE run_id = $1 AND chunk_no = 1", [
         run.id,
@@ -75,7 +75,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
       return rows[0]?.status === "running";
     });
     // chunk 0 ends while chunk 1 runs, and no chunk waits: it gives chunk 1's upper half to a new chunk
-    await runChunkJob(fast, { runId: run.id, round: 0, chunkNo: 0 }, await job(0));
+    await runChunkQueueJob(fast, { runId: run.id, round: 0, chunkNo: 0 }, await job(0));
     const { rows: added } = await db.pool.query(
       "SELECT chunk_no, first_id::int, status FROM batch_chunks WHERE run_id = $1 AND chunk_no = 2",
       [run.id],
@@ -92,7 +92,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
         [run.id, next],
       );
       if (waiting.length === 0) break;
-      await runChunkJob(fast, { runId: run.id, round: 0, chunkNo: next }, await job(next));
+      await runChunkQueueJob(fast, { runId: run.id, round: 0, chunkNo: next }, await job(next));
     }
     await slowChunk;
     await endSession();
@@ -138,7 +138,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
         "UPDATE graphile_worker._private_jobs SET locked_at = now(), locked_by = 'test', attempts = 1 WHERE key = $1",
         [`batch:${run.id}:0:chunk:0`],
       );
-      const chunk = runChunkJob(
+      const chunk = runChunkQueueJob(
         inProcessDeps(db.pool, 0, true),
         { runId: run.id, round: 0, chunkNo: 0 },
         { key: `batch:${run.id}:0:chunk:0`, attempt: 1, maxAttempts: 3 },
