@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { migrate, readMigrations } from "../../src/db/migrate";
 import { MIGRATIONS_DIR } from "../../src/paths";
-import { createTestDatabase, quietLogger, type TestDatabase } from "../support/database";
+import { quietLogger, type TestDatabase, useTestDatabase } from "../support/database";
 import { seed } from "../support/processes";
 
 async function appliedVersions(db: TestDatabase): Promise<number[]> {
@@ -12,11 +12,7 @@ async function appliedVersions(db: TestDatabase): Promise<number[]> {
 }
 
 describe("migrations", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   it("apply in order, record each, and do nothing the second time", async () => {
     const all = await readMigrations();
