@@ -8,7 +8,7 @@ import { ClaimedRows, type RecordOutcome, runRecords } from "../../src/processin
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, insertUsers, type TestDatabase, useTestDatabase } from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
 
@@ -308,11 +308,7 @@ describe("a slice", () => {
 });
 
 describe("a worker's chunks of one job", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ each: true });
 
   it("start at the slice size the job's chunks settled on before, not at one wave of records again", async () => {
     const run = await plannedRun(db, "settled", 6000, 3000);

@@ -5,10 +5,16 @@ import { withPool } from "../../src/db/pool";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import {
+  createMigratedDatabase,
+  insertUsers,
+  statusCounts,
+  type TestDatabase,
+  useTestDatabase,
+} from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
-import { batch, type Running, seed, startWorker } from "../support/processes";
+import { batch, type Running, seed, startWorker, stopAll } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
 /** The chunks of the run's round 0, in key order, and whether they tile `first`..`last` exactly. */
@@ -39,11 +45,7 @@ async function liveTestPool(db: TestDatabase): Promise<() => Promise<void>> {
 }
 
 describe("a running chunk giving half its rows to an idle worker", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ each: true });
 
   it("splits the largest running chunk when one finishes and none waits; every row still processed once", async () => {
     await insertUsers(db.pool, 6000);
@@ -193,10 +195,7 @@ describe("a worker starting while chunks run and none waits", () => {
     db = await createMigratedDatabase();
   });
   afterEach(async () => {
-    for (const worker of workers.splice(0)) {
-      worker.child.kill("SIGKILL");
-      await worker.exited;
-    }
+    await stopAll(workers, "SIGKILL");
     await db.drop();
   });
 
