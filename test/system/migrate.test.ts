@@ -29,6 +29,17 @@ describe("migrations", () => {
     expect(rows[0].n).toBeGreaterThan(10);
   });
 
+  it("are refused when two files share a number, as two branches merged may leave them", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "migrations-"));
+    try {
+      await fs.writeFile(path.join(dir, "001_first.sql"), "SELECT 1;");
+      await fs.writeFile(path.join(dir, "001_second.sql"), "SELECT 2;");
+      await expect(readMigrations(dir)).rejects.toThrow(/are numbered 1: renumber 001_second\.sql/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("are safe when several processes run them at the same moment", async () => {
     const runs = await Promise.all(Array.from({ length: 4 }, () => seed(["schema"], { DATABASE_URL: db.url })));
     expect(runs.map((r) => r.code)).toEqual([0, 0, 0, 0]);
