@@ -1,12 +1,12 @@
-import { runCommand } from "../src/cli-output";
-import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config";
-import { getLogger } from "../src/context";
+import { runCommand } from "../cli/run-command";
+import { describeDatabase } from "../src/base/redact";
+import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config/config";
+import { getLogger } from "../src/config/context";
 import { errorAccess } from "../src/dashboard/access";
 import type { Controls, ReadOnly, SendSignal } from "../src/dashboard/control-api";
 import { serveDashboard } from "../src/dashboard/server";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
-import { describeDatabase } from "../src/redact";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun } from "../workflows/batch-control";
 
 /**

@@ -12,7 +12,7 @@ import {
   type ReplicaScalingSpec,
 } from "../src/autoscaler/replica-scaling";
 import { secretValues } from "../src/autoscaler/secrets";
-import { EXIT_FAILED, EXIT_USAGE } from "../src/exit-status";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/base/exit-status";
 import { EXIT_POOL_LOST } from "../src/worker/pool-watchdog";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "./support/database";
 import { type K8sObject, render } from "./support/manifests";

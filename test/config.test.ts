@@ -1,7 +1,7 @@
 import path from "node:path";
-import { ConfigError, parseConfig } from "../src/config";
-import { getCatalog } from "../src/jobs/catalog";
-import { redactSecrets } from "../src/redact";
+import { redactSecrets } from "../src/base/redact";
+import { ConfigError, parseConfig } from "../src/config/config";
+import { getCatalog } from "../src/config/context";
 import { runSettings } from "../workflows/start-run";
 import { DASHBOARD_CLI } from "./support/dashboard";
 import { createTestDatabase, type TestDatabase } from "./support/database";
@@ -125,7 +125,7 @@ describe("parseConfig", () => {
 
 describe("a connection string node-postgres cannot read", () => {
   const MALFORMED = "postgresql://u:hunter2@[::1:1/x";
-  const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
+  const JOBS_CLI = path.join(ROOT, "dist/cli/jobs.js");
 
   it("is refused as configuration, naming the variable and never the password", () => {
     for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL", "WORKER_DIRECT_DATABASE_URL"]) {

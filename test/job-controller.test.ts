@@ -2,7 +2,7 @@ import { JobController } from "../src/autoscaler/job-controller";
 import type { ScaledJobWorkload } from "../src/autoscaler/manifests";
 import type { Container, ContainerExit } from "../src/autoscaler/pod-process";
 import type { PodRunner } from "../src/autoscaler/pods";
-import { EXIT_FAILED, EXIT_USAGE } from "../src/exit-status";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/base/exit-status";
 import { EXIT_POOL_LOST } from "../src/worker/pool-watchdog";
 import { quietLogger } from "./support/database";
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../base/logger";
 import type { EmbeddedDatabase } from "../db/embedded";
-import { formatCount } from "../format";
-import type { Logger } from "../logger";
+import { formatCount } from "../terminal/format";
 import { DeploymentController } from "./deployment-controller";
 import { type Faults, tailValue } from "./faults";
 import { JobController } from "./job-controller";

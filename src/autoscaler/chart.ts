@@ -1,4 +1,4 @@
-import { formatCount } from "../format";
+import { formatCount } from "../terminal/format";
 import type { Poll } from "./timeline";
 
 /**

@@ -4,9 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { CommandError } from "../cli-output";
-import type { Logger } from "../logger";
-import { PROJECT_ROOT } from "../paths";
+import { CommandError } from "../base/command-error";
+import type { Logger } from "../base/logger";
+import { PROJECT_ROOT } from "../base/paths";
 
 /** The embedded database of `--embedded`: seeded before the autoscaler starts, read after it ends. */
 

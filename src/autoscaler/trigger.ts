@@ -1,7 +1,7 @@
 import pg from "pg";
+import type { Logger } from "../base/logger";
+import { redactSecrets } from "../base/redact";
 import { withTlsSettings } from "../db/tls";
-import type { Logger } from "../logger";
-import { redactSecrets } from "../redact";
 
 export type Reading = { value: number } | { error: string };
 

@@ -3,10 +3,11 @@ import { copyOutRows } from "../db/copy-out";
 import { plainArrayLiteral } from "../db/literals";
 import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
+import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
-import { ClaimedRows, failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
 /**

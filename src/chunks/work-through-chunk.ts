@@ -1,17 +1,12 @@
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { ThrottleGate, ThrottleObserver } from "../health/gate";
 import type { JobCatalog } from "../jobs/catalog";
+import type { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
-import type { Logger } from "../logger";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
-import {
-  type ClaimedRows,
-  type RecordFeed,
-  type RecordFunction,
-  RecordSlots,
-  runRecords,
-} from "../processing/run-records";
+import { type RecordFeed, type RecordFunction, RecordSlots, runRecords } from "../processing/run-records";
 import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
 import type { RunStatus } from "../runs/model";
 import { addRateLimitWait } from "../runs/runs";

@@ -1,7 +1,7 @@
 import type http from "node:http";
 import os from "node:os";
-import { CommandError } from "../cli-output";
-import type { Logger } from "../logger";
+import { CommandError } from "../base/command-error";
+import type { Logger } from "../base/logger";
 import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 

@@ -1,9 +1,9 @@
 import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { ConfigError } from "../config";
+import type { Logger } from "../base/logger";
+import { ConfigError } from "../config/config";
 import type { WithClient } from "../db/pool";
-import type { Logger } from "../logger";
 import type { ErrorAccess } from "./access";
 import { assetRoutes, loadAssets } from "./assets";
 import { type Controls, controlRoutes, type ReadOnly } from "./control-api";

@@ -1,8 +1,8 @@
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import pg from "pg";
+import { EXIT_TEMPFAIL } from "../base/exit-status";
+import type { Logger } from "../base/logger";
 import { retryWhileDisconnected } from "../db/connection-loss";
-import { EXIT_TEMPFAIL } from "../exit-status";
-import type { Logger } from "../logger";
 import { releaseJobsOf } from "./dead-workers";
 
 /**

@@ -1,11 +1,11 @@
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
-import type { Config } from "../config";
+import type { Logger } from "../base/logger";
+import type { Config } from "../config/config";
+import { toGraphileLogger } from "../db/graphile-logger";
 import type { WithClient } from "../db/pool";
 import { withWorkerSessionName } from "../health/signals";
-import type { Logger } from "../logger";
-import { toGraphileLogger } from "./graphile-logger";
 import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";

@@ -2,12 +2,14 @@ import fs from "node:fs";
 import os from "node:os";
 import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
-import { SSL_MODES, tlsSettingsProblem, withTlsSettings } from "./db/tls";
-import { EXIT_USAGE } from "./exit-status";
-import type { ThrottleLimits } from "./health/throttle";
-import { MAX_SLICE_PAUSE_RATIO } from "./jobs/define";
-import { printable } from "./printable";
-import { redactSecrets } from "./redact";
+import { EXIT_USAGE } from "../base/exit-status";
+import type { LogFormat } from "../base/logger";
+import { redactSecrets } from "../base/redact";
+import { SSL_MODES, tlsSettingsProblem, withTlsSettings } from "../db/tls";
+import type { ThrottleLimits } from "../jobs/define";
+import { MAX_SLICE_PAUSE_RATIO } from "../jobs/define";
+import { DELAY_SPREADS, type DelaySpread } from "../processing/fault-injection";
+import { printable } from "../terminal/printable";
 
 /**
  * Every setting of the system, read from the environment once per process.
@@ -16,10 +18,7 @@ import { redactSecrets } from "./redact";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 /** auto: readable lines when stderr is a terminal, JSON lines otherwise. */
-const LOG_FORMATS = ["auto", "json", "pretty"] as const;
-/** How the injected latency varies from record to record (src/processing/fault-injection.ts). */
-const DELAY_SPREADS = ["fixed", "exponential"] as const;
-export type DelaySpread = (typeof DELAY_SPREADS)[number];
+const LOG_FORMATS = ["auto", "json", "pretty"] as const satisfies readonly LogFormat[];
 /** What stands between DATABASE_URL and the database: nothing, or PgBouncer in one of its pooling modes. */
 const POOLING_MODES = ["none", "session", "transaction"] as const;
 export type PoolingMode = (typeof POOLING_MODES)[number];
