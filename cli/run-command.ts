@@ -1,6 +1,6 @@
 import { CommandError } from "../src/base/command-error";
-import { EXIT_FAILED } from "../src/base/exit-status";
-import { ConfigError, exitOnConfigError } from "../src/config/config";
+import { EXIT_FAILED, EXIT_USAGE } from "../src/base/exit-status";
+import { ConfigError } from "../src/config/config";
 import { getLogger } from "../src/config/context";
 import { printable } from "../src/terminal/printable";
 
@@ -12,6 +12,12 @@ export function fail(problems: string | string[], exitStatus = EXIT_FAILED): nev
     process.stderr.write(`error: ${printable(problem)}\n`);
   }
   process.exit(exitStatus);
+}
+
+/** Ends the process with status 2 and one line on stderr: configuration mistakes are not crashes. */
+function exitOnConfigError(message: string): never {
+  process.stderr.write(`configuration error: ${printable(message)}\n`);
+  process.exit(EXIT_USAGE);
 }
 
 /**

@@ -34,8 +34,8 @@ export class PoolWatchdog {
       actor: string;
       reconnectTimeoutMs: number;
       logger: Logger;
-      /** Ends the process; a test replaces it. */
-      exit?: (code: number) => void;
+      /** Ends the process with the status given: the entry point's to do. */
+      exit: (status: number) => void;
     },
   ) {}
 
@@ -92,7 +92,7 @@ export class PoolWatchdog {
     } catch (error) {
       logger.error({ err: error }, "could not release the stopped job pool's jobs; other workers will recover them");
     }
-    (this.options.exit ?? process.exit)(EXIT_POOL_LOST);
+    this.options.exit(EXIT_POOL_LOST);
   }
 
   private async releaseJobs(poolId: string): Promise<number> {

@@ -42,14 +42,16 @@ async function serveMetrics(events: WorkerEvents, config: Config, logger: Logger
 
 /**
  * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
- * and by the in-process runner of `npm start`, which hand it the workers' recovery. Rejects with
- * a ConfigError when METRICS_PORT was set and cannot be served.
+ * and by the in-process runner of `npm start`, which hand it the workers' recovery and how the
+ * process ends when a job pool is lost. Rejects with a ConfigError when METRICS_PORT was set and
+ * cannot be served.
  */
 export async function workerPreset(
   config: Config,
   logger: Logger,
   connectionString: string,
   recovery: WorkerRecovery,
+  exit: (status: number) => void,
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
@@ -87,6 +89,7 @@ export async function workerPreset(
     actor: config.podName,
     reconnectTimeoutMs: config.reconnectTimeoutMs,
     logger,
+    exit,
   });
   watchdog.watch(events);
   if (config.metricsPort > 0) await serveMetrics(events, config, logger, watchdog);
