@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The worker and the seed tool in one image. Build from the repository root:
 #   docker build -t pg-batch .
-# test/image.test.ts runs these steps outside Docker and starts the result.
+# test/system/image.test.ts runs these steps outside Docker and starts the result.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -12,6 +12,7 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
 COPY app ./app
 COPY cli ./cli
+COPY dashboard ./dashboard
 COPY jobs ./jobs
 COPY src ./src
 COPY seed ./seed
@@ -19,6 +20,7 @@ COPY tasks ./tasks
 COPY workflows ./workflows
 COPY bench ./bench
 COPY sql ./sql
+# not autoscaler/: a development tool (it reads manifests with yaml, a devDependency)
 # compile, then keep only what runs: production dependencies, without the optional binaries
 RUN npm run build && npm prune --omit=dev --omit=optional
 
@@ -40,8 +42,8 @@ USER node
 EXPOSE 9464 8080
 # The worker: graphile-worker itself rather than through npx, which does not pass SIGTERM on to
 # it; it loads graphile.config.js. The seed tool is in the same image: node dist/seed/cli.js <command>
-# The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its scripts are in
-# dist, uPlot in node_modules)
+# The dashboard too, on DASHBOARD_PORT (8080): node dist/app/dashboard.js (its pages' scripts
+# bundled in dist/dashboard/scripts, uPlot in node_modules)
 #
 # PID 1 is tini, which passes signals on and exits with its child's status. A process that is
 # PID 1 itself ignores a signal it has no handler for: graphile-worker, which re-raises SIGTERM

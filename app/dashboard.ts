@@ -1,16 +1,16 @@
+import { errorAccess } from "../dashboard/access";
+import type { Controls, ReadOnly, SendSignal } from "../dashboard/control-api";
+import { serveDashboard } from "../dashboard/server";
 import { runCommand } from "../cli/run-command";
-import { describeDatabase } from "../src/base/redact";
 import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config/config";
 import { getLogger } from "../src/config/context";
-import { errorAccess } from "../src/dashboard/access";
-import type { Controls, ReadOnly, SendSignal } from "../src/dashboard/control-api";
-import { serveDashboard } from "../src/dashboard/server";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
+import { describeDatabase } from "../src/base/redact";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun } from "../workflows/batch-control";
 
 /**
- * `npm run dashboard`: the web dashboard (src/dashboard) on DASHBOARD_PORT, reading through
+ * `npm run dashboard`: the web dashboard (dashboard/) on DASHBOARD_PORT, reading through
  * MONITOR_DATABASE_URL or DATABASE_URL. Given DASHBOARD_TOKEN and the write-enabled
  * DATABASE_URL, it also pauses, resumes and cancels runs with the workflow's own signals.
  */

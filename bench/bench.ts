@@ -24,7 +24,7 @@ import { withScratchDatabase } from "./scratch-database";
 
 /**
  * `npm run bench [-- --quick] [-- --only a,b]`: the system against its reference figures, on one
- * database, in one run (BENCHMARKS.md says how to read them). Sections:
+ * database, in one run (BENCHMARKS.md says how to read them, and holds the latest run). Sections:
  *
  *  - processing: without I/O, default settings, against ../shared/baselines/run.sh (one UPDATE
  *    `single`, the database's ceiling on the original's schema `limit`, the original's claim

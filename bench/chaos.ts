@@ -10,7 +10,7 @@ import { PROJECT_ROOT } from "../src/base/paths";
  * pods. Afterwards the database must show every row completed or failed once, attempts within
  * bounds, counters equal to the rows, no job left locked and the workflow completed.
  *
- * Used by test/chaos.test.ts (small) and bench/chaos-run.ts (long, `npm run chaos`).
+ * Used by test/system/chaos.test.ts (small) and bench/chaos-run.ts (long, `npm run chaos`).
  */
 
 const WORKER_BIN = path.join(PROJECT_ROOT, "node_modules/.bin/graphile-worker");

@@ -260,7 +260,7 @@ export interface DashboardConfig {
 
 /**
  * The database connections a process opens, derived from WORKERS here and nowhere else: the
- * connection budget of a deployment (docs/kubernetes.md, "Connection budget"; test/k8s.test.ts) is computed
+ * connection budget of a deployment (docs/kubernetes.md, "Connection budget"; test/system/k8s.test.ts) is computed
  * from them.
  */
 export interface PoolSizes {

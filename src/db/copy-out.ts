@@ -5,7 +5,7 @@ import { to as copyTo } from "pg-copy-streams";
  * The rows of a `COPY (query) TO STDOUT` in text format, each handed to `onRow` as its fields'
  * text (null for NULL); resolves with how many there were. Read this way, a slice's rows are
  * decoded in one go and split in JavaScript, where the row messages of a query cost a native
- * decode per field: the claim of a slice takes the client less than half the time (BENCHMARKS.md).
+ * decode per field: the claim of a slice takes the client less than half the time (docs/benchmark-history.md, "Claims as COPY text").
  */
 export function copyOutRows(
   client: PoolClient,

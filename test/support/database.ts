@@ -15,7 +15,10 @@ export interface TestDatabase {
 
 function adminUrl(): string {
   const url = process.env.TEST_ADMIN_DATABASE_URL;
-  if (!url) throw new Error("TEST_ADMIN_DATABASE_URL is not set: run the tests through jest (npm test)");
+  if (!url)
+    throw new Error(
+      "TEST_ADMIN_DATABASE_URL is not set: run the tests through jest (npm test); a test that needs PostgreSQL belongs in test/db/ or test/system/",
+    );
   return url;
 }
 

@@ -37,7 +37,7 @@ export function renderDirectory(dir: string, ...options: string[]): K8sObject[] 
 }
 
 /**
- * An overlay with components added to its kustomization, as its README tells a user to: a copy
+ * An overlay with components added to its kustomization, as docs/dashboard.md tells a user to: a copy
  * of it in a directory of its own, its paths made relative to there (kustomize takes no absolute
  * path), rendered with the overlay's own files let in from outside that directory.
  */

@@ -3,7 +3,7 @@ import { tally } from "./runs";
 
 /**
  * What must hold of batch runs at every moment, whatever jobs were added, duplicated or forged:
- * checked by test/workflow-properties.test.ts after each operation. Each check returns the
+ * checked by test/db/workflow-properties.test.ts after each operation. Each check returns the
  * problems it found, as sentences.
  */
 

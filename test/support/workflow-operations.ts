@@ -21,7 +21,7 @@ import { waitFor } from "./runs";
 import { nothingStranded } from "./workflow-invariants";
 
 /**
- * Operations on batch runs, legitimate and hostile, for test/workflow-properties.test.ts: the
+ * Operations on batch runs, legitimate and hostile, for test/db/workflow-properties.test.ts: the
  * commands a user gives, the jobs a worker runs (in this process: graphile-worker's runOnce with
  * the project's tasks, or a step or chunk called directly), jobs added by hand (duplicated,
  * forged, or under another job's key), and workers that die holding a chunk.

@@ -1,0 +1,42 @@
+/// <reference lib="dom" />
+import type { RunProgress } from "../../src/status/read-status";
+import {
+  element,
+  fillTable,
+  formatCount,
+  formatSeconds,
+  formatTime,
+  type Json,
+  poll,
+  requestJson,
+  statusBadge,
+} from "./common";
+
+/** Every run (the newest 50), those still going first, polled every two seconds. */
+
+const POLL_MS = 2000;
+
+function showRuns(runs: Json<RunProgress>[]): void {
+  const table = document.getElementById("runs") as HTMLElement;
+  fillTable(
+    table,
+    ["id", "name", "job", "status", "round", "done", "rows", "rows/s", "ETA", "started", "ended"],
+    runs.map((run) => [
+      run.id,
+      element("a", { href: `/runs/${run.id}`, className: "text" }, run.name),
+      run.job,
+      run.throttled ? element("span", {}, statusBadge(run.status), " throttled") : statusBadge(run.status),
+      run.round,
+      run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`,
+      `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`,
+      formatCount(run.rowsPerSecond),
+      formatSeconds(run.etaSeconds),
+      formatTime(run.startedAt),
+      formatTime(run.completedAt),
+    ]),
+    [0, 4, 5, 6, 7, 8],
+    "no batch runs yet (start one with: npm run seed -- enqueue --batch-name NAME)",
+  );
+}
+
+poll(POLL_MS, async () => showRuns((await requestJson<{ runs: Json<RunProgress>[] }>("/api/runs")).runs));

@@ -1,0 +1,561 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { exitStatus, failureAction } from "../../autoscaler/job-failure-policy";
+import { type JobScalingSpec, jobsToCreate } from "../../autoscaler/job-scaling";
+import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../../autoscaler/manifests";
+import { POD_LOGGING, processSpec } from "../../autoscaler/pod-spec";
+import {
+  decideReplicas,
+  EMPTY_HISTORY,
+  type ReplicaHistory,
+  type ReplicaScalingSpec,
+} from "../../autoscaler/replica-scaling";
+import { secretValues } from "../../autoscaler/secrets";
+import { EXIT_FAILED, EXIT_USAGE } from "../../src/base/exit-status";
+import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
+import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { type K8sObject, render } from "../support/manifests";
+import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "../support/processes";
+import { lockedJobs, runByName } from "../support/runs";
+
+const AUTOSCALER = path.join(ROOT, "dist/autoscaler/cli.js");
+const LOCAL = path.join(ROOT, "k8s/overlays/local");
+const LONG_RUNNING = path.join(ROOT, "k8s/overlays/long-running");
+
+const find = (objects: K8sObject[], kind: string) =>
+  objects.find((o) => o.kind === kind) as K8sObject & Record<string, any>;
+
+describe("KEDA's ScaledJob: the Jobs created at one poll", () => {
+  const spec = (strategy: JobScalingSpec["strategy"], overrides: Partial<JobScalingSpec> = {}): JobScalingSpec => ({
+    target: 10,
+    activation: 0,
+    minReplicas: 0,
+    maxReplicas: 5,
+    strategy,
+    ...overrides,
+  });
+  const created = (s: JobScalingSpec, queue: number, running = 0, pending = 0) =>
+    jobsToCreate(s, { queue, running, pending });
+
+  it("default: ceil(queue / target) up to maxReplicaCount, minus the Jobs running", () => {
+    const byDefault = spec({ name: "default" });
+    expect(created(byDefault, 45)).toBe(5);
+    expect(created(byDefault, 45, 3)).toBe(2);
+    expect(created(byDefault, 1000)).toBe(5);
+    expect(created(byDefault, 1000, 4, 4)).toBe(1);
+    expect(created(byDefault, 25, 3)).toBe(0);
+    expect(created(byDefault, 25, 5)).toBe(0);
+    expect(created(byDefault, 1)).toBe(1);
+    expect(created(byDefault, 0)).toBe(0);
+    // never more Jobs than ceil(queue)
+    expect(created(spec({ name: "default" }, { target: 0.25 }), 2)).toBe(2);
+  });
+
+  it("activation: nothing unless the value is above activationTargetQueryValue", () => {
+    const activated = spec({ name: "default" }, { activation: 100 });
+    expect(created(activated, 100)).toBe(0);
+    expect(created(activated, 101)).toBe(5);
+    expect(created(activated, 101, 4)).toBe(1);
+  });
+
+  it("minReplicaCount: always active, the minimum first, then maxScale capped at maxReplicaCount, not less the minimum", () => {
+    const kept = spec({ name: "default" }, { activation: 100, minReplicas: 2 });
+    // the minimum, whatever the value reads
+    expect(created(kept, 0)).toBe(2);
+    expect(created(kept, 100, 1)).toBe(1);
+    expect(created(kept, 100, 2)).toBe(0);
+    // above it, the strategy sees the running Jobs less the minimum, against all of maxReplicaCount
+    expect(created(kept, 1000, 2)).toBe(5);
+    expect(created(kept, 1000, 4)).toBe(3);
+    expect(created(kept, 1000, 7)).toBe(0);
+  });
+
+  it("accurate: the pending Jobs are deducted, and the running ones only at maxReplicaCount", () => {
+    const accurate = spec({ name: "accurate" }, { maxReplicas: 10 });
+    expect(created(accurate, 40, 2, 0)).toBe(4);
+    expect(created(accurate, 40, 2, 2)).toBe(2);
+    expect(created(accurate, 90, 5, 1)).toBe(5);
+    expect(created(accurate, 200, 10, 0)).toBe(0);
+    expect(created(accurate, 0, 3, 3)).toBe(0);
+  });
+
+  it("eager: up to maxReplicaCount less the Jobs running and pending, at most maxScale", () => {
+    const eager = spec({ name: "eager" }, { maxReplicas: 10 });
+    expect(created(eager, 40, 2, 0)).toBe(4);
+    expect(created(eager, 200, 3, 1)).toBe(6);
+    expect(created(eager, 200, 10, 0)).toBe(0);
+    // scaleTo is maxReplicaCount, not ceil(queue): a fraction of a Job's share still gets it
+    expect(created(spec({ name: "eager" }, { target: 0.25 }), 2)).toBe(5);
+    expect(created(eager, 0, 3, 3)).toBe(0);
+  });
+
+  it("custom: minus customScalingQueueLengthDeduction and a share of the running Jobs (truncated)", () => {
+    const custom = spec({ name: "custom", queueLengthDeduction: 1, runningJobPercentage: 0.5 }, { maxReplicas: 10 });
+    expect(created(custom, 60, 4)).toBe(3);
+    expect(created(custom, 60, 3)).toBe(4);
+    expect(created(custom, 15, 6)).toBe(0);
+    const plain = spec({ name: "custom", queueLengthDeduction: 0, runningJobPercentage: 0 }, { maxReplicas: 10 });
+    expect(created(plain, 1000, 7)).toBe(10);
+  });
+});
+
+describe("KEDA's ScaledObject and its HPA: the replica count", () => {
+  const spec: ReplicaScalingSpec = {
+    target: 100,
+    activation: 0,
+    minReplicas: 0,
+    maxReplicas: 10,
+    cooldownSeconds: 300,
+    scaleUp: {
+      stabilizationWindowSeconds: 0,
+      selectPolicy: "Max",
+      policies: [
+        { type: "Pods", value: 4, periodSeconds: 15 },
+        { type: "Percent", value: 100, periodSeconds: 15 },
+      ],
+    },
+    scaleDown: {
+      stabilizationWindowSeconds: 120,
+      selectPolicy: "Max",
+      policies: [{ type: "Pods", value: 1, periodSeconds: 60 }],
+    },
+  };
+
+  /** The replicas decided at each step, each from the history the previous one left. */
+  function replay(steps: { now: number; queue: number | undefined; current: number }[], history = EMPTY_HISTORY) {
+    const decided: number[] = [];
+    let remembered: ReplicaHistory = history;
+    for (const seen of steps) {
+      const decision = decideReplicas(spec, remembered, seen);
+      decided.push(decision.replicas);
+      remembered = decision.history;
+    }
+    return decided;
+  }
+
+  it("KEDA activates from zero to one; the HPA then scales up within 4 pods or 100 % per 15 s", () => {
+    expect(
+      replay([
+        { now: 0, queue: 0, current: 0 },
+        { now: 10, queue: 950, current: 0 },
+        { now: 20, queue: 950, current: 1 },
+        { now: 25, queue: 950, current: 5 },
+        { now: 36, queue: 950, current: 5 },
+      ]),
+    ).toEqual([0, 1, 5, 5, 10]);
+  });
+
+  it("keeps the count within the 10 % tolerance", () => {
+    expect(replay([{ now: 0, queue: 1040, current: 10 }])).toEqual([10]);
+    expect(replay([{ now: 0, queue: 1050, current: 5 }])).toEqual([10]);
+  });
+
+  it("scales down to the highest count of the stabilization window, one pod a minute", () => {
+    expect(
+      replay([
+        { now: 0, queue: 500, current: 5 },
+        { now: 10, queue: 100, current: 5 },
+        { now: 121, queue: 100, current: 5 },
+        { now: 150, queue: 100, current: 4 },
+        { now: 182, queue: 100, current: 4 },
+      ]),
+    ).toEqual([5, 5, 4, 4, 3]);
+  });
+
+  it("keeps one replica while inactive, and scales to zero once cooldownPeriod has passed", () => {
+    expect(
+      replay([
+        { now: 0, queue: 50, current: 0 },
+        { now: 100, queue: 0, current: 1 },
+        { now: 299, queue: 0, current: 1 },
+        { now: 300, queue: 0, current: 1 },
+      ]),
+    ).toEqual([1, 1, 1, 0]);
+  });
+
+  it("changes nothing when the query fails", () => {
+    const history = decideReplicas(spec, EMPTY_HISTORY, { now: 0, queue: 950, current: 0 }).history;
+    expect(decideReplicas(spec, history, { now: 30, queue: undefined, current: 3 })).toEqual({ replicas: 3, history });
+  });
+});
+
+describe("the manifests, as the local autoscaler reads them", () => {
+  it("reads the local overlay's ScaledJob, its trigger's connection and its pod", () => {
+    const objects = render("local");
+    const scaledJob = find(objects, "ScaledJob");
+    const { metadata } = scaledJob.spec.triggers[0];
+    const auth = find(objects, "TriggerAuthentication").spec.secretTargetRef[0];
+    const pod = scaledJob.spec.jobTargetRef.template.spec;
+    const workload = readWorkload(renderOverlay(LOCAL));
+    expect(workload).toEqual({
+      kind: "ScaledJob",
+      name: scaledJob.metadata.name,
+      namespace: scaledJob.metadata.namespace,
+      pollingIntervalSeconds: scaledJob.spec.pollingInterval,
+      trigger: { query: metadata.query, connection: { name: auth.name, key: auth.key } },
+      scaling: {
+        target: Number(metadata.targetQueryValue),
+        activation: Number(metadata.activationTargetQueryValue ?? 0),
+        minReplicas: scaledJob.spec.minReplicaCount ?? 0,
+        maxReplicas: scaledJob.spec.maxReplicaCount,
+        strategy: { name: scaledJob.spec.scalingStrategy.strategy },
+      },
+      successfulJobsHistoryLimit: scaledJob.spec.successfulJobsHistoryLimit,
+      failedJobsHistoryLimit: scaledJob.spec.failedJobsHistoryLimit,
+      backoffLimit: scaledJob.spec.jobTargetRef.backoffLimit,
+      activeDeadlineSeconds: scaledJob.spec.jobTargetRef.activeDeadlineSeconds,
+      podFailurePolicy: scaledJob.spec.jobTargetRef.podFailurePolicy.rules,
+      pod: {
+        command: [...pod.containers[0].command, ...(pod.containers[0].args ?? [])],
+        env: expect.any(Array),
+        containerPorts: pod.containers[0].ports.map((port: { containerPort: number }) => port.containerPort),
+        terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
+      },
+    });
+    // the image's init as the container's PID 1, which processSpec leaves out for a local process
+    expect(workload.pod.command).toEqual(["tini", "--", "graphile-worker", "--once"]);
+    expect(workload.pod.env).toContainEqual({
+      name: "DATABASE_URL",
+      from: { secret: { name: "pg-secret", key: "worker-url" } },
+    });
+    expect(workload.pod.env).toContainEqual({ name: "POD_NAME", from: { field: "metadata.name" } });
+  });
+
+  it("reads the long-running overlay's ScaledObject, its HPA behaviour and its Deployment's pod", () => {
+    const objects = render("long-running");
+    const scaledObject = find(objects, "ScaledObject");
+    const deployment = find(objects, "Deployment");
+    const { scaleDown } = scaledObject.spec.advanced.horizontalPodAutoscalerConfig.behavior;
+    const workload = readWorkload(renderOverlay(LONG_RUNNING));
+    expect(workload).toMatchObject({
+      kind: "ScaledObject",
+      name: scaledObject.metadata.name,
+      deployment: deployment.metadata.name,
+      pollingIntervalSeconds: scaledObject.spec.pollingInterval,
+      scaling: {
+        target: Number(scaledObject.spec.triggers[0].metadata.targetQueryValue),
+        minReplicas: scaledObject.spec.minReplicaCount,
+        maxReplicas: scaledObject.spec.maxReplicaCount,
+        cooldownSeconds: scaledObject.spec.cooldownPeriod,
+        // what the manifest leaves out is the HPA's default
+        scaleUp: { stabilizationWindowSeconds: 0, selectPolicy: "Max" },
+        scaleDown: { stabilizationWindowSeconds: scaleDown.stabilizationWindowSeconds, policies: scaleDown.policies },
+      },
+      pod: {
+        command: deployment.spec.template.spec.containers[0].command,
+        terminationGracePeriodSeconds: deployment.spec.template.spec.terminationGracePeriodSeconds,
+      },
+    });
+  });
+
+  it("refuses what it cannot run as KEDA would", () => {
+    const objects = render("local");
+    const scaledJob = structuredClone(find(objects, "ScaledJob"));
+    scaledJob.spec.triggers[0].type = "prometheus";
+    expect(() => readWorkload(objects.map((o) => (o.kind === "ScaledJob" ? scaledJob : o)))).toThrow(
+      /only postgresql triggers are supported/,
+    );
+    expect(() => readWorkload(objects.filter((o) => o.kind !== "ScaledJob"))).toThrow(
+      /exactly one ScaledJob or ScaledObject \(found 0\)/,
+    );
+  });
+
+  it("refuses a field it does not model rather than dropping it", () => {
+    const objects = render("local");
+    const withField = (edit: (scaledJob: Record<string, any>) => void) => {
+      const scaledJob = structuredClone(find(objects, "ScaledJob"));
+      edit(scaledJob);
+      return () => readWorkload(objects.map((o) => (o.kind === "ScaledJob" ? scaledJob : o)));
+    };
+    expect(withField((o) => (o.spec.scalingStrategy.pendingPodConditions = ["Ready"]))).toThrow(
+      /scalingStrategy: Unrecognized key: "pendingPodConditions"/,
+    );
+    expect(withField((o) => (o.spec.jobTargetRef.activeDeadlineSecond = 60))).toThrow(
+      /jobTargetRef: Unrecognized key: "activeDeadlineSecond"/,
+    );
+    expect(withField((o) => (o.spec.jobTargetRef.template.spec.containers[0].startupProbe = {}))).toThrow(
+      /containers.0: Unrecognized key: "startupProbe"/,
+    );
+    const longRunning = render("long-running");
+    const scaledObject = structuredClone(find(longRunning, "ScaledObject"));
+    scaledObject.spec.fallback = { failureThreshold: 3, replicas: 2 };
+    expect(() => readWorkload(longRunning.map((o) => (o.kind === "ScaledObject" ? scaledObject : o)))).toThrow(
+      /spec: Unrecognized key: "fallback"/,
+    );
+  });
+
+  it("applies the Job's podFailurePolicy to a pod's exit status, as the Job controller does", () => {
+    const { podFailurePolicy: rules } = readWorkload(renderOverlay(LOCAL)) as ScaledJobWorkload;
+    // the database lost: a new pod, and backoffLimit unspent
+    expect(failureAction(rules, EXIT_POOL_LOST)).toBe("Ignore");
+    // bad configuration: the next pod would fail the same way
+    expect(failureAction(rules, EXIT_USAGE)).toBe("FailJob");
+    expect(failureAction(rules, EXIT_FAILED)).toBe("Count");
+    // stopped (SIGTERM, as graphile-worker re-raises it) or killed (SIGKILL)
+    expect(failureAction(rules, exitStatus(null, "SIGTERM"))).toBe("Count");
+    expect(exitStatus(null, "SIGTERM")).toBe(143);
+    expect(exitStatus(null, "SIGKILL")).toBe(137);
+    expect(failureAction([{ action: "Ignore", onExitCodes: { operator: "NotIn", values: [1] } }], 0)).toBe("Count");
+  });
+
+  it("gives a pod its command from the project, its Secret keys mapped, its name and a port of its own", async () => {
+    const workload = readWorkload(renderOverlay(LOCAL));
+    const secrets = secretValues({
+      given: ["pg-secret/worker-url=postgres://worker@127.0.0.1/db"],
+      databaseUrl: "postgres://default@127.0.0.1/db",
+    });
+    const spec = await processSpec({
+      template: workload.pod,
+      podName: "users-batch-abcde-fghij",
+      namespace: workload.namespace,
+      secrets,
+      overrides: { PROCESS_DELAY_MS: "2", CHUNK_SIZE: "500" },
+      root: ROOT,
+    });
+    expect(spec.executable).toBe(WORKER_BIN);
+    expect(spec.args).toEqual(["--once"]);
+    expect(spec.cwd).toBe(ROOT);
+    expect(spec.env).toMatchObject({
+      DATABASE_URL: "postgres://worker@127.0.0.1/db",
+      POD_NAME: "users-batch-abcde-fghij",
+      HOSTNAME: "users-batch-abcde-fghij",
+      PROCESS_DELAY_MS: "2",
+      CHUNK_SIZE: "500",
+      ...POD_LOGGING,
+    });
+    expect(Number(spec.env.METRICS_PORT)).not.toBe(9464);
+    // every key of pg-secret reads DATABASE_URL unless given; other Secrets must be given
+    expect(secrets({ name: "pg-secret", key: "monitor-url" })).toBe("postgres://default@127.0.0.1/db");
+    expect(() => secrets({ name: "other", key: "url" })).toThrow(/--secret other\/url=/);
+  });
+});
+
+/** The autoscaler's CLI as a separate process, its pods' logs in a directory of their own. */
+async function autoscale(args: string[], env: Record<string, string | undefined>) {
+  const podLogs = fs.mkdtempSync(path.join(os.tmpdir(), "autoscaler-test-"));
+  try {
+    const result: Finished = await run(process.execPath, [AUTOSCALER, ...args, "--pod-logs", podLogs], env);
+    if (result.code !== 0) throw new Error(`the autoscaler exited ${result.code}:\n${result.stderr}`);
+    const summary = lastJsonLine(result.stdout) as Record<string, any>;
+    for (const pod of summary.pods) expect(fs.existsSync(path.join(podLogs, `${pod.pod}.log`))).toBe(true);
+    return summary;
+  } finally {
+    fs.rmSync(podLogs, { recursive: true, force: true });
+  }
+}
+
+const ONE_SECOND_POLLS = ["--polling-interval", "1"];
+/**
+ * The autoscaler's cap on a run that should end by itself (--until-idle): far beyond what a
+ * quiet machine needs (under 30 s), so that a loaded one finishes too; a run stopped by the cap
+ * fails the test on `stoppedBecause`, never on a time.
+ */
+const LONGEST_RUN_S = "240";
+/** The jest timeout of a test that runs the autoscaler up to its cap. */
+const UP_TO_THE_CAP_MS = 300_000;
+
+describe("the local autoscaler against a database", () => {
+  const workload = readWorkload(renderOverlay(LOCAL));
+  if (workload.kind !== "ScaledJob") throw new Error("the local overlay has no ScaledJob");
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+  });
+  afterEach(() => db.drop());
+
+  async function enqueue(name: string, rows: number, env: Record<string, string> = {}) {
+    const enqueued = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...env });
+    expect(enqueued.code).toBe(0);
+    expect(lastJsonLine(enqueued.stdout)).toMatchObject({ batch: name, rows });
+  }
+
+  async function expectCompleted(name: string, rows: number) {
+    expect(await runByName(db.pool, name)).toMatchObject({
+      status: "completed",
+      total_records: rows,
+      processed_records: rows,
+      failed_records: 0,
+      retryable_records: 0,
+    });
+    expect(await statusCounts(db.pool)).toEqual({ completed: rows });
+    expect(await lockedJobs(db.pool)).toBe(0);
+  }
+
+  it(
+    "runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary",
+    async () => {
+      const rows = 120_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("scaled", rows, { CHUNK_SIZE: "2000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=2",
+          "--until-idle",
+          "2",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("scaled", rows);
+
+      expect(summary).toMatchObject({
+        overlay: "k8s/overlays/local",
+        kind: "ScaledJob",
+        name: workload.name,
+        pollingIntervalSeconds: 1,
+        stoppedBecause: "idle",
+        podsFailed: 0,
+        podsKilled: 0,
+        finalQueryValue: 0,
+      });
+      // the first poll: KEDA's decision on the backlog, several pods at once
+      const [first] = summary.timeline;
+      expect(first).toMatchObject({ t: 0, running: 0 });
+      expect(first.query).toBeGreaterThan(0);
+      expect(first.started).toBe(jobsToCreate(workload.scaling, { queue: first.query, running: 0, pending: 0 }));
+      expect(summary.podsStarted).toBeGreaterThan(1);
+      expect(summary.maxPods).toBeGreaterThan(1);
+      expect(summary.maxPods).toBeLessThanOrEqual(workload.scaling.maxReplicas);
+      // every pod is in the summary, started by a poll, and those that ran no job are counted
+      expect(summary.pods).toHaveLength(summary.podsStarted);
+      const startedByPolls = summary.timeline.reduce((sum: number, poll: any) => sum + poll.started + poll.replaced, 0);
+      expect(startedByPolls).toBe(summary.podsStarted);
+      expect(summary.podsIdle).toBe(summary.pods.filter((pod: any) => pod.jobs === 0).length);
+      expect(summary.timeline.slice(-2).map((poll: any) => poll.query)).toEqual([0, 0]);
+      // each pod worked under the name KEDA gave it (POD_NAME from metadata.name)
+      const { rows: workers } = await db.pool.query(
+        "SELECT DISTINCT worker FROM batch_chunks WHERE worker IS NOT NULL",
+      );
+      const names = new Set(summary.pods.map((pod: any) => pod.pod));
+      expect(workers.length).toBeGreaterThan(0);
+      for (const { worker } of workers) expect(names).toContain(worker);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+
+  it(
+    "finishes a run whose every pod is killed at the tail: the Jobs' next pods take the work up",
+    async () => {
+      const rows = 120_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("killed", rows, { CHUNK_SIZE: "2000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=5",
+          "--env",
+          "WORKER_DEAD_AFTER_S=2",
+          "--kill-at-tail",
+          "50%",
+          "--until-idle",
+          "3",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("killed", rows);
+      expect(summary.stoppedBecause).toBe("idle");
+      expect(summary.podsKilled).toBeGreaterThan(0);
+      const killedAt = summary.timeline.find((poll: any) => poll.faults.length > 0).t;
+      const afterKill = summary.pods.filter((pod: any) => pod.startedAt >= killedAt);
+      expect(afterKill.some((pod: any) => pod.jobs > 0)).toBe(true);
+      // no stream of pods that find nothing to do while the killed pods' jobs are held
+      expect(summary.podsIdle).toBeLessThanOrEqual(workload.scaling.maxReplicas);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+
+  it(
+    "starts no pod while a retry round waits for its delay",
+    async () => {
+      const rows = 20_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("retried", rows, { CHUNK_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          ...["--env", "PROCESS_DELAY_MS=2", "--env", "FAIL_RATE=0.1", "--env", "FAIL_FIRST_ATTEMPTS=1"],
+          // longer than the retry delay: the query reads 0 while the round waits
+          ...["--until-idle", "6", "--duration", LONGEST_RUN_S],
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("retried", rows);
+      expect((await runByName(db.pool, "retried")).round).toBe(1);
+      expect(summary.stoppedBecause).toBe("idle");
+      // a pod for each round, each of which found work
+      expect(summary.podsStarted).toBeGreaterThanOrEqual(2);
+      expect(summary.podsIdle).toBe(0);
+      // the wait shows as polls reading 0, after which the retry round got its pod
+      const waitStart = summary.timeline.findIndex((poll: any) => poll.query === 0);
+      expect(summary.timeline.slice(waitStart).some((poll: any) => poll.started > 0)).toBe(true);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+
+  it(
+    "counts the rows once when a second run name is enqueued over the same rows",
+    async () => {
+      const rows = 60_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("first", rows, { CHUNK_SIZE: "2000" });
+      // the same rows under another name: refused while the first run is active
+      const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/"first"/);
+      const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=2", "--until-idle", "2"];
+      const summary = await autoscale([...args, "--duration", LONGEST_RUN_S], { DATABASE_URL: db.url });
+      await expectCompleted("first", rows);
+      // the trigger counts chunks: the first run's, once
+      const chunks = rows / 2000;
+      expect(Math.max(...summary.timeline.map((poll: any) => poll.query))).toBeLessThanOrEqual(chunks);
+      expect(summary.maxPods).toBeLessThanOrEqual(Math.ceil(chunks / workload.scaling.target));
+
+      // once it has ended, the second name finds every row completed: nothing to start, no pod
+      const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      expect(nothing.code).toBe(1);
+      expect(nothing.stderr).toMatch(/nothing to process/);
+      const after = await autoscale([...args, "--duration", "20"], { DATABASE_URL: db.url });
+      expect(after).toMatchObject({ stoppedBecause: "idle", podsStarted: 0, finalQueryValue: 0 });
+    },
+    UP_TO_THE_CAP_MS,
+  );
+});
+
+describe("the local autoscaler with its embedded database", () => {
+  it(
+    "rides out a restart of the database mid-run: no pod started on a failed query, the run completed",
+    async () => {
+      const rows = 60_000;
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          "--embedded",
+          ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
+          ...["--restart-database-at", "2", "--database-down-for", "3"],
+          ...ONE_SECOND_POLLS,
+          ...["--until-idle", "2", "--duration", LONGEST_RUN_S],
+        ],
+        {},
+      );
+      expect(summary.runs).toEqual([
+        { name: "users-batch", status: "completed", total: rows, completed: rows, failed: 0 },
+      ]);
+      expect(summary.stoppedBecause).toBe("idle");
+      const failed = summary.timeline.filter((poll: any) => poll.query === null);
+      expect(failed.length).toBeGreaterThan(0);
+      for (const poll of failed) expect(poll.started).toBe(0);
+      expect(summary.timeline.some((poll: any) => poll.faults.includes("database restart"))).toBe(true);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+});

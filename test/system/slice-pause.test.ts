@@ -1,0 +1,149 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { defineJob } from "#pg-batch";
+import { parseConfig } from "../../src/config/config";
+import { freePort } from "../../src/base/free-port";
+import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { batch, type Running, seed, startWorker } from "../support/processes";
+import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
+
+/** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", RETRY_DELAY_S: "0" };
+/** Generous: the machine is shared and busy. */
+const WAIT_MS = 120_000;
+const TEST_MS = 4 * WAIT_MS;
+const USERS = 'job="users"';
+
+describe("the pause after each slice", () => {
+  it("is read from SLICE_PAUSE_RATIO and a job's defaults, 0 to 100", () => {
+    expect(parseConfig({}).slicePauseRatio).toBeUndefined();
+    expect(parseConfig({ SLICE_PAUSE_RATIO: "1.5" }).slicePauseRatio).toBe(1.5);
+    expect(() => parseConfig({ SLICE_PAUSE_RATIO: "-1" })).toThrow(/^SLICE_PAUSE_RATIO must be a number of at least 0/);
+    expect(() => parseConfig({ SLICE_PAUSE_RATIO: "101" })).toThrow(
+      'SLICE_PAUSE_RATIO must be a number from 0 to 100 (got "101")',
+    );
+    const job = { name: "paced", table: "users", key: "id", reads: {}, process: async () => undefined };
+    expect(defineJob(job).defaults.slicePauseRatio).toBe(0);
+    expect(defineJob({ ...job, defaults: { slicePauseRatio: 0.5 } }).defaults.slicePauseRatio).toBe(0.5);
+    expect(() => defineJob({ ...job, defaults: { slicePauseRatio: -0.1 } })).toThrow(
+      "job paced: default slicePauseRatio must be a number from 0 to 100",
+    );
+  });
+});
+
+describe("a run whose chunks pause after each slice", () => {
+  let db: TestDatabase;
+  const workers: Running[] = [];
+
+  beforeEach(async () => {
+    db = await createMigratedDatabase();
+  });
+  afterEach(async () => {
+    for (const worker of workers.splice(0)) {
+      worker.child.kill("SIGTERM");
+      await worker.exited;
+    }
+    await db.drop();
+  });
+
+  /** Starts a worker serving metrics, and waits until it serves them; resolves with its /metrics text reader. */
+  async function startMeasuredWorker(env: Record<string, string>): Promise<() => Promise<string>> {
+    const port = await freePort();
+    const worker = startWorker([], { DATABASE_URL: db.url, ...RUN_ENV, ...env, METRICS_PORT: String(port) });
+    workers.push(worker);
+    const metrics = async () => {
+      try {
+        return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      } catch {
+        return ""; // not serving yet
+      }
+    };
+    await waitFor("the worker to serve its metrics", async () => (await metrics()) !== "", WAIT_MS);
+    return metrics;
+  }
+
+  const enqueue = async (name: string) =>
+    expect((await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...RUN_ENV })).code).toBe(0);
+
+  it(
+    "pauses once after every slice, and completes with exact books",
+    async () => {
+      await insertUsers(db.pool, 2000);
+      await enqueue("paced");
+      const metrics = await startMeasuredWorker({ SLICE_PAUSE_RATIO: "1" });
+      await waitFor(
+        "the run to complete",
+        async () => (await runByName(db.pool, "paced")).status === "completed",
+        WAIT_MS,
+      );
+      const books = await tally(db.pool, "paced", 3);
+      expect(books.pending).toBe(0);
+      expect(books.completed).toBe(2000);
+      expect(books.run.processed_records).toBe(2000);
+      const text = await metrics();
+      const slices = sample(text, "batch_slices_total", USERS);
+      expect(slices).toBeGreaterThan(0);
+      expect(sample(text, "batch_slice_pauses_total", USERS)).toBe(slices);
+      expect(sample(text, "batch_slice_pause_seconds_total", USERS)).toBeGreaterThan(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    "ends a pause at a shutdown, handing the chunk back, and at a cancel of the run",
+    async () => {
+      await insertUsers(db.pool, 2000);
+      await enqueue("paused-long");
+      // writes that take 50 ms a row, paused 100 times that: a slice's pause lasts minutes, longer
+      // than the test waits, so the worker exits in time only if the pause ends on SIGTERM (and
+      // the grace is longer still); one chunk at a time
+      await db.pool.query(`CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql
+                             AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+                           CREATE TRIGGER slow_write BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION slow_write()`);
+      const env = { WORKERS: "1", SLICE_PAUSE_RATIO: "100", SHUTDOWN_GRACE_S: "600" };
+      // one chunk: it has committed a slice and not yet ended the pause after it
+      const pausing = (metrics: () => Promise<string>) =>
+        waitFor(
+          "the chunk to pause",
+          async () => {
+            const text = await metrics();
+            return (
+              sample(text, "batch_slices_total", USERS) >= 1 && sample(text, "batch_slice_pauses_total", USERS) === 0
+            );
+          },
+          WAIT_MS,
+        );
+      await pausing(await startMeasuredWorker(env));
+
+      const first = workers.splice(0)[0] as Running;
+      first.child.kill("SIGTERM");
+      const exited = await Promise.race([first.exited, sleep(WAIT_MS, undefined, { ref: false })]);
+      // graphile-worker ends a graceful shutdown by re-raising the signal it received
+      expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
+      expect(exited?.stderr).toContain("Global graceful shutdown complete");
+      expect(await lockedJobs(db.pool)).toBe(0);
+      const handedBack = await db.pool.query(
+        "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-handed-back'",
+      );
+      expect(handedBack.rows[0].n).toBeGreaterThan(0);
+
+      // another worker takes the chunk back and pauses as the first did, until the run is cancelled
+      await pausing(await startMeasuredWorker(env));
+      const done = (await tally(db.pool, "paused-long", 3)).completed;
+      expect((await batch(["cancel", "paused-long"], { DATABASE_URL: db.url })).code).toBe(0);
+      await waitFor(
+        "the run to be cancelled",
+        async () => (await runByName(db.pool, "paused-long")).status === "cancelled",
+        WAIT_MS,
+      );
+      await waitFor("the chunk jobs to end", async () => (await lockedJobs(db.pool)) === 0, WAIT_MS);
+      // nothing was claimed after the pause began
+      expect((await tally(db.pool, "paused-long", 3)).completed).toBe(done);
+    },
+    TEST_MS,
+  );
+});
