@@ -1,10 +1,10 @@
-import { CommandError } from "../src/base/command-error";
 import { execFile } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { CommandError } from "../src/base/command-error";
 import type { Logger } from "../src/base/logger";
 import { PROJECT_ROOT } from "../src/base/paths";
 

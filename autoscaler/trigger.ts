@@ -1,7 +1,7 @@
 import pg from "pg";
-import { withTlsSettings } from "../src/db/tls";
 import type { Logger } from "../src/base/logger";
 import { redactSecrets } from "../src/base/redact";
+import { withTlsSettings } from "../src/db/tls";
 
 export type Reading = { value: number } | { error: string };
 

@@ -1,6 +1,6 @@
-import { CommandError } from "../src/base/command-error";
 import type http from "node:http";
 import os from "node:os";
+import { CommandError } from "../src/base/command-error";
 import type { Logger } from "../src/base/logger";
 import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";

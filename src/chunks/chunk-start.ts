@@ -2,7 +2,13 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { findChunkStatus, markChunkRunning } from "../runs/chunks";
 import { ForgedJobError, runEndedReason } from "../runs/errors";
-import { type ChunkRange, ENDED_RUN_STATUSES, OPEN_CHUNK_STATUSES, type RunSettings, type RunStatus } from "../runs/model";
+import {
+  type ChunkRange,
+  ENDED_RUN_STATUSES,
+  OPEN_CHUNK_STATUSES,
+  type RunSettings,
+  type RunStatus,
+} from "../runs/model";
 import { lockRun } from "../runs/runs";
 
 /** What a chunk job found when it came to start its chunk. */

@@ -6,7 +6,14 @@ import type { JobDefinition, ThrottleCondition, ThrottleLimits } from "../jobs/d
 import { quoteIdentifier } from "../jobs/job-sql";
 import type { ThrottleReading } from "../runs/throttle-state";
 import { readPrimaryHealth, readReplayPosition } from "./signals";
-import { conditionReading, type HealthFigures, overLimit, pendingReplaySeconds, resolveLimits, type WalMark } from "./throttle";
+import {
+  conditionReading,
+  type HealthFigures,
+  overLimit,
+  pendingReplaySeconds,
+  resolveLimits,
+  type WalMark,
+} from "./throttle";
 
 /**
  * The database's health as this process last read it, shared by every chunk it runs: a chunk

@@ -1,9 +1,9 @@
-import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import fc from "fast-check";
 import { column, defineJob, type Instant } from "#pg-batch";
 import { runSlice, type SliceRequest } from "../../src/chunks/slice";
 import { plainArrayLiteral } from "../../src/db/literals";
 import { ROW_TYPES } from "../../src/db/types";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { createMigratedDatabase, type TestDatabase } from "../support/database";
 

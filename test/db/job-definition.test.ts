@@ -1,6 +1,6 @@
-import { useCatalog } from "../../src/config/context";
 import { column, defineJob, JobDefinitionError } from "#pg-batch";
 import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog, loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";

@@ -1,10 +1,10 @@
-import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import type { JobDefinition } from "#pg-batch";
 import { ChunkEndedError, runSlice, type SliceRequest, writeLateOutcomes } from "../../src/chunks/slice";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
 import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog } from "../../src/jobs/catalog";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { type RecordOutcome, runRecords } from "../../src/processing/run-records";
 import { runChunkJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";

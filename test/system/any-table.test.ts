@@ -1,6 +1,6 @@
-import { useCatalog } from "../../src/config/context";
 import { column, defineJob, type JobDefinition } from "#pg-batch";
 import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
 import { loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";

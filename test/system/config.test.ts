@@ -1,7 +1,7 @@
-import { getCatalog } from "../../src/config/context";
 import path from "node:path";
-import { ConfigError, parseConfig } from "../../src/config/config";
 import { redactSecrets } from "../../src/base/redact";
+import { ConfigError, parseConfig } from "../../src/config/config";
+import { getCatalog } from "../../src/config/context";
 import { runSettings } from "../../workflows/start-run";
 import { DASHBOARD_CLI } from "../support/dashboard";
 import { createTestDatabase, type TestDatabase } from "../support/database";

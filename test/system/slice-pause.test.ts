@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config/config";
 import { freePort } from "../../src/base/free-port";
+import { parseConfig } from "../../src/config/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { batch, type Running, seed, startWorker } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";

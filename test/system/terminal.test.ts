@@ -1,5 +1,5 @@
-import { parseConfig } from "../../src/config/config";
 import { chooseLogOutput } from "../../src/base/logger";
+import { parseConfig } from "../../src/config/config";
 import { createTestDatabase, type TestDatabase } from "../support/database";
 import { type Finished, logLines, MAIN, ROOT, run } from "../support/processes";
 

@@ -4,12 +4,19 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { defineJob } from "#pg-batch";
+import { freePort } from "../../src/base/free-port";
 import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
-import { freePort } from "../../src/base/free-port";
 import { HealthWatch } from "../../src/health/health-watch";
 import { workerSessionName } from "../../src/health/signals";
-import { backoffMs, DEFAULT_THROTTLE_LIMITS, MAX_BACKOFF_MS, overLimit, pendingReplaySeconds, resolveLimits } from "../../src/health/throttle";
+import {
+  backoffMs,
+  DEFAULT_THROTTLE_LIMITS,
+  MAX_BACKOFF_MS,
+  overLimit,
+  pendingReplaySeconds,
+  resolveLimits,
+} from "../../src/health/throttle";
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";

@@ -1,9 +1,9 @@
-import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../../app/task-list";
 import { MAX_SLICE_ROWS, nextSliceLimit } from "../../src/chunks/work-through-chunk";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { encodeResult, type ResultElement } from "../../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../../src/processing/fault-injection";
 import { type RecordFunction, type RunRecordsOptions, runRecords } from "../../src/processing/run-records";
