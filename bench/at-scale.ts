@@ -2,7 +2,7 @@ import { type Bench, mustSucceed, round } from "./harness";
 import { type ImportRound, importIntoEmpty } from "./import-empty";
 
 /**
- * A whole run at a size a user brings (the original's own is 50,000,000 rows: `--scale-rows`),
+ * A whole run at a size a user brings (the proof of concept's is 50,000,000 rows: `--scale-rows`),
  * as they would run it: generate the files, import them into an empty table (against loading the
  * same files with the indexes built after, bench/import-empty.ts), plan the run (`seed enqueue`,
  * the whole command), then `processes` worker processes draining it. Reports each step's time,

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { median, round } from "./harness";
 
-/** The trigger's query and the original's row count, timed at a large backlog, with their plans. */
+/** The trigger's query and the proof of concept's row count, timed at a large backlog, with their plans. */
 export async function queryCost(pool: pg.Pool, rows: number) {
   const time = async (sql: string, times: number) => {
     const runs: number[] = [];

@@ -27,7 +27,7 @@ import { withScratchDatabase } from "./scratch-database";
  * database, in one run (BENCHMARKS.md says how to read them, and holds the latest run). Sections:
  *
  *  - processing: without I/O, default settings, against ../shared/baselines/run.sh (one UPDATE
- *    `single`, the database's ceiling on the original's schema `limit`, the original's claim
+ *    `single`, the database's ceiling on the proof of concept's schema `limit`, its claim
  *    loop `seed`); import against psql \copy of the same files; generation (bench/processing.ts);
  *  - ceiling: the same run against the default job's SQL twin on our own schema
  *    (bench/ceiling.ts, bench/sql-twin/users.ts), interleaved with the processing rounds;
@@ -40,8 +40,8 @@ import { withScratchDatabase } from "./scratch-database";
  *  - memory: peak RSS of generate, import and a worker at two sizes;
  *  - autoscaling: the autoscaling query at a large backlog, and its plan;
  *  - at-scale: generate, import into an empty table (against load-then-index, rounds as many as
- *    processing's, interleaved), plan and two worker processes at `--scale-rows` (the original's
- *    own size: 50,000,000) (bench/at-scale.ts);
+ *    processing's, interleaved), plan and two worker processes at `--scale-rows` (the proof of
+ *    concept's size: 50,000,000) (bench/at-scale.ts);
  *  - beside-app: an application of pgbench clients at a fixed rate, alone and beside a run, for
  *    each profile of settings; throttling on against off (bench/beside-app.ts);
  *  - rate-limit: one worker process at 20 ms per record without a rate limit, under one far above
@@ -64,7 +64,7 @@ export const SECTIONS = [
 type Section = (typeof SECTIONS)[number];
 
 const ORIGINAL_POD_ROWS_PER_SECOND = 4000;
-/** Worker processes of the at-scale run: the two the original's own 50,000,000-row figure used. */
+/** Worker processes of the at-scale run: the two the proof of concept's 50,000,000-row figure used. */
 const AT_SCALE_PROCESSES = 2;
 
 interface Sizes {
@@ -142,7 +142,7 @@ async function main(argv: string[]): Promise<void> {
   const args = await yargs(argv)
     .option("quick", { type: "boolean", default: false, describe: "small sizes, once each: checks that it runs" })
     .option("only", { type: "string", describe: `sections to run, comma-separated: ${SECTIONS.join(", ")}` })
-    .option("scale-rows", { type: "number", describe: "rows of the at-scale section (50000000: the original's size)" })
+    .option("scale-rows", { type: "number", describe: "rows of the at-scale section (50000000: a large table)" })
     .check((parsed) => {
       parseSections(parsed.only);
       return true;

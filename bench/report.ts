@@ -83,7 +83,7 @@ export function printReport(results: Results): void {
     rows.push([
       "I/O 2 ms, 1 process (rows/s)",
       String(io.rowsPerSecond),
-      `original pod ${io.originalPod}`,
+      `proof of concept's pod ${io.originalPod}`,
       ratio(io.rowsPerSecond, io.originalPod),
       ">= 5x",
     ]);
@@ -133,7 +133,7 @@ export function printReport(results: Results): void {
     rows.push([
       "autoscaling query (ms)",
       String(a.medianMs),
-      `original ${a.originalQueryMs}`,
+      `count of the table ${a.originalQueryMs}`,
       "",
       `at ${a.pendingRows} pending`,
     ]);

@@ -35,3 +35,36 @@ export async function pauseAfterSlice(pause: SlicePause): Promise<string | undef
   }
   return undefined;
 }
+
+/** The pauses of one chunk: after each slice, SLICE_PAUSE_RATIO times the database's time on it. */
+export class SlicePauses {
+  constructor(
+    private readonly chunk: {
+      db: WithClient;
+      runId: number;
+      job: string;
+      /** After each slice, how many times the time its statements took the chunk pauses; 0: never. */
+      ratio: number;
+      signal: AbortSignal;
+      keepsRunning: ReadonlySet<string>;
+      observer: { slicePaused?(job: string, seconds: number): void } | undefined;
+    },
+  ) {}
+
+  /** Whether the chunk pauses after its slices. */
+  get pausing(): boolean {
+    return this.chunk.ratio > 0;
+  }
+
+  /** Pauses after a slice, if the chunk does; resolves with the run's status if the run stopped meanwhile. */
+  async after(slice: { claimMs: number; writeMs: number }): Promise<string | undefined> {
+    if (!this.pausing) return undefined;
+    const { db, runId, job, ratio, signal, keepsRunning, observer } = this.chunk;
+    const pausedAt = performance.now();
+    // the database's time, not the slice's: records waiting on I/O leave it idle already
+    const ms = ratio * (slice.claimMs + slice.writeMs);
+    const stoppedAs = await pauseAfterSlice({ db, runId, ms, signal, keepsRunning });
+    observer?.slicePaused?.(job, (performance.now() - pausedAt) / 1000);
+    return stoppedAs;
+  }
+}

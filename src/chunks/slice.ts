@@ -2,12 +2,12 @@ import type { PoolClient } from "pg";
 import { copyOutRows } from "../db/copy-out";
 import { plainArrayLiteral } from "../db/literals";
 import { inTransaction } from "../db/pool";
-import { KEY_TYPES } from "../db/types";
 import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
-import { failed, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { countSliceOutcomes, type SliceCounts } from "../runs/slice-counts";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
 /**
@@ -94,55 +94,13 @@ export interface SliceResult {
  * start for every slice, and its join to the rows it writes.
  */
 
-/** Failed attempts by message; sorted, so that concurrent slices lock the rows in one order. */
-const COUNT_ERRORS = `
-  INSERT INTO batch_errors (run_id, message, attempts, last_seen)
-  SELECT $1, left(message, 500), count(*), now() FROM unnest($2::text[]) AS e(message) GROUP BY 2 ORDER BY 2
-  ON CONFLICT (run_id, message)
-  DO UPDATE SET attempts = batch_errors.attempts + excluded.attempts, last_seen = excluded.last_seen`;
-
-/**
- * The run's and the chunk's counters, and the run's progress sample, the last statement before
- * COMMIT. Every slice of the run updates the run's row, so its lock is taken last and held only
- * for the commit; the chunk is updated from the run's row, after it, the order control commands
- * lock them in too. Only a chunk that has not ended, of a run that has not ended, counts: the
- * slice finds none (and is rolled back) when another job ended the chunk while it ran.
- */
-const COUNT_OUTCOMES = `
-  WITH run AS (
-    UPDATE batch_jobs
-       SET processed_records = processed_records + $2,
-           failed_records = failed_records + $3,
-           retryable_records = retryable_records + $4,
-           rate_limit_waited_seconds = rate_limit_waited_seconds + $8,
-           updated_at = now()
-     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
-    RETURNING id, status, processed_records + failed_records AS done
-  ), chunk AS (
-    UPDATE batch_chunks c
-       SET rows_completed = rows_completed + $2, rows_failed = rows_failed + $5, updated_at = now()
-      FROM run
-     WHERE c.run_id = run.id AND c.round = $6 AND c.chunk_no = $7 AND c.status IN ('queued', 'running')
-    RETURNING c.last_id
-  ), sample AS (
-    INSERT INTO batch_samples (run_id, bucket, at, done)
-    SELECT id, floor(extract(epoch FROM now()) / 5), now(), done FROM run
-    ON CONFLICT DO NOTHING
-  )
-  SELECT run.status, chunk.last_id AS "chunkLastId" FROM run, chunk`;
-
 /** The slice's chunk (or its run) ended while the slice ran: another job ended it. */
 export class ChunkEndedError extends Error {
   override name = "ChunkEndedError";
 }
 
-interface Tally {
-  completed: number;
-  failed: number;
-  retryable: number;
-  /** Claimed rows this run had failed before: they leave its retryable count. */
-  retriedFromThisRun: number;
-}
+/** What a slice's outcomes add to the counters. */
+type Tally = Pick<SliceCounts, "completed" | "failed" | "retryable" | "retriedFromThisRun">;
 
 const addTally = (into: Tally, more: Tally) => {
   for (const key of ["completed", "failed", "retryable", "retriedFromThisRun"] as const) into[key] += more[key];
@@ -176,7 +134,7 @@ function outcomeColumns(rows: ClaimedRows, outcomes: RecordOutcome[], indexes: n
           (results[column] as ResultElement[]).push(elements[column] ?? null);
         continue;
       }
-      outcome = failed(problem);
+      outcome = failedOutcome(problem);
       outcomes[index] = outcome;
     }
     if ((rows.attempts[index] as number) + 1 >= request.maxAttempts) tally.failed++;
@@ -388,36 +346,27 @@ class SliceTransaction implements RecordFeed {
     if (this.written !== done) {
       throw new Error(`slice of run ${this.request.runId} wrote ${this.written} of ${done} outcomes`);
     }
-    return this.count(this.request.tokenWaitSeconds ?? 0);
+    return this.countOutcomes(this.request.tokenWaitSeconds ?? 0);
   }
 
   /**
    * Counts the errors and the outcomes written into the run's and the chunk's counters, and the
    * seconds the chunk waited for tokens (`tokenWaitSeconds`) into the run's.
    */
-  async count(tokenWaitSeconds = 0): Promise<{ status: string; chunkLastId: bigint } | undefined> {
+  async countOutcomes(tokenWaitSeconds = 0): Promise<{ status: string; chunkLastId: bigint } | undefined> {
     const started = performance.now();
     const { request, tally } = this;
-    if (this.messages.length > 0) {
-      await this.client.query({ name: "count-errors", text: COUNT_ERRORS, values: [request.runId, this.messages] });
-    }
-    const { rows: run } = await this.client.query<{ status: string; chunkLastId: bigint }>({
-      name: "count-outcomes",
-      text: COUNT_OUTCOMES,
-      values: [
-        request.runId,
-        tally.completed,
-        tally.failed,
-        tally.retryable - tally.retriedFromThisRun,
-        tally.failed + tally.retryable,
-        request.round,
-        request.chunkNo,
-        tokenWaitSeconds,
-      ],
-      types: KEY_TYPES,
+    const { runId, round, chunkNo } = request;
+    const run = await countSliceOutcomes(this.client, {
+      runId,
+      round,
+      chunkNo,
+      ...tally,
+      errors: this.messages,
+      tokenWaitSeconds,
     });
     this.writeMs += performance.now() - started;
-    return run[0];
+    return run;
   }
 
   /** Waits for the statements under way, so that the transaction can end; rejects if one failed. */
@@ -502,6 +451,8 @@ function chunkStillOpen(request: SliceRequest, run: { status: string; chunkLastI
 interface Rewritten {
   tally: Tally;
   run?: { status: string; chunkLastId: bigint };
+  /** The slice's wait for tokens, counted by the first group that commits; what none has yet. */
+  waitLeft: number;
 }
 
 /**
@@ -537,11 +488,13 @@ async function writeApart(
         const slice = new SliceTransaction(client, request, rows.pick(kept));
         for (const index of kept) slice.outcomes.push(outcomes[index] as RecordOutcome);
         await slice.writeOutcomes(all(kept.length));
-        into.run = chunkStillOpen(request, await slice.count());
+        into.run = chunkStillOpen(request, await slice.countOutcomes(into.waitLeft));
         addTally(into.tally, slice.tally);
       },
       sliceSetup(request),
     );
+    // counted with outcomes this transaction committed
+    if (into.run) into.waitLeft = 0;
   } catch (error) {
     if (!(error instanceof RowValueError)) throw error;
     if (rows.length > 1) {
@@ -561,7 +514,7 @@ async function writeApart(
       );
     }
     const why = await whyRefused(client, request.job, outcome.result, refusal);
-    await writeApart(client, request, rows, [failed(why)], into);
+    await writeApart(client, request, rows, [failedOutcome(why)], into);
   }
 }
 
@@ -576,7 +529,8 @@ async function rewriteOutcomes(
   rolledBack: SliceTransaction,
   late: LateRecords | undefined,
 ): Promise<SliceResult> {
-  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  const wait = request.tokenWaitSeconds ?? 0;
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 }, waitLeft: wait };
   const started = performance.now();
   const processed = rolledBack.settledIndexes();
   const outcomes = processed.map((index) => rolledBack.outcomes[index] as RecordOutcome);
@@ -584,7 +538,8 @@ async function rewriteOutcomes(
   // every row left to others: the run is as it was, and the chunk's range too
   const run = into.run ?? { status: "running", chunkLastId: request.lastId };
   const writeMs = rolledBack.writeMs + performance.now() - started;
-  return sliceResult(rolledBack, processed.length, into.tally, run, { claimMs: rolledBack.claimMs, writeMs }, late);
+  const times = { claimMs: rolledBack.claimMs, writeMs };
+  return sliceResult(rolledBack, processed.length, into.tally, run, times, late, wait - into.waitLeft);
 }
 
 /**
@@ -598,7 +553,7 @@ export async function writeLateOutcomes(
   rows: ClaimedRows,
   outcomes: RecordOutcome[],
 ): Promise<{ completed: number; failed: number; retryable: number }> {
-  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 } };
+  const into: Rewritten = { tally: { completed: 0, failed: 0, retryable: 0, retriedFromThisRun: 0 }, waitLeft: 0 };
   await writeApart(client, request, rows, outcomes, into);
   const { completed, failed, retryable } = into.tally;
   return { completed, failed, retryable };

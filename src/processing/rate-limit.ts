@@ -4,19 +4,21 @@ import type { JobDefinition, RateLimit } from "../jobs/define";
 
 /**
  * A job's rate limit across every worker process of every pod: one token bucket per job in the
- * database (batch_take_tokens, sql/migrations/018_rate_limits.sql), and in each process one
- * RateLimiter per job, shared by its chunks. A slice takes its tokens before it claims, as many
- * as are at hand up to its size, and claims only as many rows (src/chunks/work-through-chunk.ts):
+ * database (batch_take_tokens, sql/migrations/018_rate_limits.sql and 024), and in each process
+ * one RateLimiter per job, shared by its chunks. A slice takes its tokens before it claims, as
+ * many as are at hand up to its size, and claims only as many rows (src/processing/token-wait.ts):
  * no record waits for a token while its row is locked. The limiter takes from the bucket what its
- * waiting slices ask for, up to a tenth of a second's worth at a time. Tokens a slice could not
+ * waiting slices ask for, up to a tenth of a second's worth at a time, granted whole or not at
+ * all: processes sharing the bucket then each take a batch in turn rather than a few tokens each,
+ * whose slices of a few rows would cost more than the limit allows under load. Tokens a slice could not
  * use (its rows ran out, or it stopped starting records) go to the next slice waiting; those
- * nobody waits for expire soon after they were taken, so tokens taken and unused never let the
- * cluster run above the limit by more than a fraction of a second's worth.
+ * nobody waits for go back to the bucket soon after, so tokens taken and unused never let the
+ * cluster run above the limit by more than a fraction of a second's worth, nor are they lost to it.
  */
 
-/** Each take asks for at most this many seconds' worth, and a bucket found dry is asked again after about as long. */
+/** Each take asks for at most this many seconds' worth, and a bucket found short is asked again after about half as long. */
 export const TAKE_SECONDS = 0.1;
-/** Tokens taken and not handed out within this long are dropped. */
+/** Tokens at hand and not handed out within this long go back to the bucket. */
 export const TOKEN_LIFETIME_MS = 250;
 /** How long to wait after the database refused a take (it is down, or restarting). */
 const RETRY_AFTER_FAILURE_MS = 1000;
@@ -32,7 +34,7 @@ export interface RateLimitObserver {
   waitedWithRowsLocked(job: string): void;
 }
 
-/** What a chunk's slices, and their records, take tokens from (src/chunks/work-through-chunk.ts). */
+/** What a chunk's slices, and their records, take tokens from (src/processing/token-wait.ts). */
 export interface TokenSource {
   /**
    * Between 1 and `most` tokens, as many as are at hand: at once (a number) when some are, else
@@ -70,9 +72,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class RateLimiter implements TokenSource {
   private readonly waiters: Waiter[] = [];
-  /** Tokens at hand, and when they expire. */
+  /** Tokens at hand, and the timer that gives them back to the bucket. */
   private stock = 0;
-  private stockExpiresAt = 0;
+  private stockReturn: NodeJS.Timeout | undefined;
   private taking = false;
   /** Seconds waited, not yet reported to the database. */
   private waitedSeconds = 0;
@@ -113,7 +115,20 @@ export class RateLimiter implements TokenSource {
       left -= granted;
       this.hand(waiter, granted, now);
     }
-    if (left > 0 && now < this.stockExpiresAt) this.stock += left;
+    this.keep(left);
+  }
+
+  /** Keeps tokens at hand for a slice of this process, for a while: then they go back to the bucket. */
+  private keep(count: number): void {
+    this.stock += count;
+    if (this.stock === 0 || this.stockReturn) return;
+    this.stockReturn = setTimeout(() => {
+      this.stockReturn = undefined;
+      const back = this.stock;
+      this.stock = 0;
+      if (back > 0) void this.returnTokens(back);
+    }, TOKEN_LIFETIME_MS);
+    this.stockReturn.unref();
   }
 
   /** Answers the waiters whose tokens will not be used after all; their wait counts all the same. */
@@ -128,9 +143,8 @@ export class RateLimiter implements TokenSource {
     }
   }
 
-  /** Up to `most` tokens of those at hand, none once they expired. */
+  /** Up to `most` tokens of those at hand. */
   private fromStock(most: number): number {
-    if (this.stock > 0 && performance.now() >= this.stockExpiresAt) this.stock = 0;
     const taken = Math.min(this.stock, most);
     this.stock -= taken;
     return taken;
@@ -169,15 +183,26 @@ export class RateLimiter implements TokenSource {
           continue;
         }
         const now = performance.now();
-        this.stock += granted;
-        this.stockExpiresAt = now + TOKEN_LIFETIME_MS;
+        this.keep(granted);
         this.handOut(now);
-        // the bucket ran dry: come back once it has had time to refill (jittered, so that the
-        // processes of a deployment do not all ask at once)
-        if (granted < want) await sleep(TAKE_SECONDS * 1000 * (0.8 + 0.4 * Math.random()));
+        // the bucket held less than a whole take: come back as it refills, twice per take's worth
+        // so that a lone process keeps up with the limit (jittered, so that the processes of a
+        // deployment do not all ask at once)
+        if (granted < want) await sleep((TAKE_SECONDS / 2) * 1000 * (0.8 + 0.4 * Math.random()));
       }
     } finally {
       this.taking = false;
+    }
+  }
+
+  /** Gives tokens taken and not used back to the bucket (a take of fewer than none). */
+  private async returnTokens(count: number): Promise<void> {
+    try {
+      await this.db((client) =>
+        client.query(TAKE_TOKENS, [this.job, -count, this.limit.perSecond, this.limit.burst, 0]),
+      );
+    } catch (error) {
+      this.logger.warn({ err: error, job: this.job, tokens: count }, "could not give unused rate-limit tokens back");
     }
   }
 

@@ -75,7 +75,7 @@ export interface RecordFeed {
 const MAX_ERROR_LENGTH = 2000;
 
 /** A failed outcome, its message as a text column stores it: bounded, well-formed, without NUL. */
-export function failed(message: string): FailedOutcome {
+export function failedOutcome(message: string): FailedOutcome {
   const error = message
     .slice(0, MAX_ERROR_LENGTH)
     .replace(/[\uD800-\uDFFF]/gu, "\uFFFD")
@@ -164,11 +164,11 @@ export async function runRecords(
     // One timer per lane, re-armed for every record, instead of one per record.
     const timer = setTimeout(() => {
       current?.abort(new Error("record timed out"));
-      settle(failed(`timed out after ${options.timeoutMs} ms`));
+      settle(failedOutcome(`timed out after ${options.timeoutMs} ms`));
     }, options.timeoutMs);
     const abandon = () => {
       current?.abort(options.signal.reason);
-      settle(failed("abandoned"));
+      settle(failedOutcome("abandoned"));
     };
     abandonInFlight.add(abandon);
     try {
@@ -200,7 +200,7 @@ export async function runRecords(
           feed?.started(index);
           const unreadable = rows.unreadable.size > 0 ? rows.unreadable.get(index) : undefined;
           if (unreadable !== undefined) {
-            outcomes[index] = failed(unreadable);
+            outcomes[index] = failedOutcome(unreadable);
           } else {
             const ctx = new RowContext(options.runId, (rows.attempts[index] as number) + 1, rows.keys[index] as string);
             current = ctx;
@@ -214,13 +214,13 @@ export async function runRecords(
                 if (isThenable(returned)) {
                   returned.then(
                     (result) => resolve({ status: "completed", result }),
-                    (error) => resolve(failed(describeThrown(error))),
+                    (error) => resolve(failedOutcome(describeThrown(error))),
                   );
                 } else {
                   resolve({ status: "completed", result: returned });
                 }
               } catch (error) {
-                resolve(failed(describeThrown(error)));
+                resolve(failedOutcome(describeThrown(error)));
               }
             });
           }

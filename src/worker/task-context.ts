@@ -1,6 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
-import type { ChunkDeps, ChunkObserver, SettledSlices } from "../chunks/work-through-chunk";
+import type { SettledSlices } from "../chunks/slice-sizer";
+import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
 import { type Config, getConfig } from "../config/config";
 import { getCatalog, getLogger } from "../config/context";
 import { reconnecting } from "../db/connection-loss";

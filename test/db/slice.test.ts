@@ -112,6 +112,26 @@ describe("a slice", () => {
     }
   });
 
+  it("counts its wait for tokens with its outcomes when a refused value has them written again apart", async () => {
+    const client = await db.pool.connect();
+    try {
+      // segment is a varchar(32): the database refuses row 7's, and the slice's write with it
+      const result = await runSlice(client, { ...request, tokenWaitSeconds: 2.5 }, async (records) =>
+        complete(records).map((outcome, index) =>
+          index === 6 ? { status: "completed", result: { emailNormalized: "e@x", segment: "s".repeat(40) } } : outcome,
+        ),
+      );
+      expect(result).toMatchObject({ done: 20, completed: 19, waitCounted: 2.5 });
+      const { rows } = await db.pool.query(
+        "SELECT processed_records, failed_records + retryable_records AS failed, rate_limit_waited_seconds FROM batch_jobs WHERE id = $1",
+        [request.runId],
+      );
+      expect(rows[0]).toEqual({ processed_records: 19, failed: 1, rate_limit_waited_seconds: 2.5 });
+    } finally {
+      client.release();
+    }
+  });
+
   it("writes nothing when another job ended its chunk while it ran", async () => {
     const client = await db.pool.connect();
     try {

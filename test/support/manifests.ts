@@ -74,11 +74,19 @@ export const schemaSource = fs.existsSync(SHARED_SCHEMAS)
   ? `${SHARED_SCHEMAS} (KEDA v2.20.2 CRDs, Kubernetes v1.32.2 strict schemas)`
   : "the kubernetes-models and @kubernetes-models/keda packages";
 
-const KEDA_CRDS: Record<string, string> = {
+/** The CRDs in ../shared/schemas, those of the Prometheus Operator only where it holds them. */
+const CRDS: Record<string, string> = {
   ScaledJob: "keda/keda.sh_scaledjobs.yaml",
   ScaledObject: "keda/keda.sh_scaledobjects.yaml",
   TriggerAuthentication: "keda/keda.sh_triggerauthentications.yaml",
+  PodMonitor: "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
+  PrometheusRule: "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
 };
+
+/** Where the Prometheus Operator's objects are checked: its CRDs in ../shared/schemas, or its models' package. */
+export const prometheusOperatorSchemaSource = fs.existsSync(path.join(SHARED_SCHEMAS, CRDS.PodMonitor as string))
+  ? `the Prometheus Operator's CRDs in ${SHARED_SCHEMAS}`
+  : "the @kubernetes-models/prometheus-operator package";
 
 const K8S_SCHEMAS: Record<string, string> = {
   Deployment: "deployment-apps-v1.json",
@@ -121,7 +129,8 @@ function sharedValidators(): Map<string, ValidateFunction> {
   addFormats(ajv);
   for (const format of ["int32", "int64", "int-or-string", "byte", "double", "float"]) ajv.addFormat(format, true);
   const validators = new Map<string, ValidateFunction>();
-  for (const [kind, file] of Object.entries(KEDA_CRDS)) {
+  for (const [kind, file] of Object.entries(CRDS)) {
+    if (!fs.existsSync(path.join(SHARED_SCHEMAS, file))) continue;
     const crd = parseAllDocuments(fs.readFileSync(path.join(SHARED_SCHEMAS, file), "utf8"))[0]?.toJSON();
     validators.set(kind, ajv.compile(strictCrdSchema(crd.spec.versions[0].schema.openAPIV3Schema) as object));
   }
@@ -143,6 +152,10 @@ function modelValidate(object: K8sObject): string[] {
     ScaledObject: () => require("@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject").ScaledObject,
     TriggerAuthentication: () =>
       require("@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication").TriggerAuthentication,
+    PodMonitor: () => require("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor").PodMonitor,
+    PrometheusRule: () =>
+      require("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule").PrometheusRule,
+    ConfigMap: () => require("kubernetes-models/v1/ConfigMap").ConfigMap,
     Deployment: () => require("kubernetes-models/apps/v1/Deployment").Deployment,
     Job: () => require("kubernetes-models/batch/v1/Job").Job,
     PodDisruptionBudget: () => require("kubernetes-models/policy/v1/PodDisruptionBudget").PodDisruptionBudget,
@@ -186,6 +199,9 @@ export const EXPECTED_API_VERSIONS: Record<string, string> = {
   ScaledJob: "keda.sh/v1alpha1",
   ScaledObject: "keda.sh/v1alpha1",
   TriggerAuthentication: "keda.sh/v1alpha1",
+  PodMonitor: "monitoring.coreos.com/v1",
+  PrometheusRule: "monitoring.coreos.com/v1",
+  ConfigMap: "v1",
   Deployment: "apps/v1",
   Job: "batch/v1",
   PodDisruptionBudget: "policy/v1",

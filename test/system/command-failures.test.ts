@@ -77,7 +77,7 @@ describe("a database whose schema lacks the newest migration", () => {
     expect(result.code).toBe(75);
     expect(stderrLines(result)).toEqual([
       expect.stringMatching(
-        /^error: the database at .+ has the pg-batch schema at migration \d+_\w+; this program needs \d+_\w+: run this release's migration \(npm run seed -- schema\)$/,
+        /^error: the database at .+ has the pg-batch schema without migration \d+_\w+, which this program needs: run this release's migration \(npm run seed -- schema\)$/,
       ),
     ]);
   });

@@ -7,8 +7,10 @@ import {
   EXPECTED_API_VERSIONS,
   type K8sObject,
   OVERLAYS,
+  prometheusOperatorSchemaSource,
   readObjects,
   render,
+  renderDirectory,
   schemaSource,
   validate,
 } from "../support/manifests";
@@ -400,5 +402,30 @@ describe(`Kubernetes manifests, validated against ${schemaSource}`, () => {
         expect(keys).toEqual(Object.keys((example[0] as any).stringData).sort());
       }
     }
+  });
+});
+
+describe(`k8s/monitoring, the Prometheus Operator's objects validated against ${prometheusOperatorSchemaSource}`, () => {
+  const objects = renderDirectory(path.join(ROOT, "k8s/monitoring"));
+  beforeAll(() => {
+    process.stderr.write(`\nk8s/monitoring validated against ${prometheusOperatorSchemaSource}\n`);
+  });
+
+  it("renders a PodMonitor, a PrometheusRule and the Grafana dashboard's ConfigMap that match their schemas", () => {
+    expect(objects.map((o) => o.kind).sort()).toEqual(["ConfigMap", "PodMonitor", "PrometheusRule"]);
+    for (const object of objects) {
+      expect(object.apiVersion).toBe(EXPECTED_API_VERSIONS[object.kind]);
+      expect(validate(object)).toEqual([]);
+      expect(object.metadata.namespace).toBe("pg-batch");
+    }
+  });
+
+  it("refuses a misspelled field of either", () => {
+    const monitor = structuredClone(objects.find((o) => o.kind === "PodMonitor")) as any;
+    monitor.spec.podMetricsEndpoints[0].intervall = "30s";
+    expect(validate(monitor).join("\n")).toMatch(/intervall/);
+    const rule = structuredClone(objects.find((o) => o.kind === "PrometheusRule")) as any;
+    rule.spec.groups[0].rules[0].fore = "5m";
+    expect(validate(rule).join("\n")).toMatch(/fore/);
   });
 });

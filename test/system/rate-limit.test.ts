@@ -11,8 +11,8 @@ import { runByName, waitFor } from "../support/runs";
 
 /**
  * A job's rate limit holds across every worker process: a token bucket in PostgreSQL
- * (batch_take_tokens, sql/migrations/018_rate_limits.sql) that each process takes from in small
- * batches (src/processing/rate-limit.ts). Rates are measured from the instants the job's function
+ * (batch_take_tokens, sql/migrations/018_rate_limits.sql and 024) that each process takes from
+ * in whole batches (src/processing/rate-limit.ts). Rates are measured from the instants the job's function
  * ran, as it wrote them into its table, not from the test's clock.
  */
 
@@ -58,24 +58,25 @@ describe("batch_take_tokens, the job's bucket", () => {
   });
   afterAll(() => db.drop());
 
-  it("starts full, grants no more than asked or held, and refills by the time elapsed, up to its burst", async () => {
-    expect(await take(db, "a", 3, 10, 50)).toBe(3);
-    expect(await take(db, "a", 500, 10, 50)).toBeGreaterThanOrEqual(47);
-    // taken dry: what is left is what the last moments refilled, far from a whole burst
-    expect(await take(db, "a", 500, 10, 50)).toBeLessThan(10);
-    // as if the last take were two seconds ago, and the bucket empty then
+  it("starts full, grants a take whole or not at all, and refills by the time elapsed, up to its burst", async () => {
+    // a token a second: the moments between takes refill next to nothing
+    expect(await take(db, "a", 3, 1, 50)).toBe(3);
+    // 47 held: not the 50 of a take of more than the burst, nor any of them
+    expect(await take(db, "a", 500, 1, 50)).toBe(0);
+    expect(await take(db, "a", 40, 1, 50)).toBe(40);
+    // as if the last take were 20 seconds ago, and the bucket empty then: 20 refilled
     await db.pool.query(
-      "UPDATE batch_rate_limits SET tokens = 0, refilled_at = clock_timestamp() - interval '2 s' WHERE job = 'a'",
+      "UPDATE batch_rate_limits SET tokens = 0, refilled_at = clock_timestamp() - interval '20 s' WHERE job = 'a'",
     );
-    const refilled = await take(db, "a", 500, 10, 50);
-    expect(refilled).toBeGreaterThanOrEqual(20);
-    expect(refilled).toBeLessThan(50);
+    expect(await take(db, "a", 30, 1, 50)).toBe(0);
+    // what a take was refused is still there for the next
+    expect(await take(db, "a", 20, 1, 50)).toBe(20);
     // an hour idle fills it to its burst, no further
     await db.pool.query("UPDATE batch_rate_limits SET refilled_at = refilled_at - interval '1 h' WHERE job = 'a'");
-    expect(await take(db, "a", 500, 10, 50)).toBe(50);
+    expect(await take(db, "a", 500, 1, 50)).toBe(50);
     const { rows } = await db.pool.query("SELECT * FROM batch_rate_limits WHERE job = 'a'");
-    expect(rows[0]).toMatchObject({ per_second: 10, burst: 50 });
-    expect(Number(rows[0].granted_total)).toBeGreaterThanOrEqual(3 + 47 + 20 + 50);
+    expect(rows[0]).toMatchObject({ per_second: 1, burst: 50 });
+    expect(Number(rows[0].granted_total)).toBe(3 + 40 + 20 + 50);
     // each job has its own bucket
     expect(await take(db, "b", 5, 10, 5)).toBe(5);
   });
@@ -107,9 +108,21 @@ describe("batch_take_tokens, the job's bucket", () => {
   });
 
   it("refuses a limit that is not one", async () => {
-    await expect(take(db, "c", 1, 0, 5)).rejects.toThrow(/per_second > 0/);
+    await expect(take(db, "c", 1, 0, 5)).rejects.toThrow(/per_second must be > 0/);
     await expect(take(db, "c", 1, 5, 0.5)).rejects.toThrow(/burst >= 1/);
-    await expect(take(db, "c", -1, 5, 5)).rejects.toThrow(/want must be >= 0/);
+  });
+
+  it("takes back tokens a process did not use, up to its burst", async () => {
+    // a token a second: the moments between takes refill next to nothing
+    expect(await take(db, "back", 10, 1, 10)).toBe(10);
+    expect(await take(db, "back", 4, 1, 10)).toBe(0);
+    expect(await take(db, "back", -4, 1, 10)).toBe(0);
+    expect(await take(db, "back", 4, 1, 10)).toBe(4);
+    // given back beyond the burst: the bucket holds its burst
+    expect(await take(db, "back", -50, 1, 10)).toBe(0);
+    expect(await take(db, "back", 50, 1, 10)).toBe(10);
+    const { rows } = await db.pool.query("SELECT granted_total::int AS n FROM batch_rate_limits WHERE job = 'back'");
+    expect(rows[0].n).toBe(10 + 4 + 10);
   });
 
   it("grants concurrent takers together no more than the burst and the rate over the time they took", async () => {

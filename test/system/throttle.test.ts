@@ -20,7 +20,7 @@ import {
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
-import { batch, ROOT, type Running, seed, startWorker } from "../support/processes";
+import { batch, ROOT, type Running, seed, startWorker, status } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
@@ -310,6 +310,74 @@ describe("throttling a run on the database's health", () => {
         await expectThrottleHistory("beside-busy");
       } finally {
         await Promise.all(application.map((client) => client.end()));
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    "holds claiming while the server writes more WAL a second than the limit, and goes on once it writes less",
+    async () => {
+      const rows = 20_000;
+      await insertUsers(db.pool, rows);
+      // a session writing WAL as fast as it can, tens of megabytes a second on any machine, in a
+      // table of its own emptied each round so that the disk does not fill
+      await db.pool.query("CREATE TABLE wal_filler (id INTEGER, pad TEXT)");
+      const filler = new pg.Client({ connectionString: db.url, application_name: "wal filler" });
+      await filler.connect();
+      let filling = true;
+      const writing = (async () => {
+        while (filling) {
+          await filler.query("INSERT INTO wal_filler SELECT i, repeat('x', 400) FROM generate_series(1, 20000) AS i");
+          await filler.query("TRUNCATE wal_filler");
+        }
+      })();
+      try {
+        const enqueued = await seed(["enqueue", "--batch-name", "beside-wal"], { DATABASE_URL: db.url, ...RUN_ENV });
+        expect(enqueued.code).toBe(0);
+        // records that wait a little: the run outlasts the readings that find the filler's WAL
+        const metrics = await startMeasuredWorker({ THROTTLE_MAX_WAL_MB_S: "5", PROCESS_DELAY_MS: "5" });
+        // the first reading has no reading before it to tell a rate from: its slices may claim
+        const labels = 'job="users",reason="wal_rate"';
+        await waitFor(
+          "users throttled on wal_rate for 2 s",
+          async () => sample(await metrics(), "batch_throttled_seconds_total", labels) >= 2,
+          WAIT_MS,
+        );
+        // a reading between two of the filler's statements may find less: each is looked for until seen
+        const held = await waitFor(
+          "the run's throttle recorded on wal_rate",
+          async () =>
+            (
+              await db.pool.query(
+                `SELECT t.signal, t.threshold, t.unit, t.figure FROM batch_throttled_runs t
+                   JOIN batch_jobs j ON j.id = t.run_id WHERE j.batch_name = 'beside-wal' AND t.signal = 'wal_rate'`,
+              )
+            ).rows[0],
+          WAIT_MS,
+        );
+        expect(held).toMatchObject({ threshold: 5, unit: "MB/s" });
+        expect(held.figure).toBeGreaterThan(5);
+        const shown = await waitFor(
+          "status to say the run is throttled on wal_rate",
+          async () => {
+            const report = JSON.parse((await status(["--json", "beside-wal"], { DATABASE_URL: db.url })).stdout);
+            return report.throttle?.signal === "wal_rate" ? report : undefined;
+          },
+          WAIT_MS,
+        );
+        expect(shown).toMatchObject({ status: "running", throttled: true });
+        expect(shown.throttle).toMatchObject({ threshold: 5, unit: "MB/s" });
+
+        filling = false;
+        await writing;
+        await expectCompletedUsersRun("beside-wal", rows);
+        expect(sample(await metrics(), "batch_throttled_chunks", labels)).toBe(0);
+        await expectThrottleHistory("beside-wal");
+      } finally {
+        filling = false;
+        await writing.catch(() => undefined);
+        await filler.end();
       }
     },
     TEST_MS,

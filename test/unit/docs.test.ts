@@ -4,8 +4,8 @@ import path from "node:path";
 import { ROOT } from "../support/processes";
 
 /**
- * The documents link to each other by relative paths and headings' anchors; files and sections
- * move, so every such link is checked against the files and headings there are.
+ * The documents link to each other by relative paths and headings' anchors, and name the code's
+ * files; files and sections move, so every such link and name is checked against what there is.
  */
 
 const markdownFiles = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "*.md"], {
@@ -33,6 +33,17 @@ function anchorsOf(file: string): Set<string> {
   return new Set([...prose(file).matchAll(/^#+ (.*)$/gm)].map((match) => anchorOf(match[1] as string)));
 }
 
+/** Top-level directories of the repository: a path in a document that starts with one names a file of it. */
+const topDirectories = new Set(
+  execFileSync("git", ["ls-files"], { cwd: ROOT, encoding: "utf8" })
+    .split("\n")
+    .filter((file) => file.includes("/"))
+    .map((file) => file.slice(0, file.indexOf("/"))),
+);
+
+/** The dated history names the files of its day; every other document names today's. */
+const HISTORY = "docs/benchmark-history.md";
+
 describe("the documents' links", () => {
   it("finds the documents", () => {
     expect(markdownFiles).toEqual(expect.arrayContaining(["README.md", "docs/glossary.md"]));
@@ -50,5 +61,14 @@ describe("the documents' links", () => {
       }
     }
     expect(broken).toEqual([]);
+  });
+
+  it.each(markdownFiles.filter((file) => file !== HISTORY))("%s names files of the repository that exist", (file) => {
+    const text = fs.readFileSync(path.join(ROOT, file), "utf8");
+    const missing = [...text.matchAll(/`([a-z][\w.-]*\/[\w./-]*)`/g)]
+      .map((match) => (match[1] as string).replace(/\/$/, ""))
+      .filter((named) => topDirectories.has(named.slice(0, named.indexOf("/"))))
+      .filter((named) => !fs.existsSync(path.join(ROOT, named)));
+    expect([...new Set(missing)]).toEqual([]);
   });
 });

@@ -2,7 +2,6 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../../app/task-list";
-import { MAX_SLICE_ROWS, nextSliceLimit } from "../../src/chunks/work-through-chunk";
 import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { encodeResult, type ResultElement } from "../../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../../src/processing/fault-injection";
@@ -318,29 +317,6 @@ describe("a result checked against the job's result columns", () => {
   it("ignores whatever a job that declares no result columns returns", () => {
     expect(encoded(5, [])).toEqual([]);
     expect(encoded(undefined, [])).toEqual([]);
-  });
-});
-
-describe("slice sizing", () => {
-  const full = (rows: number) => ({ claimed: rows, done: rows });
-
-  it("grows fast slices, at most doubling, up to MAX_SLICE_ROWS", () => {
-    expect(nextSliceLimit(1000, full(1000), 100, 32, 1000)).toBe(2000);
-    expect(nextSliceLimit(4000, full(4000), 10, 32, 1000)).toBe(MAX_SLICE_ROWS);
-  });
-
-  it("shrinks slow slices, at most halving, never under one wave of records", () => {
-    expect(nextSliceLimit(1000, full(1000), 1250, 32, 1000)).toBe(800);
-    expect(nextSliceLimit(1000, full(1000), 60_000, 32, 1000)).toBe(500);
-    expect(nextSliceLimit(40, full(40), 60_000, 32, 1000)).toBe(32);
-  });
-
-  it("sizes from the rows processed when the time budget cut the slice short", () => {
-    expect(nextSliceLimit(1000, { claimed: 1000, done: 600 }, 1000, 32, 1000)).toBe(600);
-  });
-
-  it("keeps the size when the range ran out of rows", () => {
-    expect(nextSliceLimit(1000, { claimed: 10, done: 10 }, 5, 32, 1000)).toBe(1000);
   });
 });
 
