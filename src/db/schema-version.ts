@@ -32,7 +32,7 @@ function listed(names: string[]): string {
  * know (a newer release's) is applied and marked breaking. Migrations it does not know and that
  * are not so marked only add what it does not use. Compares sets, not the newest numbers: a
  * migration skipped or applied out of order counts too. Read through batch_applied_migrations()
- * (sql/migrations/024_applied_migrations.sql), which the worker's role may call though it may
+ * (sql/migrations/025_applied_migrations.sql), which the worker's role may call though it may
  * not read schema_migrations.
  */
 export async function assertSchemaVersion(client: pg.ClientBase, where: string): Promise<void> {

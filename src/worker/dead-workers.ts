@@ -61,7 +61,7 @@ export async function recoverDeadWorkers(
       await client.query("COMMIT");
       return { pools, jobs: 0 };
     }
-    const jobs = await releaseJobsOf(client, pools, options.actor, "presumed dead");
+    const jobs = await releaseQueueJobsOf(client, pools, options.actor, "presumed dead");
     await client.query("COMMIT");
     return { pools, jobs };
   } catch (error) {
@@ -79,7 +79,7 @@ function describeWorker(pod: string | null, pool: string): string {
  * Unlocks every job locked by `pools` for other workers to take, forgets those pools, and notes
  * each released chunk in its run's history. Returns the number of jobs released.
  */
-export async function releaseJobsOf(
+export async function releaseQueueJobsOf(
   client: pg.ClientBase,
   pools: string[],
   actor: string,

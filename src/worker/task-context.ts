@@ -73,7 +73,7 @@ export function taskDb(helpers: JobHelpers, config: Config = getConfig()): WithC
     signal: helpers.abortSignal,
     onLost: (error, attempt) =>
       logger[attempt === 1 ? "warn" : "debug"](
-        { err: error, job: helpers.job.id, attempt },
+        { err: error, queueJob: helpers.job.id, attempt },
         "database connection lost; trying again once it answers",
       ),
   });

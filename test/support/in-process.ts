@@ -4,7 +4,7 @@ import { getCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
 import { quietLogger } from "./database";
 
-/** What runChunkJob needs to process chunks in the test's own process, on the test's pool. */
+/** What runChunkQueueJob needs to process chunks in the test's own process, on the test's pool. */
 export function inProcessDeps(pool: pg.Pool, failRate = 0, splitWhenIdle = false): ChunkDeps {
   return {
     db: withPool(pool),

@@ -1,6 +1,6 @@
 import { chooseLogOutput } from "../../src/base/logger";
 import { parseConfig } from "../../src/config/config";
-import { createTestDatabase, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { type Finished, logLines, MAIN, ROOT, run } from "../support/processes";
 
 /** Runs a command in a real pseudo-terminal (util-linux `script`): its stdout and stderr are both the terminal. */
@@ -109,11 +109,7 @@ describe("log lines as written", () => {
 });
 
 describe("a pooled connection the database ends", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   it("is one warning with the database's error, not the pool's client", async () => {
     const script = `const { createPool } = require(${JSON.stringify(`${ROOT}/dist/src/db/pool.js`)});
@@ -136,11 +132,7 @@ describe("a pooled connection the database ends", () => {
 });
 
 describe("npm start on a terminal", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   const start = (args: string[], env: Record<string, string> = {}) =>
     inTerminal([process.execPath, MAIN, "--rows", "2000", ...args], { DATABASE_URL: db.url, ...env });
