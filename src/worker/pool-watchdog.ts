@@ -88,7 +88,7 @@ export class PoolWatchdog {
       const released = await retryWhileDisconnected(() => this.releaseQueueJobs(workerPool.id), {
         timeoutMs: this.options.reconnectTimeoutMs,
       });
-      logger.warn({ pool: workerPool.id, jobs: released }, "released the jobs of the stopped job pool");
+      logger.warn({ pool: workerPool.id, queueJobs: released }, "released the jobs of the stopped job pool");
     } catch (error) {
       logger.error({ err: error }, "could not release the stopped job pool's jobs; other workers will recover them");
     }
