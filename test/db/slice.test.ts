@@ -316,6 +316,8 @@ describe("a worker's chunks of one job", () => {
     const slices: number[] = [];
     const deps: ChunkDeps = {
       ...inProcessDeps(db.pool),
+      // a lock bound no busy machine reaches: a slice that commits at it reports the part it did
+      maxLockHoldMs: 60_000,
       settledSlices: new Map(),
       observer: { sliceCommitted: (slice) => slices.push(slice.completed), chunkEnded: () => undefined },
     };
