@@ -33,8 +33,10 @@ GRANT ALL ON ALL TABLES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public, graphile_worker TO batch_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO batch_admin;
 
--- every role: the schema's version, which programs check at their start (src/db/preflight.ts)
-GRANT EXECUTE ON FUNCTION batch_schema_version() TO batch_admin, batch_worker, batch_monitor, batch_viewer;
+-- every role: the migrations applied, which programs check at their start (src/db/schema-version.ts),
+-- and the schema's version, which the programs of earlier releases check
+GRANT EXECUTE ON FUNCTION batch_applied_migrations(), batch_schema_version()
+  TO batch_admin, batch_worker, batch_monitor, batch_viewer;
 
 -- batch_worker: on each job's table (users, and those of jobs/), reads the columns its job
 -- reads and writes only its state and result columns: granted from the job's definition by

@@ -1,9 +1,9 @@
 import type { PoolClient } from "pg";
-import { CommandError } from "../src/cli-output";
+import { CommandError } from "../src/base/command-error";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { cancelIdleChunks } from "../src/runs/chunks";
 import { appendEvent, listEvents } from "../src/runs/events";
-import { enqueueChunkJobs, removeWaitingJobs } from "../src/runs/job-queue";
+import { enqueueChunkQueueJobs, removeWaitingQueueJobs } from "../src/runs/job-queue";
 import type { Run, RunEvent } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
 import { lockRun, setRunStatus } from "../src/runs/runs";
@@ -64,7 +64,7 @@ export function pauseRun(db: WithClient, nameOrId: string, actor: string): Promi
     if (run.status !== "running" && run.status !== "pending")
       refuse(run, "only a pending or running run can be paused");
     await setRunStatus(client, run.id, "paused");
-    const removed = await removeWaitingJobs(client, run.id, "chunks");
+    const removed = await removeWaitingQueueJobs(client, run.id, "chunks");
     await appendEvent(client, run.id, "paused", {
       step: "control",
       actor,
@@ -82,7 +82,7 @@ export function resumeRun(db: WithClient, nameOrId: string, actor: string): Prom
     // paused before its plan step ran: the plan job is still queued and plans when it runs
     const planned = await findStepResult(client, run.id, "plan", 0);
     await setRunStatus(client, run.id, planned ? "running" : "pending");
-    const enqueued = planned ? await enqueueChunkJobs(client, run.id, run.round, 0, run.settings) : 0;
+    const enqueued = planned ? await enqueueChunkQueueJobs(client, run.id, run.round, 0, run.settings) : 0;
     await appendEvent(client, run.id, "resumed", {
       step: "control",
       actor,
@@ -98,7 +98,7 @@ export function cancelRun(db: WithClient, nameOrId: string, actor: string): Prom
     if (run.status === "cancelling" || run.status === "cancelled") return false;
     if (run.status === "completed" || run.status === "failed") refuse(run, "there is nothing to cancel");
     await setRunStatus(client, run.id, "cancelling");
-    const removed = await removeWaitingJobs(client, run.id, "all");
+    const removed = await removeWaitingQueueJobs(client, run.id, "all");
     const { running } = await cancelIdleChunks(client, run.id, run.round);
     await appendEvent(client, run.id, "cancel-requested", {
       step: "control",

@@ -2,16 +2,16 @@ import { type SplitRequest, splitLargestRunning } from "../src/chunks/chunk-spli
 import { type ChunkDeps, type ChunkRef, workThroughChunk } from "../src/chunks/work-through-chunk";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { endChunk, findChunkStatus } from "../src/runs/chunks";
-import { ForgedJobError, RunMissingError } from "../src/runs/errors";
+import { ForgedQueueJobError, RunMissingError } from "../src/runs/errors";
 import { appendEvent } from "../src/runs/events";
-import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
+import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import { type ChunkEnding, OPEN_CHUNK_STATUSES } from "../src/runs/model";
 import { lockRun } from "../src/runs/runs";
 import { settleCancellation } from "./run-endings";
 import { assertChunkClosable } from "./step-guards";
 
 /** The graphile-worker job carrying a chunk, as far as the workflow needs it. */
-export interface ChunkJob {
+export interface ChunkQueueJob {
   key: string;
   attempt: number;
   maxAttempts: number;
@@ -25,12 +25,12 @@ export interface ChunkJob {
  * cancelling run ends cancelled. A job the run would not run (src/chunks/chunk-start.ts)
  * changes nothing and fails for good.
  */
-export async function runChunkJob(deps: ChunkDeps, ref: ChunkRef, job: ChunkJob) {
+export async function runChunkQueueJob(deps: ChunkDeps, ref: ChunkRef, job: ChunkQueueJob) {
   let outcome: Awaited<ReturnType<typeof workThroughChunk>>;
   try {
     outcome = await workThroughChunk(deps, ref);
   } catch (error) {
-    const refused = error instanceof ForgedJobError || error instanceof RunMissingError;
+    const refused = error instanceof ForgedQueueJobError || error instanceof RunMissingError;
     if (!refused && job.attempt >= job.maxAttempts) {
       const message = error instanceof Error ? error.message : String(error);
       await closeChunk(deps.db, ref, { status: "failed", error: message }, deps.worker);
@@ -87,11 +87,11 @@ export async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnd
       if (run.status === "cancelling") {
         await settleCancellation(client, run, actor);
       } else if (ended.lastOfRound) {
-        await addJob(
+        await addQueueJob(
           client,
           TASKS.finish,
           { run: ref.runId, round: ref.round },
-          jobKeys.finish(ref.runId, ref.round),
+          queueJobKeys.finish(ref.runId, ref.round),
           STEP_MAX_ATTEMPTS,
         );
         await appendEvent(client, ref.runId, "round-ended", { step: "chunk", actor, round: ref.round });
@@ -104,14 +104,14 @@ export async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnd
  * Puts the chunk's job back in the queue, fresh, for another worker to take at once; unless
  * another job has ended the chunk meanwhile.
  */
-async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkJob, actor: string): Promise<void> {
+async function handBackChunk(db: WithClient, ref: ChunkRef, job: ChunkQueueJob, actor: string): Promise<void> {
   await db((client) =>
     inTransaction(client, async () => {
       await lockRun(client, ref.runId);
       const status = await findChunkStatus(client, ref.runId, ref.round, ref.chunkNo);
       if (!status || !OPEN_CHUNK_STATUSES.has(status)) return;
       const payload = { run: ref.runId, round: ref.round, chunk: ref.chunkNo };
-      await addJob(client, TASKS.chunk, payload, job.key, job.maxAttempts);
+      await addQueueJob(client, TASKS.chunk, payload, job.key, job.maxAttempts);
       await appendEvent(client, ref.runId, "chunk-handed-back", {
         step: "chunk",
         actor,

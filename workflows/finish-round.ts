@@ -1,9 +1,9 @@
-import { getConfig } from "../src/config";
+import { getConfig } from "../src/config/config";
+import { getCatalog } from "../src/config/context";
 import type { WithClient } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
 import { failedChunks, planChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
-import { enqueueChunkJobs } from "../src/runs/job-queue";
+import { enqueueChunkQueueJobs } from "../src/runs/job-queue";
 import { beginRound } from "../src/runs/runs";
 import { durableStep } from "./durable-step";
 import { completeRun, failRun, settleCancellation } from "./run-endings";
@@ -38,7 +38,7 @@ export async function finishRound(db: WithClient, runId: number, round: number, 
       if (planned.chunks > 0) {
         const delayMs = run.settings.retryDelayMs * 2 ** round;
         await beginRound(client, runId, next, planned);
-        if (run.status !== "paused") await enqueueChunkJobs(client, runId, next, delayMs, run.settings);
+        if (run.status !== "paused") await enqueueChunkQueueJobs(client, runId, next, delayMs, run.settings);
         await appendEvent(client, runId, "retry-round", {
           step: "finish",
           actor,

@@ -1,10 +1,10 @@
 import type { PoolClient } from "pg";
-import { getConfig } from "../src/config";
+import { getConfig } from "../src/config/config";
+import { getCatalog } from "../src/config/context";
 import type { WithClient } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
 import { type PlannedChunks, planChunks, type Sampling } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
-import { enqueueChunkJobs } from "../src/runs/job-queue";
+import { enqueueChunkQueueJobs } from "../src/runs/job-queue";
 import type { Run } from "../src/runs/model";
 import { beginRound } from "../src/runs/runs";
 import { durableStep, durableStepIn } from "./durable-step";
@@ -56,7 +56,7 @@ async function plan(client: PoolClient, run: Run, actor: string, options: PlanOp
       : undefined,
   });
   if (planned.chunks === 0) await completeRun(client, run.id, actor);
-  else if (run.status !== "paused") await enqueueChunkJobs(client, run.id, 0, 0, run.settings);
+  else if (run.status !== "paused") await enqueueChunkQueueJobs(client, run.id, 0, 0, run.settings);
   return beforeRun === undefined ? planned : { ...planned, beforeRun };
 }
 

@@ -1,9 +1,9 @@
+import type { Logger } from "../src/base/logger";
 import { splitForStartingWorker } from "../src/chunks/chunk-split";
+import { getCatalog } from "../src/config/context";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
-import type { Logger } from "../src/logger";
 import { appendEvent } from "../src/runs/events";
-import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
+import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";
 import { recoverDeadWorkers } from "../src/worker/dead-workers";
 import type { WorkerRecovery } from "../src/worker/preset";
@@ -57,8 +57,8 @@ export async function healStrandedWork(
     await db((client) =>
       inTransaction(client, async () => {
         const payload = { run: chunk.runId, round: chunk.round, chunk: chunk.chunkNo };
-        const key = jobKeys.chunk(chunk.runId, chunk.round, chunk.chunkNo);
-        await addJob(client, TASKS.chunk, payload, key, chunk.chunkMaxAttempts);
+        const key = queueJobKeys.chunk(chunk.runId, chunk.round, chunk.chunkNo);
+        await addQueueJob(client, TASKS.chunk, payload, key, chunk.chunkMaxAttempts);
         await appendEvent(client, chunk.runId, "chunk-requeued", {
           step: "chunk",
           actor,
@@ -73,8 +73,16 @@ export async function healStrandedWork(
   for (const { runId, step, round } of steps) {
     await db((client) =>
       inTransaction(client, async () => {
-        if (step === "plan") await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-        else await addJob(client, TASKS.finish, { run: runId, round }, jobKeys.finish(runId, round), STEP_MAX_ATTEMPTS);
+        if (step === "plan")
+          await addQueueJob(client, TASKS.plan, { run: runId }, queueJobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+        else
+          await addQueueJob(
+            client,
+            TASKS.finish,
+            { run: runId, round },
+            queueJobKeys.finish(runId, round),
+            STEP_MAX_ATTEMPTS,
+          );
         await appendEvent(client, runId, "step-requeued", {
           step,
           actor,

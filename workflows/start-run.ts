@@ -1,12 +1,11 @@
-import { UsageError } from "../src/cli-args";
-import { CommandError } from "../src/cli-output";
-import { type Config, getConfig } from "../src/config";
+import { CommandError, UsageError } from "../src/base/command-error";
+import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
-import { addJob, jobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
+import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
 import { isIdReference } from "../src/runs/run-reference";
 import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
@@ -116,7 +115,7 @@ export async function startRun(
           const runId = started.run.id;
           await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
           if (planning === "now") await planRunIn(client, runId, actor);
-          else await addJob(client, TASKS.plan, { run: runId }, jobKeys.plan(runId), STEP_MAX_ATTEMPTS);
+          else await addQueueJob(client, TASKS.plan, { run: runId }, queueJobKeys.plan(runId), STEP_MAX_ATTEMPTS);
           return started;
         },
         limits,

@@ -1,13 +1,13 @@
 import type { PoolClient } from "pg";
+import { HELD_LOCK_KEYS } from "../db/advisory-locks";
 import { inTransaction, type WithClient } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobCatalog } from "../jobs/catalog";
 import { findSplitKey, hasWaitingChunk, splitChunk } from "../runs/chunks";
 import { appendEvent } from "../runs/events";
-import { addJob, chunkJobKeySql, jobKeys, TASKS } from "../runs/job-queue";
+import { addQueueJob, chunkQueueJobKeySql, queueJobKeys, TASKS } from "../runs/job-queue";
 import type { ChunkRange } from "../runs/model";
 import { lockRun } from "../runs/runs";
-import { HELD_LOCK_KEYS } from "../worker/liveness";
 
 /** No chunk is split into halves of fewer rows: a new chunk costs a job and two transactions. */
 export const MIN_SPLIT_ROWS = 200;
@@ -35,7 +35,7 @@ export interface SplitRequest {
  */
 const RUN_BY_LIVE_WORKER = `EXISTS (
   SELECT 1 FROM graphile_worker.jobs j JOIN worker_sessions s ON s.pool_id = j.locked_by
-   WHERE j.key = ${chunkJobKeySql("batch_chunks")} AND j.locked_at IS NOT NULL
+   WHERE j.key = ${chunkQueueJobKeySql("batch_chunks")} AND j.locked_at IS NOT NULL
      AND s.lock_key IN (${HELD_LOCK_KEYS}))`;
 
 /**
@@ -79,7 +79,13 @@ export function splitLargestRunning(client: PoolClient, request: SplitRequest): 
       const ref = { runId, round, chunkNo: victim.chunkNo };
       const chunkNo = await splitChunk(client, ref, split);
       const payload = { run: runId, round, chunk: chunkNo };
-      await addJob(client, TASKS.chunk, payload, jobKeys.chunk(runId, round, chunkNo), run.settings.chunkMaxAttempts);
+      await addQueueJob(
+        client,
+        TASKS.chunk,
+        payload,
+        queueJobKeys.chunk(runId, round, chunkNo),
+        run.settings.chunkMaxAttempts,
+      );
       await appendEvent(client, runId, "chunk-split", {
         step: "chunk",
         actor: request.actor,

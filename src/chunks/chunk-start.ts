@@ -1,7 +1,7 @@
 import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { findChunkStatus, markChunkRunning } from "../runs/chunks";
-import { ForgedJobError, runEndedReason } from "../runs/errors";
+import { ForgedQueueJobError, runEndedReason } from "../runs/errors";
 import {
   type ChunkRange,
   ENDED_RUN_STATUSES,
@@ -33,7 +33,7 @@ export function beginChunk(
   return inTransaction(client, async () => {
     const run = await lockRun(client, ref.runId, "shared");
     const status = await findChunkStatus(client, ref.runId, ref.round, ref.chunkNo);
-    const refuse = (reason: string) => new ForgedJobError({ ...ref, step: "chunk" }, reason);
+    const refuse = (reason: string) => new ForgedQueueJobError({ ...ref, step: "chunk" }, reason);
     if (!status) throw refuse("the run has no such chunk");
     if (!OPEN_CHUNK_STATUSES.has(status)) return { kind: "ended" };
     if (ref.round !== run.round) throw refuse(`the run's current round is ${run.round}`);

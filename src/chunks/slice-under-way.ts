@@ -1,14 +1,9 @@
 import type { WithClient } from "../db/pool";
+import type { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
-import {
-  type ClaimedRows,
-  type RecordFeed,
-  type RecordFunction,
-  type RecordSlots,
-  runRecords,
-} from "../processing/run-records";
+import { type RecordFeed, type RecordFunction, type RecordSlots, runRecords } from "../processing/run-records";
 import type { Prepaid, SliceTokens } from "../processing/token-wait";
 import type { ChunkRange } from "../runs/model";
 import { runSlice, type SliceRequest, type SliceResult } from "./slice";

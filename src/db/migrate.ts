@@ -3,9 +3,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
-import type { Logger } from "../logger";
-import { MIGRATIONS_DIR } from "../paths";
-import { toGraphileLogger } from "../worker/graphile-logger";
+import type { Logger } from "../base/logger";
+import { MIGRATIONS_DIR } from "../base/paths";
+import { toGraphileLogger } from "./graphile-logger";
 import { inTransaction } from "./pool";
 import { asRole, migrateWorkerSchemaAs, migrationRole } from "./schema-owner";
 
@@ -24,8 +24,13 @@ interface Migration {
   breaking: boolean;
 }
 
+/** The migrations in order; two files of one number are an error: schema_migrations knows a migration by its number. */
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
   const files = (await fs.readdir(dir)).filter((file) => /^\d+_.+\.sql$/.test(file)).sort();
+  const twin = files.find(
+    (file, i) => i > 0 && Number.parseInt(file, 10) === Number.parseInt(files[i - 1] as string, 10),
+  );
+  if (twin) throw new Error(`two migrations in ${dir} are numbered ${Number.parseInt(twin, 10)}: renumber ${twin}`);
   return Promise.all(
     files.map(async (file) => {
       const sql = await fs.readFile(path.join(dir, file), "utf8");

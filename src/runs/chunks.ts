@@ -2,16 +2,16 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
-import { type JobSql, jobSql } from "../jobs/job-sql";
-import { chunkJobKeySql } from "./job-queue";
-import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } from "./model";
+import { type JobSql, jobSql, type RoundRows } from "../jobs/job-sql";
+import { chunkQueueJobKeySql } from "./job-queue";
+import type { ChunkEnding, ChunkRange, ChunkStatus, RunSettings } from "./model";
 
 /**
  * The SQL of a run's chunks (batch_chunks): each an id range of a round, planned, started, and
  * ended once. Callers own transactions.
  */
 
-const CHUNK_JOB_KEY = chunkJobKeySql("c");
+const CHUNK_QUEUE_JOB_KEY = chunkQueueJobKeySql("c");
 
 const INT8_MAX = 2n ** 63n - 1n;
 
@@ -207,7 +207,7 @@ export async function cancelIdleChunks(client: PoolClient, runId: number, round:
        UPDATE batch_chunks c SET status = 'cancelled', finished_at = now(), updated_at = now()
         WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
           AND NOT EXISTS (
-            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_JOB_KEY} AND j.locked_at IS NOT NULL)
+            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_QUEUE_JOB_KEY} AND j.locked_at IS NOT NULL)
        RETURNING c.chunk_no
      )
      SELECT count(*)::int AS running FROM batch_chunks
@@ -443,7 +443,7 @@ export async function failedChunks(
 export async function hasWaitingChunk(client: PoolClient, runId: number, round: number): Promise<boolean> {
   const { rows } = await client.query<{ waiting: boolean }>(
     `SELECT EXISTS (
-       SELECT 1 FROM batch_chunks c LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
+       SELECT 1 FROM batch_chunks c LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_QUEUE_JOB_KEY}
         WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running') AND j.locked_at IS NULL
      ) AS waiting`,
     [runId, round],

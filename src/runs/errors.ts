@@ -31,8 +31,8 @@ function describeTarget(target: JobTarget): string {
  * changes nothing: its transaction rolls back and the job fails for good
  * (src/worker/batch-task.ts), leaving a `job-refused` event in the run's history.
  */
-export class ForgedJobError extends Error {
-  override name = "ForgedJobError";
+export class ForgedQueueJobError extends Error {
+  override name = "ForgedQueueJobError";
 
   constructor(
     readonly target: JobTarget,

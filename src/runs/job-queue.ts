@@ -11,7 +11,7 @@ export const TASKS = { plan: "batch_plan", chunk: "batch_chunk", finish: "batch_
 /** Steps only touch the database: graphile-worker's default attempts and backoff suit them. */
 export const STEP_MAX_ATTEMPTS = 25;
 
-export const jobKeys = {
+export const queueJobKeys = {
   plan: (runId: number) => `batch:${runId}:plan`,
   chunk: (runId: number, round: number, chunkNo: number) => `batch:${runId}:${round}:chunk:${chunkNo}`,
   finish: (runId: number, round: number) => `batch:${runId}:${round}:finish`,
@@ -25,12 +25,12 @@ export function parseChunkKey(key: string): { runId: number; round: number; chun
   return match ? { runId: Number(match[1]), round: Number(match[2]), chunkNo: Number(match[3]) } : undefined;
 }
 
-/** jobKeys.chunk in SQL, from a batch_chunks row of the given alias. */
-export const chunkJobKeySql = (alias: string) =>
+/** queueJobKeys.chunk in SQL, from a batch_chunks row of the given alias. */
+export const chunkQueueJobKeySql = (alias: string) =>
   `format('batch:%s:%s:chunk:%s', ${alias}.run_id, ${alias}.round, ${alias}.chunk_no)`;
 
 /** Adds (or, under an existing key, replaces) one graphile-worker job, in the caller's transaction. */
-export async function addJob(
+export async function addQueueJob(
   client: PoolClient,
   task: string,
   payload: object,
@@ -49,7 +49,7 @@ export async function addJob(
  * Adds one graphile-worker job per chunk of the round that has not ended, in one call, each
  * with its job key; chunks whose job is running now are left alone.
  */
-export async function enqueueChunkJobs(
+export async function enqueueChunkQueueJobs(
   client: PoolClient,
   runId: number,
   round: number,
@@ -62,12 +62,12 @@ export async function enqueueChunkJobs(
          $3::text,
          json_build_object('run', c.run_id, 'round', c.round, 'chunk', c.chunk_no),
          NULL, now() + make_interval(secs => $4::double precision / 1000), $5::int,
-         ${chunkJobKeySql("c")}, NULL, NULL
+         ${chunkQueueJobKeySql("c")}, NULL, NULL
        )::graphile_worker.job_spec
          FROM batch_chunks c
         WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
           AND NOT EXISTS (
-            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${chunkJobKeySql("c")} AND j.locked_at IS NOT NULL)
+            SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${chunkQueueJobKeySql("c")} AND j.locked_at IS NOT NULL)
         ORDER BY c.chunk_no))`,
     [runId, round, TASKS.chunk, delayMs, settings.chunkMaxAttempts],
   );
@@ -78,12 +78,16 @@ export async function enqueueChunkJobs(
  * Removes the run's jobs that no worker has started, its chunk jobs only or all of them (steps
  * too); running ones go on.
  */
-export async function removeWaitingJobs(client: PoolClient, runId: number, which: "chunks" | "all"): Promise<number> {
+export async function removeWaitingQueueJobs(
+  client: PoolClient,
+  runId: number,
+  which: "chunks" | "all",
+): Promise<number> {
   const { rows } = await client.query<{ removed: number }>(
     `SELECT count(graphile_worker.remove_job(key))::int AS removed
        FROM graphile_worker.jobs
       WHERE key LIKE $1 AND locked_at IS NULL`,
-    [`${jobKeys.runPrefix(runId)}${which === "chunks" ? "%:chunk:%" : "%"}`],
+    [`${queueJobKeys.runPrefix(runId)}${which === "chunks" ? "%:chunk:%" : "%"}`],
   );
   return rows[0]?.removed ?? 0;
 }

@@ -1,12 +1,12 @@
 import type { PoolClient } from "pg";
-import { chunkJobKeySql } from "./job-queue";
+import { chunkQueueJobKeySql } from "./job-queue";
 
 /**
  * The SQL that finds work no job will do: chunks and steps of active runs whose job is gone or
  * failed for good. The workers' recovery (workflows/recovery.ts) gives each its job or ending.
  */
 
-const CHUNK_JOB_KEY = chunkJobKeySql("c");
+const CHUNK_QUEUE_JOB_KEY = chunkQueueJobKeySql("c");
 
 /** A chunk of a running round that no job will run, and why. */
 export interface StrandedChunk {
@@ -39,7 +39,7 @@ export async function findStrandedChunks(client: PoolClient): Promise<StrandedCh
             j.last_error AS "lastError"
        FROM batch_chunks c
        JOIN batch_jobs r ON r.id = c.run_id AND r.round = c.round AND r.status IN ('running', 'cancelling')
-       LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_JOB_KEY}
+       LEFT JOIN graphile_worker.jobs j ON j.key = ${CHUNK_QUEUE_JOB_KEY}
       WHERE c.status IN ('queued', 'running')
         AND (j.id IS NULL OR (j.locked_at IS NULL AND j.attempts >= j.max_attempts))
       ORDER BY c.run_id, c.chunk_no`,

@@ -1,5 +1,5 @@
 import type { PoolClient } from "pg";
-import { chunkJobKeySql } from "../runs/job-queue";
+import { chunkQueueJobKeySql } from "../runs/job-queue";
 import { type RunThrottle, readRunThrottle } from "../runs/throttle-state";
 
 /**
@@ -106,7 +106,7 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
             count(*) FILTER (WHERE c.status IN ('queued', 'running') AND q.locked_at IS NULL
                                AND q.attempts > 0)::int AS retrying
        FROM batch_chunks c
-       LEFT JOIN graphile_worker.jobs q ON q.key = ${chunkJobKeySql("c")}
+       LEFT JOIN graphile_worker.jobs q ON q.key = ${chunkQueueJobKeySql("c")}
       WHERE c.run_id = $1 AND c.round = $2`,
     [runId, progress.round],
   );

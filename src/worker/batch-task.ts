@@ -1,15 +1,15 @@
 import type { JobHelpers, Task } from "graphile-worker";
 import { z } from "zod";
-import { getConfig } from "../config";
-import { ForgedJobError, RunMissingError } from "../runs/errors";
+import { getConfig } from "../config/config";
+import { ForgedQueueJobError, RunMissingError } from "../runs/errors";
 import { appendEvent } from "../runs/events";
 
 /**
  * A job that retrying cannot fix: its payload does not match its task, its run is gone, or its
- * run would not run it (a ForgedJobError).
+ * run would not run it (a ForgedQueueJobError).
  */
-export class PermanentJobError extends Error {
-  override name = "PermanentJobError";
+export class PermanentQueueJobError extends Error {
+  override name = "PermanentQueueJobError";
 }
 
 /**
@@ -28,13 +28,13 @@ const FailedForGood = z.object({ failedForGood: z.string(), payload: z.unknown()
  */
 async function failForGood(helpers: JobHelpers, payload: unknown, message: string): Promise<void> {
   const { job } = helpers;
-  if (job.max_attempts <= 1 && job.key === null) throw new PermanentJobError(message);
+  if (job.max_attempts <= 1 && job.key === null) throw new PermanentQueueJobError(message);
   helpers.logger.error(`${message}; failing the job for good`);
   await helpers.addJob(job.task_identifier, { failedForGood: message, payload }, { maxAttempts: 1 });
 }
 
 /** Records a refused job in its run's history, in a transaction of its own: the job's rolled back. */
-function recordRefusal(helpers: JobHelpers, error: ForgedJobError): Promise<void> {
+function recordRefusal(helpers: JobHelpers, error: ForgedQueueJobError): Promise<void> {
   const { runId, step, round, chunkNo } = error.target;
   return helpers.withPgClient((client) =>
     appendEvent(client, runId, "job-refused", {
@@ -54,7 +54,7 @@ function recordRefusal(helpers: JobHelpers, error: ForgedJobError): Promise<void
 export function batchTask<T>(schema: z.ZodType<T>, body: (payload: T, helpers: JobHelpers) => Promise<void>): Task {
   return async (payload, helpers) => {
     const failed = FailedForGood.safeParse(payload);
-    if (failed.success) throw new PermanentJobError(failed.data.failedForGood);
+    if (failed.success) throw new PermanentQueueJobError(failed.data.failedForGood);
     const parsed = schema.safeParse(payload);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "payload"}: ${issue.message}`);
@@ -65,7 +65,7 @@ export function batchTask<T>(schema: z.ZodType<T>, body: (payload: T, helpers: J
       await body(parsed.data, helpers);
     } catch (error) {
       if (error instanceof RunMissingError) return failForGood(helpers, payload, error.message);
-      if (error instanceof ForgedJobError) {
+      if (error instanceof ForgedQueueJobError) {
         await recordRefusal(helpers, error);
         return failForGood(helpers, payload, error.message);
       }

@@ -1,7 +1,7 @@
 import type pg from "pg";
+import { HELD_LOCK_KEYS } from "../db/advisory-locks";
 import { appendEvent } from "../runs/events";
 import { parseChunkKey, TASKS } from "../runs/job-queue";
-import { HELD_LOCK_KEYS } from "./liveness";
 
 /**
  * Taking back the jobs of dead workers. graphile-worker by itself leaves a job locked for four
@@ -34,10 +34,11 @@ const DEAD_POOLS = `
 
 export interface Recovered {
   pools: string[];
-  jobs: number;
+  /** Queue jobs released. */
+  queueJobs: number;
 }
 
-/** Finds dead workers and releases their jobs for others to take; records it in runs' histories. */
+/** Finds dead workers and releases their queue jobs for others to take; records it in runs' histories. */
 export async function recoverDeadWorkers(
   client: pg.ClientBase,
   options: { deadAfterMs: number; actor: string },
@@ -50,7 +51,7 @@ export async function recoverDeadWorkers(
     );
     if (!locked[0]?.acquired) {
       await client.query("COMMIT");
-      return { pools: [], jobs: 0 };
+      return { pools: [], queueJobs: 0 };
     }
     const { rows: dead } = await client.query<{ pool: string }>(DEAD_POOLS, [
       Object.values(TASKS),
@@ -59,11 +60,11 @@ export async function recoverDeadWorkers(
     const pools = dead.map((row) => row.pool);
     if (pools.length === 0) {
       await client.query("COMMIT");
-      return { pools, jobs: 0 };
+      return { pools, queueJobs: 0 };
     }
-    const jobs = await releaseJobsOf(client, pools, options.actor, "presumed dead");
+    const queueJobs = await releaseQueueJobsOf(client, pools, options.actor, "presumed dead");
     await client.query("COMMIT");
-    return { pools, jobs };
+    return { pools, queueJobs };
   } catch (error) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw error;
@@ -76,10 +77,10 @@ function describeWorker(pod: string | null, pool: string): string {
 }
 
 /**
- * Unlocks every job locked by `pools` for other workers to take, forgets those pools, and notes
- * each released chunk in its run's history. Returns the number of jobs released.
+ * Unlocks every queue job locked by `pools` for other workers to take, forgets those pools, and
+ * notes each released chunk in its run's history. Returns the number of queue jobs released.
  */
-export async function releaseJobsOf(
+export async function releaseQueueJobsOf(
   client: pg.ClientBase,
   pools: string[],
   actor: string,

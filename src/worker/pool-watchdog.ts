@@ -1,9 +1,9 @@
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import pg from "pg";
+import { EXIT_TEMPFAIL } from "../base/exit-status";
+import type { Logger } from "../base/logger";
 import { retryWhileDisconnected } from "../db/connection-loss";
-import { EXIT_TEMPFAIL } from "../exit-status";
-import type { Logger } from "../logger";
-import { releaseJobsOf } from "./dead-workers";
+import { releaseQueueJobsOf } from "./dead-workers";
 
 /**
  * Exit status of a worker whose job pool stopped by itself: a temporary failure (EX_TEMPFAIL),
@@ -34,8 +34,8 @@ export class PoolWatchdog {
       actor: string;
       reconnectTimeoutMs: number;
       logger: Logger;
-      /** Ends the process; a test replaces it. */
-      exit?: (code: number) => void;
+      /** Ends the process with the status given: the entry point's to do. */
+      exit: (status: number) => void;
     },
   ) {}
 
@@ -85,23 +85,23 @@ export class PoolWatchdog {
       `the job pool stopped (${reason}); releasing its jobs, then exiting with status ${EXIT_POOL_LOST} for a restart`,
     );
     try {
-      const released = await retryWhileDisconnected(() => this.releaseJobs(workerPool.id), {
+      const released = await retryWhileDisconnected(() => this.releaseQueueJobs(workerPool.id), {
         timeoutMs: this.options.reconnectTimeoutMs,
       });
-      logger.warn({ pool: workerPool.id, jobs: released }, "released the jobs of the stopped job pool");
+      logger.warn({ pool: workerPool.id, queueJobs: released }, "released the jobs of the stopped job pool");
     } catch (error) {
       logger.error({ err: error }, "could not release the stopped job pool's jobs; other workers will recover them");
     }
-    (this.options.exit ?? process.exit)(EXIT_POOL_LOST);
+    this.options.exit(EXIT_POOL_LOST);
   }
 
-  private async releaseJobs(poolId: string): Promise<number> {
+  private async releaseQueueJobs(poolId: string): Promise<number> {
     const client = new pg.Client({ connectionString: this.options.url, connectionTimeoutMillis: 5000 });
     client.on("error", () => undefined);
     try {
       await client.connect();
       await client.query("BEGIN");
-      const released = await releaseJobsOf(client, [poolId], this.options.actor, "lost its job pool");
+      const released = await releaseQueueJobsOf(client, [poolId], this.options.actor, "lost its job pool");
       await client.query("COMMIT");
       return released;
     } finally {

@@ -2,13 +2,12 @@ import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
 import type { SettledSlices } from "../chunks/slice-sizer";
 import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
-import { type Config, getConfig } from "../config";
-import { getLogger } from "../context";
+import { type Config, getConfig } from "../config/config";
+import { getCatalog, getLogger } from "../config/context";
 import { reconnecting } from "../db/connection-loss";
 import type { WithClient } from "../db/pool";
 import { ThrottleGate } from "../health/gate";
 import { HealthWatch } from "../health/health-watch";
-import { getCatalog } from "../jobs/catalog";
 import { RateLimiters, type RateLimitObserver } from "../processing/rate-limit";
 import { drainingSignal } from "./shutdown";
 
@@ -74,7 +73,7 @@ export function taskDb(helpers: JobHelpers, config: Config = getConfig()): WithC
     signal: helpers.abortSignal,
     onLost: (error, attempt) =>
       logger[attempt === 1 ? "warn" : "debug"](
-        { err: error, job: helpers.job.id, attempt },
+        { err: error, queueJob: helpers.job.id, attempt },
         "database connection lost; trying again once it answers",
       ),
   });

@@ -3,9 +3,9 @@ import { column, defineJob, type Instant } from "#pg-batch";
 import { runSlice, type SliceRequest } from "../../src/chunks/slice";
 import { plainArrayLiteral } from "../../src/db/literals";
 import { ROW_TYPES } from "../../src/db/types";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
-import { ClaimedRows } from "../../src/processing/run-records";
-import { createMigratedDatabase, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 
 /**
  * A slice claims its rows as COPY's text and writes its outcome columns as array literals: the
@@ -185,11 +185,7 @@ describe("the values a slice claims", () => {
 });
 
 describe("an outcome column as an array literal", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase();
 
   const roundTrip = async (values: unknown[], type: string) => {
     const { rows } = await db.pool.query({

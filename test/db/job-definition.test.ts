@@ -1,10 +1,11 @@
 import { column, defineJob, JobDefinitionError } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { JobCatalog, loadCatalog, useCatalog } from "../../src/jobs/catalog";
+import { JobCatalog, loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
 import { createMigratedDatabase, type TestDatabase } from "../support/database";
@@ -113,7 +114,11 @@ describe("a job over a table whose names need quoting, writing no result", () =>
     const deps = inProcessDeps(db.pool);
     const { rows: chunks } = await db.pool.query("SELECT chunk_no FROM batch_chunks WHERE run_id = $1", [run.id]);
     for (const { chunk_no: chunkNo } of chunks) {
-      await runChunkJob(deps, { runId: run.id, round: 0, chunkNo }, { key: `k${chunkNo}`, attempt: 1, maxAttempts: 3 });
+      await runChunkQueueJob(
+        deps,
+        { runId: run.id, round: 0, chunkNo },
+        { key: `k${chunkNo}`, attempt: 1, maxAttempts: 3 },
+      );
     }
     await finishRound(pool, run.id, 0, "test");
 

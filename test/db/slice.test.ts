@@ -1,14 +1,15 @@
 import type { JobDefinition } from "#pg-batch";
 import { ChunkEndedError, runSlice, type SliceRequest, writeLateOutcomes } from "../../src/chunks/slice";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog } from "../../src/jobs/catalog";
-import { ClaimedRows, type RecordOutcome, runRecords } from "../../src/processing/run-records";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
+import { type RecordOutcome, runRecords } from "../../src/processing/run-records";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, insertUsers, type TestDatabase, useTestDatabase } from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
 
@@ -308,28 +309,26 @@ describe("a slice", () => {
 });
 
 describe("a worker's chunks of one job", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ each: true });
 
   it("start at the slice size the job's chunks settled on before, not at one wave of records again", async () => {
     const run = await plannedRun(db, "settled", 6000, 3000);
     const slices: number[] = [];
     const deps: ChunkDeps = {
       ...inProcessDeps(db.pool),
+      // a lock bound no busy machine reaches: a slice that commits at it reports the part it did
+      maxLockHoldMs: 60_000,
       settledSlices: new Map(),
       observer: { sliceCommitted: (slice) => slices.push(slice.completed), chunkEnded: () => undefined },
     };
     const job = { attempt: 1, maxAttempts: 3 };
-    await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 0 }, { ...job, key: "a" });
+    await runChunkQueueJob(deps, { runId: run.id, round: 0, chunkNo: 0 }, { ...job, key: "a" });
     const firstChunk = slices.splice(0);
     // what the slices settled on depends on the machine's pace: the next chunk starts at whatever
     // is recorded, so record a size no pace gives to see it taken
     const recorded = deps.settledSlices?.get("users");
     deps.settledSlices?.set("users", { rows: 1234, recordMs: 0 });
-    await runChunkJob(deps, { runId: run.id, round: 0, chunkNo: 1 }, { ...job, key: "b" });
+    await runChunkQueueJob(deps, { runId: run.id, round: 0, chunkNo: 1 }, { ...job, key: "b" });
 
     // one wave of the in-process worker's 8 records in flight, at least 100 rows
     expect(firstChunk[0]).toBe(100);
@@ -372,7 +371,7 @@ describe("a worker's chunks of one job", () => {
       // slices of 200 rows whose records wait on I/O, claimed a part at a time
       settledSlices: new Map([["users", { rows: 200, recordMs: 2 }]]),
     };
-    const outcome = await runChunkJob(
+    const outcome = await runChunkQueueJob(
       deps,
       { runId: run.id, round: 0, chunkNo: 0 },
       { attempt: 1, maxAttempts: 3, key: "a" },

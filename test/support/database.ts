@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { insertSyntheticUsers } from "../../bench/synthetic-users";
+import { createLogger } from "../../src/base/logger";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
-import { createLogger } from "../../src/logger";
 
 export const quietLogger = createLogger({ level: "silent", pod: "test" });
 
@@ -22,16 +22,20 @@ function adminUrl(): string {
   return url;
 }
 
-/** A new, empty database of its own for one test file. */
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `test_${randomBytes(6).toString("hex")}`;
+async function adminQuery(sql: string): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl() });
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(sql);
   } finally {
     await admin.end();
   }
+}
+
+/** A new database, empty or a copy of `template`, with a pool on it. */
+async function newDatabase(template?: string): Promise<TestDatabase> {
+  const name = `test_${randomBytes(6).toString("hex")}`;
+  await adminQuery(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${template}` : ""}`);
   const url = new URL(adminUrl());
   url.pathname = `/${name}`;
   const pool = createPool({ url: url.toString(), max: 10, appName: "tests", logger: quietLogger });
@@ -40,22 +44,64 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     pool,
     async drop() {
       await pool.end();
-      const client = new pg.Client({ connectionString: adminUrl() });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await client.end();
-      }
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
 }
 
-/** A test database with the schema applied. */
-export async function createMigratedDatabase(): Promise<TestDatabase> {
-  const db = await createTestDatabase();
+/** A new, empty database of its own for one test file. */
+export const createTestDatabase = (): Promise<TestDatabase> => newDatabase();
+
+/**
+ * The database the global setup migrates once, which every migrated test database copies: a
+ * copy takes a fraction of the migrations' time. Closed to connections, as a copy's source must be.
+ */
+export async function createSchemaTemplate(): Promise<string> {
+  const db = await newDatabase();
   await migrate(db.pool, quietLogger);
-  return db;
+  await db.pool.end();
+  const name = new URL(db.url).pathname.slice(1);
+  await adminQuery(`ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS false`);
+  return name;
+}
+
+export const dropSchemaTemplate = (name: string): Promise<void> => adminQuery(`DROP DATABASE IF EXISTS ${name}`);
+
+/** A test database with the schema applied (a copy of the global setup's migrated one). */
+export async function createMigratedDatabase(): Promise<TestDatabase> {
+  const template = process.env.TEST_SCHEMA_TEMPLATE;
+  if (!template) throw new Error("TEST_SCHEMA_TEMPLATE is not set: run the tests through jest (npm test)");
+  return newDatabase(template);
+}
+
+/**
+ * A database of its own for the tests of the enclosing describe (or file): made before them and
+ * dropped after them, or for each test with `each`; migrated unless `migrated: false`, with
+ * `users` pending users. Read its url and pool inside hooks and tests.
+ */
+export function useTestDatabase(options: { migrated?: boolean; users?: number; each?: boolean } = {}): TestDatabase {
+  let current: TestDatabase | undefined;
+  (options.each ? beforeEach : beforeAll)(async () => {
+    current = await (options.migrated === false ? createTestDatabase() : createMigratedDatabase());
+    if (options.users) await insertUsers(current.pool, options.users);
+  });
+  (options.each ? afterEach : afterAll)(async () => {
+    await current?.drop();
+    current = undefined;
+  });
+  const made = () => {
+    if (!current) throw new Error("the test database exists only inside hooks and tests");
+    return current;
+  };
+  return {
+    get url() {
+      return made().url;
+    },
+    get pool() {
+      return made().pool;
+    },
+    drop: () => made().drop(),
+  };
 }
 
 /** Adds `count` pending users with ids from `firstId` on, straight from SQL. */

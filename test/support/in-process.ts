@@ -1,10 +1,10 @@
 import type pg from "pg";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
+import { getCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { getCatalog } from "../../src/jobs/catalog";
 import { quietLogger } from "./database";
 
-/** What runChunkJob needs to process chunks in the test's own process, on the test's pool. */
+/** What runChunkQueueJob needs to process chunks in the test's own process, on the test's pool. */
 export function inProcessDeps(pool: pg.Pool, failRate = 0, splitWhenIdle = false): ChunkDeps {
   return {
     db: withPool(pool),

@@ -1,12 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
+import { freePort } from "../../src/base/free-port";
+import { waitFor } from "./runs";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
 export const MAIN = path.join(ROOT, "dist/app/main.js");
 export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
-export const STATUS_CLI = path.join(ROOT, "dist/src/status/status-cli.js");
+export const STATUS_CLI = path.join(ROOT, "dist/cli/status.js");
 /** The worker command the docs and the container image use (npx adds only a launcher). */
 export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");
 
@@ -93,6 +95,39 @@ export function status(args: string[], env: Record<string, string | undefined>):
 /** graphile-worker, as docs/operations.md runs it (the configuration found from the project root), as a separate process. */
 export function startWorker(args: string[], env: Record<string, string | undefined>): Running {
   return start(WORKER_BIN, args, env);
+}
+
+/** Stops the processes a test started, all at once (a stopped one is continued first), and waits for them. */
+export async function stopAll(processes: Running[], signal: NodeJS.Signals): Promise<void> {
+  await Promise.all(
+    processes.splice(0).map(({ child, exited }) => {
+      child.kill("SIGCONT");
+      child.kill(signal);
+      return exited;
+    }),
+  );
+}
+
+/**
+ * Starts a worker serving metrics on a port of its own (kept in `workers` for stopAll), and waits
+ * until it serves them: its job pool is about to start. Resolves with its /metrics text reader.
+ */
+export async function startMeasuredWorker(
+  env: Record<string, string | undefined>,
+  workers: Running[],
+  timeoutMs: number,
+): Promise<() => Promise<string>> {
+  const port = await freePort();
+  workers.push(startWorker([], { ...env, METRICS_PORT: String(port) }));
+  const metrics = async () => {
+    try {
+      return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    } catch {
+      return ""; // not serving yet
+    }
+  };
+  await waitFor("the worker to serve its metrics", async () => (await metrics()) !== "", timeoutMs);
+  return metrics;
 }
 
 /** Parses the JSON log lines of a process's stderr, skipping anything else. */

@@ -3,13 +3,13 @@ import { Logger, runOnce } from "graphile-worker";
 import type pg from "pg";
 import { taskList } from "../../app/task-list";
 import { beginChunk } from "../../src/chunks/chunk-start";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
-import { ForgedJobError, RunMissingError } from "../../src/runs/errors";
-import { jobKeys } from "../../src/runs/job-queue";
+import { ForgedQueueJobError, RunMissingError } from "../../src/runs/errors";
+import { queueJobKeys } from "../../src/runs/job-queue";
 import { ChunkPayload } from "../../src/runs/payloads";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun, SignalRefusedError } from "../../workflows/batch-control";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { planRun } from "../../workflows/plan-run";
 import { healStrandedWork } from "../../workflows/recovery";
@@ -79,7 +79,7 @@ export const operation: fc.Arbitrary<Operation> = fc.oneof(
 
 /** Errors an operation may end with: refusals, each a clear answer to a request that makes no sense. */
 const REFUSALS = [
-  ForgedJobError,
+  ForgedQueueJobError,
   RunMissingError,
   RunConflictError,
   NothingToProcessError,
@@ -177,8 +177,8 @@ export class WorkflowDriver {
       case "chunk": {
         const ref = { runId: run.id, round, chunkNo: operation.chunkNo };
         const exists = await this.chunkExists(ref);
-        const job = { key: jobKeys.chunk(run.id, round, operation.chunkNo), attempt: 1, maxAttempts: 3 };
-        const { kind } = await runChunkJob(this.deps, ref, job);
+        const job = { key: queueJobKeys.chunk(run.id, round, operation.chunkNo), attempt: 1, maxAttempts: 3 };
+        const { kind } = await runChunkQueueJob(this.deps, ref, job);
         if (!exists) throw new Error(`chunk ${JSON.stringify(ref)}, which does not exist, was not refused: ${kind}`);
         return kind;
       }
@@ -224,19 +224,19 @@ export class WorkflowDriver {
 
   private async forge(run: LatestRun, round: number, forged: Extract<Operation, { op: "forge" }>): Promise<string> {
     const targets = {
-      batch_plan: { payload: { run: run.id }, key: jobKeys.plan(run.id) },
-      batch_finish: { payload: { run: run.id, round }, key: jobKeys.finish(run.id, round) },
+      batch_plan: { payload: { run: run.id }, key: queueJobKeys.plan(run.id) },
+      batch_finish: { payload: { run: run.id, round }, key: queueJobKeys.finish(run.id, round) },
       batch_chunk: {
         payload: { run: run.id, round, chunk: forged.chunkNo },
-        key: jobKeys.chunk(run.id, round, forged.chunkNo),
+        key: queueJobKeys.chunk(run.id, round, forged.chunkNo),
       },
     };
     const { payload, key: own } = targets[forged.task];
     // a chunk job under the round's finish key, any other under another chunk's
     const other =
       forged.task === "batch_chunk"
-        ? jobKeys.finish(run.id, run.round)
-        : jobKeys.chunk(run.id, run.round, (forged.chunkNo + 1) % 3);
+        ? queueJobKeys.finish(run.id, run.round)
+        : queueJobKeys.chunk(run.id, run.round, (forged.chunkNo + 1) % 3);
     const key = { none: null, own, other }[forged.key];
     await this.pool.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4)", [
       forged.task,
@@ -256,7 +256,7 @@ export class WorkflowDriver {
                        AND j.attempts < j.max_attempts AND j.run_at <= now()
                      ORDER BY j.id LIMIT 1)
        RETURNING id, payload`,
-      [`${jobKeys.runPrefix(run.id)}%`, GHOST],
+      [`${queueJobKeys.runPrefix(run.id)}%`, GHOST],
     );
     const parsed = ChunkPayload.safeParse(rows[0]?.payload);
     if (!parsed.success) return "no chunk job to take";

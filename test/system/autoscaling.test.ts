@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { pauseRun } from "../../workflows/batch-control";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
@@ -112,13 +112,13 @@ describe("the autoscaling trigger", () => {
     );
 
     // two chunks done, a tenth of their rows failed with an attempt left: those wait for the retry round
-    for (const chunkNo of [0, 1]) await runChunkJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
+    for (const chunkNo of [0, 1]) await runChunkQueueJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
     expect(await failedRows("attempts = 1")).toBeGreaterThan(0);
     expect(await backlog()).toBe(chunks - 2);
 
     // the whole first round done: the fan-in is the work left, never 0 before it has run
     for (let chunkNo = 2; chunkNo < chunks; chunkNo++) {
-      await runChunkJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
+      await runChunkQueueJob(faulty, { runId: a.id, round: 0, chunkNo }, job);
     }
     const retryable = await failedRows("attempts = 1");
     expect(await backlog()).toBe(1);
@@ -135,7 +135,7 @@ describe("the autoscaling trigger", () => {
     expect(await backlog()).toBe(await openChunks(a.id, 1));
 
     // the retry round fails them again, on their last attempt: failed for good, no work left
-    await runChunkJob(faulty, { runId: a.id, round: 1, chunkNo: 0 }, job);
+    await runChunkQueueJob(faulty, { runId: a.id, round: 1, chunkNo: 0 }, job);
     expect(await failedRows("attempts = 2")).toBe(retryable);
     expect(await backlog()).toBe(1);
     await finishRound(pool, a.id, 1, "test");
@@ -204,7 +204,7 @@ describe("the autoscaling trigger", () => {
         survivors.push(pod);
         for (const c of mine) {
           taken.add(`${c.round}:${c.chunk_no}`);
-          await runChunkJob(
+          await runChunkQueueJob(
             deps,
             { runId: run.id, round: c.round, chunkNo: c.chunk_no },
             { key: "k", attempt: 1, maxAttempts: 5 },

@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../../seed/user-rows";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 import { batch, MAIN, run, seed, startWorker, status } from "../support/processes";
 
 const GOOD_ROW = (id: number) => `${id},User ${id},user.${id}@example.com,30,50000,2025-06-01 12:00:00,pending,`;
@@ -111,12 +111,7 @@ describe("bad CSV input", () => {
 });
 
 describe("bad arguments and names", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 50);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 50 });
 
   it.each([
     [["import", "--dir"], "Not enough arguments following: dir"],
@@ -200,11 +195,7 @@ describe("bad arguments and names", () => {
 });
 
 describe("jobs with a bad payload", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase();
 
   it.each([
     ["batch_chunk", { run: "one", round: 0, chunk: 0 }, "invalid payload for batch_chunk"],

@@ -1,14 +1,9 @@
 import { runChaos, verifyRun } from "../../bench/chaos";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { seed } from "../support/processes";
 
 describe("chaos: workers killed and restarted at random through a run", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 8000);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 8000 });
 
   it("ends with every row completed or failed once, counters equal to rows, nothing locked", async () => {
     const env = {

@@ -1,14 +1,20 @@
 import { randomInt } from "node:crypto";
 import pg from "pg";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import {
+  createMigratedDatabase,
+  insertUsers,
+  statusCounts,
+  type TestDatabase,
+  useTestDatabase,
+} from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
-import { batch, type Running, seed, startWorker } from "../support/processes";
+import { batch, type Running, seed, startWorker, stopAll } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
 /** The chunks of the run's round 0, in key order, and whether they tile `first`..`last` exactly. */
@@ -39,11 +45,7 @@ async function liveTestPool(db: TestDatabase): Promise<() => Promise<void>> {
 }
 
 describe("a running chunk giving half its rows to an idle worker", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ each: true });
 
   it("splits the largest running chunk when one finishes and none waits; every row still processed once", async () => {
     await insertUsers(db.pool, 6000);
@@ -65,7 +67,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
       );
       return { key, attempt: 1, maxAttempts: 3 };
     };
-    const slowChunk = runChunkJob(slow, { runId: run.id, round: 0, chunkNo: 1 }, await job(1));
+    const slowChunk = runChunkQueueJob(slow, { runId: run.id, round: 0, chunkNo: 1 }, await job(1));
     await waitFor("chunk 1 to run", async () => {
       const { rows } = await db.pool.query("SELECT status FROM batch_chunks WHERE run_id = $1 AND chunk_no = 1", [
         run.id,
@@ -73,7 +75,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
       return rows[0]?.status === "running";
     });
     // chunk 0 ends while chunk 1 runs, and no chunk waits: it gives chunk 1's upper half to a new chunk
-    await runChunkJob(fast, { runId: run.id, round: 0, chunkNo: 0 }, await job(0));
+    await runChunkQueueJob(fast, { runId: run.id, round: 0, chunkNo: 0 }, await job(0));
     const { rows: added } = await db.pool.query(
       "SELECT chunk_no, first_id::int, status FROM batch_chunks WHERE run_id = $1 AND chunk_no = 2",
       [run.id],
@@ -90,7 +92,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
         [run.id, next],
       );
       if (waiting.length === 0) break;
-      await runChunkJob(fast, { runId: run.id, round: 0, chunkNo: next }, await job(next));
+      await runChunkQueueJob(fast, { runId: run.id, round: 0, chunkNo: next }, await job(next));
     }
     await slowChunk;
     await endSession();
@@ -136,7 +138,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
         "UPDATE graphile_worker._private_jobs SET locked_at = now(), locked_by = 'test', attempts = 1 WHERE key = $1",
         [`batch:${run.id}:0:chunk:0`],
       );
-      const chunk = runChunkJob(
+      const chunk = runChunkQueueJob(
         inProcessDeps(db.pool, 0, true),
         { runId: run.id, round: 0, chunkNo: 0 },
         { key: `batch:${run.id}:0:chunk:0`, attempt: 1, maxAttempts: 3 },
@@ -193,10 +195,7 @@ describe("a worker starting while chunks run and none waits", () => {
     db = await createMigratedDatabase();
   });
   afterEach(async () => {
-    for (const worker of workers.splice(0)) {
-      worker.child.kill("SIGKILL");
-      await worker.exited;
-    }
+    await stopAll(workers, "SIGKILL");
     await db.drop();
   });
 

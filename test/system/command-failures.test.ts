@@ -1,7 +1,13 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { createMigratedDatabase, createTestDatabase, insertUsers, type TestDatabase } from "../support/database";
+import {
+  createMigratedDatabase,
+  createTestDatabase,
+  insertUsers,
+  type TestDatabase,
+  useTestDatabase,
+} from "../support/database";
 import { BATCH_CLI, type Finished, MAIN, run, seed, status, batch as steer } from "../support/processes";
 
 /** Expected failures of the commands: exactly one line on stderr, no stack, and the documented status. */
@@ -77,18 +83,14 @@ describe("a database whose schema lacks the newest migration", () => {
     expect(result.code).toBe(75);
     expect(stderrLines(result)).toEqual([
       expect.stringMatching(
-        /^error: the database at .+ has the pg-batch schema at migration \d+_\w+; this program needs \d+_\w+: run this release's migration \(npm run seed -- schema\)$/,
+        /^error: the database at .+ has the pg-batch schema without migration \d+_\w+, which this program needs: run this release's migration \(npm run seed -- schema\)$/,
       ),
     ]);
   });
 });
 
 describe("directories that cannot be used", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase();
 
   it("seed generate --out under a file is a bad argument: one line, status 2", async () => {
     const result = await seed(["generate", "--rows", "10", "--out", "/dev/null/x"], {});

@@ -1,17 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { poolSizes } from "../../src/config";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { poolSizes } from "../../src/config/config";
+import { useTestDatabase } from "../support/database";
 import { seed, startWorker } from "../support/processes";
 import { runByName } from "../support/runs";
 
 /** A worker process opens no more connections than the deployment's budget counts for it. */
 describe("a worker's connections", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 4000);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 4000 });
 
   it("stay within poolSizes(WORKERS).perWorker through a whole run", async () => {
     const env = { DATABASE_URL: db.url, WORKERS: "3", CHUNK_SIZE: "400", ROW_CONCURRENCY: "8", PROCESS_DELAY_MS: "2" };

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { createMigratedDatabase, createTestDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { createTestDatabase, insertUsers, type TestDatabase, useTestDatabase } from "../support/database";
 import { seed } from "../support/processes";
 
 async function jobCount(db: TestDatabase): Promise<number> {
@@ -10,11 +10,7 @@ async function jobCount(db: TestDatabase): Promise<number> {
 }
 
 describe("seed enqueue", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ each: true });
 
   const enqueue = (args: string[] = [], env: Record<string, string> = {}) =>
     seed(["enqueue", ...args], { DATABASE_URL: db.url, CHUNK_SIZE: "300", ...env });

@@ -17,7 +17,7 @@ describe("forged and duplicated workflow jobs", () => {
   });
   afterEach(() => db.drop());
 
-  const addJob = (task: string, payload: object, key: string | null = null, priority = 0) =>
+  const addQueueJob = (task: string, payload: object, key: string | null = null, priority = 0) =>
     db.pool.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, priority := $4)", [
       task,
       JSON.stringify(payload),
@@ -52,7 +52,7 @@ describe("forged and duplicated workflow jobs", () => {
 
   it("refuses a finish for a paused run whose chunks have not run, and the run goes on when resumed", async () => {
     expect((await batch(["pause", "target"], { DATABASE_URL: db.url })).code).toBe(0);
-    await addJob("batch_finish", { run: runId, round: 0 });
+    await addQueueJob("batch_finish", { run: runId, round: 0 });
     await once();
 
     expect(await runByName(db.pool, "target")).toMatchObject({ status: "paused", processed_records: 0 });
@@ -74,8 +74,8 @@ describe("forged and duplicated workflow jobs", () => {
       await waitFor("some rows done", async () => (await runByName(db.pool, "target")).processed_records > 100);
       expect((await runByName(db.pool, "target")).round).toBe(0);
       // ahead of the waiting chunks: taken by the next worker slot that frees up
-      await addJob("batch_finish", { run: runId, round: 0 }, null, -1);
-      await addJob("batch_finish", { run: runId, round: 1 }, null, -1);
+      await addQueueJob("batch_finish", { run: runId, round: 0 }, null, -1);
+      await addQueueJob("batch_finish", { run: runId, round: 1 }, null, -1);
       await waitFor("the run to end", async () => (await runByName(db.pool, "target")).status === "completed");
     } finally {
       worker.child.kill("SIGTERM");
@@ -106,10 +106,10 @@ describe("forged and duplicated workflow jobs", () => {
     const before = await runState();
     expect(before.status).toBe("completed");
 
-    await addJob("batch_finish", { run: runId, round: 7 }, `batch:${runId}:7:finish`);
-    await addJob("batch_finish", { run: runId, round: 0 });
-    await addJob("batch_chunk", { run: runId, round: 0, chunk: 0 });
-    await addJob("batch_plan", { run: runId });
+    await addQueueJob("batch_finish", { run: runId, round: 7 }, `batch:${runId}:7:finish`);
+    await addQueueJob("batch_finish", { run: runId, round: 0 });
+    await addQueueJob("batch_chunk", { run: runId, round: 0, chunk: 0 });
+    await addQueueJob("batch_plan", { run: runId });
     await once();
 
     expect(await runState()).toEqual(before);
@@ -121,8 +121,8 @@ describe("forged and duplicated workflow jobs", () => {
   });
 
   it("fails for good a chunk job for a chunk its run does not have", async () => {
-    await addJob("batch_chunk", { run: runId, round: 0, chunk: 99 });
-    await addJob("batch_chunk", { run: runId, round: 3, chunk: 0 });
+    await addQueueJob("batch_chunk", { run: runId, round: 0, chunk: 99 });
+    await addQueueJob("batch_chunk", { run: runId, round: 3, chunk: 0 });
     await once();
 
     expect(await runByName(db.pool, "target")).toMatchObject({ status: "completed", processed_records: ROWS });

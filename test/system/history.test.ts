@@ -1,13 +1,8 @@
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { batch, seed } from "../support/processes";
 
 describe("batch history --json", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 100);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 100 });
 
   it("gives each event's detail as it was recorded: the start's settings as an object, text as text", async () => {
     const env = { DATABASE_URL: db.url, CHUNK_SIZE: "50" };

@@ -1,5 +1,5 @@
-import { freePort } from "../../src/free-port";
-import { createTestDatabase, statusCounts, type TestDatabase } from "../support/database";
+import { freePort } from "../../src/base/free-port";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { lastJsonLine, logLines, MAIN, run, start } from "../support/processes";
 import { waitFor } from "../support/runs";
 
@@ -64,11 +64,7 @@ describe("npm start: the whole job in one process", () => {
   });
 
   describe("with DATABASE_URL", () => {
-    let db: TestDatabase;
-    beforeAll(async () => {
-      db = await createTestDatabase();
-    });
-    afterAll(() => db.drop());
+    const db = useTestDatabase({ migrated: false });
 
     it("uses that database, reports failures, and a second start returns the same run", async () => {
       const env = { DATABASE_URL: db.url, FAIL_RATE: "0.05", RETRY_DELAY_S: "0" };

@@ -1,9 +1,9 @@
 import net from "node:net";
 import pino from "pino";
-import { ConfigError } from "../../src/config";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
+import { ConfigError } from "../../src/config/config";
 import { WorkerMetrics } from "../../src/worker/metrics";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
@@ -14,12 +14,7 @@ function sample(text: string, name: string, labels = ""): number {
 }
 
 describe("worker metrics", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 3000);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 3000 });
 
   it("are served on METRICS_PORT and agree with the database", async () => {
     const port = await freePort();

@@ -1,9 +1,9 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { MIGRATIONS_DIR } from "../../src/base/paths";
 import { migrate, readMigrations } from "../../src/db/migrate";
-import { MIGRATIONS_DIR } from "../../src/paths";
-import { createTestDatabase, quietLogger, type TestDatabase } from "../support/database";
+import { quietLogger, type TestDatabase, useTestDatabase } from "../support/database";
 import { seed } from "../support/processes";
 
 async function appliedVersions(db: TestDatabase): Promise<number[]> {
@@ -12,11 +12,7 @@ async function appliedVersions(db: TestDatabase): Promise<number[]> {
 }
 
 describe("migrations", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   it("apply in order, record each, and do nothing the second time", async () => {
     const all = await readMigrations();
@@ -31,6 +27,17 @@ describe("migrations", () => {
     expect(await appliedVersions(db)).toEqual(all.map((m) => m.version));
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker.migrations");
     expect(rows[0].n).toBeGreaterThan(10);
+  });
+
+  it("are refused when two files share a number, as two branches merged may leave them", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "migrations-"));
+    try {
+      await fs.writeFile(path.join(dir, "001_first.sql"), "SELECT 1;");
+      await fs.writeFile(path.join(dir, "001_second.sql"), "SELECT 2;");
+      await expect(readMigrations(dir)).rejects.toThrow(/are numbered 1: renumber 001_second\.sql/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("are safe when several processes run them at the same moment", async () => {

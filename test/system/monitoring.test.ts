@@ -1,15 +1,10 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { ROOT, seed } from "../support/processes";
 
 describe("monitoring SQL", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 1000);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: 1000 });
 
   async function backlog(): Promise<{ rows_left: number; chunks_left: number }> {
     const { rows } = await db.pool.query("SELECT rows_left::int, chunks_left::int FROM batch_backlog");

@@ -1,4 +1,4 @@
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
 import { logLines, seed, startWorker } from "../support/processes";
@@ -69,7 +69,7 @@ describe("a worker whose job pool stops by itself", () => {
     expect(stopped).toHaveLength(1);
     expect(stopped[0]).toMatchObject({ level: 50, pool });
     const released = lines.find((line) => line.msg === "released the jobs of the stopped job pool");
-    expect(released?.jobs).toBeGreaterThanOrEqual(held.length);
+    expect(released?.queueJobs).toBeGreaterThanOrEqual(held.length);
 
     // with completions accepted again, the next worker finishes the run; the plan ran once
     await db.pool.query("DROP TRIGGER refuse_completion ON graphile_worker._private_jobs");

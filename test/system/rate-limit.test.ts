@@ -2,10 +2,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { defineJob } from "#pg-batch";
+import { freePort } from "../../src/base/free-port";
 import { withPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { effectiveRateLimit, RateLimiter } from "../../src/processing/rate-limit";
-import { createMigratedDatabase, quietLogger, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, quietLogger, type TestDatabase, useTestDatabase } from "../support/database";
 import { ROOT, type Running, seed, startWorker, status } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
@@ -52,11 +52,7 @@ const take = async (db: TestDatabase, job: string, want: number, perSecond: numb
 };
 
 describe("batch_take_tokens, the job's bucket", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase();
 
   it("starts full, grants a take whole or not at all, and refills by the time elapsed, up to its burst", async () => {
     // a token a second: the moments between takes refill next to nothing

@@ -32,66 +32,89 @@ describe("the schema-version gate, read by the worker role", () => {
     expect(result.code).toBe(0);
   });
 
-  it("ends a worker whose code needs a newer schema with one line and EX_TEMPFAIL (75)", async () => {
-    const { rows } = await db.pool.query(
-      "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations) RETURNING *",
-    );
+  /** Runs `check` with the migrations of these versions removed from schema_migrations, then puts them back. */
+  async function withoutMigrations(versions: number[], check: () => Promise<void>): Promise<void> {
+    const { rows } = await db.pool.query("DELETE FROM schema_migrations WHERE version = ANY($1) RETURNING *", [
+      versions,
+    ]);
     try {
-      const result = await runWorker(worker);
-      expect(result.code).toBe(75);
-      expect(stderrLines(result.stderr)).toEqual([
-        expect.stringMatching(
-          new RegExp(
-            `^error: the database at .+ has the pg-batch schema at migration \\d+_\\w+; this program needs ${newest}: run this release's migration \\(npm run seed -- schema\\)$`,
-          ),
-        ),
-      ]);
+      await check();
     } finally {
       await db.pool.query(
-        "INSERT INTO schema_migrations SELECT * FROM json_populate_record(NULL::schema_migrations, $1)",
-        [JSON.stringify(rows[0])],
+        "INSERT INTO schema_migrations SELECT * FROM json_populate_recordset(NULL::schema_migrations, $1)",
+        [JSON.stringify(rows)],
       );
     }
+  }
+
+  const behind = (names: string) =>
+    new RegExp(
+      `^error: the database at .+ has the pg-batch schema without migration ${names}, which this program needs: run this release's migration \\(npm run seed -- schema\\)$`,
+    );
+
+  it("ends a worker whose code needs a newer schema with one line and EX_TEMPFAIL (75)", async () => {
+    await withoutMigrations([Number.parseInt(newest, 10)], async () => {
+      const result = await runWorker(worker);
+      expect(result.code).toBe(75);
+      expect(stderrLines(result.stderr)).toEqual([expect.stringMatching(behind(newest))]);
+    });
+  });
+
+  it("ends a worker when any migration its code needs is missing, the newest one applied or not", async () => {
+    const migrations = await readMigrations();
+    const skipped = migrations.slice(4, 9).map((migration) => migration.name);
+    await withoutMigrations(
+      migrations.slice(4, 9).map((migration) => migration.version),
+      async () => {
+        const result = await runWorker(worker);
+        expect(result.code).toBe(75);
+        expect(stderrLines(result.stderr)).toEqual([
+          expect.stringMatching(behind(`${skipped.slice(0, 3).join(", ")} and 2 more`)),
+        ]);
+      },
+    );
   });
 
   it("ends a worker on a schema from before the gate with one line and EX_TEMPFAIL (75)", async () => {
-    await db.pool.query("ALTER FUNCTION batch_schema_version() RENAME TO batch_schema_version_kept");
+    await db.pool.query("ALTER FUNCTION batch_applied_migrations() RENAME TO batch_applied_migrations_kept");
     try {
       const result = await runWorker(worker);
       expect(result.code).toBe(75);
       expect(stderrLines(result.stderr)).toEqual([
         expect.stringMatching(
           new RegExp(
-            `^error: the database at .+ has the pg-batch schema of a release without batch_schema_version\\(\\); this program needs ${newest}: run this release's migration \\(npm run seed -- schema\\)$`,
+            `^error: the database at .+ has the pg-batch schema of a release without batch_applied_migrations\\(\\); this program needs ${newest}: run this release's migration \\(npm run seed -- schema\\)$`,
           ),
         ),
       ]);
     } finally {
-      await db.pool.query("ALTER FUNCTION batch_schema_version_kept() RENAME TO batch_schema_version");
+      await db.pool.query("ALTER FUNCTION batch_applied_migrations_kept() RENAME TO batch_applied_migrations");
     }
   });
 
-  it("lets an older worker run against a newer compatible schema, and refuses it where a newer migration is breaking", async () => {
+  it("lets an older worker run beside migrations it does not know, and refuses it where one of them is breaking", async () => {
+    // a newer release's migrations, one numbered below this code's newest (a fix merged late)
     await db.pool.query(
-      "INSERT INTO schema_migrations (version, name, checksum, breaking) VALUES (9999, '9999_next_release', '-', false)",
+      `INSERT INTO schema_migrations (version, name, checksum, breaking)
+       VALUES (9999, '9999_next_release', '-', false), (0, '000_merged_late', '-', false)`,
     );
     try {
       const compatible = await runWorker(worker);
       expect(compatible.stderr).not.toMatch(/"level":(50|60)/);
       expect(compatible.code).toBe(0);
 
-      await db.pool.query("UPDATE schema_migrations SET breaking = true WHERE version = 9999");
+      await db.pool.query("UPDATE schema_migrations SET breaking = true WHERE version = 0");
       const refused = await runWorker(worker);
       expect(refused.code).toBe(1);
       expect(stderrLines(refused.stderr)).toEqual([
         expect.stringMatching(
           new RegExp(
-            `^error: the database at .+ has the pg-batch schema at migration 9999_next_release, which programs from before its migration 9999_next_release cannot use \\(this one knows up to ${newest}\\): run this release's image$`,
+            `^error: the database at .+ has the pg-batch schema with migration 000_merged_late, which programs that do not know it cannot use \\(this one knows up to ${newest}\\): run this release's image$`,
           ),
         ),
       ]);
     } finally {
-      await db.pool.query("DELETE FROM schema_migrations WHERE version = 9999");
+      await db.pool.query("DELETE FROM schema_migrations WHERE version IN (0, 9999)");
     }
   });
 });

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config";
-import { freePort } from "../../src/free-port";
+import { parseConfig } from "../../src/config/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
-import { batch, type Running, seed, startWorker } from "../support/processes";
+import { batch, type Running, seed, startMeasuredWorker, stopAll } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
@@ -43,28 +42,12 @@ describe("a run whose chunks pause after each slice", () => {
     db = await createMigratedDatabase();
   });
   afterEach(async () => {
-    for (const worker of workers.splice(0)) {
-      worker.child.kill("SIGTERM");
-      await worker.exited;
-    }
+    await stopAll(workers, "SIGTERM");
     await db.drop();
   });
 
-  /** Starts a worker serving metrics, and waits until it serves them; resolves with its /metrics text reader. */
-  async function startMeasuredWorker(env: Record<string, string>): Promise<() => Promise<string>> {
-    const port = await freePort();
-    const worker = startWorker([], { DATABASE_URL: db.url, ...RUN_ENV, ...env, METRICS_PORT: String(port) });
-    workers.push(worker);
-    const metrics = async () => {
-      try {
-        return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      } catch {
-        return ""; // not serving yet
-      }
-    };
-    await waitFor("the worker to serve its metrics", async () => (await metrics()) !== "", WAIT_MS);
-    return metrics;
-  }
+  const measuredWorker = (env: Record<string, string>) =>
+    startMeasuredWorker({ DATABASE_URL: db.url, ...RUN_ENV, ...env }, workers, WAIT_MS);
 
   const enqueue = async (name: string) =>
     expect((await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...RUN_ENV })).code).toBe(0);
@@ -74,7 +57,7 @@ describe("a run whose chunks pause after each slice", () => {
     async () => {
       await insertUsers(db.pool, 2000);
       await enqueue("paced");
-      const metrics = await startMeasuredWorker({ SLICE_PAUSE_RATIO: "1" });
+      const metrics = await measuredWorker({ SLICE_PAUSE_RATIO: "1" });
       await waitFor(
         "the run to complete",
         async () => (await runByName(db.pool, "paced")).status === "completed",
@@ -117,7 +100,7 @@ describe("a run whose chunks pause after each slice", () => {
           },
           WAIT_MS,
         );
-      await pausing(await startMeasuredWorker(env));
+      await pausing(await measuredWorker(env));
 
       const first = workers.splice(0)[0] as Running;
       first.child.kill("SIGTERM");
@@ -132,7 +115,7 @@ describe("a run whose chunks pause after each slice", () => {
       expect(handedBack.rows[0].n).toBeGreaterThan(0);
 
       // another worker takes the chunk back and pauses as the first did, until the run is cancelled
-      await pausing(await startMeasuredWorker(env));
+      await pausing(await measuredWorker(env));
       const done = (await tally(db.pool, "paused-long", 3)).completed;
       expect((await batch(["cancel", "paused-long"], { DATABASE_URL: db.url })).code).toBe(0);
       await waitFor(

@@ -1,6 +1,6 @@
-import { parseConfig } from "../../src/config";
-import { chooseLogOutput } from "../../src/logger";
-import { createTestDatabase, type TestDatabase } from "../support/database";
+import { chooseLogOutput } from "../../src/base/logger";
+import { parseConfig } from "../../src/config/config";
+import { useTestDatabase } from "../support/database";
 import { type Finished, logLines, MAIN, ROOT, run } from "../support/processes";
 
 /** Runs a command in a real pseudo-terminal (util-linux `script`): its stdout and stderr are both the terminal. */
@@ -67,7 +67,7 @@ describe("log lines as written", () => {
   const logSomething = [
     process.execPath,
     "-e",
-    `const logger = require(${JSON.stringify(`${ROOT}/dist/src/context.js`)}).getLogger();
+    `const logger = require(${JSON.stringify(`${ROOT}/dist/src/config/context.js`)}).getLogger();
      logger.info({ target: "postgres://app:${SECRET}@db/app" }, "connecting to postgres://app:${SECRET}@db/app");
      logger.warn({ attempt: 2 }, "trying again");`,
   ];
@@ -109,15 +109,11 @@ describe("log lines as written", () => {
 });
 
 describe("a pooled connection the database ends", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   it("is one warning with the database's error, not the pool's client", async () => {
     const script = `const { createPool } = require(${JSON.stringify(`${ROOT}/dist/src/db/pool.js`)});
-     const logger = require(${JSON.stringify(`${ROOT}/dist/src/context.js`)}).getLogger();
+     const logger = require(${JSON.stringify(`${ROOT}/dist/src/config/context.js`)}).getLogger();
      const pool = createPool({ url: process.env.DATABASE_URL, max: 2, appName: "ended-by-the-database", logger });
      pool.on("error", () => pool.end());
      const { Client } = require("pg");
@@ -136,11 +132,7 @@ describe("a pooled connection the database ends", () => {
 });
 
 describe("npm start on a terminal", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ migrated: false, each: true });
 
   const start = (args: string[], env: Record<string, string> = {}) =>
     inTerminal([process.execPath, MAIN, "--rows", "2000", ...args], { DATABASE_URL: db.url, ...env });

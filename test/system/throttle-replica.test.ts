@@ -1,9 +1,9 @@
 import pg from "pg";
+import { freePort } from "../../src/base/free-port";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { insertUsers, quietLogger } from "../support/database";
-import { type Running, seed, startWorker, status } from "../support/processes";
+import { type Running, seed, startWorker, status, stopAll } from "../support/processes";
 import { runByName, tally, waitFor } from "../support/runs";
 import { type PrimaryAndStandby, standbyUnavailableReason, startPrimaryAndStandby } from "../support/standby";
 
@@ -55,10 +55,7 @@ describe("workers beside a streaming standby", () => {
   }, 180_000);
 
   afterEach(async () => {
-    for (const worker of workers.splice(0)) {
-      worker.child.kill("SIGTERM");
-      await worker.exited;
-    }
+    await stopAll(workers, "SIGTERM");
   });
 
   afterAll(async () => {

@@ -4,9 +4,9 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { freePort } from "../../src/base/free-port";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { HealthWatch } from "../../src/health/health-watch";
 import { workerSessionName } from "../../src/health/signals";
 import {
@@ -20,7 +20,7 @@ import {
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
-import { batch, ROOT, type Running, seed, startWorker, status } from "../support/processes";
+import { batch, ROOT, type Running, seed, startMeasuredWorker, status, stopAll } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
@@ -139,32 +139,13 @@ describe("throttling a run on the database's health", () => {
     jobsDir = await fs.mkdtemp(path.join(os.tmpdir(), "throttle-jobs-"));
   });
   afterEach(async () => {
-    for (const worker of workers.splice(0)) {
-      worker.child.kill("SIGTERM");
-      await worker.exited;
-    }
+    await stopAll(workers, "SIGTERM");
     await fs.rm(jobsDir, { recursive: true, force: true });
     await db.drop();
   });
 
-  /**
-   * Starts a worker serving metrics, and waits until it serves them (its job pool is about to
-   * start); resolves with its /metrics text reader.
-   */
-  async function startMeasuredWorker(env: Record<string, string>): Promise<() => Promise<string>> {
-    const port = await freePort();
-    const worker = startWorker([], { DATABASE_URL: db.url, ...RUN_ENV, ...env, METRICS_PORT: String(port) });
-    workers.push(worker);
-    const metrics = async () => {
-      try {
-        return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      } catch {
-        return ""; // not serving yet
-      }
-    };
-    await waitFor("the worker to serve its metrics", async () => (await metrics()) !== "", WAIT_MS);
-    return metrics;
-  }
+  const measuredWorker = (env: Record<string, string>) =>
+    startMeasuredWorker({ DATABASE_URL: db.url, ...RUN_ENV, ...env }, workers, WAIT_MS);
 
   /**
    * Waits until a worker's chunks of `job` wait on `reason` and have waited for two seconds, and
@@ -251,7 +232,7 @@ describe("throttling a run on the database's health", () => {
         expect((await seed(["enqueue", "--batch-name", "beside-app"], { DATABASE_URL: db.url, ...RUN_ENV })).code).toBe(
           0,
         );
-        const metrics = await startMeasuredWorker({});
+        const metrics = await measuredWorker({});
         await expectHeldBack(metrics, "users", "lock_wait", usersClaimed, "beside-app");
 
         await holder.query("ROLLBACK");
@@ -295,7 +276,7 @@ describe("throttling a run on the database's health", () => {
         });
         const enqueued = await seed(["enqueue", "--batch-name", "beside-busy"], { DATABASE_URL: db.url, ...RUN_ENV });
         expect(enqueued.code).toBe(0);
-        const metrics = await startMeasuredWorker({ THROTTLE_MAX_ACTIVE_SESSIONS: String(limit) });
+        const metrics = await measuredWorker({ THROTTLE_MAX_ACTIVE_SESSIONS: String(limit) });
         await expectHeldBack(metrics, "users", "active_sessions", usersClaimed, "beside-busy");
         const { rows } = await db.pool.query("SELECT figure, threshold, unit FROM batch_throttles");
         expect(rows[0]).toMatchObject({ threshold: limit, unit: "sessions" });
@@ -336,7 +317,7 @@ describe("throttling a run on the database's health", () => {
         const enqueued = await seed(["enqueue", "--batch-name", "beside-wal"], { DATABASE_URL: db.url, ...RUN_ENV });
         expect(enqueued.code).toBe(0);
         // records that wait a little: the run outlasts the readings that find the filler's WAL
-        const metrics = await startMeasuredWorker({ THROTTLE_MAX_WAL_MB_S: "5", PROCESS_DELAY_MS: "5" });
+        const metrics = await measuredWorker({ THROTTLE_MAX_WAL_MB_S: "5", PROCESS_DELAY_MS: "5" });
         // the first reading has no reading before it to tell a rate from: its slices may claim
         const labels = 'job="users",reason="wal_rate"';
         await waitFor(
@@ -387,7 +368,7 @@ describe("throttling a run on the database's health", () => {
     "holds claiming while a VACUUM of the job's table runs, and goes on once it ends",
     async () => {
       await insertUsers(db.pool, 5000);
-      const metrics = await startMeasuredWorker({});
+      const metrics = await measuredWorker({});
       // a vacuum of every page that sleeps 0.4 s after each (a page read costs 10000, the limit is
       // 1, a sleep is at most 4 times the delay): minutes, until the test cancels it
       const vacuum = new pg.Client({ connectionString: db.url, application_name: "slow vacuum" });
@@ -450,7 +431,7 @@ module.exports = defineJob({
   /** Runs the gated job while its condition holds, then lets it go; checks every row was done once. */
   async function expectGatedRun(name: string, release: () => Promise<void>) {
     const env = { DATABASE_URL: db.url, ...RUN_ENV, JOBS_DIR: jobsDir };
-    const metrics = await startMeasuredWorker({ JOBS_DIR: jobsDir });
+    const metrics = await measuredWorker({ JOBS_DIR: jobsDir });
     const enqueued = await seed(["enqueue", "--job", name, "--batch-name", name], env);
     expect({ code: enqueued.code, stderr: enqueued.code === 0 ? "" : enqueued.stderr }).toEqual({
       code: 0,
@@ -510,7 +491,7 @@ module.exports = defineJob({
           .n;
       // a grace longer than the test waits: the worker exits in time only if the wait ends on SIGTERM
       const env = { JOBS_DIR: jobsDir, SHUTDOWN_GRACE_S: "600" };
-      let metrics = await startMeasuredWorker(env);
+      let metrics = await measuredWorker(env);
       const enqueued = await seed(["enqueue", "--job", "gated_held", "--batch-name", "held"], {
         DATABASE_URL: db.url,
         ...RUN_ENV,
@@ -532,7 +513,7 @@ module.exports = defineJob({
       expect(rows[0].n).toBeGreaterThan(0);
 
       // another worker takes the chunks back, and waits as the first did, until the run is cancelled
-      metrics = await startMeasuredWorker(env);
+      metrics = await measuredWorker(env);
       await expectHeldBack(metrics, "gated_held", "condition", claimed, "held");
       expect((await batch(["cancel", "held"], { DATABASE_URL: db.url })).code).toBe(0);
       await waitFor(

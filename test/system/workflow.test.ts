@@ -1,8 +1,8 @@
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { listEvents } from "../../src/runs/events";
 import { findRunByName } from "../../src/runs/runs";
-import { runChunkJob } from "../../workflows/chunk-activity";
+import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
@@ -96,7 +96,9 @@ describe("the batch-run workflow", () => {
       await planRun(db1, run.id, "test");
       const deps = inProcessDeps(db.pool);
       const job = (chunkNo: number) => ({ key: `k${chunkNo}`, attempt: 1, maxAttempts: 5 });
-      await Promise.all([0, 1].map((chunkNo) => runChunkJob(deps, { runId: run.id, round: 0, chunkNo }, job(chunkNo))));
+      await Promise.all(
+        [0, 1].map((chunkNo) => runChunkQueueJob(deps, { runId: run.id, round: 0, chunkNo }, job(chunkNo))),
+      );
       const client = await db.pool.connect();
       const ended = (await listEvents(client, run.id)).filter((e) => e.event === "round-ended");
       client.release();

@@ -2,9 +2,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../../app/task-list";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { encodeResult, type ResultElement } from "../../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../../src/processing/fault-injection";
-import { ClaimedRows, type RecordFunction, type RunRecordsOptions, runRecords } from "../../src/processing/run-records";
+import { type RecordFunction, type RunRecordsOptions, runRecords } from "../../src/processing/run-records";
 import { usersJob } from "../support/jobs";
 import { ROOT } from "../support/processes";
 

@@ -1,5 +1,5 @@
 import { Logger as GraphileLogger, type Job, type LogLevel } from "graphile-worker";
-import type { Logger } from "../logger";
+import type { Logger } from "../base/logger";
 
 const LEVELS: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {
   error: "error",
@@ -17,9 +17,9 @@ export function toGraphileLogger(logger: Logger): GraphileLogger {
   const worker = logger.child({ component: "graphile-worker" });
   return new GraphileLogger((scope) => (level, message, meta) => {
     const { job, ...rest } = { ...scope, ...meta } as { job?: Job } & Record<string, unknown>;
-    // a job is logged by its identity, not its whole row
+    // a queue job is logged by its identity, not its whole row; "job" in a log is a job definition's name
     const fields = job
-      ? { ...rest, job: { id: job.id, task: job.task_identifier, key: job.key, attempt: job.attempts } }
+      ? { ...rest, queueJob: { id: job.id, task: job.task_identifier, key: job.key, attempt: job.attempts } }
       : rest;
     worker[job && level === "info" ? "debug" : LEVELS[level]](fields, message);
   });
