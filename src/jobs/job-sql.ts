@@ -1,5 +1,5 @@
 import { type LiteralValue, sqlLiteral } from "../db/literals";
-import type { ClaimedRows } from "../processing/run-records";
+import type { ClaimedRows } from "../processing/process-records";
 import type { RoundRows } from "../runs/model";
 import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DelaySpread } from "../config";
-import type { RecordFunction } from "./run-records";
+import type { RecordFunction } from "./process-records";
 
 export interface FaultSettings {
   /** Latency added to every record (PROCESS_DELAY_MS), standing in for I/O. */
