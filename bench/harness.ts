@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import type pg from "pg";
 import { CSV_COLUMNS } from "../seed/user-rows";
-import { PROJECT_ROOT } from "../src/paths";
+import { PROJECT_ROOT } from "../src/base/paths";
 import { insertSyntheticUsers } from "./synthetic-users";
 
 /** The processes and database chores every section of `npm run bench` uses. */

@@ -1,16 +1,16 @@
 import fs from "node:fs/promises";
 import type pg from "pg";
-import { CommandError } from "../src/cli-output";
-import type { Config } from "../src/config";
-import { getLogger } from "../src/context";
-import { migrate } from "../src/db/migrate";
+import { CommandError } from "../src/base/command-error";
+import { ROLES_FILE, SCHEMA_OWNER_FILE } from "../src/base/paths";
+import type { Config } from "../src/config/config";
+import { getCatalog, getLogger } from "../src/config/context";
+import { migrate, readMigrations } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
+import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
-import { ROLES_FILE, SCHEMA_OWNER_FILE } from "../src/paths";
-import { createProgress } from "../src/progress";
 import { getRun } from "../src/runs/runs";
+import { createProgress } from "../src/terminal/progress";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
 import { ImportError, importDirectory, isFailed } from "./import";
@@ -26,15 +26,29 @@ export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
  * then run as it), and the roles' grants on what they created after (runRoles).
  */
 export async function runSchema(pool: pg.Pool, options: { roles: boolean } = { roles: false }) {
-  if (options.roles) await pool.query(await fs.readFile(SCHEMA_OWNER_FILE, "utf8"));
+  if (!options.roles) return migrate(pool, getLogger());
+  const owner = await setUpSchemaOwner(pool);
   const schema = await migrate(pool, getLogger());
-  return options.roles ? { ...schema, ...(await grantRoles(pool)) } : schema;
+  return { ...schema, ...owner, ...(await grantRoles(pool)) };
 }
 
 /** The schema's owner, the deployment's roles and their grants, on a schema already migrated. */
 export async function runRoles(pool: pg.Pool) {
+  const owner = await setUpSchemaOwner(pool);
+  return { ...owner, ...(await grantRoles(pool)) };
+}
+
+/**
+ * The schema's owner (sql/schema-owner.sql), handed what an earlier setup left to another owner
+ * (src/db/schema-owner.ts): before the migrations, which may alter it.
+ */
+async function setUpSchemaOwner(pool: pg.Pool): Promise<{ handedToOwner: number }> {
   await pool.query(await fs.readFile(SCHEMA_OWNER_FILE, "utf8"));
-  return grantRoles(pool);
+  const names = createdNames((await readMigrations()).map((migration) => migration.sql));
+  const { transferred } = await withPool(pool)((client) => transferToSchemaOwner(client, names));
+  if (transferred > 0)
+    getLogger().info({ transferred }, `schema owner: ${transferred} object(s) handed to batch_admin`);
+  return { handedToOwner: transferred };
 }
 
 /**

@@ -1,13 +1,8 @@
 import type { WithClient } from "../db/pool";
+import type { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
-import {
-  type ClaimedRows,
-  processRecords,
-  type RecordFeed,
-  type RecordFunction,
-  type RecordSlots,
-} from "../processing/process-records";
+import { processRecords, type RecordFeed, type RecordFunction, type RecordSlots } from "../processing/process-records";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import type { Prepaid, SliceTokens } from "../processing/token-wait";
 import type { ChunkRange } from "../runs/model";

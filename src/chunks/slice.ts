@@ -2,10 +2,11 @@ import type { PoolClient } from "pg";
 import { copyOutRows } from "../db/copy-out";
 import { plainArrayLiteral } from "../db/literals";
 import { inTransaction } from "../db/pool";
+import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
-import { ClaimedRows, failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/process-records";
+import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/process-records";
 import { countSliceOutcomes, type SliceCounts } from "../runs/slice-counts";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 

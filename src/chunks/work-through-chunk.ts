@@ -1,7 +1,7 @@
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { ThrottleGate, ThrottleObserver } from "../health/gate";
 import type { JobCatalog } from "../jobs/catalog";
-import type { Logger } from "../logger";
 import type { FaultSettings } from "../processing/fault-injection";
 import { RecordSlots } from "../processing/process-records";
 import type { RateLimiters } from "../processing/rate-limit";

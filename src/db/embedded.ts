@@ -5,8 +5,8 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { freePort } from "../free-port";
-import type { Logger } from "../logger";
+import { freePort } from "../base/free-port";
+import type { Logger } from "../base/logger";
 import { type CertificateFiles, makeCertificateAuthority, makeServerCertificate } from "./certificates";
 import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
 

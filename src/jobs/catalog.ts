@@ -1,7 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { CommandError } from "../cli-output";
-import { ConfigError, getConfig } from "../config";
+import { CommandError } from "../base/command-error";
 import type { JobDefinition } from "./define";
 
 /**
@@ -88,26 +87,4 @@ export function loadCatalog(dir: string = JOBS_DIR, source?: string): JobCatalog
     jobs.push(job);
   }
   return new JobCatalog(jobs, source);
-}
-
-let loaded: JobCatalog | undefined;
-
-/** This process's jobs: those of JOBS_DIR or jobs/, unless the process chose its own. */
-export function getCatalog(): JobCatalog {
-  if (loaded) return loaded;
-  const chosen = getConfig().jobsDir;
-  if (chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new ConfigError(`JOBS_DIR ${JSON.stringify(chosen)} is not a directory`);
-  }
-  loaded = chosen === undefined ? loadCatalog() : loadCatalog(path.resolve(chosen), chosen);
-  return loaded;
-}
-
-/**
- * Makes `jobs` this process's jobs instead of jobs/: for runners embedded in a program of their
- * own (and tests) that define their jobs in code, as graphile-worker takes a task list.
- */
-export function useCatalog(jobs: JobDefinition[]): JobCatalog {
-  loaded = new JobCatalog(jobs);
-  return loaded;
 }

@@ -1,4 +1,3 @@
-import type { ThrottleLimits } from "../health/throttle";
 import type { Column, ValuesOf } from "./columns";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
@@ -130,6 +129,20 @@ export interface ThrottleConditionContext {
  * column of its first row is the reason (no row or NULL: go on), or a function returning it.
  */
 export type ThrottleCondition = { sql: string } | ((ctx: ThrottleConditionContext) => Promise<string | null>);
+
+/** The limits a job's chunks claim under; 0 turns a numeric limit off. */
+export interface ThrottleLimits {
+  /** The most a standby may lag behind (replay), in seconds. */
+  maxReplicaLagSeconds: number;
+  /** Whether a VACUUM or autovacuum of the job's table holds claiming back. */
+  onVacuum: boolean;
+  /** The most WAL the server may write per second, in megabytes (the run's own included). */
+  maxWalMegabytesPerSecond: number;
+  /** The longest another session may wait on a lock one of the workers' sessions holds, in seconds. */
+  maxLockWaitSeconds: number;
+  /** The most client sessions of others (the workers' left out) that may run a statement at once. */
+  maxActiveSessions: number;
+}
 
 /** When a job's workers stop claiming (docs/production.md, "Throttling on the database's health"). */
 export interface JobThrottle {

@@ -1,11 +1,11 @@
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
-import type { Config } from "../config";
+import type { Logger } from "../base/logger";
+import type { Config } from "../config/config";
+import { toGraphileLogger } from "../db/graphile-logger";
 import type { WithClient } from "../db/pool";
 import { withWorkerSessionName } from "../health/signals";
-import type { Logger } from "../logger";
-import { toGraphileLogger } from "./graphile-logger";
 import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
@@ -42,14 +42,16 @@ async function serveMetrics(events: WorkerEvents, config: Config, logger: Logger
 
 /**
  * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
- * and by the in-process runner of `npm start`, which hand it the workers' recovery. Rejects with
- * a ConfigError when METRICS_PORT was set and cannot be served.
+ * and by the in-process runner of `npm start`, which hand it the workers' recovery and how the
+ * process ends when a job pool is lost. Rejects with a ConfigError when METRICS_PORT was set and
+ * cannot be served.
  */
 export async function workerPreset(
   config: Config,
   logger: Logger,
   connectionString: string,
   recovery: WorkerRecovery,
+  exit: (status: number) => void,
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
@@ -87,6 +89,7 @@ export async function workerPreset(
     actor: config.podName,
     reconnectTimeoutMs: config.reconnectTimeoutMs,
     logger,
+    exit,
   });
   watchdog.watch(events);
   if (config.metricsPort > 0) await serveMetrics(events, config, logger, watchdog);

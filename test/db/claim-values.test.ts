@@ -3,8 +3,8 @@ import { column, defineJob, type Instant } from "#pg-batch";
 import { type SliceRequest, workSlice } from "../../src/chunks/slice";
 import { plainArrayLiteral } from "../../src/db/literals";
 import { ROW_TYPES } from "../../src/db/types";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
-import { ClaimedRows } from "../../src/processing/process-records";
 import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 
 /**

@@ -1,7 +1,8 @@
 import { column, defineJob, JobDefinitionError } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { JobCatalog, loadCatalog, useCatalog } from "../../src/jobs/catalog";
+import { JobCatalog, loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";

@@ -1,10 +1,11 @@
 import type { JobDefinition } from "#pg-batch";
 import { ChunkEndedError, type SliceRequest, workSlice, writeLateOutcomes } from "../../src/chunks/slice";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog } from "../../src/jobs/catalog";
-import { ClaimedRows, processRecords, type RecordOutcome } from "../../src/processing/process-records";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
+import { processRecords, type RecordOutcome } from "../../src/processing/process-records";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
+import { getCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { getCatalog } from "../../src/jobs/catalog";
 import { quietLogger } from "./database";
 
 /** What runChunkQueueJob needs to process chunks in the test's own process, on the test's pool. */

@@ -1,7 +1,8 @@
 import { column, defineJob, type JobDefinition } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { loadCatalog, useCatalog } from "../../src/jobs/catalog";
+import { loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { planRun } from "../../workflows/plan-run";

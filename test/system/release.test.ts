@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -104,5 +105,77 @@ describe("two releases in a row, as docs/kubernetes.md deploys them", () => {
        UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'graphile_worker'`,
     );
     expect(owners.rows.map((row) => row.owner)).toEqual(["batch_admin"]);
+  });
+});
+
+describe("a database set up before batch_admin owned everything, handed over once", () => {
+  let parent: string;
+  let db: TestDatabase;
+  let oldOwner: string;
+  let admin: Login | undefined;
+  beforeAll(async () => {
+    parent = await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-owner-"));
+    db = await createTestDatabase();
+    // the login that set the database up then: it may create, and owns what it created
+    oldOwner = `old_owner_${randomBytes(4).toString("hex")}`;
+    await db.pool.query(`CREATE ROLE ${oldOwner} LOGIN`);
+    await db.pool.query(
+      `DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO ${oldOwner}', current_database()); END $$;
+       GRANT CREATE ON SCHEMA public TO ${oldOwner}`,
+    );
+  });
+  afterAll(async () => {
+    if (admin) await dropLogin(db, admin);
+    await db.pool.query(`DROP OWNED BY ${oldOwner}; DROP ROLE ${oldOwner}`);
+    await db.drop();
+    await fs.rm(parent, { recursive: true, force: true });
+  });
+
+  const owners = async () =>
+    (
+      await db.pool.query<{ owner: string }>(
+        `SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname IN ('public', 'graphile_worker') AND c.relkind IN ('r', 'v', 'S', 'p')
+         UNION SELECT pg_get_userbyid(p.proowner) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'graphile_worker' OR p.proname LIKE 'batch\\_%'
+         UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'graphile_worker'`,
+      )
+    ).rows.map((row) => row.owner);
+
+  it("seed schema --roles by a superuser hands every object to batch_admin; the next release migrates as its member", async () => {
+    const oldUrl = new URL(db.url);
+    oldUrl.username = oldOwner;
+    const release1 = await firstRelease(parent);
+    const setUp = await seedOf(release1, ["schema"], { DATABASE_URL: oldUrl.toString() });
+    expect(setUp.code).toBe(0);
+    expect(await owners()).toEqual([oldOwner]);
+
+    // a member of batch_admin may not hand over what it does not own: it names the owner
+    await db.pool.query(
+      "DO $$ BEGIN CREATE ROLE batch_admin NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    admin = await loginAs(db, "batch_admin");
+    const refused = await seedOf(release1, ["schema", "--roles"], { DATABASE_URL: admin.url });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`error: pg-batch's objects belong to ${oldOwner} (graphile_worker, `);
+    expect(refused.stderr).toContain("run npm run seed -- schema --roles once as that owner or a superuser");
+
+    // the one-time handover: the release's own migration step, as a superuser
+    const handover = await seedOf(release1, ["schema", "--roles"], { DATABASE_URL: db.url });
+    expect(handover.stderr).not.toMatch(/"level":(50|60)/);
+    expect(handover.code).toBe(0);
+    expect(JSON.parse(handover.stdout).handedToOwner).toBeGreaterThan(20);
+    expect(await owners()).toEqual(["batch_admin"]);
+    // again: nothing left to hand over
+    const again = await seedOf(release1, ["schema", "--roles"], { DATABASE_URL: db.url });
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).handedToOwner).toBe(0);
+
+    const second = await seedOf(await secondRelease(parent), ["schema", "--roles"], { DATABASE_URL: admin.url });
+    expect(second.stderr).not.toMatch(/must be owner|permission denied/);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout).applied).toEqual(["013_job_orders_reprice", NEXT_MIGRATION]);
+    expect(await owners()).toEqual(["batch_admin"]);
   });
 });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { batch, type Running, seed, startMeasuredWorker, stopAll } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";

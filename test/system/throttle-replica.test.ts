@@ -1,7 +1,7 @@
 import pg from "pg";
+import { freePort } from "../../src/base/free-port";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { insertUsers, quietLogger } from "../support/database";
 import { type Running, seed, startWorker, status, stopAll } from "../support/processes";
 import { runByName, tally, waitFor } from "../support/runs";

@@ -2,14 +2,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../../app/task-list";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { encodeResult, type ResultElement } from "../../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../../src/processing/fault-injection";
-import {
-  ClaimedRows,
-  type ProcessRecordsOptions,
-  processRecords,
-  type RecordFunction,
-} from "../../src/processing/process-records";
+import { type ProcessRecordsOptions, processRecords, type RecordFunction } from "../../src/processing/process-records";
 import { usersJob } from "../support/jobs";
 import { ROOT } from "../support/processes";
 
