@@ -115,7 +115,10 @@ async function main(): Promise<void> {
     logger.info({ database: describeDatabase(url) }, "using database");
     // before any work: a METRICS_PORT asked for that is taken ends the job at once
     const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
-    const preset = await workerPreset(config, logger, url, recover, (status) => process.exit(status));
+    const preset = await workerPreset(config, logger, url, {
+      recovery: recover,
+      exit: (status) => process.exit(status),
+    });
     await migrate(pool, logger);
     if (args.dashboard) {
       const { host, port } = config.dashboard;
