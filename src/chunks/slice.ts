@@ -6,7 +6,7 @@ import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
-import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/process-records";
 import { countSliceOutcomes, type SliceCounts } from "../runs/slice-counts";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
@@ -594,7 +594,7 @@ function sliceResult(
  * `commitWithinMs`, the slice commits then at the latest, and the records still running are
  * the result's `late`.
  */
-export async function runSlice(
+export async function workSlice(
   client: PoolClient,
   request: SliceRequest,
   processRecords: (rows: ClaimedRows, feed: RecordFeed, lockedAt: number) => Promise<RecordOutcome[]>,

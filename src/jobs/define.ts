@@ -81,7 +81,11 @@ export const BUILT_IN_DEFAULTS: JobDefaults = {
   // holds up that client's next requests too (bench beside-app: 0.25 s kept its p99 at 26 times
   // its figure alone, 0.1 s at 2.5 times, for 9% of the run's rate with I/O-bound records)
   maxLockHoldMs: 100,
-  slicePauseRatio: 0,
+  // beside an application on two cores, a run without I/O that never paused took the CPU its
+  // transactions queue for (bench beside-app: its p99 at 6.6 to 9.2 times its figure alone); a
+  // pause as long as each slice's statements leaves the database idle as long as the run keeps
+  // it busy. Records that wait on I/O leave it idle already, and pay next to nothing for it
+  slicePauseRatio: 1,
 };
 
 /** The longest pause after a slice, in times its statements took: beyond, a run hardly moves. */

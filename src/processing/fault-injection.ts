@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { RecordFunction } from "./run-records";
+import type { RecordFunction } from "./process-records";
 
 /** How the injected latency varies from record to record. */
 export const DELAY_SPREADS = ["fixed", "exponential"] as const;

@@ -16,6 +16,8 @@ export function inProcessDeps(pool: pg.Pool, failRate = 0, splitWhenIdle = false
     splitWhenIdle,
     rowConcurrency: 8,
     rowTimeoutMs: 5000,
+    // full speed, as every worker of the tests (global-setup.ts)
+    slicePauseRatio: 0,
     statementTimeoutMs: 10_000,
     draining: new AbortController().signal,
     abort: new AbortController().signal,

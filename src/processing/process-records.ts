@@ -12,7 +12,7 @@ export type RecordOutcome =
 
 export type FailedOutcome = { status: "failed"; error: string };
 
-export interface RunRecordsOptions {
+export interface ProcessRecordsOptions {
   runId: number;
   concurrency: number;
   timeoutMs: number;
@@ -144,10 +144,10 @@ class RowContext implements RecordContext {
  * `rows`: all of them unless `mayStart` said stop. Never rejects for a record's failure.
  * Rejects only when `signal` aborts, since the outcomes are then incomplete.
  */
-export async function runRecords(
+export async function processRecords(
   rows: ClaimedRows,
   logic: RecordFunction,
-  options: RunRecordsOptions,
+  options: ProcessRecordsOptions,
 ): Promise<RecordOutcome[]> {
   const outcomes: RecordOutcome[] = new Array(rows.length);
   const abandonInFlight = new Set<() => void>();
