@@ -1,3 +1,4 @@
+import path from "node:path";
 import { exitOnError } from "./cli/run-command";
 import { getConfig, sessionDatabaseUrl } from "./src/config/config";
 import { getCatalog, getLogger } from "./src/config/context";
@@ -19,8 +20,13 @@ async function configure(): Promise<GraphileConfig.Preset> {
   await checkDatabase(connectionString, "schema", (client, setup) =>
     assertJobsFitDatabase(client, getCatalog().jobs, setup),
   );
-  // a worker that lost its job pool ends for a restart
-  return workerPreset(config, logger, connectionString, recover, (status) => process.exit(status));
+  return workerPreset(config, logger, connectionString, {
+    recovery: recover,
+    // a worker that lost its job pool ends for a restart
+    exit: (status) => process.exit(status),
+    // compiled beside this file: dist/tasks
+    taskDirectory: path.join(__dirname, "tasks"),
+  });
 }
 
 // A promise, which graphile-worker's CLI awaits when it loads its configuration: the database is

@@ -103,8 +103,12 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let dashboard: { port: number; close(): void } | undefined;
   // the whole job runs in this process, the worker too: a session of its own, past any transaction pooler
-  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined)
+  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined) {
     embedded = await startEmbeddedPostgres(logger);
+    // a database of its own, nobody else's to leave idle time to: its worker (which reads this
+    // configuration) runs without the pause after each slice, unless SLICE_PAUSE_RATIO says
+    config.slicePauseRatio ??= 0;
+  }
   const url = embedded?.url ?? sessionDatabaseUrl(config, "npm start");
   // its in-process worker's sessions: named as every worker's (src/health/signals.ts)
   const pool = createPool({ url, max: config.pools.mainJob, appName: workerSessionName(config.podName), logger });
@@ -115,7 +119,10 @@ async function main(): Promise<void> {
     logger.info({ database: describeDatabase(url) }, "using database");
     // before any work: a METRICS_PORT asked for that is taken ends the job at once
     const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
-    const preset = await workerPreset(config, logger, url, recover, (status) => process.exit(status));
+    const preset = await workerPreset(config, logger, url, {
+      recovery: recover,
+      exit: (status) => process.exit(status),
+    });
     await migrate(pool, logger);
     if (args.dashboard) {
       const { host, port } = config.dashboard;

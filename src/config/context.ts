@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { chooseLogOutput, createLogger, type Logger } from "../base/logger";
+import { JOBS_DIR } from "../base/paths";
 import { JobCatalog, loadCatalog } from "../jobs/catalog";
 import type { JobDefinition } from "../jobs/define";
 import { ConfigError, getConfig } from "./config";
@@ -27,7 +28,7 @@ export function getCatalog(): JobCatalog {
   if (chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
     throw new ConfigError(`JOBS_DIR ${JSON.stringify(chosen)} is not a directory`);
   }
-  loaded = chosen === undefined ? loadCatalog() : loadCatalog(path.resolve(chosen), chosen);
+  loaded = chosen === undefined ? loadCatalog(JOBS_DIR) : loadCatalog(path.resolve(chosen), chosen);
   return loaded;
 }
 

@@ -5,15 +5,12 @@ import type { JobDefinition } from "./define";
 
 /**
  * The jobs of this deployment: every module of jobs/ whose default export is a defineJob(...).
- * Found next to the running code (dist/jobs when compiled, jobs/ from source), or in JOBS_DIR,
- * so that adding a job is adding a file. Loaded once per process.
+ * Found in the directory the process hands in (src/config/context.ts: JOBS_DIR, else the
+ * project's), so that adding a job is adding a file.
  */
 
 /** The job `npm start` and the commands run when none is named. */
 export const DEFAULT_JOB = "users";
-
-/** jobs/ beside src/: this file is src/jobs/catalog.(ts|js), compiled or not. */
-export const JOBS_DIR = path.resolve(__dirname, "..", "..", "jobs");
 
 export class UnknownJobError extends CommandError {
   override name = "UnknownJobError";
@@ -76,7 +73,7 @@ function jobModules(dir: string): string[] {
 }
 
 /** The jobs of the modules in `dir`, named `source` in messages. */
-export function loadCatalog(dir: string = JOBS_DIR, source?: string): JobCatalog {
+export function loadCatalog(dir: string, source?: string): JobCatalog {
   const jobs: JobDefinition[] = [];
   for (const file of jobModules(dir)) {
     const exported = require(file);

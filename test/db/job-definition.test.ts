@@ -1,4 +1,5 @@
 import { column, defineJob, JobDefinitionError } from "#pg-batch";
+import { JOBS_DIR } from "../../src/base/paths";
 import { parseConfig } from "../../src/config/config";
 import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
@@ -51,7 +52,7 @@ describe("defineJob", () => {
   });
 
   it("finds the jobs of jobs/, the original's among them", () => {
-    const catalog = loadCatalog();
+    const catalog = loadCatalog(JOBS_DIR);
     expect(catalog.get("users")).toMatchObject({ table: "users", key: "id", state: { status: "batch_status" } });
     expect(catalog.get("orders-reprice")).toMatchObject({ table: "orders", key: "order_id" });
     expect(() => catalog.get("nope")).toThrow('no job named "nope" in jobs/');
@@ -76,7 +77,7 @@ describe("a job over a table whose names need quoting, writing no result", () =>
   const seen: { key: number; label: string; attempt: number }[] = [];
   let db: TestDatabase;
   beforeAll(() => useCatalog([job]));
-  afterAll(() => useCatalog(loadCatalog().jobs));
+  afterAll(() => useCatalog(loadCatalog(JOBS_DIR).jobs));
   beforeEach(async () => {
     seen.length = 0;
     db = await createMigratedDatabase();

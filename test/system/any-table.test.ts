@@ -1,4 +1,5 @@
 import { column, defineJob, type JobDefinition } from "#pg-batch";
+import { JOBS_DIR } from "../../src/base/paths";
 import { parseConfig } from "../../src/config/config";
 import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
@@ -23,7 +24,7 @@ beforeEach(async () => {
   db = await createMigratedDatabase();
 });
 afterEach(async () => {
-  useCatalog(loadCatalog().jobs);
+  useCatalog(loadCatalog(JOBS_DIR).jobs);
   await db.drop();
 });
 
