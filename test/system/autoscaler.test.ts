@@ -310,6 +310,55 @@ describe("the local autoscaler against a database", () => {
   );
 
   it(
+    "rides out an image pulled slowly, a pod that never starts and a lost node: exact books, no backoffLimit spent",
+    async () => {
+      const rows = 20_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("faults", rows, { CHUNK_SIZE: "1000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=1",
+          "--env",
+          "WORKER_DEAD_AFTER_S=2",
+          "--pull-delay",
+          "0.5",
+          "--never-start",
+          "1",
+          "--freeze",
+          "1@2",
+          "--active-deadline",
+          "8",
+          "--toleration-seconds",
+          "2",
+          "--until-idle",
+          "3",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("faults", rows);
+      expect(summary.stoppedBecause).toBe("idle");
+      // the pod that never started: its Job counted as running until its deadline failed it
+      const stuck = summary.pods.filter((pod: any) => pod.neverRan);
+      expect(stuck).toHaveLength(1);
+      expect(stuck[0]).toMatchObject({ jobs: 0, exit: "SIGTERM" });
+      expect(stuck[0].seconds).toBeGreaterThanOrEqual(8);
+      // the frozen pod: evicted (SIGKILL, DisruptionTarget), its chunks back through the workers' liveness
+      expect(summary.timeline.flatMap((poll: any) => poll.faults)).toContain("froze 1 pod(s) (node lost)");
+      const evicted = summary.pods.filter((pod: any) => pod.conditions?.includes("DisruptionTarget"));
+      expect(evicted).toHaveLength(1);
+      expect(evicted[0].exit).toBe("SIGKILL");
+      // the Ignore rule: its Job's next pod at once, its backoffLimit untouched (no Job failed by it)
+      expect(summary.pods.length).toBeGreaterThan(2);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+
+  it(
     "starts no pod while a retry round waits for its delay",
     async () => {
       const rows = 20_000;
