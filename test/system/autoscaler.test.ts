@@ -51,6 +51,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
         env: expect.any(Array),
         containerPorts: pod.containers[0].ports.map((port: { containerPort: number }) => port.containerPort),
         terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
+        unreachableTolerationSeconds: pod.tolerations.find((t: any) => t.key === "node.kubernetes.io/unreachable")
+          .tolerationSeconds,
       },
     });
     // the image's init as the container's PID 1, which processSpec leaves out for a local process
@@ -85,6 +87,9 @@ describe("the manifests, as the local autoscaler reads them", () => {
       pod: {
         command: deployment.spec.template.spec.containers[0].command,
         terminationGracePeriodSeconds: deployment.spec.template.spec.terminationGracePeriodSeconds,
+        unreachableTolerationSeconds: deployment.spec.template.spec.tolerations.find(
+          (t: any) => t.key === "node.kubernetes.io/unreachable",
+        ).tolerationSeconds,
       },
     });
   });
@@ -136,6 +141,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
     expect(failureAction(rules, exitStatus(null, "SIGTERM"))).toBe("Count");
     expect(exitStatus(null, "SIGTERM")).toBe(143);
     expect(exitStatus(null, "SIGKILL")).toBe(137);
+    // evicted (a lost node, a drain): DisruptionTarget, whatever the exit status
+    expect(failureAction(rules, exitStatus(null, "SIGKILL"), ["DisruptionTarget"])).toBe("Ignore");
     expect(failureAction([{ action: "Ignore", onExitCodes: { operator: "NotIn", values: [1] } }], 0)).toBe("Count");
   });
 
