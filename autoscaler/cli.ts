@@ -131,7 +131,6 @@ async function main(): Promise<void> {
     })
     .option("never-start", {
       type: "number",
-      default: 0,
       describe:
         "fault: the first N pods never start (ImagePullBackOff): their Jobs count as running until activeDeadlineSeconds fails them",
     })
@@ -200,7 +199,7 @@ async function main(): Promise<void> {
       databaseRestarts: args["restart-database-at"],
       databaseDownSeconds: args["database-down-for"],
       pullDelaySeconds: args["pull-delay"],
-      neverStart: args["never-start"],
+      neverStart: args["never-start"] ?? 0,
       freezes: args.freeze.map((text) => parsePodsAt(text, "--freeze")),
     };
     overrides = parsePairs(args.env, "env");
