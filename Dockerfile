@@ -11,6 +11,7 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json .graphile-worker.config.ts ./
 COPY app ./app
+COPY cli ./cli
 COPY dashboard ./dashboard
 COPY jobs ./jobs
 COPY src ./src

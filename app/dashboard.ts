@@ -1,12 +1,12 @@
+import { runCommand } from "../cli/run-command";
 import { errorAccess } from "../dashboard/access";
 import type { Controls, ReadOnly, SendSignal } from "../dashboard/control-api";
 import { serveDashboard } from "../dashboard/server";
-import { runCommand } from "../src/cli-output";
-import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config";
-import { getLogger } from "../src/context";
+import { describeDatabase } from "../src/base/redact";
+import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config/config";
+import { getLogger } from "../src/config/context";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
-import { describeDatabase } from "../src/redact";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun } from "../workflows/batch-control";
 
 /**

@@ -6,26 +6,27 @@ import { run as runWorker } from "graphile-worker";
 import type pg from "pg";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
+import { failOnUsage, requireWholeNumbers } from "../cli/args";
+import { runCommand } from "../cli/run-command";
 import { errorAccess } from "../dashboard/access";
 import type { ReadOnly } from "../dashboard/control-api";
 import { serveDashboard } from "../dashboard/server";
 import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport } from "../seed/commands";
-import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
-import { printResult, runCommand } from "../src/cli-output";
-import { getConfig, sessionDatabaseUrl } from "../src/config";
-import { getLogger } from "../src/context";
+import { describeDatabase } from "../src/base/redact";
+import { getConfig, sessionDatabaseUrl } from "../src/config/config";
+import { getCatalog, getLogger } from "../src/config/context";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { migrate } from "../src/db/migrate";
 import { createPool, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
-import { formatCount } from "../src/format";
 import { workerSessionName } from "../src/health/signals";
-import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
-import { createProgress } from "../src/progress";
-import { describeDatabase } from "../src/redact";
-import { describeSummary, summarizeRun } from "../src/run-summary";
+import { DEFAULT_JOB } from "../src/jobs/catalog";
 import { defaultBatchName, ENDED_RUN_STATUSES, type Run } from "../src/runs/model";
 import { getRun } from "../src/runs/runs";
+import { formatCount } from "../src/terminal/format";
+import { printResult } from "../src/terminal/output";
+import { createProgress } from "../src/terminal/progress";
+import { describeSummary, summarizeRun } from "../src/terminal/run-summary";
 import { workerPreset } from "../src/worker/preset";
 import { workerRecovery } from "../workflows/recovery";
 import { taskList } from "./task-list";
@@ -102,8 +103,12 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let dashboard: { port: number; close(): void } | undefined;
   // the whole job runs in this process, the worker too: a session of its own, past any transaction pooler
-  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined)
+  if (config.databaseUrl === undefined && config.workerDirectDatabaseUrl === undefined) {
     embedded = await startEmbeddedPostgres(logger);
+    // a database of its own, nobody else's to leave idle time to: its worker (which reads this
+    // configuration) runs without the pause after each slice, unless SLICE_PAUSE_RATIO says
+    config.slicePauseRatio ??= 0;
+  }
   const url = embedded?.url ?? sessionDatabaseUrl(config, "npm start");
   // its in-process worker's sessions: named as every worker's (src/health/signals.ts)
   const pool = createPool({ url, max: config.pools.mainJob, appName: workerSessionName(config.podName), logger });
@@ -114,7 +119,10 @@ async function main(): Promise<void> {
     logger.info({ database: describeDatabase(url) }, "using database");
     // before any work: a METRICS_PORT asked for that is taken ends the job at once
     const recover = workerRecovery({ deadAfterMs: config.workerDeadAfterMs, actor: config.podName, logger });
-    const preset = await workerPreset(config, logger, url, recover);
+    const preset = await workerPreset(config, logger, url, {
+      recovery: recover,
+      exit: (status) => process.exit(status),
+    });
     await migrate(pool, logger);
     if (args.dashboard) {
       const { host, port } = config.dashboard;

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../src/base/logger";
 import type { EmbeddedDatabase } from "../src/db/embedded";
-import { formatCount } from "../src/format";
-import type { Logger } from "../src/logger";
+import { formatCount } from "../src/terminal/format";
 import { DeploymentController } from "./deployment-controller";
 import { type Faults, tailValue } from "./faults";
 import { JobController } from "./job-controller";

@@ -1,4 +1,4 @@
-import { formatCount } from "../src/format";
+import { formatCount } from "../src/terminal/format";
 import type { Poll } from "./timeline";
 
 /**

@@ -4,9 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { CommandError } from "../src/cli-output";
-import type { Logger } from "../src/logger";
-import { PROJECT_ROOT } from "../src/paths";
+import { CommandError } from "../src/base/command-error";
+import type { Logger } from "../src/base/logger";
+import { PROJECT_ROOT } from "../src/base/paths";
 
 /** The embedded database of `--embedded`: seeded before the autoscaler starts, read after it ends. */
 

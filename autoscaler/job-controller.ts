@@ -1,4 +1,4 @@
-import type { Logger } from "../src/logger";
+import type { Logger } from "../src/base/logger";
 import { exitStatus, failureAction } from "./job-failure-policy";
 import { jobsToCreate } from "./job-scaling";
 import type { ScaledJobWorkload } from "./manifests";

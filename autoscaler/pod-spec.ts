@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { freePort } from "../src/free-port";
+import { freePort } from "../src/base/free-port";
 import type { PodTemplate } from "./manifests";
 import { type SecretValues, secretValue } from "./secrets";
 

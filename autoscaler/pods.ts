@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto";
 import path from "node:path";
-import type { Logger } from "../src/logger";
+import type { Logger } from "../src/base/logger";
 import type { PodTemplate } from "./manifests";
 import { Container, type ContainerExit, type ContainerStart } from "./pod-process";
 import { processSpec } from "./pod-spec";

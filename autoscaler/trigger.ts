@@ -1,7 +1,7 @@
 import pg from "pg";
+import type { Logger } from "../src/base/logger";
+import { redactSecrets } from "../src/base/redact";
 import { withTlsSettings } from "../src/db/tls";
-import type { Logger } from "../src/logger";
-import { redactSecrets } from "../src/redact";
 
 export type Reading = { value: number } | { error: string };
 

@@ -25,31 +25,19 @@ export const PROFILES: Record<string, NodeJS.ProcessEnv> = {
   defaults: {},
   // one chunk at a time (one database session writing, less of the CPU), 48 records in flight to
   // keep a third of full speed with I/O, the default lock bound and throttling spelled out (the
-  // docs/production.md's recommendation lists them); the lock-wait limit catches what the bound does not (a
-  // record written apart, say); for records without I/O, a pause after each slice as long as its
-  // statements took leaves the database idle half the time the run would take of it
+  // docs/production.md's recommendation lists them); the lock-wait limit catches what the bound
+  // does not (a record written apart, say); a pause after each slice twice as long as its
+  // statements took leaves the database idle two thirds of the time the run would take of it
+  // (records that wait on I/O leave it idle already, and pay next to nothing for it)
   "busy primary": {
     WORKERS: "1",
     ROW_CONCURRENCY: "48",
     MAX_LOCK_HOLD_S: "0.1",
     THROTTLE: "on",
     THROTTLE_MAX_LOCK_WAIT_S: "0.5",
-    SLICE_PAUSE_RATIO: "1",
+    SLICE_PAUSE_RATIO: "2",
   },
 };
-
-/**
- * Settings of a profile for records without I/O alone, as docs/production.md recommends them: records
- * that wait on I/O leave the database idle already, and a pause would only slow their run.
- */
-const WITHOUT_IO_ONLY: Record<string, string[]> = { "busy primary": ["SLICE_PAUSE_RATIO"] };
-
-/** A profile's settings for records that wait `delayMs` each. */
-function profileEnv(profile: string, delayMs: number): NodeJS.ProcessEnv {
-  const env = { ...PROFILES[profile] };
-  if (delayMs > 0) for (const key of WITHOUT_IO_ONLY[profile] ?? []) delete env[key];
-  return env;
-}
 
 /** A profile starts from the built-in defaults, not from the full speed the other sections run at. */
 const FROM_DEFAULTS: NodeJS.ProcessEnv = Object.fromEntries(Object.keys(FULL_SPEED).map((key) => [key, undefined]));
@@ -247,7 +235,7 @@ async function besideCase(
   await bench.freshUsers(rows);
   const alone = await runApp(bench, rows, seconds, workDir);
   const name = `beside-${profile.replace(/\W+/g, "-")}-${delayMs}ms`;
-  const env = { ...FROM_DEFAULTS, ...profileEnv(profile, delayMs), PROCESS_DELAY_MS: String(delayMs) };
+  const env = { ...FROM_DEFAULTS, ...PROFILES[profile], PROCESS_DELAY_MS: String(delayMs) };
   await bench.enqueue(name, env);
   let exited = false;
   const worker = bench.worker(env).then((ran) => {
@@ -262,7 +250,7 @@ async function besideCase(
   const after = await runProgress(bench.pool, name);
   const windowSeconds = (performance.now() - started) / 1000;
   if (after.status === "running" || after.status === "pending") {
-    const cancelled = await bench.node([path.join(DIST, "workflows/batch-cli.js"), "cancel", name]);
+    const cancelled = await bench.node([path.join(DIST, "cli/batch.js"), "cancel", name]);
     // a run that completed in between has nothing to cancel
     if (cancelled.code !== 0 && (await runProgress(bench.pool, name)).status !== "completed")
       mustSucceed("cancel", cancelled);

@@ -1,12 +1,13 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { failOnUsage, requireWholeNumbers } from "../src/cli-args";
-import { printResult, runCommand } from "../src/cli-output";
-import { parseConfig } from "../src/config";
-import { getLogger } from "../src/context";
+import { failOnUsage, requireWholeNumbers } from "../cli/args";
+import { runCommand } from "../cli/run-command";
+import { parseConfig } from "../src/config/config";
+import { getCatalog, getLogger } from "../src/config/context";
 import { migrate } from "../src/db/migrate";
 import { withPool } from "../src/db/pool";
-import { DEFAULT_JOB, getCatalog } from "../src/jobs/catalog";
+import { DEFAULT_JOB } from "../src/jobs/catalog";
+import { printResult } from "../src/terminal/output";
 import { runSettings, startRun } from "../workflows/start-run";
 import { runChaos, verifyRun } from "./chaos";
 import { withScratchDatabase } from "./scratch-database";

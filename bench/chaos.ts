@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
-import { PROJECT_ROOT } from "../src/paths";
+import { PROJECT_ROOT } from "../src/base/paths";
 
 /**
  * The chaos run: several real worker processes work through a real batch run while they are

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import type pg from "pg";
 import { CSV_COLUMNS } from "../seed/user-rows";
-import { PROJECT_ROOT } from "../src/paths";
+import { PROJECT_ROOT } from "../src/base/paths";
 import { insertSyntheticUsers } from "./synthetic-users";
 
 /** The processes and database chores every section of `npm run bench` uses. */
@@ -15,9 +15,9 @@ export const BASELINES = process.env.BASELINES_SCRIPT ?? path.resolve(PROJECT_RO
 
 /**
  * The settings docs/production.md gives for a database nobody else uses, which every section but
- * beside-app measures: no health reads, slices of about a second.
+ * beside-app measures: no health reads, slices of about a second, no pause after each.
  */
-export const FULL_SPEED = { THROTTLE: "off", MAX_LOCK_HOLD_S: "2" };
+export const FULL_SPEED = { THROTTLE: "off", MAX_LOCK_HOLD_S: "2", SLICE_PAUSE_RATIO: "0" };
 
 export const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;

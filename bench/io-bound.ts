@@ -1,5 +1,5 @@
 import users from "../jobs/users";
-import type { DelaySpread } from "../src/config";
+import type { DelaySpread } from "../src/processing/fault-injection";
 import { type Bench, round } from "./harness";
 import { type Phases, phases, sliceCommits } from "./steady-state";
 

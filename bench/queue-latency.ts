@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { PROJECT_ROOT } from "../src/paths";
+import { PROJECT_ROOT } from "../src/base/paths";
 import { type Bench, DIST, mustSucceed, round } from "./harness";
 
 /** Milliseconds from a run's start to its first chunk starting, a worker already listening. */

@@ -1,4 +1,4 @@
-import { table } from "../src/cli-output";
+import { table } from "../src/terminal/output";
 import type { AtScale } from "./at-scale";
 import type { queryCost } from "./autoscaling-query";
 import type { BesideApp } from "./beside-app";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { getConfig } from "../src/config";
-import { getLogger } from "../src/context";
+import { getConfig } from "../src/config/config";
+import { getLogger } from "../src/config/context";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded";
 import { createPool } from "../src/db/pool";
 

@@ -1,7 +1,7 @@
 import type http from "node:http";
 import os from "node:os";
-import { CommandError } from "../src/cli-output";
-import type { Logger } from "../src/logger";
+import { CommandError } from "../src/base/command-error";
+import type { Logger } from "../src/base/logger";
 import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 

@@ -1,9 +1,9 @@
 import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { ConfigError } from "../src/config";
+import type { Logger } from "../src/base/logger";
+import { ConfigError } from "../src/config/config";
 import type { WithClient } from "../src/db/pool";
-import type { Logger } from "../src/logger";
 import type { ErrorAccess } from "./access";
 import { assetRoutes, loadAssets } from "./assets";
 import { type Controls, controlRoutes, type ReadOnly } from "./control-api";

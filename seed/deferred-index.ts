@@ -1,7 +1,7 @@
 import type pg from "pg";
-import { CommandError } from "../src/cli-output";
+import { CommandError } from "../src/base/command-error";
+import type { Logger } from "../src/base/logger";
 import { inTransaction } from "../src/db/pool";
-import type { Logger } from "../src/logger";
 import { forEachUser } from "./user-files";
 
 /**

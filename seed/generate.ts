@@ -2,8 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
-import { UsageError } from "../src/cli-args";
-import { CommandError } from "../src/cli-output";
+import { CommandError, UsageError } from "../src/base/command-error";
 import type { FromWorker, ToWorker } from "./generate-worker";
 import type { FileSpec, StatusMix } from "./user-rows";
 

@@ -3,9 +3,8 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { UsageError } from "../src/cli-args";
-import { CommandError } from "../src/cli-output";
-import type { Logger } from "../src/logger";
+import { CommandError, UsageError } from "../src/base/command-error";
+import type { Logger } from "../src/base/logger";
 import { buildDeferred, deferUniqueIndexes, IMPORT_LOCK_KEY } from "./deferred-index";
 import { CSV_COLUMNS } from "./user-rows";
 

@@ -4,7 +4,6 @@
  * may move; this entry and its names stay.
  */
 
-export type { ThrottleLimits } from "./health/throttle";
 export {
   type Column,
   type ColumnBuilder,
@@ -32,4 +31,5 @@ export {
   type StateColumns,
   type ThrottleCondition,
   type ThrottleConditionContext,
+  type ThrottleLimits,
 } from "./jobs/define";

@@ -1,4 +1,4 @@
-import { getConfig } from "../src/config";
+import { getConfig } from "../src/config/config";
 import { FinishPayload } from "../src/runs/payloads";
 import { batchTask } from "../src/worker/batch-task";
 import { taskDb } from "../src/worker/task-context";

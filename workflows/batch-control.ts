@@ -1,5 +1,5 @@
 import type { PoolClient } from "pg";
-import { CommandError } from "../src/cli-output";
+import { CommandError } from "../src/base/command-error";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { cancelIdleChunks } from "../src/runs/chunks";
 import { appendEvent, listEvents } from "../src/runs/events";

@@ -1,6 +1,6 @@
-import { getConfig } from "../src/config";
+import { getConfig } from "../src/config/config";
+import { getCatalog } from "../src/config/context";
 import type { WithClient } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
 import { failedChunks, planChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkQueueJobs } from "../src/runs/job-queue";

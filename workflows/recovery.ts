@@ -1,7 +1,7 @@
+import type { Logger } from "../src/base/logger";
 import { splitForStartingWorker } from "../src/chunks/chunk-split";
+import { getCatalog } from "../src/config/context";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { getCatalog } from "../src/jobs/catalog";
-import type { Logger } from "../src/logger";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";

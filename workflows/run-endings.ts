@@ -1,5 +1,5 @@
 import type { PoolClient } from "pg";
-import { getCatalog } from "../src/jobs/catalog";
+import { getCatalog } from "../src/config/context";
 import type { HookContext, JobDefinition } from "../src/jobs/define";
 import { countOpenChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";

@@ -1,6 +1,5 @@
-import { UsageError } from "../src/cli-args";
-import { CommandError } from "../src/cli-output";
-import { type Config, getConfig } from "../src/config";
+import { CommandError, UsageError } from "../src/base/command-error";
+import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";

@@ -1,4 +1,5 @@
 import type { PoolClient } from "pg";
+import { HELD_LOCK_KEYS } from "../db/advisory-locks";
 import { inTransaction, type WithClient } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobCatalog } from "../jobs/catalog";
@@ -7,7 +8,6 @@ import { appendEvent } from "../runs/events";
 import { addQueueJob, chunkQueueJobKeySql, queueJobKeys, TASKS } from "../runs/job-queue";
 import type { ChunkRange } from "../runs/model";
 import { lockRun } from "../runs/runs";
-import { HELD_LOCK_KEYS } from "../worker/liveness";
 
 /** No chunk is split into halves of fewer rows: a new chunk costs a job and two transactions. */
 export const MIN_SPLIT_ROWS = 200;

@@ -1,6 +1,6 @@
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { JobDefinition } from "../jobs/define";
-import type { Logger } from "../logger";
 import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
 import type { ChunkRange } from "../runs/model";
 

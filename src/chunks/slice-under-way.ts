@@ -1,17 +1,12 @@
 import type { WithClient } from "../db/pool";
+import type { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { type FaultSettings, withInjectedFaults } from "../processing/fault-injection";
+import { processRecords, type RecordFeed, type RecordFunction, type RecordSlots } from "../processing/process-records";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
-import {
-  type ClaimedRows,
-  type RecordFeed,
-  type RecordFunction,
-  type RecordSlots,
-  runRecords,
-} from "../processing/run-records";
 import type { Prepaid, SliceTokens } from "../processing/token-wait";
 import type { ChunkRange } from "../runs/model";
-import { runSlice, type SliceRequest, type SliceResult } from "./slice";
+import { type SliceRequest, type SliceResult, workSlice } from "./slice";
 import type { SliceSizer } from "./slice-sizer";
 
 /** Of the lock bound, how long after its first claim a slice starts records. */
@@ -125,8 +120,8 @@ export class SliceUnderWay {
       request.limit = limit;
       request.tokenWaitSeconds = waitSeconds;
       return chunk.db((client) =>
-        runSlice(client, request, (records, feed, lockedAt) =>
-          this.runRecords(chunk, records, feed, lockedAt, prepaid),
+        workSlice(client, request, (records, feed, lockedAt) =>
+          this.processWithinBudget(chunk, records, feed, lockedAt, prepaid),
         ),
       );
     });
@@ -152,7 +147,7 @@ export class SliceUnderWay {
    * lock bound has passed since the slice's first claim (`lockedAt`), once the worker drains, or
    * once the slice is told to stop.
    */
-  private runRecords(
+  private processWithinBudget(
     chunk: ChunkSlices,
     rows: ClaimedRows,
     feed: RecordFeed,
@@ -161,7 +156,7 @@ export class SliceUnderWay {
   ) {
     const { job } = chunk;
     const startBy = lockedAt + SLICE_START_SHARE * job.lockHoldMs;
-    return runRecords(rows, job.logic, {
+    return processRecords(rows, job.logic, {
       runId: chunk.ref.runId,
       concurrency: job.concurrency,
       timeoutMs: job.timeoutMs,

@@ -2,10 +2,11 @@ import type { PoolClient } from "pg";
 import { copyOutRows } from "../db/copy-out";
 import { plainArrayLiteral } from "../db/literals";
 import { inTransaction } from "../db/pool";
+import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
-import { ClaimedRows, failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/run-records";
+import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/process-records";
 import { countSliceOutcomes, type SliceCounts } from "../runs/slice-counts";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
@@ -93,7 +94,7 @@ export interface SliceResult {
  * start for every slice, and its join to the rows it writes.
  */
 
-/** The slice's chunk (or its run) ended while the slice ran: another job ended it. */
+/** The slice's chunk (or its run) ended while the slice ran: another queue job ended it. */
 export class ChunkEndedError extends Error {
   override name = "ChunkEndedError";
 }
@@ -593,7 +594,7 @@ function sliceResult(
  * `commitWithinMs`, the slice commits then at the latest, and the records still running are
  * the result's `late`.
  */
-export async function runSlice(
+export async function workSlice(
   client: PoolClient,
   request: SliceRequest,
   processRecords: (rows: ClaimedRows, feed: RecordFeed, lockedAt: number) => Promise<RecordOutcome[]>,

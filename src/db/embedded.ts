@@ -5,8 +5,8 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { freePort } from "../free-port";
-import type { Logger } from "../logger";
+import { freePort } from "../base/free-port";
+import type { Logger } from "../base/logger";
 import { type CertificateFiles, makeCertificateAuthority, makeServerCertificate } from "./certificates";
 import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
 
@@ -19,6 +19,10 @@ import { type PostgresBinaries, postgresBinaries } from "./embedded-binaries";
  *
  * The server can be stopped the three ways PostgreSQL knows and started again on the same data,
  * which is what the tests of a database restart use.
+ *
+ * Not the package's EmbeddedPostgres class: it stops only with a fast shutdown, runs only its own
+ * binaries (not the standby's, nor a copy root's postgres user can reach), and its start has no
+ * timeout and fails without PostgreSQL's reason.
  */
 export interface EmbeddedDatabase {
   url: string;

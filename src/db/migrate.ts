@@ -3,9 +3,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
-import type { Logger } from "../logger";
-import { MIGRATIONS_DIR } from "../paths";
-import { toGraphileLogger } from "../worker/graphile-logger";
+import type { Logger } from "../base/logger";
+import { MIGRATIONS_DIR } from "../base/paths";
+import { toGraphileLogger } from "./graphile-logger";
 import { inTransaction } from "./pool";
 import { asRole, migrateWorkerSchemaAs, migrationRole } from "./schema-owner";
 

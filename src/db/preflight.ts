@@ -1,8 +1,6 @@
 import pg from "pg";
-import { CommandError } from "../cli-output";
-import { getCatalog } from "../jobs/catalog";
-import { assertJobsFitDatabase } from "../jobs/catalog-check";
-import { describeDatabase, redactSecrets } from "../redact";
+import { CommandError } from "../base/command-error";
+import { describeDatabase, redactSecrets } from "../base/redact";
 import { inTransaction } from "./pool";
 import { assertSchemaVersion } from "./schema-version";
 import { describeTlsFailure } from "./tls";
@@ -21,11 +19,14 @@ const WORKER_TABLES = [
   "worker_sessions",
 ];
 
+/** What a program needs of the database: that it answers, or that it also holds the schema. */
+export type DatabaseNeeds = "connection" | "schema";
+
 /**
- * What a program needs of the database: that it answers; that it also holds the schema; or, for
- * a worker, that the tables of every job it runs fit their definitions too (src/jobs/catalog-check.ts).
+ * A program's own check once the schema's is done, given the settings its transaction starts with:
+ * a worker's, that the tables of every job it runs fit their definitions (src/jobs/catalog-check.ts).
  */
-export type DatabaseNeeds = "connection" | "schema" | "jobs";
+export type FurtherCheck = (client: pg.Client, setup: string[]) => Promise<void>;
 
 /** The tables the database lacks; to_regclass needs no privilege on them, so the worker's role may ask. */
 async function missingTables(client: pg.Client): Promise<string[]> {
@@ -75,7 +76,11 @@ async function assertSchemaPresent(client: pg.Client, where: string): Promise<vo
  * says what failed and what to do, instead of a stack trace later, or a worker that fails
  * every job.
  */
-export async function checkDatabase(connectionString: string, needs: DatabaseNeeds): Promise<void> {
+export async function checkDatabase(
+  connectionString: string,
+  needs: DatabaseNeeds,
+  further?: FurtherCheck,
+): Promise<void> {
   const where = describeDatabase(connectionString);
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   try {
@@ -90,7 +95,7 @@ export async function checkDatabase(connectionString: string, needs: DatabaseNee
       return;
     }
     await inTransaction(client, () => assertSchemaPresent(client, where), [CHECK_FOR_LOST_CLIENT]);
-    if (needs === "jobs") await assertJobsFitDatabase(client, getCatalog().jobs, [CHECK_FOR_LOST_CLIENT]);
+    await further?.(client, [CHECK_FOR_LOST_CLIENT]);
   } finally {
     await client.end();
   }

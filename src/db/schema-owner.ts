@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { CommandError } from "../cli-output";
+import { CommandError } from "../base/command-error";
 
 /**
  * The role that owns pg-batch's schema (sql/schema-owner.sql). Migrations run as it, so that a

@@ -1,6 +1,6 @@
 import type pg from "pg";
-import { CommandError } from "../cli-output";
-import { EXIT_TEMPFAIL } from "../exit-status";
+import { CommandError } from "../base/command-error";
+import { EXIT_TEMPFAIL } from "../base/exit-status";
 import { readMigrations } from "./migrate";
 
 /**

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { JobDefinition } from "../jobs/define";
-import type { Logger } from "../logger";
 import { getRun } from "../runs/runs";
 import { describeThrottle, recordThrottle, type ThrottleSignal } from "../runs/throttle-state";
 import type { HealthWatch } from "./health-watch";

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import type { Logger } from "../base/logger";
 import { inTransaction, type WithClient } from "../db/pool";
-import type { JobDefinition, ThrottleCondition } from "../jobs/define";
+import type { JobDefinition, ThrottleCondition, ThrottleLimits } from "../jobs/define";
 import { quoteIdentifier } from "../jobs/job-sql";
-import type { Logger } from "../logger";
 import type { ThrottleReading } from "../runs/throttle-state";
 import { readPrimaryHealth, readReplayPosition } from "./signals";
 import {
@@ -12,7 +12,6 @@ import {
   overLimit,
   pendingReplaySeconds,
   resolveLimits,
-  type ThrottleLimits,
   type WalMark,
 } from "./throttle";
 

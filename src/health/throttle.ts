@@ -1,23 +1,10 @@
+import type { ThrottleLimits } from "../jobs/define";
 import type { ThrottleReading, ThrottleSignal } from "../runs/throttle-state";
 
 /**
  * Which of the database's health limits a reading is over, and how long a throttled chunk waits
  * before it looks again. Pure: src/health/health-watch.ts reads, src/health/gate.ts waits.
  */
-
-/** The limits a job's chunks claim under; 0 turns a numeric limit off. */
-export interface ThrottleLimits {
-  /** The most a standby may lag behind (replay), in seconds. */
-  maxReplicaLagSeconds: number;
-  /** Whether a VACUUM or autovacuum of the job's table holds claiming back. */
-  onVacuum: boolean;
-  /** The most WAL the server may write per second, in megabytes (the run's own included). */
-  maxWalMegabytesPerSecond: number;
-  /** The longest another session may wait on a lock one of the workers' sessions holds, in seconds. */
-  maxLockWaitSeconds: number;
-  /** The most client sessions of others (the workers' left out) that may run a statement at once. */
-  maxActiveSessions: number;
-}
 
 /**
  * Defaults a busy production primary can live with:

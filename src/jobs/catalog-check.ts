@@ -1,5 +1,5 @@
 import type { ClientBase } from "pg";
-import { CommandError } from "../cli-output";
+import { CommandError } from "../base/command-error";
 import { inTransaction } from "../db/pool";
 import { touchColumnProblems } from "./catalog-check-touch";
 import { whereValueProblems } from "./catalog-check-where";

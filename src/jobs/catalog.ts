@@ -1,20 +1,16 @@
 import fs from "node:fs";
 import path from "node:path";
-import { CommandError } from "../cli-output";
-import { ConfigError, getConfig } from "../config";
+import { CommandError } from "../base/command-error";
 import type { JobDefinition } from "./define";
 
 /**
  * The jobs of this deployment: every module of jobs/ whose default export is a defineJob(...).
- * Found next to the running code (dist/jobs when compiled, jobs/ from source), or in JOBS_DIR,
- * so that adding a job is adding a file. Loaded once per process.
+ * Found in the directory the process hands in (src/config/context.ts: JOBS_DIR, else the
+ * project's), so that adding a job is adding a file.
  */
 
 /** The job `npm start` and the commands run when none is named. */
 export const DEFAULT_JOB = "users";
-
-/** jobs/ beside src/: this file is src/jobs/catalog.(ts|js), compiled or not. */
-export const JOBS_DIR = path.resolve(__dirname, "..", "..", "jobs");
 
 export class UnknownJobError extends CommandError {
   override name = "UnknownJobError";
@@ -77,7 +73,7 @@ function jobModules(dir: string): string[] {
 }
 
 /** The jobs of the modules in `dir`, named `source` in messages. */
-export function loadCatalog(dir: string = JOBS_DIR, source?: string): JobCatalog {
+export function loadCatalog(dir: string, source?: string): JobCatalog {
   const jobs: JobDefinition[] = [];
   for (const file of jobModules(dir)) {
     const exported = require(file);
@@ -88,26 +84,4 @@ export function loadCatalog(dir: string = JOBS_DIR, source?: string): JobCatalog
     jobs.push(job);
   }
   return new JobCatalog(jobs, source);
-}
-
-let loaded: JobCatalog | undefined;
-
-/** This process's jobs: those of JOBS_DIR or jobs/, unless the process chose its own. */
-export function getCatalog(): JobCatalog {
-  if (loaded) return loaded;
-  const chosen = getConfig().jobsDir;
-  if (chosen !== undefined && !fs.statSync(chosen, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new ConfigError(`JOBS_DIR ${JSON.stringify(chosen)} is not a directory`);
-  }
-  loaded = chosen === undefined ? loadCatalog() : loadCatalog(path.resolve(chosen), chosen);
-  return loaded;
-}
-
-/**
- * Makes `jobs` this process's jobs instead of jobs/: for runners embedded in a program of their
- * own (and tests) that define their jobs in code, as graphile-worker takes a task list.
- */
-export function useCatalog(jobs: JobDefinition[]): JobCatalog {
-  loaded = new JobCatalog(jobs);
-  return loaded;
 }

@@ -1,8 +1,10 @@
 import { type LiteralValue, sqlLiteral } from "../db/literals";
-import type { ClaimedRows } from "../processing/run-records";
-import type { RoundRows } from "../runs/model";
+import type { ClaimedRows } from "./claimed-rows";
 import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
+
+/** Which rows a round works through. */
+export type RoundRows = "open" | "retryable";
 
 /**
  * The SQL of one job over its table, built once from its definition: identifiers quoted,

@@ -1,6 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { DelaySpread } from "../config";
-import type { RecordFunction } from "./run-records";
+import type { RecordFunction } from "./process-records";
+
+/** How the injected latency varies from record to record. */
+export const DELAY_SPREADS = ["fixed", "exponential"] as const;
+export type DelaySpread = (typeof DELAY_SPREADS)[number];
 
 export interface FaultSettings {
   /** Latency added to every record (PROCESS_DELAY_MS), standing in for I/O. */

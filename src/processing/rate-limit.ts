@@ -1,6 +1,6 @@
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { JobDefinition, RateLimit } from "../jobs/define";
-import type { Logger } from "../logger";
 
 /**
  * A job's rate limit across every worker process of every pod: one token bucket per job in the

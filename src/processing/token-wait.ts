@@ -1,5 +1,5 @@
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
-import type { Logger } from "../logger";
 import { addRateLimitWait } from "../runs/runs";
 import type { TokenSource } from "./rate-limit";
 

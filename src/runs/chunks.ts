@@ -2,9 +2,9 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
-import { type JobSql, jobSql } from "../jobs/job-sql";
+import { type JobSql, jobSql, type RoundRows } from "../jobs/job-sql";
 import { chunkQueueJobKeySql } from "./job-queue";
-import type { ChunkEnding, ChunkRange, ChunkStatus, RoundRows, RunSettings } from "./model";
+import type { ChunkEnding, ChunkRange, ChunkStatus, RunSettings } from "./model";
 
 /**
  * The SQL of a run's chunks (batch_chunks): each an id range of a round, planned, started, and

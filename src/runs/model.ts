@@ -44,9 +44,6 @@ export interface Run {
   errorMessage: string | null;
 }
 
-/** Which rows a round works through. */
-export type RoundRows = "open" | "retryable";
-
 export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled";
 
 /** Statuses in which a chunk has not ended: its rows may still be processed. */

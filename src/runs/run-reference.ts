@@ -1,5 +1,5 @@
 import type { PoolClient } from "pg";
-import { CommandError } from "../cli-output";
+import { CommandError } from "../base/command-error";
 import type { Run } from "./model";
 import { findRunByName, getRun } from "./runs";
 

@@ -1,6 +1,6 @@
-import { table } from "../cli-output";
-import { formatCount } from "../format";
-import { printable } from "../printable";
+import { formatCount } from "../terminal/format";
+import { table } from "../terminal/output";
+import { printable } from "../terminal/printable";
 import type { RunProgress, RunReport } from "./read-status";
 
 const number = (value: number | null) => (value === null ? "-" : formatCount(value));

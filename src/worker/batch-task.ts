@@ -1,6 +1,6 @@
 import type { JobHelpers, Task } from "graphile-worker";
 import { z } from "zod";
-import { getConfig } from "../config";
+import { getConfig } from "../config/config";
 import { ForgedQueueJobError, RunMissingError } from "../runs/errors";
 import { appendEvent } from "../runs/events";
 

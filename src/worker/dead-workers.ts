@@ -1,7 +1,7 @@
 import type pg from "pg";
+import { HELD_LOCK_KEYS } from "../db/advisory-locks";
 import { appendEvent } from "../runs/events";
 import { parseChunkKey, TASKS } from "../runs/job-queue";
-import { HELD_LOCK_KEYS } from "./liveness";
 
 /**
  * Taking back the jobs of dead workers. graphile-worker by itself leaves a job locked for four

@@ -1,8 +1,8 @@
 import { randomInt } from "node:crypto";
 import os from "node:os";
 import pg from "pg";
+import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
-import type { Logger } from "../logger";
 
 /**
  * Takes back what dead workers and lost jobs left behind, one connection at a time on the
@@ -10,14 +10,6 @@ import type { Logger } from "../logger";
  * the runtime knows no workflow.
  */
 export type Recover = (db: WithClient) => Promise<void>;
-
-/**
- * The keys of the session advisory locks held now: a pool whose `lock_key` is among them has its
- * liveness session alive (a bigint key is held as classid:objid, objsubid 1).
- */
-export const HELD_LOCK_KEYS = `
-  SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l
-   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1`;
 
 /**
  * Proof of life of this worker process, and its share of recovering dead ones.

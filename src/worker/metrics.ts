@@ -1,9 +1,9 @@
 import http from "node:http";
 import type { WorkerEvents } from "graphile-worker";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "../base/logger";
 import type { ChunkObserver, SliceReport } from "../chunks/work-through-chunk";
-import { ConfigError } from "../config";
-import type { Logger } from "../logger";
+import { ConfigError } from "../config/config";
 import type { ThrottleSignal } from "../runs/throttle-state";
 
 /**

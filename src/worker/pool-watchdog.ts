@@ -1,8 +1,8 @@
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import pg from "pg";
+import { EXIT_TEMPFAIL } from "../base/exit-status";
+import type { Logger } from "../base/logger";
 import { retryWhileDisconnected } from "../db/connection-loss";
-import { EXIT_TEMPFAIL } from "../exit-status";
-import type { Logger } from "../logger";
 import { releaseQueueJobsOf } from "./dead-workers";
 
 /**
@@ -34,8 +34,8 @@ export class PoolWatchdog {
       actor: string;
       reconnectTimeoutMs: number;
       logger: Logger;
-      /** Ends the process; a test replaces it. */
-      exit?: (code: number) => void;
+      /** Ends the process with the status given: the entry point's to do. */
+      exit: (status: number) => void;
     },
   ) {}
 
@@ -92,7 +92,7 @@ export class PoolWatchdog {
     } catch (error) {
       logger.error({ err: error }, "could not release the stopped job pool's jobs; other workers will recover them");
     }
-    (this.options.exit ?? process.exit)(EXIT_POOL_LOST);
+    this.options.exit(EXIT_POOL_LOST);
   }
 
   private async releaseQueueJobs(poolId: string): Promise<number> {

@@ -1,11 +1,10 @@
 import { EventEmitter } from "node:events";
-import path from "node:path";
 import { type WorkerEvents, WorkerPreset } from "graphile-worker";
-import type { Config } from "../config";
+import type { Logger } from "../base/logger";
+import type { Config } from "../config/config";
+import { toGraphileLogger } from "../db/graphile-logger";
 import type { WithClient } from "../db/pool";
 import { withWorkerSessionName } from "../health/signals";
-import type { Logger } from "../logger";
-import { toGraphileLogger } from "./graphile-logger";
 import { type Recover, WorkerLiveness } from "./liveness";
 import { WorkerMetrics } from "./metrics";
 import { PoolWatchdog } from "./pool-watchdog";
@@ -40,16 +39,26 @@ async function serveMetrics(events: WorkerEvents, config: Config, logger: Logger
   events.on("pool:release", () => !watchdog.lost && server?.close());
 }
 
+/** What the entry point that starts the worker hands in. */
+export interface WorkerEntry {
+  /** The recovery of dead workers' and stranded work (workflows/recovery.ts). */
+  recovery: WorkerRecovery;
+  /** Ends the process with the status given, when a job pool is lost. */
+  exit: (status: number) => void;
+  /** The compiled tasks, for graphile-worker's CLI; an in-process runner hands graphile-worker its task list instead. */
+  taskDirectory?: string;
+}
+
 /**
  * The graphile-worker configuration used both by `graphile-worker` (through graphile.config.js)
- * and by the in-process runner of `npm start`, which hand it the workers' recovery. Rejects with
- * a ConfigError when METRICS_PORT was set and cannot be served.
+ * and by the in-process runner of `npm start`. Rejects with a ConfigError when METRICS_PORT was
+ * set and cannot be served.
  */
 export async function workerPreset(
   config: Config,
   logger: Logger,
   connectionString: string,
-  recovery: WorkerRecovery,
+  { recovery, exit, taskDirectory }: WorkerEntry,
 ): Promise<GraphileConfig.Preset> {
   const events: WorkerEvents = new EventEmitter();
   drainOnShutdown(events);
@@ -87,6 +96,7 @@ export async function workerPreset(
     actor: config.podName,
     reconnectTimeoutMs: config.reconnectTimeoutMs,
     logger,
+    exit,
   });
   watchdog.watch(events);
   if (config.metricsPort > 0) await serveMetrics(events, config, logger, watchdog);
@@ -123,8 +133,7 @@ export async function workerPreset(
       connectionString: withWorkerSessionName(connectionString, config.podName),
       concurrentJobs: config.workers,
       maxPoolSize: config.pools.workerPool,
-      // compiled tasks: dist/src/worker -> dist/tasks
-      taskDirectory: path.resolve(__dirname, "../../tasks"),
+      taskDirectory,
       fileExtensions: [".js"],
       crontabFile: "/dev/null", // no cron jobs: an always-empty crontab, read without a "cron is disabled" line
       gracefulShutdownAbortTimeout: Math.max(1000, config.shutdownGraceMs - SHUTDOWN_MARGIN_MS),

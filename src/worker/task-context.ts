@@ -2,13 +2,12 @@ import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
 import type { SettledSlices } from "../chunks/slice-sizer";
 import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
-import { type Config, getConfig } from "../config";
-import { getLogger } from "../context";
+import { type Config, getConfig } from "../config/config";
+import { getCatalog, getLogger } from "../config/context";
 import { reconnecting } from "../db/connection-loss";
 import type { WithClient } from "../db/pool";
 import { ThrottleGate } from "../health/gate";
 import { HealthWatch } from "../health/health-watch";
-import { getCatalog } from "../jobs/catalog";
 import { RateLimiters, type RateLimitObserver } from "../processing/rate-limit";
 import { drainingSignal } from "./shutdown";
 

@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { column, defineJob, type Instant } from "#pg-batch";
-import { runSlice, type SliceRequest } from "../../src/chunks/slice";
+import { type SliceRequest, workSlice } from "../../src/chunks/slice";
 import { plainArrayLiteral } from "../../src/db/literals";
 import { ROW_TYPES } from "../../src/db/types";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
-import { ClaimedRows } from "../../src/processing/run-records";
 import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 
 /**
@@ -91,7 +91,7 @@ describe("the values a slice claims", () => {
     const client = await db.pool.connect();
     try {
       // no outcome: the slice writes nothing and releases its rows
-      await runSlice(client, request, async (rows) => {
+      await workSlice(client, request, async (rows) => {
         claimed = rows;
         return [];
       });

@@ -1,7 +1,9 @@
 import { column, defineJob, JobDefinitionError } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { JOBS_DIR } from "../../src/base/paths";
+import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { JobCatalog, loadCatalog, useCatalog } from "../../src/jobs/catalog";
+import { JobCatalog, loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
@@ -50,7 +52,7 @@ describe("defineJob", () => {
   });
 
   it("finds the jobs of jobs/, the original's among them", () => {
-    const catalog = loadCatalog();
+    const catalog = loadCatalog(JOBS_DIR);
     expect(catalog.get("users")).toMatchObject({ table: "users", key: "id", state: { status: "batch_status" } });
     expect(catalog.get("orders-reprice")).toMatchObject({ table: "orders", key: "order_id" });
     expect(() => catalog.get("nope")).toThrow('no job named "nope" in jobs/');
@@ -75,7 +77,7 @@ describe("a job over a table whose names need quoting, writing no result", () =>
   const seen: { key: number; label: string; attempt: number }[] = [];
   let db: TestDatabase;
   beforeAll(() => useCatalog([job]));
-  afterAll(() => useCatalog(loadCatalog().jobs));
+  afterAll(() => useCatalog(loadCatalog(JOBS_DIR).jobs));
   beforeEach(async () => {
     seen.length = 0;
     db = await createMigratedDatabase();

@@ -1,10 +1,11 @@
 import type { JobDefinition } from "#pg-batch";
-import { ChunkEndedError, runSlice, type SliceRequest, writeLateOutcomes } from "../../src/chunks/slice";
+import { ChunkEndedError, type SliceRequest, workSlice, writeLateOutcomes } from "../../src/chunks/slice";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { JobCatalog } from "../../src/jobs/catalog";
-import { ClaimedRows, type RecordOutcome, runRecords } from "../../src/processing/run-records";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
+import { processRecords, type RecordOutcome } from "../../src/processing/process-records";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
@@ -55,7 +56,7 @@ describe("a slice", () => {
     let seen = new ClaimedRows();
     const client = await db.pool.connect();
     try {
-      await runSlice(client, request, async (records) => {
+      await workSlice(client, request, async (records) => {
         seen = records;
         return complete(records);
       });
@@ -76,7 +77,7 @@ describe("a slice", () => {
       await holder.query("BEGIN");
       await holder.query("SELECT id FROM users WHERE id <= 10 FOR UPDATE");
       let claimed: number[] = [];
-      const result = await runSlice(client, request, async (records) => {
+      const result = await workSlice(client, request, async (records) => {
         claimed = records.records.map((record) => record.id as number);
         return complete(records);
       });
@@ -96,7 +97,7 @@ describe("a slice", () => {
   it("writes only the outcomes of the records that started, releasing the rest", async () => {
     const client = await db.pool.connect();
     try {
-      const result = await runSlice(client, request, async (records) => complete(records, 5));
+      const result = await workSlice(client, request, async (records) => complete(records, 5));
       expect(result).toMatchObject({ claimed: 20, done: 5, lastProcessedId: 5n });
       const { rows } = await db.pool.query(
         "SELECT count(*) FILTER (WHERE batch_status = 'pending')::int AS pending FROM users",
@@ -115,7 +116,7 @@ describe("a slice", () => {
     const client = await db.pool.connect();
     try {
       // segment is a varchar(32): the database refuses row 7's, and the slice's write with it
-      const result = await runSlice(client, { ...request, tokenWaitSeconds: 2.5 }, async (records) =>
+      const result = await workSlice(client, { ...request, tokenWaitSeconds: 2.5 }, async (records) =>
         complete(records).map((outcome, index) =>
           index === 6 ? { status: "completed", result: { emailNormalized: "e@x", segment: "s".repeat(40) } } : outcome,
         ),
@@ -134,7 +135,7 @@ describe("a slice", () => {
   it("writes nothing when another job ended its chunk while it ran", async () => {
     const client = await db.pool.connect();
     try {
-      const slice = runSlice(client, request, async (records) => {
+      const slice = workSlice(client, request, async (records) => {
         await db.pool.query("UPDATE batch_chunks SET status = 'done' WHERE run_id = $1", [request.runId]);
         return complete(records);
       });
@@ -152,13 +153,13 @@ describe("a slice", () => {
 
   describe("claimed and written a part at a time", () => {
     const streamed = () => ({ ...request, part: 4 });
-    /** Runs the records through runRecords with the slice's feed, as a chunk does. */
+    /** Runs the records through processRecords with the slice's feed, as a chunk does. */
     const run = (
       records: ClaimedRows,
-      feed: Parameters<typeof runRecords>[2]["feed"],
-      overrides: Partial<Parameters<typeof runRecords>[2]> = {},
+      feed: Parameters<typeof processRecords>[2]["feed"],
+      overrides: Partial<Parameters<typeof processRecords>[2]> = {},
     ) =>
-      runRecords(records, async (record) => ({ emailNormalized: record.email as string, segment: "s" }), {
+      processRecords(records, async (record) => ({ emailNormalized: record.email as string, segment: "s" }), {
         runId: request.runId,
         concurrency: 2,
         timeoutMs: 5000,
@@ -172,7 +173,7 @@ describe("a slice", () => {
       const client = await db.pool.connect();
       let firstPart = 0;
       try {
-        const result = await runSlice(client, streamed(), (records, feed) => {
+        const result = await workSlice(client, streamed(), (records, feed) => {
           firstPart = records.length;
           return run(records, feed);
         });
@@ -196,7 +197,7 @@ describe("a slice", () => {
       const client = await db.pool.connect();
       let started = 0;
       try {
-        const result = await runSlice(client, streamed(), (records, feed) =>
+        const result = await workSlice(client, streamed(), (records, feed) =>
           run(records, feed, { concurrency: 1, mayStart: () => started++ < 7 }),
         );
         expect(result).toMatchObject({ done: 7, completed: 7, lastProcessedId: 7n });
@@ -219,8 +220,8 @@ describe("a slice", () => {
       });
       const client = await db.pool.connect();
       try {
-        const result = await runSlice(client, { ...streamed(), commitWithinMs: 300 }, (records, feed) =>
-          runRecords(
+        const result = await workSlice(client, { ...streamed(), commitWithinMs: 300 }, (records, feed) =>
+          processRecords(
             records,
             async (record) => {
               // row 3 runs past the bound; the others end at once
@@ -277,7 +278,7 @@ describe("a slice", () => {
       const abandon = new AbortController();
       let settled = 0;
       try {
-        const slice = runSlice(client, streamed(), (records, feed) =>
+        const slice = workSlice(client, streamed(), (records, feed) =>
           run(
             records,
             {

@@ -13,7 +13,7 @@ import { FAIL_RATE, type Operation, operation, WorkflowDriver } from "../support
 
 const ROWS = 120;
 
-/** The environment the in-process tasks read (src/config.ts): quiet, and the tests' failures. */
+/** The environment the in-process tasks read (src/config/config.ts): quiet, and the tests' failures. */
 const TASK_ENV = { LOG_LEVEL: "silent", POD_NAME: "property-worker", FAIL_RATE: String(FAIL_RATE) };
 
 describe("batch-run workflow properties", () => {

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { ROOT, type Running, start } from "./processes";
 import { waitFor } from "./runs";
 

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { insertSyntheticUsers } from "../../bench/synthetic-users";
+import { createLogger } from "../../src/base/logger";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
-import { createLogger } from "../../src/logger";
 
 export const quietLogger = createLogger({ level: "silent", pod: "test" });
 

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { ChunkDeps } from "../../src/chunks/work-through-chunk";
+import { getCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { getCatalog } from "../../src/jobs/catalog";
 import { quietLogger } from "./database";
 
 /** What runChunkQueueJob needs to process chunks in the test's own process, on the test's pool. */
@@ -16,6 +16,8 @@ export function inProcessDeps(pool: pg.Pool, failRate = 0, splitWhenIdle = false
     splitWhenIdle,
     rowConcurrency: 8,
     rowTimeoutMs: 5000,
+    // full speed, as every worker of the tests (global-setup.ts)
+    slicePauseRatio: 0,
     statementTimeoutMs: 10_000,
     draining: new AbortController().signal,
     abort: new AbortController().signal,

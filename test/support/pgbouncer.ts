@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { type Running, start } from "./processes";
 import { waitFor } from "./runs";
 

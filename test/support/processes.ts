@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { waitFor } from "./runs";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
 export const MAIN = path.join(ROOT, "dist/app/main.js");
-export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
-export const STATUS_CLI = path.join(ROOT, "dist/src/status/status-cli.js");
+export const BATCH_CLI = path.join(ROOT, "dist/cli/batch.js");
+export const STATUS_CLI = path.join(ROOT, "dist/cli/status.js");
 /** The worker command the docs and the container image use (npx adds only a launcher). */
 export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");
 

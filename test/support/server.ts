@@ -1,5 +1,5 @@
+import { createLogger } from "../../src/base/logger";
 import { startEmbeddedPostgres } from "../../src/db/embedded";
-import { createLogger } from "../../src/logger";
 
 export interface TestServer {
   /** A connection string to a database on the server from which test databases are created. */

@@ -5,6 +5,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import { freePort } from "../../src/base/free-port";
 import {
   collectOutput,
   lastProblem,
@@ -15,7 +16,6 @@ import {
   startEmbeddedPostgres,
 } from "../../src/db/embedded";
 import type { PostgresBinaries } from "../../src/db/embedded-binaries";
-import { freePort } from "../../src/free-port";
 import { quietLogger } from "./database";
 
 /**

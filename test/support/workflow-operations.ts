@@ -3,7 +3,7 @@ import { Logger, runOnce } from "graphile-worker";
 import type pg from "pg";
 import { taskList } from "../../app/task-list";
 import { beginChunk } from "../../src/chunks/chunk-start";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { ForgedQueueJobError, RunMissingError } from "../../src/runs/errors";
 import { queueJobKeys } from "../../src/runs/job-queue";

@@ -1,7 +1,9 @@
 import { column, defineJob, type JobDefinition } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { JOBS_DIR } from "../../src/base/paths";
+import { parseConfig } from "../../src/config/config";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
-import { loadCatalog, useCatalog } from "../../src/jobs/catalog";
+import { loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { planRun } from "../../workflows/plan-run";
@@ -22,7 +24,7 @@ beforeEach(async () => {
   db = await createMigratedDatabase();
 });
 afterEach(async () => {
-  useCatalog(loadCatalog().jobs);
+  useCatalog(loadCatalog(JOBS_DIR).jobs);
   await db.drop();
 });
 

@@ -6,7 +6,7 @@ import { jobsToCreate } from "../../autoscaler/job-scaling";
 import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../../autoscaler/manifests";
 import { POD_LOGGING, processSpec } from "../../autoscaler/pod-spec";
 import { secretValues } from "../../autoscaler/secrets";
-import { EXIT_FAILED, EXIT_USAGE } from "../../src/exit-status";
+import { EXIT_FAILED, EXIT_USAGE } from "../../src/base/exit-status";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { insertUsers, statusCounts, useTestDatabase } from "../support/database";
 import { type K8sObject, render } from "../support/manifests";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { pauseRun } from "../../workflows/batch-control";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";

@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto";
 import pg from "pg";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";

@@ -1,13 +1,13 @@
 import path from "node:path";
-import { ConfigError, parseConfig } from "../../src/config";
-import { redactSecrets } from "../../src/redact";
+import { redactSecrets } from "../../src/base/redact";
+import { ConfigError, parseConfig } from "../../src/config/config";
 import { DASHBOARD_CLI } from "../support/dashboard";
 import { useTestDatabase } from "../support/database";
 import { BATCH_CLI, MAIN, ROOT, run, SEED_CLI, STATUS_CLI, seed, startWorker, WORKER_BIN } from "../support/processes";
 
 describe("a connection string node-postgres cannot read", () => {
   const MALFORMED = "postgresql://u:hunter2@[::1:1/x";
-  const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
+  const JOBS_CLI = path.join(ROOT, "dist/cli/jobs.js");
 
   it("is refused as configuration, naming the variable and never the password", () => {
     for (const name of ["DATABASE_URL", "PG_DSN", "MONITOR_DATABASE_URL", "WORKER_DIRECT_DATABASE_URL"]) {

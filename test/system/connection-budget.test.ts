@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { poolSizes } from "../../src/config";
+import { poolSizes } from "../../src/config/config";
 import { useTestDatabase } from "../support/database";
 import { seed, startWorker } from "../support/processes";
 import { runByName } from "../support/runs";

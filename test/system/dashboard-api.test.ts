@@ -1,5 +1,5 @@
 import os from "node:os";
-import { ConfigError, parseConfig } from "../../src/config";
+import { ConfigError, parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { recordThrottle } from "../../src/runs/throttle-state";
 import { DASHBOARD_CLI, type Dashboard, startDashboard } from "../support/dashboard";

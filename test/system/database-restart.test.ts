@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
+import { freePort } from "../../src/base/free-port";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../../src/db/embedded";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { insertUsers, quietLogger } from "../support/database";
 import { seed } from "../support/processes";

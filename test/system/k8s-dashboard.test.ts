@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { type K8sObject, OVERLAYS, renderDirectory, renderWithComponents, validate } from "../support/manifests";
 import { ROOT } from "../support/processes";
 

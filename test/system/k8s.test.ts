@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
-import { poolSizes } from "../../src/config";
-import { EXIT_FAILED, EXIT_USAGE } from "../../src/exit-status";
+import { EXIT_FAILED, EXIT_USAGE } from "../../src/base/exit-status";
+import { poolSizes } from "../../src/config/config";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import {
   EXPECTED_API_VERSIONS,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
 import { seed, startWorker, status } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";

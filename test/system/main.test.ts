@@ -1,4 +1,4 @@
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { statusCounts, useTestDatabase } from "../support/database";
 import { lastJsonLine, logLines, MAIN, run, start } from "../support/processes";
 import { waitFor } from "../support/runs";

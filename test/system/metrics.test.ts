@@ -1,7 +1,7 @@
 import net from "node:net";
 import pino from "pino";
-import { ConfigError } from "../../src/config";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
+import { ConfigError } from "../../src/config/config";
 import { WorkerMetrics } from "../../src/worker/metrics";
 import { statusCounts, useTestDatabase } from "../support/database";
 import { seed, startWorker } from "../support/processes";

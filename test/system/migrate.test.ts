@@ -1,8 +1,8 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { MIGRATIONS_DIR } from "../../src/base/paths";
 import { migrate, readMigrations } from "../../src/db/migrate";
-import { MIGRATIONS_DIR } from "../../src/paths";
 import { quietLogger, type TestDatabase, useTestDatabase } from "../support/database";
 import { seed } from "../support/processes";
 

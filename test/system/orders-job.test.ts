@@ -5,7 +5,7 @@ import { createMigratedDatabase, insertUsers, type TestDatabase } from "../suppo
 import { lastJsonLine, ROOT, run, seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
-const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
+const JOBS_CLI = path.join(ROOT, "dist/cli/jobs.js");
 const jobs = (args: string[], env: Record<string, string>) => run(process.execPath, [JOBS_CLI, ...args], env);
 
 /** The job's arithmetic in SQL (its twin): what every open order with a quantity must hold after a run. */

@@ -9,7 +9,7 @@ import { batch, type Finished, lastJsonLine, MAIN, ROOT, run, seed, startWorker,
 import { runByName } from "../support/runs";
 
 const ROWS = 20_000;
-const JOBS_CLI = path.join(ROOT, "dist/src/jobs/cli.js");
+const JOBS_CLI = path.join(ROOT, "dist/cli/jobs.js");
 const CHUNK_SIZE = "2500";
 
 /** The one line a program that needs a session prints when DATABASE_URL goes through a transaction pooler alone. */

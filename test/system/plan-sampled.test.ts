@@ -1,4 +1,4 @@
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { listEvents } from "../../src/runs/events";
 import { planRun } from "../../workflows/plan-run";

@@ -1,4 +1,4 @@
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
 import { logLines, seed, startWorker } from "../support/processes";

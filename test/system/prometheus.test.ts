@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
-import { freePort } from "../../src/free-port";
+import { freePort } from "../../src/base/free-port";
 import { type Dashboard, startDashboard } from "../support/dashboard";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { OVERLAYS, render } from "../support/manifests";

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { batch, type Running, seed, startMeasuredWorker, stopAll } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
@@ -26,7 +26,7 @@ describe("the pause after each slice", () => {
       'SLICE_PAUSE_RATIO must be a number from 0 to 100 (got "101")',
     );
     const job = { name: "paced", table: "users", key: "id", reads: {}, process: async () => undefined };
-    expect(defineJob(job).defaults.slicePauseRatio).toBe(0);
+    expect(defineJob(job).defaults.slicePauseRatio).toBe(1);
     expect(defineJob({ ...job, defaults: { slicePauseRatio: 0.5 } }).defaults.slicePauseRatio).toBe(0.5);
     expect(() => defineJob({ ...job, defaults: { slicePauseRatio: -0.1 } })).toThrow(
       "job paced: default slicePauseRatio must be a number from 0 to 100",

@@ -1,5 +1,5 @@
-import { parseConfig } from "../../src/config";
-import { chooseLogOutput } from "../../src/logger";
+import { chooseLogOutput } from "../../src/base/logger";
+import { parseConfig } from "../../src/config/config";
 import { useTestDatabase } from "../support/database";
 import { type Finished, logLines, MAIN, ROOT, run } from "../support/processes";
 
@@ -67,7 +67,7 @@ describe("log lines as written", () => {
   const logSomething = [
     process.execPath,
     "-e",
-    `const logger = require(${JSON.stringify(`${ROOT}/dist/src/context.js`)}).getLogger();
+    `const logger = require(${JSON.stringify(`${ROOT}/dist/src/config/context.js`)}).getLogger();
      logger.info({ target: "postgres://app:${SECRET}@db/app" }, "connecting to postgres://app:${SECRET}@db/app");
      logger.warn({ attempt: 2 }, "trying again");`,
   ];
@@ -113,7 +113,7 @@ describe("a pooled connection the database ends", () => {
 
   it("is one warning with the database's error, not the pool's client", async () => {
     const script = `const { createPool } = require(${JSON.stringify(`${ROOT}/dist/src/db/pool.js`)});
-     const logger = require(${JSON.stringify(`${ROOT}/dist/src/context.js`)}).getLogger();
+     const logger = require(${JSON.stringify(`${ROOT}/dist/src/config/context.js`)}).getLogger();
      const pool = createPool({ url: process.env.DATABASE_URL, max: 2, appName: "ended-by-the-database", logger });
      pool.on("error", () => pool.end());
      const { Client } = require("pg");

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import { readRunThrottle, recordThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { planRun } from "../../workflows/plan-run";

@@ -4,9 +4,9 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { defineJob } from "#pg-batch";
-import { parseConfig } from "../../src/config";
+import { freePort } from "../../src/base/free-port";
+import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
-import { freePort } from "../../src/free-port";
 import { HealthWatch } from "../../src/health/health-watch";
 import { workerSessionName } from "../../src/health/signals";
 import {

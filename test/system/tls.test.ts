@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { stringify } from "yaml";
-import { ConfigError, parseConfig } from "../../src/config";
+import { ConfigError, parseConfig } from "../../src/config/config";
 import { makeCertificateAuthority } from "../../src/db/certificates";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../../src/db/embedded";
 import { quietLogger } from "../support/database";

@@ -1,5 +1,5 @@
-import { ConfigError, parseConfig } from "../../src/config";
-import { getCatalog } from "../../src/jobs/catalog";
+import { ConfigError, parseConfig } from "../../src/config/config";
+import { getCatalog } from "../../src/config/context";
 import { runSettings } from "../../workflows/start-run";
 import { usersJob } from "../support/jobs";
 

@@ -2,7 +2,7 @@ import { JobController } from "../../autoscaler/job-controller";
 import type { ScaledJobWorkload } from "../../autoscaler/manifests";
 import type { Container, ContainerExit } from "../../autoscaler/pod-process";
 import type { PodRunner } from "../../autoscaler/pods";
-import { EXIT_FAILED, EXIT_USAGE } from "../../src/exit-status";
+import { EXIT_FAILED, EXIT_USAGE } from "../../src/base/exit-status";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
 import { quietLogger } from "../support/database";
 

@@ -4,12 +4,36 @@ import { ROOT } from "../support/processes";
 
 /**
  * The layers import downward only: src/ is the core, and knows nothing of the workflow, its tasks,
- * the seed tool, the dashboard, the local autoscaler or the entries that compose them all; the run
+ * the seed tool, the dashboard, the local autoscaler, the commands or the entries that compose them all; the run
  * model at its bottom imports nothing. Job files reach the core through its one entry, `#pg-batch`,
  * so that its modules can move.
  */
 
-const UPPER_LAYERS = ["app", "autoscaler", "dashboard", "seed", "tasks", "workflows"];
+const UPPER_LAYERS = ["app", "autoscaler", "cli", "dashboard", "seed", "tasks", "workflows"];
+
+/**
+ * The core's folders from the bottom up: each imports only from its own and those below it. base:
+ * what every layer uses (exit statuses, the command error, the logger); db: connections, the schema
+ * and its checks; jobs: the job API and a job's SQL; runs: runs, chunks and their history; terminal:
+ * output for people; processing: a job's function over records; health: the throttle; chunks: a
+ * chunk worked through; config: the environment, and the process's logger and jobs; worker:
+ * graphile-worker's side; status: where runs are, read back.
+ */
+const CORE_ORDER = [
+  "base",
+  "db",
+  "jobs",
+  "runs",
+  "terminal",
+  "processing",
+  "health",
+  "chunks",
+  "config",
+  "worker",
+  "status",
+];
+/** The job API's entry (src/index.ts), the one file at src/'s root. */
+const ENTRY = "src/index.ts";
 const MODEL = "src/runs/model.ts";
 
 function sourceFiles(dir: string): string[] {
@@ -48,6 +72,27 @@ describe("layers", () => {
         .filter((specifier) => UPPER_LAYERS.includes(layerOf(file, specifier) ?? ""))
         .map((specifier) => `${file} imports ${specifier}`),
     );
+    expect(upward).toEqual([]);
+  });
+
+  it("every file of src/ is in a folder of the order, but its entry", () => {
+    const loose = files.filter((file) => file !== ENTRY && !CORE_ORDER.includes(file.split(path.sep)[1] ?? ""));
+    expect(loose).toEqual([]);
+  });
+
+  it("a folder of src/ imports only from itself and the folders below it", () => {
+    const upward = files
+      .filter((file) => file !== ENTRY)
+      .flatMap((file) => {
+        const level = CORE_ORDER.indexOf(file.split(path.sep)[1] ?? "");
+        return importsOf(file)
+          .filter((specifier) => layerOf(file, specifier) === "src")
+          .filter((specifier) => {
+            const target = path.relative(path.join(ROOT, "src"), path.resolve(ROOT, path.dirname(file), specifier));
+            return CORE_ORDER.indexOf(target.split(path.sep)[0] ?? "") > level;
+          })
+          .map((specifier) => `${file} imports ${specifier}`);
+      });
     expect(upward).toEqual([]);
   });
 

@@ -2,14 +2,15 @@ import fs from "node:fs";
 import path from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { failOnUsage } from "../cli-args";
-import { printResult, runCommand, table } from "../cli-output";
-import { withCommandPool } from "../command-pool";
-import { withPool } from "../db/pool";
-import { MIGRATIONS_DIR } from "../paths";
-import { getCatalog } from "./catalog";
-import { assertJobsFitDatabase } from "./catalog-check";
-import { stateMigrationSql } from "./state-migration";
+import { MIGRATIONS_DIR } from "../src/base/paths";
+import { getCatalog } from "../src/config/context";
+import { withPool } from "../src/db/pool";
+import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
+import { stateMigrationSql } from "../src/jobs/state-migration";
+import { printResult, table } from "../src/terminal/output";
+import { failOnUsage } from "./args";
+import { withCommandPool } from "./command-pool";
+import { runCommand } from "./run-command";
 
 /**
  * Where the job's migration goes: nowhere when a migration of the job holds that very SQL

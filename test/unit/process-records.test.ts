@@ -2,9 +2,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { taskList } from "../../app/task-list";
+import { ClaimedRows } from "../../src/jobs/claimed-rows";
 import { encodeResult, type ResultElement } from "../../src/jobs/results";
 import { failsOnAttempt, recordDelayMs, withInjectedFaults } from "../../src/processing/fault-injection";
-import { ClaimedRows, type RecordFunction, type RunRecordsOptions, runRecords } from "../../src/processing/run-records";
+import { type ProcessRecordsOptions, processRecords, type RecordFunction } from "../../src/processing/process-records";
 import { usersJob } from "../support/jobs";
 import { ROOT } from "../support/processes";
 
@@ -37,7 +38,7 @@ function records(count: number): ClaimedRows {
   return rows;
 }
 
-const options = (overrides: Partial<RunRecordsOptions> = {}): RunRecordsOptions => ({
+const options = (overrides: Partial<ProcessRecordsOptions> = {}): ProcessRecordsOptions => ({
   runId: 9,
   concurrency: 4,
   timeoutMs: 1000,
@@ -46,7 +47,7 @@ const options = (overrides: Partial<RunRecordsOptions> = {}): RunRecordsOptions 
   ...overrides,
 });
 
-describe("runRecords", () => {
+describe("processRecords", () => {
   it("runs at most `concurrency` records at once and gives every record an outcome in order", async () => {
     let running = 0;
     let most = 0;
@@ -59,7 +60,7 @@ describe("runRecords", () => {
       if (user.id % 5 === 0) throw new Error(`bad ${user.id}`);
       return { emailNormalized: user.email, segment: String(user.id) };
     };
-    const outcomes = await runRecords(records(40), logic, options());
+    const outcomes = await processRecords(records(40), logic, options());
     expect(most).toBe(4);
     expect(outcomes).toHaveLength(40);
     expect(outcomes[0]).toEqual({
@@ -83,26 +84,26 @@ describe("runRecords", () => {
     };
     // as many tokens as rows: none taken while they run
     const prepaid = { left: 6 };
-    expect(await runRecords(records(6), async () => ({}), options({ tokens, prepaid }))).toHaveLength(6);
+    expect(await processRecords(records(6), async () => ({}), options({ tokens, prepaid }))).toHaveLength(6);
     expect({ takes, left: prepaid.left, givenBack }).toEqual({ takes: [], left: 0, givenBack: 0 });
     // more rows than tokens: each record past them waits for one, with its row locked (one lane:
     // lanes that wait at once for the last row take a token each, and give back those unused)
     const short = { left: 2 };
     const oneLane = options({ tokens, prepaid: short, concurrency: 1 });
-    expect(await runRecords(records(5), async () => ({}), oneLane)).toHaveLength(5);
+    expect(await processRecords(records(5), async () => ({}), oneLane)).toHaveLength(5);
     expect({ takes, givenBack }).toEqual({
       takes: Array.from({ length: 3 }, () => ({ most: 1, rowsLocked: true })),
       givenBack: 0,
     });
     // fewer rows than tokens: the rest are left to the slice, which gives them back
     const spare = { left: 9 };
-    await runRecords(records(4), async () => ({}), options({ tokens, prepaid: spare }));
+    await processRecords(records(4), async () => ({}), options({ tokens, prepaid: spare }));
     expect(spare.left).toBe(5);
   });
 
   it("gives each record its attempt number and an idempotency key of run, row and attempt", async () => {
     const seen: string[] = [];
-    await runRecords(
+    await processRecords(
       records(3),
       async (user, ctx) => {
         seen.push(`${user.id}:${ctx.attempt}:${ctx.idempotencyKey}`);
@@ -115,7 +116,7 @@ describe("runRecords", () => {
 
   it("fails a record that outlives its timeout, and aborts its signal", async () => {
     let aborted = false;
-    const outcomes = await runRecords(
+    const outcomes = await processRecords(
       records(2),
       async (user, ctx) => {
         if (user.id === 1) {
@@ -135,7 +136,7 @@ describe("runRecords", () => {
     const rows = records(3);
     let grown = false;
     const seen: number[] = [];
-    const outcomes = await runRecords(
+    const outcomes = await processRecords(
       rows,
       async (user) => {
         seen.push(user.id as number);
@@ -169,7 +170,11 @@ describe("runRecords", () => {
       return { emailNormalized: "", segment: "" };
     };
     const faults = { delayMs: 200, failRate: 0, failFirstAttempts: undefined };
-    const outcomes = await runRecords(records(2), withInjectedFaults(logic, "id", faults), options({ timeoutMs: 20 }));
+    const outcomes = await processRecords(
+      records(2),
+      withInjectedFaults(logic, "id", faults),
+      options({ timeoutMs: 20 }),
+    );
     expect(outcomes).toEqual([
       { status: "failed", error: "timed out after 20 ms" },
       { status: "failed", error: "timed out after 20 ms" },
@@ -181,7 +186,7 @@ describe("runRecords", () => {
 
   it("starts no record once mayStart says stop, returning the outcomes of those started", async () => {
     let started = 0;
-    const outcomes = await runRecords(
+    const outcomes = await processRecords(
       records(20),
       async () => {
         started++;
@@ -196,13 +201,17 @@ describe("runRecords", () => {
 
   it("rejects when its signal aborts, abandoning records that never settle", async () => {
     const controller = new AbortController();
-    const pending = runRecords(records(5), () => new Promise(() => undefined), options({ signal: controller.signal }));
+    const pending = processRecords(
+      records(5),
+      () => new Promise(() => undefined),
+      options({ signal: controller.signal }),
+    );
     setTimeout(() => controller.abort(new Error("grace ran out")), 20);
     await expect(pending).rejects.toThrow("grace ran out");
   });
 });
 
-describe("runRecords, whatever the job's function does", () => {
+describe("processRecords, whatever the job's function does", () => {
   const throwing = (thrown: () => unknown): RecordFunction =>
     (async () => {
       throw thrown();
@@ -241,7 +250,7 @@ describe("runRecords, whatever the job's function does", () => {
     ["a proxy that throws on every look", () => proxyThatThrows, "threw a value that cannot be shown"],
     ["a message with NUL and a lone surrogate", () => new Error("a\0b\uD800"), "a\\0b\uFFFD"],
   ])("fails the row with the most readable message when it rejects with %s", async (_, thrown, message) => {
-    const outcomes = await runRecords(records(2), throwing(thrown), options());
+    const outcomes = await processRecords(records(2), throwing(thrown), options());
     expect(outcomes).toEqual([
       { status: "failed", error: message },
       { status: "failed", error: message },
@@ -253,7 +262,7 @@ describe("runRecords, whatever the job's function does", () => {
       if (record.id === 1) throw Object.create(null);
       return Promise.resolve({ emailNormalized: "e", segment: "s" });
     }) as RecordFunction;
-    expect(await runRecords(records(2), logic, options())).toEqual([
+    expect(await processRecords(records(2), logic, options())).toEqual([
       { status: "failed", error: "threw {}" },
       { status: "completed", result: { emailNormalized: "e", segment: "s" } },
     ]);
@@ -263,7 +272,7 @@ describe("runRecords, whatever the job's function does", () => {
     const returns = [{ emailNormalized: "e", segment: "s" }, undefined, 5];
     const logic = ((record: Record<string, unknown>) =>
       record.id === 1 ? returns[0] : Promise.resolve(returns[(record.id as number) - 1])) as unknown as RecordFunction;
-    expect(await runRecords(records(returns.length), logic, options())).toEqual(
+    expect(await processRecords(records(returns.length), logic, options())).toEqual(
       returns.map((result) => ({ status: "completed", result })),
     );
   });
@@ -272,7 +281,7 @@ describe("runRecords, whatever the job's function does", () => {
     const rows = records(2);
     rows.unreadable.set(0, "column at holds infinity, which a Date cannot hold");
     const ran: unknown[] = [];
-    const outcomes = await runRecords(
+    const outcomes = await processRecords(
       rows,
       async (record) => {
         ran.push(record.id);

@@ -1,15 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { failOnUsage, requireWholeNumbers } from "../cli-args";
-import { CommandError, printResult, runCommand } from "../cli-output";
-import { withCommandPool } from "../command-pool";
-import { getConfig } from "../config";
-import { withPool } from "../db/pool";
-import { ENDED_RUN_STATUSES, type RunStatus } from "../runs/model";
-import { findRun } from "../runs/run-reference";
-import { readRunReport, readRunsOverview } from "./read-status";
-import { renderLine, renderOverview, renderReport } from "./render";
+import { CommandError } from "../src/base/command-error";
+import { getConfig } from "../src/config/config";
+import { withPool } from "../src/db/pool";
+import { ENDED_RUN_STATUSES, type RunStatus } from "../src/runs/model";
+import { findRun } from "../src/runs/run-reference";
+import { readRunReport, readRunsOverview } from "../src/status/read-status";
+import { renderLine, renderOverview, renderReport } from "../src/status/render";
+import { printResult } from "../src/terminal/output";
+import { failOnUsage, requireWholeNumbers } from "./args";
+import { withCommandPool } from "./command-pool";
+import { runCommand } from "./run-command";
 
 /** `status [run] [--watch] [--json]`: where batch runs are, from the database alone. */
 

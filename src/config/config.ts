@@ -2,12 +2,12 @@ import fs from "node:fs";
 import os from "node:os";
 import { parse as parseConnectionString } from "pg-connection-string";
 import { z } from "zod";
-import { SSL_MODES, tlsSettingsProblem, withTlsSettings } from "./db/tls";
-import { EXIT_USAGE } from "./exit-status";
-import type { ThrottleLimits } from "./health/throttle";
-import { MAX_SLICE_PAUSE_RATIO } from "./jobs/define";
-import { printable } from "./printable";
-import { redactSecrets } from "./redact";
+import type { LogFormat } from "../base/logger";
+import { redactSecrets } from "../base/redact";
+import { SSL_MODES, tlsSettingsProblem, withTlsSettings } from "../db/tls";
+import type { ThrottleLimits } from "../jobs/define";
+import { MAX_SLICE_PAUSE_RATIO } from "../jobs/define";
+import { DELAY_SPREADS, type DelaySpread } from "../processing/fault-injection";
 
 /**
  * Every setting of the system, read from the environment once per process.
@@ -16,10 +16,7 @@ import { redactSecrets } from "./redact";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 /** auto: readable lines when stderr is a terminal, JSON lines otherwise. */
-const LOG_FORMATS = ["auto", "json", "pretty"] as const;
-/** How the injected latency varies from record to record (src/processing/fault-injection.ts). */
-const DELAY_SPREADS = ["fixed", "exponential"] as const;
-export type DelaySpread = (typeof DELAY_SPREADS)[number];
+const LOG_FORMATS = ["auto", "json", "pretty"] as const satisfies readonly LogFormat[];
 /** What stands between DATABASE_URL and the database: nothing, or PgBouncer in one of its pooling modes. */
 const POOLING_MODES = ["none", "session", "transaction"] as const;
 export type PoolingMode = (typeof POOLING_MODES)[number];
@@ -393,30 +390,18 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
 let loaded: Config | undefined;
 
 /**
- * The process's configuration. A bad value ends the process with status 2 and one line on
- * stderr naming the variable: configuration mistakes are not crashes and get no stack trace.
+ * The process's configuration. A bad value throws a ConfigError naming the variable, which the
+ * entry point reports in one line (cli/run-command.ts): configuration mistakes are not crashes.
  */
 export function getConfig(): Config {
-  if (loaded) return loaded;
-  try {
-    loaded = parseConfig(process.env);
-    return loaded;
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    exitOnConfigError(error.message);
-  }
+  loaded ??= parseConfig(process.env);
+  return loaded;
 }
 
-/** Ends the process with status 2 and one line on stderr: configuration mistakes are not crashes. */
-export function exitOnConfigError(message: string): never {
-  process.stderr.write(`configuration error: ${printable(message)}\n`);
-  process.exit(EXIT_USAGE);
-}
-
-/** The connection string, or an exit with status 2 where a database is required. */
+/** The connection string, or a ConfigError where a database is required. */
 export function requireDatabaseUrl(config: Config): string {
   if (config.databaseUrl) return config.databaseUrl;
-  exitOnConfigError("DATABASE_URL (or PG_DSN) must be set");
+  throw new ConfigError("DATABASE_URL (or PG_DSN) must be set");
 }
 
 /**
@@ -424,12 +409,12 @@ export function requireDatabaseUrl(config: Config): string {
  * and prepared statements, the liveness's advisory lock, the migrations' lock, the import's COPY
  * and session settings. WORKER_DIRECT_DATABASE_URL where set; else DATABASE_URL, unless that
  * goes through a transaction pooler, which keeps no session between transactions: then the
- * program (`who`) refuses to start, with status 2.
+ * program (`who`) refuses to start: a ConfigError.
  */
 export function sessionDatabaseUrl(config: Config, who: string): string {
   if (config.workerDirectDatabaseUrl) return config.workerDirectDatabaseUrl;
   if (config.pooling === "transaction") {
-    exitOnConfigError(
+    throw new ConfigError(
       `DATABASE_POOLING=transaction keeps no session for ${who}: set WORKER_DIRECT_DATABASE_URL to a direct connection (or use session pooling)`,
     );
   }

@@ -1,6 +1,6 @@
+import { drawLiveLine, endLiveLine } from "../base/live-line";
+import type { Logger } from "../base/logger";
 import { formatCount } from "./format";
-import { drawLiveLine, endLiveLine } from "./live-line";
-import type { Logger } from "./logger";
 
 export interface Progress {
   /** Sets the amount done so far (and the total, when it is learnt late). */

@@ -1,6 +1,6 @@
+import type { Run } from "../runs/model";
 import { formatCount } from "./format";
 import { printable } from "./printable";
-import type { Run } from "./runs/model";
 
 /** What `npm start` reports when the run ends: one JSON line for scripts, or a few lines for a person. */
 export interface RunSummary {

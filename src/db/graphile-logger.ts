@@ -1,5 +1,5 @@
 import { Logger as GraphileLogger, type Job, type LogLevel } from "graphile-worker";
-import type { Logger } from "../logger";
+import type { Logger } from "../base/logger";
 
 const LEVELS: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {
   error: "error",

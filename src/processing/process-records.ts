@@ -1,3 +1,4 @@
+import type { ClaimedRows } from "../jobs/claimed-rows";
 import { showValue } from "../jobs/columns";
 import type { JobDefinition, RecordContext } from "../jobs/define";
 import type { TokenSource } from "./rate-limit";
@@ -11,43 +12,7 @@ export type RecordOutcome =
 
 export type FailedOutcome = { status: "failed"; error: string };
 
-/**
- * The rows a slice has claimed: the records the job's function is given (its key and the
- * columns it reads, by property), and beside them, by index, what the slice keeps of each row,
- * out of the job's reach. Arrays side by side: a row costs no object of its own but its record.
- */
-export class ClaimedRows {
-  readonly records: Record<string, unknown>[] = [];
-  /** The key's text: exact whatever the key's type, and what the outcome is written to. */
-  readonly keys: string[] = [];
-  readonly statuses: string[] = [];
-  readonly runs: (number | null)[] = [];
-  /** Attempts recorded before this one. */
-  readonly attempts: number[] = [];
-  /** Why a row could not be read into a record (a value its kind cannot hold), by index: it fails unprocessed. */
-  readonly unreadable = new Map<number, string>();
-
-  get length(): number {
-    return this.records.length;
-  }
-
-  /** The rows at `indexes`, in that order, as rows of their own. */
-  pick(indexes: readonly number[]): ClaimedRows {
-    const picked = new ClaimedRows();
-    for (const index of indexes) {
-      const unreadable = this.unreadable.get(index);
-      if (unreadable !== undefined) picked.unreadable.set(picked.length, unreadable);
-      picked.records.push(this.records[index] as Record<string, unknown>);
-      picked.keys.push(this.keys[index] as string);
-      picked.statuses.push(this.statuses[index] as string);
-      picked.runs.push(this.runs[index] ?? null);
-      picked.attempts.push(this.attempts[index] as number);
-    }
-    return picked;
-  }
-}
-
-export interface RunRecordsOptions {
+export interface ProcessRecordsOptions {
   runId: number;
   concurrency: number;
   timeoutMs: number;
@@ -179,10 +144,10 @@ class RowContext implements RecordContext {
  * `rows`: all of them unless `mayStart` said stop. Never rejects for a record's failure.
  * Rejects only when `signal` aborts, since the outcomes are then incomplete.
  */
-export async function runRecords(
+export async function processRecords(
   rows: ClaimedRows,
   logic: RecordFunction,
-  options: RunRecordsOptions,
+  options: ProcessRecordsOptions,
 ): Promise<RecordOutcome[]> {
   const outcomes: RecordOutcome[] = new Array(rows.length);
   const abandonInFlight = new Set<() => void>();

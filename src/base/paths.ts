@@ -16,3 +16,5 @@ export const PROJECT_ROOT = findRoot(__dirname);
 export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, "sql", "migrations");
 export const SCHEMA_OWNER_FILE = path.join(PROJECT_ROOT, "sql", "schema-owner.sql");
 export const ROLES_FILE = path.join(PROJECT_ROOT, "sql", "roles.sql");
+/** The deployment's jobs: compiled beside the code (dist/jobs), or jobs/ where the code runs from source. */
+export const JOBS_DIR = path.join(PROJECT_ROOT, __filename.endsWith(".js") ? "dist" : "", "jobs");

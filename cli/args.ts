@@ -1,13 +1,8 @@
-import { CommandError, fail } from "./cli-output";
-import { EXIT_USAGE } from "./exit-status";
+import { UsageError } from "../src/base/command-error";
+import { EXIT_USAGE } from "../src/base/exit-status";
+import { fail } from "./run-command";
 
 /** Shared handling of command-line arguments for the project's commands (yargs). */
-
-/** Bad usage: reported in one line with exit status 2, like a configuration error. */
-export class UsageError extends CommandError {
-  override name = "UsageError";
-  override readonly exitStatus = EXIT_USAGE;
-}
 
 /** Throws a UsageError unless every named option present is a whole number of at least `min`. */
 export function requireWholeNumbers(argv: Record<string, unknown>, names: string[], min = 1): true {

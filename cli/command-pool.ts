@@ -1,12 +1,12 @@
 import type pg from "pg";
-import { getConfig, requireDatabaseUrl, sessionDatabaseUrl } from "./config";
-import { getLogger } from "./context";
-import { createPool } from "./db/pool";
-import { checkDatabase, type DatabaseNeeds } from "./db/preflight";
+import { getConfig, requireDatabaseUrl, sessionDatabaseUrl } from "../src/config/config";
+import { getLogger } from "../src/config/context";
+import { createPool } from "../src/db/pool";
+import { checkDatabase, type DatabaseNeeds } from "../src/db/preflight";
 
 /**
  * What a command's connections carry: statements only (DATABASE_URL, through any pooler), or
- * a session's state too (advisory locks, COPY, session settings: src/config.ts sessionDatabaseUrl).
+ * a session's state too (advisory locks, COPY, session settings: src/config/config.ts sessionDatabaseUrl).
  */
 export type ConnectionUse = "statements" | "session";
 

@@ -1,10 +1,12 @@
 import pino, { type Logger } from "pino";
 import { prettyFactory } from "pino-pretty";
-import type { Config } from "./config";
 import { writeAboveLiveLine } from "./live-line";
 import { redactSecrets } from "./redact";
 
 export type { Logger };
+
+/** LOG_FORMAT: auto chooses by whether stderr is a terminal. */
+export type LogFormat = "auto" | "json" | "pretty";
 
 export interface LogOutput {
   format: "json" | "pretty";
@@ -15,7 +17,10 @@ export interface LogOutput {
  * The usual CLI conventions: readable lines for a person at a terminal, JSON lines for
  * machines (pipes, files, log collectors); colours only on a terminal, and never with NO_COLOR.
  */
-export function chooseLogOutput(config: Pick<Config, "logFormat" | "noColor">, stderrIsTerminal: boolean): LogOutput {
+export function chooseLogOutput(
+  config: { logFormat: LogFormat; noColor: boolean },
+  stderrIsTerminal: boolean,
+): LogOutput {
   const format = config.logFormat === "auto" ? (stderrIsTerminal ? "pretty" : "json") : config.logFormat;
   return { format, colorize: format === "pretty" && stderrIsTerminal && !config.noColor };
 }
