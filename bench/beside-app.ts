@@ -250,7 +250,7 @@ async function besideCase(
   const after = await runProgress(bench.pool, name);
   const windowSeconds = (performance.now() - started) / 1000;
   if (after.status === "running" || after.status === "pending") {
-    const cancelled = await bench.node([path.join(DIST, "workflows/batch-cli.js"), "cancel", name]);
+    const cancelled = await bench.node([path.join(DIST, "cli/batch.js"), "cancel", name]);
     // a run that completed in between has nothing to cancel
     if (cancelled.code !== 0 && (await runProgress(bench.pool, name)).status !== "completed")
       mustSucceed("cancel", cancelled);

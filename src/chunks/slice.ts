@@ -94,7 +94,7 @@ export interface SliceResult {
  * start for every slice, and its join to the rows it writes.
  */
 
-/** The slice's chunk (or its run) ended while the slice ran: another job ended it. */
+/** The slice's chunk (or its run) ended while the slice ran: another queue job ended it. */
 export class ChunkEndedError extends Error {
   override name = "ChunkEndedError";
 }

@@ -108,7 +108,7 @@ export type ChunkOutcome =
   | { kind: "handed-back"; totals: ChunkTotals }
   /** The run is not running: paused before the chunk started (it waits for the resume), or cancelling. */
   | { kind: "stopped"; runStatus: RunStatus; totals: ChunkTotals }
-  /** The chunk had already ended, or another job ended it meanwhile: a repeated job. */
+  /** The chunk had already ended, or another queue job ended it meanwhile: a repeated queue job. */
   | { kind: "skipped" };
 
 const addTo = (totals: ChunkTotals, slice: { completed: number; failed: number; retryable: number }) => {
@@ -134,7 +134,7 @@ export async function workThroughChunk(deps: ChunkDeps, ref: ChunkRef): Promise<
 
 /**
  * Starts the chunk, then works through its slices until its range is done, the worker drains,
- * the run stops it, or another job ends it. A slice whose records wait on I/O (it claims a part
+ * the run stops it, or another queue job ends it. A slice whose records wait on I/O (it claims a part
  * at a time) starts the next once it has claimed all its rows: the next claims its first part
  * while this one's last records run, and its records take the slots as they free, so the chunk's
  * records in flight do not drain while a slice writes its last outcomes and commits. The two
@@ -230,7 +230,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
         slice = await current.result;
       } catch (error) {
         if (error instanceof ChunkEndedError) {
-          log.warn({ ...totals }, "another job ended the chunk: slice rolled back");
+          log.warn({ ...totals }, "another queue job ended the chunk: slice rolled back");
           return { kind: "skipped" };
         }
         if (!abort.aborted) throw error;
@@ -259,7 +259,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
       }
       totals.slices++;
       addTo(totals, slice);
-      // another job took the upper part of the range (chunk-split.ts): stop where it starts
+      // another queue job took the upper part of the range (chunk-split.ts): stop where it starts
       if (slice.chunkLastId < range.lastId) range.lastId = slice.chunkLastId;
       observer?.sliceCommitted({
         job: job.name,

@@ -7,7 +7,7 @@ import { waitFor } from "./runs";
 export const ROOT = path.resolve(__dirname, "../..");
 export const SEED_CLI = path.join(ROOT, "dist/seed/cli.js");
 export const MAIN = path.join(ROOT, "dist/app/main.js");
-export const BATCH_CLI = path.join(ROOT, "dist/workflows/batch-cli.js");
+export const BATCH_CLI = path.join(ROOT, "dist/cli/batch.js");
 export const STATUS_CLI = path.join(ROOT, "dist/cli/status.js");
 /** The worker command the docs and the container image use (npx adds only a launcher). */
 export const WORKER_BIN = path.join(ROOT, "node_modules/.bin/graphile-worker");

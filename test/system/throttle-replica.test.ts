@@ -26,6 +26,11 @@ const RUN_ENV = {
 };
 /** Generous: the machine is shared and busy. */
 const WAIT_MS = 120_000;
+/**
+ * The jest timeout of a scenario: beyond its waits' sum on a loaded machine, so that none is cut
+ * off with its replay still paused for the next one.
+ */
+const SCENARIO_MS = 300_000;
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
 function sample(text: string, name: string, labels: string): number {
@@ -159,38 +164,46 @@ describe("workers beside a streaming standby", () => {
     return { url, pool };
   }
 
-  it("holds back while the primary's pg_stat_replication shows the standby's replay behind", async () => {
-    const db = await migratedDatabase("lag_on_primary");
-    try {
-      await throttleOnPausedReplay("lag-on-primary", db, { DATABASE_URL: db.url });
-    } finally {
-      await db.pool.end();
-    }
-  });
-
-  it("holds back while the standby of REPLICA_DATABASE_URL lags, where the primary does not show it", async () => {
-    const db = await migratedDatabase("lag_on_replica");
-    const login = { user: "replica_test_worker", password: "replica-test-password" };
-    try {
-      expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
-      await admin.query(`CREATE ROLE ${login.user} LOGIN PASSWORD '${login.password}' IN ROLE batch_worker`);
-      // this server is the test's own: its workers may not read the standbys' positions on it
-      await admin.query("REVOKE pg_read_all_stats FROM batch_worker");
-      const workerUrl = urlOf(servers.primaryUrl, "lag_on_replica", login);
-      const blind = new pg.Client({ connectionString: workerUrl });
-      await blind.connect();
+  it(
+    "holds back while the primary's pg_stat_replication shows the standby's replay behind",
+    async () => {
+      const db = await migratedDatabase("lag_on_primary");
       try {
-        const { rows } = await blind.query("SELECT replay_lsn FROM pg_stat_replication");
-        expect(rows).toEqual([{ replay_lsn: null }]);
+        await throttleOnPausedReplay("lag-on-primary", db, { DATABASE_URL: db.url });
       } finally {
-        await blind.end();
+        await db.pool.end();
       }
-      await throttleOnPausedReplay("lag-on-replica", db, {
-        DATABASE_URL: workerUrl,
-        REPLICA_DATABASE_URL: urlOf(servers.standbyUrl, "lag_on_replica", login),
-      });
-    } finally {
-      await db.pool.end();
-    }
-  });
+    },
+    SCENARIO_MS,
+  );
+
+  it(
+    "holds back while the standby of REPLICA_DATABASE_URL lags, where the primary does not show it",
+    async () => {
+      const db = await migratedDatabase("lag_on_replica");
+      const login = { user: "replica_test_worker", password: "replica-test-password" };
+      try {
+        expect((await seed(["roles"], { DATABASE_URL: db.url })).code).toBe(0);
+        await admin.query(`CREATE ROLE ${login.user} LOGIN PASSWORD '${login.password}' IN ROLE batch_worker`);
+        // this server is the test's own: its workers may not read the standbys' positions on it
+        await admin.query("REVOKE pg_read_all_stats FROM batch_worker");
+        const workerUrl = urlOf(servers.primaryUrl, "lag_on_replica", login);
+        const blind = new pg.Client({ connectionString: workerUrl });
+        await blind.connect();
+        try {
+          const { rows } = await blind.query("SELECT replay_lsn FROM pg_stat_replication");
+          expect(rows).toEqual([{ replay_lsn: null }]);
+        } finally {
+          await blind.end();
+        }
+        await throttleOnPausedReplay("lag-on-replica", db, {
+          DATABASE_URL: workerUrl,
+          REPLICA_DATABASE_URL: urlOf(servers.standbyUrl, "lag_on_replica", login),
+        });
+      } finally {
+        await db.pool.end();
+      }
+    },
+    SCENARIO_MS,
+  );
 });

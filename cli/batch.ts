@@ -1,16 +1,16 @@
 import os from "node:os";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { failOnUsage } from "../cli/args";
-import { withCommandPool } from "../cli/command-pool";
-import { runCommand } from "../cli/run-command";
 import { getConfig } from "../src/config/config";
 import { withPool } from "../src/db/pool";
 import type { RunEvent } from "../src/runs/model";
 import { formatCount } from "../src/terminal/format";
 import { printResult, table } from "../src/terminal/output";
 import { printable } from "../src/terminal/printable";
-import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "./batch-control";
+import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "../workflows/batch-control";
+import { failOnUsage } from "./args";
+import { withCommandPool } from "./command-pool";
+import { runCommand } from "./run-command";
 
 /** `batch <pause|resume|cancel|history> <run>`: steer a batch run from any machine. */
 
