@@ -102,6 +102,21 @@ function scheduleFaults(options: AutoscalerOptions, runner: PodRunner, timeline:
         timeline.fault(`SIGKILL ${killed} pod(s)`, killed);
       }, at * 1000),
     ),
+    ...faults.freezes.map(({ count, at }) =>
+      setTimeout(() => {
+        const victims = runner
+          .running()
+          .filter(([, container]) => container.started)
+          .slice(0, count);
+        for (const [, container] of victims) container.freeze(runner.tolerationSeconds);
+        const names = victims.map(([pod]) => pod).join(", ");
+        logger.info(
+          { fault: "freeze", pods: names, tolerationSeconds: runner.tolerationSeconds },
+          `fault: ${victims.length} pod(s) frozen as on a lost node (SIGSTOP): ${names}; evicted after ${runner.tolerationSeconds} s`,
+        );
+        timeline.fault(`froze ${victims.length} pod(s) (node lost)`);
+      }, at * 1000),
+    ),
     ...(database ? faults.databaseRestarts.map((at) => setTimeout(() => restart(database), at * 1000)) : []),
   ];
   return async () => {
@@ -125,6 +140,8 @@ export async function autoscale(options: AutoscalerOptions): Promise<AutoscalerR
       started: (pod, replacement) => timeline.podStarted(pod, replacement),
       exited: (pod, exit) => timeline.podExited(pod, exit),
     },
+    pullDelaySeconds: options.faults.pullDelaySeconds,
+    neverStart: options.faults.neverStart,
   });
   const controller: Controller =
     workload.kind === "ScaledJob"

@@ -16,7 +16,7 @@ import { printResult } from "../src/terminal/output";
 import { autoscale } from "./autoscaler";
 import { renderChart } from "./chart";
 import { readRuns, seedDatabase } from "./database";
-import { type Faults, parseKill, parseTailThreshold } from "./faults";
+import { type Faults, parsePodsAt, parseTailThreshold } from "./faults";
 import { ManifestError, readWorkload, renderOverlay, type Workload } from "./manifests";
 import { type SecretValues, secretValue, secretValues } from "./secrets";
 
@@ -37,12 +37,30 @@ function parsePairs(pairs: string[], option: string): Record<string, string> {
   );
 }
 
-function withOverrides<W extends Workload>(workload: W, pollingInterval?: number, maxReplicas?: number): W {
-  return {
+interface Overrides {
+  pollingInterval?: number;
+  maxReplicas?: number;
+  /** The ScaledJob's activeDeadlineSeconds, shortened so that a test sees a stuck pod's Job fail. */
+  activeDeadline?: number;
+  /** The pods' unreachable toleration, shortened so that a test sees a frozen pod evicted. */
+  tolerationSeconds?: number;
+}
+
+/** The manifest's times and bounds, replaced where an option gives one (each option says so in --help). */
+function withOverrides<W extends Workload>(workload: W, overrides: Overrides): W {
+  const replaced = {
     ...workload,
-    pollingIntervalSeconds: pollingInterval ?? workload.pollingIntervalSeconds,
-    scaling: { ...workload.scaling, maxReplicas: maxReplicas ?? workload.scaling.maxReplicas },
+    pollingIntervalSeconds: overrides.pollingInterval ?? workload.pollingIntervalSeconds,
+    scaling: { ...workload.scaling, maxReplicas: overrides.maxReplicas ?? workload.scaling.maxReplicas },
+    pod: {
+      ...workload.pod,
+      unreachableTolerationSeconds: overrides.tolerationSeconds ?? workload.pod.unreachableTolerationSeconds,
+    },
   };
+  if (replaced.kind === "ScaledJob" && overrides.activeDeadline !== undefined) {
+    return { ...replaced, activeDeadlineSeconds: overrides.activeDeadline };
+  }
+  return replaced;
 }
 
 /** Every Secret key the workload reads must have a value before anything starts. */
@@ -108,6 +126,32 @@ async function main(): Promise<void> {
       type: "string",
       describe: "SIGKILL every running pod once the query falls below a share of its start (30%) or a value",
     })
+    .option("pull-delay", {
+      type: "number",
+      default: 0,
+      describe: "fault: seconds each pod waits for its image before its process starts",
+    })
+    .option("never-start", {
+      type: "number",
+      describe:
+        "fault: the first N pods never start (ImagePullBackOff): their Jobs count as running until activeDeadlineSeconds fails them",
+    })
+    .option("freeze", {
+      type: "string",
+      array: true,
+      default: [] as string[],
+      describe:
+        "fault: N@T: N running pods' node is lost T seconds after the start: SIGSTOP, then evicted (SIGKILL, DisruptionTarget) after their unreachable toleration",
+    })
+    .option("active-deadline", {
+      type: "number",
+      describe:
+        "the ScaledJob's activeDeadlineSeconds instead of the manifest's (seconds: to see a stuck pod's Job fail)",
+    })
+    .option("toleration-seconds", {
+      type: "number",
+      describe: "the pods' unreachable tolerationSeconds instead of the manifest's (to see a frozen pod evicted)",
+    })
     .option("embedded", {
       type: "boolean",
       default: false,
@@ -133,8 +177,8 @@ async function main(): Promise<void> {
     })
     .option("pod-logs", { type: "string", describe: "directory for the pods' logs (default: a temporary one)" })
     .check((argv) => {
-      requireWholeNumbers(argv, ["max-replicas", "until-idle", "rows"]);
-      for (const name of ["polling-interval", "duration"]) {
+      requireWholeNumbers(argv, ["max-replicas", "until-idle", "rows", "never-start"]);
+      for (const name of ["polling-interval", "duration", "active-deadline", "toleration-seconds"]) {
         const value = argv[name];
         if (value !== undefined && !((value as number) > 0)) throw new UsageError(`--${name} must be above 0`);
       }
@@ -152,10 +196,13 @@ async function main(): Promise<void> {
   let overrides: Record<string, string>;
   try {
     faults = {
-      kills: args.kill.map(parseKill),
+      kills: args.kill.map((text) => parsePodsAt(text)),
       killAtTail: args["kill-at-tail"] === undefined ? undefined : parseTailThreshold(args["kill-at-tail"]),
       databaseRestarts: args["restart-database-at"],
       databaseDownSeconds: args["database-down-for"],
+      pullDelaySeconds: args["pull-delay"],
+      neverStart: args["never-start"] ?? 0,
+      freezes: args.freeze.map((text) => parsePodsAt(text, "--freeze")),
     };
     overrides = parsePairs(args.env, "env");
   } catch (error) {
@@ -165,7 +212,12 @@ async function main(): Promise<void> {
   const overlay = args.overlay as string;
   let workload: Workload;
   try {
-    workload = withOverrides(readWorkload(renderOverlay(overlay)), args["polling-interval"], args["max-replicas"]);
+    workload = withOverrides(readWorkload(renderOverlay(overlay)), {
+      pollingInterval: args["polling-interval"],
+      maxReplicas: args["max-replicas"],
+      activeDeadline: args["active-deadline"],
+      tolerationSeconds: args["toleration-seconds"],
+    });
   } catch (error) {
     if (error instanceof ManifestError) throw new CommandError(error.message);
     throw error;

@@ -16,13 +16,19 @@ export interface Faults {
   databaseRestarts: number[];
   /** ...after staying down this long. */
   databaseDownSeconds: number;
+  /** Seconds each pod waits for its image before its process starts (`--pull-delay`). */
+  pullDelaySeconds: number;
+  /** The first pods created that never start (ImagePullBackOff, Pending): `--never-start`. */
+  neverStart: number;
+  /** Pods frozen as on a lost node (`--freeze N@T`): SIGSTOP, evicted after the toleration. */
+  freezes: PodKill[];
 }
 
-/** `N@T`: SIGKILL N running pods T seconds after the start. */
-export function parseKill(text: string): PodKill {
+/** `N@T`: N running pods, T seconds after the start (`option`: --kill, --freeze). */
+export function parsePodsAt(text: string, option = "--kill"): PodKill {
   const match = /^(\d+)@(\d+(?:\.\d+)?)$/.exec(text);
   if (!match || Number(match[1]) < 1)
-    throw new Error(`--kill takes N@T (N pods, T seconds), such as 2@10; got ${text}`);
+    throw new Error(`${option} takes N@T (N pods, T seconds), such as 2@10; got ${text}`);
   return { count: Number(match[1]), at: Number(match[2]) };
 }
 

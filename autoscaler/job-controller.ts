@@ -84,7 +84,13 @@ export class JobController {
       this.finish(job, "complete");
       return;
     }
-    const action = failureAction(this.workload.podFailurePolicy, status);
+    const action = failureAction(this.workload.podFailurePolicy, status, exit.conditions);
+    if (action === "Ignore") {
+      this.logger.info(
+        { job: job.name, status, conditions: exit.conditions },
+        `job ${job.name}: its pod exited ${status}${exit.conditions.length ? ` (${exit.conditions.join(", ")})` : ""}, ignored by the podFailurePolicy: another pod`,
+      );
+    }
     if (action === "FailJob") {
       this.logger.info(
         { job: job.name, status },

@@ -14,16 +14,17 @@ export function exitStatus(code: number | null, signal: NodeJS.Signals | null): 
 }
 
 /**
- * What the Job controller does with a pod that failed with `status`: the action of the first
- * rule that matches, else Count (one failure towards backoffLimit). Rules on pod conditions
- * never match here: no local pod is disrupted (evicted, preempted) the way a cluster's are.
+ * What the Job controller does with a pod that failed with `status` and has the pod conditions
+ * `conditions` (DisruptionTarget: evicted, as from a lost node): the action of the first rule
+ * that matches, else Count (one failure towards backoffLimit).
  */
-export function failureAction(rules: FailureRule[], status: number): FailureRule["action"] {
+export function failureAction(rules: FailureRule[], status: number, conditions: string[] = []): FailureRule["action"] {
   for (const rule of rules) {
     const codes = rule.onExitCodes;
-    if (!codes) continue;
     // exit status 0 matches no rule, whatever its operator
-    if (status !== 0 && codes.values.includes(status) === (codes.operator === "In")) return rule.action;
+    if (codes && status !== 0 && codes.values.includes(status) === (codes.operator === "In")) return rule.action;
+    const onConditions = rule.onPodConditions ?? [];
+    if (onConditions.some((c) => conditions.includes(c.type) && (c.status ?? "True") === "True")) return rule.action;
   }
   return "Count";
 }

@@ -28,6 +28,12 @@ export interface PodTemplate {
   env: { name: string; from: EnvSource }[];
   containerPorts: number[];
   terminationGracePeriodSeconds: number;
+  /**
+   * How long a pod stays bound to a node that stopped answering (the NoExecute toleration of
+   * node.kubernetes.io/unreachable; Kubernetes adds 300 s where the pod states none): then it is
+   * evicted, with the condition DisruptionTarget.
+   */
+  unreachableTolerationSeconds: number;
 }
 
 export interface Trigger {
@@ -117,7 +123,17 @@ const podSpec = z.strictObject({
   serviceAccountName: notModelled,
   automountServiceAccountToken: notModelled,
   securityContext: notModelled,
-  tolerations: notModelled,
+  tolerations: z
+    .array(
+      z.strictObject({
+        key: z.string().optional(),
+        operator: z.string().optional(),
+        value: z.string().optional(),
+        effect: z.string().optional(),
+        tolerationSeconds: z.number().optional(),
+      }),
+    )
+    .default([]),
   volumes: notModelled,
 });
 
@@ -290,6 +306,9 @@ function readPod(spec: z.infer<typeof podSpec>, owner: string): PodTemplate {
     env,
     containerPorts: container.ports.map((port) => port.containerPort),
     terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds,
+    unreachableTolerationSeconds:
+      spec.tolerations.find((t) => t.key === "node.kubernetes.io/unreachable" && t.effect === "NoExecute")
+        ?.tolerationSeconds ?? 300,
   };
 }
 

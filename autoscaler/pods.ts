@@ -2,7 +2,7 @@ import { randomInt } from "node:crypto";
 import path from "node:path";
 import type { Logger } from "../src/base/logger";
 import type { PodTemplate } from "./manifests";
-import { Container, type ContainerExit } from "./pod-process";
+import { Container, type ContainerExit, type ContainerStart } from "./pod-process";
 import { processSpec } from "./pod-spec";
 import type { SecretValues } from "./secrets";
 
@@ -44,6 +44,10 @@ export class PodRunner {
       logDir: string;
       logger: Logger;
       events: PodEvents;
+      /** Seconds a pod waits for its image before its process starts. */
+      pullDelaySeconds: number;
+      /** How many of the next pods never start (their image never pulls). */
+      neverStart: number;
     },
   ) {}
 
@@ -53,7 +57,13 @@ export class PodRunner {
 
   async start(pod: string, replacement = false): Promise<Container> {
     const spec = await processSpec({ ...this.options, podName: pod });
-    const container = new Container(spec, path.join(this.options.logDir, `${pod}.log`));
+    let start: ContainerStart = { afterSeconds: this.options.pullDelaySeconds };
+    if (this.options.neverStart > 0) {
+      this.options.neverStart--;
+      start = "never";
+      this.options.logger.info({ pod, fault: "never-start" }, `fault: pod ${pod} never starts (ImagePullBackOff)`);
+    }
+    const container = new Container(spec, path.join(this.options.logDir, `${pod}.log`), start);
     this.live.set(pod, container);
     this.options.logger.debug({ pod, replacement }, "pod started");
     this.options.events.started(pod, replacement);
@@ -69,8 +79,12 @@ export class PodRunner {
     return container;
   }
 
-  /** The containers running now, the longest-running first. */
+  /** The pods not ended, the oldest first, those whose process has not started included. */
   running(): [string, Container][] {
     return [...this.live.entries()];
+  }
+
+  get tolerationSeconds(): number {
+    return this.options.template.unreachableTolerationSeconds;
   }
 }

@@ -34,6 +34,10 @@ export interface PodRecord {
   stopped: boolean;
   jobs: number;
   error?: string;
+  /** Its process never started (its image never came). */
+  neverRan?: true;
+  /** DisruptionTarget: evicted, as from a lost node. */
+  conditions?: string[];
 }
 
 export interface TimelineTotals {
@@ -92,6 +96,8 @@ export class Timeline {
       stopped: exit.stopped,
       jobs: exit.jobs,
       ...(exit.lastError && exit.code !== 0 ? { error: exit.lastError } : {}),
+      ...(exit.ran ? {} : { neverRan: true as const }),
+      ...(exit.conditions.length > 0 ? { conditions: exit.conditions } : {}),
     });
   }
 

@@ -8,7 +8,7 @@ import type { JobDefinition, RateLimit } from "../jobs/define";
  * one RateLimiter per job, shared by its chunks. A slice takes its tokens before it claims, as
  * many as are at hand up to its size, and claims only as many rows (src/processing/token-wait.ts):
  * no record waits for a token while its row is locked. The limiter takes from the bucket what its
- * waiting slices ask for, up to a tenth of a second's worth at a time, granted whole or not at
+ * waiting slices ask for, up to a quarter of a second's worth at a time, granted whole or not at
  * all: processes sharing the bucket then each take a batch in turn rather than a few tokens each,
  * whose slices of a few rows would cost more than the limit allows under load. Tokens a slice could not
  * use (its rows ran out, or it stopped starting records) go to the next slice waiting; those
@@ -17,7 +17,7 @@ import type { JobDefinition, RateLimit } from "../jobs/define";
  */
 
 /** Each take asks for at most this many seconds' worth, and a bucket found short is asked again after about half as long. */
-export const TAKE_SECONDS = 0.1;
+export const TAKE_SECONDS = 0.25;
 /** Tokens at hand and not handed out within this long go back to the bucket. */
 export const TOKEN_LIFETIME_MS = 250;
 /** How long to wait after the database refused a take (it is down, or restarting). */
@@ -87,7 +87,7 @@ export class RateLimiter implements TokenSource {
     private readonly observer?: RateLimitObserver,
   ) {}
 
-  /** Tokens asked for at a time, at most: a tenth of a second's worth, at least one, at most the burst. */
+  /** Tokens asked for at a time, at most: a quarter of a second's worth, at least one, at most the burst. */
   get batch(): number {
     return Math.max(1, Math.min(Math.ceil(this.limit.perSecond * TAKE_SECONDS), Math.floor(this.limit.burst)));
   }

@@ -51,6 +51,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
         env: expect.any(Array),
         containerPorts: pod.containers[0].ports.map((port: { containerPort: number }) => port.containerPort),
         terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
+        unreachableTolerationSeconds: pod.tolerations.find((t: any) => t.key === "node.kubernetes.io/unreachable")
+          .tolerationSeconds,
       },
     });
     // the image's init as the container's PID 1, which processSpec leaves out for a local process
@@ -85,6 +87,9 @@ describe("the manifests, as the local autoscaler reads them", () => {
       pod: {
         command: deployment.spec.template.spec.containers[0].command,
         terminationGracePeriodSeconds: deployment.spec.template.spec.terminationGracePeriodSeconds,
+        unreachableTolerationSeconds: deployment.spec.template.spec.tolerations.find(
+          (t: any) => t.key === "node.kubernetes.io/unreachable",
+        ).tolerationSeconds,
       },
     });
   });
@@ -136,6 +141,8 @@ describe("the manifests, as the local autoscaler reads them", () => {
     expect(failureAction(rules, exitStatus(null, "SIGTERM"))).toBe("Count");
     expect(exitStatus(null, "SIGTERM")).toBe(143);
     expect(exitStatus(null, "SIGKILL")).toBe(137);
+    // evicted (a lost node, a drain): DisruptionTarget, whatever the exit status
+    expect(failureAction(rules, exitStatus(null, "SIGKILL"), ["DisruptionTarget"])).toBe("Ignore");
     expect(failureAction([{ action: "Ignore", onExitCodes: { operator: "NotIn", values: [1] } }], 0)).toBe("Count");
   });
 
@@ -305,6 +312,56 @@ describe("the local autoscaler against a database", () => {
       expect(afterKill.some((pod: any) => pod.jobs > 0)).toBe(true);
       // no stream of pods that find nothing to do while the killed pods' jobs are held
       expect(summary.podsIdle).toBeLessThanOrEqual(workload.scaling.maxReplicas);
+    },
+    UP_TO_THE_CAP_MS,
+  );
+
+  it(
+    "rides out an image pulled slowly, a pod that never starts and a lost node: exact books, no backoffLimit spent",
+    async () => {
+      const rows = 20_000;
+      await insertUsers(db.pool, rows);
+      await enqueue("faults", rows, { CHUNK_SIZE: "1000" });
+      const summary = await autoscale(
+        [
+          "k8s/overlays/local",
+          ...ONE_SECOND_POLLS,
+          "--env",
+          "PROCESS_DELAY_MS=1",
+          "--env",
+          "WORKER_DEAD_AFTER_S=2",
+          "--pull-delay",
+          "0.5",
+          "--never-start",
+          "1",
+          "--freeze",
+          "1@2",
+          // past the run's end: the stuck pod's Job holds its place until then, the others finish first
+          "--active-deadline",
+          "20",
+          "--toleration-seconds",
+          "2",
+          "--until-idle",
+          "3",
+          "--duration",
+          LONGEST_RUN_S,
+        ],
+        { DATABASE_URL: db.url },
+      );
+      await expectCompleted("faults", rows);
+      expect(summary.stoppedBecause).toBe("idle");
+      // the pod that never started: its Job counted as running until its deadline failed it
+      const stuck = summary.pods.filter((pod: any) => pod.neverRan);
+      expect(stuck).toHaveLength(1);
+      expect(stuck[0]).toMatchObject({ jobs: 0, exit: "SIGTERM" });
+      expect(stuck[0].seconds).toBeGreaterThanOrEqual(20);
+      // the frozen pod: evicted (SIGKILL, DisruptionTarget), its chunks back through the workers' liveness
+      expect(summary.timeline.flatMap((poll: any) => poll.faults)).toContain("froze 1 pod(s) (node lost)");
+      const evicted = summary.pods.filter((pod: any) => pod.conditions?.includes("DisruptionTarget"));
+      expect(evicted).toHaveLength(1);
+      expect(evicted[0].exit).toBe("SIGKILL");
+      // the Ignore rule: its Job's next pod at once, its backoffLimit untouched (no Job failed by it)
+      expect(summary.pods.length).toBeGreaterThan(2);
     },
     UP_TO_THE_CAP_MS,
   );

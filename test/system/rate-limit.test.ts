@@ -79,7 +79,7 @@ describe("batch_take_tokens, the job's bucket", () => {
 
   it("is what a process's limiter hands to its slices, as many as are at hand up to what each asks", async () => {
     // a batch of three tokens at a time, five in the bucket
-    const limiter = new RateLimiter("local", { perSecond: 30, burst: 5 }, withPool(db.pool), quietLogger);
+    const limiter = new RateLimiter("local", { perSecond: 12, burst: 5 }, withPool(db.pool), quietLogger);
     const always = () => true;
     expect(await Promise.all([limiter.take(2, always), limiter.take(10, always)])).toEqual([2, 3]);
     // next to no refill: every token is one the bucket granted

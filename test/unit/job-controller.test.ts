@@ -19,7 +19,7 @@ class FakeContainer {
   }
   exit(code: number | null, signal: NodeJS.Signals | null = null): void {
     this.alive = false;
-    this.end({ code, signal, jobs: 0, lastError: undefined, stopped: false, seconds: 0 });
+    this.end({ code, signal, jobs: 0, lastError: undefined, stopped: false, conditions: [], ran: true, seconds: 0 });
   }
   terminate(): void {
     this.terminated = true;

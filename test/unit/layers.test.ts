@@ -100,6 +100,20 @@ describe("layers", () => {
     expect(importsOf(MODEL)).toEqual([]);
   });
 
+  it("finds no directory from its own files' places but the project's root, so that they can move", () => {
+    const placed = files.filter((file) =>
+      /\b__(dirname|filename)\b/.test(fs.readFileSync(path.join(ROOT, file), "utf8")),
+    );
+    expect(placed).toEqual(["src/base/paths.ts"]);
+  });
+
+  it("ends no process: the entry points above decide how one ends", () => {
+    const exiting = files.filter((file) =>
+      /process\.exit(\s*\(|Code\b)/.test(fs.readFileSync(path.join(ROOT, file), "utf8")),
+    );
+    expect(exiting).toEqual([]);
+  });
+
   it("job files import the core only as #pg-batch", () => {
     const jobFiles = sourceFiles("jobs");
     expect(jobFiles).toContain("jobs/users.ts");
