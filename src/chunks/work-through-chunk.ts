@@ -11,7 +11,7 @@ import { beginChunk } from "./chunk-start";
 import { type HeldRowsObserver, RangePasses } from "./held-rows";
 import { LateWrites } from "./late-writes";
 import { ChunkEndedError, type SliceResult } from "./slice";
-import { SlicePauses } from "./slice-pause";
+import { type SlicePacer, SlicePauses } from "./slice-pause";
 import { type SettledSlices, SLICE_TARGET_SHARE, SliceSizer } from "./slice-sizer";
 import { jobOnWorker, SliceUnderWay } from "./slice-under-way";
 
@@ -71,6 +71,8 @@ export interface ChunkDeps {
   maxLockHoldMs?: number;
   /** SLICE_PAUSE_RATIO where the worker's environment sets it; else the job's default. */
   slicePauseRatio?: number;
+  /** The worker's rests after slices, shared by its chunks (slice-pause.ts); none: each chunk rests alone. */
+  slicePacer?: SlicePacer;
   statementTimeoutMs: number;
   /** Whether a chunk that has finished splits the round's largest running one when none waits (chunk-split.ts). */
   splitWhenIdle: boolean;
@@ -187,6 +189,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     runId: ref.runId,
     job: job.name,
     ratio: onWorker.pauseRatio,
+    pacer: deps.slicePacer,
     signal: draining,
     keepsRunning: KEEPS_RUNNING,
     observer,

@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import type { JobHelpers } from "graphile-worker";
+import { SlicePacer } from "../chunks/slice-pause";
 import type { SettledSlices } from "../chunks/slice-sizer";
 import type { ChunkDeps, ChunkObserver } from "../chunks/work-through-chunk";
 import { type Config, getConfig } from "../config/config";
@@ -14,6 +15,8 @@ import { drainingSignal } from "./shutdown";
 let observer: (ChunkObserver & RateLimitObserver) | undefined;
 /** How this process's chunks' slices settled, by job: its next chunks start there. */
 const settledSlices = new Map<string, SettledSlices>();
+/** The process's rests after slices: its chunks rest in turn (SLICE_PAUSE_RATIO). */
+const slicePacer = new SlicePacer();
 
 /** The process's one throttle gate, over its one health watch: every chunk shares its readings. */
 let throttleGate: ThrottleGate | undefined;
@@ -105,6 +108,7 @@ export function chunkDeps(helpers: JobHelpers, config: Config = getConfig()): Ch
     draining: drainingSignal,
     abort,
     settledSlices,
+    slicePacer,
     observer,
     rateLimiters,
     throttle: processThrottleGate(config),
