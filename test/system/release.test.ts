@@ -112,13 +112,15 @@ describe("a database set up before batch_admin owned everything, handed over onc
   let parent: string;
   let db: TestDatabase;
   let oldOwner: string;
+  const oldOwnerPassword = randomBytes(18).toString("base64url");
   let admin: Login | undefined;
   beforeAll(async () => {
     parent = await fs.mkdtemp(path.join(os.tmpdir(), "pg-batch-owner-"));
     db = await createTestDatabase();
     // the login that set the database up then: it may create, and owns what it created
     oldOwner = `old_owner_${randomBytes(4).toString("hex")}`;
-    await db.pool.query(`CREATE ROLE ${oldOwner} LOGIN`);
+    // a password: the embedded server, unlike a developer's trust setup, authenticates every login
+    await db.pool.query(`CREATE ROLE ${oldOwner} LOGIN PASSWORD '${oldOwnerPassword}'`);
     await db.pool.query(
       `DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO ${oldOwner}', current_database()); END $$;
        GRANT CREATE ON SCHEMA public TO ${oldOwner}`,
@@ -146,6 +148,7 @@ describe("a database set up before batch_admin owned everything, handed over onc
   it("seed schema --roles by a superuser hands every object to batch_admin; the next release migrates as its member", async () => {
     const oldUrl = new URL(db.url);
     oldUrl.username = oldOwner;
+    oldUrl.password = oldOwnerPassword;
     const release1 = await firstRelease(parent);
     const setUp = await seedOf(release1, ["schema"], { DATABASE_URL: oldUrl.toString() });
     expect(setUp.code).toBe(0);
