@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../../src/base/free-port";
 import { waitFor } from "./runs";
 
@@ -106,6 +107,12 @@ export async function stopAll(processes: Running[], signal: NodeJS.Signals): Pro
       return exited;
     }),
   );
+}
+
+/** SIGTERMs a worker and waits up to `waitMs` for it to exit: undefined if it did not. */
+export function terminate(worker: Running, waitMs: number): Promise<Finished | undefined> {
+  worker.child.kill("SIGTERM");
+  return Promise.race([worker.exited, sleep(waitMs, undefined, { ref: false })]);
 }
 
 /**

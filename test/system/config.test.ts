@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { redactSecrets } from "../../src/base/redact";
 import { ConfigError, parseConfig } from "../../src/config/config";
@@ -82,7 +83,7 @@ describe("secrets in logs", () => {
   /** The test database's URL with a password in it (a trust-auth server ignores it). */
   function urlWithPassword(): { url: string; password: string } {
     const url = new URL(db.url);
-    if (!url.password) url.password = "Pa55-w0rd-never-logged";
+    if (!url.password) url.password = randomBytes(12).toString("hex");
     return { url: url.toString(), password: decodeURIComponent(url.password) };
   }
 

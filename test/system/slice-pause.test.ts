@@ -1,8 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { defineJob } from "#pg-batch";
 import { parseConfig } from "../../src/config/config";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
-import { batch, type Running, seed, startMeasuredWorker, stopAll } from "../support/processes";
+import { batch, type Running, seed, startMeasuredWorker, stopAll, terminate } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
@@ -103,8 +102,7 @@ describe("a run whose chunks pause after each slice", () => {
       await pausing(await measuredWorker(env));
 
       const first = workers.splice(0)[0] as Running;
-      first.child.kill("SIGTERM");
-      const exited = await Promise.race([first.exited, sleep(WAIT_MS, undefined, { ref: false })]);
+      const exited = await terminate(first, WAIT_MS);
       // graphile-worker ends a graceful shutdown by re-raising the signal it received
       expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
       expect(exited?.stderr).toContain("Global graceful shutdown complete");

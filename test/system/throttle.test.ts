@@ -1,7 +1,6 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { defineJob } from "#pg-batch";
 import { freePort } from "../../src/base/free-port";
@@ -20,7 +19,7 @@ import {
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
 import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
-import { batch, ROOT, type Running, seed, startMeasuredWorker, status, stopAll } from "../support/processes";
+import { batch, ROOT, type Running, seed, startMeasuredWorker, status, stopAll, terminate } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 /** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
@@ -501,8 +500,7 @@ module.exports = defineJob({
       await expectHeldBack(metrics, "gated_held", "condition", claimed, "held");
 
       const first = workers.splice(0)[0] as Running;
-      first.child.kill("SIGTERM");
-      const exited = await Promise.race([first.exited, sleep(WAIT_MS, undefined, { ref: false })]);
+      const exited = await terminate(first, WAIT_MS);
       // graphile-worker ends a graceful shutdown by re-raising the signal it received
       expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
       expect(exited?.stderr).toContain("Global graceful shutdown complete");
