@@ -69,6 +69,12 @@ export interface JobSql {
   nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
+  /**
+   * A dry run's sample of the open rows ($2 attempts, `where` from $3), without a lock: for each
+   * of $1 positions evenly spaced over the open rows' key span, the first open row at or past it
+   * (fewer rows where probes meet the same one), read as a claim reads them, in key order.
+   */
+  sampleOpenRows: string;
   /** Whether a row (alias t) is open: claimable with $4 attempts, and the job's `where` from $6. */
   openRow: string;
   /**
@@ -249,6 +255,24 @@ function buildJobSql(job: JobDefinition): JobSql {
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
+    // min and max walk the key's index to the first and last open row; each probe is one index
+    // descent (the bound cast to int8, which the integer operator family compares with any
+    // integer key): the sample costs its size, not the table's. A plain read: no row lock, and
+    // only the statement's snapshot
+    sampleOpenRows: `
+      WITH span AS (
+        SELECT min(t.${key})::numeric AS first, max(t.${key})::numeric AS last
+          FROM ${table} t WHERE ${claimable("$2")}${filter(3)}
+      ), picked AS (
+        SELECT DISTINCT p.k
+          FROM span, generate_series(0, $1::int - 1) AS g(i),
+          LATERAL (
+            SELECT t.${key} AS k FROM ${table} t
+             WHERE t.${key} >= (span.first + floor(g.i * (span.last - span.first + 1) / $1::int))::int8
+               AND ${claimable("$2")}${filter(3)}
+             ORDER BY t.${key} LIMIT 1) p
+      )
+      SELECT ${selected.join(", ")} FROM ${table} t JOIN picked ON t.${key} = picked.k ORDER BY t.${key}`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     openRow,
     roundKeys: {
