@@ -9,7 +9,9 @@ import { withPool } from "../src/db/pool";
 import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
+import { assertKeysFileReadable } from "../src/runs/run-keys";
 import { getRun } from "../src/runs/runs";
+import type { SubsetRequest } from "../src/runs/subset";
 import { createProgress } from "../src/terminal/progress";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
@@ -141,9 +143,24 @@ export function assertImported(result: { failed: string[] }): void {
  * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
  * the command.
  */
-export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: string, config: Config) {
+export async function runEnqueue(
+  pool: pg.Pool,
+  job: JobDefinition,
+  batchName: string,
+  config: Config,
+  subset?: SubsetRequest,
+) {
   const db = withPool(pool);
-  const { run, created } = await startRun(db, job, batchName, runSettings(config, job), config.podName, "now");
+  if (subset && "keysPath" in subset) assertKeysFileReadable(subset.keysPath);
+  const settings = runSettings(config, job);
+  const { run, created, unmatched } = await startRun(db, job, batchName, settings, config.podName, "now", subset);
+  if (unmatched && unmatched.count > 0) {
+    getLogger().warn(
+      { run: run.id, unmatchedKeys: unmatched.count, examples: unmatched.examples },
+      `enqueue: ${unmatched.count} key(s) of the file name no row of job ${job.name} (not in ${job.table}, or not its where): ` +
+        `${unmatched.examples.join(", ")}${unmatched.count > unmatched.examples.length ? ", ..." : ""}`,
+    );
+  }
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
@@ -154,5 +171,7 @@ export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: s
     status: planned.status,
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
+    ...(planned.settings.subset ? { subset: planned.settings.subset } : {}),
+    ...(unmatched ? { unmatchedKeys: unmatched } : {}),
   };
 }

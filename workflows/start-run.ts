@@ -7,8 +7,10 @@ import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
+import { findUnmatchedKeys, loadRunKeys, type UnmatchedKeys } from "../src/runs/run-keys";
 import { isIdReference } from "../src/runs/run-reference";
-import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
+import { findActiveRun, hasRowsToProcess, insertRun, setRunSubset } from "../src/runs/runs";
+import { describeSubset, type SubsetRequest, subsetDifference, subsetOf } from "../src/runs/subset";
 import { planRunIn } from "./plan-run";
 
 /**
@@ -58,17 +60,32 @@ export class PlanTimeoutError extends CommandError {
   override name = "PlanTimeoutError";
 }
 
+/** The name is a run started with other inputs: starting it would return that run, not the one asked for. */
+export class RunInputsDifferError extends CommandError {
+  override name = "RunInputsDifferError";
+}
+
 /** A new run would find no row to work through. */
 export class NothingToProcessError extends CommandError {
   override name = "NothingToProcessError";
 }
 
-/** Throws unless the existing run is one of `job`: a name names one run, of one job. */
-function assertRunOfJob(run: Run, job: JobDefinition): void {
-  if (run.job === job.name) return;
-  throw new RunOfAnotherJobError(
-    `batch run ${JSON.stringify(run.name)} (id ${run.id}) is a run of job ${run.job}, not ${job.name}: ` +
-      `start ${job.name} under another name`,
+/**
+ * Throws unless the existing run is one of `job` over the same subset: a name names one run, of
+ * one job, with its inputs.
+ */
+function assertSameRun(run: Run, job: JobDefinition, subset: SubsetRequest | undefined): void {
+  if (run.job !== job.name) {
+    throw new RunOfAnotherJobError(
+      `batch run ${JSON.stringify(run.name)} (id ${run.id}) is a run of job ${run.job}, not ${job.name}: ` +
+        `start ${job.name} under another name`,
+    );
+  }
+  const difference = subsetDifference(run.settings.subset, subset);
+  if (difference === undefined) return;
+  throw new RunInputsDifferError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with other inputs (${difference}): ` +
+      "start it under another name",
   );
 }
 
@@ -85,6 +102,9 @@ export type Planning = "now" | "by-worker";
  * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
  * which the same name could then never start again once rows come.
+ *
+ * With `subset`, the run takes only the rows of a key range, or of a file's keys (loaded with the
+ * start; `unmatched` counts those that name no row of the job), and leaves the others pending.
  */
 export async function startRun(
   db: WithClient,
@@ -93,7 +113,8 @@ export async function startRun(
   settings: RunSettings,
   actor: string,
   planning: Planning = "by-worker",
-): Promise<{ run: Run; created: boolean }> {
+  subset?: SubsetRequest,
+): Promise<{ run: Run; created: boolean; unmatched?: UnmatchedKeys }> {
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
@@ -104,19 +125,38 @@ export async function startRun(
       inTransaction(
         client,
         async () => {
-          const started = await insertRun(client, name, job.name, settings, actor);
+          const asked = subsetOf(subset);
+          const started = await insertRun(
+            client,
+            name,
+            job.name,
+            asked ? { ...settings, subset: asked } : settings,
+            actor,
+          );
           if (!started.created) {
-            assertRunOfJob(started.run, job);
+            assertSameRun(started.run, job, subset);
             return started;
           }
-          if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
-            throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
+          const run = started.run;
+          let unmatched: UnmatchedKeys | undefined;
+          if (subset && "keysPath" in subset && asked && "keysFile" in asked) {
+            run.settings.subset = { ...asked, keys: await loadRunKeys(client, run.id, subset.keysPath) };
+            await setRunSubset(client, run.id, run.settings.subset);
+            unmatched = await findUnmatchedKeys(client, job, run.id);
           }
-          const runId = started.run.id;
-          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-          if (planning === "now") await planRunIn(client, runId, actor);
-          else await addQueueJob(client, TASKS.plan, { run: runId }, queueJobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-          return started;
+          if (!(await hasRowsToProcess(client, job, settings.maxAttempts, { runId: run.id, subset: asked }))) {
+            const of = asked ? ` of ${describeSubset(run.settings.subset)}` : "";
+            throw new NothingToProcessError(`nothing to process: no pending or retryable rows${of} in ${job.table}`);
+          }
+          await appendEvent(client, run.id, "started", {
+            step: "start",
+            actor,
+            counts: unmatched && { unmatchedKeys: unmatched.count },
+            detail: JSON.stringify(run.settings),
+          });
+          if (planning === "now") await planRunIn(client, run.id, actor);
+          else await addQueueJob(client, TASKS.plan, { run: run.id }, queueJobKeys.plan(run.id), STEP_MAX_ATTEMPTS);
+          return { ...started, unmatched };
         },
         limits,
       ),

@@ -175,6 +175,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     ref,
     range,
     maxAttempts,
+    subset: settings.subset,
     statementTimeoutMs: deps.statementTimeoutMs,
     draining,
     abort,
@@ -183,7 +184,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     tokens,
   };
   const waitMs = onWorker.lockHoldMs + onWorker.timeoutMs;
-  const passes = new RangePasses({ db, log, observer, job, ref, range, maxAttempts, waitMs });
+  const passes = new RangePasses({ db, log, observer, job, ref, range, maxAttempts, subset: settings.subset, waitMs });
   const pauses = new SlicePauses({
     db,
     runId: ref.runId,
