@@ -6,7 +6,7 @@ import { withPool } from "../../src/db/pool";
 import type { SubsetRequest } from "../../src/runs/subset";
 import { planRun } from "../../workflows/plan-run";
 import { NothingToProcessError, RunInputsDifferError, runSettings, startRun } from "../../workflows/start-run";
-import { insertUsers, type TestDatabase, useTestDatabase } from "../support/database";
+import { type TestDatabase, useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
 import { runDueJobs } from "../support/one-job";
 import { runByName } from "../support/runs";
