@@ -9,6 +9,7 @@ import { withPool } from "../src/db/pool";
 import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
+import type { GivenParams } from "../src/jobs/params";
 import { getRun } from "../src/runs/runs";
 import { createProgress } from "../src/terminal/progress";
 import { runSettings, startRun } from "../workflows/start-run";
@@ -141,9 +142,16 @@ export function assertImported(result: { failed: string[] }): void {
  * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
  * the command.
  */
-export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: string, config: Config) {
+export async function runEnqueue(
+  pool: pg.Pool,
+  job: JobDefinition,
+  batchName: string,
+  config: Config,
+  params: GivenParams = {},
+  actor = config.podName,
+) {
   const db = withPool(pool);
-  const { run, created } = await startRun(db, job, batchName, runSettings(config, job), config.podName, "now");
+  const { run, created } = await startRun(db, job, batchName, runSettings(config, job, params), actor, "now");
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
@@ -154,5 +162,6 @@ export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: s
     status: planned.status,
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
+    ...(planned.settings.params ? { params: planned.settings.params } : {}),
   };
 }
