@@ -3,7 +3,7 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
-import { type GivenParams, parseParams } from "../src/jobs/params";
+import { checkParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
@@ -116,10 +116,7 @@ export async function startRun(
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
-  const parsed = parseParams(job, settings.params);
-  if (!parsed.ok) {
-    throw new UsageError(`parameters of job ${job.name}: ${parsed.problems.join("; ")}`, parsed.problems);
-  }
+  checkParams(job, settings.params);
   const { planTimeoutMs } = getConfig();
   const limits = planningLimits(planTimeoutMs);
   const start = () =>

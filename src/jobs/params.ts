@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { UsageError } from "../base/command-error";
 
 /**
  * A run's parameters: declared by its job as a zod schema (`params: z.object({...})`), given
@@ -38,6 +39,16 @@ export function parseParams(
   ];
   if (problems.length > 0 || !parsed.success) return { ok: false, problems };
   return { ok: true, params: parsed.data };
+}
+
+/** The given parameters parsed, or a usage error with a line for each problem: what a start or a dry run takes. */
+export function checkParams(
+  job: { name: string; params: ParamsSchema | undefined },
+  given: GivenParams | undefined,
+): Record<string, unknown> {
+  const parsed = parseParams(job, given);
+  if (parsed.ok) return parsed.params;
+  throw new UsageError(`parameters of job ${job.name}: ${parsed.problems.join("; ")}`, parsed.problems);
 }
 
 /** The parameters' JSON Schema as a starter gives them (their types, defaults and descriptions); {} without. */
