@@ -37,3 +37,4 @@ export {
   type ThrottleLimits,
 } from "./jobs/define";
 export type { ParamsSchema } from "./jobs/params";
+export type { CatchUp, Overlap, ScheduleSpec } from "./jobs/schedule";

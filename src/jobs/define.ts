@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type { Column, ValuesOf } from "./columns";
 import type { ParamsSchema } from "./params";
+import { parseSchedule, type Schedule, type ScheduleSpec } from "./schedule";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
 /**
@@ -206,6 +207,8 @@ export interface JobSpec<
   /** Records a second across every worker (RATE_LIMIT_PER_S overrides it); none unless set. */
   rateLimit?: { perSecond: number; burst?: number };
   throttle?: JobThrottle;
+  /** Starts a run at each tick of a cron expression, in a time zone (docs/jobs.md, Scheduled runs). */
+  schedule?: ScheduleSpec;
   /**
    * The run's parameters, given when it starts (`seed enqueue --param key=value`): a zod object
    * whose output `ctx.params` and the hooks' `run.params` are. Checked when a run starts.
@@ -251,6 +254,7 @@ export interface JobDefinition {
   throttle: JobThrottle;
   /** The parameters' schema; none: the job takes none. */
   params: ParamsSchema | undefined;
+  schedule: Schedule | undefined;
   process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
   beforeRun?(ctx: HookContext): Promise<unknown>;
   afterRun?(ctx: HookContext): Promise<unknown>;
@@ -332,6 +336,15 @@ function checkRateLimit(job: string, limit: { perSecond: number; burst?: number 
   return { perSecond, burst };
 }
 
+function checkSchedule(job: string, spec: ScheduleSpec | undefined): Schedule | undefined {
+  if (spec === undefined) return undefined;
+  try {
+    return parseSchedule(spec);
+  } catch (error) {
+    throw new JobDefinitionError(`job ${job}: ${(error as Error).message}`);
+  }
+}
+
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
 export function defineJob<
   const Key extends string,
@@ -385,6 +398,7 @@ export function defineJob<
     defaults,
     rateLimit: checkRateLimit(spec.name, spec.rateLimit),
     params: spec.params,
+    schedule: checkSchedule(spec.name, spec.schedule),
     process: spec.process as JobDefinition["process"],
     beforeRun: spec.beforeRun as JobDefinition["beforeRun"],
     afterRun: spec.afterRun as JobDefinition["afterRun"],
