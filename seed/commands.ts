@@ -9,6 +9,7 @@ import { withPool } from "../src/db/pool";
 import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
+import type { GivenParams } from "../src/jobs/params";
 import { dryRun } from "../src/processing/dry-run";
 import { RateLimiters } from "../src/processing/rate-limit";
 import { assertKeysFileReadable } from "../src/runs/run-keys";
@@ -150,12 +151,14 @@ export async function runEnqueue(
   job: JobDefinition,
   batchName: string,
   config: Config,
+  params: GivenParams = {},
+  actor = config.podName,
   subset?: SubsetRequest,
 ) {
   const db = withPool(pool);
   if (subset && "keysPath" in subset) assertKeysFileReadable(subset.keysPath);
-  const settings = runSettings(config, job);
-  const { run, created, unmatched } = await startRun(db, job, batchName, settings, config.podName, "now", subset);
+  const settings = runSettings(config, job, params);
+  const { run, created, unmatched } = await startRun(db, job, batchName, settings, actor, "now", subset);
   if (unmatched && unmatched.count > 0) {
     getLogger().warn(
       { run: run.id, unmatchedKeys: unmatched.count, examples: unmatched.examples },
@@ -173,6 +176,7 @@ export async function runEnqueue(
     status: planned.status,
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
+    ...(planned.settings.params ? { params: planned.settings.params } : {}),
     ...(planned.settings.subset ? { subset: planned.settings.subset } : {}),
     ...(unmatched ? { unmatchedKeys: unmatched } : {}),
   };
@@ -181,9 +185,16 @@ export async function runEnqueue(
 /**
  * A dry run of the job (src/processing/dry-run.ts): its function over a sample of `sample` rows
  * a run would take, with the settings a run started here and a worker of this environment would
- * have (MAX_ATTEMPTS, ROW_CONCURRENCY, ROW_TIMEOUT_S) and under the job's rate limit.
+ * have (MAX_ATTEMPTS, ROW_CONCURRENCY, ROW_TIMEOUT_S), with the parameters given, checked as a
+ * start checks them, and under the job's rate limit.
  */
-export async function runDryRun(pool: pg.Pool, job: JobDefinition, sample: number, config: Config) {
+export async function runDryRun(
+  pool: pg.Pool,
+  job: JobDefinition,
+  sample: number,
+  config: Config,
+  given: GivenParams = {},
+) {
   const db = withPool(pool);
   const limiters = new RateLimiters({
     db,
@@ -196,5 +207,6 @@ export async function runDryRun(pool: pg.Pool, job: JobDefinition, sample: numbe
     concurrency: config.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: config.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
     limiter: limiters.of(job),
+    params: given,
   });
 }

@@ -3,14 +3,16 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
+import { checkParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
+import { runInputDifferences } from "../src/runs/run-inputs";
 import { findUnmatchedKeys, loadRunKeys, type UnmatchedKeys } from "../src/runs/run-keys";
 import { isIdReference } from "../src/runs/run-reference";
 import { findActiveRun, hasRowsToProcess, insertRun, setRunSubset } from "../src/runs/runs";
-import { describeSubset, type SubsetRequest, subsetDifference, subsetOf } from "../src/runs/subset";
+import { describeSubset, type SubsetRequest, subsetOf } from "../src/runs/subset";
 import { planRunIn } from "./plan-run";
 
 /**
@@ -31,11 +33,12 @@ import { planRunIn } from "./plan-run";
 
 /**
  * The settings a run of `job` starts with: the starter's environment where it sets them, else
- * the job's defaults.
+ * the job's defaults; and the parameters given, as given (startRun checks them).
  */
-export function runSettings(config: Config, job: JobDefinition): RunSettings {
+export function runSettings(config: Config, job: JobDefinition, params: GivenParams = {}): RunSettings {
   const maxAttempts = config.maxAttempts ?? job.defaults.maxAttempts;
   return {
+    ...(Object.keys(params).length > 0 ? { params } : {}),
     chunkSize: config.chunkSize ?? job.defaults.chunkSize,
     maxAttempts,
     retryRounds: config.retryRounds ?? maxAttempts - 1,
@@ -55,14 +58,24 @@ export class RunOfAnotherJobError extends CommandError {
   override name = "RunOfAnotherJobError";
 }
 
+/** The name is a run started with other inputs (parameters): it is not the run asked for. */
+export class RunStartedOtherwiseError extends CommandError {
+  override name = "RunStartedOtherwiseError";
+}
+
+/** Throws unless the existing run was started with the inputs asked for now. */
+function assertStartedAlike(run: Run, settings: RunSettings): void {
+  const differences = runInputDifferences(run.settings, settings);
+  if (differences.length === 0) return;
+  throw new RunStartedOtherwiseError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with ${differences.join("; ")}: ` +
+      "start those under another name",
+  );
+}
+
 /** The run's start, its job's check or its plan outlasted PLAN_TIMEOUT_S: nothing was started. */
 export class PlanTimeoutError extends CommandError {
   override name = "PlanTimeoutError";
-}
-
-/** The name is a run started with other inputs: starting it would return that run, not the one asked for. */
-export class RunInputsDifferError extends CommandError {
-  override name = "RunInputsDifferError";
 }
 
 /** A new run would find no row to work through. */
@@ -70,22 +83,12 @@ export class NothingToProcessError extends CommandError {
   override name = "NothingToProcessError";
 }
 
-/**
- * Throws unless the existing run is one of `job` over the same subset: a name names one run, of
- * one job, with its inputs.
- */
-function assertSameRun(run: Run, job: JobDefinition, subset: SubsetRequest | undefined): void {
-  if (run.job !== job.name) {
-    throw new RunOfAnotherJobError(
-      `batch run ${JSON.stringify(run.name)} (id ${run.id}) is a run of job ${run.job}, not ${job.name}: ` +
-        `start ${job.name} under another name`,
-    );
-  }
-  const difference = subsetDifference(run.settings.subset, subset);
-  if (difference === undefined) return;
-  throw new RunInputsDifferError(
-    `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with other inputs (${difference}): ` +
-      "start it under another name",
+/** Throws unless the existing run is one of `job`: a name names one run, of one job. */
+function assertRunOfJob(run: Run, job: JobDefinition): void {
+  if (run.job === job.name) return;
+  throw new RunOfAnotherJobError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) is a run of job ${run.job}, not ${job.name}: ` +
+      `start ${job.name} under another name`,
   );
 }
 
@@ -96,8 +99,9 @@ function assertSameRun(run: Run, job: JobDefinition, subset: SubsetRequest | und
 export type Planning = "now" | "by-worker";
 
 /**
- * Starts the run of `job` named `name`, or returns it unchanged if it exists (refused when that
- * run is another job's). The job is checked against the database's catalog first. Refused while
+ * Starts the run of `job` named `name` with `settings` (its parameters among them, checked
+ * against the job's schema first), or returns it unchanged if it exists (refused when that run
+ * is another job's, or was started with other parameters). The job is checked against the database's catalog first. Refused while
  * another run of the job is active (pending, running, paused or cancelling): a row belongs to at
  * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
@@ -118,6 +122,7 @@ export async function startRun(
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
+  checkParams(job, settings.params);
   const { planTimeoutMs } = getConfig();
   const limits = planningLimits(planTimeoutMs);
   const start = () =>
@@ -126,15 +131,11 @@ export async function startRun(
         client,
         async () => {
           const asked = subsetOf(subset);
-          const started = await insertRun(
-            client,
-            name,
-            job.name,
-            asked ? { ...settings, subset: asked } : settings,
-            actor,
-          );
+          const askedSettings = asked ? { ...settings, subset: asked } : settings;
+          const started = await insertRun(client, name, job.name, askedSettings, actor);
           if (!started.created) {
-            assertSameRun(started.run, job, subset);
+            assertRunOfJob(started.run, job);
+            assertStartedAlike(started.run, askedSettings);
             return started;
           }
           const run = started.run;

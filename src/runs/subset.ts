@@ -20,21 +20,3 @@ export function subsetOf(request: SubsetRequest | undefined): RunSubset | undefi
     ...(request.to === undefined ? {} : { to: String(request.to) }),
   };
 }
-
-/**
- * How a run's subset differs from the one a start of the same name asks for, in words; undefined
- * when they are the same (a file's by its name: its keys are not read again).
- */
-export function subsetDifference(run: RunSubset | undefined, request: SubsetRequest | undefined): string | undefined {
-  const asked = subsetOf(request);
-  const same =
-    run === undefined || asked === undefined
-      ? run === asked
-      : "keysFile" in run || "keysFile" in asked
-        ? "keysFile" in run && "keysFile" in asked && run.keysFile === asked.keysFile
-        : run.from === asked.from && run.to === asked.to;
-  if (same) return undefined;
-  const told = (subset: RunSubset | undefined) =>
-    subset && "keysFile" in subset ? `the keys of ${subset.keysFile}` : describeSubset(subset);
-  return `subset: the run takes ${told(run)}, not ${told(asked)}`;
-}

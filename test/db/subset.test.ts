@@ -5,7 +5,7 @@ import { parseConfig } from "../../src/config/config";
 import { withPool } from "../../src/db/pool";
 import type { SubsetRequest } from "../../src/runs/subset";
 import { planRun } from "../../workflows/plan-run";
-import { NothingToProcessError, RunInputsDifferError, runSettings, startRun } from "../../workflows/start-run";
+import { NothingToProcessError, RunStartedOtherwiseError, runSettings, startRun } from "../../workflows/start-run";
 import { type TestDatabase, useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
 import { runDueJobs } from "../support/one-job";
@@ -113,9 +113,9 @@ describe("a run over a key range", () => {
   it("refuses the same name with another subset, naming the difference", async () => {
     await start(db, "named", { from: 1n, to: 100n });
     expect((await start(db, "named", { from: 1n, to: 100n })).created).toBe(false);
-    await expect(start(db, "named", { from: 1n, to: 200n })).rejects.toThrow(RunInputsDifferError);
+    await expect(start(db, "named", { from: 1n, to: 200n })).rejects.toThrow(RunStartedOtherwiseError);
     await expect(start(db, "named", undefined)).rejects.toThrow(
-      /subset: the run takes keys 1 to 100, not all the job's rows/,
+      /was started with subset keys 1 to 100, not all the job.s rows/,
     );
   });
 });
