@@ -9,9 +9,19 @@ import { UsageError } from "../src/base/command-error";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import { DEFAULT_JOB } from "../src/jobs/catalog";
+import { DEFAULT_DRY_RUN_SAMPLE, renderDryRun } from "../src/processing/dry-run";
 import { defaultBatchName } from "../src/runs/model";
 import { printResult } from "../src/terminal/output";
-import { assertImported, DEFAULT_AS_OF, runEnqueue, runGenerate, runImport, runRoles, runSchema } from "./commands";
+import {
+  assertImported,
+  DEFAULT_AS_OF,
+  runDryRun,
+  runEnqueue,
+  runGenerate,
+  runImport,
+  runRoles,
+  runSchema,
+} from "./commands";
 import { seedOrders } from "./orders";
 
 const generateOptions = <T>(cmd: Argv<T>) =>
@@ -163,9 +173,28 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       "enqueue",
       "start a run of a job over its pending rows, planned at once: one chunk job per CHUNK_SIZE rows",
-      (cmd) => runOptions(cmd),
+      (cmd) =>
+        runOptions(cmd)
+          .option("dry-run", {
+            type: "boolean",
+            default: false,
+            describe: "run the job's function on a sample of the rows a run would take; write nothing, start nothing",
+          })
+          .option("sample", {
+            type: "number",
+            default: DEFAULT_DRY_RUN_SAMPLE,
+            describe: "with --dry-run: rows sampled, at evenly spaced keys",
+          })
+          .option("json", { type: "boolean", default: false, describe: "with --dry-run: the report as one JSON line" })
+          .check((argv) => requireWholeNumbers(argv, ["sample"])),
       async (args) => {
         const { job, batchName } = runTarget(args);
+        if (args["dry-run"]) {
+          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config));
+          if (args.json) printResult(report);
+          else process.stdout.write(renderDryRun(report));
+          return;
+        }
         await withCommandPool("seed", 2, async (pool) => printResult(await runEnqueue(pool, job, batchName, config)));
       },
     )

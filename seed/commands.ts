@@ -9,6 +9,8 @@ import { withPool } from "../src/db/pool";
 import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
+import { dryRun } from "../src/processing/dry-run";
+import { RateLimiters } from "../src/processing/rate-limit";
 import { getRun } from "../src/runs/runs";
 import { createProgress } from "../src/terminal/progress";
 import { runSettings, startRun } from "../workflows/start-run";
@@ -155,4 +157,25 @@ export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: s
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
   };
+}
+
+/**
+ * A dry run of the job (src/processing/dry-run.ts): its function over a sample of `sample` rows
+ * a run would take, with the settings a run started here and a worker of this environment would
+ * have (MAX_ATTEMPTS, ROW_CONCURRENCY, ROW_TIMEOUT_S) and under the job's rate limit.
+ */
+export async function runDryRun(pool: pg.Pool, job: JobDefinition, sample: number, config: Config) {
+  const db = withPool(pool);
+  const limiters = new RateLimiters({
+    db,
+    logger: getLogger(),
+    override: { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+  });
+  return dryRun(db, job, {
+    sample,
+    maxAttempts: runSettings(config, job).maxAttempts,
+    concurrency: config.rowConcurrency ?? job.defaults.rowConcurrency,
+    timeoutMs: config.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
+    limiter: limiters.of(job),
+  });
 }

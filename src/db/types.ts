@@ -27,3 +27,8 @@ export const KEY_TYPES = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
     oid === INT8_OID ? BigInt : ROW_TYPES.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
+
+/** Every value as PostgreSQL's text, as a COPY TO STDOUT gives it: for rows read as a claim reads them. */
+export const KEEP_TEXT = {
+  getTypeParser: (() => keepText) as unknown as typeof pg.types.getTypeParser,
+};

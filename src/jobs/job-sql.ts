@@ -3,8 +3,12 @@ import type { ClaimedRows } from "./claimed-rows";
 import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
 
-/** Which rows a round works through. */
-export type RoundRows = "open" | "retryable";
+/**
+ * Which rows a round works through: the claimable ones (a run's first round), those the run
+ * failed in its last round and may try again (a retry round), or every row the run failed (the
+ * round a retry command starts, their attempts given back).
+ */
+export type RoundRows = "open" | "retryable" | "failed";
 
 /**
  * The SQL of one job over its table, built once from its definition: identifiers quoted,
@@ -65,6 +69,12 @@ export interface JobSql {
   nthClaimableKey: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
+  /**
+   * A dry run's sample of the open rows ($2 attempts, `where` from $3), without a lock: for each
+   * of $1 positions evenly spaced over the open rows' key span, the first open row at or past it
+   * (fewer rows where probes meet the same one), read as a claim reads them, in key order.
+   */
+  sampleOpenRows: string;
   /** Whether a row (alias t) is open: claimable with $4 attempts, and the job's `where` from $6. */
   openRow: string;
   /**
@@ -72,6 +82,11 @@ export interface JobSql {
    * try again ($4 attempts) in the chunks of round $2 - 1 that failed rows; `where` from $6.
    */
   roundKeys: Record<RoundRows, string>;
+  /**
+   * Gives back their attempts to the rows run $1 failed (the job's `where` from $2): attempts 0,
+   * everything else as it was. Returns how many. Locks those rows until the transaction ends.
+   */
+  resetFailedAttempts: string;
 }
 
 /** Where a slice claims: the chunk's range, above the last key the slices before it processed. */
@@ -240,6 +255,24 @@ function buildJobSql(job: JobDefinition): JobSql {
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
+    // min and max walk the key's index to the first and last open row; each probe is one index
+    // descent (the bound cast to int8, which the integer operator family compares with any
+    // integer key): the sample costs its size, not the table's. A plain read: no row lock, and
+    // only the statement's snapshot
+    sampleOpenRows: `
+      WITH span AS (
+        SELECT min(t.${key})::numeric AS first, max(t.${key})::numeric AS last
+          FROM ${table} t WHERE ${claimable("$2")}${filter(3)}
+      ), picked AS (
+        SELECT DISTINCT p.k
+          FROM span, generate_series(0, $1::int - 1) AS g(i),
+          LATERAL (
+            SELECT t.${key} AS k FROM ${table} t
+             WHERE t.${key} >= (span.first + floor(g.i * (span.last - span.first + 1) / $1::int))::int8
+               AND ${claimable("$2")}${filter(3)}
+             ORDER BY t.${key} LIMIT 1) p
+      )
+      SELECT ${selected.join(", ")} FROM ${table} t JOIN picked ON t.${key} = picked.k ORDER BY t.${key}`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     openRow,
     roundKeys: {
@@ -251,6 +284,17 @@ function buildJobSql(job: JobDefinition): JobSql {
           FROM batch_chunks c JOIN ${table} t ON t.${key} BETWEEN c.first_id AND c.last_id
          WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0
            AND t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
+      // every row this run failed, wherever it lies: one pass over the table, as an open plan's
+      failed: `
+        SELECT t.${key}::int8 AS k FROM ${table} t
+         WHERE t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
     },
+    resetFailedAttempts: `
+      WITH reset AS (
+        UPDATE ${table} t SET ${s.attempts} = 0
+         WHERE t.${s.status} = 'failed' AND t.${s.runId} = $1${filter(2)}
+        RETURNING 1
+      )
+      SELECT count(*)::int AS rows FROM reset`,
   };
 }

@@ -118,6 +118,15 @@ export class RateLimiter implements TokenSource {
     this.keep(left);
   }
 
+  /** Gives the tokens at hand back to the bucket now, before the process's pool closes. */
+  async close(): Promise<void> {
+    clearTimeout(this.stockReturn);
+    this.stockReturn = undefined;
+    const back = this.stock;
+    this.stock = 0;
+    if (back > 0) await this.returnTokens(back);
+  }
+
   /** Keeps tokens at hand for a slice of this process, for a while: then they go back to the bucket. */
   private keep(count: number): void {
     this.stock += count;
