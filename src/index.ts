@@ -33,3 +33,4 @@ export {
   type ThrottleConditionContext,
   type ThrottleLimits,
 } from "./jobs/define";
+export type { CatchUp, Overlap, ScheduleSpec } from "./jobs/schedule";

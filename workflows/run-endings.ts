@@ -5,6 +5,7 @@ import { countOpenChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import type { Run } from "../src/runs/model";
 import { endRun, getRun, setRunStatus } from "../src/runs/runs";
+import { wakeQueuedTick } from "../src/runs/schedules";
 
 /**
  * How a run ends: completed by its plan or its last finish, failed by its finish (or refused by
@@ -15,7 +16,7 @@ import { endRun, getRun, setRunStatus } from "../src/runs/runs";
 export async function completeRun(client: PoolClient, runId: number, actor: string): Promise<void> {
   await endRun(client, runId, { status: "completed" });
   await appendEvent(client, runId, "completed", { step: "finish", actor });
-  await runAfterHook(client, runId, actor);
+  await onRunEnded(client, runId, actor);
 }
 
 export async function failRun(
@@ -26,7 +27,7 @@ export async function failRun(
 ): Promise<void> {
   await endRun(client, runId, { status: "failed", error });
   await appendEvent(client, runId, "failed", { step: at.step, actor: at.actor, round: at.round, detail: error });
-  await runAfterHook(client, runId, at.actor);
+  await onRunEnded(client, runId, at.actor);
 }
 
 /** A cancelling run becomes cancelled once every one of its chunks has ended. */
@@ -34,7 +35,7 @@ export async function settleCancellation(client: PoolClient, run: Run, actor: st
   if (run.status !== "cancelling" || (await countOpenChunks(client, run.id)) > 0) return false;
   await setRunStatus(client, run.id, "cancelled");
   await appendEvent(client, run.id, "cancelled", { step: "control", actor });
-  await runAfterHook(client, run.id, actor);
+  await onRunEnded(client, run.id, actor);
   return true;
 }
 
@@ -74,9 +75,13 @@ export async function runHook(
   }
 }
 
-/** The job's afterRun, once the run has ended; what it returned or threw goes into the run's history. */
-async function runAfterHook(client: PoolClient, runId: number, actor: string): Promise<void> {
+/**
+ * The job's afterRun, once the run has ended; what it returned or threw goes into the run's
+ * history. A tick of the job's schedule queued behind the run is then decided.
+ */
+async function onRunEnded(client: PoolClient, runId: number, actor: string): Promise<void> {
   const run = await getRun(client, runId);
+  if (run) await wakeQueuedTick(client, run.job);
   const job: JobDefinition | undefined = run ? getCatalog().jobs.find((known) => known.name === run.job) : undefined;
   if (!run || !job?.afterRun) return;
   const outcome = await runHook(client, job.afterRun, run);

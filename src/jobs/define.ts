@@ -1,4 +1,5 @@
 import type { Column, ValuesOf } from "./columns";
+import { parseSchedule, type Schedule, type ScheduleSpec } from "./schedule";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
 /**
@@ -199,6 +200,8 @@ export interface JobSpec<
   /** Records a second across every worker (RATE_LIMIT_PER_S overrides it); none unless set. */
   rateLimit?: { perSecond: number; burst?: number };
   throttle?: JobThrottle;
+  /** Starts a run at each tick of a cron expression, in a time zone (docs/jobs.md, Scheduled runs). */
+  schedule?: ScheduleSpec;
   /**
    * The function for one record. Return the results to mark the row completed; throw to mark
    * it failed with the error's message (tried again in a later round until its attempts run
@@ -234,6 +237,7 @@ export interface JobDefinition {
   defaults: JobDefaults;
   rateLimit: RateLimit | undefined;
   throttle: JobThrottle;
+  schedule: Schedule | undefined;
   process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
   beforeRun?(ctx: HookContext): Promise<unknown>;
   afterRun?(ctx: HookContext): Promise<unknown>;
@@ -315,6 +319,15 @@ function checkRateLimit(job: string, limit: { perSecond: number; burst?: number 
   return { perSecond, burst };
 }
 
+function checkSchedule(job: string, spec: ScheduleSpec | undefined): Schedule | undefined {
+  if (spec === undefined) return undefined;
+  try {
+    return parseSchedule(spec);
+  } catch (error) {
+    throw new JobDefinitionError(`job ${job}: ${(error as Error).message}`);
+  }
+}
+
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
 export function defineJob<
   const Key extends string,
@@ -366,6 +379,7 @@ export function defineJob<
     touch: (spec.touch ?? []).map((column) => checkIdentifier(spec.name, "touch column", column)),
     defaults,
     rateLimit: checkRateLimit(spec.name, spec.rateLimit),
+    schedule: checkSchedule(spec.name, spec.schedule),
     process: spec.process as JobDefinition["process"],
     beforeRun: spec.beforeRun,
     afterRun: spec.afterRun,
