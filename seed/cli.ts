@@ -9,8 +9,11 @@ import { UsageError } from "../src/base/command-error";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import { DEFAULT_JOB } from "../src/jobs/catalog";
+import type { JobDefinition } from "../src/jobs/define";
+import { type GivenParams, paramsFromAssignments } from "../src/jobs/params";
 import { DEFAULT_DRY_RUN_SAMPLE, renderDryRun } from "../src/processing/dry-run";
 import { defaultBatchName } from "../src/runs/model";
+import type { SubsetRequest } from "../src/runs/subset";
 import { printResult } from "../src/terminal/output";
 import {
   assertImported,
@@ -75,6 +78,17 @@ const runOptions = <T>(cmd: Argv<T>) =>
       requiresArg: true,
       describe: "the run's name (default: JOB-batch); enqueueing a name that exists changes nothing",
     })
+    .option("param", {
+      type: "string",
+      array: true,
+      requiresArg: true,
+      describe: "a parameter of the run, key=value (repeatable; `npm run jobs -- list` shows a job's)",
+    })
+    .option("params-json", {
+      type: "string",
+      requiresArg: true,
+      describe: "the run's parameters as a JSON object (--param adds to them)",
+    })
     .check((argv) => {
       const name = argv["batch-name"];
       if (name !== undefined && (typeof name !== "string" || name.trim() === "" || name.length > 255))
@@ -82,11 +96,69 @@ const runOptions = <T>(cmd: Argv<T>) =>
       return true;
     });
 
-/** The job and run name a command's options name. */
-const runTarget = (args: { job: string; "batch-name"?: string }) => {
-  const job = getCatalog().get(args.job);
-  return { job, batchName: args["batch-name"] ?? defaultBatchName(job.name) };
+/** A key of --from or --to: an integer of BIGINT's range. */
+const keyOption = (name: string, value: unknown): bigint | undefined => {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  const key = /^[+-]?\d+$/.test(text) ? BigInt(text) : undefined;
+  if (key === undefined || key < -(2n ** 63n) || key > 2n ** 63n - 1n) {
+    throw new UsageError(`--${name} must be an integer key, got ${JSON.stringify(value)}`);
+  }
+  return key;
 };
+
+/** The options that take a run over part of the job's rows: a key range, or a file's keys. */
+const subsetOptions = <T>(cmd: Argv<T>) =>
+  cmd
+    .option("from", { type: "string", requiresArg: true, describe: "only rows of keys from this one on (inclusive)" })
+    .option("to", { type: "string", requiresArg: true, describe: "only rows of keys up to this one (inclusive)" })
+    .option("keys", {
+      type: "string",
+      requiresArg: true,
+      describe: "only rows of the keys in this file: a key a line, or a header-less CSV's first column",
+      conflicts: ["from", "to"],
+    })
+    .check((argv) => {
+      const [from, to] = [keyOption("from", argv.from), keyOption("to", argv.to)];
+      if (from !== undefined && to !== undefined && from > to)
+        throw new UsageError(`--from ${from} is above --to ${to}`);
+      return true;
+    });
+
+/** The subset the options ask for, if any. */
+const subsetRequest = (args: { from?: string; to?: string; keys?: string }): SubsetRequest | undefined => {
+  if (args.keys !== undefined) return { keysPath: path.resolve(args.keys) };
+  if (args.from === undefined && args.to === undefined) return undefined;
+  return { from: keyOption("from", args.from), to: keyOption("to", args.to) };
+};
+
+/** The job, run name and parameters a command's options give. */
+const runTarget = (args: { job: string; "batch-name"?: string; param?: string[]; "params-json"?: string }) => {
+  const job = getCatalog().get(args.job);
+  return {
+    job,
+    batchName: args["batch-name"] ?? defaultBatchName(job.name),
+    params: givenParams(job, args["params-json"], args.param ?? []),
+  };
+};
+
+/** --params-json's object with --param's assignments over it; a usage error, a line a problem, otherwise. */
+function givenParams(job: JobDefinition, json: string | undefined, assignments: string[]): GivenParams {
+  let fromJson: unknown = {};
+  if (json !== undefined) {
+    try {
+      fromJson = JSON.parse(json);
+    } catch (error) {
+      throw new UsageError(`--params-json is no JSON: ${(error as Error).message}`);
+    }
+    if (typeof fromJson !== "object" || fromJson === null || Array.isArray(fromJson)) {
+      throw new UsageError('--params-json must be a JSON object, such as \'{"region":"eu"}\'');
+    }
+  }
+  const { params, problems } = paramsFromAssignments(job.params, assignments);
+  if (problems.length > 0) throw new UsageError(problems.join("; "), problems);
+  return { ...(fromJson as GivenParams), ...params };
+}
 
 export async function main(argv: string[]): Promise<void> {
   const config = getConfig();
@@ -174,7 +246,7 @@ export async function main(argv: string[]): Promise<void> {
       "enqueue",
       "start a run of a job over its pending rows, planned at once: one chunk job per CHUNK_SIZE rows",
       (cmd) =>
-        runOptions(cmd)
+        subsetOptions(runOptions(cmd))
           .option("dry-run", {
             type: "boolean",
             default: false,
@@ -188,14 +260,17 @@ export async function main(argv: string[]): Promise<void> {
           .option("json", { type: "boolean", default: false, describe: "with --dry-run: the report as one JSON line" })
           .check((argv) => requireWholeNumbers(argv, ["sample"])),
       async (args) => {
-        const { job, batchName } = runTarget(args);
+        const { job, batchName, params } = runTarget(args);
         if (args["dry-run"]) {
-          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config));
+          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config, params));
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        await withCommandPool("seed", 2, async (pool) => printResult(await runEnqueue(pool, job, batchName, config)));
+        const subset = subsetRequest(args);
+        await withCommandPool("seed", 2, async (pool) =>
+          printResult(await runEnqueue(pool, job, batchName, config, params, config.podName, subset)),
+        );
       },
     )
     .command(
@@ -203,7 +278,7 @@ export async function main(argv: string[]): Promise<void> {
       "schema, generate, import and enqueue in one go",
       (cmd) => runOptions(importOptions(generateOptions(cmd))),
       async (args) => {
-        const { job, batchName } = runTarget(args);
+        const { job, batchName, params } = runTarget(args);
         await withCommandPool(
           "seed all",
           args.concurrency + 1,
@@ -217,7 +292,7 @@ export async function main(argv: string[]): Promise<void> {
             });
             const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
             assertImported(imported);
-            const enqueued = await runEnqueue(pool, job, batchName, config);
+            const enqueued = await runEnqueue(pool, job, batchName, config, params);
             printResult({ generated, imported, enqueued });
           },
           "connection",

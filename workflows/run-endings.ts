@@ -1,6 +1,7 @@
 import type { PoolClient } from "pg";
 import { getCatalog } from "../src/config/context";
 import type { HookContext, JobDefinition } from "../src/jobs/define";
+import { runParamsFor } from "../src/jobs/params";
 import { countOpenChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import type { Run } from "../src/runs/model";
@@ -40,10 +41,11 @@ export async function settleCancellation(client: PoolClient, run: Run, actor: st
 }
 
 /** A hook's view of the run and of the transaction it runs in. */
-export function hookContext(client: PoolClient, run: Run): HookContext {
+export function hookContext(client: PoolClient, job: JobDefinition, run: Run): HookContext {
   return {
     run: {
       id: run.id,
+      params: runParamsFor(job, run.id, run.settings.params),
       name: run.name,
       job: run.job,
       status: run.status,
@@ -61,12 +63,13 @@ export function hookContext(client: PoolClient, run: Run): HookContext {
  */
 export async function runHook(
   client: PoolClient,
-  hook: (ctx: HookContext) => Promise<unknown>,
+  job: JobDefinition,
+  hook: "beforeRun" | "afterRun",
   run: Run,
 ): Promise<{ ok: true; result: unknown } | { ok: false; error: string }> {
   await client.query("SAVEPOINT job_hook");
   try {
-    const result = await hook(hookContext(client, run));
+    const result = await job[hook]?.(hookContext(client, job, run));
     await client.query("RELEASE SAVEPOINT job_hook");
     return { ok: true, result: result ?? null };
   } catch (error) {
@@ -84,7 +87,7 @@ async function onRunEnded(client: PoolClient, runId: number, actor: string): Pro
   if (run) await wakeQueuedTick(client, run.job);
   const job: JobDefinition | undefined = run ? getCatalog().jobs.find((known) => known.name === run.job) : undefined;
   if (!run || !job?.afterRun) return;
-  const outcome = await runHook(client, job.afterRun, run);
+  const outcome = await runHook(client, job, "afterRun", run);
   await appendEvent(client, runId, outcome.ok ? "after-run" : "after-run-failed", {
     step: "finish",
     actor,

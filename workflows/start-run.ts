@@ -3,12 +3,16 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
+import { checkParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
+import { runInputDifferences } from "../src/runs/run-inputs";
+import { findUnmatchedKeys, loadRunKeys, type UnmatchedKeys } from "../src/runs/run-keys";
 import { isIdReference } from "../src/runs/run-reference";
-import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
+import { findActiveRun, hasRowsToProcess, insertRun, setRunSubset } from "../src/runs/runs";
+import { describeSubset, type SubsetRequest, subsetOf } from "../src/runs/subset";
 import { planRunIn } from "./plan-run";
 
 /**
@@ -29,11 +33,12 @@ import { planRunIn } from "./plan-run";
 
 /**
  * The settings a run of `job` starts with: the starter's environment where it sets them, else
- * the job's defaults.
+ * the job's defaults; and the parameters given, as given (startRun checks them).
  */
-export function runSettings(config: Config, job: JobDefinition): RunSettings {
+export function runSettings(config: Config, job: JobDefinition, params: GivenParams = {}): RunSettings {
   const maxAttempts = config.maxAttempts ?? job.defaults.maxAttempts;
   return {
+    ...(Object.keys(params).length > 0 ? { params } : {}),
     chunkSize: config.chunkSize ?? job.defaults.chunkSize,
     maxAttempts,
     retryRounds: config.retryRounds ?? maxAttempts - 1,
@@ -51,6 +56,21 @@ export class RunConflictError extends CommandError {
 /** The name is another job's run: starting it would return that run and start nothing of this job. */
 export class RunOfAnotherJobError extends CommandError {
   override name = "RunOfAnotherJobError";
+}
+
+/** The name is a run started with other inputs (parameters): it is not the run asked for. */
+export class RunStartedOtherwiseError extends CommandError {
+  override name = "RunStartedOtherwiseError";
+}
+
+/** Throws unless the existing run was started with the inputs asked for now. */
+function assertStartedAlike(run: Run, settings: RunSettings): void {
+  const differences = runInputDifferences(run.settings, settings);
+  if (differences.length === 0) return;
+  throw new RunStartedOtherwiseError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with ${differences.join("; ")}: ` +
+      "start those under another name",
+  );
 }
 
 /** The run's start, its job's check or its plan outlasted PLAN_TIMEOUT_S: nothing was started. */
@@ -79,12 +99,16 @@ function assertRunOfJob(run: Run, job: JobDefinition): void {
 export type Planning = "now" | "by-worker";
 
 /**
- * Starts the run of `job` named `name`, or returns it unchanged if it exists (refused when that
- * run is another job's). The job is checked against the database's catalog first. Refused while
+ * Starts the run of `job` named `name` with `settings` (its parameters among them, checked
+ * against the job's schema first), or returns it unchanged if it exists (refused when that run
+ * is another job's, or was started with other parameters). The job is checked against the database's catalog first. Refused while
  * another run of the job is active (pending, running, paused or cancelling): a row belongs to at
  * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
  * which the same name could then never start again once rows come.
+ *
+ * With `subset`, the run takes only the rows of a key range, or of a file's keys (loaded with the
+ * start; `unmatched` counts those that name no row of the job), and leaves the others pending.
  */
 export async function startRun(
   db: WithClient,
@@ -93,10 +117,12 @@ export async function startRun(
   settings: RunSettings,
   actor: string,
   planning: Planning = "by-worker",
-): Promise<{ run: Run; created: boolean }> {
+  subset?: SubsetRequest,
+): Promise<{ run: Run; created: boolean; unmatched?: UnmatchedKeys }> {
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
+  checkParams(job, settings.params);
   const { planTimeoutMs } = getConfig();
   const limits = planningLimits(planTimeoutMs);
   const start = () =>
@@ -104,19 +130,34 @@ export async function startRun(
       inTransaction(
         client,
         async () => {
-          const started = await insertRun(client, name, job.name, settings, actor);
+          const asked = subsetOf(subset);
+          const askedSettings = asked ? { ...settings, subset: asked } : settings;
+          const started = await insertRun(client, name, job.name, askedSettings, actor);
           if (!started.created) {
             assertRunOfJob(started.run, job);
+            assertStartedAlike(started.run, askedSettings);
             return started;
           }
-          if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
-            throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
+          const run = started.run;
+          let unmatched: UnmatchedKeys | undefined;
+          if (subset && "keysPath" in subset && asked && "keysFile" in asked) {
+            run.settings.subset = { ...asked, keys: await loadRunKeys(client, run.id, subset.keysPath) };
+            await setRunSubset(client, run.id, run.settings.subset);
+            unmatched = await findUnmatchedKeys(client, job, run.id);
           }
-          const runId = started.run.id;
-          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-          if (planning === "now") await planRunIn(client, runId, actor);
-          else await addQueueJob(client, TASKS.plan, { run: runId }, queueJobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-          return started;
+          if (!(await hasRowsToProcess(client, job, settings.maxAttempts, { runId: run.id, subset: asked }))) {
+            const of = asked ? ` of ${describeSubset(run.settings.subset)}` : "";
+            throw new NothingToProcessError(`nothing to process: no pending or retryable rows${of} in ${job.table}`);
+          }
+          await appendEvent(client, run.id, "started", {
+            step: "start",
+            actor,
+            counts: unmatched && { unmatchedKeys: unmatched.count },
+            detail: JSON.stringify(run.settings),
+          });
+          if (planning === "now") await planRunIn(client, run.id, actor);
+          else await addQueueJob(client, TASKS.plan, { run: run.id }, queueJobKeys.plan(run.id), STEP_MAX_ATTEMPTS);
+          return { ...started, unmatched };
         },
         limits,
       ),

@@ -5,7 +5,7 @@ import { type FaultSettings, withInjectedFaults } from "../processing/fault-inje
 import { processRecords, type RecordFeed, type RecordFunction, type RecordSlots } from "../processing/process-records";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import type { Prepaid, SliceTokens } from "../processing/token-wait";
-import type { ChunkRange } from "../runs/model";
+import type { ChunkRange, RunSubset } from "../runs/model";
 import { type SliceRequest, type SliceResult, workSlice } from "./slice";
 import type { SliceSizer } from "./slice-sizer";
 
@@ -62,9 +62,13 @@ export interface ChunkSlices {
   db: WithClient;
   job: JobOnWorker;
   ref: { runId: number; round: number; chunkNo: number };
+  /** The run's parameters, parsed by the job's schema. */
+  params: Record<string, unknown>;
   /** The chunk's range; its end moves down when the chunk gives part of it away. */
   range: ChunkRange;
   maxAttempts: number;
+  /** The run's subset of the job's rows, if it has one. */
+  subset: RunSubset | undefined;
   statementTimeoutMs: number;
   /** A graceful shutdown: no new record starts. */
   draining: AbortSignal;
@@ -108,6 +112,7 @@ export class SliceUnderWay {
       part,
       onClaimedAll: part === undefined ? undefined : (lastKey) => claimedAll(lastKey),
       maxAttempts: chunk.maxAttempts,
+      subset: chunk.subset,
       plannedAt: range.plannedAt,
       statementTimeoutMs: chunk.statementTimeoutMs,
       // a slice started ahead waits, after its first claim, for the records of the one before it
@@ -158,6 +163,7 @@ export class SliceUnderWay {
     const startBy = lockedAt + SLICE_START_SHARE * job.lockHoldMs;
     return processRecords(rows, job.logic, {
       runId: chunk.ref.runId,
+      params: chunk.params,
       concurrency: job.concurrency,
       timeoutMs: job.timeoutMs,
       signal: chunk.abort,

@@ -13,9 +13,23 @@ export interface RunSettings {
   retryRounds: number;
   retryDelayMs: number;
   chunkMaxAttempts: number;
+  /**
+   * The run's parameters as given (JSON): every worker and hook parses them with the job's
+   * `params` schema. Absent: none were given.
+   */
+  params?: Record<string, unknown>;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
+  /** Part of the job's rows, when the run takes no more: the others stay pending for a later run. */
+  subset?: RunSubset;
 }
+
+/**
+ * A run's part of the job's rows, besides the job's `where`: keys from `from` to `to`
+ * (inclusive, either alone; decimal text, exact over BIGINT's range), or the keys a file listed,
+ * `keys` of them, kept in batch_run_keys.
+ */
+export type RunSubset = { from?: string; to?: string } | { keysFile: string; keys: number };
 
 export type RunStatus = "pending" | "running" | "paused" | "cancelling" | "cancelled" | "completed" | "failed";
 
