@@ -13,6 +13,11 @@ export interface RunSettings {
   retryRounds: number;
   retryDelayMs: number;
   chunkMaxAttempts: number;
+  /**
+   * The run's parameters as given (JSON): every worker and hook parses them with the job's
+   * `params` schema. Absent: none were given.
+   */
+  params?: Record<string, unknown>;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
 }
