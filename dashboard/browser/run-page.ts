@@ -62,6 +62,15 @@ function showRun(run: Run): void {
           "rows-held",
         )
       : []),
+    ...(Object.keys(run.params).length > 0
+      ? figure(
+          "parameters",
+          Object.entries(run.params)
+            .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+            .join(", "),
+          "params",
+        )
+      : []),
     // a run over part of the job's rows: which part
     ...(run.subset ? figure("subset", describeSubset(run.subset), "subset") : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
