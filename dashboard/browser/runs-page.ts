@@ -1,6 +1,7 @@
 /// <reference lib="dom" />
 import type { ScheduleShown } from "../../src/status/read-schedules";
 import type { RunProgress } from "../../src/status/read-status";
+import type { StartableJob } from "../control-api";
 import {
   element,
   fillTable,
@@ -12,8 +13,12 @@ import {
   requestJson,
   statusBadge,
 } from "./common";
+import { StartForm } from "./start-form";
 
-/** Every run (the newest 50), those still going first, and the scheduled jobs, polled every two seconds. */
+/**
+ * Every run (the newest 50), those still going first, and the scheduled jobs, polled every two
+ * seconds; a form to start a run.
+ */
 
 const POLL_MS = 2000;
 
@@ -79,3 +84,13 @@ poll(POLL_MS, async () => {
   showRuns(runs);
   showSchedules(schedules);
 });
+
+/** The start form, where the dashboard has controls. */
+async function showStartForm(): Promise<void> {
+  const { controls } = await requestJson<{ controls: boolean }>("/api/dashboard");
+  if (!controls) return;
+  const { jobs } = await requestJson<{ jobs: StartableJob[] }>("/api/jobs");
+  new StartForm(document.getElementById("start-form") as HTMLElement, jobs);
+}
+
+void showStartForm().catch(() => undefined);
