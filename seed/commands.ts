@@ -141,11 +141,18 @@ export function assertImported(result: { failed: string[] }): void {
 /**
  * Starts a run of the job and plans it at once (its chunk jobs enqueued when this returns); a
  * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
- * the command.
+ * the command. With `canary`, the run works through its first `canary` rows and pauses itself.
  */
-export async function runEnqueue(pool: pg.Pool, job: JobDefinition, batchName: string, config: Config) {
+export async function runEnqueue(
+  pool: pg.Pool,
+  job: JobDefinition,
+  batchName: string,
+  config: Config,
+  options: { canary?: number } = {},
+) {
   const db = withPool(pool);
-  const { run, created } = await startRun(db, job, batchName, runSettings(config, job), config.podName, "now");
+  const settings = { ...runSettings(config, job), ...(options.canary !== undefined && { canary: options.canary }) };
+  const { run, created } = await startRun(db, job, batchName, settings, config.podName, "now");
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {

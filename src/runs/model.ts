@@ -13,6 +13,11 @@ export interface RunSettings {
   retryRounds: number;
   retryDelayMs: number;
   chunkMaxAttempts: number;
+  /**
+   * Rows of round 0, the first by key, that the run works through before it pauses itself for a
+   * person to look (`seed enqueue --canary N`): its other chunks wait `deferred` until the resume.
+   */
+  canary?: number;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
 }
@@ -44,7 +49,7 @@ export interface Run {
   errorMessage: string | null;
 }
 
-export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled";
+export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled" | "deferred";
 
 /** Statuses in which a chunk has not ended: its rows may still be processed. */
 export const OPEN_CHUNK_STATUSES: ReadonlySet<ChunkStatus> = new Set(["queued", "running"]);
