@@ -7,18 +7,18 @@ import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/conf
 import { getLogger } from "../src/config/context";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
-import { cancelRun, pauseRun, RunNotFoundError, resumeRun } from "../workflows/batch-control";
+import { cancelRun, pauseRun, RunNotFoundError, resumeRun, retryRun } from "../workflows/batch-control";
 
 /**
  * `npm run dashboard`: the web dashboard (dashboard/) on DASHBOARD_PORT, reading through
  * MONITOR_DATABASE_URL or DATABASE_URL. Given DASHBOARD_TOKEN and the write-enabled
- * DATABASE_URL, it also pauses, resumes and cancels runs with the workflow's own signals.
+ * DATABASE_URL, it also pauses, resumes, cancels and retries runs with the workflow's own signals.
  */
 
 /** Page loads and polls are a few short reads each; a signal takes one more. */
 const CONNECTIONS = 4;
 
-const SIGNALS = { pause: pauseRun, resume: resumeRun, cancel: cancelRun };
+const SIGNALS = { pause: pauseRun, resume: resumeRun, cancel: cancelRun, retry: retryRun };
 
 function sendSignal(db: WithClient): SendSignal {
   return async (signal, runId, actor) => {
@@ -33,7 +33,7 @@ function sendSignal(db: WithClient): SendSignal {
 }
 
 /**
- * Pause, resume and cancel, or why there are none. Through MONITOR_DATABASE_URL the dashboard has
+ * Pause, resume, cancel and retry, or why there are none. Through MONITOR_DATABASE_URL the dashboard has
  * no connection but that one, a login meant for reading (batch_viewer), so it sends no signal.
  */
 function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, db: WithClient): Controls | ReadOnly {
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const listening = served.port;
   logger.info(
     { host, port: listening, database: describeDatabase(url), controls: "token" in controls },
-    `dashboard on http://${host}:${listening}/ (${"token" in controls ? "pause, resume and cancel with the token" : "read-only"})`,
+    `dashboard on http://${host}:${listening}/ (${"token" in controls ? "pause, resume, cancel and retry with the token" : "read-only"})`,
   );
 
   await new Promise((resolve) => {

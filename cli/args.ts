@@ -16,11 +16,11 @@ export function requireWholeNumbers(argv: Record<string, unknown>, names: string
 }
 
 /**
- * yargs' fail handler: usage mistakes end the process with status 2 and one line (yargs' own
+ * yargs' fail handler: usage mistakes end the process with status 2 and a line a problem (yargs' own
  * messages with a pointer to --help); other errors go on.
  */
 export function failOnUsage(message: string | null, error: Error | undefined): never {
-  if (error instanceof UsageError) fail(error.message, EXIT_USAGE);
+  if (error instanceof UsageError) fail(error.lines, EXIT_USAGE);
   if (error && error.name !== "YError") throw error;
   fail(`${message ?? error?.message} (run with --help for usage)`, EXIT_USAGE);
 }

@@ -7,12 +7,12 @@ import type { RunEvent } from "../src/runs/model";
 import { formatCount } from "../src/terminal/format";
 import { printResult, table } from "../src/terminal/output";
 import { printable } from "../src/terminal/printable";
-import { cancelRun, pauseRun, resumeRun, runHistory, type SignalResult } from "../workflows/batch-control";
+import { cancelRun, pauseRun, resumeRun, retryRun, runHistory, type SignalResult } from "../workflows/batch-control";
 import { failOnUsage } from "./args";
 import { withCommandPool } from "./command-pool";
 import { runCommand } from "./run-command";
 
-/** `batch <pause|resume|cancel|history> <run>`: steer a batch run from any machine. */
+/** `batch <pause|resume|cancel|retry|history> <run>`: steer a batch run from any machine. */
 
 const actor = () => `${os.userInfo().username}@${os.hostname()}`;
 
@@ -21,6 +21,12 @@ type Signal = typeof pauseRun;
 async function sendSignal(send: Signal, run: string): Promise<void> {
   const result: SignalResult = await withCommandPool("batch", 2, (pool) => send(withPool(pool), run, actor()));
   printResult({ run: result.run.id, batch: result.run.name, status: result.run.status, changed: result.changed });
+}
+
+async function retry(run: string): Promise<void> {
+  const result = await withCommandPool("batch", 2, (pool) => retryRun(withPool(pool), run, actor()));
+  const { id, name, status, round } = result.run;
+  printResult({ run: id, batch: name, status, round, rows: result.rows, changed: result.changed });
 }
 
 /** "done 120/1,000, failed 3, retrying 5" plus the event's own counts. */
@@ -82,6 +88,12 @@ export async function main(argv: string[]): Promise<void> {
       "remove waiting chunks, stop running ones after their slice; unprocessed rows stay pending",
       (cmd) => cmd.positional("run", runArg),
       (args) => sendSignal(cancelRun, args.run as string),
+    )
+    .command(
+      "retry <run>",
+      "a new round over the rows an ended run failed, their attempts given back (fix the job first)",
+      (cmd) => cmd.positional("run", runArg),
+      (args) => retry(args.run as string),
     )
     .command(
       "history <run>",

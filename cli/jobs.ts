@@ -6,6 +6,7 @@ import { MIGRATIONS_DIR } from "../src/base/paths";
 import { getCatalog } from "../src/config/context";
 import { withPool } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
+import { describeParams } from "../src/jobs/params";
 import { stateMigrationSql } from "../src/jobs/state-migration";
 import { printResult, table } from "../src/terminal/output";
 import { failOnUsage } from "./args";
@@ -39,9 +40,10 @@ export async function main(argv: string[]): Promise<void> {
         `${job.schema}.${job.table}`,
         job.key,
         String(job.defaults.chunkSize),
+        describeParams(job.params) || "-",
         job.description,
       ]);
-      process.stdout.write(`${table(["JOB", "TABLE", "KEY", "CHUNK", "DESCRIPTION"], rows)}\n`);
+      process.stdout.write(`${table(["JOB", "TABLE", "KEY", "CHUNK", "PARAMS", "DESCRIPTION"], rows)}\n`);
     })
     .command(
       "check [job]",

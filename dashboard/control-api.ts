@@ -6,12 +6,12 @@ import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 
 /**
- * Pause, resume and cancel, for requests that carry the access token (`Authorization: Bearer`).
+ * Pause, resume, cancel and retry, for requests that carry the access token (`Authorization: Bearer`).
  * The signals themselves are the workflow's (workflows/batch-control.ts), handed in by the entry
  * that composes the dashboard (app/dashboard.ts): the core knows no workflow.
  */
 
-export type RunSignal = "pause" | "resume" | "cancel";
+export type RunSignal = "pause" | "resume" | "cancel" | "retry";
 
 /**
  * Sends `signal` to run `runId`: its status afterwards and whether it changed; undefined when no
@@ -59,7 +59,7 @@ export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Ro
   return [
     {
       method: "POST",
-      path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel)$/,
+      path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel|retry)$/,
       answer: (params, request) => answer(controls, logger, params, request),
     },
   ];

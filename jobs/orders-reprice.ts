@@ -1,11 +1,12 @@
-import { column, defineJob } from "#pg-batch";
+import { column, defineJob, z } from "#pg-batch";
 
 /**
  * The example of a job of one's own (docs/jobs.md): recomputes the tax and the
  * total of every open order, in integer cents, over a table with a key of another name and
  * result columns of its own (sql/migrations/012_example_orders.sql; its state and result columns
  * come from the generated 013_job_orders_reprice.sql). Orders with a quantity below 1 fail:
- * poison rows, tried MAX_ATTEMPTS times and then left failed with their error.
+ * poison rows, tried MAX_ATTEMPTS times and then left failed with their error. A run may change
+ * every unit price by a percentage first: `seed enqueue --job orders-reprice --param priceChangePct=10`.
  */
 
 /** A NUMERIC's text ("12.50") in hundredths (1250), without floating point. */
@@ -41,9 +42,22 @@ export default defineJob({
   },
   state: "reprice",
   defaults: { chunkSize: 5_000, maxAttempts: 2 },
-  async process(order) {
+  params: z.object({
+    priceChangePct: z
+      .number()
+      .int()
+      .min(-90)
+      .max(100)
+      .default(0)
+      .describe("percent added to every unit price before the total (-90 to 100)"),
+  }),
+  async process(order, { params }) {
     if (order.quantity < 1) throw new Error(`quantity must be at least 1, got ${order.quantity}`);
-    const gross = BigInt(order.quantity) * BigInt(order.unitPriceCents);
+    // the changed price of all the order's units, rounded to the cent once
+    const gross = divideRounded(
+      BigInt(order.quantity) * BigInt(order.unitPriceCents) * BigInt(100 + params.priceChangePct),
+      100n,
+    );
     const discount = divideRounded(gross * hundredths(order.discountPct ?? "0"), 10_000n);
     const net = gross - discount;
     const tax = divideRounded(net * tenThousandths(order.taxRate), 10_000n);

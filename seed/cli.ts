@@ -10,6 +10,8 @@ import { UsageError } from "../src/base/command-error";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import { DEFAULT_JOB } from "../src/jobs/catalog";
+import type { JobDefinition } from "../src/jobs/define";
+import { type GivenParams, paramsFromAssignments } from "../src/jobs/params";
 import { DEFAULT_DRY_RUN_SAMPLE, renderDryRun } from "../src/processing/dry-run";
 import { defaultBatchName } from "../src/runs/model";
 import { printResult } from "../src/terminal/output";
@@ -76,6 +78,17 @@ const runOptions = <T>(cmd: Argv<T>) =>
       requiresArg: true,
       describe: "the run's name (default: JOB-batch); enqueueing a name that exists changes nothing",
     })
+    .option("param", {
+      type: "string",
+      array: true,
+      requiresArg: true,
+      describe: "a parameter of the run, key=value (repeatable; `npm run jobs -- list` shows a job's)",
+    })
+    .option("params-json", {
+      type: "string",
+      requiresArg: true,
+      describe: "the run's parameters as a JSON object (--param adds to them)",
+    })
     .check((argv) => {
       const name = argv["batch-name"];
       if (name !== undefined && (typeof name !== "string" || name.trim() === "" || name.length > 255))
@@ -83,11 +96,33 @@ const runOptions = <T>(cmd: Argv<T>) =>
       return true;
     });
 
-/** The job and run name a command's options name. */
-const runTarget = (args: { job: string; "batch-name"?: string }) => {
+/** The job, run name and parameters a command's options give. */
+const runTarget = (args: { job: string; "batch-name"?: string; param?: string[]; "params-json"?: string }) => {
   const job = getCatalog().get(args.job);
-  return { job, batchName: args["batch-name"] ?? defaultBatchName(job.name) };
+  return {
+    job,
+    batchName: args["batch-name"] ?? defaultBatchName(job.name),
+    params: givenParams(job, args["params-json"], args.param ?? []),
+  };
 };
+
+/** --params-json's object with --param's assignments over it; a usage error, a line a problem, otherwise. */
+function givenParams(job: JobDefinition, json: string | undefined, assignments: string[]): GivenParams {
+  let fromJson: unknown = {};
+  if (json !== undefined) {
+    try {
+      fromJson = JSON.parse(json);
+    } catch (error) {
+      throw new UsageError(`--params-json is no JSON: ${(error as Error).message}`);
+    }
+    if (typeof fromJson !== "object" || fromJson === null || Array.isArray(fromJson)) {
+      throw new UsageError('--params-json must be a JSON object, such as \'{"region":"eu"}\'');
+    }
+  }
+  const { params, problems } = paramsFromAssignments(job.params, assignments);
+  if (problems.length > 0) throw new UsageError(problems.join("; "), problems);
+  return { ...(fromJson as GivenParams), ...params };
+}
 
 export async function main(argv: string[]): Promise<void> {
   const config = getConfig();
@@ -198,14 +233,15 @@ export async function main(argv: string[]): Promise<void> {
             return requireWholeNumbers(argv, ["sample", "canary"]);
           }),
       async (args) => {
-        const { job, batchName } = runTarget(args);
+        const { job, batchName, params } = runTarget(args);
         if (args["dry-run"]) {
-          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config));
+          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config, params));
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        const enqueue = (pool: pg.Pool) => runEnqueue(pool, job, batchName, config, { canary: args.canary });
+        const enqueue = (pool: pg.Pool) =>
+          runEnqueue(pool, job, batchName, config, params, config.podName, { canary: args.canary });
         await withCommandPool("seed", 2, async (pool) => printResult(await enqueue(pool)));
       },
     )
@@ -214,7 +250,7 @@ export async function main(argv: string[]): Promise<void> {
       "schema, generate, import and enqueue in one go",
       (cmd) => runOptions(importOptions(generateOptions(cmd))),
       async (args) => {
-        const { job, batchName } = runTarget(args);
+        const { job, batchName, params } = runTarget(args);
         await withCommandPool(
           "seed all",
           args.concurrency + 1,
@@ -228,7 +264,7 @@ export async function main(argv: string[]): Promise<void> {
             });
             const imported = await runImport(pool, path.resolve(args.out), args.concurrency, config);
             assertImported(imported);
-            const enqueued = await runEnqueue(pool, job, batchName, config);
+            const enqueued = await runEnqueue(pool, job, batchName, config, params);
             printResult({ generated, imported, enqueued });
           },
           "connection",

@@ -9,6 +9,7 @@ import { withPool } from "../src/db/pool";
 import { createdNames, transferToSchemaOwner } from "../src/db/schema-owner";
 import type { JobDefinition } from "../src/jobs/define";
 import { grantWorkerAccess } from "../src/jobs/grants";
+import type { GivenParams } from "../src/jobs/params";
 import { dryRun } from "../src/processing/dry-run";
 import { RateLimiters } from "../src/processing/rate-limit";
 import { getRun } from "../src/runs/runs";
@@ -148,11 +149,16 @@ export async function runEnqueue(
   job: JobDefinition,
   batchName: string,
   config: Config,
+  params: GivenParams = {},
+  actor = config.podName,
   options: { canary?: number } = {},
 ) {
   const db = withPool(pool);
-  const settings = { ...runSettings(config, job), ...(options.canary !== undefined && { canary: options.canary }) };
-  const { run, created } = await startRun(db, job, batchName, settings, config.podName, "now");
+  const settings = {
+    ...runSettings(config, job, params),
+    ...(options.canary !== undefined && { canary: options.canary }),
+  };
+  const { run, created } = await startRun(db, job, batchName, settings, actor, "now");
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
@@ -163,15 +169,23 @@ export async function runEnqueue(
     status: planned.status,
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
+    ...(planned.settings.params ? { params: planned.settings.params } : {}),
   };
 }
 
 /**
  * A dry run of the job (src/processing/dry-run.ts): its function over a sample of `sample` rows
  * a run would take, with the settings a run started here and a worker of this environment would
- * have (MAX_ATTEMPTS, ROW_CONCURRENCY, ROW_TIMEOUT_S) and under the job's rate limit.
+ * have (MAX_ATTEMPTS, ROW_CONCURRENCY, ROW_TIMEOUT_S), with the parameters given, checked as a
+ * start checks them, and under the job's rate limit.
  */
-export async function runDryRun(pool: pg.Pool, job: JobDefinition, sample: number, config: Config) {
+export async function runDryRun(
+  pool: pg.Pool,
+  job: JobDefinition,
+  sample: number,
+  config: Config,
+  given: GivenParams = {},
+) {
   const db = withPool(pool);
   const limiters = new RateLimiters({
     db,
@@ -184,5 +198,6 @@ export async function runDryRun(pool: pg.Pool, job: JobDefinition, sample: numbe
     concurrency: config.rowConcurrency ?? job.defaults.rowConcurrency,
     timeoutMs: config.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
     limiter: limiters.of(job),
+    params: given,
   });
 }

@@ -51,6 +51,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
 -- what its chunks wait on while the database's health is over a limit (src/runs/throttle-state.ts)
 GRANT SELECT, INSERT, UPDATE, DELETE ON batch_throttles TO batch_worker;
 GRANT SELECT ON batch_throttled_runs TO batch_worker;
+-- scheduled runs: each worker writes its jobs' schedules and decides their ticks (workflows/schedule-tick.ts)
+GRANT SELECT, INSERT, UPDATE ON batch_schedules, batch_schedule_ticks TO batch_worker;
 -- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
 GRANT SELECT ON import_deferred_indexes TO batch_worker;
 -- a job's rate limit: tokens only through the function, which alone writes the buckets
@@ -112,7 +114,7 @@ GRANT USAGE ON SCHEMA public, graphile_worker TO batch_viewer;
 GRANT SELECT ON graphile_worker.jobs TO batch_viewer;
 GRANT SELECT ON batch_jobs, batch_chunks, batch_errors, batch_samples, batch_events, batch_steps, worker_sessions,
   batch_rate_limits, batch_progress, batch_workers, batch_backlog, batch_backlog_by_job, batch_throttles,
-  batch_throttled_runs TO batch_viewer;
+  batch_throttled_runs, batch_schedules, batch_schedule_ticks TO batch_viewer;
 
 -- batch_worker: the database's health, read before claiming (src/health/signals.ts). Which tables
 -- a vacuum (autovacuum's included) is working on and how far the standbys have replayed are

@@ -1,8 +1,11 @@
 /**
  * The job API: what a job file (jobs/*.ts), a program embedding runners and the tests import, as
  * `import { defineJob, column } from "#pg-batch"` (package.json "imports"). Modules inside src/
- * may move; this entry and its names stay.
+ * may move; this entry and its names stay. `z` is zod, for a job's `params`: the very zod pg-batch
+ * parses them with, so a job file imports this entry alone.
  */
+
+export { z } from "zod";
 
 export {
   type Column,
@@ -33,3 +36,5 @@ export {
   type ThrottleConditionContext,
   type ThrottleLimits,
 } from "./jobs/define";
+export type { ParamsSchema } from "./jobs/params";
+export type { CatchUp, Overlap, ScheduleSpec } from "./jobs/schedule";

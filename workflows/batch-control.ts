@@ -1,13 +1,15 @@
 import type { PoolClient } from "pg";
 import { CommandError } from "../src/base/command-error";
+import { getConfig } from "../src/config/config";
+import { getCatalog } from "../src/config/context";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { cancelIdleChunks, findCanaryEnd, releaseDeferredChunks } from "../src/runs/chunks";
+import { cancelIdleChunks, findCanaryEnd, planChunks, planningLimits, releaseDeferredChunks } from "../src/runs/chunks";
 import { appendEvent, listEvents } from "../src/runs/events";
 import { enqueueChunkQueueJobs, removeWaitingQueueJobs } from "../src/runs/job-queue";
-import type { Run, RunEvent } from "../src/runs/model";
+import { ENDED_RUN_STATUSES, type Run, type RunEvent } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
-import { lockRun, setRunStatus } from "../src/runs/runs";
-import { findStepResult } from "../src/runs/steps";
+import { beginRound, findActiveRun, lockRun, reopenRun, resetFailedAttempts, setRunStatus } from "../src/runs/runs";
+import { findStepResult, recordStep } from "../src/runs/steps";
 import { settleCancellation } from "./run-endings";
 
 /**
@@ -18,7 +20,11 @@ import { settleCancellation } from "./run-endings";
  * - pause: no chunk starts any more (waiting chunk jobs are removed); running chunks finish.
  * - resume: the chunks not yet done are enqueued again; after a canary, the chunks deferred past it too.
  * - cancel: waiting jobs are removed, running chunks stop after their current slice, and the
- *   run ends `cancelled` once none runs. Rows not processed stay pending, for a later run.
+ *   run ends `cancelled` once none runs. Rows not processed stay pending, for a later run: a
+ *   cancelled run is over, and neither resumed nor retried (its afterRun has run, and another
+ *   run of the job may have taken its rows since).
+ * - retry: a run that has ended completed or failed starts a new round over the rows it failed,
+ *   their attempts given back; it runs again until that round and its retry rounds end.
  */
 
 export class RunNotFoundError extends CommandError {
@@ -53,6 +59,12 @@ async function signal(
 }
 
 function refuse(run: Run, wanted: string): never {
+  if (run.status === "cancelled") {
+    throw new SignalRefusedError(
+      `batch run ${JSON.stringify(run.name)} was cancelled, which ended it; its unprocessed rows are pending: ` +
+        `start a new run to process them (seed enqueue --job ${run.job} --batch-name NEW_NAME)`,
+    );
+  }
   const state =
     run.status === "completed" || run.status === "failed" ? `has already ${run.status}` : `is ${run.status}`;
   throw new SignalRefusedError(`batch run ${JSON.stringify(run.name)} ${state}; ${wanted}`);
@@ -113,6 +125,70 @@ export function cancelRun(db: WithClient, nameOrId: string, actor: string): Prom
     await settleCancellation(client, { ...run, status: "cancelling" }, actor);
     return true;
   });
+}
+
+/** What a retry command records as its step: the failed rows it took up, in how many chunks. */
+interface RetryStep {
+  rows: number;
+  chunks: number;
+}
+
+export interface RetryResult extends SignalResult {
+  /** The failed rows the run's current round took up (by this retry, or the one before it when unchanged). */
+  rows: number;
+}
+
+/**
+ * Starts a new round of an ended run over the rows of its job's table it failed, with their
+ * attempts given back (reset to 0, so that the run's maxAttempts and retry rounds apply to them
+ * again), in one transaction under the run's lock: those rows leave failed_records for
+ * retryable_records, the run runs again, its chunks are enqueued due now. The workers run the
+ * job's code as they load it now: fix the job, roll the workers out, then retry. Asking again
+ * while that round runs changes nothing; refused for a run still active, cancelled, or that
+ * failed no row. Recorded as step `retry` of its round.
+ */
+export async function retryRun(db: WithClient, nameOrId: string, actor: string): Promise<RetryResult> {
+  let rows = 0;
+  const result = await signal(db, nameOrId, async (client, run) => {
+    const retried = await findStepResult(client, run.id, "retry", run.round);
+    if (retried && !ENDED_RUN_STATUSES.has(run.status)) {
+      rows = (retried.result as RetryStep).rows;
+      return false;
+    }
+    if (run.status !== "completed" && run.status !== "failed") {
+      refuse(run, "a retry takes up the failed rows of a run that has ended");
+    }
+    const active = await findActiveRun(client, run.job);
+    if (active) {
+      throw new SignalRefusedError(
+        `batch run ${JSON.stringify(active.name)} (id ${active.id}) of job ${run.job} is ${active.status}: ` +
+          `retry ${JSON.stringify(run.name)} once it has ended`,
+      );
+    }
+    const job = getCatalog().get(run.job);
+    const { planTimeoutMs } = getConfig();
+    await client.query(planningLimits(planTimeoutMs).join("; "));
+    rows = await resetFailedAttempts(client, job, run.id);
+    if (rows === 0) throw new SignalRefusedError(`batch run ${JSON.stringify(run.name)} has no failed rows to retry`);
+    const round = run.round + 1;
+    const planned = await planChunks(client, job, run.id, round, "failed", run.settings, { timeoutMs: planTimeoutMs });
+    await reopenRun(client, run.id, rows);
+    await beginRound(client, run.id, round, planned);
+    await enqueueChunkQueueJobs(client, run.id, round, 0, run.settings);
+    const step: RetryStep = { rows, chunks: planned.chunks };
+    await recordStep(client, run.id, "retry", round, step, actor);
+    await appendEvent(client, run.id, "retried", {
+      step: "control",
+      actor,
+      round,
+      counts: { rows, chunks: planned.chunks },
+      detail:
+        `${rows} failed row(s) given their attempts again: failed ${run.failedRecords} -> ${run.failedRecords - rows}, ` +
+        `retrying ${run.retryableRecords} -> ${run.retryableRecords + rows}`,
+    });
+    return true;
+  });
+  return { ...result, rows };
 }
 
 export async function runHistory(db: WithClient, nameOrId: string): Promise<{ run: Run; events: RunEvent[] }> {

@@ -5,6 +5,7 @@ import { failedChunks, planChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkQueueJobs } from "../src/runs/job-queue";
 import { beginRound } from "../src/runs/runs";
+import { attemptsRound } from "../src/runs/steps";
 import { durableStep } from "./durable-step";
 import { completeRun, failRun, settleCancellation } from "./run-endings";
 import { assertFinishable } from "./step-guards";
@@ -29,14 +30,16 @@ export async function finishRound(db: WithClient, runId: number, round: number, 
       await failRun(client, runId, error, { step: "finish", round, actor });
       return { next: "failed", error };
     }
-    if (run.retryableRecords > 0 && round < run.settings.retryRounds) {
+    // a retry command gives the rows their attempts again, and with them the run's retry rounds
+    const roundsSince = round - (await attemptsRound(client, runId));
+    if (run.retryableRecords > 0 && roundsSince < run.settings.retryRounds) {
       const next = round + 1;
       const job = getCatalog().get(run.job);
       const planned = await planChunks(client, job, runId, next, "retryable", run.settings, {
         timeoutMs: getConfig().planTimeoutMs,
       });
       if (planned.chunks > 0) {
-        const delayMs = run.settings.retryDelayMs * 2 ** round;
+        const delayMs = run.settings.retryDelayMs * 2 ** roundsSince;
         await beginRound(client, runId, next, planned);
         if (run.status !== "paused") await enqueueChunkQueueJobs(client, runId, next, delayMs, run.settings);
         await appendEvent(client, runId, "retry-round", {

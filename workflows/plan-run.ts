@@ -31,7 +31,7 @@ async function plan(client: PoolClient, run: Run, actor: string, options: PlanOp
   const job = getCatalog().get(run.job);
   let beforeRun: unknown;
   if (job.beforeRun) {
-    const outcome = await runHook(client, job.beforeRun, run);
+    const outcome = await runHook(client, job, "beforeRun", run);
     if (!outcome.ok) {
       const refused = `refused by job ${job.name}'s beforeRun: ${outcome.error}`;
       await failRun(client, run.id, refused, { step: "plan", round: 0, actor });

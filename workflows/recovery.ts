@@ -8,13 +8,15 @@ import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";
 import { recoverDeadWorkers } from "../src/worker/dead-workers";
 import type { WorkerRecovery } from "../src/worker/preset";
 import { closeChunk } from "./chunk-activity";
+import { registerSchedules } from "./schedule-tick";
 
 /**
  * The workers' recovery, which their liveness runs before a job pool takes its first job and
  * every few seconds after: the jobs of dead workers are released (src/worker/dead-workers.ts),
  * then work that no job will do gets its job or its ending (healStrandedWork). Then, once, a
  * starting job pool makes work for its idle slots out of the running chunks
- * (src/chunks/chunk-split.ts splitForStartingWorker), before any slot looks for a job.
+ * (src/chunks/chunk-split.ts splitForStartingWorker), before any slot looks for a job, after
+ * writing its jobs' schedules and queueing their next ticks (workflows/schedule-tick.ts).
  */
 export function workerRecovery(options: { deadAfterMs: number; actor: string; logger: Logger }): WorkerRecovery {
   const { deadAfterMs, actor, logger } = options;
@@ -26,6 +28,9 @@ export function workerRecovery(options: { deadAfterMs: number; actor: string; lo
       if (healed.requeued + healed.failed + healed.steps > 0) logger.warn(healed, "healed stranded work");
     },
     start: async (db, slots) => {
+      const scheduled = await registerSchedules(db, getCatalog().jobs);
+      if (scheduled > 0)
+        logger.info({ jobs: scheduled }, "worker starting: the jobs' schedules written, their next ticks queued");
       const split = await splitForStartingWorker(db, { jobs: getCatalog(), actor, slots });
       if (split > 0) logger.info({ chunks: split }, "worker starting: split running chunks for its idle slots");
     },

@@ -1,10 +1,12 @@
 import type { PoolClient } from "pg";
 import { getCatalog } from "../src/config/context";
 import type { HookContext, JobDefinition } from "../src/jobs/define";
+import { runParamsFor } from "../src/jobs/params";
 import { countOpenChunks } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import type { Run } from "../src/runs/model";
 import { endRun, getRun, setRunStatus } from "../src/runs/runs";
+import { wakeQueuedTick } from "../src/runs/schedules";
 
 /**
  * How a run ends: completed by its plan or its last finish, failed by its finish (or refused by
@@ -15,7 +17,7 @@ import { endRun, getRun, setRunStatus } from "../src/runs/runs";
 export async function completeRun(client: PoolClient, runId: number, actor: string): Promise<void> {
   await endRun(client, runId, { status: "completed" });
   await appendEvent(client, runId, "completed", { step: "finish", actor });
-  await runAfterHook(client, runId, actor);
+  await onRunEnded(client, runId, actor);
 }
 
 export async function failRun(
@@ -26,7 +28,7 @@ export async function failRun(
 ): Promise<void> {
   await endRun(client, runId, { status: "failed", error });
   await appendEvent(client, runId, "failed", { step: at.step, actor: at.actor, round: at.round, detail: error });
-  await runAfterHook(client, runId, at.actor);
+  await onRunEnded(client, runId, at.actor);
 }
 
 /** A cancelling run becomes cancelled once every one of its chunks has ended. */
@@ -34,15 +36,16 @@ export async function settleCancellation(client: PoolClient, run: Run, actor: st
   if (run.status !== "cancelling" || (await countOpenChunks(client, run.id)) > 0) return false;
   await setRunStatus(client, run.id, "cancelled");
   await appendEvent(client, run.id, "cancelled", { step: "control", actor });
-  await runAfterHook(client, run.id, actor);
+  await onRunEnded(client, run.id, actor);
   return true;
 }
 
 /** A hook's view of the run and of the transaction it runs in. */
-export function hookContext(client: PoolClient, run: Run): HookContext {
+export function hookContext(client: PoolClient, job: JobDefinition, run: Run): HookContext {
   return {
     run: {
       id: run.id,
+      params: runParamsFor(job, run.id, run.settings.params),
       name: run.name,
       job: run.job,
       status: run.status,
@@ -60,12 +63,13 @@ export function hookContext(client: PoolClient, run: Run): HookContext {
  */
 export async function runHook(
   client: PoolClient,
-  hook: (ctx: HookContext) => Promise<unknown>,
+  job: JobDefinition,
+  hook: "beforeRun" | "afterRun",
   run: Run,
 ): Promise<{ ok: true; result: unknown } | { ok: false; error: string }> {
   await client.query("SAVEPOINT job_hook");
   try {
-    const result = await hook(hookContext(client, run));
+    const result = await job[hook]?.(hookContext(client, job, run));
     await client.query("RELEASE SAVEPOINT job_hook");
     return { ok: true, result: result ?? null };
   } catch (error) {
@@ -74,12 +78,16 @@ export async function runHook(
   }
 }
 
-/** The job's afterRun, once the run has ended; what it returned or threw goes into the run's history. */
-async function runAfterHook(client: PoolClient, runId: number, actor: string): Promise<void> {
+/**
+ * The job's afterRun, once the run has ended; what it returned or threw goes into the run's
+ * history. A tick of the job's schedule queued behind the run is then decided.
+ */
+async function onRunEnded(client: PoolClient, runId: number, actor: string): Promise<void> {
   const run = await getRun(client, runId);
+  if (run) await wakeQueuedTick(client, run.job);
   const job: JobDefinition | undefined = run ? getCatalog().jobs.find((known) => known.name === run.job) : undefined;
   if (!run || !job?.afterRun) return;
-  const outcome = await runHook(client, job.afterRun, run);
+  const outcome = await runHook(client, job, "afterRun", run);
   await appendEvent(client, runId, outcome.ok ? "after-run" : "after-run-failed", {
     step: "finish",
     actor,

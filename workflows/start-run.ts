@@ -3,10 +3,12 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
+import { checkParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
+import { runInputDifferences } from "../src/runs/run-inputs";
 import { isIdReference } from "../src/runs/run-reference";
 import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
 import { planRunIn } from "./plan-run";
@@ -29,11 +31,12 @@ import { planRunIn } from "./plan-run";
 
 /**
  * The settings a run of `job` starts with: the starter's environment where it sets them, else
- * the job's defaults.
+ * the job's defaults; and the parameters given, as given (startRun checks them).
  */
-export function runSettings(config: Config, job: JobDefinition): RunSettings {
+export function runSettings(config: Config, job: JobDefinition, params: GivenParams = {}): RunSettings {
   const maxAttempts = config.maxAttempts ?? job.defaults.maxAttempts;
   return {
+    ...(Object.keys(params).length > 0 ? { params } : {}),
     chunkSize: config.chunkSize ?? job.defaults.chunkSize,
     maxAttempts,
     retryRounds: config.retryRounds ?? maxAttempts - 1,
@@ -51,6 +54,21 @@ export class RunConflictError extends CommandError {
 /** The name is another job's run: starting it would return that run and start nothing of this job. */
 export class RunOfAnotherJobError extends CommandError {
   override name = "RunOfAnotherJobError";
+}
+
+/** The name is a run started with other inputs (parameters): it is not the run asked for. */
+export class RunStartedOtherwiseError extends CommandError {
+  override name = "RunStartedOtherwiseError";
+}
+
+/** Throws unless the existing run was started with the inputs asked for now. */
+function assertStartedAlike(run: Run, settings: RunSettings): void {
+  const differences = runInputDifferences(run.settings, settings);
+  if (differences.length === 0) return;
+  throw new RunStartedOtherwiseError(
+    `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with ${differences.join("; ")}: ` +
+      "start those under another name",
+  );
 }
 
 /** The run's start, its job's check or its plan outlasted PLAN_TIMEOUT_S: nothing was started. */
@@ -79,8 +97,9 @@ function assertRunOfJob(run: Run, job: JobDefinition): void {
 export type Planning = "now" | "by-worker";
 
 /**
- * Starts the run of `job` named `name`, or returns it unchanged if it exists (refused when that
- * run is another job's). The job is checked against the database's catalog first. Refused while
+ * Starts the run of `job` named `name` with `settings` (its parameters among them, checked
+ * against the job's schema first), or returns it unchanged if it exists (refused when that run
+ * is another job's, or was started with other parameters). The job is checked against the database's catalog first. Refused while
  * another run of the job is active (pending, running, paused or cancelling): a row belongs to at
  * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
@@ -97,6 +116,7 @@ export async function startRun(
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
+  checkParams(job, settings.params);
   const { planTimeoutMs } = getConfig();
   const limits = planningLimits(planTimeoutMs);
   const start = () =>
@@ -107,6 +127,7 @@ export async function startRun(
           const started = await insertRun(client, name, job.name, settings, actor);
           if (!started.created) {
             assertRunOfJob(started.run, job);
+            assertStartedAlike(started.run, settings);
             return started;
           }
           if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {

@@ -44,6 +44,7 @@ export async function workOnUser(
       { ...user },
       {
         runId,
+        params: {},
         attempt: 1,
         idempotencyKey: `${runId}:${user.id}:1`,
         signal: NEVER,

@@ -2,21 +2,28 @@
 import { element, isEnded, TOKEN_KEY } from "./common";
 
 /**
- * Pause, resume and cancel, shown only where the dashboard has them (started with a write-enabled
+ * Pause, resume, cancel and retry, shown only where the dashboard has them (started with a write-enabled
  * connection and DASHBOARD_TOKEN). The operator types the token once: it is kept in this tab's
  * sessionStorage and sent as `Authorization: Bearer`; every signal asks for confirmation first.
  */
 
-type Signal = "pause" | "resume" | "cancel";
+type Signal = "pause" | "resume" | "cancel" | "retry";
 
 /** When each signal applies (workflows/batch-control.ts refuses the others, or changes nothing). */
 const APPLIES: Record<Signal, (status: string) => boolean> = {
   pause: (status) => status === "running" || status === "pending",
   resume: (status) => status === "paused",
   cancel: (status) => !isEnded(status) && status !== "cancelling",
+  // a run that failed no row refuses, and says so
+  retry: (status) => status === "completed" || status === "failed",
 };
 
-const LABELS: Record<Signal, string> = { pause: "Pause", resume: "Resume", cancel: "Cancel" };
+const LABELS: Record<Signal, string> = {
+  pause: "Pause",
+  resume: "Resume",
+  cancel: "Cancel",
+  retry: "Retry failed rows",
+};
 
 export class RunControls {
   private readonly token = element("input", { id: "token" });

@@ -62,6 +62,8 @@ export interface ChunkSlices {
   db: WithClient;
   job: JobOnWorker;
   ref: { runId: number; round: number; chunkNo: number };
+  /** The run's parameters, parsed by the job's schema. */
+  params: Record<string, unknown>;
   /** The chunk's range; its end moves down when the chunk gives part of it away. */
   range: ChunkRange;
   maxAttempts: number;
@@ -158,6 +160,7 @@ export class SliceUnderWay {
     const startBy = lockedAt + SLICE_START_SHARE * job.lockHoldMs;
     return processRecords(rows, job.logic, {
       runId: chunk.ref.runId,
+      params: chunk.params,
       concurrency: job.concurrency,
       timeoutMs: job.timeoutMs,
       signal: chunk.abort,

@@ -2,6 +2,7 @@ import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { ThrottleGate, ThrottleObserver } from "../health/gate";
 import type { JobCatalog } from "../jobs/catalog";
+import { runParamsFor } from "../jobs/params";
 import type { FaultSettings } from "../processing/fault-injection";
 import { RecordSlots } from "../processing/process-records";
 import type { RateLimiters } from "../processing/rate-limit";
@@ -164,6 +165,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
   // the chunk's range; its end moves down when the chunk gives part of it away
   const range = { ...chunk };
   const { maxAttempts } = settings;
+  const params = runParamsFor(job, ref.runId, settings.params);
   const sizer = new SliceSizer(onWorker.concurrency, SLICE_TARGET_SHARE * onWorker.lockHoldMs, {
     job: job.name,
     slices: deps.settledSlices,
@@ -173,6 +175,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     db,
     job: onWorker,
     ref,
+    params,
     range,
     maxAttempts,
     statementTimeoutMs: deps.statementTimeoutMs,

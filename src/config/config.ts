@@ -102,7 +102,8 @@ const postgresUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// connection string")
   .superRefine((url, context) => {
-    const why = connectionProblem(url);
+    // read in libpq's meaning of its own TLS settings, as it connects (node-postgres warns of `require` otherwise)
+    const why = connectionProblem(withTlsSettings(url, {}));
     if (why)
       context.addIssue({ code: "custom", message: `is not a connection string node-postgres can read (${why})` });
   });

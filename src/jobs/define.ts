@@ -1,4 +1,7 @@
+import type { z } from "zod";
 import type { Column, ValuesOf } from "./columns";
+import type { ParamsSchema } from "./params";
+import { parseSchedule, type Schedule, type ScheduleSpec } from "./schedule";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
 /**
@@ -8,8 +11,10 @@ import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
  * backlog KEDA reads) follows from the definition. docs/jobs.md.
  */
 
-export interface RecordContext {
+export interface RecordContext<Params = Record<string, unknown>> {
   runId: number;
+  /** The run's parameters, as the job's `params` schema parsed them ({} for a job without). */
+  params: Params;
   /** 1 on the first attempt at this row. */
   attempt: number;
   /** Stable across re-executions of the same attempt: run, row and attempt. */
@@ -102,8 +107,10 @@ export interface RateLimit {
 }
 
 /** The run a hook runs for, as it stands when the hook runs. */
-export interface RunInfo {
+export interface RunInfo<Params = Record<string, unknown>> {
   id: number;
+  /** The run's parameters, as the job's `params` schema parsed them ({} for a job without). */
+  params: Params;
   name: string;
   job: string;
   status: string;
@@ -117,8 +124,8 @@ export interface RunInfo {
  * commit with the step, exactly once; a side effect outside the database (a message sent) is
  * at-least-once, like a record's.
  */
-export interface HookContext {
-  run: RunInfo;
+export interface HookContext<Params = Record<string, unknown>> {
+  run: RunInfo<Params>;
   query<Row = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
 }
 
@@ -175,6 +182,7 @@ export interface JobSpec<
   Reads extends Record<string, Column>,
   Writes extends Record<string, Column>,
   KeyAs extends KeyType,
+  Params extends ParamsSchema = ParamsSchema,
 > {
   /** The job's name: `seed enqueue --job NAME`, the runs' `job` column, metrics' `job` label. */
   name: string;
@@ -199,16 +207,26 @@ export interface JobSpec<
   /** Records a second across every worker (RATE_LIMIT_PER_S overrides it); none unless set. */
   rateLimit?: { perSecond: number; burst?: number };
   throttle?: JobThrottle;
+  /** Starts a run at each tick of a cron expression, in a time zone (docs/jobs.md, Scheduled runs). */
+  schedule?: ScheduleSpec;
+  /**
+   * The run's parameters, given when it starts (`seed enqueue --param key=value`): a zod object
+   * whose output `ctx.params` and the hooks' `run.params` are. Checked when a run starts.
+   */
+  params?: Params;
   /**
    * The function for one record. Return the results to mark the row completed; throw to mark
    * it failed with the error's message (tried again in a later round until its attempts run
    * out). Side effects are at-least-once: pass `ctx.idempotencyKey` on to external systems.
    */
-  process(record: ValuesOf<Reads> & Record<Key, KeyValue<KeyAs>>, ctx: RecordContext): Promise<ResultOf<Writes>>;
+  process(
+    record: ValuesOf<Reads> & Record<Key, KeyValue<KeyAs>>,
+    ctx: RecordContext<z.output<Params>>,
+  ): Promise<ResultOf<Writes>>;
   /** Runs once before the run is planned; throwing refuses the run (it ends failed with the message). */
-  beforeRun?(ctx: HookContext): Promise<unknown>;
+  beforeRun?(ctx: HookContext<z.output<Params>>): Promise<unknown>;
   /** Runs once when the run ends (completed, failed or cancelled); a failure is recorded in its history. */
-  afterRun?(ctx: HookContext): Promise<unknown>;
+  afterRun?(ctx: HookContext<z.output<Params>>): Promise<unknown>;
 }
 
 /** A column as generic code sees it: the property it travels as, and the table's column. */
@@ -234,6 +252,9 @@ export interface JobDefinition {
   defaults: JobDefaults;
   rateLimit: RateLimit | undefined;
   throttle: JobThrottle;
+  /** The parameters' schema; none: the job takes none. */
+  params: ParamsSchema | undefined;
+  schedule: Schedule | undefined;
   process(record: Record<string, unknown>, ctx: RecordContext): Promise<Record<string, unknown> | undefined>;
   beforeRun?(ctx: HookContext): Promise<unknown>;
   afterRun?(ctx: HookContext): Promise<unknown>;
@@ -315,13 +336,23 @@ function checkRateLimit(job: string, limit: { perSecond: number; burst?: number 
   return { perSecond, burst };
 }
 
+function checkSchedule(job: string, spec: ScheduleSpec | undefined): Schedule | undefined {
+  if (spec === undefined) return undefined;
+  try {
+    return parseSchedule(spec);
+  } catch (error) {
+    throw new JobDefinitionError(`job ${job}: ${(error as Error).message}`);
+  }
+}
+
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
 export function defineJob<
   const Key extends string,
   Reads extends Record<string, Column>,
   Writes extends Record<string, Column> = Record<never, Column>,
   const KeyAs extends KeyType = "number",
->(spec: JobSpec<Key, Reads, Writes, KeyAs>): JobDefinition {
+  Params extends ParamsSchema = z.ZodObject<Record<never, z.ZodType>>,
+>(spec: JobSpec<Key, Reads, Writes, KeyAs, Params>): JobDefinition {
   if (!JOB_NAME.test(spec.name)) {
     throw new JobDefinitionError(
       `job name ${JSON.stringify(spec.name)} must be lowercase letters, digits, - or _, starting with a letter, at most 40`,
@@ -366,8 +397,10 @@ export function defineJob<
     touch: (spec.touch ?? []).map((column) => checkIdentifier(spec.name, "touch column", column)),
     defaults,
     rateLimit: checkRateLimit(spec.name, spec.rateLimit),
+    params: spec.params,
+    schedule: checkSchedule(spec.name, spec.schedule),
     process: spec.process as JobDefinition["process"],
-    beforeRun: spec.beforeRun,
-    afterRun: spec.afterRun,
+    beforeRun: spec.beforeRun as JobDefinition["beforeRun"],
+    afterRun: spec.afterRun as JobDefinition["afterRun"],
   };
 }

@@ -3,8 +3,12 @@ import type { ClaimedRows } from "./claimed-rows";
 import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
 
-/** Which rows a round works through. */
-export type RoundRows = "open" | "retryable";
+/**
+ * Which rows a round works through: the claimable ones (a run's first round), those the run
+ * failed in its last round and may try again (a retry round), or every row the run failed (the
+ * round a retry command starts, their attempts given back).
+ */
+export type RoundRows = "open" | "retryable" | "failed";
 
 /**
  * The SQL of one job over its table, built once from its definition: identifiers quoted,
@@ -80,6 +84,11 @@ export interface JobSql {
    * try again ($4 attempts) in the chunks of round $2 - 1 that failed rows; `where` from $6.
    */
   roundKeys: Record<RoundRows, string>;
+  /**
+   * Gives back their attempts to the rows run $1 failed (the job's `where` from $2): attempts 0,
+   * everything else as it was. Returns how many. Locks those rows until the transaction ends.
+   */
+  resetFailedAttempts: string;
 }
 
 /** Where a slice claims: the chunk's range, above the last key the slices before it processed. */
@@ -281,6 +290,17 @@ function buildJobSql(job: JobDefinition): JobSql {
           FROM batch_chunks c JOIN ${table} t ON t.${key} BETWEEN c.first_id AND c.last_id
          WHERE c.run_id = $1 AND c.round = $2 - 1 AND c.rows_failed > 0
            AND t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
+      // every row this run failed, wherever it lies: one pass over the table, as an open plan's
+      failed: `
+        SELECT t.${key}::int8 AS k FROM ${table} t
+         WHERE t.${s.status} = 'failed' AND t.${s.attempts} < $4 AND t.${s.runId} = $1${filter(6)}`,
     },
+    resetFailedAttempts: `
+      WITH reset AS (
+        UPDATE ${table} t SET ${s.attempts} = 0
+         WHERE t.${s.status} = 'failed' AND t.${s.runId} = $1${filter(2)}
+        RETURNING 1
+      )
+      SELECT count(*)::int AS rows FROM reset`,
   };
 }

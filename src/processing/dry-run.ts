@@ -3,6 +3,7 @@ import { KEEP_TEXT } from "../db/types";
 import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
 import { jobSql } from "../jobs/job-sql";
+import { checkParams, type GivenParams } from "../jobs/params";
 import { encodeResult, type ResultElement } from "../jobs/results";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
@@ -27,6 +28,8 @@ export interface DryRunOptions {
   maxAttempts: number;
   concurrency: number;
   timeoutMs: number;
+  /** The parameters given, as a run would be started with them: checked, then every record's `ctx.params`. */
+  params?: GivenParams;
   /** The job's rate limit, when it has one: a dry run's calls count against the same quota. */
   limiter?: RateLimiter;
 }
@@ -50,6 +53,7 @@ export interface DryRunReport {
 
 /** Reads the sample and runs the job's function on each of its records; writes nothing. */
 export async function dryRun(db: WithClient, job: JobDefinition, options: DryRunOptions): Promise<DryRunReport> {
+  const params = checkParams(job, options.params);
   const sql = jobSql(job);
   const { rows: fields } = await db((client) =>
     client.query<(string | null)[]>({
@@ -65,6 +69,7 @@ export async function dryRun(db: WithClient, job: JobDefinition, options: DryRun
   const outcomes = await processRecords(rows, job.process, {
     // no run: the records' idempotency keys name run 0
     runId: 0,
+    params,
     concurrency: options.concurrency,
     timeoutMs: options.timeoutMs,
     signal: new AbortController().signal,

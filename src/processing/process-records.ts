@@ -14,6 +14,8 @@ export type FailedOutcome = { status: "failed"; error: string };
 
 export interface ProcessRecordsOptions {
   runId: number;
+  /** The run's parameters, parsed by the job's schema: every record's `ctx.params` ({} if none). */
+  params?: Record<string, unknown>;
   concurrency: number;
   timeoutMs: number;
   /** Aborting it abandons the records in flight: the caller rolls the slice back. */
@@ -74,6 +76,8 @@ export interface RecordFeed {
 
 const MAX_ERROR_LENGTH = 2000;
 
+const NO_PARAMS: Record<string, unknown> = Object.freeze({});
+
 /** A failed outcome, its message as a text column stores it: bounded, well-formed, without NUL. */
 export function failedOutcome(message: string): FailedOutcome {
   const error = message
@@ -112,6 +116,7 @@ class RowContext implements RecordContext {
 
   constructor(
     readonly runId: number,
+    readonly params: Record<string, unknown>,
     readonly attempt: number,
     private readonly key: string,
   ) {}
@@ -202,7 +207,12 @@ export async function processRecords(
           if (unreadable !== undefined) {
             outcomes[index] = failedOutcome(unreadable);
           } else {
-            const ctx = new RowContext(options.runId, (rows.attempts[index] as number) + 1, rows.keys[index] as string);
+            const ctx = new RowContext(
+              options.runId,
+              options.params ?? NO_PARAMS,
+              (rows.attempts[index] as number) + 1,
+              rows.keys[index] as string,
+            );
             current = ctx;
             timer.refresh();
             outcomes[index] = await new Promise<RecordOutcome>((resolve) => {

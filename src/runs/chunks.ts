@@ -52,7 +52,8 @@ export const planningLimits = (timeoutMs: number) => [
 /**
  * Splits the round's rows of the job's table into chunks of about `chunkSize` rows, each a key
  * range, and records them. A round takes the rows that are claimable (`open`), or those this run
- * failed and may try again in the chunks of its last round that failed rows (`retryable`).
+ * failed and may try again in the chunks of its last round that failed rows (`retryable`), or
+ * every row this run failed whose attempts a retry command gave back (`failed`).
  *
  * The rows are counted by buckets of the key, an eighth of a chunk wide from the table's first
  * key: only buckets that hold rows exist, so the plan costs what the rows do, however sparse the

@@ -6,7 +6,12 @@ import type { RunSettings } from "./model";
  * chunk one job at most, and the SQL that adds and removes them. Callers own transactions.
  */
 
-export const TASKS = { plan: "batch_plan", chunk: "batch_chunk", finish: "batch_finish" } as const;
+export const TASKS = {
+  plan: "batch_plan",
+  chunk: "batch_chunk",
+  finish: "batch_finish",
+  schedule: "batch_schedule",
+} as const;
 
 /** Steps only touch the database: graphile-worker's default attempts and backoff suit them. */
 export const STEP_MAX_ATTEMPTS = 25;
@@ -15,6 +20,8 @@ export const queueJobKeys = {
   plan: (runId: number) => `batch:${runId}:plan`,
   chunk: (runId: number, round: number, chunkNo: number) => `batch:${runId}:${round}:chunk:${chunkNo}`,
   finish: (runId: number, round: number) => `batch:${runId}:${round}:finish`,
+  /** A scheduled job's next tick: one queue job per job, moved rather than added again. */
+  schedule: (job: string) => `schedule:${job}`,
   /** Every job key of the run starts so. */
   runPrefix: (runId: number) => `batch:${runId}:`,
 };
@@ -29,20 +36,22 @@ export function parseChunkKey(key: string): { runId: number; round: number; chun
 export const chunkQueueJobKeySql = (alias: string) =>
   `format('batch:%s:%s:chunk:%s', ${alias}.run_id, ${alias}.round, ${alias}.chunk_no)`;
 
-/** Adds (or, under an existing key, replaces) one graphile-worker job, in the caller's transaction. */
+/**
+ * Adds (or, under an existing key, replaces) one graphile-worker job, in the caller's
+ * transaction, due at `runAt` (now when left out).
+ */
 export async function addQueueJob(
   client: PoolClient,
   task: string,
   payload: object,
   jobKey: string,
   maxAttempts: number,
+  runAt?: Date,
 ): Promise<void> {
-  await client.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4)", [
-    task,
-    JSON.stringify(payload),
-    jobKey,
-    maxAttempts,
-  ]);
+  await client.query(
+    "SELECT graphile_worker.add_job($1, $2::json, job_key := $3, max_attempts := $4, run_at := $5::timestamptz)",
+    [task, JSON.stringify(payload), jobKey, maxAttempts, runAt ?? null],
+  );
 }
 
 /**

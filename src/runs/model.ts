@@ -18,6 +18,11 @@ export interface RunSettings {
    * person to look (`seed enqueue --canary N`): its other chunks wait `deferred` until the resume.
    */
   canary?: number;
+  /**
+   * The run's parameters as given (JSON): every worker and hook parses them with the job's
+   * `params` schema. Absent: none were given.
+   */
+  params?: Record<string, unknown>;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
 }

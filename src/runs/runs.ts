@@ -48,6 +48,16 @@ export async function hasRowsToProcess(client: PoolClient, job: JobDefinition, m
   return rows[0]?.found ?? false;
 }
 
+/**
+ * Gives back their attempts to the rows of the job that run `runId` failed, and returns how many.
+ * Those rows stay locked until the caller's transaction ends.
+ */
+export async function resetFailedAttempts(client: PoolClient, job: JobDefinition, runId: number): Promise<number> {
+  const sql = jobSql(job);
+  const { rows } = await client.query<{ rows: number }>(sql.resetFailedAttempts, [runId, ...sql.filterValues]);
+  return rows[0]?.rows ?? 0;
+}
+
 /** The job's run that is active (one at most: batch_jobs_one_active_run), if any. */
 export async function findActiveRun(client: PoolClient, job: string): Promise<Run | undefined> {
   const { rows } = await client.query<Run>(
@@ -136,6 +146,21 @@ export async function endRun(
             failed_records = failed_records + retryable_records, retryable_records = 0
       WHERE id = $1`,
     [runId, outcome.status, outcome.status === "failed" ? outcome.error : null],
+  );
+}
+
+/**
+ * Takes an ended run up again for `rows` rows it failed, their attempts given back: they move from
+ * failed_records to retryable_records, so that the counters still add up, and the run runs again
+ * (beginRound then starts its new round). Locks the run's row, which the caller holds already.
+ */
+export async function reopenRun(client: PoolClient, runId: number, rows: number): Promise<void> {
+  await client.query(
+    `UPDATE batch_jobs
+        SET status = 'running', completed_at = NULL, error_message = NULL, updated_at = now(),
+            failed_records = failed_records - $2, retryable_records = retryable_records + $2
+      WHERE id = $1`,
+    [runId, rows],
   );
 }
 

@@ -31,3 +31,15 @@ export async function recordStep(
     worker,
   ]);
 }
+
+/**
+ * The round the run's rows last got their attempts from: 0, or the round its latest retry
+ * command started (a step of its own, "retry"). Retry rounds and their delays count from it.
+ */
+export async function attemptsRound(client: PoolClient, runId: number): Promise<number> {
+  const { rows } = await client.query<{ round: number }>(
+    "SELECT coalesce(max(round), 0) AS round FROM batch_steps WHERE run_id = $1 AND step = 'retry'",
+    [runId],
+  );
+  return rows[0]?.round ?? 0;
+}

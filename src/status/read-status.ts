@@ -57,6 +57,8 @@ export interface RateLimitState {
 }
 
 export interface RunReport extends RunProgress {
+  /** The parameters the run was started with, as given ({}: none). */
+  params: Record<string, unknown>;
   /** null: the job has never run under a rate limit. */
   rateLimit: RateLimitState | null;
   /** Seconds this run's chunks waited for its job's rate limit, summed over chunks. */
@@ -138,6 +140,10 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
     [progress.job, runId],
   );
   const { runWaitedSeconds = 0, ...jobLimit } = rateLimit.rows[0] ?? {};
+  const params = await client.query<{ params: Record<string, unknown> }>(
+    `SELECT coalesce(config -> 'params', '{}') AS params FROM batch_jobs WHERE id = $1`,
+    [runId],
+  );
   const rowsHeld = await client.query<RunReport["rowsHeld"][number]>(
     `SELECT chunk_no AS "chunkNo", held_rows AS rows, held_by_pid AS pid, held_since AS since, held_state AS state
        FROM batch_chunks
@@ -159,6 +165,7 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
   if (canaryState?.ended) canaryState.ended.at = new Date(canaryState.ended.at);
   return {
     ...progress,
+    params: params.rows[0]?.params ?? {},
     canary: canaryState ?? null,
     rowsHeld: rowsHeld.rows,
     rateLimit: rateLimit.rows[0] ? (jobLimit as RateLimitState) : null,

@@ -109,12 +109,20 @@ export function canaryLine({
     : `canary: ${what}; the run went on after it`;
 }
 
+/** "params: priceChangePct=10, region="eu"", each value as JSON. */
+function paramsLines({ params }: RunReport): string[] {
+  const entries = Object.entries(params);
+  if (entries.length === 0) return [];
+  return [`params: ${entries.map(([name, value]) => `${name}=${JSON.stringify(value)}`).join(", ")}`];
+}
+
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
   const canary = canaryLine(report);
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
+    ...paramsLines(report),
     ...(canary ? [canary] : []),
     ...(throttle ? [throttle] : []),
     ...rowsHeldLines(report),

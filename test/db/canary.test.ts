@@ -64,6 +64,11 @@ describe("a run with a canary", () => {
     const { rows: counted } = await db.pool.query("SELECT chunks_total FROM batch_jobs WHERE id = $1", [run.id]);
     expect(counted[0].chunks_total).toBe(planned.length);
     expect((await runByName(db.pool, "canary")).total_records).toBe(ROWS);
+    // the canary is part of what the run was started as: the same start returns it, another is refused
+    expect((await startRun(pool, usersJob, "canary", settings(CANARY), "starter", "now")).created).toBe(false);
+    await expect(startRun(pool, usersJob, "canary", settings(500), "starter", "now")).rejects.toThrow(
+      "canary=250, not 500",
+    );
 
     await runDueJobs(db.pool);
     expect(await runByName(db.pool, "canary")).toMatchObject({

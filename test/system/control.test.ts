@@ -91,7 +91,10 @@ describe("pause, resume and cancel during a real run", () => {
     expect((await control("cancel")).json).toMatchObject({ status: "cancelled", changed: false });
     const resume = await control("resume");
     expect(resume.code).toBe(1);
-    expect(resume.stderr.trim()).toBe('error: batch run "steered" is cancelled; only a paused run can be resumed');
+    expect(resume.stderr.trim()).toBe(
+      'error: batch run "steered" was cancelled, which ended it; its unprocessed rows are pending: ' +
+        "start a new run to process them (seed enqueue --job users --batch-name NEW_NAME)",
+    );
 
     // the rows left pending are there for the next run
     expect((await seed(["enqueue", "--batch-name", "again"], { DATABASE_URL: db.url })).code).toBe(0);

@@ -303,7 +303,7 @@ describe("the dashboard's JSON", () => {
     await waitFor("the run to be cancelled", async () => (await runByName(db.pool, "reported")).status === "cancelled");
     const refused = await post(`/api/runs/${runId}/resume`, TOKEN);
     expect(refused.status).toBe(409);
-    expect(refused.body.error).toContain("only a paused run can be resumed");
+    expect(refused.body.error).toContain("was cancelled, which ended it; its unprocessed rows are pending");
     expect((await post("/api/runs/999999/pause", TOKEN)).status).toBe(404);
   });
 

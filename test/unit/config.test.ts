@@ -116,4 +116,18 @@ describe("parseConfig", () => {
     expect(attempt).toThrow("PG_DSN must be a postgres:// or postgresql:// connection string");
     expect(attempt).not.toThrow(/hunter2/);
   });
+
+  it("reads sslmode=require and prefer in libpq's meaning, without node-postgres's warning of its own", () => {
+    const emitWarning = jest.spyOn(process, "emitWarning").mockImplementation(() => undefined);
+    try {
+      for (const mode of ["require", "prefer"]) {
+        expect(parseConfig({ DATABASE_URL: `postgres://u@db.example.com/app?sslmode=${mode}` }).databaseUrl).toBe(
+          `postgres://u@db.example.com/app?sslmode=${mode}&uselibpqcompat=true`,
+        );
+      }
+      expect(emitWarning).not.toHaveBeenCalled();
+    } finally {
+      emitWarning.mockRestore();
+    }
+  });
 });

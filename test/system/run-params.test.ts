@@ -1,0 +1,78 @@
+import { createMigratedDatabase, type TestDatabase } from "../support/database";
+import { lastJsonLine, seed, startWorker, status } from "../support/processes";
+import { runByName, waitFor } from "../support/runs";
+
+/** Open orders with a quantity whose total is not the job's arithmetic with every unit price raised 10%. */
+const WRONG_TOTALS = `
+  WITH priced AS (
+    SELECT total_cents, tax_rate, round(quantity::numeric * unit_price_cents * 110 / 100) AS gross, discount_pct
+      FROM orders WHERE status = 'open' AND quantity >= 1
+  ), net AS (
+    SELECT total_cents, tax_rate, gross - round(gross * coalesce(discount_pct, 0) / 100) AS net FROM priced
+  )
+  SELECT count(*)::int AS orders,
+         count(*) FILTER (WHERE total_cents IS DISTINCT FROM net + round(net * tax_rate))::int AS wrong
+    FROM net`;
+
+describe("a run's parameters from the command line: orders-reprice --param priceChangePct=10", () => {
+  let db: TestDatabase;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    db = await createMigratedDatabase();
+    env = { DATABASE_URL: db.url, RETRY_DELAY_S: "0", MAX_ATTEMPTS: "1", LOG_LEVEL: "warn" };
+    expect((await seed(["orders", "--rows", "1500", "--seed", "3"], env)).code).toBe(0);
+  });
+  afterAll(() => db.drop());
+
+  it("refuses bad parameters with a usage error, a line a problem, and starts nothing", async () => {
+    const refused = await seed(
+      ["enqueue", "--job", "orders-reprice", "--param", "priceChangePct=500", "--param", "region=eu"],
+      env,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim().split("\n")).toEqual([
+      "error: region: not a parameter of job orders-reprice (its parameters: priceChangePct)",
+      "error: priceChangePct: Too big: expected number to be <=100",
+    ]);
+    const json = await seed(["enqueue", "--job", "orders-reprice", "--params-json", "[1]"], env);
+    expect(json.code).toBe(2);
+    expect(json.stderr.trim()).toBe(`error: --params-json must be a JSON object, such as '{"region":"eu"}'`);
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs WHERE kind = 'process'")).rows[0].n).toBe(0);
+  });
+
+  it("prices every open order with the parameter on a real worker, and status shows it", async () => {
+    const enqueued = await seed(["enqueue", "--job", "orders-reprice", "--param", "priceChangePct=10"], env);
+    expect(enqueued.code).toBe(0);
+    expect(lastJsonLine(enqueued.stdout)).toMatchObject({
+      batch: "orders-reprice-batch",
+      created: true,
+      params: { priceChangePct: 10 },
+    });
+    const worker = startWorker([], env);
+    try {
+      await waitFor("the run to end", async () => {
+        const run = await runByName(db.pool, "orders-reprice-batch");
+        return run.status === "completed" && run;
+      });
+    } finally {
+      worker.child.kill("SIGTERM");
+      await worker.exited;
+    }
+    const { rows } = await db.pool.query(WRONG_TOTALS);
+    expect(rows[0].orders).toBeGreaterThan(0);
+    expect(rows[0].wrong).toBe(0);
+
+    const text = await status(["orders-reprice-batch"], env);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain("\nparams: priceChangePct=10\n");
+    const json = await status(["orders-reprice-batch", "--json"], env);
+    expect(lastJsonLine(json.stdout)).toMatchObject({ status: "completed", params: { priceChangePct: 10 } });
+
+    // the same parameters name the same run; others are refused, naming the difference
+    const again = await seed(["enqueue", "--job", "orders-reprice", "--params-json", '{"priceChangePct":10}'], env);
+    expect(lastJsonLine(again.stdout)).toMatchObject({ created: false, status: "completed" });
+    const other = await seed(["enqueue", "--job", "orders-reprice", "--param", "priceChangePct=5"], env);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("was started with priceChangePct=10, not 5");
+  });
+});

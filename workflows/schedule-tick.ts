@@ -1,0 +1,142 @@
+import type { PoolClient } from "pg";
+import { getConfig } from "../src/config/config";
+import { inTransaction, type WithClient } from "../src/db/pool";
+import type { JobDefinition } from "../src/jobs/define";
+import { countTicksBetween, latestTick, MISSED_AFTER_MS, nextTick, tickRunName } from "../src/jobs/schedule";
+import { findActiveRun, findRunByName } from "../src/runs/runs";
+import {
+  addTickQueueJob,
+  advanceSchedule,
+  lockSchedule,
+  recordTick,
+  registerSchedule,
+  type ScheduleState,
+  type TickOutcome,
+  type TickRecord,
+} from "../src/runs/schedules";
+import { NothingToProcessError, RunConflictError, runSettings, startRun } from "./start-run";
+
+/**
+ * Scheduled runs. A job's schedule has one queue job (batch_schedule, keyed by the job), due at
+ * its next tick; whichever worker takes it decides the tick under the schedule's row lock, starts
+ * the tick's run (named from the job and the tick, so a tick decided twice finds its run), records
+ * what the tick did and adds the queue job of the next tick, all before it commits. Every worker
+ * writes its jobs' schedules at its start and adds that queue job if it is missing
+ * (registerSchedules). No process keeps a clock of its own: with no worker up, the queue job waits
+ * in the database, counted in the backlog so that KEDA starts a pod for it, and the tick is
+ * decided late: started (catchUp "latest", the last missed tick only) or skipped ("skip").
+ */
+
+/** Cron digits over this many missed ticks are not counted one by one. */
+const MISSED_COUNT_LIMIT = 1000;
+
+/** What deciding a job's ticks did: the ticks decided now (none when none was due). */
+export interface TickDecision {
+  decided: TickRecord[];
+  next: Date | undefined;
+}
+
+/**
+ * Writes the schedule of each job that has one, and adds the queue job of its next tick (after
+ * the last tick decided, or after now for a job seen for the first time: a tick already past is
+ * due at once, and decided as missed or not). Run by every worker at its start; repeating it is
+ * harmless, the queue job is one per job under its key.
+ */
+export async function registerSchedules(db: WithClient, jobs: JobDefinition[]): Promise<number> {
+  let registered = 0;
+  for (const { name, schedule } of jobs) {
+    if (!schedule) continue;
+    await db((client) =>
+      inTransaction(client, async () => {
+        const state = await registerSchedule(client, name, schedule);
+        const next = nextTick(schedule, state.lastTick ?? state.since);
+        // a tick queued behind a run is decided at once: the run may have ended while no worker was up
+        if (state.queuedTick || next) await addTickQueueJob(client, name, state.queuedTick ? undefined : next);
+      }),
+    );
+    registered++;
+  }
+  return registered;
+}
+
+/**
+ * Decides the job's ticks due at `now`: a tick queued behind a run that has since ended, then
+ * the latest tick due, if it was not decided yet. Holds the schedule's row lock throughout, so two
+ * workers deciding at once decide each tick once; the run is started on a connection of its own
+ * (startRun), idempotent by its name. Adds the queue job of the next tick.
+ */
+export async function decideTicks(db: WithClient, job: JobDefinition, now: Date, actor: string): Promise<TickDecision> {
+  const schedule = job.schedule;
+  if (!schedule) return { decided: [], next: undefined };
+  return db((client) =>
+    inTransaction(client, async () => {
+      const state = await lockSchedule(client, job.name);
+      if (!state) return { decided: [], next: undefined };
+      const decided: TickRecord[] = [];
+      let queuedTick = state.queuedTick;
+      if (queuedTick && !(await findActiveRun(client, job.name))) {
+        decided.push(await startTick(db, client, job, state, queuedTick, 0, actor));
+        queuedTick = null;
+      }
+      let lastTick = state.lastTick;
+      const due = latestTick(schedule, now);
+      const after = lastTick ?? state.since;
+      if (due && due > after) {
+        const missed = countTicksBetween(schedule, after, due, MISSED_COUNT_LIMIT);
+        let record: TickRecord;
+        if (now.getTime() - due.getTime() > MISSED_AFTER_MS && schedule.catchUp === "skip") {
+          record = { job: job.name, tick: due, outcome: "skipped-missed", runId: null, missed };
+        } else {
+          record = await startTick(db, client, job, state, due, missed, actor);
+          if (record.outcome === "skipped-overlap" && schedule.overlap === "queue" && !queuedTick) {
+            record = { ...record, outcome: "queued" };
+            queuedTick = due;
+          }
+        }
+        decided.push(record);
+        lastTick = due;
+      }
+      for (const record of decided) await recordTick(client, record, actor);
+      await advanceSchedule(client, job.name, { lastTick, queuedTick });
+      const next = nextTick(schedule, now);
+      if (next) await addTickQueueJob(client, job.name, next);
+      return { decided, next };
+    }),
+  );
+}
+
+/**
+ * Starts the tick's run unless the schedule is paused or the job's previous run is still
+ * active. A run of the tick's name found is the one this tick started before it was recorded.
+ */
+async function startTick(
+  db: WithClient,
+  client: PoolClient,
+  job: JobDefinition,
+  state: ScheduleState,
+  tick: Date,
+  missed: number,
+  actor: string,
+): Promise<TickRecord> {
+  const name = tickRunName(job.name, tick);
+  const record = (outcome: TickOutcome, runId: number | null = null): TickRecord => ({
+    job: job.name,
+    tick,
+    outcome,
+    runId,
+    missed,
+  });
+  const existing = await findRunByName(client, name);
+  if (existing) return record("started", existing.id);
+  if (state.paused) return record("skipped-paused");
+  if (await findActiveRun(client, job.name)) return record("skipped-overlap");
+  try {
+    const { run } = await startRun(db, job, name, runSettings(getConfig(), job), actor);
+    return record("started", run.id);
+  } catch (error) {
+    if (error instanceof NothingToProcessError) return record("skipped-nothing");
+    // a run started by hand between the look and the start
+    if (error instanceof RunConflictError) return record("skipped-overlap");
+    throw error;
+  }
+}
