@@ -12,7 +12,9 @@ import { grantWorkerAccess } from "../src/jobs/grants";
 import type { GivenParams } from "../src/jobs/params";
 import { dryRun } from "../src/processing/dry-run";
 import { RateLimiters } from "../src/processing/rate-limit";
+import { assertKeysFileReadable } from "../src/runs/run-keys";
 import { getRun } from "../src/runs/runs";
+import type { SubsetRequest } from "../src/runs/subset";
 import { createProgress } from "../src/terminal/progress";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
@@ -151,14 +153,20 @@ export async function runEnqueue(
   config: Config,
   params: GivenParams = {},
   actor = config.podName,
-  options: { canary?: number } = {},
+  subset?: SubsetRequest,
+  canary?: number,
 ) {
   const db = withPool(pool);
-  const settings = {
-    ...runSettings(config, job, params),
-    ...(options.canary !== undefined && { canary: options.canary }),
-  };
-  const { run, created } = await startRun(db, job, batchName, settings, actor, "now");
+  if (subset && "keysPath" in subset) assertKeysFileReadable(subset.keysPath);
+  const settings = { ...runSettings(config, job, params), ...(canary !== undefined && { canary }) };
+  const { run, created, unmatched } = await startRun(db, job, batchName, settings, actor, "now", subset);
+  if (unmatched && unmatched.count > 0) {
+    getLogger().warn(
+      { run: run.id, unmatchedKeys: unmatched.count, examples: unmatched.examples },
+      `enqueue: ${unmatched.count} key(s) of the file name no row of job ${job.name} (not in ${job.table}, or not its where): ` +
+        `${unmatched.examples.join(", ")}${unmatched.count > unmatched.examples.length ? ", ..." : ""}`,
+    );
+  }
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
@@ -170,6 +178,8 @@ export async function runEnqueue(
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
     ...(planned.settings.params ? { params: planned.settings.params } : {}),
+    ...(planned.settings.subset ? { subset: planned.settings.subset } : {}),
+    ...(unmatched ? { unmatchedKeys: unmatched } : {}),
   };
 }
 

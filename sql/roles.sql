@@ -45,6 +45,8 @@ GRANT USAGE ON SCHEMA public, graphile_worker TO batch_worker;
 GRANT SELECT, UPDATE ON batch_jobs TO batch_worker;
 GRANT SELECT, INSERT, UPDATE ON batch_chunks, batch_errors TO batch_worker;
 GRANT SELECT, INSERT ON batch_steps, batch_samples TO batch_worker;
+-- a run over a file's keys claims only those (src/jobs/job-sql.ts)
+GRANT SELECT ON batch_run_keys TO batch_worker;
 GRANT INSERT ON batch_events TO batch_worker;
 GRANT USAGE ON SEQUENCE batch_events_id_seq TO batch_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;

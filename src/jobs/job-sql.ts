@@ -4,6 +4,16 @@ import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
 
 /**
+ * Whose rows a statement is about: a run's, which may take part of the job's rows only
+ * (RunSubset). Without it, or without a subset, the job's rows are all the job's `where` takes.
+ */
+export interface RowScope {
+  runId: number;
+  /** A key range (decimal text), or the keys of the run in batch_run_keys (RunSubset, src/runs/model.ts). */
+  subset?: { from?: string; to?: string } | { keysFile: string };
+}
+
+/**
  * Which rows a round works through: the claimable ones (a run's first round), those the run
  * failed in its last round and may try again (a retry round), or every row the run failed (the
  * round a retry command starts, their attempts given back).
@@ -29,6 +39,8 @@ export interface JobSql {
   key: string;
   /** The values of the job's `where`, appended after each statement's own parameters. */
   filterValues: unknown[][];
+  /** The run's key range (alias t), "TRUE" when it has none: the span a plan cuts into chunks. */
+  inKeyRange: string;
   /**
    * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of [firstId,
    * lastId] of the key, above afterId when given, claimable for a run allowed maxAttempts, not
@@ -67,6 +79,11 @@ export interface JobSql {
    * [$1, $2], counting only rows no other transaction holds: past the rows a running slice has claimed.
    */
   nthClaimableKey: string;
+  /**
+   * Of run $1's keys (batch_run_keys), how many name no row the job's `where` (from $2) takes,
+   * and the first few of them. An anti-join probing the table's key index per key.
+   */
+  keysNotTheJobs: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
   /**
@@ -113,19 +130,62 @@ function keyReader(keyType: KeyType): (text: string) => unknown {
   };
 }
 
-const compiled = new WeakMap<JobDefinition, JobSql>();
+/** Keys of a run's file that name no row of the job, shown by example: this many. */
+const UNMATCHED_EXAMPLES = 5;
 
-/** The job's SQL, built on first use. */
-export function jobSql(job: JobDefinition): JobSql {
-  let sql = compiled.get(job);
+const compiled = new WeakMap<JobDefinition, Map<string, JobSql>>();
+
+/** Of the SQL built for runs over a subset, a process keeps the latest few: one run of a job is active at a time. */
+const KEPT_SUBSETS = 4;
+
+/**
+ * The job's SQL, built on first use; for a run over a subset (`scope`), the run's, restricted to
+ * the subset's rows.
+ */
+export function jobSql(job: JobDefinition, scope?: RowScope): JobSql {
+  let built = compiled.get(job);
+  if (!built) {
+    built = new Map();
+    compiled.set(job, built);
+  }
+  const subset = scope?.subset;
+  const name = !subset
+    ? ""
+    : "keysFile" in subset
+      ? `${scope.runId}:keys`
+      : `${scope.runId}:${subset.from}:${subset.to}`;
+  let sql = built.get(name);
   if (!sql) {
-    sql = buildJobSql(job);
-    compiled.set(job, sql);
+    if (built.size > KEPT_SUBSETS) built.delete([...built.keys()].find((kept) => kept !== "") ?? "");
+    sql = buildJobSql(job, subset ? scope : undefined);
+    built.set(name, sql);
   }
   return sql;
 }
 
-function buildJobSql(job: JobDefinition): JobSql {
+/**
+ * The condition (alias t) a run over a subset adds to the job's `where`, its values literals.
+ * A file's keys: the semi-join probes batch_run_keys's primary key (run_id, key) per row, or
+ * merges it with the table's key index in key order; either way the table is walked by its key.
+ */
+function subsetCondition(key: string, scope: RowScope | undefined): { rows: string; keyRange: string } {
+  const subset = scope?.subset;
+  if (!subset) return { rows: "", keyRange: "TRUE" };
+  if ("keysFile" in subset) {
+    return {
+      rows: ` AND EXISTS (SELECT 1 FROM batch_run_keys rk WHERE rk.run_id = ${sqlLiteral(scope.runId)} AND rk.key = t.${key})`,
+      keyRange: "TRUE",
+    };
+  }
+  const bounds = [
+    subset.from === undefined ? undefined : `t.${key} >= ${sqlLiteral(BigInt(subset.from))}`,
+    subset.to === undefined ? undefined : `t.${key} <= ${sqlLiteral(BigInt(subset.to))}`,
+  ].filter((bound) => bound !== undefined);
+  const keyRange = bounds.length === 0 ? "TRUE" : bounds.join(" AND ");
+  return { rows: ` AND ${keyRange}`, keyRange };
+}
+
+function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
   const q = quoteIdentifier;
   const table = `${q(job.schema)}.${q(job.table)}`;
   const key = q(job.key);
@@ -136,9 +196,14 @@ function buildJobSql(job: JobDefinition): JobSql {
     runId: q(job.state.runId),
     processedAt: q(job.state.processedAt),
   };
-  /** The job's own `where`, its values from parameter `first` on; PostgreSQL gives each the column's array type. */
-  const filter = (first: number, param = placeholder) =>
+  const subset = subsetCondition(key, scope);
+  /**
+   * The job's own `where`, its values from parameter `first` on (PostgreSQL gives each the
+   * column's array type), and the run's subset.
+   */
+  const jobsWhere = (first: number, param = placeholder) =>
     job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY(${param(first + index)})`).join("");
+  const filter = (first: number, param = placeholder) => jobsWhere(first, param) + subset.rows;
   const claimable = (maxAttempts: string) =>
     `(t.${s.status} = 'pending' OR (t.${s.status} = 'failed' AND t.${s.attempts} < ${maxAttempts}))`;
   const notSince = (instant: string) => `(t.${s.processedAt} IS NULL OR t.${s.processedAt} < ${instant})`;
@@ -191,10 +256,11 @@ function buildJobSql(job: JobDefinition): JobSql {
   const openRow = `${claimable("$4")}${filter(6)}`;
 
   return {
-    statementPrefix: `job:${job.name}`,
+    statementPrefix: scope ? `job:${job.name}:run:${scope.runId}` : `job:${job.name}`,
     table,
     key,
     filterValues,
+    inKeyRange: subset.keyRange,
     claimSlice({ maxAttempts, plannedAt, limit, ...bounds }) {
       return `COPY (${claimSelect(bounds, [maxAttempts, plannedAt, limit, ...filterValues])}) TO STDOUT`;
     },
@@ -257,6 +323,13 @@ function buildJobSql(job: JobDefinition): JobSql {
        WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
+    keysNotTheJobs: `
+      WITH unmatched AS (
+        SELECT rk.key FROM batch_run_keys rk
+         WHERE rk.run_id = $1 AND NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.${key} = rk.key${jobsWhere(2)})
+      )
+      SELECT (SELECT count(*) FROM unmatched)::int8 AS count,
+             ARRAY(SELECT key::text FROM unmatched ORDER BY key LIMIT ${UNMATCHED_EXAMPLES}) AS examples`,
     // min and max walk the key's index to the first and last open row; each probe is one index
     // descent (the bound cast to int8, which the integer operator family compares with any
     // integer key): the sample costs its size, not the table's. A plain read: no row lock, and

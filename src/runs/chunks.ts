@@ -2,7 +2,7 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
-import { type JobSql, jobSql, type RoundRows } from "../jobs/job-sql";
+import { type JobSql, jobSql, type RoundRows, type RowScope } from "../jobs/job-sql";
 import { chunkQueueJobKeySql } from "./job-queue";
 import type { ChunkEnding, ChunkRange, ChunkStatus, RunSettings } from "./model";
 
@@ -70,13 +70,15 @@ export async function planChunks(
   settings: RunSettings,
   options: { timeoutMs: number; sampling?: Sampling },
 ): Promise<PlannedChunks> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, { runId, subset: settings.subset });
   await client.query(planningLimits(options.timeoutMs).join("; "));
   const sampling = options.sampling ?? SAMPLING;
-  if (rows === "open") {
-    const tableRows = await estimateTableRows(client, sql);
-    if (tableRows > 0 && tableRows >= sampling.fromRows) {
-      return planSampled(client, sql, runId, round, settings, tableRows, sampling.sampleRows);
+  // a file's keys are counted: the plan reads their rows, no more
+  if (rows === "open" && !(settings.subset && "keysFile" in settings.subset)) {
+    const spanRows = await estimateTableRows(client, sql, sql.inKeyRange);
+    if (spanRows > 0 && spanRows >= sampling.fromRows) {
+      const tableRows = sql.inKeyRange === "TRUE" ? spanRows : await estimateTableRows(client, sql, "TRUE");
+      return planSampled(client, sql, runId, round, settings, { spanRows, tableRows }, sampling.sampleRows);
     }
   }
   const { rows: spans } = await client.query<{ first: bigint | null; last: bigint | null }>({
@@ -115,19 +117,20 @@ export async function planChunks(
 }
 
 /**
- * The planner's estimate of the table's rows: its statistics scaled to the table's size now, so
- * that a table grown since its last ANALYZE, or never analyzed, is not taken for a small one.
+ * The planner's estimate of the table's rows (alias t) where `condition` holds: its statistics
+ * scaled to the table's size now, so that a table grown since its last ANALYZE, or never
+ * analyzed, is not taken for a small one.
  */
-async function estimateTableRows(client: PoolClient, sql: JobSql): Promise<number> {
+async function estimateTableRows(client: PoolClient, sql: JobSql, condition: string): Promise<number> {
   const { rows } = await client.query<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }>(
-    `EXPLAIN (FORMAT JSON) SELECT FROM ${sql.table}`,
+    `EXPLAIN (FORMAT JSON) SELECT FROM ${sql.table} t WHERE ${condition}`,
   );
   return rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? 0;
 }
 
 /**
  * The open rows' plan of a large table, reading no more than a sample of it. The chunks tile
- * the key's whole span, from its index's min to its max, each as wide as `chunkSize` rows of the
+ * the key's whole span (the run's key range of it), from its index's min to its max, each as wide as `chunkSize` rows of the
  * table take at its average density; a tile where a block sample (TABLESAMPLE SYSTEM) finds
  * CROWDED times that many rows, where keys crowd together, is cut at every so many of its
  * sampled keys, as many as `chunkSize` rows of it stand for. Every claimable row lies in exactly one chunk
@@ -143,10 +146,11 @@ async function planSampled(
   runId: number,
   round: number,
   settings: RunSettings,
-  tableRows: number,
+  estimates: { spanRows: number; tableRows: number },
   sampleRows: number,
 ): Promise<PlannedChunks> {
-  const samplePercent = Number(Math.min(100, (100 * sampleRows) / tableRows).toPrecision(3));
+  // the sample's share of the whole table: its cost stays flat however narrow the run's key range
+  const samplePercent = Number(Math.min(100, (100 * sampleRows) / estimates.tableRows).toPrecision(3));
   const sampledPerChunk = Math.max(1, Math.round((settings.chunkSize * samplePercent) / 100));
   const [chunkSize, rows] = [`$${6 + sql.filterValues.length}`, `$${7 + sql.filterValues.length}`];
   // the span and the sample in one statement, one snapshot: no sampled key lies outside the span.
@@ -154,11 +158,12 @@ async function planSampled(
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
     `WITH span AS (
        SELECT first, last, greatest(${chunkSize}, ceil(${chunkSize} * (last - first + 1) / ${rows})) AS width
-         FROM (SELECT min(${sql.key})::numeric AS first, max(${sql.key})::numeric AS last FROM ${sql.table}) ends
+         FROM (SELECT min(${sql.key})::numeric AS first, max(${sql.key})::numeric AS last FROM ${sql.table} t WHERE ${sql.inKeyRange}) ends
      ), sampled AS (
        SELECT t.${sql.key}::numeric AS k, ${sql.openRow} AS open,
               floor((t.${sql.key} - span.first) / span.width)::int8 AS tile
          FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8), span
+        WHERE ${sql.inKeyRange}
      ), cut AS (
        SELECT tile, k, open, (row_number() OVER tile_keys - 1) / $3 AS part, count(*) OVER tile_keys AS in_tile
          FROM sampled
@@ -191,7 +196,7 @@ async function planSampled(
       samplePercent,
       ...sql.filterValues,
       settings.chunkSize,
-      tableRows,
+      estimates.spanRows,
     ],
   );
   return { ...(planned[0] ?? { chunks: 0, rows: 0 }), samplePercent };
@@ -273,8 +278,9 @@ export async function countLeftInRange(
   job: JobDefinition,
   range: ChunkRange,
   maxAttempts: number,
+  scope?: RowScope,
 ): Promise<number> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows } = await client.query<{ left: number }>(sql.countLeftInRange, [
     range.firstId,
     range.lastId,
@@ -304,8 +310,9 @@ export async function recordRowsHeld(
   chunk: { runId: number; round: number; chunkNo: number },
   range: ChunkRange,
   maxAttempts: number,
+  scope?: RowScope,
 ): Promise<RowsHeld | undefined> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows: holders } = await client.query<RowsHeld>(sql.rowsHeldInRange, [
     range.firstId,
     range.lastId,
@@ -353,8 +360,9 @@ export async function waitForRowsHeld(
   range: ChunkRange,
   maxAttempts: number,
   timeoutMs: number,
+  scope?: RowScope,
 ): Promise<boolean> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   try {
     await inTransaction(client, async () => {
       await client.query(sql.lockLeftInRange, [
@@ -466,11 +474,12 @@ export async function findSplitKey(
   range: ChunkRange,
   maxAttempts: number,
   minRows: number,
+  scope?: RowScope,
 ): Promise<{ key: bigint; kept: number; given: number } | undefined> {
-  const left = await countLeftInRange(client, job, range, maxAttempts);
+  const left = await countLeftInRange(client, job, range, maxAttempts, scope);
   if (left < minRows) return undefined;
   const kept = Math.floor(left / 2);
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows } = await client.query<{ key: bigint }>({
     text: sql.nthClaimableKey,
     values: [range.firstId, range.lastId, maxAttempts, range.plannedAt, kept, ...sql.filterValues],
@@ -520,7 +529,8 @@ export async function splitChunk(
 }
 
 /**
- * Cuts round 0 of a run with a canary after its first `rows` open rows (by key): the chunk where
+ * Cuts round 0 of a run with a canary after its first `rows` open rows (by key; of its subset,
+ * when it has one): the chunk where
  * they end is cut before the next open row (a new chunk, numbered after the last, takes the rest
  * of its range), and every chunk from that row on is `deferred`: no job, no backlog, until the
  * resume after the canary (releaseDeferredChunks). The cut chunk's planned rows are shared by
@@ -536,7 +546,7 @@ export async function deferPastCanary(
   settings: RunSettings,
   rows: number,
 ): Promise<{ deferred: number; added: number }> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, { runId, subset: settings.subset });
   // the first open row past the canary: an index walk over `rows` keys
   const { rows: next } = await client.query<{ key: bigint }>({
     text: sql.nthOpenKey,

@@ -25,7 +25,16 @@ export interface RunSettings {
   params?: Record<string, unknown>;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
+  /** Part of the job's rows, when the run takes no more: the others stay pending for a later run. */
+  subset?: RunSubset;
 }
+
+/**
+ * A run's part of the job's rows, besides the job's `where`: keys from `from` to `to`
+ * (inclusive, either alone; decimal text, exact over BIGINT's range), or the keys a file listed,
+ * `keys` of them, kept in batch_run_keys.
+ */
+export type RunSubset = { from?: string; to?: string } | { keysFile: string; keys: number };
 
 export type RunStatus = "pending" | "running" | "paused" | "cancelling" | "cancelled" | "completed" | "failed";
 
