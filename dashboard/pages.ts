@@ -29,6 +29,7 @@ export const RUNS_PAGE = page(
   ["runs-page.js"],
   [],
   `<h1>Batch runs</h1>
+<section id="start-form" class="controls"></section>
 <table id="runs" class="runs"></table>`,
 );
 

@@ -65,6 +65,15 @@ function showRun(run: Run): void {
           "rows-held",
         )
       : []),
+    ...(Object.keys(run.params).length > 0
+      ? figure(
+          "parameters",
+          Object.entries(run.params)
+            .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+            .join(", "),
+          "params",
+        )
+      : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
     ...figure("rows done", `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`, "rows"),
     ...figure("completed", formatCount(run.completed), "completed"),

@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 import type { RunProgress } from "../../src/status/read-status";
+import type { StartableJob } from "../control-api";
 import {
   element,
   fillTable,
@@ -11,8 +12,9 @@ import {
   requestJson,
   statusBadge,
 } from "./common";
+import { StartForm } from "./start-form";
 
-/** Every run (the newest 50), those still going first, polled every two seconds. */
+/** Every run (the newest 50), those still going first, polled every two seconds; a form to start one. */
 
 const POLL_MS = 2000;
 
@@ -40,3 +42,13 @@ function showRuns(runs: Json<RunProgress>[]): void {
 }
 
 poll(POLL_MS, async () => showRuns((await requestJson<{ runs: Json<RunProgress>[] }>("/api/runs")).runs));
+
+/** The start form, where the dashboard has controls. */
+async function showStartForm(): Promise<void> {
+  const { controls } = await requestJson<{ controls: boolean }>("/api/dashboard");
+  if (!controls) return;
+  const { jobs } = await requestJson<{ jobs: StartableJob[] }>("/api/jobs");
+  new StartForm(document.getElementById("start-form") as HTMLElement, jobs);
+}
+
+void showStartForm().catch(() => undefined);
