@@ -1,3 +1,4 @@
+import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
 import { printable } from "../terminal/printable";
@@ -116,6 +117,9 @@ function paramsLines({ params }: RunReport): string[] {
   return [`params: ${entries.map(([name, value]) => `${name}=${JSON.stringify(value)}`).join(", ")}`];
 }
 
+/** "subset: keys 100 to 200": only where the run takes part of the job's rows. */
+const subsetLines = ({ subset }: RunReport): string[] => (subset ? [`subset: ${describeSubset(subset)}`] : []);
+
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
@@ -123,6 +127,7 @@ export function renderReport(report: RunReport): string {
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     ...paramsLines(report),
+    ...subsetLines(report),
     ...(canary ? [canary] : []),
     ...(throttle ? [throttle] : []),
     ...rowsHeldLines(report),
