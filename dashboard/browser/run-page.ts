@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 import type { RunEvent } from "../../src/runs/model";
+import { describeSubset } from "../../src/runs/subset";
 import type { RunReport } from "../../src/status/read-status";
 import type { RunWorker } from "../../src/status/read-workers";
 import {
@@ -70,6 +71,8 @@ function showRun(run: Run): void {
           "params",
         )
       : []),
+    // a run over part of the job's rows: which part
+    ...(run.subset ? figure("subset", describeSubset(run.subset), "subset") : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
     ...figure("rows done", `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`, "rows"),
     ...figure("completed", formatCount(run.completed), "completed"),

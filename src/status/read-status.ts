@@ -1,5 +1,6 @@
 import type { PoolClient } from "pg";
 import { chunkQueueJobKeySql } from "../runs/job-queue";
+import type { RunSubset } from "../runs/model";
 import { type RunThrottle, readRunThrottle } from "../runs/throttle-state";
 
 /**
@@ -59,6 +60,8 @@ export interface RateLimitState {
 export interface RunReport extends RunProgress {
   /** The parameters the run was started with, as given ({}: none). */
   params: Record<string, unknown>;
+  /** The part of the job's rows the run takes; null: all of them. */
+  subset: RunSubset | null;
   /** null: the job has never run under a rate limit. */
   rateLimit: RateLimitState | null;
   /** Seconds this run's chunks waited for its job's rate limit, summed over chunks. */
@@ -132,8 +135,8 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
     [progress.job, runId],
   );
   const { runWaitedSeconds = 0, ...jobLimit } = rateLimit.rows[0] ?? {};
-  const params = await client.query<{ params: Record<string, unknown> }>(
-    `SELECT coalesce(config -> 'params', '{}') AS params FROM batch_jobs WHERE id = $1`,
+  const inputs = await client.query<{ params: Record<string, unknown>; subset: RunSubset | null }>(
+    `SELECT coalesce(config -> 'params', '{}') AS params, config -> 'subset' AS subset FROM batch_jobs WHERE id = $1`,
     [runId],
   );
   const rowsHeld = await client.query<RunReport["rowsHeld"][number]>(
@@ -145,7 +148,8 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
   );
   return {
     ...progress,
-    params: params.rows[0]?.params ?? {},
+    params: inputs.rows[0]?.params ?? {},
+    subset: inputs.rows[0]?.subset ?? null,
     rowsHeld: rowsHeld.rows,
     rateLimit: rateLimit.rows[0] ? (jobLimit as RateLimitState) : null,
     rateLimitWaitedSeconds: runWaitedSeconds,

@@ -1,3 +1,4 @@
+import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
 import { printable } from "../terminal/printable";
@@ -100,12 +101,16 @@ function paramsLines({ params }: RunReport): string[] {
   return [`params: ${entries.map(([name, value]) => `${name}=${JSON.stringify(value)}`).join(", ")}`];
 }
 
+/** "subset: keys 100 to 200": only where the run takes part of the job's rows. */
+const subsetLines = ({ subset }: RunReport): string[] => (subset ? [`subset: ${describeSubset(subset)}`] : []);
+
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     ...paramsLines(report),
+    ...subsetLines(report),
     ...(throttle ? [throttle] : []),
     ...rowsHeldLines(report),
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,
