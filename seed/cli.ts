@@ -1,5 +1,6 @@
 import os from "node:os";
 import path from "node:path";
+import type pg from "pg";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../cli/args";
@@ -258,7 +259,18 @@ export async function main(argv: string[]): Promise<void> {
             describe: "with --dry-run: rows sampled, at evenly spaced keys",
           })
           .option("json", { type: "boolean", default: false, describe: "with --dry-run: the report as one JSON line" })
-          .check((argv) => requireWholeNumbers(argv, ["sample"])),
+          .option("canary", {
+            type: "number",
+            describe:
+              "process the first N rows (by key), then pause the run for a person to look; batch resume goes on",
+          })
+          .check((argv) => {
+            if (argv["dry-run"] && argv.canary !== undefined)
+              throw new UsageError("--canary starts a run: not with --dry-run");
+            if (argv["dry-run"] && [argv.from, argv.to, argv.keys].some((given) => given !== undefined))
+              throw new UsageError("a dry run samples all the job's rows: not with --from, --to or --keys");
+            return requireWholeNumbers(argv, ["sample", "canary"]);
+          }),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
         if (args["dry-run"]) {
@@ -268,9 +280,9 @@ export async function main(argv: string[]): Promise<void> {
           return;
         }
         const subset = subsetRequest(args);
-        await withCommandPool("seed", 2, async (pool) =>
-          printResult(await runEnqueue(pool, job, batchName, config, params, config.podName, subset)),
-        );
+        const enqueue = (pool: pg.Pool) =>
+          runEnqueue(pool, job, batchName, config, params, config.podName, subset, args.canary);
+        await withCommandPool("seed", 2, async (pool) => printResult(await enqueue(pool)));
       },
     )
     .command(

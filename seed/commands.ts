@@ -144,7 +144,7 @@ export function assertImported(result: { failed: string[] }): void {
 /**
  * Starts a run of the job and plans it at once (its chunk jobs enqueued when this returns); a
  * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
- * the command.
+ * the command. With `canary`, the run works through its first `canary` rows and pauses itself.
  */
 export async function runEnqueue(
   pool: pg.Pool,
@@ -154,10 +154,11 @@ export async function runEnqueue(
   params: GivenParams = {},
   actor = config.podName,
   subset?: SubsetRequest,
+  canary?: number,
 ) {
   const db = withPool(pool);
   if (subset && "keysPath" in subset) assertKeysFileReadable(subset.keysPath);
-  const settings = runSettings(config, job, params);
+  const settings = { ...runSettings(config, job, params), ...(canary !== undefined && { canary }) };
   const { run, created, unmatched } = await startRun(db, job, batchName, settings, actor, "now", subset);
   if (unmatched && unmatched.count > 0) {
     getLogger().warn(

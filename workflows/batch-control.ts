@@ -3,7 +3,7 @@ import { CommandError } from "../src/base/command-error";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { cancelIdleChunks, planChunks, planningLimits } from "../src/runs/chunks";
+import { cancelIdleChunks, findCanaryEnd, planChunks, planningLimits, releaseDeferredChunks } from "../src/runs/chunks";
 import { appendEvent, listEvents } from "../src/runs/events";
 import { enqueueChunkQueueJobs, removeWaitingQueueJobs } from "../src/runs/job-queue";
 import { ENDED_RUN_STATUSES, type Run, type RunEvent } from "../src/runs/model";
@@ -18,7 +18,7 @@ import { settleCancellation } from "./run-endings";
  * transaction. Each is idempotent: asking for the state a run is already in changes nothing.
  *
  * - pause: no chunk starts any more (waiting chunk jobs are removed); running chunks finish.
- * - resume: the chunks not yet done are enqueued again.
+ * - resume: the chunks not yet done are enqueued again; after a canary, the chunks deferred past it too.
  * - cancel: waiting jobs are removed, running chunks stop after their current slice, and the
  *   run ends `cancelled` once none runs. Rows not processed stay pending, for a later run: a
  *   cancelled run is over, and neither resumed nor retried (its afterRun has run, and another
@@ -94,12 +94,16 @@ export function resumeRun(db: WithClient, nameOrId: string, actor: string): Prom
     // paused before its plan step ran: the plan job is still queued and plans when it runs
     const planned = await findStepResult(client, run.id, "plan", 0);
     await setRunStatus(client, run.id, planned ? "running" : "pending");
+    // after its canary, the rest of the run; during it (paused by hand), the canary's chunks only
+    const afterCanary = planned && run.round === 0 && (await findCanaryEnd(client, run.id)) !== undefined;
+    const released = afterCanary ? await releaseDeferredChunks(client, run.id) : 0;
     const enqueued = planned ? await enqueueChunkQueueJobs(client, run.id, run.round, 0, run.settings) : 0;
     await appendEvent(client, run.id, "resumed", {
       step: "control",
       actor,
       round: run.round,
-      counts: { enqueuedJobs: enqueued },
+      counts: afterCanary ? { enqueuedJobs: enqueued, releasedChunks: released } : { enqueuedJobs: enqueued },
+      detail: afterCanary ? "after the canary: the rest of the run" : undefined,
     });
     return true;
   });

@@ -94,6 +94,22 @@ function rateLimitLines(report: RunReport): string[] {
   ];
 }
 
+/** Where the run's canary is: running, or ended and the run paused after it (or resumed since). */
+export function canaryLine({
+  canary,
+  status,
+}: {
+  canary: { rows: number; ended: { rows: number; failed: number } | null } | null;
+  status: string;
+}): string | undefined {
+  if (!canary) return undefined;
+  if (!canary.ended) return `canary: the first ${number(canary.rows)} rows, then the run pauses`;
+  const what = `${number(canary.ended.rows)} rows, ${number(canary.ended.failed)} failed`;
+  return status === "paused"
+    ? `paused after its canary: ${what}; batch resume goes on with the rest`
+    : `canary: ${what}; the run went on after it`;
+}
+
 /** "params: priceChangePct=10, region="eu"", each value as JSON. */
 function paramsLines({ params }: RunReport): string[] {
   const entries = Object.entries(params);
@@ -107,10 +123,12 @@ const subsetLines = ({ subset }: RunReport): string[] => (subset ? [`subset: ${d
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
+  const canary = canaryLine(report);
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     ...paramsLines(report),
     ...subsetLines(report),
+    ...(canary ? [canary] : []),
     ...(throttle ? [throttle] : []),
     ...rowsHeldLines(report),
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,

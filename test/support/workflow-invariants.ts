@@ -66,7 +66,7 @@ async function onceEach(pool: pg.Pool): Promise<string[]> {
     pool,
     `SELECT format('run %s: finish %s recorded with chunk %s %s', s.run_id, s.round, c.chunk_no, c.status) AS what
        FROM batch_steps s JOIN batch_chunks c ON c.run_id = s.run_id AND c.round = s.round
-      WHERE s.step = 'finish' AND c.status IN ('queued', 'running')`,
+      WHERE s.step = 'finish' AND c.status IN ('queued', 'running', 'deferred')`,
   );
   return [...repeated, ...endings, ...retries, ...early].map((row) => row.what);
 }
@@ -78,7 +78,7 @@ async function openChunksBelong(pool: pg.Pool): Promise<string[]> {
     `SELECT format('run %s (%s, round %s) has chunk %s of round %s %s', r.id, r.status, r.round,
                    c.chunk_no, c.round, c.status) AS what
        FROM batch_chunks c JOIN batch_jobs r ON r.id = c.run_id
-      WHERE c.status IN ('queued', 'running')
+      WHERE c.status IN ('queued', 'running', 'deferred')
         AND (r.status IN ('completed', 'failed', 'cancelled', 'pending') OR c.round <> r.round)`,
   );
   const users = await rows<{ what: string }>(
