@@ -261,13 +261,16 @@ export async function main(argv: string[]): Promise<void> {
           .check((argv) => requireWholeNumbers(argv, ["sample"])),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
+        const subset = subsetRequest(args);
+        if (args["dry-run"] && subset) {
+          throw new UsageError("--dry-run samples all the job's rows: it takes no --from, --to or --keys");
+        }
         if (args["dry-run"]) {
           const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config, params));
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        const subset = subsetRequest(args);
         await withCommandPool("seed", 2, async (pool) =>
           printResult(await runEnqueue(pool, job, batchName, config, params, config.podName, subset)),
         );
