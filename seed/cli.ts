@@ -1,5 +1,6 @@
 import os from "node:os";
 import path from "node:path";
+import type pg from "pg";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../cli/args";
@@ -258,22 +259,30 @@ export async function main(argv: string[]): Promise<void> {
             describe: "with --dry-run: rows sampled, at evenly spaced keys",
           })
           .option("json", { type: "boolean", default: false, describe: "with --dry-run: the report as one JSON line" })
-          .check((argv) => requireWholeNumbers(argv, ["sample"])),
+          .option("canary", {
+            type: "number",
+            describe:
+              "process the first N rows (by key), then pause the run for a person to look; batch resume goes on",
+          })
+          .check((argv) => {
+            if (argv["dry-run"] && argv.canary !== undefined)
+              throw new UsageError("--canary starts a run: not with --dry-run");
+            if (argv["dry-run"] && [argv.from, argv.to, argv.keys].some((given) => given !== undefined))
+              throw new UsageError("a dry run samples all the job's rows: not with --from, --to or --keys");
+            return requireWholeNumbers(argv, ["sample", "canary"]);
+          }),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
-        const subset = subsetRequest(args);
-        if (args["dry-run"] && subset) {
-          throw new UsageError("--dry-run samples all the job's rows: it takes no --from, --to or --keys");
-        }
         if (args["dry-run"]) {
           const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config, params));
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        await withCommandPool("seed", 2, async (pool) =>
-          printResult(await runEnqueue(pool, job, batchName, config, params, config.podName, subset)),
-        );
+        const subset = subsetRequest(args);
+        const enqueue = (pool: pg.Pool) =>
+          runEnqueue(pool, job, batchName, config, params, config.podName, subset, args.canary);
+        await withCommandPool("seed", 2, async (pool) => printResult(await enqueue(pool)));
       },
     )
     .command(

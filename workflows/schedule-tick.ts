@@ -131,7 +131,7 @@ async function startTick(
   if (state.paused) return record("skipped-paused");
   if (await findActiveRun(client, job.name)) return record("skipped-overlap");
   try {
-    const { run } = await startRun(db, job, name, runSettings(getConfig(), job), actor);
+    const { run } = await startRun(db, job, name, runSettings(getConfig(), job, job.schedule?.params), actor);
     return record("started", run.id);
   } catch (error) {
     if (error instanceof NothingToProcessError) return record("skipped-nothing");

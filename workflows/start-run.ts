@@ -3,7 +3,7 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
-import { checkParams, type GivenParams } from "../src/jobs/params";
+import { checkParams, comparableParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
@@ -63,9 +63,14 @@ export class RunStartedOtherwiseError extends CommandError {
   override name = "RunStartedOtherwiseError";
 }
 
-/** Throws unless the existing run was started with the inputs asked for now. */
-function assertStartedAlike(run: Run, settings: RunSettings): void {
-  const differences = runInputDifferences(run.settings, settings);
+/**
+ * Throws unless the existing run was started with the inputs asked for now. Parameters are
+ * compared as the job's schema reads them: a default given or left out, `"10"` or `10` where the
+ * schema coerces, are the same start.
+ */
+function assertStartedAlike(job: JobDefinition, run: Run, settings: RunSettings): void {
+  const read = (given: RunSettings): RunSettings => ({ ...given, params: comparableParams(job, given.params) });
+  const differences = runInputDifferences(read(run.settings), read(settings));
   if (differences.length === 0) return;
   throw new RunStartedOtherwiseError(
     `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with ${differences.join("; ")}: ` +
@@ -135,7 +140,7 @@ export async function startRun(
           const started = await insertRun(client, name, job.name, askedSettings, actor);
           if (!started.created) {
             assertRunOfJob(started.run, job);
-            assertStartedAlike(started.run, askedSettings);
+            assertStartedAlike(job, started.run, askedSettings);
             return started;
           }
           const run = started.run;

@@ -92,6 +92,8 @@ export interface JobSql {
    * (fewer rows where probes meet the same one), read as a claim reads them, in key order.
    */
   sampleOpenRows: string;
+  /** The key (as int8) of the open row ($2 attempts, `where` from $3) at offset $1 in key order. */
+  nthOpenKey: string;
   /** Whether a row (alias t) is open: claimable with $4 attempts, and the job's `where` from $6. */
   openRow: string;
   /**
@@ -355,6 +357,10 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
              ORDER BY t.${key} LIMIT 1) p
       )
       SELECT ${selected.join(", ")} FROM ${table} t JOIN picked ON t.${key} = picked.k ORDER BY t.${key}`,
+    nthOpenKey: `
+      SELECT t.${key}::int8 AS key FROM ${table} t
+       WHERE ${claimable("$2")}${filter(3, placeholder, true)}
+       ORDER BY t.${key} OFFSET $1 LIMIT 1`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     openRow,
     roundKeys: {

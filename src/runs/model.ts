@@ -14,6 +14,11 @@ export interface RunSettings {
   retryDelayMs: number;
   chunkMaxAttempts: number;
   /**
+   * Rows of round 0, the first by key, that the run works through before it pauses itself for a
+   * person to look (`seed enqueue --canary N`): its other chunks wait `deferred` until the resume.
+   */
+  canary?: number;
+  /**
    * The run's parameters as given (JSON): every worker and hook parses them with the job's
    * `params` schema. Absent: none were given.
    */
@@ -58,7 +63,7 @@ export interface Run {
   errorMessage: string | null;
 }
 
-export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled";
+export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled" | "deferred";
 
 /** Statuses in which a chunk has not ended: its rows may still be processed. */
 export const OPEN_CHUNK_STATUSES: ReadonlySet<ChunkStatus> = new Set(["queued", "running"]);

@@ -43,7 +43,11 @@ const subsetDiffers: InputComparer = (started, asked) => {
   return told(before) === told(now) ? [] : [`subset ${told(before)}, not ${told(now)}`];
 };
 
-const RUN_INPUTS: InputComparer[] = [paramsDiffer, subsetDiffers];
+/** `canary=300, not nothing`: a canary (its rows) is part of what the run was started as. */
+const canaryDiffers: InputComparer = (started, asked) =>
+  started.canary === asked.canary ? [] : [`canary=${shown(started.canary)}, not ${shown(asked.canary)}`];
+
+const RUN_INPUTS: InputComparer[] = [paramsDiffer, subsetDiffers, canaryDiffers];
 
 /** How a start asked for now differs from the run as it was started; none: it is the same run. */
 export function runInputDifferences(started: RunSettings, asked: RunSettings): string[] {

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { JobDefinition } from "#pg-batch";
 import { withPool } from "../../src/db/pool";
 import { parseSchedule, type ScheduleSpec } from "../../src/jobs/schedule";
@@ -70,6 +71,17 @@ describe("scheduled runs", () => {
     // a tick decided again (a queue job run twice) changes nothing
     expect((await decide(job, seconds(now, 30))).decided).toEqual([]);
     expect(await runs()).toHaveLength(1);
+  });
+
+  it("gives the runs it starts the schedule's parameters", async () => {
+    const job = {
+      ...scheduledJob({ params: { region: "eu" } }),
+      params: z.object({ region: z.string() }),
+    };
+    await register(job);
+    await decide(job, seconds(TICKS[0] as Date, 1));
+    const { rows } = await db.pool.query("SELECT config -> 'params' AS params FROM batch_jobs WHERE kind = 'process'");
+    expect(rows).toEqual([{ params: { region: "eu" } }]);
   });
 
   it("starts the latest tick missed while every worker was down, once, and counts the others (catchUp latest)", async () => {
