@@ -166,6 +166,18 @@ describe("scheduled runs", () => {
     ]);
   });
 
+  it("forgets the schedule of a job that no longer declares one", async () => {
+    const job = scheduledJob();
+    await register(job);
+    await decide(job, seconds(TICKS[0] as Date, 1));
+    await registerSchedules(withPool(db.pool), [{ ...job, schedule: undefined }]);
+    expect((await db.pool.query("SELECT job FROM batch_schedules")).rows).toEqual([]);
+    expect(await ticks()).toEqual([]);
+    expect(await tickJobs()).toEqual([]);
+    // its run goes on
+    expect(await runs()).toEqual([{ batch_name: "nightly@2027-03-02T02:00Z", status: "pending" }]);
+  });
+
   it("counts a due tick in the backlog KEDA reads, so that a pod starts for it", async () => {
     const job = scheduledJob();
     await register(job);
