@@ -30,7 +30,11 @@ export const RUNS_PAGE = page(
   [],
   `<h1>Batch runs</h1>
 <section id="start-form" class="controls"></section>
-<table id="runs" class="runs"></table>`,
+<table id="runs" class="runs"></table>
+<section id="schedules-section" hidden>
+  <h2>Schedules</h2>
+  <table id="schedules"></table>
+</section>`,
 );
 
 export const RUN_PAGE = page(

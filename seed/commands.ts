@@ -16,6 +16,7 @@ import { assertKeysFileReadable } from "../src/runs/run-keys";
 import { getRun } from "../src/runs/runs";
 import type { SubsetRequest } from "../src/runs/subset";
 import { createProgress } from "../src/terminal/progress";
+import { registerSchedules } from "../workflows/schedule-tick";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
 import { ImportError, importDirectory, isFailed } from "./import";
@@ -28,13 +29,17 @@ export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
 
 /**
  * The migrations; with `roles`, the schema's owner first (sql/schema-owner.sql: the migrations
- * then run as it), and the roles' grants on what they created after (runRoles).
+ * then run as it), and the roles' grants on what they created after (runRoles); then the
+ * schedules of the jobs that have one (workflows/schedule-tick.ts).
  */
 export async function runSchema(pool: pg.Pool, options: { roles: boolean } = { roles: false }) {
-  if (!options.roles) return migrate(pool, getLogger());
-  const owner = await setUpSchemaOwner(pool);
+  const owner = options.roles ? await setUpSchemaOwner(pool) : {};
   const schema = await migrate(pool, getLogger());
-  return { ...schema, ...owner, ...(await grantRoles(pool)) };
+  const roles = options.roles ? await grantRoles(pool) : {};
+  // the jobs' schedules and their first ticks, before any worker starts: where KEDA starts the
+  // pods, none would start to write them (a due tick counts in the backlog, which starts one)
+  const schedules = await registerSchedules(withPool(pool), getCatalog().jobs);
+  return { ...schema, ...owner, ...roles, ...(schedules > 0 && { schedules }) };
 }
 
 /** The schema's owner, the deployment's roles and their grants, on a schema already migrated. */

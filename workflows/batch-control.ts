@@ -9,6 +9,7 @@ import { enqueueChunkQueueJobs, removeWaitingQueueJobs } from "../src/runs/job-q
 import { ENDED_RUN_STATUSES, type Run, type RunEvent } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
 import { beginRound, findActiveRun, lockRun, reopenRun, resetFailedAttempts, setRunStatus } from "../src/runs/runs";
+import { type ScheduleState, setSchedulePaused } from "../src/runs/schedules";
 import { findStepResult, recordStep } from "../src/runs/steps";
 import { settleCancellation } from "./run-endings";
 
@@ -197,4 +198,28 @@ export async function runHistory(db: WithClient, nameOrId: string): Promise<{ ru
     if (!run) throw new RunNotFoundError(`no batch run is named or numbered ${JSON.stringify(nameOrId)}`);
     return { run, events: await listEvents(client, run.id) };
   });
+}
+
+/** The job has no schedule in the database: no worker of a release declaring one has started. */
+export class ScheduleNotFoundError extends CommandError {
+  override name = "ScheduleNotFoundError";
+}
+
+/**
+ * Pauses or resumes a job's schedule, for every pod: its ticks start no run while it is paused
+ * (each recorded as skipped-paused). Idempotent; a run already started goes on.
+ */
+export async function pauseSchedule(
+  db: WithClient,
+  job: string,
+  paused: boolean,
+  actor: string,
+): Promise<{ state: ScheduleState; changed: boolean }> {
+  const result = await db((client) => setSchedulePaused(client, job, paused, actor));
+  if (!result) {
+    throw new ScheduleNotFoundError(
+      `job ${JSON.stringify(job)} has no schedule in this database: a worker writes its jobs' schedules at its start`,
+    );
+  }
+  return result;
 }

@@ -2,6 +2,7 @@ import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
 import { printable } from "../terminal/printable";
+import type { ScheduleShown } from "./read-schedules";
 import type { RunProgress, RunReport } from "./read-status";
 
 const number = (value: number | null) => (value === null ? "-" : formatCount(value));
@@ -35,6 +36,37 @@ export function renderOverview(runs: RunProgress[]): string {
       duration(run.etaSeconds),
     ]),
   );
+}
+
+const utcMinute = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")}Z`;
+
+/** The scheduled jobs, then their newest ticks; nothing when no job has a schedule. */
+export function renderSchedules(schedules: ScheduleShown[]): string {
+  if (schedules.length === 0) return "";
+  const jobs = table(
+    ["schedule", "cron", "time zone", "overlap", "catch-up", "paused", "next tick", "next tick (UTC)"],
+    schedules.map((schedule) => [
+      schedule.job,
+      schedule.cron,
+      schedule.timeZone,
+      schedule.queuedTick ? `${schedule.overlap} (${utcMinute(schedule.queuedTick)} queued)` : schedule.overlap,
+      schedule.catchUp,
+      schedule.paused ? `yes, by ${printable(schedule.pausedBy ?? "?")}` : "no",
+      schedule.nextTickInZone ?? "-",
+      schedule.nextTick ? utcMinute(schedule.nextTick) : "-",
+    ]),
+  );
+  const ticks = schedules.flatMap((schedule) =>
+    schedule.lastTicks.map((tick) => [
+      schedule.job,
+      utcMinute(tick.tick),
+      tick.outcome,
+      tick.run === null ? "-" : printable(tick.run),
+      tick.missed > 0 ? String(tick.missed) : "",
+    ]),
+  );
+  if (ticks.length === 0) return jobs;
+  return `${jobs}\n\n${table(["schedule", "tick", "outcome", "run", "missed before"], ticks)}`;
 }
 
 /** "ETA 1m05s", and what the run waits for while nothing of it runs. */
