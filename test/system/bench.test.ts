@@ -19,6 +19,7 @@ describe("npm run bench -- --quick", () => {
           "autoscalingQuery",
           "ceiling",
           "generate",
+          "import",
           "ioBound",
           "loadAverage",
           "peakRssMb",
