@@ -1,18 +1,23 @@
+import type pg from "pg";
 import { runCommand } from "../cli/run-command";
 import { errorAccess } from "../dashboard/access";
-import type { Controls, ReadOnly, SendSignal } from "../dashboard/control-api";
+import type { Controls, ReadOnly, SendSignal, StartRun } from "../dashboard/control-api";
 import { serveDashboard } from "../dashboard/server";
+import { runEnqueue } from "../seed/commands";
 import { describeDatabase } from "../src/base/redact";
 import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config/config";
-import { getLogger } from "../src/config/context";
+import { getCatalog, getLogger } from "../src/config/context";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
+import { paramFields } from "../src/jobs/params";
+import { defaultBatchName } from "../src/runs/model";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun, retryRun } from "../workflows/batch-control";
 
 /**
  * `npm run dashboard`: the web dashboard (dashboard/) on DASHBOARD_PORT, reading through
  * MONITOR_DATABASE_URL or DATABASE_URL. Given DASHBOARD_TOKEN and the write-enabled
- * DATABASE_URL, it also pauses, resumes, cancels and retries runs with the workflow's own signals.
+ * DATABASE_URL, it also pauses, resumes, cancels and retries runs with the workflow's own signals,
+ * and starts runs with their parameters as `seed enqueue` does.
  */
 
 /** Page loads and polls are a few short reads each; a signal takes one more. */
@@ -36,7 +41,19 @@ function sendSignal(db: WithClient): SendSignal {
  * Pause, resume, cancel and retry, or why there are none. Through MONITOR_DATABASE_URL the dashboard has
  * no connection but that one, a login meant for reading (batch_viewer), so it sends no signal.
  */
-function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, db: WithClient): Controls | ReadOnly {
+/** A run started as `seed enqueue` starts it, under the dashboard's own settings (CHUNK_SIZE, ...). */
+function startRunOf(pool: pg.Pool): StartRun {
+  return async ({ job: name, name: batchName, params }, actor) => {
+    const job = getCatalog().jobs.find((known) => known.name === name);
+    if (!job) return undefined;
+    const config = getConfig();
+    const started = await runEnqueue(pool, job, batchName ?? defaultBatchName(job.name), config, params, actor);
+    return { run: started.run, batch: started.batch, created: started.created, status: started.status };
+  };
+}
+
+function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, pool: pg.Pool): Controls | ReadOnly {
+  const db = withPool(pool);
   if (monitorDatabaseUrl) {
     return {
       readOnlyBecause:
@@ -44,7 +61,12 @@ function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, db: WithClie
     };
   }
   if (!token) return { readOnlyBecause: "it was started without DASHBOARD_TOKEN" };
-  return { token, send: sendSignal(db) };
+  const jobs = getCatalog().jobs.map((job) => ({
+    name: job.name,
+    description: job.description,
+    params: paramFields(job.params),
+  }));
+  return { token, send: sendSignal(db), jobs, start: startRunOf(pool) };
 }
 
 async function main(): Promise<void> {
@@ -57,7 +79,7 @@ async function main(): Promise<void> {
   await checkDatabase(url, "schema");
   const pool = createPool({ url, max: CONNECTIONS, appName: `dashboard ${config.podName}`, logger });
   const db = withPool(pool);
-  const controls = controlsOf(config.dashboard, db);
+  const controls = controlsOf(config.dashboard, pool);
 
   // an unused DASHBOARD_TOKEN (reading through MONITOR_DATABASE_URL) unlocks nothing
   const errors = errorAccess(["token" in controls ? controls.token : undefined, readToken], host);
@@ -70,7 +92,7 @@ async function main(): Promise<void> {
   const listening = served.port;
   logger.info(
     { host, port: listening, database: describeDatabase(url), controls: "token" in controls },
-    `dashboard on http://${host}:${listening}/ (${"token" in controls ? "pause, resume, cancel and retry with the token" : "read-only"})`,
+    `dashboard on http://${host}:${listening}/ (${"token" in controls ? "pause, resume, cancel, retry and start with the token" : "read-only"})`,
   );
 
   await new Promise((resolve) => {

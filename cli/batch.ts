@@ -7,12 +7,23 @@ import type { RunEvent } from "../src/runs/model";
 import { formatCount } from "../src/terminal/format";
 import { printResult, table } from "../src/terminal/output";
 import { printable } from "../src/terminal/printable";
-import { cancelRun, pauseRun, resumeRun, retryRun, runHistory, type SignalResult } from "../workflows/batch-control";
+import {
+  cancelRun,
+  pauseRun,
+  pauseSchedule,
+  resumeRun,
+  retryRun,
+  runHistory,
+  type SignalResult,
+} from "../workflows/batch-control";
 import { failOnUsage } from "./args";
 import { withCommandPool } from "./command-pool";
 import { runCommand } from "./run-command";
 
-/** `batch <pause|resume|cancel|retry|history> <run>`: steer a batch run from any machine. */
+/**
+ * `batch <pause|resume|cancel|retry|history> <run>`: steer a batch run from any machine;
+ * `batch schedule <pause|resume> <job>`: a job's schedule.
+ */
 
 const actor = () => `${os.userInfo().username}@${os.hostname()}`;
 
@@ -27,6 +38,13 @@ async function retry(run: string): Promise<void> {
   const result = await withCommandPool("batch", 2, (pool) => retryRun(withPool(pool), run, actor()));
   const { id, name, status, round } = result.run;
   printResult({ run: id, batch: name, status, round, rows: result.rows, changed: result.changed });
+}
+
+async function sendScheduleSignal(job: string, paused: boolean): Promise<void> {
+  const { state, changed } = await withCommandPool("batch", 2, (pool) =>
+    pauseSchedule(withPool(pool), job, paused, actor()),
+  );
+  printResult({ job: state.job, cron: state.cron, timeZone: state.timeZone, paused: state.paused, changed });
 }
 
 /** "done 120/1,000, failed 3, retrying 5" plus the event's own counts. */
@@ -70,7 +88,10 @@ export async function main(argv: string[]): Promise<void> {
   const runArg = { describe: "the run's name, or its id", type: "string" as const, demandOption: true };
   await yargs(argv)
     .scriptName("batch")
-    .usage("$0 <command> <run>\n\nSteers a batch run; works from any machine with access to the database.")
+    .usage(
+      "$0 <command> <run>\n$0 schedule <pause|resume> <job>\n\n" +
+        "Steers a batch run, or a job's schedule; works from any machine with access to the database.",
+    )
     .command(
       "pause <run>",
       "start no more chunks; running chunks finish",
@@ -94,6 +115,15 @@ export async function main(argv: string[]): Promise<void> {
       "a new round over the rows an ended run failed, their attempts given back (fix the job first)",
       (cmd) => cmd.positional("run", runArg),
       (args) => retry(args.run as string),
+    )
+    .command(
+      "schedule <action> <job>",
+      "pause or resume a job's schedule for every pod: while paused, its ticks start no run",
+      (cmd) =>
+        cmd
+          .positional("action", { choices: ["pause", "resume"] as const, demandOption: true })
+          .positional("job", { describe: "the scheduled job's name", type: "string", demandOption: true }),
+      (args) => sendScheduleSignal(args.job, args.action === "pause"),
     )
     .command(
       "history <run>",

@@ -6,14 +6,18 @@ import { getConfig } from "../src/config/config";
 import { withPool } from "../src/db/pool";
 import { ENDED_RUN_STATUSES, type RunStatus } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
+import { readSchedules } from "../src/status/read-schedules";
 import { readRunReport, readRunsOverview } from "../src/status/read-status";
-import { renderLine, renderOverview, renderReport } from "../src/status/render";
+import { renderLine, renderOverview, renderReport, renderSchedules } from "../src/status/render";
 import { printResult } from "../src/terminal/output";
 import { failOnUsage, requireWholeNumbers } from "./args";
 import { withCommandPool } from "./command-pool";
 import { runCommand } from "./run-command";
 
-/** `status [run] [--watch] [--json]`: where batch runs are, from the database alone. */
+/**
+ * `status [run] [--watch] [--json]`: where batch runs are, from the database alone; without a
+ * run, the scheduled jobs too.
+ */
 
 class UnknownRunError extends CommandError {}
 
@@ -42,8 +46,13 @@ async function show(args: StatusArgs): Promise<void> {
         if (!args.watch || ENDED_RUN_STATUSES.has(report.status as RunStatus)) return;
       } else {
         const runs = await db((client) => readRunsOverview(client));
-        if (args.json) printResult({ runs });
-        else process.stdout.write(`${interactive && args.watch ? "\x1b[H\x1b[J" : ""}${renderOverview(runs)}\n`);
+        const schedules = await db((client) => readSchedules(client));
+        const scheduled = renderSchedules(schedules);
+        if (args.json) printResult({ runs, schedules });
+        else {
+          const text = `${renderOverview(runs)}${scheduled ? `\n\n${scheduled}` : ""}`;
+          process.stdout.write(`${interactive && args.watch ? "\x1b[H\x1b[J" : ""}${text}\n`);
+        }
         if (!args.watch || runs.every((run) => ENDED_RUN_STATUSES.has(run.status as RunStatus))) return;
       }
       await sleep(args.interval * 1000);

@@ -1,12 +1,14 @@
 import type http from "node:http";
 import os from "node:os";
-import { CommandError } from "../src/base/command-error";
+import { CommandError, UsageError } from "../src/base/command-error";
 import type { Logger } from "../src/base/logger";
+import type { ParamField } from "../src/jobs/params";
 import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 
 /**
- * Pause, resume, cancel and retry, for requests that carry the access token (`Authorization: Bearer`).
+ * Pause, resume, cancel and retry, and starting a run with its parameters, for requests that
+ * carry the access token (`Authorization: Bearer`).
  * The signals themselves are the workflow's (workflows/batch-control.ts), handed in by the entry
  * that composes the dashboard (app/dashboard.ts): the core knows no workflow.
  */
@@ -23,9 +25,35 @@ export type SendSignal = (
   actor: string,
 ) => Promise<{ status: string; changed: boolean } | undefined>;
 
+/** A job a run can be started of from the dashboard, and its parameters (from its schema). */
+export interface StartableJob {
+  name: string;
+  description: string;
+  params: ParamField[];
+}
+
+/** What a start asks for: the job, the run's name (JOB-batch unless given) and its parameters as given. */
+export interface StartRequest {
+  job: string;
+  name?: string;
+  params: Record<string, unknown>;
+}
+
+/**
+ * Starts the run asked for, as `seed enqueue` does (planned at once), or returns the existing
+ * run of that name; undefined when no such job exists. Bad parameters throw a UsageError, a line
+ * each; a start the workflow refuses, a CommandError saying why.
+ */
+export type StartRun = (
+  request: StartRequest,
+  actor: string,
+) => Promise<{ run: number; batch: string; created: boolean; status: string } | undefined>;
+
 export interface Controls {
   token: string;
   send: SendSignal;
+  jobs: StartableJob[];
+  start: StartRun;
 }
 
 /** A dashboard without controls, and why: its control endpoints answer 404 saying so. */
@@ -55,8 +83,69 @@ async function answer(
   }
 }
 
+/** The largest start request read: a job's name, a run's name and its parameters. */
+const MAX_START_BYTES = 64 * 1024;
+
+async function readBody(request: http.IncomingMessage): Promise<string | undefined> {
+  let body = "";
+  for await (const chunk of request) {
+    body += chunk;
+    if (body.length > MAX_START_BYTES) return undefined;
+  }
+  return body;
+}
+
+/** The start a request's JSON body asks for, or why it asks for none. */
+function startRequestOf(text: string | undefined): StartRequest | string {
+  if (text === undefined) return `the request is over ${MAX_START_BYTES} bytes`;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return 'the request must be JSON: {"job": "NAME", "name": "RUN", "params": {...}}';
+  }
+  const { job, name, params = {} } = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  if (typeof job !== "string") return "job must be a job's name";
+  if (name !== undefined && (typeof name !== "string" || name.trim() === "" || name.length > 255))
+    return "name must be 1 to 255 characters";
+  if (typeof params !== "object" || params === null || Array.isArray(params)) return "params must be a JSON object";
+  return { job, name, params: params as Record<string, unknown> };
+}
+
+async function answerStart(
+  controls: Controls | ReadOnly,
+  logger: Logger,
+  request: http.IncomingMessage,
+): Promise<Reply> {
+  if ("readOnlyBecause" in controls) {
+    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
+  }
+  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+  const asked = startRequestOf(await readBody(request));
+  if (typeof asked === "string") return json(400, { error: asked, problems: [asked] });
+  try {
+    const started = await controls.start(asked, `dashboard@${os.hostname()}`);
+    if (!started) return json(404, { error: `no job named ${JSON.stringify(asked.job)}` });
+    logger.info({ ...started, params: asked.params, from: request.socket.remoteAddress }, "dashboard: start run");
+    return json(started.created ? 201 : 200, started);
+  } catch (error) {
+    if (error instanceof UsageError) return json(400, { error: error.message, problems: error.lines });
+    if (error instanceof CommandError) return json(409, { error: error.message });
+    throw error;
+  }
+}
+
 export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Route[] {
   return [
+    {
+      method: "GET",
+      path: /^\/api\/jobs$/,
+      answer: () =>
+        "readOnlyBecause" in controls
+          ? json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` })
+          : json(200, { jobs: controls.jobs }),
+    },
+    { method: "POST", path: /^\/api\/runs$/, answer: (_, request) => answerStart(controls, logger, request) },
     {
       method: "POST",
       path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel|retry)$/,

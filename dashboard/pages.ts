@@ -29,7 +29,12 @@ export const RUNS_PAGE = page(
   ["runs-page.js"],
   [],
   `<h1>Batch runs</h1>
-<table id="runs" class="runs"></table>`,
+<section id="start-form" class="controls"></section>
+<table id="runs" class="runs"></table>
+<section id="schedules-section" hidden>
+  <h2>Schedules</h2>
+  <table id="schedules"></table>
+</section>`,
 );
 
 export const RUN_PAGE = page(

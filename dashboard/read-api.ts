@@ -2,6 +2,7 @@ import type { WithClient } from "../src/db/pool";
 import { ENDED_RUN_STATUSES, type RunStatus } from "../src/runs/model";
 import { readNewestEvents } from "../src/status/read-events";
 import { readProgressPoints } from "../src/status/read-samples";
+import { readSchedules } from "../src/status/read-schedules";
 import { readRunReport, readRunsOverview } from "../src/status/read-status";
 import { readRunWorkers } from "../src/status/read-workers";
 import type { ErrorAccess } from "./access";
@@ -9,7 +10,7 @@ import { json, type Route } from "./routes";
 
 /**
  * The dashboard's data, as JSON: what `status` reads (the runs' counters, chunks, workers,
- * errors, samples and history), never a users row, so a page polling every second costs the
+ * errors, samples and history, the scheduled jobs), never a users row, so a page polling every second costs the
  * database a handful of index lookups.
  */
 
@@ -33,7 +34,8 @@ export function readRoutes(db: WithClient, controls: boolean, errors: ErrorAcces
         const runs = await db((client) => readRunsOverview(client, 50));
         // runs still going first, newest first within each group (the view's order)
         const ordered = [...runs.filter((run) => isActive(run.status)), ...runs.filter((run) => !isActive(run.status))];
-        return json(200, { runs: ordered });
+        const schedules = await db((client) => readSchedules(client, 3));
+        return json(200, { runs: ordered, schedules });
       },
     },
     {

@@ -1,5 +1,6 @@
 import os from "node:os";
 import path from "node:path";
+import type pg from "pg";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { failOnUsage, requireWholeNumbers } from "../cli/args";
@@ -13,6 +14,7 @@ import type { JobDefinition } from "../src/jobs/define";
 import { type GivenParams, paramsFromAssignments } from "../src/jobs/params";
 import { DEFAULT_DRY_RUN_SAMPLE, renderDryRun } from "../src/processing/dry-run";
 import { defaultBatchName } from "../src/runs/model";
+import type { SubsetRequest } from "../src/runs/subset";
 import { printResult } from "../src/terminal/output";
 import {
   assertImported,
@@ -94,6 +96,42 @@ const runOptions = <T>(cmd: Argv<T>) =>
         throw new UsageError("--batch-name must be 1 to 255 characters");
       return true;
     });
+
+/** A key of --from or --to: an integer of BIGINT's range. */
+const keyOption = (name: string, value: unknown): bigint | undefined => {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  const key = /^[+-]?\d+$/.test(text) ? BigInt(text) : undefined;
+  if (key === undefined || key < -(2n ** 63n) || key > 2n ** 63n - 1n) {
+    throw new UsageError(`--${name} must be an integer key, got ${JSON.stringify(value)}`);
+  }
+  return key;
+};
+
+/** The options that take a run over part of the job's rows: a key range, or a file's keys. */
+const subsetOptions = <T>(cmd: Argv<T>) =>
+  cmd
+    .option("from", { type: "string", requiresArg: true, describe: "only rows of keys from this one on (inclusive)" })
+    .option("to", { type: "string", requiresArg: true, describe: "only rows of keys up to this one (inclusive)" })
+    .option("keys", {
+      type: "string",
+      requiresArg: true,
+      describe: "only rows of the keys in this file: a key a line, or a header-less CSV's first column",
+      conflicts: ["from", "to"],
+    })
+    .check((argv) => {
+      const [from, to] = [keyOption("from", argv.from), keyOption("to", argv.to)];
+      if (from !== undefined && to !== undefined && from > to)
+        throw new UsageError(`--from ${from} is above --to ${to}`);
+      return true;
+    });
+
+/** The subset the options ask for, if any. */
+const subsetRequest = (args: { from?: string; to?: string; keys?: string }): SubsetRequest | undefined => {
+  if (args.keys !== undefined) return { keysPath: path.resolve(args.keys) };
+  if (args.from === undefined && args.to === undefined) return undefined;
+  return { from: keyOption("from", args.from), to: keyOption("to", args.to) };
+};
 
 /** The job, run name and parameters a command's options give. */
 const runTarget = (args: { job: string; "batch-name"?: string; param?: string[]; "params-json"?: string }) => {
@@ -209,7 +247,7 @@ export async function main(argv: string[]): Promise<void> {
       "enqueue",
       "start a run of a job over its pending rows, planned at once: one chunk job per CHUNK_SIZE rows",
       (cmd) =>
-        runOptions(cmd)
+        subsetOptions(runOptions(cmd))
           .option("dry-run", {
             type: "boolean",
             default: false,
@@ -221,7 +259,18 @@ export async function main(argv: string[]): Promise<void> {
             describe: "with --dry-run: rows sampled, at evenly spaced keys",
           })
           .option("json", { type: "boolean", default: false, describe: "with --dry-run: the report as one JSON line" })
-          .check((argv) => requireWholeNumbers(argv, ["sample"])),
+          .option("canary", {
+            type: "number",
+            describe:
+              "process the first N rows (by key), then pause the run for a person to look; batch resume goes on",
+          })
+          .check((argv) => {
+            if (argv["dry-run"] && argv.canary !== undefined)
+              throw new UsageError("--canary starts a run: not with --dry-run");
+            if (argv["dry-run"] && [argv.from, argv.to, argv.keys].some((given) => given !== undefined))
+              throw new UsageError("a dry run samples all the job's rows: not with --from, --to or --keys");
+            return requireWholeNumbers(argv, ["sample", "canary"]);
+          }),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
         if (args["dry-run"]) {
@@ -230,9 +279,10 @@ export async function main(argv: string[]): Promise<void> {
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        await withCommandPool("seed", 2, async (pool) =>
-          printResult(await runEnqueue(pool, job, batchName, config, params)),
-        );
+        const subset = subsetRequest(args);
+        const enqueue = (pool: pg.Pool) =>
+          runEnqueue(pool, job, batchName, config, params, config.podName, subset, args.canary);
+        await withCommandPool("seed", 2, async (pool) => printResult(await enqueue(pool)));
       },
     )
     .command(

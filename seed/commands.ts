@@ -12,8 +12,11 @@ import { grantWorkerAccess } from "../src/jobs/grants";
 import type { GivenParams } from "../src/jobs/params";
 import { dryRun } from "../src/processing/dry-run";
 import { RateLimiters } from "../src/processing/rate-limit";
+import { assertKeysFileReadable } from "../src/runs/run-keys";
 import { getRun } from "../src/runs/runs";
+import type { SubsetRequest } from "../src/runs/subset";
 import { createProgress } from "../src/terminal/progress";
+import { registerSchedules } from "../workflows/schedule-tick";
 import { runSettings, startRun } from "../workflows/start-run";
 import { generate } from "./generate";
 import { ImportError, importDirectory, isFailed } from "./import";
@@ -26,13 +29,17 @@ export const DEFAULT_AS_OF = "2026-01-01T00:00:00Z";
 
 /**
  * The migrations; with `roles`, the schema's owner first (sql/schema-owner.sql: the migrations
- * then run as it), and the roles' grants on what they created after (runRoles).
+ * then run as it), and the roles' grants on what they created after (runRoles); then the
+ * schedules of the jobs that have one (workflows/schedule-tick.ts).
  */
 export async function runSchema(pool: pg.Pool, options: { roles: boolean } = { roles: false }) {
-  if (!options.roles) return migrate(pool, getLogger());
-  const owner = await setUpSchemaOwner(pool);
+  const owner = options.roles ? await setUpSchemaOwner(pool) : {};
   const schema = await migrate(pool, getLogger());
-  return { ...schema, ...owner, ...(await grantRoles(pool)) };
+  const roles = options.roles ? await grantRoles(pool) : {};
+  // the jobs' schedules and their first ticks, before any worker starts: where KEDA starts the
+  // pods, none would start to write them (a due tick counts in the backlog, which starts one)
+  const schedules = await registerSchedules(withPool(pool), getCatalog().jobs);
+  return { ...schema, ...owner, ...roles, ...(schedules > 0 && { schedules }) };
 }
 
 /** The schema's owner, the deployment's roles and their grants, on a schema already migrated. */
@@ -142,7 +149,7 @@ export function assertImported(result: { failed: string[] }): void {
 /**
  * Starts a run of the job and plans it at once (its chunk jobs enqueued when this returns); a
  * run of that name that exists is returned as it is. A run its job's beforeRun refused fails
- * the command.
+ * the command. With `canary`, the run works through its first `canary` rows and pauses itself.
  */
 export async function runEnqueue(
   pool: pg.Pool,
@@ -151,9 +158,20 @@ export async function runEnqueue(
   config: Config,
   params: GivenParams = {},
   actor = config.podName,
+  subset?: SubsetRequest,
+  canary?: number,
 ) {
   const db = withPool(pool);
-  const { run, created } = await startRun(db, job, batchName, runSettings(config, job, params), actor, "now");
+  if (subset && "keysPath" in subset) assertKeysFileReadable(subset.keysPath);
+  const settings = { ...runSettings(config, job, params), ...(canary !== undefined && { canary }) };
+  const { run, created, unmatched } = await startRun(db, job, batchName, settings, actor, "now", subset);
+  if (unmatched && unmatched.count > 0) {
+    getLogger().warn(
+      { run: run.id, unmatchedKeys: unmatched.count, examples: unmatched.examples },
+      `enqueue: ${unmatched.count} key(s) of the file name no row of job ${job.name} (not in ${job.table}, or not its where): ` +
+        `${unmatched.examples.join(", ")}${unmatched.count > unmatched.examples.length ? ", ..." : ""}`,
+    );
+  }
   const planned = (await db((client) => getRun(client, run.id))) ?? run;
   if (created && planned.status === "failed") throw new CommandError(planned.errorMessage ?? "the run was refused");
   return {
@@ -165,6 +183,8 @@ export async function runEnqueue(
     chunks: planned.chunksTotal,
     rows: planned.totalRecords,
     ...(planned.settings.params ? { params: planned.settings.params } : {}),
+    ...(planned.settings.subset ? { subset: planned.settings.subset } : {}),
+    ...(unmatched ? { unmatchedKeys: unmatched } : {}),
   };
 }
 

@@ -45,14 +45,16 @@ GRANT USAGE ON SCHEMA public, graphile_worker TO batch_worker;
 GRANT SELECT, UPDATE ON batch_jobs TO batch_worker;
 GRANT SELECT, INSERT, UPDATE ON batch_chunks, batch_errors TO batch_worker;
 GRANT SELECT, INSERT ON batch_steps, batch_samples TO batch_worker;
+-- a run over a file's keys claims only those (src/jobs/job-sql.ts)
+GRANT SELECT ON batch_run_keys TO batch_worker;
 GRANT INSERT ON batch_events TO batch_worker;
 GRANT USAGE ON SEQUENCE batch_events_id_seq TO batch_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
 -- what its chunks wait on while the database's health is over a limit (src/runs/throttle-state.ts)
 GRANT SELECT, INSERT, UPDATE, DELETE ON batch_throttles TO batch_worker;
 GRANT SELECT ON batch_throttled_runs TO batch_worker;
--- scheduled runs: each worker writes its jobs' schedules and decides their ticks (workflows/schedule-tick.ts)
-GRANT SELECT, INSERT, UPDATE ON batch_schedules, batch_schedule_ticks TO batch_worker;
+-- scheduled runs: each worker writes its jobs' schedules (and forgets those its jobs dropped) and decides their ticks (workflows/schedule-tick.ts)
+GRANT SELECT, INSERT, UPDATE, DELETE ON batch_schedules, batch_schedule_ticks TO batch_worker;
 -- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
 GRANT SELECT ON import_deferred_indexes TO batch_worker;
 -- a job's rate limit: tokens only through the function, which alone writes the buckets

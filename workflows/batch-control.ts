@@ -3,12 +3,13 @@ import { CommandError } from "../src/base/command-error";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import { inTransaction, type WithClient } from "../src/db/pool";
-import { cancelIdleChunks, planChunks, planningLimits } from "../src/runs/chunks";
+import { cancelIdleChunks, findCanaryEnd, planChunks, planningLimits, releaseDeferredChunks } from "../src/runs/chunks";
 import { appendEvent, listEvents } from "../src/runs/events";
 import { enqueueChunkQueueJobs, removeWaitingQueueJobs } from "../src/runs/job-queue";
 import { ENDED_RUN_STATUSES, type Run, type RunEvent } from "../src/runs/model";
 import { findRun } from "../src/runs/run-reference";
 import { beginRound, findActiveRun, lockRun, reopenRun, resetFailedAttempts, setRunStatus } from "../src/runs/runs";
+import { type ScheduleState, setSchedulePaused } from "../src/runs/schedules";
 import { findStepResult, recordStep } from "../src/runs/steps";
 import { settleCancellation } from "./run-endings";
 
@@ -18,7 +19,7 @@ import { settleCancellation } from "./run-endings";
  * transaction. Each is idempotent: asking for the state a run is already in changes nothing.
  *
  * - pause: no chunk starts any more (waiting chunk jobs are removed); running chunks finish.
- * - resume: the chunks not yet done are enqueued again.
+ * - resume: the chunks not yet done are enqueued again; after a canary, the chunks deferred past it too.
  * - cancel: waiting jobs are removed, running chunks stop after their current slice, and the
  *   run ends `cancelled` once none runs. Rows not processed stay pending, for a later run: a
  *   cancelled run is over, and neither resumed nor retried (its afterRun has run, and another
@@ -94,12 +95,16 @@ export function resumeRun(db: WithClient, nameOrId: string, actor: string): Prom
     // paused before its plan step ran: the plan job is still queued and plans when it runs
     const planned = await findStepResult(client, run.id, "plan", 0);
     await setRunStatus(client, run.id, planned ? "running" : "pending");
+    // after its canary, the rest of the run; during it (paused by hand), the canary's chunks only
+    const afterCanary = planned && run.round === 0 && (await findCanaryEnd(client, run.id)) !== undefined;
+    const released = afterCanary ? await releaseDeferredChunks(client, run.id) : 0;
     const enqueued = planned ? await enqueueChunkQueueJobs(client, run.id, run.round, 0, run.settings) : 0;
     await appendEvent(client, run.id, "resumed", {
       step: "control",
       actor,
       round: run.round,
-      counts: { enqueuedJobs: enqueued },
+      counts: afterCanary ? { enqueuedJobs: enqueued, releasedChunks: released } : { enqueuedJobs: enqueued },
+      detail: afterCanary ? "after the canary: the rest of the run" : undefined,
     });
     return true;
   });
@@ -193,4 +198,28 @@ export async function runHistory(db: WithClient, nameOrId: string): Promise<{ ru
     if (!run) throw new RunNotFoundError(`no batch run is named or numbered ${JSON.stringify(nameOrId)}`);
     return { run, events: await listEvents(client, run.id) };
   });
+}
+
+/** The job has no schedule in the database: no worker of a release declaring one has started. */
+export class ScheduleNotFoundError extends CommandError {
+  override name = "ScheduleNotFoundError";
+}
+
+/**
+ * Pauses or resumes a job's schedule, for every pod: its ticks start no run while it is paused
+ * (each recorded as skipped-paused). Idempotent; a run already started goes on.
+ */
+export async function pauseSchedule(
+  db: WithClient,
+  job: string,
+  paused: boolean,
+  actor: string,
+): Promise<{ state: ScheduleState; changed: boolean }> {
+  const result = await db((client) => setSchedulePaused(client, job, paused, actor));
+  if (!result) {
+    throw new ScheduleNotFoundError(
+      `job ${JSON.stringify(job)} has no schedule in this database: a worker writes its jobs' schedules at its start`,
+    );
+  }
+  return result;
 }

@@ -1,12 +1,12 @@
 import { type SplitRequest, splitLargestRunning } from "../src/chunks/chunk-split";
 import { type ChunkDeps, type ChunkRef, workThroughChunk } from "../src/chunks/work-through-chunk";
-import { inTransaction, type WithClient } from "../src/db/pool";
-import { endChunk, findChunkStatus } from "../src/runs/chunks";
+import { inTransaction, type PoolClient, type WithClient } from "../src/db/pool";
+import { endChunk, findCanaryEnd, findChunkStatus } from "../src/runs/chunks";
 import { ForgedQueueJobError, RunMissingError } from "../src/runs/errors";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
-import { type ChunkEnding, OPEN_CHUNK_STATUSES } from "../src/runs/model";
-import { lockRun } from "../src/runs/runs";
+import { type ChunkEnding, OPEN_CHUNK_STATUSES, type Run } from "../src/runs/model";
+import { lockRun, setRunStatus } from "../src/runs/runs";
 import { settleCancellation } from "./run-endings";
 import { assertChunkClosable } from "./step-guards";
 
@@ -86,6 +86,8 @@ export async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnd
       });
       if (run.status === "cancelling") {
         await settleCancellation(client, run, actor);
+      } else if (ref.round === 0 && run.settings.canary !== undefined && !ended.lastOfRound) {
+        await pauseAfterCanary(client, run, actor);
       } else if (ended.lastOfRound) {
         await addQueueJob(
           client,
@@ -98,6 +100,25 @@ export async function closeChunk(db: WithClient, ref: ChunkRef, ending: ChunkEnd
       }
     }),
   );
+}
+
+/**
+ * Pauses the run once its canary has ended (the chunk just closed was its last open one: only
+ * deferred chunks are left), for a person to look; `batch resume` goes on with the rest. A run
+ * paused by hand during its canary stays paused. It pauses whatever became of the canary's rows,
+ * all of them failed included: the person decides, resuming or cancelling.
+ */
+async function pauseAfterCanary(client: PoolClient, run: Run, actor: string): Promise<void> {
+  const canary = await findCanaryEnd(client, run.id);
+  if (!canary) return;
+  if (run.status === "running") await setRunStatus(client, run.id, "paused");
+  await appendEvent(client, run.id, "canary-ended", {
+    step: "chunk",
+    actor,
+    round: 0,
+    counts: { canaryRows: canary.rows, canaryFailed: canary.failed },
+    detail: `paused after its canary: ${canary.rows} rows, ${canary.failed} failed; resume to go on with the rest`,
+  });
 }
 
 /**

@@ -2,7 +2,7 @@ import type { PoolClient } from "pg";
 import { getConfig } from "../src/config/config";
 import { getCatalog } from "../src/config/context";
 import type { WithClient } from "../src/db/pool";
-import { type PlannedChunks, planChunks, type Sampling } from "../src/runs/chunks";
+import { deferPastCanary, type PlannedChunks, planChunks, type Sampling } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { enqueueChunkQueueJobs } from "../src/runs/job-queue";
 import type { Run } from "../src/runs/model";
@@ -44,13 +44,20 @@ async function plan(client: PoolClient, run: Run, actor: string, options: PlanOp
     sampling: options.sampling,
   });
   await beginRound(client, run.id, 0, planned);
+  const { canary } = run.settings;
+  // with a canary, round 0 is cut after its rows: the chunks past it wait, deferred, for the resume
+  let counts: Record<string, number> = planned;
+  if (canary !== undefined) {
+    const cut = await deferPastCanary(client, job, run.id, run.settings, canary);
+    counts = { ...planned, chunks: planned.chunks + cut.added, canary, deferred: cut.deferred };
+  }
   // a sampled plan's total is an estimate until its chunks end (endChunk makes it exact)
   const estimated = planned.samplePercent !== undefined;
   await appendEvent(client, run.id, "planned", {
     step: "plan",
     actor,
     round: 0,
-    counts: estimated ? { ...planned, estimated: 1 } : planned,
+    counts: estimated ? { ...counts, estimated: 1 } : counts,
     detail: estimated
       ? `rows estimated from a ${planned.samplePercent}% block sample: each chunk's count is exact once it ends`
       : undefined,

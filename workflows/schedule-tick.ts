@@ -7,6 +7,7 @@ import { findActiveRun, findRunByName } from "../src/runs/runs";
 import {
   addTickQueueJob,
   advanceSchedule,
+  forgetSchedule,
   lockSchedule,
   recordTick,
   registerSchedule,
@@ -39,22 +40,23 @@ export interface TickDecision {
 /**
  * Writes the schedule of each job that has one, and adds the queue job of its next tick (after
  * the last tick decided, or after now for a job seen for the first time: a tick already past is
- * due at once, and decided as missed or not). Run by every worker at its start; repeating it is
- * harmless, the queue job is one per job under its key.
+ * due at once, and decided as missed or not). A job of `jobs` that no longer declares one loses
+ * its schedule, its ticks' records and its queue job. Run by `seed schema` and by every worker at
+ * its start; repeating it is harmless, the queue job is one per job under its key.
  */
 export async function registerSchedules(db: WithClient, jobs: JobDefinition[]): Promise<number> {
   let registered = 0;
   for (const { name, schedule } of jobs) {
-    if (!schedule) continue;
     await db((client) =>
       inTransaction(client, async () => {
+        if (!schedule) return forgetSchedule(client, name);
         const state = await registerSchedule(client, name, schedule);
         const next = nextTick(schedule, state.lastTick ?? state.since);
         // a tick queued behind a run is decided at once: the run may have ended while no worker was up
         if (state.queuedTick || next) await addTickQueueJob(client, name, state.queuedTick ? undefined : next);
       }),
     );
-    registered++;
+    if (schedule) registered++;
   }
   return registered;
 }
@@ -131,7 +133,7 @@ async function startTick(
   if (state.paused) return record("skipped-paused");
   if (await findActiveRun(client, job.name)) return record("skipped-overlap");
   try {
-    const { run } = await startRun(db, job, name, runSettings(getConfig(), job), actor);
+    const { run } = await startRun(db, job, name, runSettings(getConfig(), job, job.schedule?.params), actor);
     return record("started", run.id);
   } catch (error) {
     if (error instanceof NothingToProcessError) return record("skipped-nothing");

@@ -3,14 +3,16 @@ import { type Config, getConfig } from "../src/config/config";
 import { inTransaction, type WithClient } from "../src/db/pool";
 import { assertJobsFitDatabase } from "../src/jobs/catalog-check";
 import type { JobDefinition } from "../src/jobs/define";
-import { checkParams, type GivenParams } from "../src/jobs/params";
+import { checkParams, comparableParams, type GivenParams } from "../src/jobs/params";
 import { planningLimits } from "../src/runs/chunks";
 import { appendEvent } from "../src/runs/events";
 import { addQueueJob, queueJobKeys, STEP_MAX_ATTEMPTS, TASKS } from "../src/runs/job-queue";
 import type { Run, RunSettings } from "../src/runs/model";
 import { runInputDifferences } from "../src/runs/run-inputs";
+import { findUnmatchedKeys, loadRunKeys, type UnmatchedKeys } from "../src/runs/run-keys";
 import { isIdReference } from "../src/runs/run-reference";
-import { findActiveRun, hasRowsToProcess, insertRun } from "../src/runs/runs";
+import { findActiveRun, hasRowsToProcess, insertRun, setRunSubset } from "../src/runs/runs";
+import { describeSubset, type SubsetRequest, subsetOf } from "../src/runs/subset";
 import { planRunIn } from "./plan-run";
 
 /**
@@ -61,9 +63,14 @@ export class RunStartedOtherwiseError extends CommandError {
   override name = "RunStartedOtherwiseError";
 }
 
-/** Throws unless the existing run was started with the inputs asked for now. */
-function assertStartedAlike(run: Run, settings: RunSettings): void {
-  const differences = runInputDifferences(run.settings, settings);
+/**
+ * Throws unless the existing run was started with the inputs asked for now. Parameters are
+ * compared as the job's schema reads them: a default given or left out, `"10"` or `10` where the
+ * schema coerces, are the same start.
+ */
+function assertStartedAlike(job: JobDefinition, run: Run, settings: RunSettings): void {
+  const read = (given: RunSettings): RunSettings => ({ ...given, params: comparableParams(job, given.params) });
+  const differences = runInputDifferences(read(run.settings), read(settings));
   if (differences.length === 0) return;
   throw new RunStartedOtherwiseError(
     `batch run ${JSON.stringify(run.name)} (id ${run.id}) was started with ${differences.join("; ")}: ` +
@@ -104,6 +111,9 @@ export type Planning = "now" | "by-worker";
  * most one active run. A new run
  * is refused too when no row is pending or retryable: it would end at once and keep its name,
  * which the same name could then never start again once rows come.
+ *
+ * With `subset`, the run takes only the rows of a key range, or of a file's keys (loaded with the
+ * start; `unmatched` counts those that name no row of the job), and leaves the others pending.
  */
 export async function startRun(
   db: WithClient,
@@ -112,7 +122,8 @@ export async function startRun(
   settings: RunSettings,
   actor: string,
   planning: Planning = "by-worker",
-): Promise<{ run: Run; created: boolean }> {
+  subset?: SubsetRequest,
+): Promise<{ run: Run; created: boolean; unmatched?: UnmatchedKeys }> {
   if (isIdReference(name)) {
     throw new UsageError(`a batch name cannot be "#" and digits (${JSON.stringify(name)}): #N names run N`);
   }
@@ -124,20 +135,34 @@ export async function startRun(
       inTransaction(
         client,
         async () => {
-          const started = await insertRun(client, name, job.name, settings, actor);
+          const asked = subsetOf(subset);
+          const askedSettings = asked ? { ...settings, subset: asked } : settings;
+          const started = await insertRun(client, name, job.name, askedSettings, actor);
           if (!started.created) {
             assertRunOfJob(started.run, job);
-            assertStartedAlike(started.run, settings);
+            assertStartedAlike(job, started.run, askedSettings);
             return started;
           }
-          if (!(await hasRowsToProcess(client, job, settings.maxAttempts))) {
-            throw new NothingToProcessError(`nothing to process: no pending or retryable rows in ${job.table}`);
+          const run = started.run;
+          let unmatched: UnmatchedKeys | undefined;
+          if (subset && "keysPath" in subset && asked && "keysFile" in asked) {
+            run.settings.subset = { ...asked, keys: await loadRunKeys(client, run.id, subset.keysPath) };
+            await setRunSubset(client, run.id, run.settings.subset);
+            unmatched = await findUnmatchedKeys(client, job, run.id);
           }
-          const runId = started.run.id;
-          await appendEvent(client, runId, "started", { step: "start", actor, detail: JSON.stringify(settings) });
-          if (planning === "now") await planRunIn(client, runId, actor);
-          else await addQueueJob(client, TASKS.plan, { run: runId }, queueJobKeys.plan(runId), STEP_MAX_ATTEMPTS);
-          return started;
+          if (!(await hasRowsToProcess(client, job, settings.maxAttempts, { runId: run.id, subset: asked }))) {
+            const of = asked ? ` of ${describeSubset(run.settings.subset)}` : "";
+            throw new NothingToProcessError(`nothing to process: no pending or retryable rows${of} in ${job.table}`);
+          }
+          await appendEvent(client, run.id, "started", {
+            step: "start",
+            actor,
+            counts: unmatched && { unmatchedKeys: unmatched.count },
+            detail: JSON.stringify(run.settings),
+          });
+          if (planning === "now") await planRunIn(client, run.id, actor);
+          else await addQueueJob(client, TASKS.plan, { run: run.id }, queueJobKeys.plan(run.id), STEP_MAX_ATTEMPTS);
+          return { ...started, unmatched };
         },
         limits,
       ),

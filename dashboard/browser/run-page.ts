@@ -1,7 +1,9 @@
 /// <reference lib="dom" />
 import type { RunEvent } from "../../src/runs/model";
+import { describeSubset } from "../../src/runs/subset";
 import type { RunReport } from "../../src/status/read-status";
 import type { RunWorker } from "../../src/status/read-workers";
+import { canaryLine } from "../../src/status/render";
 import {
   element,
   fillTable,
@@ -51,7 +53,10 @@ function showRun(run: Run): void {
   // the session holding rows the longest (an application's, idle in transaction), and the rows all hold
   const [held] = run.rowsHeld;
   const heldRows = run.rowsHeld.reduce((sum, chunk) => sum + chunk.rows, 0);
+  const canary = canaryLine(run);
   byId("figures").replaceChildren(
+    // a run with a canary: its rows, and once it has paused after them, what became of them
+    ...(canary ? figure("canary", canary, "canary") : []),
     // what its workers wait on: the signal, its figure against its threshold, since when
     ...(throttle ? figure("throttled", `${throttle.text} since ${formatTime(throttle.since)}`, "throttle") : []),
     ...(held
@@ -61,6 +66,17 @@ function showRun(run: Run): void {
           "rows-held",
         )
       : []),
+    ...(Object.keys(run.params).length > 0
+      ? figure(
+          "parameters",
+          Object.entries(run.params)
+            .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+            .join(", "),
+          "params",
+        )
+      : []),
+    // a run over part of the job's rows: which part
+    ...(run.subset ? figure("subset", describeSubset(run.subset), "subset") : []),
     ...figure("done", run.percentDone === null ? "–" : `${run.percentDone.toFixed(1)}%`, "percent"),
     ...figure("rows done", `${formatCount(run.completed + run.failed)} / ${formatCount(run.total)}`, "rows"),
     ...figure("completed", formatCount(run.completed), "completed"),

@@ -1,5 +1,7 @@
 /// <reference lib="dom" />
+import type { ScheduleShown } from "../../src/status/read-schedules";
 import type { RunProgress } from "../../src/status/read-status";
+import type { StartableJob } from "../control-api";
 import {
   element,
   fillTable,
@@ -11,8 +13,12 @@ import {
   requestJson,
   statusBadge,
 } from "./common";
+import { StartForm } from "./start-form";
 
-/** Every run (the newest 50), those still going first, polled every two seconds. */
+/**
+ * Every run (the newest 50), those still going first, and the scheduled jobs, polled every two
+ * seconds; a form to start a run.
+ */
 
 const POLL_MS = 2000;
 
@@ -39,4 +45,52 @@ function showRuns(runs: Json<RunProgress>[]): void {
   );
 }
 
-poll(POLL_MS, async () => showRuns((await requestJson<{ runs: Json<RunProgress>[] }>("/api/runs")).runs));
+/** A tick's run, linked, or what the tick did instead. */
+function tickShown(tick: Json<ScheduleShown>["lastTicks"][number]): HTMLElement {
+  const when = `${formatTime(tick.tick)} `;
+  if (tick.runId === null) return element("span", {}, when, tick.outcome);
+  return element("span", {}, when, element("a", { href: `/runs/${tick.runId}`, className: "text" }, tick.run ?? ""));
+}
+
+function showSchedules(schedules: Json<ScheduleShown>[]): void {
+  (document.getElementById("schedules-section") as HTMLElement).hidden = schedules.length === 0;
+  fillTable(
+    document.getElementById("schedules") as HTMLElement,
+    ["job", "cron", "time zone", "overlap", "catch-up", "paused", "next tick", "next tick (UTC)", "last ticks"],
+    schedules.map((schedule) => [
+      schedule.job,
+      schedule.cron,
+      schedule.timeZone,
+      schedule.overlap,
+      schedule.catchUp,
+      schedule.paused ? `paused by ${schedule.pausedBy ?? "?"}` : "no",
+      schedule.nextTickInZone ?? "–",
+      formatTime(schedule.nextTick),
+      element(
+        "span",
+        {},
+        ...schedule.lastTicks.flatMap((tick, i) => (i ? [", ", tickShown(tick)] : [tickShown(tick)])),
+      ),
+    ]),
+    [],
+    "",
+  );
+}
+
+poll(POLL_MS, async () => {
+  const { runs, schedules } = await requestJson<{ runs: Json<RunProgress>[]; schedules: Json<ScheduleShown>[] }>(
+    "/api/runs",
+  );
+  showRuns(runs);
+  showSchedules(schedules);
+});
+
+/** The start form, where the dashboard has controls. */
+async function showStartForm(): Promise<void> {
+  const { controls } = await requestJson<{ controls: boolean }>("/api/dashboard");
+  if (!controls) return;
+  const { jobs } = await requestJson<{ jobs: StartableJob[] }>("/api/jobs");
+  new StartForm(document.getElementById("start-form") as HTMLElement, jobs);
+}
+
+void showStartForm().catch(() => undefined);

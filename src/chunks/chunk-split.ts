@@ -74,7 +74,10 @@ export function splitLargestRunning(client: PoolClient, request: SplitRequest): 
       });
       const victim = rows[0];
       if (!victim) break;
-      const split = await findSplitKey(client, job, victim, run.settings.maxAttempts, minRows);
+      const split = await findSplitKey(client, job, victim, run.settings.maxAttempts, minRows, {
+        runId,
+        subset: run.settings.subset,
+      });
       if (!split) break;
       const ref = { runId, round, chunkNo: victim.chunkNo };
       const chunkNo = await splitChunk(client, ref, split);

@@ -2,7 +2,7 @@ import type { Logger } from "../base/logger";
 import type { WithClient } from "../db/pool";
 import type { JobDefinition } from "../jobs/define";
 import { clearRowsHeld, countLeftInRange, recordRowsHeld, waitForRowsHeld } from "../runs/chunks";
-import type { ChunkRange } from "../runs/model";
+import type { ChunkRange, RunSubset } from "../runs/model";
 
 /** Another transaction still holds rows of the range; graphile-worker retries the chunk later. */
 export class RowsHeldElsewhereError extends Error {
@@ -42,6 +42,8 @@ export class RangePasses {
       ref: { runId: number; round: number; chunkNo: number };
       range: ChunkRange;
       maxAttempts: number;
+      /** The run's subset of the job's rows, if it has one. */
+      subset: RunSubset | undefined;
       /** Longest the chunk waits for the holder of its rows: a slice's lock bound and a record's timeout. */
       waitMs: number;
     },
@@ -54,7 +56,8 @@ export class RangePasses {
    */
   async passEnded(done: number): Promise<boolean> {
     const { db, log, job, ref, range, maxAttempts, waitMs } = this.chunk;
-    this.left = await db((client) => countLeftInRange(client, job, range, maxAttempts));
+    const scope = { runId: ref.runId, subset: this.chunk.subset };
+    this.left = await db((client) => countLeftInRange(client, job, range, maxAttempts, scope));
     if (this.left === 0) return false;
     // a pass that processed rows may have passed over some that a slice claimed and stopped
     // before starting (its lock bound came first: its records ran past it, or waited for a
@@ -67,10 +70,10 @@ export class RangePasses {
       // still held after a second pass: wait for their holder (another chunk's slice, which
       // claimed them before this chunk was split from it) to end, then one last pass
       this.waited = true;
-      const held = await db((client) => recordRowsHeld(client, job, ref, range, maxAttempts));
+      const held = await db((client) => recordRowsHeld(client, job, ref, range, maxAttempts, scope));
       if (held) log.warn({ ...held }, "rows held by another session: waiting for it to end its transaction");
       this.show(held?.rows ?? 0);
-      const released = await db((client) => waitForRowsHeld(client, job, range, maxAttempts, waitMs));
+      const released = await db((client) => waitForRowsHeld(client, job, range, maxAttempts, waitMs, scope));
       if (!released) return false;
       this.show(0);
       if (held) await db((client) => clearRowsHeld(client, ref));

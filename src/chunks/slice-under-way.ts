@@ -5,7 +5,7 @@ import { type FaultSettings, withInjectedFaults } from "../processing/fault-inje
 import { processRecords, type RecordFeed, type RecordFunction, type RecordSlots } from "../processing/process-records";
 import type { RateLimiters, TokenSource } from "../processing/rate-limit";
 import type { Prepaid, SliceTokens } from "../processing/token-wait";
-import type { ChunkRange } from "../runs/model";
+import type { ChunkRange, RunSubset } from "../runs/model";
 import { type SliceRequest, type SliceResult, workSlice } from "./slice";
 import type { SliceSizer } from "./slice-sizer";
 
@@ -67,6 +67,8 @@ export interface ChunkSlices {
   /** The chunk's range; its end moves down when the chunk gives part of it away. */
   range: ChunkRange;
   maxAttempts: number;
+  /** The run's subset of the job's rows, if it has one. */
+  subset: RunSubset | undefined;
   statementTimeoutMs: number;
   /** A graceful shutdown: no new record starts. */
   draining: AbortSignal;
@@ -110,6 +112,7 @@ export class SliceUnderWay {
       part,
       onClaimedAll: part === undefined ? undefined : (lastKey) => claimedAll(lastKey),
       maxAttempts: chunk.maxAttempts,
+      subset: chunk.subset,
       plannedAt: range.plannedAt,
       statementTimeoutMs: chunk.statementTimeoutMs,
       // a slice started ahead waits, after its first claim, for the records of the one before it

@@ -7,6 +7,7 @@ import type { JobDefinition } from "../jobs/define";
 import { jobSql, type SliceBounds } from "../jobs/job-sql";
 import { encodeResult, type ResultElement } from "../jobs/results";
 import { failedOutcome, type RecordFeed, type RecordOutcome } from "../processing/process-records";
+import type { RunSubset } from "../runs/model";
 import { countSliceOutcomes, type SliceCounts } from "../runs/slice-counts";
 import { isRowValueError, RowValueError, whyRefused } from "./refused-result";
 
@@ -38,6 +39,8 @@ export interface SliceRequest extends SliceBounds {
    */
   onClaimedAll?: (lastKey: bigint) => void;
   maxAttempts: number;
+  /** The run's subset of the job's rows, if it has one: the slice claims only those. */
+  subset?: RunSubset;
   /** When the chunk was planned: rows processed since then belong to this round already. */
   plannedAt: Date;
   statementTimeoutMs: number;
@@ -181,7 +184,7 @@ class SliceTransaction implements RecordFeed {
     readonly request: SliceRequest,
     readonly rows = new ClaimedRows(),
   ) {
-    this.sql = jobSql(request.job);
+    this.sql = jobSql(request.job, request);
     this.part = Math.min(request.part ?? request.limit, request.limit);
   }
 
@@ -475,7 +478,7 @@ async function writeApart(
     await inTransaction(
       client,
       async () => {
-        const sql = jobSql(request.job);
+        const sql = jobSql(request.job, request);
         const { rows: locked } = await client.query<{ key: string }>(sql.relockClaimed, [
           rows.keys,
           request.maxAttempts,

@@ -178,6 +178,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     params,
     range,
     maxAttempts,
+    subset: settings.subset,
     statementTimeoutMs: deps.statementTimeoutMs,
     draining,
     abort,
@@ -186,7 +187,7 @@ async function workSlices(deps: ChunkDeps, ref: ChunkRef, started: { job: string
     tokens,
   };
   const waitMs = onWorker.lockHoldMs + onWorker.timeoutMs;
-  const passes = new RangePasses({ db, log, observer, job, ref, range, maxAttempts, waitMs });
+  const passes = new RangePasses({ db, log, observer, job, ref, range, maxAttempts, subset: settings.subset, waitMs });
   const pauses = new SlicePauses({
     db,
     runId: ref.runId,

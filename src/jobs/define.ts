@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { Column, ValuesOf } from "./columns";
-import type { ParamsSchema } from "./params";
+import { type ParamsSchema, parseParams } from "./params";
 import { parseSchedule, type Schedule, type ScheduleSpec } from "./schedule";
 import { parseTableName, TABLE_NAME_FORMS, type TableName } from "./table-name";
 
@@ -336,13 +336,22 @@ function checkRateLimit(job: string, limit: { perSecond: number; burst?: number 
   return { perSecond, burst };
 }
 
-function checkSchedule(job: string, spec: ScheduleSpec | undefined): Schedule | undefined {
+/** The job's schedule, its parameters parsed by the job's `params` as a run's would be; or a refusal in one line. */
+function checkSchedule(
+  job: string,
+  spec: ScheduleSpec | undefined,
+  params: ParamsSchema | undefined,
+): Schedule | undefined {
   if (spec === undefined) return undefined;
+  let schedule: Schedule;
   try {
-    return parseSchedule(spec);
+    schedule = parseSchedule(spec);
   } catch (error) {
     throw new JobDefinitionError(`job ${job}: ${(error as Error).message}`);
   }
+  const parsed = parseParams({ name: job, params }, schedule.params);
+  if (!parsed.ok) throw new JobDefinitionError(`job ${job}: schedule.params: ${parsed.problems.join("; ")}`);
+  return schedule;
 }
 
 /** Declares a job; the types of its function's record and result follow from `reads` and `writes`. */
@@ -398,7 +407,7 @@ export function defineJob<
     defaults,
     rateLimit: checkRateLimit(spec.name, spec.rateLimit),
     params: spec.params,
-    schedule: checkSchedule(spec.name, spec.schedule),
+    schedule: checkSchedule(spec.name, spec.schedule, spec.params as ParamsSchema | undefined),
     process: spec.process as JobDefinition["process"],
     beforeRun: spec.beforeRun as JobDefinition["beforeRun"],
     afterRun: spec.afterRun as JobDefinition["afterRun"],

@@ -4,6 +4,16 @@ import { ColumnValueError } from "./columns";
 import type { JobDefinition, KeyType } from "./define";
 
 /**
+ * Whose rows a statement is about: a run's, which may take part of the job's rows only
+ * (RunSubset). Without it, or without a subset, the job's rows are all the job's `where` takes.
+ */
+export interface RowScope {
+  runId: number;
+  /** A key range (decimal text), or the keys of the run in batch_run_keys (RunSubset, src/runs/model.ts). */
+  subset?: { from?: string; to?: string } | { keysFile: string };
+}
+
+/**
  * Which rows a round works through: the claimable ones (a run's first round), those the run
  * failed in its last round and may try again (a retry round), or every row the run failed (the
  * round a retry command starts, their attempts given back).
@@ -29,6 +39,8 @@ export interface JobSql {
   key: string;
   /** The values of the job's `where`, appended after each statement's own parameters. */
   filterValues: unknown[][];
+  /** The run's key range (alias t), "TRUE" when it has none: the span a plan cuts into chunks. */
+  inKeyRange: string;
   /**
    * Claims a slice, as a COPY TO STDOUT (src/db/copy-out.ts) of these values: rows of [firstId,
    * lastId] of the key, above afterId when given, claimable for a run allowed maxAttempts, not
@@ -67,6 +79,11 @@ export interface JobSql {
    * [$1, $2], counting only rows no other transaction holds: past the rows a running slice has claimed.
    */
   nthClaimableKey: string;
+  /**
+   * Of run $1's keys (batch_run_keys), how many name no row the job's `where` (from $2) takes,
+   * and the first few of them. An anti-join probing the table's key index per key.
+   */
+  keysNotTheJobs: string;
   /** Whether any row is work for a new run allowed $1 attempts. */
   hasRowsToProcess: string;
   /**
@@ -75,6 +92,8 @@ export interface JobSql {
    * (fewer rows where probes meet the same one), read as a claim reads them, in key order.
    */
   sampleOpenRows: string;
+  /** The key (as int8) of the open row ($2 attempts, `where` from $3) at offset $1 in key order. */
+  nthOpenKey: string;
   /** Whether a row (alias t) is open: claimable with $4 attempts, and the job's `where` from $6. */
   openRow: string;
   /**
@@ -111,19 +130,70 @@ function keyReader(keyType: KeyType): (text: string) => unknown {
   };
 }
 
-const compiled = new WeakMap<JobDefinition, JobSql>();
+/** Keys of a run's file that name no row of the job, shown by example: this many. */
+const UNMATCHED_EXAMPLES = 5;
 
-/** The job's SQL, built on first use. */
-export function jobSql(job: JobDefinition): JobSql {
-  let sql = compiled.get(job);
+const compiled = new WeakMap<JobDefinition, Map<string, JobSql>>();
+
+/** Of the SQL built for runs over a subset, a process keeps the latest few: one run of a job is active at a time. */
+const KEPT_SUBSETS = 4;
+
+/**
+ * The job's SQL, built on first use; for a run over a subset (`scope`), the run's, restricted to
+ * the subset's rows.
+ */
+export function jobSql(job: JobDefinition, scope?: RowScope): JobSql {
+  let built = compiled.get(job);
+  if (!built) {
+    built = new Map();
+    compiled.set(job, built);
+  }
+  const subset = scope?.subset;
+  const name = !subset
+    ? ""
+    : "keysFile" in subset
+      ? `${scope.runId}:keys`
+      : `${scope.runId}:${subset.from}:${subset.to}`;
+  let sql = built.get(name);
   if (!sql) {
-    sql = buildJobSql(job);
-    compiled.set(job, sql);
+    if (built.size > KEPT_SUBSETS) built.delete([...built.keys()].find((kept) => kept !== "") ?? "");
+    sql = buildJobSql(job, subset ? scope : undefined);
+    built.set(name, sql);
   }
   return sql;
 }
 
-function buildJobSql(job: JobDefinition): JobSql {
+/**
+ * The condition (alias t) a run over a subset adds to the job's `where`, its values literals. A
+ * file's keys, looked up in batch_run_keys's primary key (run_id, key): for a statement over a
+ * chunk's range (`probe`), a subquery PostgreSQL cannot turn into a join, so that it walks the
+ * table's key index in order and probes the key of each row it meets, stopping at its LIMIT (a
+ * join hashed or merged the range's keys whole, slice after slice: four times the time for a
+ * slice of 500 rows); for one over all the run's rows (the plan), a semi-join, which PostgreSQL
+ * hashes (half the time of a probe per row at a million keys).
+ */
+function subsetCondition(
+  key: string,
+  scope: RowScope | undefined,
+): { rows: (probe: boolean) => string; keyRange: string } {
+  const subset = scope?.subset;
+  if (!subset) return { rows: () => "", keyRange: "TRUE" };
+  if ("keysFile" in subset) {
+    const listed = `FROM batch_run_keys rk WHERE rk.run_id = ${sqlLiteral(scope.runId)} AND rk.key = t.${key}`;
+    return {
+      rows: (probe) => (probe ? ` AND (SELECT true ${listed})` : ` AND EXISTS (SELECT 1 ${listed})`),
+      keyRange: "TRUE",
+    };
+  }
+  const bounds = [
+    subset.from === undefined ? undefined : `t.${key} >= ${sqlLiteral(BigInt(subset.from))}`,
+    subset.to === undefined ? undefined : `t.${key} <= ${sqlLiteral(BigInt(subset.to))}`,
+  ].filter((bound) => bound !== undefined);
+  const keyRange = bounds.length === 0 ? "TRUE" : bounds.join(" AND ");
+  return { rows: () => ` AND ${keyRange}`, keyRange };
+}
+
+function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
   const q = quoteIdentifier;
   const table = `${q(job.schema)}.${q(job.table)}`;
   const key = q(job.key);
@@ -134,9 +204,15 @@ function buildJobSql(job: JobDefinition): JobSql {
     runId: q(job.state.runId),
     processedAt: q(job.state.processedAt),
   };
-  /** The job's own `where`, its values from parameter `first` on; PostgreSQL gives each the column's array type. */
-  const filter = (first: number, param = placeholder) =>
+  const subset = subsetCondition(key, scope);
+  /**
+   * The job's own `where`, its values from parameter `first` on (PostgreSQL gives each the
+   * column's array type), and the run's subset.
+   */
+  const jobsWhere = (first: number, param = placeholder) =>
     job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY(${param(first + index)})`).join("");
+  /** `probe`: the statement walks a chunk's range, or a slice's rows (subsetCondition). */
+  const filter = (first: number, param = placeholder, probe = false) => jobsWhere(first, param) + subset.rows(probe);
   const claimable = (maxAttempts: string) =>
     `(t.${s.status} = 'pending' OR (t.${s.status} = 'failed' AND t.${s.attempts} < ${maxAttempts}))`;
   const notSince = (instant: string) => `(t.${s.processedAt} IS NULL OR t.${s.processedAt} < ${instant})`;
@@ -175,7 +251,7 @@ function buildJobSql(job: JobDefinition): JobSql {
         FROM ${table} t
        WHERE ${from} AND t.${key} <= ${sqlLiteral(bounds.lastId)}
          AND ${claimable(literal(1))}
-         AND ${notSince(literal(2))}${filter(4, literal)}
+         AND ${notSince(literal(2))}${filter(4, literal, true)}
        ORDER BY t.${key}
        LIMIT ${literal(3)}
          FOR UPDATE OF t SKIP LOCKED`;
@@ -185,14 +261,15 @@ function buildJobSql(job: JobDefinition): JobSql {
   const filterValues = job.where.map(({ values }) => values);
   /** The rows of [$1, $2] still claimable ($3 attempts, not processed since $4). */
   const leftInRange = `${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5)}`;
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5, placeholder, true)}`;
   const openRow = `${claimable("$4")}${filter(6)}`;
 
   return {
-    statementPrefix: `job:${job.name}`,
+    statementPrefix: scope ? `job:${job.name}:run:${scope.runId}` : `job:${job.name}`,
     table,
     key,
     filterValues,
+    inKeyRange: subset.keyRange,
     claimSlice({ maxAttempts, plannedAt, limit, ...bounds }) {
       return `COPY (${claimSelect(bounds, [maxAttempts, plannedAt, limit, ...filterValues])}) TO STDOUT`;
     },
@@ -234,7 +311,7 @@ function buildJobSql(job: JobDefinition): JobSql {
       SELECT count(*)::int AS written FROM written`,
     relockClaimed: `
       SELECT t.${key}::text AS key FROM ${table} t
-       WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4)}
+       WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4, placeholder, true)}
          FOR UPDATE OF t SKIP LOCKED`,
     countLeftInRange: `SELECT count(*)::int AS left FROM ${leftInRange}`,
     rowsHeldInRange: `
@@ -252,9 +329,16 @@ function buildJobSql(job: JobDefinition): JobSql {
          FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key}::int8 AS key FROM ${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6)}
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6, placeholder, true)}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
+    keysNotTheJobs: `
+      WITH unmatched AS (
+        SELECT rk.key FROM batch_run_keys rk
+         WHERE rk.run_id = $1 AND NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.${key} = rk.key${jobsWhere(2)})
+      )
+      SELECT (SELECT count(*) FROM unmatched)::int8 AS count,
+             ARRAY(SELECT key::text FROM unmatched ORDER BY key LIMIT ${UNMATCHED_EXAMPLES}) AS examples`,
     // min and max walk the key's index to the first and last open row; each probe is one index
     // descent (the bound cast to int8, which the integer operator family compares with any
     // integer key): the sample costs its size, not the table's. A plain read: no row lock, and
@@ -273,6 +357,10 @@ function buildJobSql(job: JobDefinition): JobSql {
              ORDER BY t.${key} LIMIT 1) p
       )
       SELECT ${selected.join(", ")} FROM ${table} t JOIN picked ON t.${key} = picked.k ORDER BY t.${key}`,
+    nthOpenKey: `
+      SELECT t.${key}::int8 AS key FROM ${table} t
+       WHERE ${claimable("$2")}${filter(3, placeholder, true)}
+       ORDER BY t.${key} OFFSET $1 LIMIT 1`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     openRow,
     roundKeys: {

@@ -51,6 +51,24 @@ export function checkParams(
   throw new UsageError(`parameters of job ${job.name}: ${parsed.problems.join("; ")}`, parsed.problems);
 }
 
+/**
+ * The parameters as the job's schema reads them, as JSON, to compare two starts by: the given
+ * ones where the schema refuses them (a run started under an older schema) or its output is no
+ * JSON (a BigInt).
+ */
+export function comparableParams(
+  job: { name: string; params: ParamsSchema | undefined },
+  given: GivenParams | undefined,
+): GivenParams | undefined {
+  const parsed = parseParams(job, given);
+  if (!parsed.ok) return given;
+  try {
+    return JSON.parse(JSON.stringify(parsed.params)) as GivenParams;
+  } catch {
+    return given;
+  }
+}
+
 /** The parameters' JSON Schema as a starter gives them (their types, defaults and descriptions); {} without. */
 export function paramsJsonSchema(schema: ParamsSchema | undefined): Record<string, unknown> {
   if (!schema) return { type: "object", properties: {} };

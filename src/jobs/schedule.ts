@@ -1,4 +1,5 @@
 import { parseCronItem } from "graphile-worker";
+import type { GivenParams } from "./params";
 
 /**
  * A job's schedule: a cron expression read in a time zone, and what a tick does when the job's
@@ -20,6 +21,8 @@ export interface ScheduleSpec {
   timeZone?: string;
   overlap?: Overlap;
   catchUp?: CatchUp;
+  /** The parameters of the runs it starts, checked against the job's `params` when the job is loaded. */
+  params?: GivenParams;
 }
 
 /** A schedule checked, with its cron parsed. */
@@ -28,6 +31,7 @@ export interface Schedule {
   timeZone: string;
   overlap: Overlap;
   catchUp: CatchUp;
+  params: GivenParams;
   matches: (digest: TimeDigest) => boolean;
 }
 
@@ -77,7 +81,11 @@ export function parseSchedule(spec: ScheduleSpec): Schedule {
   } catch (error) {
     throw new Error(`schedule.cron ${JSON.stringify(spec.cron)}: ${(error as Error).message}`);
   }
-  const schedule: Schedule = { cron: spec.cron.trim(), timeZone, overlap, catchUp, matches };
+  const params = spec.params ?? {};
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    throw new Error("schedule.params must be an object of the job's parameters");
+  }
+  const schedule: Schedule = { cron: spec.cron.trim(), timeZone, overlap, catchUp, params, matches };
   if (!nextTick(schedule, new Date())) {
     throw new Error(`schedule.cron ${JSON.stringify(spec.cron)} ticks less than once a year`);
   }

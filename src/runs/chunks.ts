@@ -2,7 +2,7 @@ import type { PoolClient } from "pg";
 import { inTransaction } from "../db/pool";
 import { KEY_TYPES } from "../db/types";
 import type { JobDefinition } from "../jobs/define";
-import { type JobSql, jobSql, type RoundRows } from "../jobs/job-sql";
+import { type JobSql, jobSql, type RoundRows, type RowScope } from "../jobs/job-sql";
 import { chunkQueueJobKeySql } from "./job-queue";
 import type { ChunkEnding, ChunkRange, ChunkStatus, RunSettings } from "./model";
 
@@ -70,13 +70,15 @@ export async function planChunks(
   settings: RunSettings,
   options: { timeoutMs: number; sampling?: Sampling },
 ): Promise<PlannedChunks> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, { runId, subset: settings.subset });
   await client.query(planningLimits(options.timeoutMs).join("; "));
   const sampling = options.sampling ?? SAMPLING;
-  if (rows === "open") {
-    const tableRows = await estimateTableRows(client, sql);
-    if (tableRows > 0 && tableRows >= sampling.fromRows) {
-      return planSampled(client, sql, runId, round, settings, tableRows, sampling.sampleRows);
+  // a file's keys are counted: the plan reads their rows, no more
+  if (rows === "open" && !(settings.subset && "keysFile" in settings.subset)) {
+    const spanRows = await estimateTableRows(client, sql, sql.inKeyRange);
+    if (spanRows > 0 && spanRows >= sampling.fromRows) {
+      const tableRows = sql.inKeyRange === "TRUE" ? spanRows : await estimateTableRows(client, sql, "TRUE");
+      return planSampled(client, sql, runId, round, settings, { spanRows, tableRows }, sampling.sampleRows);
     }
   }
   const { rows: spans } = await client.query<{ first: bigint | null; last: bigint | null }>({
@@ -115,19 +117,20 @@ export async function planChunks(
 }
 
 /**
- * The planner's estimate of the table's rows: its statistics scaled to the table's size now, so
- * that a table grown since its last ANALYZE, or never analyzed, is not taken for a small one.
+ * The planner's estimate of the table's rows (alias t) where `condition` holds: its statistics
+ * scaled to the table's size now, so that a table grown since its last ANALYZE, or never
+ * analyzed, is not taken for a small one.
  */
-async function estimateTableRows(client: PoolClient, sql: JobSql): Promise<number> {
+async function estimateTableRows(client: PoolClient, sql: JobSql, condition: string): Promise<number> {
   const { rows } = await client.query<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }>(
-    `EXPLAIN (FORMAT JSON) SELECT FROM ${sql.table}`,
+    `EXPLAIN (FORMAT JSON) SELECT FROM ${sql.table} t WHERE ${condition}`,
   );
   return rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? 0;
 }
 
 /**
  * The open rows' plan of a large table, reading no more than a sample of it. The chunks tile
- * the key's whole span, from its index's min to its max, each as wide as `chunkSize` rows of the
+ * the key's whole span (the run's key range of it), from its index's min to its max, each as wide as `chunkSize` rows of the
  * table take at its average density; a tile where a block sample (TABLESAMPLE SYSTEM) finds
  * CROWDED times that many rows, where keys crowd together, is cut at every so many of its
  * sampled keys, as many as `chunkSize` rows of it stand for. Every claimable row lies in exactly one chunk
@@ -143,10 +146,11 @@ async function planSampled(
   runId: number,
   round: number,
   settings: RunSettings,
-  tableRows: number,
+  estimates: { spanRows: number; tableRows: number },
   sampleRows: number,
 ): Promise<PlannedChunks> {
-  const samplePercent = Number(Math.min(100, (100 * sampleRows) / tableRows).toPrecision(3));
+  // the sample's share of the whole table: its cost stays flat however narrow the run's key range
+  const samplePercent = Number(Math.min(100, (100 * sampleRows) / estimates.tableRows).toPrecision(3));
   const sampledPerChunk = Math.max(1, Math.round((settings.chunkSize * samplePercent) / 100));
   const [chunkSize, rows] = [`$${6 + sql.filterValues.length}`, `$${7 + sql.filterValues.length}`];
   // the span and the sample in one statement, one snapshot: no sampled key lies outside the span.
@@ -154,11 +158,12 @@ async function planSampled(
   const { rows: planned } = await client.query<{ chunks: number; rows: number }>(
     `WITH span AS (
        SELECT first, last, greatest(${chunkSize}, ceil(${chunkSize} * (last - first + 1) / ${rows})) AS width
-         FROM (SELECT min(${sql.key})::numeric AS first, max(${sql.key})::numeric AS last FROM ${sql.table}) ends
+         FROM (SELECT min(${sql.key})::numeric AS first, max(${sql.key})::numeric AS last FROM ${sql.table} t WHERE ${sql.inKeyRange}) ends
      ), sampled AS (
        SELECT t.${sql.key}::numeric AS k, ${sql.openRow} AS open,
               floor((t.${sql.key} - span.first) / span.width)::int8 AS tile
          FROM ${sql.table} t TABLESAMPLE SYSTEM ($5::float8), span
+        WHERE ${sql.inKeyRange}
      ), cut AS (
        SELECT tile, k, open, (row_number() OVER tile_keys - 1) / $3 AS part, count(*) OVER tile_keys AS in_tile
          FROM sampled
@@ -191,7 +196,7 @@ async function planSampled(
       samplePercent,
       ...sql.filterValues,
       settings.chunkSize,
-      tableRows,
+      estimates.spanRows,
     ],
   );
   return { ...(planned[0] ?? { chunks: 0, rows: 0 }), samplePercent };
@@ -206,7 +211,7 @@ export async function cancelIdleChunks(client: PoolClient, runId: number, round:
   const { rows } = await client.query<{ running: number }>(
     `WITH idle AS (
        UPDATE batch_chunks c SET status = 'cancelled', finished_at = now(), updated_at = now()
-        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running')
+        WHERE c.run_id = $1 AND c.round = $2 AND c.status IN ('queued', 'running', 'deferred')
           AND NOT EXISTS (
             SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${CHUNK_QUEUE_JOB_KEY} AND j.locked_at IS NOT NULL)
        RETURNING c.chunk_no
@@ -220,13 +225,14 @@ export async function cancelIdleChunks(client: PoolClient, runId: number, round:
 }
 
 /**
- * The run's chunks that have not ended (queued or running), in one round or in all of them. A
- * queued chunk counts: its job may have been taken already, and it ends when that job runs.
+ * The run's chunks that have not ended (queued, running, or deferred past a canary), in one round
+ * or in all of them. A queued chunk counts: its job may have been taken already, and it ends when
+ * that job runs.
  */
 export async function countOpenChunks(client: PoolClient, runId: number, round?: number): Promise<number> {
   const { rows } = await client.query<{ open: number }>(
     `SELECT count(*)::int AS open FROM batch_chunks
-      WHERE run_id = $1 AND ($2::int IS NULL OR round = $2) AND status IN ('queued', 'running')`,
+      WHERE run_id = $1 AND ($2::int IS NULL OR round = $2) AND status IN ('queued', 'running', 'deferred')`,
     [runId, round ?? null],
   );
   return rows[0]?.open ?? 0;
@@ -272,8 +278,9 @@ export async function countLeftInRange(
   job: JobDefinition,
   range: ChunkRange,
   maxAttempts: number,
+  scope?: RowScope,
 ): Promise<number> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows } = await client.query<{ left: number }>(sql.countLeftInRange, [
     range.firstId,
     range.lastId,
@@ -303,8 +310,9 @@ export async function recordRowsHeld(
   chunk: { runId: number; round: number; chunkNo: number },
   range: ChunkRange,
   maxAttempts: number,
+  scope?: RowScope,
 ): Promise<RowsHeld | undefined> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows: holders } = await client.query<RowsHeld>(sql.rowsHeldInRange, [
     range.firstId,
     range.lastId,
@@ -352,8 +360,9 @@ export async function waitForRowsHeld(
   range: ChunkRange,
   maxAttempts: number,
   timeoutMs: number,
+  scope?: RowScope,
 ): Promise<boolean> {
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   try {
     await inTransaction(client, async () => {
       await client.query(sql.lockLeftInRange, [
@@ -465,11 +474,12 @@ export async function findSplitKey(
   range: ChunkRange,
   maxAttempts: number,
   minRows: number,
+  scope?: RowScope,
 ): Promise<{ key: bigint; kept: number; given: number } | undefined> {
-  const left = await countLeftInRange(client, job, range, maxAttempts);
+  const left = await countLeftInRange(client, job, range, maxAttempts, scope);
   if (left < minRows) return undefined;
   const kept = Math.floor(left / 2);
-  const sql = jobSql(job);
+  const sql = jobSql(job, scope);
   const { rows } = await client.query<{ key: bigint }>({
     text: sql.nthClaimableKey,
     values: [range.firstId, range.lastId, maxAttempts, range.plannedAt, kept, ...sql.filterValues],
@@ -516,4 +526,98 @@ export async function splitChunk(
   );
   if (!rows[0]) throw new Error(`chunk ${ref.chunkNo} of round ${ref.round} of batch run ${ref.runId} is not running`);
   return rows[0].chunkNo;
+}
+
+/**
+ * Cuts round 0 of a run with a canary after its first `rows` open rows (by key; of its subset,
+ * when it has one): the chunk where
+ * they end is cut before the next open row (a new chunk, numbered after the last, takes the rest
+ * of its range), and every chunk from that row on is `deferred`: no job, no backlog, until the
+ * resume after the canary (releaseDeferredChunks). The cut chunk's planned rows are shared by
+ * the rows planned before it (exact for a counted plan; a sampled plan's estimates are made exact
+ * as chunks end). Nothing is deferred when the open rows are `rows` or fewer. The caller holds
+ * the run's lock, in the plan's transaction, after beginRound; returns the chunks deferred, and
+ * the chunks the cut added (0 or 1).
+ */
+export async function deferPastCanary(
+  client: PoolClient,
+  job: JobDefinition,
+  runId: number,
+  settings: RunSettings,
+  rows: number,
+): Promise<{ deferred: number; added: number }> {
+  const sql = jobSql(job, { runId, subset: settings.subset });
+  // the first open row past the canary: an index walk over `rows` keys
+  const { rows: next } = await client.query<{ key: bigint }>({
+    text: sql.nthOpenKey,
+    values: [rows, settings.maxAttempts, ...sql.filterValues],
+    types: KEY_TYPES,
+  });
+  const cutAt = next[0]?.key;
+  if (cutAt === undefined) return { deferred: 0, added: 0 };
+  const { rows: deferred } = await client.query<{ deferred: number; added: number }>(
+    `WITH cut AS (
+       UPDATE batch_chunks c
+          SET last_id = $2::int8 - 1,
+              planned_rows = least(c.planned_rows, greatest(0, $3 - (
+                SELECT coalesce(sum(b.planned_rows), 0) FROM batch_chunks b
+                 WHERE b.run_id = $1 AND b.round = 0 AND b.last_id < c.first_id)))
+         FROM batch_chunks before
+        WHERE c.run_id = $1 AND c.round = 0 AND c.first_id < $2::int8 AND c.last_id >= $2::int8
+          AND before.run_id = c.run_id AND before.round = c.round AND before.chunk_no = c.chunk_no
+       RETURNING before.last_id, before.planned_rows - c.planned_rows AS rest, c.planned_at
+     ), added AS (
+       INSERT INTO batch_chunks (run_id, round, chunk_no, first_id, last_id, planned_rows, planned_at, status)
+       SELECT $1, 0, (SELECT max(chunk_no) + 1 FROM batch_chunks WHERE run_id = $1 AND round = 0),
+              $2::int8, cut.last_id, cut.rest, cut.planned_at, 'deferred'
+         FROM cut
+       RETURNING 1
+     ), later AS (
+       UPDATE batch_chunks SET status = 'deferred', updated_at = now()
+        WHERE run_id = $1 AND round = 0 AND first_id >= $2::int8 AND status = 'queued'
+       RETURNING 1
+     ), counted AS (
+       UPDATE batch_jobs SET chunks_total = chunks_total + (SELECT count(*) FROM added), updated_at = now()
+        WHERE id = $1
+     )
+     SELECT (SELECT count(*) FROM added)::int AS added,
+            (SELECT count(*) FROM added)::int + (SELECT count(*) FROM later)::int AS deferred`,
+    [runId, cutAt, rows],
+  );
+  return deferred[0] ?? { deferred: 0, added: 0 };
+}
+
+/** What a run's canary did: its rows done and failed, in the chunks of round 0 that ended. */
+export interface CanaryEnd {
+  rows: number;
+  failed: number;
+}
+
+/**
+ * The canary's end: round 0 has deferred chunks and none other left to end. Its rows are those
+ * of the round's ended chunks, all of them the canary's: a deferred chunk ends only after the
+ * resume that releases it. Undefined while the canary runs, and once its rows are released.
+ */
+export async function findCanaryEnd(client: PoolClient, runId: number): Promise<CanaryEnd | undefined> {
+  const { rows } = await client.query<CanaryEnd & { deferred: number; open: number }>(
+    `SELECT count(*) FILTER (WHERE status = 'deferred')::int AS deferred,
+            count(*) FILTER (WHERE status IN ('queued', 'running'))::int AS open,
+            coalesce(sum(rows_completed + rows_failed) FILTER (WHERE status IN ('done', 'failed')), 0)::int AS rows,
+            coalesce(sum(rows_failed) FILTER (WHERE status IN ('done', 'failed')), 0)::int AS failed
+       FROM batch_chunks WHERE run_id = $1 AND round = 0`,
+    [runId],
+  );
+  const found = rows[0];
+  if (!found || found.deferred === 0 || found.open > 0) return undefined;
+  return { rows: found.rows, failed: found.failed };
+}
+
+/** Makes the deferred chunks of round 0 queued, for the resume after the canary to enqueue; returns how many. */
+export async function releaseDeferredChunks(client: PoolClient, runId: number): Promise<number> {
+  const { rowCount } = await client.query(
+    `UPDATE batch_chunks SET status = 'queued', updated_at = now()
+      WHERE run_id = $1 AND round = 0 AND status = 'deferred'`,
+    [runId],
+  );
+  return rowCount ?? 0;
 }

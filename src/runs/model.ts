@@ -14,13 +14,27 @@ export interface RunSettings {
   retryDelayMs: number;
   chunkMaxAttempts: number;
   /**
+   * Rows of round 0, the first by key, that the run works through before it pauses itself for a
+   * person to look (`seed enqueue --canary N`): its other chunks wait `deferred` until the resume.
+   */
+  canary?: number;
+  /**
    * The run's parameters as given (JSON): every worker and hook parses them with the job's
    * `params` schema. Absent: none were given.
    */
   params?: Record<string, unknown>;
   /** What the starter ran with, for the record: each worker's own WORKERS and ROW_CONCURRENCY apply. */
   hints?: { workers: number; rowConcurrency: number };
+  /** Part of the job's rows, when the run takes no more: the others stay pending for a later run. */
+  subset?: RunSubset;
 }
+
+/**
+ * A run's part of the job's rows, besides the job's `where`: keys from `from` to `to`
+ * (inclusive, either alone; decimal text, exact over BIGINT's range), or the keys a file listed,
+ * `keys` of them, kept in batch_run_keys.
+ */
+export type RunSubset = { from?: string; to?: string } | { keysFile: string; keys: number };
 
 export type RunStatus = "pending" | "running" | "paused" | "cancelling" | "cancelled" | "completed" | "failed";
 
@@ -49,7 +63,7 @@ export interface Run {
   errorMessage: string | null;
 }
 
-export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled";
+export type ChunkStatus = "queued" | "running" | "done" | "failed" | "cancelled" | "deferred";
 
 /** Statuses in which a chunk has not ended: its rows may still be processed. */
 export const OPEN_CHUNK_STATUSES: ReadonlySet<ChunkStatus> = new Set(["queued", "running"]);

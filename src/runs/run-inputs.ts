@@ -1,4 +1,5 @@
-import type { RunSettings } from "./model";
+import type { RunSettings, RunSubset } from "./model";
+import { describeSubset } from "./subset";
 
 /**
  * What a run was started with that makes it the run it is, beyond its job and its name: its
@@ -34,7 +35,19 @@ const paramsDiffer: InputComparer = (started, asked) => {
     .map((name) => `${name}=${shown(before[name])}, not ${shown(now[name])}`);
 };
 
-const RUN_INPUTS: InputComparer[] = [paramsDiffer];
+/** `subset keys 1 to 100, not all the job's rows`; a file's keys compared by the file's name (not read again). */
+const subsetDiffers: InputComparer = (started, asked) => {
+  const [before, now] = [started.subset, asked.subset];
+  const told = (subset: RunSubset | undefined) =>
+    subset && "keysFile" in subset ? `the keys of ${subset.keysFile}` : describeSubset(subset);
+  return told(before) === told(now) ? [] : [`subset ${told(before)}, not ${told(now)}`];
+};
+
+/** `canary=300, not nothing`: a canary (its rows) is part of what the run was started as. */
+const canaryDiffers: InputComparer = (started, asked) =>
+  started.canary === asked.canary ? [] : [`canary=${shown(started.canary)}, not ${shown(asked.canary)}`];
+
+const RUN_INPUTS: InputComparer[] = [paramsDiffer, subsetDiffers, canaryDiffers];
 
 /** How a start asked for now differs from the run as it was started; none: it is the same run. */
 export function runInputDifferences(started: RunSettings, asked: RunSettings): string[] {

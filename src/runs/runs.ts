@@ -1,8 +1,8 @@
 import type { PoolClient } from "pg";
 import type { JobDefinition } from "../jobs/define";
-import { jobSql } from "../jobs/job-sql";
+import { jobSql, type RowScope } from "../jobs/job-sql";
 import { RunMissingError } from "./errors";
-import { ENDED_RUN_STATUSES, type Run, type RunSettings, type RunStatus } from "./model";
+import { ENDED_RUN_STATUSES, type Run, type RunSettings, type RunStatus, type RunSubset } from "./model";
 
 /**
  * The SQL of a run's summary row (batch_jobs): its status, round and counters. Callers own
@@ -38,14 +38,28 @@ export async function insertRun(
 }
 
 /**
- * Whether any row of the job's table is work for a new run allowed `maxAttempts` attempts.
+ * Whether any row of the job's table (of the run's subset, with `scope`) is work for a new run
+ * allowed `maxAttempts` attempts.
  * Plan: a sequential scan that stops at the first such row; it reads the whole table only when
  * there is none, as the plan step would.
  */
-export async function hasRowsToProcess(client: PoolClient, job: JobDefinition, maxAttempts: number): Promise<boolean> {
-  const sql = jobSql(job);
+export async function hasRowsToProcess(
+  client: PoolClient,
+  job: JobDefinition,
+  maxAttempts: number,
+  scope?: RowScope,
+): Promise<boolean> {
+  const sql = jobSql(job, scope);
   const { rows } = await client.query<{ found: boolean }>(sql.hasRowsToProcess, [maxAttempts, ...sql.filterValues]);
   return rows[0]?.found ?? false;
+}
+
+/** Records the run's subset in its settings: a file's keys, counted once loaded. */
+export async function setRunSubset(client: PoolClient, runId: number, subset: RunSubset): Promise<void> {
+  await client.query("UPDATE batch_jobs SET config = jsonb_set(config, '{subset}', $2::jsonb) WHERE id = $1", [
+    runId,
+    JSON.stringify(subset),
+  ]);
 }
 
 /**

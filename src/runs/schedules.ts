@@ -122,6 +122,12 @@ export async function setSchedulePaused(
   return state && { state, changed: false };
 }
 
+/** The job declares no schedule (any more): its row, its ticks' records and its waiting tick's queue job go. */
+export async function forgetSchedule(client: PoolClient, job: string): Promise<void> {
+  const { rowCount } = await client.query("DELETE FROM batch_schedules WHERE job = $1", [job]);
+  if (rowCount) await client.query("SELECT graphile_worker.remove_job($1)", [queueJobKeys.schedule(job)]);
+}
+
 /** The queue job that decides the job's next tick, due at `runAt` (now when left out): one per job, under its key. */
 export async function addTickQueueJob(client: PoolClient, job: string, runAt?: Date): Promise<void> {
   await addQueueJob(client, TASKS.schedule, { job }, queueJobKeys.schedule(job), STEP_MAX_ATTEMPTS, runAt);

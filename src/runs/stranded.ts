@@ -76,7 +76,7 @@ export async function findStrandedSteps(client: PoolClient): Promise<StrandedSte
           AND NOT EXISTS (SELECT 1 FROM batch_steps s WHERE s.run_id = r.id AND s.step = 'finish' AND s.round = r.round)
           AND NOT EXISTS (
             SELECT 1 FROM batch_chunks c
-             WHERE c.run_id = r.id AND c.round = r.round AND c.status IN ('queued', 'running'))
+             WHERE c.run_id = r.id AND c.round = r.round AND c.status IN ('queued', 'running', 'deferred'))
      )
      SELECT run_id AS "runId", step, round FROM due
       WHERE NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.key = due.key)

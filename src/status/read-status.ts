@@ -1,5 +1,6 @@
 import type { PoolClient } from "pg";
 import { chunkQueueJobKeySql } from "../runs/job-queue";
+import type { RunSubset } from "../runs/model";
 import { type RunThrottle, readRunThrottle } from "../runs/throttle-state";
 
 /**
@@ -59,6 +60,8 @@ export interface RateLimitState {
 export interface RunReport extends RunProgress {
   /** The parameters the run was started with, as given ({}: none). */
   params: Record<string, unknown>;
+  /** The part of the job's rows the run takes; null: all of them. */
+  subset: RunSubset | null;
   /** null: the job has never run under a rate limit. */
   rateLimit: RateLimitState | null;
   /** Seconds this run's chunks waited for its job's rate limit, summed over chunks. */
@@ -74,6 +77,14 @@ export interface RunReport extends RunProgress {
    * left idle, say): the run cannot complete until it ends them. As their workers last saw them.
    */
   rowsHeld: { chunkNo: number; rows: number; pid: number; since: Date; state: string | null }[];
+  /** The run's canary (`seed enqueue --canary N`); null without one. */
+  canary: CanaryState | null;
+}
+
+/** A canary's rows, and once it has ended (the run paused itself), what became of them. */
+export interface CanaryState {
+  rows: number;
+  ended: { rows: number; failed: number; at: Date } | null;
 }
 
 const PROGRESS_COLUMNS = `
@@ -132,8 +143,8 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
     [progress.job, runId],
   );
   const { runWaitedSeconds = 0, ...jobLimit } = rateLimit.rows[0] ?? {};
-  const params = await client.query<{ params: Record<string, unknown> }>(
-    `SELECT coalesce(config -> 'params', '{}') AS params FROM batch_jobs WHERE id = $1`,
+  const inputs = await client.query<{ params: Record<string, unknown>; subset: RunSubset | null }>(
+    `SELECT coalesce(config -> 'params', '{}') AS params, config -> 'subset' AS subset FROM batch_jobs WHERE id = $1`,
     [runId],
   );
   const rowsHeld = await client.query<RunReport["rowsHeld"][number]>(
@@ -143,9 +154,23 @@ export async function readRunReport(client: PoolClient, runId: number): Promise<
       ORDER BY held_since, chunk_no LIMIT 5`,
     [runId, progress.round],
   );
+  // the canary's end is an event of the run's history (workflows/chunk-activity.ts)
+  const canary = await client.query<CanaryState>(
+    `SELECT (b.config ->> 'canary')::int AS rows,
+            (SELECT json_build_object('rows', (e.counts ->> 'canaryRows')::int,
+                                      'failed', (e.counts ->> 'canaryFailed')::int, 'at', e.at)
+               FROM batch_events e WHERE e.run_id = b.id AND e.event = 'canary-ended'
+              ORDER BY e.id DESC LIMIT 1) AS ended
+       FROM batch_jobs b WHERE b.id = $1 AND b.config ? 'canary'`,
+    [runId],
+  );
+  const canaryState = canary.rows[0];
+  if (canaryState?.ended) canaryState.ended.at = new Date(canaryState.ended.at);
   return {
     ...progress,
-    params: params.rows[0]?.params ?? {},
+    params: inputs.rows[0]?.params ?? {},
+    subset: inputs.rows[0]?.subset ?? null,
+    canary: canaryState ?? null,
     rowsHeld: rowsHeld.rows,
     rateLimit: rateLimit.rows[0] ? (jobLimit as RateLimitState) : null,
     rateLimitWaitedSeconds: runWaitedSeconds,

@@ -1,6 +1,8 @@
+import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
 import { printable } from "../terminal/printable";
+import type { ScheduleShown } from "./read-schedules";
 import type { RunProgress, RunReport } from "./read-status";
 
 const number = (value: number | null) => (value === null ? "-" : formatCount(value));
@@ -34,6 +36,37 @@ export function renderOverview(runs: RunProgress[]): string {
       duration(run.etaSeconds),
     ]),
   );
+}
+
+const utcMinute = (at: Date) => `${at.toISOString().slice(0, 16).replace("T", " ")}Z`;
+
+/** The scheduled jobs, then their newest ticks; nothing when no job has a schedule. */
+export function renderSchedules(schedules: ScheduleShown[]): string {
+  if (schedules.length === 0) return "";
+  const jobs = table(
+    ["schedule", "cron", "time zone", "overlap", "catch-up", "paused", "next tick", "next tick (UTC)"],
+    schedules.map((schedule) => [
+      schedule.job,
+      schedule.cron,
+      schedule.timeZone,
+      schedule.queuedTick ? `${schedule.overlap} (${utcMinute(schedule.queuedTick)} queued)` : schedule.overlap,
+      schedule.catchUp,
+      schedule.paused ? `yes, by ${printable(schedule.pausedBy ?? "?")}` : "no",
+      schedule.nextTickInZone ?? "-",
+      schedule.nextTick ? utcMinute(schedule.nextTick) : "-",
+    ]),
+  );
+  const ticks = schedules.flatMap((schedule) =>
+    schedule.lastTicks.map((tick) => [
+      schedule.job,
+      utcMinute(tick.tick),
+      tick.outcome,
+      tick.run === null ? "-" : printable(tick.run),
+      tick.missed > 0 ? String(tick.missed) : "",
+    ]),
+  );
+  if (ticks.length === 0) return jobs;
+  return `${jobs}\n\n${table(["schedule", "tick", "outcome", "run", "missed before"], ticks)}`;
 }
 
 /** "ETA 1m05s", and what the run waits for while nothing of it runs. */
@@ -93,6 +126,22 @@ function rateLimitLines(report: RunReport): string[] {
   ];
 }
 
+/** Where the run's canary is: running, or ended and the run paused after it (or resumed since). */
+export function canaryLine({
+  canary,
+  status,
+}: {
+  canary: { rows: number; ended: { rows: number; failed: number } | null } | null;
+  status: string;
+}): string | undefined {
+  if (!canary) return undefined;
+  if (!canary.ended) return `canary: the first ${number(canary.rows)} rows, then the run pauses`;
+  const what = `${number(canary.ended.rows)} rows, ${number(canary.ended.failed)} failed`;
+  return status === "paused"
+    ? `paused after its canary: ${what}; batch resume goes on with the rest`
+    : `canary: ${what}; the run went on after it`;
+}
+
 /** "params: priceChangePct=10, region="eu"", each value as JSON. */
 function paramsLines({ params }: RunReport): string[] {
   const entries = Object.entries(params);
@@ -100,12 +149,18 @@ function paramsLines({ params }: RunReport): string[] {
   return [`params: ${entries.map(([name, value]) => `${name}=${JSON.stringify(value)}`).join(", ")}`];
 }
 
+/** "subset: keys 100 to 200": only where the run takes part of the job's rows. */
+const subsetLines = ({ subset }: RunReport): string[] => (subset ? [`subset: ${describeSubset(subset)}`] : []);
+
 export function renderReport(report: RunReport): string {
   const { chunks } = report;
   const throttle = throttleLine(report);
+  const canary = canaryLine(report);
   const lines = [
     `batch run ${report.id} "${report.name}" of job ${report.job}: ${report.status} (round ${report.round})`,
     ...paramsLines(report),
+    ...subsetLines(report),
+    ...(canary ? [canary] : []),
     ...(throttle ? [throttle] : []),
     ...rowsHeldLines(report),
     `${progressBar(report.percentDone)}  ${number(report.completed + report.failed)} / ${number(report.total)} rows`,

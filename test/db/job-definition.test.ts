@@ -6,11 +6,9 @@ import { withPool } from "../../src/db/pool";
 import { JobCatalog, loadCatalog } from "../../src/jobs/catalog";
 import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
-import { runChunkQueueJob } from "../../workflows/chunk-activity";
-import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
 import { createMigratedDatabase, type TestDatabase } from "../support/database";
-import { inProcessDeps } from "../support/in-process";
+import { runRoundInProcess } from "../support/in-process";
 import { runByName } from "../support/runs";
 
 const process = async () => undefined;
@@ -112,16 +110,7 @@ describe("a job over a table whose names need quoting, writing no result", () =>
     const { run } = await startRun(pool, job, "odd", settings, "test", "now");
     const planned = await runByName(db.pool, "odd");
     expect(planned.total_records).toBe(200);
-    const deps = inProcessDeps(db.pool);
-    const { rows: chunks } = await db.pool.query("SELECT chunk_no FROM batch_chunks WHERE run_id = $1", [run.id]);
-    for (const { chunk_no: chunkNo } of chunks) {
-      await runChunkQueueJob(
-        deps,
-        { runId: run.id, round: 0, chunkNo },
-        { key: `k${chunkNo}`, attempt: 1, maxAttempts: 3 },
-      );
-    }
-    await finishRound(pool, run.id, 0, "test");
+    await runRoundInProcess(db.pool, run.id);
 
     const { rows } = await db.pool.query(`
       SELECT "select" = 'c' AS other, send_status AS status, count(*)::int AS n, min(send_error) AS error

@@ -9,10 +9,9 @@ import { paramsFromAssignments } from "../../src/jobs/params";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { readRunReport } from "../../src/status/read-status";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
-import { finishRound } from "../../workflows/finish-round";
 import { RunStartedOtherwiseError, runSettings, startRun } from "../../workflows/start-run";
 import { useTestDatabase } from "../support/database";
-import { inProcessDeps } from "../support/in-process";
+import { inProcessDeps, runRoundInProcess } from "../support/in-process";
 
 /** A job that raises prices by its run's `pct` and labels them, its hooks recording the run's parameters. */
 function scaleJob(params: z.ZodType<{ pct: number; label: string }, { pct: unknown; label?: string }>) {
@@ -83,9 +82,11 @@ describe("a run's parameters", () => {
     expect(first.created).toBe(true);
     const again = await start("raise", { pct: 10 });
     expect(again).toMatchObject({ created: false, run: { id: first.run.id } });
+    // compared as the schema reads them: its default given is the same start
+    expect(await start("raise", { pct: 10, label: "plain" })).toMatchObject({ created: false });
     await expect(start("raise", { pct: 20, label: "x" })).rejects.toThrow(
       new RunStartedOtherwiseError(
-        `batch run "raise" (id ${first.run.id}) was started with label=nothing, not "x"; pct=10, not 20: ` +
+        `batch run "raise" (id ${first.run.id}) was started with label="PLAIN", not "X"; pct=10, not 20: ` +
           "start those under another name",
       ),
     );
@@ -94,16 +95,7 @@ describe("a run's parameters", () => {
 
   it("reach every record and both hooks parsed by the job's schema, and show in status", async () => {
     const { run } = await start("raise", { pct: 10 });
-    const deps = inProcessDeps(db.pool);
-    const { rows: chunks } = await db.pool.query("SELECT chunk_no FROM batch_chunks WHERE run_id = $1", [run.id]);
-    for (const { chunk_no: chunkNo } of chunks) {
-      await runChunkQueueJob(
-        deps,
-        { runId: run.id, round: 0, chunkNo },
-        { key: `k${chunkNo}`, attempt: 1, maxAttempts: 1 },
-      );
-    }
-    await finishRound(withPool(db.pool), run.id, 0, "test");
+    await runRoundInProcess(db.pool, run.id);
 
     const { rows } = await db.pool.query(
       "SELECT count(*)::int AS n, bool_and(new_price = 110 * id) AS raised, min(label) AS label FROM items WHERE scale_status = 'completed'",

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { JobDefinition } from "#pg-batch";
 import { withPool } from "../../src/db/pool";
 import { parseSchedule, type ScheduleSpec } from "../../src/jobs/schedule";
@@ -70,6 +71,17 @@ describe("scheduled runs", () => {
     // a tick decided again (a queue job run twice) changes nothing
     expect((await decide(job, seconds(now, 30))).decided).toEqual([]);
     expect(await runs()).toHaveLength(1);
+  });
+
+  it("gives the runs it starts the schedule's parameters", async () => {
+    const job = {
+      ...scheduledJob({ params: { region: "eu" } }),
+      params: z.object({ region: z.string() }),
+    };
+    await register(job);
+    await decide(job, seconds(TICKS[0] as Date, 1));
+    const { rows } = await db.pool.query("SELECT config -> 'params' AS params FROM batch_jobs WHERE kind = 'process'");
+    expect(rows).toEqual([{ params: { region: "eu" } }]);
   });
 
   it("starts the latest tick missed while every worker was down, once, and counts the others (catchUp latest)", async () => {
@@ -152,6 +164,18 @@ describe("scheduled runs", () => {
       { tick: "03-02T02:00", outcome: "skipped-paused", run: null, missed: 0 },
       { tick: "03-03T02:00", outcome: "started", run: "nightly@2027-03-03T02:00Z", missed: 0 },
     ]);
+  });
+
+  it("forgets the schedule of a job that no longer declares one", async () => {
+    const job = scheduledJob();
+    await register(job);
+    await decide(job, seconds(TICKS[0] as Date, 1));
+    await registerSchedules(withPool(db.pool), [{ ...job, schedule: undefined }]);
+    expect((await db.pool.query("SELECT job FROM batch_schedules")).rows).toEqual([]);
+    expect(await ticks()).toEqual([]);
+    expect(await tickJobs()).toEqual([]);
+    // its run goes on
+    expect(await runs()).toEqual([{ batch_name: "nightly@2027-03-02T02:00Z", status: "pending" }]);
   });
 
   it("counts a due tick in the backlog KEDA reads, so that a pod starts for it", async () => {

@@ -5,7 +5,7 @@ import { CHUNK_ROWS, FAIL_RATE, type Operation, operation, WorkflowDriver } from
 
 /**
  * Random sequences of legitimate and hostile operations on real runs: start, pause, resume,
- * cancel, workers running due jobs, steps and chunks called directly with any round and chunk,
+ * cancel, retry, workers running due jobs, steps and chunks called directly with any round and chunk,
  * jobs added by hand (keyless, under their own key, under another chunk's key), workers dying
  * with a chunk. After each operation the invariants of test/support/workflow-invariants.ts must
  * hold; at the end, with the workers run to completion, no run is left active and no job due.
@@ -65,6 +65,11 @@ describe("batch-run workflow properties", () => {
     if (problems.length > 0) fail(problems);
   }
 
+  /** The run's three rounds, their chunks run here, where FAIL_RATE fails rows: it ends with failed rows. */
+  const roundsFailingRows: Operation[] = [0, 1, 2].flatMap(() => [
+    ...[0, 1, 2].map((chunkNo): Operation => ({ op: "chunk", roundOffset: 0, chunkNo })),
+    { op: "finish", roundOffset: 0 },
+  ]);
   const operations = fc.array(operation, { minLength: 1, maxLength: 16 });
   /** Replays a reported failure: FC_SEED and FC_PATH as fast-check printed them. */
   const replay = process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH } : {};
@@ -76,6 +81,14 @@ describe("batch-run workflow properties", () => {
     },
     NUM_RUNS * MS_PER_RUN,
   );
+
+  // few: each sequence runs the run's three rounds first
+  it("keeps every invariant under random operations after a run ended with failed rows, retries among them", async () => {
+    const afterFailures = fc
+      .array(operation, { minLength: 1, maxLength: 8 })
+      .map((after) => [...roundsFailingRows, { op: "retry" } as Operation, ...after]);
+    await fc.assert(fc.asyncProperty(afterFailures, scenario), { numRuns: 10, endOnFailure: true, ...replay });
+  });
 
   it.each<[string, Operation[]]>([
     // the reports, as operations
@@ -148,6 +161,30 @@ describe("batch-run workflow properties", () => {
       [
         { op: "forge", task: "batch_finish", roundOffset: 0, chunkNo: 0, key: "other", maxAttempts: 1 },
         { op: "worker" },
+      ],
+    ],
+    [
+      "retries of the failed rows of a run that completed, twice in a row, beside a finish forged for the next round",
+      [
+        ...roundsFailingRows,
+        { op: "forge", task: "batch_finish", roundOffset: 1, chunkNo: 0, key: "own", maxAttempts: 25 },
+        { op: "retry" },
+        { op: "retry" },
+        { op: "job", pick: 0 },
+        { op: "worker" },
+        { op: "retry" },
+      ],
+    ],
+    [
+      "a retry's round paused, cancelled, then retried and resumed",
+      [
+        ...roundsFailingRows,
+        { op: "retry" },
+        { op: "pause" },
+        { op: "cancel" },
+        { op: "worker" },
+        { op: "retry" },
+        { op: "resume" },
       ],
     ],
     // failures the property found (in its test harness), as the operations of their counterexamples

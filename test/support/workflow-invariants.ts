@@ -4,7 +4,8 @@ import { tally } from "./runs";
 /**
  * What must hold of batch runs at every moment, whatever jobs were added, duplicated or forged:
  * checked by test/db/workflow-properties.test.ts after each operation. Each check returns the
- * problems it found, as sentences.
+ * problems it found, as sentences. An ended run changes only when a retry takes it up again
+ * (its event `retried`), and then ends once more.
  */
 
 const MAX_ATTEMPTS = 3;
@@ -50,16 +51,24 @@ async function onceEach(pool: pg.Pool): Promise<string[]> {
   );
   const endings = await rows<{ what: string }>(
     pool,
-    `SELECT format('run %s has %s endings', run_id, count(*)) AS what FROM batch_events
-      WHERE event IN ('completed', 'failed', 'cancelled') GROUP BY run_id HAVING count(*) > 1`,
+    `SELECT format('run %s has %s endings and %s retries', run_id, count(*) FILTER (WHERE event <> 'retried'),
+                   count(*) FILTER (WHERE event = 'retried')) AS what
+       FROM batch_events
+      WHERE event IN ('completed', 'failed', 'cancelled', 'retried') GROUP BY run_id
+     HAVING count(*) FILTER (WHERE event <> 'retried') > 1 + count(*) FILTER (WHERE event = 'retried')`,
+  );
+  const retries = await rows<{ what: string }>(
+    pool,
+    `SELECT format('run %s: %s retries of round %s', run_id, count(*), round) AS what FROM batch_events
+      WHERE event = 'retried' GROUP BY run_id, round HAVING count(*) > 1`,
   );
   const early = await rows<{ what: string }>(
     pool,
     `SELECT format('run %s: finish %s recorded with chunk %s %s', s.run_id, s.round, c.chunk_no, c.status) AS what
        FROM batch_steps s JOIN batch_chunks c ON c.run_id = s.run_id AND c.round = s.round
-      WHERE s.step = 'finish' AND c.status IN ('queued', 'running')`,
+      WHERE s.step = 'finish' AND c.status IN ('queued', 'running', 'deferred')`,
   );
-  return [...repeated, ...endings, ...early].map((row) => row.what);
+  return [...repeated, ...endings, ...retries, ...early].map((row) => row.what);
 }
 
 /** Chunks that have not ended belong to the current round of a run that has not ended; rows are sane. */
@@ -69,7 +78,7 @@ async function openChunksBelong(pool: pg.Pool): Promise<string[]> {
     `SELECT format('run %s (%s, round %s) has chunk %s of round %s %s', r.id, r.status, r.round,
                    c.chunk_no, c.round, c.status) AS what
        FROM batch_chunks c JOIN batch_jobs r ON r.id = c.run_id
-      WHERE c.status IN ('queued', 'running')
+      WHERE c.status IN ('queued', 'running', 'deferred')
         AND (r.status IN ('completed', 'failed', 'cancelled', 'pending') OR c.round <> r.round)`,
   );
   const users = await rows<{ what: string }>(
@@ -110,11 +119,12 @@ export async function nothingStranded(pool: pg.Pool): Promise<string[]> {
   return [...chunks, ...finishes].map((row) => row.what);
 }
 
-/** Everything of a run that must not change once it has ended, as JSON. */
+/** Everything of a run that must not change once it has ended, until a retry, as JSON. */
 async function endedRuns(pool: pg.Pool): Promise<Map<number, string>> {
   const ended = await rows<{ id: number; state: unknown }>(
     pool,
     `SELECT r.id, json_build_object(
+              'retries', (SELECT count(*) FROM batch_events e WHERE e.run_id = r.id AND e.event = 'retried'),
               'run', to_jsonb(r),
               'chunks', (SELECT json_agg(c ORDER BY c.round, c.chunk_no) FROM batch_chunks c WHERE c.run_id = r.id),
               'steps', (SELECT json_agg(s ORDER BY s.step, s.round) FROM batch_steps s WHERE s.run_id = r.id),
@@ -129,9 +139,17 @@ async function endedRuns(pool: pg.Pool): Promise<Map<number, string>> {
 export async function checkInvariants(pool: pg.Pool, seenEnded: Map<number, string>): Promise<string[]> {
   const problems = [...(await countersAgree(pool)), ...(await onceEach(pool)), ...(await openChunksBelong(pool))];
   const ended = await endedRuns(pool);
+  const { rows: retried } = await pool.query<{ id: number; retries: number }>(
+    "SELECT run_id AS id, count(*)::int AS retries FROM batch_events WHERE event = 'retried' GROUP BY run_id",
+  );
+  const retriesOf = new Map(retried.map((run) => [run.id, run.retries]));
   for (const [id, before] of seenEnded) {
     const now = ended.get(id);
-    if (now === undefined) problems.push(`run ${id} is no longer ended`);
+    // taken up again by a retry: watched anew once it ends again
+    if (JSON.parse(before).retries < (retriesOf.get(id) ?? 0)) {
+      seenEnded.delete(id);
+      if (now !== undefined) seenEnded.set(id, now);
+    } else if (now === undefined) problems.push(`run ${id} is no longer ended`);
     else if (now !== before) problems.push(`run ${id} changed after it ended`);
   }
   for (const [id, state] of ended) if (!seenEnded.has(id)) seenEnded.set(id, state);

@@ -8,7 +8,14 @@ import { withPool } from "../../src/db/pool";
 import { ForgedQueueJobError, RunMissingError } from "../../src/runs/errors";
 import { queueJobKeys } from "../../src/runs/job-queue";
 import { ChunkPayload } from "../../src/runs/payloads";
-import { cancelRun, pauseRun, RunNotFoundError, resumeRun, SignalRefusedError } from "../../workflows/batch-control";
+import {
+  cancelRun,
+  pauseRun,
+  RunNotFoundError,
+  resumeRun,
+  retryRun,
+  SignalRefusedError,
+} from "../../workflows/batch-control";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { planRun } from "../../workflows/plan-run";
@@ -22,7 +29,7 @@ import { nothingStranded } from "./workflow-invariants";
 
 /**
  * Operations on batch runs, legitimate and hostile, for test/db/workflow-properties.test.ts: the
- * commands a user gives, the jobs a worker runs (in this process: graphile-worker's runOnce with
+ * commands a user gives (a retry of an ended run's failed rows among them), the jobs a worker runs (in this process: graphile-worker's runOnce with
  * the project's tasks, or a step or chunk called directly), jobs added by hand (duplicated,
  * forged, or under another job's key), and workers that die holding a chunk.
  */
@@ -35,7 +42,7 @@ const chunkNo = fc.integer({ min: 0, max: 4 });
 
 export type Operation =
   | { op: "start"; name: (typeof NAMES)[number] }
-  | { op: "pause" | "resume" | "cancel" | "plan" | "worker" | "recover" }
+  | { op: "pause" | "resume" | "cancel" | "retry" | "plan" | "worker" | "recover" }
   /** A worker takes a chunk job and dies, before or after it started the chunk. */
   | { op: "kill"; startsChunk: boolean }
   /** One due job, chosen by `pick` among them, run as a worker would. */
@@ -58,6 +65,7 @@ export const operation: fc.Arbitrary<Operation> = fc.oneof(
     arbitrary: fc.record({ op: fc.constantFrom("pause" as const, "resume" as const, "cancel" as const) }),
     weight: 2,
   },
+  { arbitrary: fc.record({ op: fc.constant("retry" as const) }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constantFrom("plan" as const, "recover" as const) }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant("kill" as const), startsChunk: fc.boolean() }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant("worker" as const) }), weight: 1 },
@@ -168,6 +176,10 @@ export class WorkflowDriver {
         return (await resumeRun(this.db, `#${run.id}`, "user")).run.status;
       case "cancel":
         return (await cancelRun(this.db, `#${run.id}`, "user")).run.status;
+      case "retry": {
+        const { run: retried, rows, changed } = await retryRun(this.db, `#${run.id}`, "user");
+        return `${retried.status} round ${retried.round}, ${rows} rows${changed ? "" : " (unchanged)"}`;
+      }
       case "plan":
         return JSON.stringify((await planRun(this.db, run.id, "caller")).result);
       case "finish": {

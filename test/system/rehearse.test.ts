@@ -1,7 +1,8 @@
 import { useTestDatabase } from "../support/database";
-import { seed } from "../support/processes";
+import { batch, type Running, seed, startWorker, status, terminate } from "../support/processes";
+import { runByName, waitFor } from "../support/runs";
 
-/** Rehearse first (docs/operations.md): a dry run through the CLI. */
+/** Rehearse first (docs/operations.md): a dry run and a canary through the CLI, with a real worker. */
 
 const ROWS = 2000;
 
@@ -49,5 +50,58 @@ describe("seed enqueue --dry-run", () => {
     const started = await seed(["enqueue"], { DATABASE_URL: db.url });
     expect(started.code).toBe(0);
     expect(JSON.parse(started.stdout)).toMatchObject({ created: true, rows: ROWS });
+  });
+});
+
+describe("seed enqueue --canary", () => {
+  const db = useTestDatabase({ users: ROWS });
+  const env = () => ({ DATABASE_URL: db.url, CHUNK_SIZE: "200", MAX_ATTEMPTS: "1" });
+  let worker: Running | undefined;
+  afterEach(async () => {
+    if (worker) await terminate(worker, 30_000);
+  });
+
+  beforeAll(async () => {
+    // every 100th row fails: 3 of the canary's 300
+    await db.pool.query("UPDATE users SET salary = NULL WHERE id % 100 = 0");
+  });
+
+  const rowsByState = async () => {
+    const { rows } = await db.pool.query(
+      `SELECT batch_status AS status, count(*)::int AS rows, min(id)::int AS first, max(id)::int AS last
+         FROM users GROUP BY 1 ORDER BY 1`,
+    );
+    return rows;
+  };
+
+  it("pauses after its first N rows for a person to look; the resume finishes the run", async () => {
+    const started = await seed(["enqueue", "--canary", "300", "--batch-name", "careful"], env());
+    expect(started.code).toBe(0);
+    worker = startWorker([], env());
+    await waitFor("the canary's pause", async () => (await runByName(db.pool, "careful")).status === "paused");
+    expect(await rowsByState()).toEqual([
+      { status: "completed", rows: 297, first: 1, last: 299 },
+      { status: "failed", rows: 3, first: 100, last: 300 },
+      { status: "pending", rows: ROWS - 300, first: 301, last: ROWS },
+    ]);
+    expect(await runByName(db.pool, "careful")).toMatchObject({ processed_records: 297, failed_records: 3 });
+
+    const text = await status(["careful"], env());
+    expect(text.stdout).toContain("paused after its canary: 300 rows, 3 failed; batch resume goes on with the rest");
+    const json = JSON.parse((await status(["careful", "--json"], env())).stdout);
+    expect(json.canary).toMatchObject({ rows: 300, ended: { rows: 300, failed: 3 } });
+
+    expect((await batch(["resume", "careful"], env())).code).toBe(0);
+    await waitFor("the run's end", async () => (await runByName(db.pool, "careful")).status === "completed");
+    expect(await runByName(db.pool, "careful")).toMatchObject({
+      total_records: ROWS,
+      processed_records: ROWS - 20,
+      failed_records: 20,
+    });
+    const history = JSON.parse((await batch(["history", "careful", "--json"], env())).stdout);
+    const events = history.events.map((event: { event: string }) => event.event);
+    expect(events.indexOf("canary-ended")).toBeGreaterThan(-1);
+    expect(events.indexOf("resumed")).toBeGreaterThan(events.indexOf("canary-ended"));
+    expect(events.at(-1)).toBe("completed");
   });
 });

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { defineJob, JobDefinitionError } from "#pg-batch";
 import { formatInZone, latestTick, nextTick, parseSchedule, type Schedule, tickRunName } from "../../src/jobs/schedule";
 
@@ -73,6 +74,25 @@ describe("a job's schedule, checked when the job is defined", () => {
   it("takes a good one, with its defaults", () => {
     const { schedule } = job({ cron: "0 3 * * *", timeZone: "Europe/Paris" })();
     expect(schedule).toMatchObject({ cron: "0 3 * * *", timeZone: "Europe/Paris", overlap: "skip", catchUp: "latest" });
+  });
+
+  it("checks the parameters it gives its runs against the job's params, as a run's", () => {
+    const withParams = (params: object) => () =>
+      defineJob({
+        name: "nightly",
+        table: "users",
+        key: "id",
+        reads: {},
+        params: z.object({ region: z.enum(["eu", "us"]), limit: z.number().int().default(100) }),
+        schedule: { cron: "0 3 * * *", params: params as never },
+        process: async () => undefined,
+      });
+    expect(withParams({ region: "eu" })().schedule?.params).toEqual({ region: "eu" });
+    expect(withParams({ region: "mars" })).toThrow(/^job nightly: schedule.params: region: /);
+    expect(withParams({ region: "eu", limt: 5 })).toThrow("limt: not a parameter of job nightly");
+    expect(job({ cron: "0 3 * * *", params: { region: "eu" } })).toThrow(
+      "job nightly: schedule.params: region: job nightly takes no parameters",
+    );
   });
 
   it.each([

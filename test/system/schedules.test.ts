@@ -1,0 +1,92 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { tickRunName } from "../../src/jobs/schedule";
+import { useTestDatabase } from "../support/database";
+import { batch, lastJsonLine, ROOT, type Running, startWorker, status, stopAll } from "../support/processes";
+import { waitFor } from "../support/runs";
+
+/**
+ * A scheduled job with real worker processes: two start together after every worker was down
+ * across the job's ticks, and the latest tick starts one run, which they work through; status
+ * shows the schedule, and `batch schedule pause` pauses it for every pod. The ticks' decisions
+ * themselves, with the clock driven, are test/db/schedules.test.ts's.
+ */
+
+const JOB = `const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
+module.exports = defineJob({
+  name: "nightly",
+  table: "users",
+  key: "id",
+  reads: {},
+  state: { status: "batch_status", attempts: "attempts", error: "last_error", runId: "batch_id", processedAt: "processed_at" },
+  schedule: { cron: "0 3 * * *", timeZone: "Europe/Paris" },
+  async process() {},
+});
+`;
+
+describe("a scheduled job, with two worker processes", () => {
+  const db = useTestDatabase({ users: 300 });
+  const workers: Running[] = [];
+  let jobsDir: string;
+
+  beforeAll(async () => {
+    jobsDir = await fs.mkdtemp(path.join(os.tmpdir(), "scheduled-job-"));
+    await fs.writeFile(path.join(jobsDir, "nightly.js"), JOB);
+  });
+  afterAll(async () => {
+    await stopAll(workers, "SIGTERM");
+    await fs.rm(jobsDir, { recursive: true, force: true });
+  });
+
+  it("starts the latest tick missed while none was up once, and status and pause show it", async () => {
+    // known for two days, no tick taken: the ticks came while every worker was down
+    await db.pool.query(
+      `INSERT INTO batch_schedules (job, cron, time_zone, overlap, catch_up, since)
+       VALUES ('nightly', '0 3 * * *', 'Europe/Paris', 'skip', 'latest', now() - interval '2 days')`,
+    );
+    const env = { DATABASE_URL: db.url, JOBS_DIR: jobsDir, WORKERS: "2" };
+    workers.push(startWorker([], { ...env, POD_NAME: "pod-a" }), startWorker([], { ...env, POD_NAME: "pod-b" }));
+    const run = await waitFor("the tick's run to complete", async () => {
+      const { rows } = await db.pool.query(
+        "SELECT batch_name, status, processed_records FROM batch_jobs WHERE kind = 'process' AND status = 'completed'",
+      );
+      return rows[0];
+    });
+    const { rows: ticks } = await db.pool.query(
+      "SELECT tick, outcome, missed, decided_by FROM batch_schedule_ticks WHERE job = 'nightly'",
+    );
+    expect(ticks).toHaveLength(1);
+    expect(ticks[0]).toMatchObject({ outcome: "started" });
+    expect(ticks[0].missed).toBeGreaterThanOrEqual(1);
+    expect(run).toEqual({
+      batch_name: tickRunName("nightly", ticks[0].tick),
+      status: "completed",
+      processed_records: 300,
+    });
+    const { rows: runs } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs WHERE kind = 'process'");
+    expect(runs[0].n).toBe(1);
+    // the next tick waits in the queue, one job under the job's key
+    const { rows: queued } = await db.pool.query(
+      "SELECT run_at > now() AS later FROM graphile_worker.jobs WHERE key = 'schedule:nightly'",
+    );
+    expect(queued).toEqual([{ later: true }]);
+
+    const shown = await status(["--json"], { DATABASE_URL: db.url });
+    expect(shown.code).toBe(0);
+    const [schedule] = (lastJsonLine(shown.stdout) as { schedules: Record<string, unknown>[] }).schedules;
+    expect(schedule).toMatchObject({ job: "nightly", cron: "0 3 * * *", timeZone: "Europe/Paris", paused: false });
+    expect(schedule?.nextTickInZone).toMatch(/^\d{4}-\d\d-\d\d 03:00 \+0[12]:00$/);
+    expect(schedule?.lastTicks).toEqual([expect.objectContaining({ outcome: "started", run: run.batch_name })]);
+
+    const paused = await batch(["schedule", "pause", "nightly"], { DATABASE_URL: db.url });
+    expect(paused.code).toBe(0);
+    expect(lastJsonLine(paused.stdout)).toMatchObject({ job: "nightly", paused: true, changed: true });
+    const text = await status([], { DATABASE_URL: db.url });
+    expect(text.stdout).toMatch(/nightly +0 3 \* \* \* +Europe\/Paris +skip +latest +yes, by /);
+    expect(text.stdout).toContain(`started  ${run.batch_name}`);
+    const unknown = await batch(["schedule", "resume", "nope"], { DATABASE_URL: db.url });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('job "nope" has no schedule in this database');
+  });
+});
