@@ -51,7 +51,7 @@ describe("seed enqueue over a subset, with a worker", () => {
     expect(json).toMatchObject({ total: 2, completed: 2, subset: { keysFile: "ids.csv", keys: 3 } });
   });
 
-  it("processes a key range, leaving the rows around it pending; refuses a bad range", async () => {
+  it("processes a key range, leaving the rows around it pending; refuses a bad range, and a dry run of one", async () => {
     const enqueued = await seed(["enqueue", "--batch-name", "by-range", "--from", "401", "--to", "650"], env());
     expect(enqueued.code).toBe(0);
     expect(JSON.parse(enqueued.stdout)).toMatchObject({ rows: 250, subset: { from: "401", to: "650" } });
@@ -65,5 +65,8 @@ describe("seed enqueue over a subset, with a worker", () => {
     const reversed = await seed(["enqueue", "--batch-name", "reversed", "--from", "9", "--to", "5"], env());
     expect(reversed.code).toBe(2);
     expect(reversed.stderr).toContain("--from 9 is above --to 5");
+    const rehearsed = await seed(["enqueue", "--dry-run", "--from", "1"], env());
+    expect(rehearsed.code).toBe(2);
+    expect(rehearsed.stderr).toContain("a dry run samples all the job's rows");
   });
 });
