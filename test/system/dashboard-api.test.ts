@@ -271,9 +271,9 @@ describe("the dashboard's JSON", () => {
     expect(taken.stderr).toContain(`configuration error: DASHBOARD_PORT ${port} cannot be served`);
   });
 
-  it("refuses pause, resume and cancel without the token, or with another", async () => {
+  it("refuses pause, resume, cancel and retry without the token, or with another", async () => {
     expect((await get(controlled, "/api/dashboard")).body).toEqual({ controls: true, errorsNeedToken: true });
-    for (const signal of ["pause", "resume", "cancel"]) {
+    for (const signal of ["pause", "resume", "cancel", "retry"]) {
       expect((await post(`/api/runs/${runId}/${signal}`)).status).toBe(403);
       expect((await post(`/api/runs/${runId}/${signal}`, "not-the-token-0123456789")).status).toBe(403);
     }
@@ -281,7 +281,13 @@ describe("the dashboard's JSON", () => {
     expect((await runByName(db.pool, "reported")).status).toBe("running");
   });
 
-  it("pauses, resumes and cancels with the token, as `batch` would", async () => {
+  it("pauses, resumes and cancels with the token, as `batch` would, and refuses a retry as it would", async () => {
+    const active = await post(`/api/runs/${runId}/retry`, TOKEN);
+    expect(active).toEqual({
+      status: 409,
+      body: { error: 'batch run "reported" is running; a retry takes up the failed rows of a run that has ended' },
+    });
+
     const paused = await post(`/api/runs/${runId}/pause`, TOKEN);
     expect(paused).toEqual({ status: 200, body: { run: runId, status: "paused", changed: true } });
     expect((await runByName(db.pool, "reported")).status).toBe("paused");
@@ -304,6 +310,7 @@ describe("the dashboard's JSON", () => {
     const refused = await post(`/api/runs/${runId}/resume`, TOKEN);
     expect(refused.status).toBe(409);
     expect(refused.body.error).toContain("was cancelled, which ended it; its unprocessed rows are pending");
+    expect((await post(`/api/runs/${runId}/retry`, TOKEN)).body.error).toEqual(refused.body.error);
     expect((await post("/api/runs/999999/pause", TOKEN)).status).toBe(404);
   });
 
