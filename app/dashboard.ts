@@ -1,15 +1,16 @@
 import type pg from "pg";
 import { runCommand } from "../cli/run-command";
 import { errorAccess } from "../dashboard/access";
-import type { Controls, ReadOnly, SendSignal, StartRun } from "../dashboard/control-api";
+import type { Controls, DryRun, ReadOnly, SendSignal, StartRun } from "../dashboard/control-api";
 import { serveDashboard } from "../dashboard/server";
-import { runEnqueue } from "../seed/commands";
+import { runDryRun, runEnqueue } from "../seed/commands";
 import { describeDatabase } from "../src/base/redact";
 import { type DashboardConfig, getConfig, requireDatabaseUrl } from "../src/config/config";
 import { getCatalog, getLogger } from "../src/config/context";
 import { createPool, type WithClient, withPool } from "../src/db/pool";
 import { checkDatabase } from "../src/db/preflight";
 import { paramFields } from "../src/jobs/params";
+import { DEFAULT_DRY_RUN_SAMPLE } from "../src/processing/dry-run";
 import { defaultBatchName } from "../src/runs/model";
 import { cancelRun, pauseRun, RunNotFoundError, resumeRun, retryRun } from "../workflows/batch-control";
 
@@ -52,6 +53,14 @@ function startRunOf(pool: pg.Pool): StartRun {
   };
 }
 
+/** A dry run as `seed enqueue --dry-run` makes it, of the default sample, under the dashboard's settings. */
+function dryRunOf(pool: pg.Pool): DryRun {
+  return async ({ job: name, params }) => {
+    const job = getCatalog().jobs.find((known) => known.name === name);
+    return job && runDryRun(pool, job, DEFAULT_DRY_RUN_SAMPLE, getConfig(), params);
+  };
+}
+
 function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, pool: pg.Pool): Controls | ReadOnly {
   const db = withPool(pool);
   if (monitorDatabaseUrl) {
@@ -66,7 +75,7 @@ function controlsOf({ token, monitorDatabaseUrl }: DashboardConfig, pool: pg.Poo
     description: job.description,
     params: paramFields(job.params),
   }));
-  return { token, send: sendSignal(db), jobs, start: startRunOf(pool) };
+  return { token, send: sendSignal(db), jobs, start: startRunOf(pool), dryRun: dryRunOf(pool) };
 }
 
 async function main(): Promise<void> {

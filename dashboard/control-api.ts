@@ -3,12 +3,13 @@ import os from "node:os";
 import { CommandError, UsageError } from "../src/base/command-error";
 import type { Logger } from "../src/base/logger";
 import type { ParamField } from "../src/jobs/params";
+import type { DryRunReport } from "../src/processing/dry-run";
 import { carriesToken } from "./access";
 import { json, type Reply, type Route } from "./routes";
 
 /**
- * Pause, resume, cancel and retry, and starting a run with its parameters, for requests that
- * carry the access token (`Authorization: Bearer`).
+ * Pause, resume, cancel and retry, starting a run with its parameters, and a dry run of a job,
+ * for requests that carry the access token (`Authorization: Bearer`).
  * The signals themselves are the workflow's (workflows/batch-control.ts), handed in by the entry
  * that composes the dashboard (app/dashboard.ts): the core knows no workflow.
  */
@@ -49,11 +50,19 @@ export type StartRun = (
   actor: string,
 ) => Promise<{ run: number; batch: string; created: boolean; status: string } | undefined>;
 
+/**
+ * A dry run of the job asked for, with its parameters, as `seed enqueue --dry-run` does: a
+ * sample of its rows through its function, nothing written. Undefined when no such job exists;
+ * bad parameters throw a UsageError, a line each.
+ */
+export type DryRun = (request: Omit<StartRequest, "name">) => Promise<DryRunReport | undefined>;
+
 export interface Controls {
   token: string;
   send: SendSignal;
   jobs: StartableJob[];
   start: StartRun;
+  dryRun: DryRun;
 }
 
 /** A dashboard without controls, and why: its control endpoints answer 404 saying so. */
@@ -135,6 +144,33 @@ async function answerStart(
   }
 }
 
+/**
+ * A dry run, for a request with the token: it runs the job's function, which may call other
+ * systems (and spend their quotas), so it is a control, not a read.
+ */
+async function answerDryRun(
+  controls: Controls | ReadOnly,
+  logger: Logger,
+  request: http.IncomingMessage,
+): Promise<Reply> {
+  if ("readOnlyBecause" in controls) {
+    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
+  }
+  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+  const asked = startRequestOf(await readBody(request));
+  if (typeof asked === "string") return json(400, { error: asked, problems: [asked] });
+  try {
+    const report = await controls.dryRun({ job: asked.job, params: asked.params });
+    if (!report) return json(404, { error: `no job named ${JSON.stringify(asked.job)}` });
+    const { job, sampled, wouldComplete, wouldFail } = report;
+    logger.info({ job, sampled, wouldComplete, wouldFail, from: request.socket.remoteAddress }, "dashboard: dry run");
+    return json(200, report);
+  } catch (error) {
+    if (error instanceof UsageError) return json(400, { error: error.message, problems: error.lines });
+    throw error;
+  }
+}
+
 export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Route[] {
   return [
     {
@@ -146,6 +182,7 @@ export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Ro
           : json(200, { jobs: controls.jobs }),
     },
     { method: "POST", path: /^\/api\/runs$/, answer: (_, request) => answerStart(controls, logger, request) },
+    { method: "POST", path: /^\/api\/dry-runs$/, answer: (_, request) => answerDryRun(controls, logger, request) },
     {
       method: "POST",
       path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel|retry)$/,

@@ -1,4 +1,5 @@
 /// <reference lib="dom" />
+import type { DryRunReport } from "../../src/processing/dry-run";
 import type { StartableJob } from "../control-api";
 import { element, TOKEN_KEY } from "./common";
 
@@ -60,6 +61,10 @@ export class StartForm {
     const start = element("button", { id: "start" }, "Start");
     start.type = "button";
     start.addEventListener("click", () => void this.start());
+    const dryRun = element("button", { id: "dry-run" }, "Dry run");
+    dryRun.type = "button";
+    dryRun.title = "the job's function on a sample of the rows a run would take; nothing written";
+    dryRun.addEventListener("click", () => void this.dryRun());
     container.replaceChildren(
       element("h2", {}, "Start a run"),
       element("label", {}, "Job ", this.job),
@@ -67,6 +72,7 @@ export class StartForm {
       this.fields,
       element("label", {}, "Access token ", this.token),
       start,
+      dryRun,
       this.message,
     );
     this.showParams();
@@ -93,28 +99,59 @@ export class StartForm {
     this.message.className = error ? "message error" : "message";
   }
 
-  private async start(): Promise<void> {
+  /** Shows what went wrong; undefined, for post to return. */
+  private refused(lines: string[]): undefined {
+    this.say(lines, true);
+    return undefined;
+  }
+
+  /** Posts the job and its parameters (and `extra`) to `path`: the answer's body, or undefined once a problem is shown. */
+  private async post<T>(path: string, extra: Record<string, unknown> = {}): Promise<T | undefined> {
     const token = this.token.value.trim();
-    if (!token) return this.say(["Type the access token first."], true);
+    if (!token) return this.refused(["Type the access token first."]);
     sessionStorage.setItem(TOKEN_KEY, token);
     const params: Record<string, unknown> = {};
     for (const [field, input] of this.inputs) {
       const value = paramValue(field, input);
       if (value !== undefined) params[field.name] = value;
     }
-    const name = this.name.value.trim();
-    const response = await fetch("/api/runs", {
+    const response = await fetch(path, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, accept: "application/json", "content-type": "application/json" },
-      body: JSON.stringify({ job: this.job.value, ...(name ? { name } : {}), params }),
+      body: JSON.stringify({ job: this.job.value, ...extra, params }),
     }).catch((error: Error) => error);
-    if (response instanceof Error) return this.say([`Not sent: ${response.message}`], true);
+    if (response instanceof Error) return this.refused([`Not sent: ${response.message}`]);
     const body = await response.json().catch(() => ({}));
     if (response.status === 403) {
       sessionStorage.removeItem(TOKEN_KEY);
-      return this.say(["The access token was refused."], true);
+      return this.refused(["The access token was refused."]);
     }
-    if (!response.ok) return this.say(body.problems ?? [body.error ?? `${response.status}`], true);
+    if (!response.ok) return this.refused(body.problems ?? [body.error ?? `${response.status}`]);
+    return body as T;
+  }
+
+  /** What a dry run would do, as `seed enqueue --dry-run` says it: outcomes, errors by message, a few results. */
+  private async dryRun(): Promise<void> {
+    this.say(["Dry run under way..."]);
+    const report = await this.post<DryRunReport>("/api/dry-runs");
+    if (!report) return;
+    this.say([
+      `Dry run of job ${report.job}: ${report.sampled} sampled rows, nothing written.`,
+      `Would complete ${report.wouldComplete}, would fail ${report.wouldFail}; ${report.recordsPerSecond} records/s.`,
+      ...report.errors.map(
+        (e: { count: number; error: string; keys: string[] }) => `${e.count} × ${e.error} (keys ${e.keys.join(", ")})`,
+      ),
+      ...report.results.map((r: { key: string; result: unknown }) => `${r.key} → ${JSON.stringify(r.result)}`),
+    ]);
+  }
+
+  private async start(): Promise<void> {
+    const name = this.name.value.trim();
+    const body = await this.post<{ run: number; batch: string; created: boolean; status: string }>(
+      "/api/runs",
+      name ? { name } : {},
+    );
+    if (!body) return;
     this.message.replaceChildren(
       body.created ? "Started: " : "Already there: ",
       element("a", { href: `/runs/${body.run}` }, `batch run ${body.run} "${body.batch}"`),

@@ -1,3 +1,4 @@
+import { startDashboard } from "../support/dashboard";
 import { useTestDatabase } from "../support/database";
 import { batch, type Running, seed, startWorker, status, terminate } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
@@ -50,6 +51,29 @@ describe("seed enqueue --dry-run", () => {
     const started = await seed(["enqueue"], { DATABASE_URL: db.url });
     expect(started.code).toBe(0);
     expect(JSON.parse(started.stdout)).toMatchObject({ created: true, rows: ROWS });
+  });
+
+  it("runs from the dashboard's start form, with the access token only", async () => {
+    const token = "a-token-of-the-operators-0123456789";
+    const dashboard = await startDashboard({ DATABASE_URL: db.url, DASHBOARD_TOKEN: token });
+    try {
+      const dryRun = (job: string, headers: Record<string, string> = {}) =>
+        fetch(`${dashboard.url}/api/dry-runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body: JSON.stringify({ job, params: {} }),
+        });
+      expect((await dryRun("users")).status).toBe(403);
+      const before = await everything(db.pool);
+      const answered = await dryRun("users", { authorization: `Bearer ${token}` });
+      expect(answered.status).toBe(200);
+      // the dashboard's sample is the default, 200 rows: keys 1, 11, 21, ...
+      expect(await answered.json()).toMatchObject({ job: "users", sampled: 200, wouldComplete: 190, wouldFail: 10 });
+      expect(await everything(db.pool)).toBe(before);
+      expect((await dryRun("nobody", { authorization: `Bearer ${token}` })).status).toBe(404);
+    } finally {
+      await dashboard.stop();
+    }
   });
 });
 
