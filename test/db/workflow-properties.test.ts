@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { checkInvariants } from "../support/workflow-invariants";
-import { FAIL_RATE, type Operation, operation, WorkflowDriver } from "../support/workflow-operations";
+import { CHUNK_ROWS, FAIL_RATE, type Operation, operation, WorkflowDriver } from "../support/workflow-operations";
 
 /**
  * Random sequences of legitimate and hostile operations on real runs: start, pause, resume,
@@ -11,7 +11,15 @@ import { FAIL_RATE, type Operation, operation, WorkflowDriver } from "../support
  * hold; at the end, with the workers run to completion, no run is left active and no job due.
  */
 
-const ROWS = 120;
+/** Three chunks a round, as the operations expect (chunk numbers up to 4 go past them). */
+const ROWS = 3 * CHUNK_ROWS;
+/**
+ * Sequences per run of the suite: each is a few seconds of work on a busy machine. FC_NUM_RUNS
+ * asks for more (a search of its own, beside FC_SEED to replay one).
+ */
+const NUM_RUNS = Number(process.env.FC_NUM_RUNS ?? 50);
+/** The test's timeout follows its work: a bound on each sequence, never on the whole. */
+const MS_PER_RUN = 6_000;
 
 /** The environment the in-process tasks read (src/config/config.ts): quiet, and the tests' failures. */
 const TASK_ENV = { LOG_LEVEL: "silent", POD_NAME: "property-worker", FAIL_RATE: String(FAIL_RATE) };
@@ -66,9 +74,13 @@ describe("batch-run workflow properties", () => {
   /** Replays a reported failure: FC_SEED and FC_PATH as fast-check printed them. */
   const replay = process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH } : {};
 
-  it("keeps every invariant under random legitimate and forged operations", async () => {
-    await fc.assert(fc.asyncProperty(operations, scenario), { numRuns: 100, endOnFailure: true, ...replay });
-  });
+  it(
+    "keeps every invariant under random legitimate and forged operations",
+    async () => {
+      await fc.assert(fc.asyncProperty(operations, scenario), { numRuns: NUM_RUNS, endOnFailure: true, ...replay });
+    },
+    NUM_RUNS * MS_PER_RUN,
+  );
 
   // few: each sequence runs the run's three rounds first
   it("keeps every invariant under random operations after a run ended with failed rows, retries among them", async () => {

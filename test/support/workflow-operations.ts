@@ -95,8 +95,10 @@ const REFUSALS = [
   RunNotFoundError,
 ];
 
+/** The rows of a chunk: few, as the property is about the workflow's steps, not the rows' work. */
+export const CHUNK_ROWS = 20;
 const SETTINGS = runSettings(
-  parseConfig({ CHUNK_SIZE: "40", MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0", CHUNK_MAX_ATTEMPTS: "3" }),
+  parseConfig({ CHUNK_SIZE: String(CHUNK_ROWS), MAX_ATTEMPTS: "3", RETRY_DELAY_S: "0", CHUNK_MAX_ATTEMPTS: "3" }),
   usersJob,
 );
 export const FAIL_RATE = 0.2;

@@ -1,5 +1,3 @@
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { exitStatus, failureAction } from "../../autoscaler/job-failure-policy";
 import { jobsToCreate } from "../../autoscaler/job-scaling";
@@ -8,13 +6,19 @@ import { POD_LOGGING, processSpec } from "../../autoscaler/pod-spec";
 import { secretValues } from "../../autoscaler/secrets";
 import { EXIT_FAILED, EXIT_USAGE } from "../../src/base/exit-status";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
-import { insertUsers, statusCounts, useTestDatabase } from "../support/database";
+import {
+  autoscale,
+  LOCAL,
+  LONGEST_RUN_S,
+  localScaledJob,
+  ONE_SECOND_POLLS,
+  UP_TO_THE_CAP_MS,
+  useAutoscalerDatabase,
+} from "../support/autoscaler";
+import { insertUsers } from "../support/database";
 import { type K8sObject, render } from "../support/manifests";
-import { type Finished, lastJsonLine, ROOT, run, seed, WORKER_BIN } from "../support/processes";
-import { lockedJobs, runByName } from "../support/runs";
+import { ROOT, seed, WORKER_BIN } from "../support/processes";
 
-const AUTOSCALER = path.join(ROOT, "dist/autoscaler/cli.js");
-const LOCAL = path.join(ROOT, "k8s/overlays/local");
 const LONG_RUNNING = path.join(ROOT, "k8s/overlays/long-running");
 
 const find = (objects: K8sObject[], kind: string) =>
@@ -178,59 +182,17 @@ describe("the manifests, as the local autoscaler reads them", () => {
   });
 });
 
-/** The autoscaler's CLI as a separate process, its pods' logs in a directory of their own. */
-async function autoscale(args: string[], env: Record<string, string | undefined>) {
-  const podLogs = fs.mkdtempSync(path.join(os.tmpdir(), "autoscaler-test-"));
-  try {
-    const result: Finished = await run(process.execPath, [AUTOSCALER, ...args, "--pod-logs", podLogs], env);
-    if (result.code !== 0) throw new Error(`the autoscaler exited ${result.code}:\n${result.stderr}`);
-    const summary = lastJsonLine(result.stdout) as Record<string, any>;
-    for (const pod of summary.pods) expect(fs.existsSync(path.join(podLogs, `${pod.pod}.log`))).toBe(true);
-    return summary;
-  } finally {
-    fs.rmSync(podLogs, { recursive: true, force: true });
-  }
-}
-
-const ONE_SECOND_POLLS = ["--polling-interval", "1"];
-/**
- * The autoscaler's cap on a run that should end by itself (--until-idle): far beyond what a
- * quiet machine needs (under 30 s), so that a loaded one finishes too; a run stopped by the cap
- * fails the test on `stoppedBecause`, never on a time.
- */
-const LONGEST_RUN_S = "240";
-/** The jest timeout of a test that runs the autoscaler up to its cap. */
-const UP_TO_THE_CAP_MS = 300_000;
-
 describe("the local autoscaler against a database", () => {
-  const workload = readWorkload(renderOverlay(LOCAL));
-  if (workload.kind !== "ScaledJob") throw new Error("the local overlay has no ScaledJob");
-  const db = useTestDatabase({ each: true });
-
-  async function enqueue(name: string, rows: number, env: Record<string, string> = {}) {
-    const enqueued = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...env });
-    expect(enqueued.code).toBe(0);
-    expect(lastJsonLine(enqueued.stdout)).toMatchObject({ batch: name, rows });
-  }
-
-  async function expectCompleted(name: string, rows: number) {
-    expect(await runByName(db.pool, name)).toMatchObject({
-      status: "completed",
-      total_records: rows,
-      processed_records: rows,
-      failed_records: 0,
-      retryable_records: 0,
-    });
-    expect(await statusCounts(db.pool)).toEqual({ completed: rows });
-    expect(await lockedJobs(db.pool)).toBe(0);
-  }
+  const workload = localScaledJob();
+  const { db, enqueue, expectCompleted } = useAutoscalerDatabase();
 
   it(
     "runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary",
     async () => {
-      const rows = 120_000;
+      // 60 chunks, as many as 120,000 rows in chunks of 2,000: the same decisions, a fifth of the rows
+      const rows = 24_000;
       await insertUsers(db.pool, rows);
-      await enqueue("scaled", rows, { CHUNK_SIZE: "2000" });
+      await enqueue("scaled", rows, { CHUNK_SIZE: "400" });
       const summary = await autoscale(
         [
           "k8s/overlays/local",
@@ -284,15 +246,16 @@ describe("the local autoscaler against a database", () => {
   it(
     "finishes a run whose every pod is killed at the tail: the Jobs' next pods take the work up",
     async () => {
-      const rows = 120_000;
+      // 60 chunks, each waiting as long on its records as 2,000 rows at 5 ms: the tail lasts polls
+      const rows = 24_000;
       await insertUsers(db.pool, rows);
-      await enqueue("killed", rows, { CHUNK_SIZE: "2000" });
+      await enqueue("killed", rows, { CHUNK_SIZE: "400" });
       const summary = await autoscale(
         [
           "k8s/overlays/local",
           ...ONE_SECOND_POLLS,
           "--env",
-          "PROCESS_DELAY_MS=5",
+          "PROCESS_DELAY_MS=25",
           "--env",
           "WORKER_DEAD_AFTER_S=2",
           "--kill-at-tail",
@@ -317,137 +280,29 @@ describe("the local autoscaler against a database", () => {
   );
 
   it(
-    "rides out an image pulled slowly, a pod that never starts and a lost node: exact books, no backoffLimit spent",
-    async () => {
-      const rows = 20_000;
-      await insertUsers(db.pool, rows);
-      await enqueue("faults", rows, { CHUNK_SIZE: "1000" });
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
-          "--env",
-          "PROCESS_DELAY_MS=1",
-          "--env",
-          "WORKER_DEAD_AFTER_S=2",
-          "--pull-delay",
-          "0.5",
-          "--never-start",
-          "1",
-          "--freeze",
-          "1@2",
-          // past the run's end: the stuck pod's Job holds its place until then, the others finish first
-          "--active-deadline",
-          "20",
-          "--toleration-seconds",
-          "2",
-          "--until-idle",
-          "3",
-          "--duration",
-          LONGEST_RUN_S,
-        ],
-        { DATABASE_URL: db.url },
-      );
-      await expectCompleted("faults", rows);
-      expect(summary.stoppedBecause).toBe("idle");
-      // the pod that never started: its Job counted as running until its deadline failed it
-      const stuck = summary.pods.filter((pod: any) => pod.neverRan);
-      expect(stuck).toHaveLength(1);
-      expect(stuck[0]).toMatchObject({ jobs: 0, exit: "SIGTERM" });
-      expect(stuck[0].seconds).toBeGreaterThanOrEqual(20);
-      // the frozen pod: evicted (SIGKILL, DisruptionTarget), its chunks back through the workers' liveness
-      expect(summary.timeline.flatMap((poll: any) => poll.faults)).toContain("froze 1 pod(s) (node lost)");
-      const evicted = summary.pods.filter((pod: any) => pod.conditions?.includes("DisruptionTarget"));
-      expect(evicted).toHaveLength(1);
-      expect(evicted[0].exit).toBe("SIGKILL");
-      // the Ignore rule: its Job's next pod at once, its backoffLimit untouched (no Job failed by it)
-      expect(summary.pods.length).toBeGreaterThan(2);
-    },
-    UP_TO_THE_CAP_MS,
-  );
-
-  it(
-    "starts no pod while a retry round waits for its delay",
-    async () => {
-      const rows = 20_000;
-      await insertUsers(db.pool, rows);
-      await enqueue("retried", rows, { CHUNK_SIZE: "1000", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
-          ...["--env", "PROCESS_DELAY_MS=2", "--env", "FAIL_RATE=0.1", "--env", "FAIL_FIRST_ATTEMPTS=1"],
-          // longer than the retry delay: the query reads 0 while the round waits
-          ...["--until-idle", "6", "--duration", LONGEST_RUN_S],
-        ],
-        { DATABASE_URL: db.url },
-      );
-      await expectCompleted("retried", rows);
-      expect((await runByName(db.pool, "retried")).round).toBe(1);
-      expect(summary.stoppedBecause).toBe("idle");
-      // a pod for each round, each of which found work
-      expect(summary.podsStarted).toBeGreaterThanOrEqual(2);
-      expect(summary.podsIdle).toBe(0);
-      // the wait shows as polls reading 0, after which the retry round got its pod
-      const waitStart = summary.timeline.findIndex((poll: any) => poll.query === 0);
-      expect(summary.timeline.slice(waitStart).some((poll: any) => poll.started > 0)).toBe(true);
-    },
-    UP_TO_THE_CAP_MS,
-  );
-
-  it(
     "counts the rows once when a second run name is enqueued over the same rows",
     async () => {
-      const rows = 60_000;
+      const rows = 12_000;
       await insertUsers(db.pool, rows);
-      await enqueue("first", rows, { CHUNK_SIZE: "2000" });
+      await enqueue("first", rows, { CHUNK_SIZE: "400" });
       // the same rows under another name: refused while the first run is active
-      const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      const refused = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "400" });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/"first"/);
-      const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=2", "--until-idle", "2"];
+      const args = ["k8s/overlays/local", ...ONE_SECOND_POLLS, "--env", "PROCESS_DELAY_MS=10", "--until-idle", "2"];
       const summary = await autoscale([...args, "--duration", LONGEST_RUN_S], { DATABASE_URL: db.url });
       await expectCompleted("first", rows);
       // the trigger counts chunks: the first run's, once
-      const chunks = rows / 2000;
+      const chunks = rows / 400;
       expect(Math.max(...summary.timeline.map((poll: any) => poll.query))).toBeLessThanOrEqual(chunks);
       expect(summary.maxPods).toBeLessThanOrEqual(Math.ceil(chunks / workload.scaling.target));
 
       // once it has ended, the second name finds every row completed: nothing to start, no pod
-      const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "2000" });
+      const nothing = await seed(["enqueue", "--batch-name", "second"], { DATABASE_URL: db.url, CHUNK_SIZE: "400" });
       expect(nothing.code).toBe(1);
       expect(nothing.stderr).toMatch(/nothing to process/);
       const after = await autoscale([...args, "--duration", "20"], { DATABASE_URL: db.url });
       expect(after).toMatchObject({ stoppedBecause: "idle", podsStarted: 0, finalQueryValue: 0 });
-    },
-    UP_TO_THE_CAP_MS,
-  );
-});
-
-describe("the local autoscaler with its embedded database", () => {
-  it(
-    "rides out a restart of the database mid-run: no pod started on a failed query, the run completed",
-    async () => {
-      const rows = 60_000;
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          "--embedded",
-          ...["--rows", String(rows), "--env", "CHUNK_SIZE=1000", "--env", "PROCESS_DELAY_MS=10"],
-          ...["--restart-database-at", "2", "--database-down-for", "3"],
-          ...ONE_SECOND_POLLS,
-          ...["--until-idle", "2", "--duration", LONGEST_RUN_S],
-        ],
-        {},
-      );
-      expect(summary.runs).toEqual([
-        { name: "users-batch", status: "completed", total: rows, completed: rows, failed: 0 },
-      ]);
-      expect(summary.stoppedBecause).toBe("idle");
-      const failed = summary.timeline.filter((poll: any) => poll.query === null);
-      expect(failed.length).toBeGreaterThan(0);
-      for (const poll of failed) expect(poll.started).toBe(0);
-      expect(summary.timeline.some((poll: any) => poll.faults.includes("database restart"))).toBe(true);
     },
     UP_TO_THE_CAP_MS,
   );
