@@ -150,7 +150,9 @@ export interface RetryResult extends SignalResult {
  */
 export async function retryRun(db: WithClient, nameOrId: string, actor: string): Promise<RetryResult> {
   let rows = 0;
+  let retrying: Run | undefined;
   const result = await signal(db, nameOrId, async (client, run) => {
+    retrying = run;
     const retried = await findStepResult(client, run.id, "retry", run.round);
     if (retried && !ENDED_RUN_STATUSES.has(run.status)) {
       rows = (retried.result as RetryStep).rows;
@@ -188,6 +190,12 @@ export async function retryRun(db: WithClient, nameOrId: string, actor: string):
         `retrying ${run.retryableRecords} -> ${run.retryableRecords + rows}`,
     });
     return true;
+  }).catch((error: unknown) => {
+    // another run of the job started after the check above: it holds the job's one active slot
+    if ((error as { constraint?: string }).constraint !== "batch_jobs_one_active_run" || !retrying) throw error;
+    throw new SignalRefusedError(
+      `another run of job ${retrying.job} started meanwhile: retry ${JSON.stringify(retrying.name)} once it has ended`,
+    );
   });
   return { ...result, rows };
 }

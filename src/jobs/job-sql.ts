@@ -165,25 +165,22 @@ export function jobSql(job: JobDefinition, scope?: RowScope): JobSql {
 
 /**
  * The condition (alias t) a run over a subset adds to the job's `where`, its values literals. A
- * file's keys, looked up in batch_run_keys's primary key (run_id, key): for a statement over a
- * chunk's range (`probe`), a subquery PostgreSQL cannot turn into a join, so that it walks the
- * table's key index in order and probes the key of each row it meets, stopping at its LIMIT (a
- * join hashed or merged the range's keys whole, slice after slice: four times the time for a
- * slice of 500 rows); for one over all the run's rows (the plan), a semi-join, which PostgreSQL
- * hashes (half the time of a probe per row at a million keys).
+ * file's keys: a semi-join on batch_run_keys's primary key (run_id, key). A statement over a
+ * chunk's range or a slice's rows bounds the run's keys too (`keys`, a condition on rk.key):
+ * PostgreSQL carries no inequality across a join, and with both sides bounded it walks the
+ * listed keys of the range in order and looks each row up by the table's key (a few ms for a
+ * slice of 500 rows whether the keys are a third of the table's or a thousandth; a probe per row
+ * the table holds took 7 s for the latter). Over all the run's rows (the plan) it hashes them.
  */
 function subsetCondition(
   key: string,
   scope: RowScope | undefined,
-): { rows: (probe: boolean) => string; keyRange: string } {
+): { rows: (keys?: string) => string; keyRange: string } {
   const subset = scope?.subset;
   if (!subset) return { rows: () => "", keyRange: "TRUE" };
   if ("keysFile" in subset) {
     const listed = `FROM batch_run_keys rk WHERE rk.run_id = ${sqlLiteral(scope.runId)} AND rk.key = t.${key}`;
-    return {
-      rows: (probe) => (probe ? ` AND (SELECT true ${listed})` : ` AND EXISTS (SELECT 1 ${listed})`),
-      keyRange: "TRUE",
-    };
+    return { rows: (keys) => ` AND EXISTS (SELECT 1 ${listed}${keys ? ` AND ${keys}` : ""})`, keyRange: "TRUE" };
   }
   const bounds = [
     subset.from === undefined ? undefined : `t.${key} >= ${sqlLiteral(BigInt(subset.from))}`,
@@ -211,8 +208,8 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
    */
   const jobsWhere = (first: number, param = placeholder) =>
     job.where.map(({ column }, index) => ` AND t.${q(column)} = ANY(${param(first + index)})`).join("");
-  /** `probe`: the statement walks a chunk's range, or a slice's rows (subsetCondition). */
-  const filter = (first: number, param = placeholder, probe = false) => jobsWhere(first, param) + subset.rows(probe);
+  /** `keys`: the keys the statement walks, as a condition on rk.key (subsetCondition). */
+  const filter = (first: number, param = placeholder, keys?: string) => jobsWhere(first, param) + subset.rows(keys);
   const claimable = (maxAttempts: string) =>
     `(t.${s.status} = 'pending' OR (t.${s.status} = 'failed' AND t.${s.attempts} < ${maxAttempts}))`;
   const notSince = (instant: string) => `(t.${s.processedAt} IS NULL OR t.${s.processedAt} < ${instant})`;
@@ -242,16 +239,14 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
   /** The claim, its values literals in a COPY, which takes no parameters. */
   const claimSelect = (bounds: SliceBounds, rest: LiteralValue[]) => {
     const literal = (position: number) => sqlLiteral(rest[position - 1] as LiteralValue);
-    const from =
-      bounds.afterId === undefined
-        ? `t.${key} >= ${sqlLiteral(bounds.firstId)}`
-        : `t.${key} > ${sqlLiteral(bounds.afterId)}`;
+    const [above, lower] = bounds.afterId === undefined ? [">=", bounds.firstId] : [">", bounds.afterId];
+    const upper = sqlLiteral(bounds.lastId);
     return `
       SELECT ${selected.join(", ")}
         FROM ${table} t
-       WHERE ${from} AND t.${key} <= ${sqlLiteral(bounds.lastId)}
+       WHERE t.${key} ${above} ${sqlLiteral(lower)} AND t.${key} <= ${upper}
          AND ${claimable(literal(1))}
-         AND ${notSince(literal(2))}${filter(4, literal, true)}
+         AND ${notSince(literal(2))}${filter(4, literal, `rk.key ${above} ${sqlLiteral(lower)} AND rk.key <= ${upper}`)}
        ORDER BY t.${key}
        LIMIT ${literal(3)}
          FOR UPDATE OF t SKIP LOCKED`;
@@ -261,7 +256,7 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
   const filterValues = job.where.map(({ values }) => values);
   /** The rows of [$1, $2] still claimable ($3 attempts, not processed since $4). */
   const leftInRange = `${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5, placeholder, true)}`;
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(5, placeholder, "rk.key BETWEEN $1 AND $2")}`;
   const openRow = `${claimable("$4")}${filter(6)}`;
 
   return {
@@ -311,7 +306,7 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
       SELECT count(*)::int AS written FROM written`,
     relockClaimed: `
       SELECT t.${key}::text AS key FROM ${table} t
-       WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4, placeholder, true)}
+       WHERE t.${key} = ANY($1::int8[]) AND ${claimable("$2")} AND ${notSince("$3")}${filter(4, placeholder, "rk.key = ANY($1::int8[])")}
          FOR UPDATE OF t SKIP LOCKED`,
     countLeftInRange: `SELECT count(*)::int AS left FROM ${leftInRange}`,
     rowsHeldInRange: `
@@ -329,7 +324,7 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
          FOR UPDATE OF t`,
     nthClaimableKey: `
       SELECT t.${key}::int8 AS key FROM ${table} t
-       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6, placeholder, true)}
+       WHERE t.${key} BETWEEN $1 AND $2 AND ${claimable("$3")} AND ${notSince("$4")}${filter(6, placeholder, "rk.key BETWEEN $1 AND $2")}
        ORDER BY t.${key} OFFSET $5 LIMIT 1
          FOR UPDATE OF t SKIP LOCKED`,
     keysNotTheJobs: `
@@ -359,7 +354,7 @@ function buildJobSql(job: JobDefinition, scope?: RowScope): JobSql {
       SELECT ${selected.join(", ")} FROM ${table} t JOIN picked ON t.${key} = picked.k ORDER BY t.${key}`,
     nthOpenKey: `
       SELECT t.${key}::int8 AS key FROM ${table} t
-       WHERE ${claimable("$2")}${filter(3, placeholder, true)}
+       WHERE ${claimable("$2")}${filter(3)}
        ORDER BY t.${key} OFFSET $1 LIMIT 1`,
     hasRowsToProcess: `SELECT EXISTS (SELECT 1 FROM ${table} t WHERE ${claimable("$1")}${filter(2)}) AS found`,
     openRow,

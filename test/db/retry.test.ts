@@ -7,7 +7,7 @@ import { runSettings, startRun } from "../../workflows/start-run";
 import { insertUsers, useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
 import { runDueJobs } from "../support/one-job";
-import { runByName, tally } from "../support/runs";
+import { runByName, tally, waitFor } from "../support/runs";
 
 /**
  * `batch retry`: a new round over the rows an ended run failed, their attempts given back, its
@@ -139,5 +139,35 @@ describe("batch retry", () => {
       `batch run "second" (id ${run.id}) of job users is pending: retry "first" once it has ended`,
     );
     expect(await books("first")).toMatchObject({ status: "completed", failed_records: 10, retryable_records: 0 });
+  });
+
+  it("gives way to another run of the job started while it retries", async () => {
+    await runWithFailures("first");
+    const starter = await db.pool.connect();
+    try {
+      // a run being started, not yet committed: the retry's check does not see it, its reopening waits for it
+      await starter.query("BEGIN");
+      await starter.query(
+        "INSERT INTO batch_jobs (batch_name, job, kind, status, config) VALUES ('second', 'users', 'process', 'pending', '{}')",
+      );
+      const retried = retryRun(withPool(db.pool), "first", "test").catch((error: Error) => error);
+      await waitFor("the retry to wait for the start", async () => {
+        const { rows } = await db.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE batch_jobs%'",
+        );
+        return rows.length > 0;
+      });
+      await starter.query("COMMIT");
+      expect(await retried).toEqual(
+        new SignalRefusedError('another run of job users started meanwhile: retry "first" once it has ended'),
+      );
+    } finally {
+      starter.release();
+    }
+    expect(await books("first")).toMatchObject({ status: "completed", failed_records: 10, retryable_records: 0 });
+    const { rows } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM users WHERE batch_status = 'failed' AND attempts = 2",
+    );
+    expect(rows[0].n).toBe(10);
   });
 });

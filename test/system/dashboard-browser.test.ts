@@ -199,4 +199,36 @@ describeWithBrowser("the dashboard in a browser", () => {
       await exposed.stop();
     }
   });
+
+  it("starts a run of a job from the runs page, a field for its parameter, its problems shown", async () => {
+    expect((await seed(["orders", "--rows", "50"], { DATABASE_URL: db.url })).code).toBe(0);
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(`${dashboard.url}/`);
+      await tab.waitForSelector("#start-job", { timeout: STEP_MS });
+      await tab.select("#start-job", "orders-reprice");
+      expect(await tab.$eval("#start-params", (node) => node.textContent)).toBe("priceChangePct (integer) ");
+      await tab.type("#start-name", "up10");
+      await tab.type("#param-priceChangePct", "500");
+      await tab.type("#start-token", TOKEN);
+      await tab.click("#start");
+      await tab.waitForFunction(() => document.getElementById("start-message")?.textContent, { timeout: STEP_MS });
+      expect(await tab.$eval("#start-message", (node) => node.textContent)).toBe(
+        "priceChangePct: Too big: expected number to be <=100",
+      );
+      await tab.$eval("#param-priceChangePct", (input) => {
+        (input as HTMLInputElement).value = "10";
+      });
+      await tab.click("#start");
+      await tab.waitForFunction(() => document.getElementById("start-message")?.textContent?.startsWith("Started"), {
+        timeout: STEP_MS,
+      });
+      const { rows } = await db.pool.query(
+        "SELECT config -> 'params' AS params FROM batch_jobs WHERE batch_name = 'up10'",
+      );
+      expect(rows).toEqual([{ params: { priceChangePct: 10 } }]);
+    } finally {
+      await tab.close();
+    }
+  });
 });
