@@ -8,12 +8,13 @@ import { findStrandedChunks, findStrandedSteps } from "../src/runs/stranded";
 import { recoverDeadWorkers } from "../src/worker/dead-workers";
 import type { WorkerRecovery } from "../src/worker/preset";
 import { closeChunk } from "./chunk-activity";
-import { registerSchedules } from "./schedule-tick";
+import { registerSchedules, requeueStrandedTicks } from "./schedule-tick";
 
 /**
  * The workers' recovery, which their liveness runs before a job pool takes its first job and
  * every few seconds after: the jobs of dead workers are released (src/worker/dead-workers.ts),
- * then work that no job will do gets its job or its ending (healStrandedWork). Then, once, a
+ * then work that no job will do gets its job or its ending (healStrandedWork), and a schedule
+ * whose tick lost its queue job gets it again (requeueStrandedTicks). Then, once, a
  * starting job pool makes work for its idle slots out of the running chunks
  * (src/chunks/chunk-split.ts splitForStartingWorker), before any slot looks for a job, after
  * writing its jobs' schedules and queueing their next ticks (workflows/schedule-tick.ts).
@@ -26,6 +27,9 @@ export function workerRecovery(options: { deadAfterMs: number; actor: string; lo
       if (recovered.pools.length > 0) logger.warn(recovered, "released the jobs of dead workers");
       const healed = await healStrandedWork(db, actor);
       if (healed.requeued + healed.failed + healed.steps > 0) logger.warn(healed, "healed stranded work");
+      const ticks = await requeueStrandedTicks(db, getCatalog().jobs);
+      if (ticks > 0)
+        logger.warn({ schedules: ticks }, "queued again the next tick of schedules whose queue job was gone");
     },
     start: async (db, slots) => {
       const scheduled = await registerSchedules(db, getCatalog().jobs);

@@ -7,6 +7,7 @@ import { findActiveRun, findRunByName } from "../src/runs/runs";
 import {
   addTickQueueJob,
   advanceSchedule,
+  findStrandedSchedules,
   forgetSchedule,
   lockSchedule,
   recordTick,
@@ -59,6 +60,29 @@ export async function registerSchedules(db: WithClient, jobs: JobDefinition[]): 
     if (schedule) registered++;
   }
   return registered;
+}
+
+/**
+ * Queues again the next tick of each of `jobs`' schedules whose queue job is gone or failed for
+ * good (its attempts spent on a tick that kept failing): run by the workers' periodic recovery,
+ * so that a schedule does not wait for the next worker start. The tick is then decided as any
+ * late one.
+ */
+export async function requeueStrandedTicks(db: WithClient, jobs: JobDefinition[]): Promise<number> {
+  const scheduled = jobs.filter((job) => job.schedule);
+  if (scheduled.length === 0) return 0;
+  const stranded = new Set(
+    await db((client) =>
+      findStrandedSchedules(
+        client,
+        scheduled.map((job) => job.name),
+      ),
+    ),
+  );
+  return registerSchedules(
+    db,
+    scheduled.filter((job) => stranded.has(job.name)),
+  );
 }
 
 /**

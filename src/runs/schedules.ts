@@ -128,6 +128,18 @@ export async function forgetSchedule(client: PoolClient, job: string): Promise<v
   if (rowCount) await client.query("SELECT graphile_worker.remove_job($1)", [queueJobKeys.schedule(job)]);
 }
 
+/** Which of `jobs`' schedules have no queue job that may still run (gone, or its attempts spent). */
+export async function findStrandedSchedules(client: PoolClient, jobs: string[]): Promise<string[]> {
+  const { rows } = await client.query<{ job: string }>(
+    `SELECT s.job FROM batch_schedules s
+      WHERE s.job = ANY($1::text[])
+        AND NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j
+                         WHERE j.key = 'schedule:' || s.job AND j.attempts < j.max_attempts)`,
+    [jobs],
+  );
+  return rows.map((row) => row.job);
+}
+
 /** The queue job that decides the job's next tick, due at `runAt` (now when left out): one per job, under its key. */
 export async function addTickQueueJob(client: PoolClient, job: string, runAt?: Date): Promise<void> {
   await addQueueJob(client, TASKS.schedule, { job }, queueJobKeys.schedule(job), STEP_MAX_ATTEMPTS, runAt);

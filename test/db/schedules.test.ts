@@ -4,7 +4,7 @@ import { withPool } from "../../src/db/pool";
 import { parseSchedule, type ScheduleSpec } from "../../src/jobs/schedule";
 import { setSchedulePaused } from "../../src/runs/schedules";
 import { cancelRun } from "../../workflows/batch-control";
-import { decideTicks, registerSchedules } from "../../workflows/schedule-tick";
+import { decideTicks, registerSchedules, requeueStrandedTicks } from "../../workflows/schedule-tick";
 import { useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
 
@@ -176,6 +176,20 @@ describe("scheduled runs", () => {
     expect(await tickJobs()).toEqual([]);
     // its run goes on
     expect(await runs()).toEqual([{ batch_name: "nightly@2027-03-02T02:00Z", status: "pending" }]);
+  });
+
+  it("queues the next tick again when its queue job failed for good", async () => {
+    const job = scheduledJob();
+    await register(job);
+    const pool = withPool(db.pool);
+    expect(await requeueStrandedTicks(pool, [job])).toBe(0);
+    await db.pool.query("UPDATE graphile_worker._private_jobs SET attempts = max_attempts");
+    expect(await requeueStrandedTicks(pool, [job])).toBe(1);
+    const { rows } = await db.pool.query(
+      "SELECT attempts, run_at FROM graphile_worker.jobs WHERE key = 'schedule:nightly'",
+    );
+    expect(rows).toEqual([{ attempts: 0, run_at: TICKS[0] }]);
+    expect(await requeueStrandedTicks(pool, [job])).toBe(0);
   });
 
   it("counts a due tick in the backlog KEDA reads, so that a pod starts for it", async () => {
