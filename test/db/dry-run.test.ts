@@ -1,3 +1,5 @@
+import { column, defineJob, z } from "#pg-batch";
+import { UsageError } from "../../src/base/command-error";
 import { withPool } from "../../src/db/pool";
 import { dryRun } from "../../src/processing/dry-run";
 import { useTestDatabase } from "../support/database";
@@ -77,5 +79,29 @@ describe("dry run", () => {
   test("a sample larger than the open rows takes each of them once", async () => {
     const report = await dryRun(withPool(db.pool), usersJob, { ...options, sample: 5000 });
     expect(report.sampled).toBe(1000);
+  });
+
+  test("hands the records the parameters given, checked as a start checks them", async () => {
+    const tagged = defineJob({
+      name: "tagged",
+      table: "users",
+      key: "id",
+      reads: {},
+      writes: { segment: column.text() },
+      state: {
+        status: "batch_status",
+        attempts: "attempts",
+        error: "last_error",
+        runId: "batch_id",
+        processedAt: "processed_at",
+      },
+      params: z.object({ tag: z.string().min(1) }),
+      async process(_user, ctx) {
+        return { segment: ctx.params.tag };
+      },
+    });
+    const report = await dryRun(withPool(db.pool), tagged, { ...options, sample: 3, params: { tag: "eu" } });
+    expect(report.results.map((r) => r.result)).toEqual([{ segment: "eu" }, { segment: "eu" }, { segment: "eu" }]);
+    await expect(dryRun(withPool(db.pool), tagged, { ...options, params: {} })).rejects.toThrow(UsageError);
   });
 });
