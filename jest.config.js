@@ -31,5 +31,7 @@ module.exports = {
   projects: [tier("unit", false), tier("db", true), tier("system", true)],
   // every test file works in a database of its own, so files run side by side
   maxWorkers: Math.max(2, os.availableParallelism()),
+  // the longest files first, where jest has no timings of its own
+  testSequencer: "<rootDir>/test/support/sequencer.js",
   testTimeout: 120_000,
 };

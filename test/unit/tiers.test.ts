@@ -36,3 +36,27 @@ describe("test tiers", () => {
     expect(misplaced).toEqual([]);
   });
 });
+
+describe("the order jest starts the test files in, without timings of its own", () => {
+  const LongestFirst = require(path.join(ROOT, "test/support/sequencer.js"));
+  const { LONGEST_FIRST } = LongestFirst as { LONGEST_FIRST: string[] };
+
+  it("names only test files that exist", () => {
+    expect(LONGEST_FIRST.filter((file) => !fs.existsSync(path.join(ROOT, file)))).toEqual([]);
+  });
+
+  it("starts the longest first, in their order, then the rest by size as jest does", () => {
+    // no cache: as in a fresh clone
+    const context = { config: { rootDir: ROOT, cache: false }, hasteFS: { getSize: (file: string) => file.length } };
+    const test = (file: string) => ({ path: path.join(ROOT, file), context });
+    const others = ["test/unit/a.test.ts", "test/system/much-longer-name.test.ts"];
+    const [longest, next] = LONGEST_FIRST.slice(0, 2) as [string, string];
+    const sorted = new LongestFirst({}).sort([...others, next, longest].map(test));
+    expect(sorted.map((t: { path: string }) => path.relative(ROOT, t.path))).toEqual([
+      longest,
+      next,
+      "test/system/much-longer-name.test.ts",
+      "test/unit/a.test.ts",
+    ]);
+  });
+});
