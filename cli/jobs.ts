@@ -41,9 +41,11 @@ export async function main(argv: string[]): Promise<void> {
         job.key,
         String(job.defaults.chunkSize),
         describeParams(job.params) || "-",
+        job.schedule ? `${job.schedule.cron} (${job.schedule.timeZone})` : "-",
         job.description,
       ]);
-      process.stdout.write(`${table(["JOB", "TABLE", "KEY", "CHUNK", "PARAMS", "DESCRIPTION"], rows)}\n`);
+      const headers = ["JOB", "TABLE", "KEY", "CHUNK", "PARAMS", "SCHEDULE", "DESCRIPTION"];
+      process.stdout.write(`${table(headers, rows)}\n`);
     })
     .command(
       "check [job]",

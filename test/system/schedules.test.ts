@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { tickRunName } from "../../src/jobs/schedule";
 import { useTestDatabase } from "../support/database";
-import { batch, lastJsonLine, ROOT, type Running, startWorker, status, stopAll } from "../support/processes";
+import { batch, lastJsonLine, ROOT, type Running, run, startWorker, status, stopAll } from "../support/processes";
 import { waitFor } from "../support/runs";
 
 /**
@@ -47,7 +47,7 @@ describe("a scheduled job, with two worker processes", () => {
     );
     const env = { DATABASE_URL: db.url, JOBS_DIR: jobsDir, WORKERS: "2" };
     workers.push(startWorker([], { ...env, POD_NAME: "pod-a" }), startWorker([], { ...env, POD_NAME: "pod-b" }));
-    const run = await waitFor("the tick's run to complete", async () => {
+    const started = await waitFor("the tick's run to complete", async () => {
       const { rows } = await db.pool.query(
         "SELECT batch_name, status, processed_records FROM batch_jobs WHERE kind = 'process' AND status = 'completed'",
       );
@@ -59,7 +59,7 @@ describe("a scheduled job, with two worker processes", () => {
     expect(ticks).toHaveLength(1);
     expect(ticks[0]).toMatchObject({ outcome: "started" });
     expect(ticks[0].missed).toBeGreaterThanOrEqual(1);
-    expect(run).toEqual({
+    expect(started).toEqual({
       batch_name: tickRunName("nightly", ticks[0].tick),
       status: "completed",
       processed_records: 300,
@@ -77,14 +77,16 @@ describe("a scheduled job, with two worker processes", () => {
     const [schedule] = (lastJsonLine(shown.stdout) as { schedules: Record<string, unknown>[] }).schedules;
     expect(schedule).toMatchObject({ job: "nightly", cron: "0 3 * * *", timeZone: "Europe/Paris", paused: false });
     expect(schedule?.nextTickInZone).toMatch(/^\d{4}-\d\d-\d\d 03:00 \+0[12]:00$/);
-    expect(schedule?.lastTicks).toEqual([expect.objectContaining({ outcome: "started", run: run.batch_name })]);
+    expect(schedule?.lastTicks).toEqual([expect.objectContaining({ outcome: "started", run: started.batch_name })]);
 
     const paused = await batch(["schedule", "pause", "nightly"], { DATABASE_URL: db.url });
     expect(paused.code).toBe(0);
     expect(lastJsonLine(paused.stdout)).toMatchObject({ job: "nightly", paused: true, changed: true });
     const text = await status([], { DATABASE_URL: db.url });
     expect(text.stdout).toMatch(/nightly +0 3 \* \* \* +Europe\/Paris +skip +latest +yes, by /);
-    expect(text.stdout).toContain(`started  ${run.batch_name}`);
+    expect(text.stdout).toContain(`started  ${started.batch_name}`);
+    const listed = await run(process.execPath, [path.join(ROOT, "dist/cli/jobs.js"), "list"], { JOBS_DIR: jobsDir });
+    expect(listed.stdout).toMatch(/^nightly\s.*\s0 3 \* \* \* \(Europe\/Paris\)\s/m);
     const unknown = await batch(["schedule", "resume", "nope"], { DATABASE_URL: db.url });
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('job "nope" has no schedule in this database');
