@@ -44,11 +44,12 @@ function sendSignal(db: WithClient): SendSignal {
  */
 /** A run started as `seed enqueue` starts it, under the dashboard's own settings (CHUNK_SIZE, ...). */
 function startRunOf(pool: pg.Pool): StartRun {
-  return async ({ job: name, name: batchName, params }, actor) => {
+  return async ({ job: name, name: batchName, params, canary }, actor) => {
     const job = getCatalog().jobs.find((known) => known.name === name);
     if (!job) return undefined;
     const config = getConfig();
-    const started = await runEnqueue(pool, job, batchName ?? defaultBatchName(job.name), config, params, actor);
+    const batch = batchName ?? defaultBatchName(job.name);
+    const started = await runEnqueue(pool, job, batch, config, params, actor, undefined, canary);
     return { run: started.run, batch: started.batch, created: started.created, status: started.status };
   };
 }

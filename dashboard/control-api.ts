@@ -33,11 +33,15 @@ export interface StartableJob {
   params: ParamField[];
 }
 
-/** What a start asks for: the job, the run's name (JOB-batch unless given) and its parameters as given. */
+/**
+ * What a start asks for: the job, the run's name (JOB-batch unless given), its parameters as
+ * given, and its canary (rows to work through before it pauses itself) when it has one.
+ */
 export interface StartRequest {
   job: string;
   name?: string;
   params: Record<string, unknown>;
+  canary?: number;
 }
 
 /**
@@ -55,7 +59,7 @@ export type StartRun = (
  * sample of its rows through its function, nothing written. Undefined when no such job exists;
  * bad parameters throw a UsageError, a line each.
  */
-export type DryRun = (request: Omit<StartRequest, "name">) => Promise<DryRunReport | undefined>;
+export type DryRun = (request: Omit<StartRequest, "name" | "canary">) => Promise<DryRunReport | undefined>;
 
 export interface Controls {
   token: string;
@@ -113,12 +117,15 @@ function startRequestOf(text: string | undefined): StartRequest | string {
   } catch {
     return 'the request must be JSON: {"job": "NAME", "name": "RUN", "params": {...}}';
   }
-  const { job, name, params = {} } = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const fields = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const { job, name, params = {}, canary } = fields;
   if (typeof job !== "string") return "job must be a job's name";
   if (name !== undefined && (typeof name !== "string" || name.trim() === "" || name.length > 255))
     return "name must be 1 to 255 characters";
   if (typeof params !== "object" || params === null || Array.isArray(params)) return "params must be a JSON object";
-  return { job, name, params: params as Record<string, unknown> };
+  if (canary !== undefined && !(Number.isSafeInteger(canary) && (canary as number) >= 1))
+    return "canary must be a whole number of at least 1";
+  return { job, name, params: params as Record<string, unknown>, canary: canary as number | undefined };
 }
 
 async function answerStart(

@@ -43,6 +43,7 @@ function paramValue(field: Field, input: HTMLInputElement | HTMLSelectElement): 
 export class StartForm {
   private readonly job = element("select", { id: "start-job" });
   private readonly name = element("input", { id: "start-name" });
+  private readonly canary = element("input", { id: "start-canary" });
   private readonly token = element("input", { id: "start-token" });
   private readonly fields = element("div", { id: "start-params" });
   private readonly message = element("span", { className: "message", id: "start-message" });
@@ -55,6 +56,10 @@ export class StartForm {
     this.job.append(...jobs.map((job) => element("option", {}, job.name)));
     this.job.addEventListener("change", () => this.showParams());
     this.name.placeholder = "JOB-batch";
+    this.canary.type = "number";
+    this.canary.min = "1";
+    this.canary.placeholder = "none";
+    this.canary.title = "the run works through its first rows by key, then pauses for you to look";
     this.token.type = "password";
     this.token.autocomplete = "off";
     this.token.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
@@ -70,6 +75,7 @@ export class StartForm {
       element("label", {}, "Job ", this.job),
       element("label", {}, "Name ", this.name),
       this.fields,
+      element("label", {}, "Canary rows ", this.canary),
       element("label", {}, "Access token ", this.token),
       start,
       dryRun,
@@ -147,10 +153,11 @@ export class StartForm {
 
   private async start(): Promise<void> {
     const name = this.name.value.trim();
-    const body = await this.post<{ run: number; batch: string; created: boolean; status: string }>(
-      "/api/runs",
-      name ? { name } : {},
-    );
+    const canary = this.canary.value === "" ? undefined : Number(this.canary.value);
+    const body = await this.post<{ run: number; batch: string; created: boolean; status: string }>("/api/runs", {
+      ...(name ? { name } : {}),
+      ...(canary === undefined ? {} : { canary }),
+    });
     if (!body) return;
     this.message.replaceChildren(
       body.created ? "Started: " : "Already there: ",

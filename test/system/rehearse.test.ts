@@ -71,6 +71,22 @@ describe("seed enqueue --dry-run", () => {
       expect(await answered.json()).toMatchObject({ job: "users", sampled: 200, wouldComplete: 190, wouldFail: 10 });
       expect(await everything(db.pool)).toBe(before);
       expect((await dryRun("nobody", { authorization: `Bearer ${token}` })).status).toBe(404);
+
+      // the start form's canary: checked, and part of what a run was started as
+      const start = (canary: unknown) =>
+        fetch(`${dashboard.url}/api/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ job: "users", params: {}, canary }),
+        });
+      const refused = await start(0);
+      expect([refused.status, (await refused.json()).error]).toEqual([
+        400,
+        "canary must be a whole number of at least 1",
+      ]);
+      const other = await start(50);
+      expect(other.status).toBe(409);
+      expect((await other.json()).error).toContain("canary=nothing, not 50");
     } finally {
       await dashboard.stop();
     }
