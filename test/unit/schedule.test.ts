@@ -61,12 +61,14 @@ describe("a schedule's ticks", () => {
 });
 
 describe("a job's schedule, checked when the job is defined", () => {
-  const job = (schedule: object) => () =>
+  /** A job of that schedule, and of those parameters when given. */
+  const job = (schedule: object, params?: z.ZodObject) => () =>
     defineJob({
       name: "nightly",
       table: "users",
       key: "id",
       reads: {},
+      params,
       schedule: schedule as never,
       process: async () => undefined,
     });
@@ -77,16 +79,8 @@ describe("a job's schedule, checked when the job is defined", () => {
   });
 
   it("checks the parameters it gives its runs against the job's params, as a run's", () => {
-    const withParams = (params: object) => () =>
-      defineJob({
-        name: "nightly",
-        table: "users",
-        key: "id",
-        reads: {},
-        params: z.object({ region: z.enum(["eu", "us"]), limit: z.number().int().default(100) }),
-        schedule: { cron: "0 3 * * *", params: params as never },
-        process: async () => undefined,
-      });
+    const regions = z.object({ region: z.enum(["eu", "us"]), limit: z.number().int().default(100) });
+    const withParams = (params: object) => job({ cron: "0 3 * * *", params }, regions);
     expect(withParams({ region: "eu" })().schedule?.params).toEqual({ region: "eu" });
     expect(withParams({ region: "mars" })).toThrow(/^job nightly: schedule.params: region: /);
     expect(withParams({ region: "eu", limt: 5 })).toThrow("limt: not a parameter of job nightly");
