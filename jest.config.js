@@ -29,8 +29,9 @@ module.exports = {
   // unit: neither PostgreSQL nor a build; db: a real PostgreSQL, in process; system: spawned
   // processes from dist/, other programs (Chromium, kubectl, PgBouncer, PostgreSQL servers)
   projects: [tier("unit", false), tier("db", true), tier("system", true)],
-  // every test file works in a database of its own, so files run side by side
-  maxWorkers: Math.max(2, os.availableParallelism()),
+  // every test file works in a database of its own, so files run side by side; one more than
+  // the cores, as a system test spends most of its time waiting on the processes it started
+  maxWorkers: Math.max(3, os.availableParallelism() + 1),
   // the longest files first, where jest has no timings of its own
   testSequencer: "<rootDir>/test/support/sequencer.js",
   testTimeout: 120_000,
