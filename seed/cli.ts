@@ -267,14 +267,18 @@ export async function main(argv: string[]): Promise<void> {
           .check((argv) => {
             if (argv["dry-run"] && argv.canary !== undefined)
               throw new UsageError("--canary starts a run: not with --dry-run");
-            if (argv["dry-run"] && [argv.from, argv.to, argv.keys].some((given) => given !== undefined))
-              throw new UsageError("a dry run samples all the job's rows: not with --from, --to or --keys");
+            if (argv["dry-run"] && argv.keys !== undefined)
+              throw new UsageError("a dry run samples the job's rows or a key range (--from, --to): not a file's keys");
             return requireWholeNumbers(argv, ["sample", "canary"]);
           }),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
         if (args["dry-run"]) {
-          const report = await withCommandPool("seed", 2, (pool) => runDryRun(pool, job, args.sample, config, params));
+          const asked = subsetRequest(args);
+          const keyRange = asked && !("keysPath" in asked) ? asked : undefined;
+          const report = await withCommandPool("seed", 2, (pool) =>
+            runDryRun(pool, job, args.sample, config, params, keyRange),
+          );
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;

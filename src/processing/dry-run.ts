@@ -5,6 +5,7 @@ import type { JobDefinition } from "../jobs/define";
 import { jobSql } from "../jobs/job-sql";
 import { checkParams, type GivenParams } from "../jobs/params";
 import { encodeResult, type ResultElement } from "../jobs/results";
+import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
 import { processRecords } from "./process-records";
@@ -32,11 +33,15 @@ export interface DryRunOptions {
   params?: GivenParams;
   /** The job's rate limit, when it has one: a dry run's calls count against the same quota. */
   limiter?: RateLimiter;
+  /** A key range the run would take (inclusive, either end alone; decimal text): the sample is of its rows. */
+  keyRange?: { from?: string; to?: string };
 }
 
 export interface DryRunReport {
   job: string;
   dryRun: true;
+  /** The rows sampled from: "all the job's rows", or a key range. */
+  rows: string;
   sampled: number;
   wouldComplete: number;
   wouldFail: number;
@@ -54,7 +59,8 @@ export interface DryRunReport {
 /** Reads the sample and runs the job's function on each of its records; writes nothing. */
 export async function dryRun(db: WithClient, job: JobDefinition, options: DryRunOptions): Promise<DryRunReport> {
   const params = checkParams(job, options.params);
-  const sql = jobSql(job);
+  // no run: the range stands alone, as a run's subset would (run 0 names no run's keys)
+  const sql = jobSql(job, options.keyRange && { runId: 0, subset: options.keyRange });
   const { rows: fields } = await db((client) =>
     client.query<(string | null)[]>({
       text: sql.sampleOpenRows,
@@ -97,6 +103,7 @@ export async function dryRun(db: WithClient, job: JobDefinition, options: DryRun
   return {
     job: job.name,
     dryRun: true,
+    rows: describeSubset(options.keyRange),
     sampled: outcomes.length,
     wouldComplete: outcomes.length - failed,
     wouldFail: failed,
@@ -116,7 +123,7 @@ export async function dryRun(db: WithClient, job: JobDefinition, options: DryRun
 export function renderDryRun(report: DryRunReport): string {
   const limit = report.rateLimitPerSecond === null ? "" : `, rate limit ${report.rateLimitPerSecond}/s`;
   const lines = [
-    `dry run of job ${report.job}: ${formatCount(report.sampled)} sampled rows, nothing written`,
+    `dry run of job ${report.job}: ${formatCount(report.sampled)} sampled rows of ${report.rows}, nothing written`,
     `  would complete ${formatCount(report.wouldComplete)}, would fail ${formatCount(report.wouldFail)}`,
     `  ${formatCount(report.recordsPerSecond)} records/s (${report.seconds} s, ${report.rowConcurrency} at a time, ` +
       `timeout ${report.rowTimeoutMs} ms${limit})`,

@@ -48,6 +48,20 @@ describe("dry run", () => {
     expect(report.results[0]?.result).toEqual({ email_normalized: "user.11@example.com", segment: "young-low" });
   });
 
+  test("samples a key range only, as a run over that range would take it", async () => {
+    const report = await dryRun(withPool(db.pool), usersJob, {
+      ...options,
+      sample: 10,
+      keyRange: { from: "101", to: "200" },
+    });
+    // probes at 101 + 10i: the ones at 101, 121, ... have no age
+    expect(report).toMatchObject({ rows: "keys 101 to 200", sampled: 10, wouldComplete: 5, wouldFail: 5 });
+    expect(report.errors).toEqual([
+      { error: "age out of range: null", count: 5, keys: ["101", "121", "141", "161", "181"] },
+    ]);
+    expect(report.results.map((r) => r.key)).toEqual(["111", "131", "151", "171", "191"]);
+  });
+
   test("takes only the rows a run would: not completed ones, nor those out of attempts", async () => {
     await db.pool.query("UPDATE users SET batch_status = 'completed' WHERE id <= 500");
     await db.pool.query("UPDATE users SET batch_status = 'failed', attempts = 3 WHERE id > 900");

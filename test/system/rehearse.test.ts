@@ -29,7 +29,7 @@ describe("seed enqueue --dry-run", () => {
     const before = await everything(db.pool);
     const text = await seed(["enqueue", "--dry-run", "--sample", "100"], { DATABASE_URL: db.url });
     expect(text.code).toBe(0);
-    expect(text.stdout).toContain("dry run of job users: 100 sampled rows, nothing written");
+    expect(text.stdout).toContain("dry run of job users: 100 sampled rows of all the job's rows, nothing written");
     expect(text.stdout).toContain("would complete 90, would fail 10");
     expect(text.stdout).toMatch(/^10 +salary missing or negative: null +1 201 401 601 801$/m);
 

@@ -51,7 +51,22 @@ describe("seed enqueue over a subset, with a worker", () => {
     expect(json).toMatchObject({ total: 2, completed: 2, subset: { keysFile: "ids.csv", keys: 3 } });
   });
 
-  it("processes a key range, leaving the rows around it pending; refuses a bad range, and a dry run of one", async () => {
+  it("rehearses a key range, processes it leaving the rows around it pending; refuses a bad range", async () => {
+    const rehearsed = await seed(
+      ["enqueue", "--dry-run", "--from", "401", "--to", "650", "--sample", "10", "--json"],
+      env(),
+    );
+    expect(rehearsed.code).toBe(0);
+    const report = JSON.parse(rehearsed.stdout);
+    expect(report).toMatchObject({ dryRun: true, rows: "keys 401 to 650", sampled: 10 });
+    const shownKeys = [
+      ...report.results.map((r: { key: string }) => r.key),
+      ...report.errors.flatMap((e: { keys: string[] }) => e.keys),
+    ];
+    expect(shownKeys.length).toBeGreaterThan(0);
+    for (const key of shownKeys) expect(Number(key)).toBeGreaterThanOrEqual(401);
+    for (const key of shownKeys) expect(Number(key)).toBeLessThanOrEqual(650);
+
     const enqueued = await seed(["enqueue", "--batch-name", "by-range", "--from", "401", "--to", "650"], env());
     expect(enqueued.code).toBe(0);
     expect(JSON.parse(enqueued.stdout)).toMatchObject({ rows: 250, subset: { from: "401", to: "650" } });
@@ -65,8 +80,10 @@ describe("seed enqueue over a subset, with a worker", () => {
     const reversed = await seed(["enqueue", "--batch-name", "reversed", "--from", "9", "--to", "5"], env());
     expect(reversed.code).toBe(2);
     expect(reversed.stderr).toContain("--from 9 is above --to 5");
-    const rehearsed = await seed(["enqueue", "--dry-run", "--from", "1"], env());
-    expect(rehearsed.code).toBe(2);
-    expect(rehearsed.stderr).toContain("a dry run samples all the job's rows");
+    const byFile = await seed(["enqueue", "--dry-run", "--keys", "ids.csv"], env());
+    expect(byFile.code).toBe(2);
+    expect(byFile.stderr).toContain(
+      "a dry run samples the job's rows or a key range (--from, --to): not a file's keys",
+    );
   });
 });
