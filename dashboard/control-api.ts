@@ -74,16 +74,26 @@ export interface ReadOnly {
   readOnlyBecause: string;
 }
 
-async function answer(
+const readOnly = (controls: ReadOnly) =>
+  json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
+
+/** A control's answer: refused on a read-only dashboard (404) and without the token (403), else `handle`'s. */
+function controlled(
   controls: Controls | ReadOnly,
+  request: http.IncomingMessage,
+  handle: (controls: Controls) => Promise<Reply>,
+): Reply | Promise<Reply> {
+  if ("readOnlyBecause" in controls) return readOnly(controls);
+  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+  return handle(controls);
+}
+
+async function answerSignal(
+  controls: Controls,
   logger: Logger,
   [id, signal]: string[],
   request: http.IncomingMessage,
 ): Promise<Reply> {
-  if ("readOnlyBecause" in controls) {
-    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
-  }
-  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
   const runId = Number(id);
   try {
     const result = await controls.send(signal as RunSignal, runId, `dashboard@${os.hostname()}`);
@@ -128,15 +138,7 @@ function startRequestOf(text: string | undefined): StartRequest | string {
   return { job, name, params: params as Record<string, unknown>, canary: canary as number | undefined };
 }
 
-async function answerStart(
-  controls: Controls | ReadOnly,
-  logger: Logger,
-  request: http.IncomingMessage,
-): Promise<Reply> {
-  if ("readOnlyBecause" in controls) {
-    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
-  }
-  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+async function answerStart(controls: Controls, logger: Logger, request: http.IncomingMessage): Promise<Reply> {
   const asked = startRequestOf(await readBody(request));
   if (typeof asked === "string") return json(400, { error: asked, problems: [asked] });
   try {
@@ -155,15 +157,7 @@ async function answerStart(
  * A dry run, for a request with the token: it runs the job's function, which may call other
  * systems (and spend their quotas), so it is a control, not a read.
  */
-async function answerDryRun(
-  controls: Controls | ReadOnly,
-  logger: Logger,
-  request: http.IncomingMessage,
-): Promise<Reply> {
-  if ("readOnlyBecause" in controls) {
-    return json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` });
-  }
-  if (!carriesToken(request, controls.token)) return json(403, { error: "a valid access token is needed" });
+async function answerDryRun(controls: Controls, logger: Logger, request: http.IncomingMessage): Promise<Reply> {
   const asked = startRequestOf(await readBody(request));
   if (typeof asked === "string") return json(400, { error: asked, problems: [asked] });
   try {
@@ -183,17 +177,22 @@ export function controlRoutes(controls: Controls | ReadOnly, logger: Logger): Ro
     {
       method: "GET",
       path: /^\/api\/jobs$/,
-      answer: () =>
-        "readOnlyBecause" in controls
-          ? json(404, { error: `this dashboard is read-only: ${controls.readOnlyBecause}` })
-          : json(200, { jobs: controls.jobs }),
+      answer: () => ("readOnlyBecause" in controls ? readOnly(controls) : json(200, { jobs: controls.jobs })),
     },
-    { method: "POST", path: /^\/api\/runs$/, answer: (_, request) => answerStart(controls, logger, request) },
-    { method: "POST", path: /^\/api\/dry-runs$/, answer: (_, request) => answerDryRun(controls, logger, request) },
+    {
+      method: "POST",
+      path: /^\/api\/runs$/,
+      answer: (_, request) => controlled(controls, request, (c) => answerStart(c, logger, request)),
+    },
+    {
+      method: "POST",
+      path: /^\/api\/dry-runs$/,
+      answer: (_, request) => controlled(controls, request, (c) => answerDryRun(c, logger, request)),
+    },
     {
       method: "POST",
       path: /^\/api\/runs\/(\d{1,9})\/(pause|resume|cancel|retry)$/,
-      answer: (params, request) => answer(controls, logger, params, request),
+      answer: (params, request) => controlled(controls, request, (c) => answerSignal(c, logger, params, request)),
     },
   ];
 }
