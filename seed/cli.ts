@@ -267,23 +267,19 @@ export async function main(argv: string[]): Promise<void> {
           .check((argv) => {
             if (argv["dry-run"] && argv.canary !== undefined)
               throw new UsageError("--canary starts a run: not with --dry-run");
-            if (argv["dry-run"] && argv.keys !== undefined)
-              throw new UsageError("a dry run samples the job's rows or a key range (--from, --to): not a file's keys");
             return requireWholeNumbers(argv, ["sample", "canary"]);
           }),
       async (args) => {
         const { job, batchName, params } = runTarget(args);
+        const subset = subsetRequest(args);
         if (args["dry-run"]) {
-          const asked = subsetRequest(args);
-          const keyRange = asked && !("keysPath" in asked) ? asked : undefined;
           const report = await withCommandPool("seed", 2, (pool) =>
-            runDryRun(pool, job, args.sample, config, params, keyRange),
+            runDryRun(pool, job, args.sample, config, params, subset),
           );
           if (args.json) printResult(report);
           else process.stdout.write(renderDryRun(report));
           return;
         }
-        const subset = subsetRequest(args);
         const enqueue = (pool: pg.Pool) =>
           runEnqueue(pool, job, batchName, config, params, config.podName, subset, args.canary);
         await withCommandPool("seed", 2, async (pool) => printResult(await enqueue(pool)));

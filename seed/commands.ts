@@ -14,7 +14,7 @@ import { dryRun } from "../src/processing/dry-run";
 import { RateLimiters } from "../src/processing/rate-limit";
 import { assertKeysFileReadable } from "../src/runs/run-keys";
 import { getRun } from "../src/runs/runs";
-import type { KeyRange, SubsetRequest } from "../src/runs/subset";
+import type { SubsetRequest } from "../src/runs/subset";
 import { createProgress } from "../src/terminal/progress";
 import { registerSchedules } from "../workflows/schedule-tick";
 import { runSettings, startRun } from "../workflows/start-run";
@@ -200,7 +200,7 @@ export async function runDryRun(
   sample: number,
   config: Config,
   given: GivenParams = {},
-  keyRange?: KeyRange,
+  subset?: SubsetRequest,
 ) {
   const db = withPool(pool);
   const limiters = new RateLimiters({
@@ -215,6 +215,6 @@ export async function runDryRun(
     timeoutMs: config.rowTimeoutMs ?? job.defaults.rowTimeoutMs,
     limiter: limiters.of(job),
     params: given,
-    keyRange: keyRange && { from: keyRange.from?.toString(), to: keyRange.to?.toString() },
+    subset: subset && ("keysPath" in subset ? subset : { from: subset.from?.toString(), to: subset.to?.toString() }),
   });
 }

@@ -1,10 +1,15 @@
+import path from "node:path";
+import type { PoolClient } from "pg";
 import type { WithClient } from "../db/pool";
 import { KEEP_TEXT } from "../db/types";
 import { ClaimedRows } from "../jobs/claimed-rows";
 import type { JobDefinition } from "../jobs/define";
-import { jobSql } from "../jobs/job-sql";
+import { jobSql, type RowScope } from "../jobs/job-sql";
 import { checkParams, type GivenParams } from "../jobs/params";
 import { encodeResult, type ResultElement } from "../jobs/results";
+import type { RunSubset } from "../runs/model";
+import { loadRunKeys } from "../runs/run-keys";
+import { insertRehearsalRun } from "../runs/runs";
 import { describeSubset } from "../runs/subset";
 import { formatCount } from "../terminal/format";
 import { table } from "../terminal/output";
@@ -33,8 +38,11 @@ export interface DryRunOptions {
   params?: GivenParams;
   /** The job's rate limit, when it has one: a dry run's calls count against the same quota. */
   limiter?: RateLimiter;
-  /** A key range the run would take (inclusive, either end alone; decimal text): the sample is of its rows. */
-  keyRange?: { from?: string; to?: string };
+  /**
+   * The part of the job's rows a run would take: a key range (inclusive, either end alone;
+   * decimal text) or a file's keys (its path); the sample is of its rows.
+   */
+  subset?: { from?: string; to?: string } | { keysPath: string };
 }
 
 export interface DryRunReport {
@@ -56,21 +64,51 @@ export interface DryRunReport {
   rateLimitPerSecond: number | null;
 }
 
-/** Reads the sample and runs the job's function on each of its records; writes nothing. */
-export async function dryRun(db: WithClient, job: JobDefinition, options: DryRunOptions): Promise<DryRunReport> {
-  const params = checkParams(job, options.params);
-  // no run: the range stands alone, as a run's subset would (run 0 names no run's keys)
-  const sql = jobSql(job, options.keyRange && { runId: 0, subset: options.keyRange });
-  const { rows: fields } = await db((client) =>
-    client.query<(string | null)[]>({
+/**
+ * The sample's rows, and the subset they are of. A range stands alone (run 0 names no run's
+ * keys); a file's keys are loaded as those of a run that never commits, in one transaction
+ * with the sample's read, rolled back.
+ */
+async function readSample(
+  db: WithClient,
+  job: JobDefinition,
+  options: DryRunOptions,
+): Promise<{ rows: ClaimedRows; subset: RunSubset | undefined }> {
+  const read = async (client: PoolClient, scope?: RowScope) => {
+    const sql = jobSql(job, scope);
+    const { rows: fields } = await client.query<(string | null)[]>({
       text: sql.sampleOpenRows,
       values: [options.sample, options.maxAttempts, ...sql.filterValues],
       rowMode: "array",
       types: KEEP_TEXT,
-    }),
-  );
-  const rows = new ClaimedRows();
-  for (const row of fields) sql.readClaimedRow(row, rows);
+    });
+    const rows = new ClaimedRows();
+    for (const row of fields) sql.readClaimedRow(row, rows);
+    return rows;
+  };
+  const asked = options.subset;
+  if (!asked || !("keysPath" in asked)) {
+    return { rows: await db((client) => read(client, asked && { runId: 0, subset: asked })), subset: asked };
+  }
+  return db(async (client) => {
+    await client.query("BEGIN");
+    try {
+      const runId = await insertRehearsalRun(client, job.name);
+      const subset = {
+        keysFile: path.basename(asked.keysPath),
+        keys: await loadRunKeys(client, runId, asked.keysPath),
+      };
+      return { rows: await read(client, { runId, subset }), subset };
+    } finally {
+      await client.query("ROLLBACK");
+    }
+  });
+}
+
+/** Reads the sample and runs the job's function on each of its records; writes nothing. */
+export async function dryRun(db: WithClient, job: JobDefinition, options: DryRunOptions): Promise<DryRunReport> {
+  const params = checkParams(job, options.params);
+  const { rows, subset } = await readSample(db, job, options);
   const started = performance.now();
   const outcomes = await processRecords(rows, job.process, {
     // no run: the records' idempotency keys name run 0
@@ -103,7 +141,7 @@ export async function dryRun(db: WithClient, job: JobDefinition, options: DryRun
   return {
     job: job.name,
     dryRun: true,
-    rows: describeSubset(options.keyRange),
+    rows: describeSubset(subset),
     sampled: outcomes.length,
     wouldComplete: outcomes.length - failed,
     wouldFail: failed,

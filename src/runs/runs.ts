@@ -38,6 +38,21 @@ export async function insertRun(
 }
 
 /**
+ * A run row that only a transaction about to roll back sees: a dry run over a file's keys loads
+ * them as this run's (batch_run_keys refers to a run). Ended, so that it takes no job's active
+ * slot; named at random, so that it meets no run's name.
+ */
+export async function insertRehearsalRun(client: PoolClient, job: string): Promise<number> {
+  const { rows } = await client.query<{ id: number }>(
+    `INSERT INTO batch_jobs (batch_name, job, kind, status, config, created_by)
+     VALUES ('dry run ' || gen_random_uuid(), $1, 'process', 'cancelled', '{}', 'dry run')
+     RETURNING id`,
+    [job],
+  );
+  return rows[0]?.id as number;
+}
+
+/**
  * Whether any row of the job's table (of the run's subset, with `scope`) is work for a new run
  * allowed `maxAttempts` attempts.
  * Plan: a sequential scan that stops at the first such row; it reads the whole table only when

@@ -1,10 +1,7 @@
 import type { RunSubset } from "./model";
 
 /** The subset a run is asked to take: keys from `from` to `to` (inclusive, either alone), or the keys of a file. */
-export type SubsetRequest = KeyRange | { keysPath: string };
-
-/** Keys from `from` to `to`, inclusive, either alone. */
-export type KeyRange = { from?: bigint; to?: bigint };
+export type SubsetRequest = { from?: bigint; to?: bigint } | { keysPath: string };
 
 /** The subset as people read it: "keys 100 to 200", "keys from 100", "the 3 keys of ids.csv". */
 export function describeSubset(subset: RunSubset | undefined): string {

@@ -1,3 +1,6 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { column, defineJob, z } from "#pg-batch";
 import { UsageError } from "../../src/base/command-error";
 import { withPool } from "../../src/db/pool";
@@ -52,7 +55,7 @@ describe("dry run", () => {
     const report = await dryRun(withPool(db.pool), usersJob, {
       ...options,
       sample: 10,
-      keyRange: { from: "101", to: "200" },
+      subset: { from: "101", to: "200" },
     });
     // probes at 101 + 10i: the ones at 101, 121, ... have no age
     expect(report).toMatchObject({ rows: "keys 101 to 200", sampled: 10, wouldComplete: 5, wouldFail: 5 });
@@ -60,6 +63,24 @@ describe("dry run", () => {
       { error: "age out of range: null", count: 5, keys: ["101", "121", "141", "161", "181"] },
     ]);
     expect(report.results.map((r) => r.key)).toEqual(["111", "131", "151", "171", "191"]);
+  });
+
+  test("samples a file's keys only, loaded for a run that is never recorded", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dry-run-keys-"));
+    const file = path.join(dir, "keys.txt");
+    // 101 to 200, and one key no row has
+    fs.writeFileSync(file, `${Array.from({ length: 100 }, (_, i) => 101 + i).join("\n")}\n99999\n`);
+    try {
+      const before = await everything(db.pool);
+      const report = await dryRun(withPool(db.pool), usersJob, { ...options, sample: 10, subset: { keysPath: file } });
+      expect(await everything(db.pool)).toBe(before);
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_run_keys");
+      expect(rows[0].n).toBe(0);
+      expect(report).toMatchObject({ rows: "the 101 keys of keys.txt", sampled: 10, wouldComplete: 5, wouldFail: 5 });
+      expect(report.errors[0]?.keys).toEqual(["101", "121", "141", "161", "181"]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("takes only the rows a run would: not completed ones, nor those out of attempts", async () => {
