@@ -123,13 +123,7 @@ describe("dry run", () => {
       key: "id",
       reads: {},
       writes: { segment: column.text() },
-      state: {
-        status: "batch_status",
-        attempts: "attempts",
-        error: "last_error",
-        runId: "batch_id",
-        processedAt: "processed_at",
-      },
+      state: usersJob.state,
       params: z.object({ tag: z.string().min(1) }),
       async process(_user, ctx) {
         return { segment: ctx.params.tag };
