@@ -22,6 +22,8 @@ const seconds = (at: Date) => at.getTime() / 1000;
 /** A registry of its own for each scrape: two scrapes at once never mix their figures. */
 function exposition(totals: RunTotals, schedules: ScheduleTotals[]): Registry {
   const registry = new Registry();
+  const jobGauge = (name: string, help: string) =>
+    new Gauge({ name, help, labelNames: ["job"], registers: [registry] });
   const ended = new Counter({
     name: "batch_runs_ended_total",
     help: "Runs ended, by job and how: completed, failed, cancelled (counted in the database; 0 for each from a job's first run on)",
@@ -34,42 +36,27 @@ function exposition(totals: RunTotals, schedules: ScheduleTotals[]): Registry {
     labelNames: ["job", "status"],
     registers: [registry],
   });
-  const chunks = new Gauge({
-    name: "batch_backlog_chunks",
-    help: "Chunks and steps a worker started now could take up, by job: what KEDA's trigger reads (batch_backlog_by_job)",
-    labelNames: ["job"],
-    registers: [registry],
-  });
-  const rows = new Gauge({
-    name: "batch_backlog_rows",
-    help: "Rows left in those chunks (at least 1 each), by job",
-    labelNames: ["job"],
-    registers: [registry],
-  });
-  const dueTick = new Gauge({
-    name: "batch_schedule_next_tick_timestamp_seconds",
-    help: "A scheduled job's next tick to decide, the first after the last decided (Unix time): in the past while a due tick waits for a worker",
-    labelNames: ["job"],
-    registers: [registry],
-  });
-  const lastTick = new Gauge({
-    name: "batch_schedule_last_tick_timestamp_seconds",
-    help: "A scheduled job's latest tick decided (Unix time); absent before its first",
-    labelNames: ["job"],
-    registers: [registry],
-  });
-  const paused = new Gauge({
-    name: "batch_schedule_paused",
-    help: "1 while a scheduled job's schedule is paused (batch schedule pause): its ticks start nothing",
-    labelNames: ["job"],
-    registers: [registry],
-  });
-  const queued = new Gauge({
-    name: "batch_schedule_tick_queued",
-    help: "1 while a scheduled job's tick waits for its active run to end (overlap queue)",
-    labelNames: ["job"],
-    registers: [registry],
-  });
+  const chunks = jobGauge(
+    "batch_backlog_chunks",
+    "Chunks and steps a worker started now could take up, by job: what KEDA's trigger reads (batch_backlog_by_job)",
+  );
+  const rows = jobGauge("batch_backlog_rows", "Rows left in those chunks (at least 1 each), by job");
+  const dueTick = jobGauge(
+    "batch_schedule_next_tick_timestamp_seconds",
+    "A scheduled job's next tick to decide, the first after the last decided (Unix time): in the past while a due tick waits for a worker",
+  );
+  const lastTick = jobGauge(
+    "batch_schedule_last_tick_timestamp_seconds",
+    "A scheduled job's latest tick decided (Unix time); absent before its first",
+  );
+  const paused = jobGauge(
+    "batch_schedule_paused",
+    "1 while a scheduled job's schedule is paused (batch schedule pause): its ticks start nothing",
+  );
+  const queued = jobGauge(
+    "batch_schedule_tick_queued",
+    "1 while a scheduled job's tick waits for its active run to end (overlap queue)",
+  );
   const ticks = new Counter({
     name: "batch_schedule_ticks_total",
     help: "Ticks decided, by job and outcome: started, skipped-overlap, skipped-missed, skipped-paused, skipped-nothing (counted in the database; 0 for each from the schedule's start)",
