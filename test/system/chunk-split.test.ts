@@ -5,17 +5,12 @@ import { withPool } from "../../src/db/pool";
 import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { runSettings, startRun } from "../../workflows/start-run";
-import {
-  createMigratedDatabase,
-  insertUsers,
-  statusCounts,
-  type TestDatabase,
-  useTestDatabase,
-} from "../support/database";
+import { insertUsers, statusCounts, type TestDatabase, useTestDatabase } from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
-import { batch, type Running, seed, startWorker, stopAll } from "../support/processes";
+import { batch, seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
+import { useWorkersAndDatabase } from "../support/workers";
 
 /** The chunks of the run's round 0, in key order, and whether they tile `first`..`last` exactly. */
 async function chunks(db: TestDatabase, runId: number) {
@@ -189,15 +184,7 @@ describe("a running chunk giving half its rows to an idle worker", () => {
 });
 
 describe("a worker starting while chunks run and none waits", () => {
-  let db: TestDatabase;
-  const workers: Running[] = [];
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(async () => {
-    await stopAll(workers, "SIGKILL");
-    await db.drop();
-  });
+  const { db, workers } = useWorkersAndDatabase("SIGKILL");
 
   // one chunk of 4,000 rows; 20 ms a record, 4 at a time: about 20 s for one slot alone
   const SLOW = { CHUNK_SIZE: "10000", ROW_CONCURRENCY: "4", PROCESS_DELAY_MS: "20" };

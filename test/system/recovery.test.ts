@@ -1,6 +1,7 @@
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
-import { type Running, seed, startWorker, stopAll } from "../support/processes";
+import { statusCounts } from "../support/database";
+import { seed, startWorker } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
+import { useWorkersAndDatabase } from "../support/workers";
 
 const ROWS = 3000;
 const DEAD_AFTER_S = 3;
@@ -13,16 +14,9 @@ const SLOW = {
 };
 
 describe("recovery from dead workers", () => {
-  let db: TestDatabase;
-  const workers: Running[] = [];
+  const { db, workers } = useWorkersAndDatabase("SIGKILL", { users: ROWS });
   beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
     expect((await seed(["enqueue", "--batch-name", "survivor"], { DATABASE_URL: db.url, ...SLOW })).code).toBe(0);
-  });
-  afterEach(async () => {
-    await stopAll(workers, "SIGKILL");
-    await db.drop();
   });
 
   const worker = (name: string, env: Record<string, string> = {}) => {

@@ -1,14 +1,10 @@
 import { defineJob } from "#pg-batch";
 import { parseConfig } from "../../src/config/config";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
-import { batch, type Running, seed, startMeasuredWorker, stopAll, terminate } from "../support/processes";
+import { insertUsers } from "../support/database";
+import { metricSample } from "../support/metric-sample";
+import { batch, type Running, seed, startMeasuredWorker, terminate } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
-
-/** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
-function sample(text: string, name: string, labels: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
+import { useWorkersAndDatabase } from "../support/workers";
 
 const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", RETRY_DELAY_S: "0" };
 /** Generous: the machine is shared and busy. */
@@ -34,16 +30,7 @@ describe("the pause after each slice", () => {
 });
 
 describe("a run whose chunks pause after each slice", () => {
-  let db: TestDatabase;
-  const workers: Running[] = [];
-
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-  });
-  afterEach(async () => {
-    await stopAll(workers, "SIGTERM");
-    await db.drop();
-  });
+  const { db, workers } = useWorkersAndDatabase("SIGTERM");
 
   const measuredWorker = (env: Record<string, string>) =>
     startMeasuredWorker({ DATABASE_URL: db.url, ...RUN_ENV, ...env }, workers, WAIT_MS);
@@ -67,10 +54,10 @@ describe("a run whose chunks pause after each slice", () => {
       expect(books.completed).toBe(2000);
       expect(books.run.processed_records).toBe(2000);
       const text = await metrics();
-      const slices = sample(text, "batch_slices_total", USERS);
+      const slices = metricSample(text, "batch_slices_total", USERS);
       expect(slices).toBeGreaterThan(0);
-      expect(sample(text, "batch_slice_pauses_total", USERS)).toBe(slices);
-      expect(sample(text, "batch_slice_pause_seconds_total", USERS)).toBeGreaterThan(0);
+      expect(metricSample(text, "batch_slice_pauses_total", USERS)).toBe(slices);
+      expect(metricSample(text, "batch_slice_pause_seconds_total", USERS)).toBeGreaterThan(0);
     },
     TEST_MS,
   );
@@ -94,7 +81,8 @@ describe("a run whose chunks pause after each slice", () => {
           async () => {
             const text = await metrics();
             return (
-              sample(text, "batch_slices_total", USERS) >= 1 && sample(text, "batch_slice_pauses_total", USERS) === 0
+              metricSample(text, "batch_slices_total", USERS) >= 1 &&
+              metricSample(text, "batch_slice_pauses_total", USERS) === 0
             );
           },
           WAIT_MS,

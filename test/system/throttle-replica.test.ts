@@ -3,6 +3,7 @@ import { freePort } from "../../src/base/free-port";
 import { migrate } from "../../src/db/migrate";
 import { createPool } from "../../src/db/pool";
 import { insertUsers, quietLogger } from "../support/database";
+import { metricSample } from "../support/metric-sample";
 import { type Running, seed, startWorker, status, stopAll } from "../support/processes";
 import { runByName, tally, waitFor } from "../support/runs";
 import { type PrimaryAndStandby, standbyUnavailableReason, startPrimaryAndStandby } from "../support/standby";
@@ -31,12 +32,6 @@ const WAIT_MS = 120_000;
  * off with its replay still paused for the next one.
  */
 const SCENARIO_MS = 300_000;
-
-/** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
-function sample(text: string, name: string, labels: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
 
 const LAG = 'job="users",reason="replica_lag"';
 
@@ -107,14 +102,14 @@ describe("workers beside a streaming standby", () => {
       // every worker slot waits: no slice is in flight, and none claims while replay stays paused
       await waitFor(
         "both chunks to hold back on replica lag",
-        async () => sample(await metrics(), "batch_throttled_chunks", LAG) === 2,
+        async () => metricSample(await metrics(), "batch_throttled_chunks", LAG) === 2,
         WAIT_MS,
       ).catch(failWithLog);
       const heldAt = await done();
-      const waitedBefore = sample(await metrics(), "batch_throttled_seconds_total", LAG);
+      const waitedBefore = metricSample(await metrics(), "batch_throttled_seconds_total", LAG);
       await waitFor(
         "the chunks to wait 4 s more",
-        async () => sample(await metrics(), "batch_throttled_seconds_total", LAG) >= waitedBefore + 4,
+        async () => metricSample(await metrics(), "batch_throttled_seconds_total", LAG) >= waitedBefore + 4,
         WAIT_MS,
       );
       expect(await done()).toBe(heldAt);
@@ -136,7 +131,7 @@ describe("workers beside a streaming standby", () => {
       async () => (await runByName(pool, name)).status === "completed",
       WAIT_MS,
     ).catch(failWithLog);
-    expect(sample(await metrics(), "batch_throttled_chunks", LAG)).toBe(0);
+    expect(metricSample(await metrics(), "batch_throttled_chunks", LAG)).toBe(0);
     const books = await tally(pool, name, 3);
     expect(books).toMatchObject({ completed: ROWS, failed: 0, retryable: 0, pending: 0 });
     expect(books.run).toMatchObject({ total_records: ROWS, processed_records: ROWS, failed_records: 0 });

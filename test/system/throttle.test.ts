@@ -17,16 +17,12 @@ import {
   resolveLimits,
 } from "../../src/health/throttle";
 import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-state";
-import { createMigratedDatabase, insertUsers, quietLogger, type TestDatabase } from "../support/database";
+import { insertUsers, quietLogger } from "../support/database";
 import { usersJob } from "../support/jobs";
-import { batch, ROOT, type Running, seed, startMeasuredWorker, status, stopAll, terminate } from "../support/processes";
+import { metricSample } from "../support/metric-sample";
+import { batch, ROOT, type Running, seed, startMeasuredWorker, status, terminate } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
-
-/** The value of one sample of a Prometheus text exposition; 0 when it is not there yet. */
-function sample(text: string, name: string, labels: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
+import { useWorkersAndDatabase } from "../support/workers";
 
 const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", HEALTH_CHECK_INTERVAL_S: "0.5", RETRY_DELAY_S: "0" };
 /** Generous: the machine is shared and busy. */
@@ -129,19 +125,13 @@ describe("throttle limits and backoff", () => {
 });
 
 describe("throttling a run on the database's health", () => {
-  let db: TestDatabase;
+  const { db, workers } = useWorkersAndDatabase("SIGTERM");
   let jobsDir: string;
-  const workers: Running[] = [];
 
   beforeEach(async () => {
-    db = await createMigratedDatabase();
     jobsDir = await fs.mkdtemp(path.join(os.tmpdir(), "throttle-jobs-"));
   });
-  afterEach(async () => {
-    await stopAll(workers, "SIGTERM");
-    await fs.rm(jobsDir, { recursive: true, force: true });
-    await db.drop();
-  });
+  afterEach(() => fs.rm(jobsDir, { recursive: true, force: true }));
 
   const measuredWorker = (env: Record<string, string>) =>
     startMeasuredWorker({ DATABASE_URL: db.url, ...RUN_ENV, ...env }, workers, WAIT_MS);
@@ -159,13 +149,13 @@ describe("throttling a run on the database's health", () => {
     run: string,
   ) {
     const labels = `job="${job}",reason="${reason}"`;
-    const throttled = async () => sample(await metrics(), "batch_throttled_chunks", labels) >= 1;
-    const waited = async () => sample(await metrics(), "batch_throttled_seconds_total", labels) >= 2;
+    const throttled = async () => metricSample(await metrics(), "batch_throttled_chunks", labels) >= 1;
+    const waited = async () => metricSample(await metrics(), "batch_throttled_seconds_total", labels) >= 2;
     await waitFor(`${job} throttled on ${reason}`, throttled, WAIT_MS);
     expect(await claimed()).toBe(0);
     await waitFor(`${job} throttled for 2 s`, waited, WAIT_MS);
     expect(await claimed()).toBe(0);
-    expect(sample(await metrics(), "batch_throttled_chunks", labels)).toBeGreaterThanOrEqual(1);
+    expect(metricSample(await metrics(), "batch_throttled_chunks", labels)).toBeGreaterThanOrEqual(1);
     const { rows } = await db.pool.query(
       "SELECT t.signal FROM batch_throttled_runs t JOIN batch_jobs j ON j.id = t.run_id WHERE j.batch_name = $1",
       [run],
@@ -239,7 +229,7 @@ describe("throttling a run on the database's health", () => {
         await application.query("COMMIT");
         await expectCompletedUsersRun("beside-app", 2000);
         const text = await metrics();
-        expect(sample(text, "batch_throttled_chunks", 'job="users",reason="lock_wait"')).toBe(0);
+        expect(metricSample(text, "batch_throttled_chunks", 'job="users",reason="lock_wait"')).toBe(0);
         expect((await db.pool.query("SELECT balance FROM accounts")).rows[0].balance).toBe(1);
         await expectThrottleHistory("beside-app");
       } finally {
@@ -286,7 +276,7 @@ describe("throttling a run on the database's health", () => {
         );
         for (const ended of await Promise.all(sleeping)) expect(String(ended)).toMatch(/canceling statement/);
         await expectCompletedUsersRun("beside-busy", 2000);
-        expect(sample(await metrics(), "batch_throttled_chunks", 'job="users",reason="active_sessions"')).toBe(0);
+        expect(metricSample(await metrics(), "batch_throttled_chunks", 'job="users",reason="active_sessions"')).toBe(0);
         await expectThrottleHistory("beside-busy");
       } finally {
         await Promise.all(application.map((client) => client.end()));
@@ -321,7 +311,7 @@ describe("throttling a run on the database's health", () => {
         const labels = 'job="users",reason="wal_rate"';
         await waitFor(
           "users throttled on wal_rate for 2 s",
-          async () => sample(await metrics(), "batch_throttled_seconds_total", labels) >= 2,
+          async () => metricSample(await metrics(), "batch_throttled_seconds_total", labels) >= 2,
           WAIT_MS,
         );
         // a reading between two of the filler's statements may find less: each is looked for until seen
@@ -352,7 +342,7 @@ describe("throttling a run on the database's health", () => {
         filling = false;
         await writing;
         await expectCompletedUsersRun("beside-wal", rows);
-        expect(sample(await metrics(), "batch_throttled_chunks", labels)).toBe(0);
+        expect(metricSample(await metrics(), "batch_throttled_chunks", labels)).toBe(0);
         await expectThrottleHistory("beside-wal");
       } finally {
         filling = false;
