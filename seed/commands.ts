@@ -38,7 +38,7 @@ export async function runSchema(pool: pg.Pool, options: { roles: boolean } = { r
   const roles = options.roles ? await grantRoles(pool) : {};
   // the jobs' schedules and their first ticks, before any worker starts: where KEDA starts the
   // pods, none would start to write them (a due tick counts in the backlog, which starts one)
-  const schedules = await registerSchedules(withPool(pool), getCatalog().jobs);
+  const schedules = await registerSchedules(withPool(pool), getCatalog().jobs, { forget: true });
   return { ...schema, ...owner, ...roles, ...(schedules > 0 && { schedules }) };
 }
 

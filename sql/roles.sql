@@ -53,7 +53,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON worker_sessions TO batch_worker;
 -- what its chunks wait on while the database's health is over a limit (src/runs/throttle-state.ts)
 GRANT SELECT, INSERT, UPDATE, DELETE ON batch_throttles TO batch_worker;
 GRANT SELECT ON batch_throttled_runs TO batch_worker;
--- scheduled runs: each worker writes its jobs' schedules (and forgets those its jobs dropped) and decides their ticks (workflows/schedule-tick.ts)
+-- scheduled runs: each worker writes its jobs' schedules and decides their ticks, `seed schema` forgets those its jobs dropped (workflows/schedule-tick.ts)
 GRANT SELECT, INSERT, UPDATE, DELETE ON batch_schedules, batch_schedule_ticks TO batch_worker;
 -- to tell, at start, a key whose unique index an interrupted import has yet to build (src/jobs/catalog-check.ts)
 GRANT SELECT ON import_deferred_indexes TO batch_worker;

@@ -32,7 +32,7 @@ export function workerRecovery(options: { deadAfterMs: number; actor: string; lo
         logger.warn({ schedules: ticks }, "queued again the next tick of schedules whose queue job was gone");
     },
     start: async (db, slots) => {
-      const scheduled = await registerSchedules(db, getCatalog().jobs);
+      const scheduled = await registerSchedules(db, getCatalog().jobs, { forget: false });
       if (scheduled > 0)
         logger.info({ jobs: scheduled }, "worker starting: the jobs' schedules written, their next ticks queued");
       const split = await splitForStartingWorker(db, { jobs: getCatalog(), actor, slots });

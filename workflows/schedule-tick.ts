@@ -32,6 +32,12 @@ import { NothingToProcessError, RunConflictError, runSettings, startRun } from "
 /** Cron digits over this many missed ticks are not counted one by one. */
 const MISSED_COUNT_LIMIT = 1000;
 
+/**
+ * How long a worker that does not schedule a job (one of another release) puts its tick off: well
+ * within MISSED_AFTER_MS, so that a worker that schedules it takes the tick in time.
+ */
+const TICK_LEFT_FOR_MS = 30_000;
+
 /** What deciding a job's ticks did: the ticks decided now (none when none was due). */
 export interface TickDecision {
   decided: TickRecord[];
@@ -41,13 +47,20 @@ export interface TickDecision {
 /**
  * Writes the schedule of each job that has one, and adds the queue job of its next tick (after
  * the last tick decided, or after now for a job seen for the first time: a tick already past is
- * due at once, and decided as missed or not). A job of `jobs` that no longer declares one loses
- * its schedule, its ticks' records and its queue job. Run by `seed schema` and by every worker at
- * its start; repeating it is harmless, the queue job is one per job under its key.
+ * due at once, and decided as missed or not). Run by `seed schema` and by every worker at its
+ * start; repeating it is harmless, the queue job is one per job under its key. With `forget`
+ * (`seed schema`, once per release), a job of `jobs` that no longer declares one loses its
+ * schedule, its ticks' records and its queue job; a worker does not forget, since in a rolling
+ * release a worker of the release before may start after the schedule was added.
  */
-export async function registerSchedules(db: WithClient, jobs: JobDefinition[]): Promise<number> {
+export async function registerSchedules(
+  db: WithClient,
+  jobs: JobDefinition[],
+  options: { forget: boolean },
+): Promise<number> {
   let registered = 0;
   for (const { name, schedule } of jobs) {
+    if (!schedule && !options.forget) continue;
     await db((client) =>
       inTransaction(client, async () => {
         if (!schedule) return forgetSchedule(client, name);
@@ -82,6 +95,7 @@ export async function requeueStrandedTicks(db: WithClient, jobs: JobDefinition[]
   return registerSchedules(
     db,
     scheduled.filter((job) => stranded.has(job.name)),
+    { forget: false },
   );
 }
 
@@ -127,6 +141,23 @@ export async function decideTicks(db: WithClient, job: JobDefinition, now: Date,
       const next = nextTick(schedule, now);
       if (next) await addTickQueueJob(client, job.name, next);
       return { decided, next };
+    }),
+  );
+}
+
+/**
+ * The tick of a job this worker does not schedule (its job file, of another release, lacks the
+ * job or its schedule): neither decided nor dropped, but its queue job put off TICK_LEFT_FOR_MS
+ * for a worker that schedules the job to take. Returns when it is due again; undefined when the
+ * database has no schedule for the job any more (`seed schema` forgot it): nothing to keep.
+ */
+export async function leaveTick(db: WithClient, name: string, now: Date): Promise<Date | undefined> {
+  return db((client) =>
+    inTransaction(client, async () => {
+      if (!(await lockSchedule(client, name))) return undefined;
+      const runAt = new Date(now.getTime() + TICK_LEFT_FOR_MS);
+      await addTickQueueJob(client, name, runAt);
+      return runAt;
     }),
   );
 }

@@ -1,12 +1,16 @@
 import { z } from "zod";
 import type { JobDefinition } from "#pg-batch";
+import { JOBS_DIR } from "../../src/base/paths";
+import { useCatalog } from "../../src/config/context";
 import { withPool } from "../../src/db/pool";
+import { loadCatalog } from "../../src/jobs/catalog";
 import { parseSchedule, type ScheduleSpec } from "../../src/jobs/schedule";
 import { setSchedulePaused } from "../../src/runs/schedules";
 import { cancelRun } from "../../workflows/batch-control";
 import { decideTicks, registerSchedules, requeueStrandedTicks } from "../../workflows/schedule-tick";
 import { useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
+import { runDueJobs } from "../support/one-job";
 
 // Ticks in 2027, after the database's own clock: the queue jobs of the next ticks are never due
 // while these tests run, and every decision is driven by the `now` each test gives.
@@ -31,9 +35,9 @@ describe("scheduled runs", () => {
 
   /** Writes the job's schedule as a worker's start does, its ticks looked for after SINCE. */
   async function register(job: JobDefinition): Promise<void> {
-    await registerSchedules(withPool(db.pool), [job]);
+    await registerSchedules(withPool(db.pool), [job], { forget: false });
     await db.pool.query("UPDATE batch_schedules SET since = $1", [SINCE]);
-    await registerSchedules(withPool(db.pool), [job]);
+    await registerSchedules(withPool(db.pool), [job], { forget: false });
   }
 
   async function ticks() {
@@ -166,16 +170,60 @@ describe("scheduled runs", () => {
     ]);
   });
 
-  it("forgets the schedule of a job that no longer declares one", async () => {
+  it("forgets the schedule of a job that no longer declares one at seed schema, not at a worker's start", async () => {
     const job = scheduledJob();
     await register(job);
     await decide(job, seconds(TICKS[0] as Date, 1));
-    await registerSchedules(withPool(db.pool), [{ ...job, schedule: undefined }]);
+    // a worker of the release before the schedule, started in a rolling release
+    await registerSchedules(withPool(db.pool), [{ ...job, schedule: undefined }], { forget: false });
+    expect((await db.pool.query("SELECT job FROM batch_schedules")).rows).toEqual([{ job: "nightly" }]);
+    expect(await tickJobs()).toEqual(["2027-03-03T02:00:00.000Z"]);
+    await registerSchedules(withPool(db.pool), [{ ...job, schedule: undefined }], { forget: true });
     expect((await db.pool.query("SELECT job FROM batch_schedules")).rows).toEqual([]);
     expect(await ticks()).toEqual([]);
     expect(await tickJobs()).toEqual([]);
     // its run goes on
     expect(await runs()).toEqual([{ batch_name: "nightly@2027-03-02T02:00Z", status: "pending" }]);
+  });
+
+  describe("taken by a worker of another release", () => {
+    afterAll(() => useCatalog(loadCatalog(JOBS_DIR).jobs));
+
+    it("is put off for the workers that schedule the job, neither decided nor dropped", async () => {
+      const job = scheduledJob();
+      await register(job);
+      const makeDue = () =>
+        db.pool.query("UPDATE graphile_worker._private_jobs SET run_at = now() - interval '1 second'");
+      // its job files lack the job, then the job's schedule
+      for (const jobs of [[], [{ ...job, schedule: undefined }]]) {
+        useCatalog(jobs);
+        await makeDue();
+        expect(await runDueJobs(db.pool)).toEqual(['batch_schedule {"job":"nightly"} done']);
+        const { rows } = await db.pool.query(
+          `SELECT attempts, run_at > now() + interval '20 seconds' AS put_off FROM graphile_worker.jobs
+            WHERE key = 'schedule:nightly'`,
+        );
+        expect(rows).toEqual([{ attempts: 0, put_off: true }]);
+        expect((await db.pool.query("SELECT job, last_tick FROM batch_schedules")).rows).toEqual([
+          { job: "nightly", last_tick: null },
+        ]);
+        expect(await ticks()).toEqual([]);
+      }
+      // a worker that schedules it decides the tick, in time
+      await decide(job, seconds(TICKS[0] as Date, 90));
+      expect(await ticks()).toEqual([
+        { tick: "03-02T02:00", outcome: "started", run: "nightly@2027-03-02T02:00Z", missed: 0 },
+      ]);
+    });
+
+    it("is dropped once the database has no schedule for the job", async () => {
+      useCatalog([]);
+      await db.pool.query(
+        "SELECT graphile_worker.add_job('batch_schedule', '{\"job\":\"gone\"}', job_key := 'schedule:gone')",
+      );
+      expect(await runDueJobs(db.pool)).toEqual(['batch_schedule {"job":"gone"} done']);
+      expect(await tickJobs()).toEqual([]);
+    });
   });
 
   it("queues the next tick again when its queue job failed for good", async () => {
