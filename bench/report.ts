@@ -253,7 +253,7 @@ function scheduleRows(s: Schedules): string[][] {
     const crontab = s.cases.find((c) => c.approach === "crontab" && c.processes === ours.processes);
     rows.push(
       [
-        `"${s.cron}", ${ours.processes} process(es), ${s.ticks.length} ticks: runs per tick`,
+        `"${s.cron}", ${ours.processes} process(es), ${s.ticksPerCase} ticks: runs per tick`,
         ours.runsPerTick.join(" ") || "-",
         `crontab ${crontab?.runsPerTick.join(" ") || "-"}`,
         "",

@@ -45,7 +45,8 @@ const BACK_AFTER_TICK_MS = 30_000;
 const ONCE_AFTER_TICK_MS = 10_000;
 
 export interface ScheduleSizes {
-  processes: number[];
+  /** The processes of each case, a phase after another (the first with the outage and the `--once` pods). */
+  phases: number[][];
   /** Ticks in the window; with none, a window of `idleWindowSeconds`, and no outage or `--once` pod. */
   ticks: number;
   idleWindowSeconds: number;
@@ -56,6 +57,7 @@ type Approach = "baseline" | "ours" | "crontab";
 export interface ScheduleCase {
   approach: "ours" | "crontab";
   processes: number;
+  ticks: string[];
   /** Ours: runs named JOB@TICK; crontab: executions of its task for the tick. */
   runsPerTick: number[];
   /** Of ticks before the window (its runners were up before it opened). */
@@ -75,7 +77,7 @@ export interface ScheduleOutcome {
 
 export interface Schedules {
   cron: string;
-  ticks: string[];
+  ticksPerCase: number;
   windowSeconds: number;
   cases: ScheduleCase[];
   tickToStart: Record<"ours" | "crontab", { medianMs: number; maxMs: number } | null>;
@@ -122,16 +124,18 @@ interface Start {
   backfilled: boolean;
 }
 
-const jobSource = (
-  schedule: string,
+/** The source of a job file over the users table whose function does nothing, with `schedule` (an object's source) or none. */
+export const usersJobSource = (
+  name: string,
+  schedule?: string,
 ) => `const { defineJob } = require(${JSON.stringify(path.join(DIST, "src/index.js"))});
 module.exports = defineJob({
-  name: "${JOB}",
+  name: "${name}",
   table: "users",
   key: "id",
   reads: {},
   state: { status: "batch_status", attempts: "attempts", error: "last_error", runId: "batch_id", processedAt: "processed_at" },
-  ${schedule}
+  ${schedule ? `schedule: ${schedule},` : ""}
   async process() {},
 });
 `;
@@ -162,8 +166,8 @@ function writeFiles(): Files {
     crontab: path.join(root, "crontab"),
     crontabWithFill: path.join(root, "crontab-fill"),
   };
-  fs.writeFileSync(path.join(files.scheduledJobs, `${JOB}.js`), jobSource(`schedule: { cron: "${CRON}" },`));
-  fs.writeFileSync(path.join(files.plainJobs, `${JOB}.js`), jobSource(""));
+  fs.writeFileSync(path.join(files.scheduledJobs, `${JOB}.js`), usersJobSource(JOB, `{ cron: "${CRON}" }`));
+  fs.writeFileSync(path.join(files.plainJobs, `${JOB}.js`), usersJobSource(JOB));
   const ourTasks = path.join(DIST, "tasks");
   for (const task of fs.readdirSync(ourTasks).filter((name) => name.endsWith(".js"))) {
     fs.symlinkSync(path.join(ourTasks, task), path.join(files.tasks, task));
@@ -297,59 +301,92 @@ const at = <T>(time: number, what: () => Promise<T>): Promise<T> => sleep(Math.m
 
 export async function schedules(bench: Bench, sizes: ScheduleSizes): Promise<Schedules> {
   const files = writeFiles();
-  const measured: CaseSpec[] = sizes.processes.flatMap((processes) =>
+  try {
+    const phases: Phase[] = [];
+    for (const [i, processes] of sizes.phases.entries()) {
+      phases.push(await phase(bench, files, sizes, processes, i === 0 && sizes.ticks > 0));
+    }
+    const cases = phases.flatMap((p) => p.cases);
+    const delays = (approach: string) => cases.filter((c) => c.approach === approach).flatMap((c) => c.tickToStartMs);
+    return {
+      cron: CRON,
+      ticksPerCase: sizes.ticks,
+      windowSeconds: phases[0]?.windowSeconds ?? 0,
+      cases,
+      tickToStart: { ours: spread(delays("ours")), crontab: spread(delays("crontab")) },
+      ...phases[0]?.asides,
+    };
+  } finally {
+    fs.rmSync(files.root, { recursive: true, force: true });
+  }
+}
+
+interface Phase {
+  cases: ScheduleCase[];
+  windowSeconds: number;
+  asides: Pick<Schedules, "outage" | "once">;
+}
+
+/**
+ * The cases of `processes` side by side (and, `withAsides`, the outage and the `--once` pods):
+ * phases keep the worker processes up at once, three connections each, within the server's
+ * connections.
+ */
+async function phase(
+  bench: Bench,
+  files: Files,
+  sizes: ScheduleSizes,
+  processes: number[],
+  withAsides: boolean,
+): Promise<Phase> {
+  const measured: CaseSpec[] = processes.flatMap((n) =>
     (["baseline", "ours", "crontab"] as const).map((approach) => ({
-      label: `${approach}-${processes}`,
+      label: `${approach}-${n}`,
       approach,
-      processes,
+      processes: n,
       crontab: approach === "crontab" ? files.crontab : undefined,
     })),
   );
-  const withTicks = sizes.ticks > 0;
-  const outages: CaseSpec[] = withTicks
+  const outages: CaseSpec[] = withAsides
     ? [
         { label: "ours-catch-up-latest", approach: "ours", processes: 1 },
         { label: "crontab-no-backfill", approach: "crontab", processes: 1, crontab: files.crontab },
         { label: `crontab-fill-${FILL}`, approach: "crontab", processes: 1, crontab: files.crontabWithFill },
       ]
     : [];
-  const onces: CaseSpec[] = withTicks
+  const onces: CaseSpec[] = withAsides
     ? [
         { label: "ours-once", approach: "ours", processes: 0 },
         { label: "crontab-once", approach: "crontab", processes: 0, crontab: files.crontab },
       ]
     : [];
   const specs = [...measured, ...outages, ...onces];
-  try {
-    return await withDatabasesBeside(
-      bench,
-      specs.map((s) => `sched_${s.label.replace(/\W/g, "_")}`),
-      2,
-      async (dbs) => {
-        const cases: Case[] = specs.map((spec, i) => ({ ...spec, db: dbs[i] as ScratchDatabase, runners: [] }));
-        await Promise.all(cases.map((c) => prepare(c.db)));
-        const [measuredCases, outageCases, onceCases] = [
-          cases.slice(0, measured.length),
-          cases.slice(measured.length, measured.length + outages.length),
-          cases.slice(measured.length + outages.length),
-        ];
-        // the --once pod's schedule, written as a deploy writes it: by `seed schema`, no worker up
-        for (const c of onceCases.filter((o) => o.approach === "ours")) {
-          mustSucceed(
-            "seed schema",
-            await bench.seed(["schema"], { DATABASE_URL: c.db.url, JOBS_DIR: files.scheduledJobs }),
-          );
-        }
-        try {
-          return await measure(bench, files, sizes, measuredCases, outageCases, onceCases);
-        } finally {
-          await Promise.all(cases.flatMap((c) => c.runners.map((r) => r.stop())));
-        }
-      },
-    );
-  } finally {
-    fs.rmSync(files.root, { recursive: true, force: true });
-  }
+  return withDatabasesBeside(
+    bench,
+    specs.map((s) => `sched_${s.label.replace(/\W/g, "_")}`),
+    2,
+    async (dbs) => {
+      const cases: Case[] = specs.map((spec, i) => ({ ...spec, db: dbs[i] as ScratchDatabase, runners: [] }));
+      await Promise.all(cases.map((c) => prepare(c.db)));
+      const [measuredCases, outageCases, onceCases] = [
+        cases.slice(0, measured.length),
+        cases.slice(measured.length, measured.length + outages.length),
+        cases.slice(measured.length + outages.length),
+      ];
+      // the --once pod's schedule, written as a deploy writes it: by `seed schema`, no worker up
+      for (const c of onceCases.filter((o) => o.approach === "ours")) {
+        mustSucceed(
+          "seed schema",
+          await bench.seed(["schema"], { DATABASE_URL: c.db.url, JOBS_DIR: files.scheduledJobs }),
+        );
+      }
+      try {
+        return await measure(bench, files, sizes, measuredCases, outageCases, onceCases);
+      } finally {
+        await Promise.all(cases.flatMap((c) => c.runners.map((r) => r.stop())));
+      }
+    },
+  );
 }
 
 async function measure(
@@ -359,7 +396,7 @@ async function measure(
   measuredCases: Case[],
   outageCases: Case[],
   onceCases: Case[],
-): Promise<Schedules> {
+): Promise<Phase> {
   const running = [...measuredCases, ...outageCases];
   for (const c of running) for (let i = 0; i < c.processes; i++) startRunner(bench, files, c);
   await waitForRunners(running);
@@ -406,6 +443,7 @@ async function measure(
     results.push({
       approach: c.approach,
       processes: c.processes,
+      ticks: ticks.map((tick) => new Date(tick).toISOString()),
       runsPerTick: ticks.map((tick) => started.filter((s) => s.tick === tick).length),
       runsBeforeWindow: started.filter((s) => s.tick < opens).length,
       commitsPerMinute: round(perMinute(i), 1),
@@ -416,23 +454,21 @@ async function measure(
       tickToStartMs: started.filter((s) => ticks.includes(s.tick)).map((s) => s.startedAt - s.tick),
     });
   }
-  const delays = (approach: string) => results.filter((r) => r.approach === approach).flatMap((r) => r.tickToStartMs);
   return {
-    cron: CRON,
-    ticks: ticks.map((tick) => new Date(tick).toISOString()),
     windowSeconds: round((closes - opens) / 1000),
     cases: results,
-    tickToStart: { ours: spread(delays("ours")), crontab: spread(delays("crontab")) },
-    ...(outageTick !== undefined && {
-      outage: {
-        tick: new Date(outageTick).toISOString(),
-        downAt: new Date(outageTick - DOWN_BEFORE_TICK_MS).toISOString(),
-        backAt: new Date(outageTick + BACK_AFTER_TICK_MS).toISOString(),
-        cases: await Promise.all(outageCases.map((c) => outcome(c, ticks))),
-      },
-    }),
-    ...(onceTick !== undefined &&
-      onceResults && { once: { tick: new Date(onceTick).toISOString(), cases: onceResults } }),
+    asides: {
+      ...(outageTick !== undefined && {
+        outage: {
+          tick: new Date(outageTick).toISOString(),
+          downAt: new Date(outageTick - DOWN_BEFORE_TICK_MS).toISOString(),
+          backAt: new Date(outageTick + BACK_AFTER_TICK_MS).toISOString(),
+          cases: await Promise.all(outageCases.map((c) => outcome(c, ticks))),
+        },
+      }),
+      ...(onceTick !== undefined &&
+        onceResults && { once: { tick: new Date(onceTick).toISOString(), cases: onceResults } }),
+    },
   };
 }
 

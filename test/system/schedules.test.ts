@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { usersJobSource } from "../../bench/schedules";
 import { tickRunName } from "../../src/jobs/schedule";
 import { useTestDatabase } from "../support/database";
 import { batch, lastJsonLine, ROOT, type Running, run, startWorker, status, stopAll } from "../support/processes";
@@ -13,17 +14,7 @@ import { waitFor } from "../support/runs";
  * themselves, with the clock driven, are test/db/schedules.test.ts's.
  */
 
-const JOB = `const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
-module.exports = defineJob({
-  name: "nightly",
-  table: "users",
-  key: "id",
-  reads: {},
-  state: { status: "batch_status", attempts: "attempts", error: "last_error", runId: "batch_id", processedAt: "processed_at" },
-  schedule: { cron: "0 3 * * *", timeZone: "Europe/Paris" },
-  async process() {},
-});
-`;
+const JOB = usersJobSource("nightly", '{ cron: "0 3 * * *", timeZone: "Europe/Paris" }');
 
 describe("a scheduled job, with two worker processes", () => {
   const db = useTestDatabase({ users: 300 });
