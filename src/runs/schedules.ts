@@ -22,14 +22,16 @@ export interface ScheduleState {
   pausedBy: string | null;
 }
 
-/** What a tick did. */
-export type TickOutcome =
-  | "started"
-  | "queued"
-  | "skipped-overlap"
-  | "skipped-missed"
-  | "skipped-paused"
-  | "skipped-nothing";
+/** What a tick did (batch_schedule_ticks.outcome). */
+export const TICK_OUTCOMES = [
+  "started",
+  "queued",
+  "skipped-overlap",
+  "skipped-missed",
+  "skipped-paused",
+  "skipped-nothing",
+] as const;
+export type TickOutcome = (typeof TICK_OUTCOMES)[number];
 
 export interface TickRecord {
   job: string;

@@ -53,9 +53,41 @@ export async function readSchedules(client: PoolClient, ticks = 5): Promise<Sche
   });
 }
 
-function nextTickOf(cron: string, timeZone: string, now: Date): Date | undefined {
+/** A scheduled job's figures, for the dashboard's /metrics. */
+export interface ScheduleTotals {
+  job: string;
+  paused: boolean;
+  /** The first tick after the last one decided (after the schedule was first written, if none): past while it waits. */
+  dueTick: Date | null;
+  lastTick: Date | null;
+  /** A tick waits behind the job's active run (overlap "queue"). */
+  queued: boolean;
+  /** Ticks decided, by what they did, as batch_schedule_ticks holds them. */
+  ticks: Partial<Record<TickOutcome, number>>;
+}
+
+/** Every scheduled job's figures: a row per scheduled job and a count of its ticks by outcome. */
+export async function readScheduleTotals(client: PoolClient): Promise<ScheduleTotals[]> {
+  const { rows } = await client.query<
+    Omit<ScheduleTotals, "dueTick"> & { cron: string; timeZone: string; since: Date }
+  >(
+    `SELECT s.job, s.cron, s.time_zone AS "timeZone", s.since, s.last_tick AS "lastTick", s.paused,
+            s.queued_tick IS NOT NULL AS queued,
+            coalesce((SELECT json_object_agg(c.outcome, c.ticks)
+                        FROM (SELECT t.outcome, count(*)::int AS ticks FROM batch_schedule_ticks t
+                               WHERE t.job = s.job GROUP BY t.outcome) c), '{}') AS ticks
+       FROM batch_schedules s
+      ORDER BY s.job`,
+  );
+  return rows.map(({ cron, timeZone, since, ...schedule }) => ({
+    ...schedule,
+    dueTick: nextTickOf(cron, timeZone, schedule.lastTick ?? since) ?? null,
+  }));
+}
+
+function nextTickOf(cron: string, timeZone: string, after: Date): Date | undefined {
   try {
-    return nextTick(parseSchedule({ cron, timeZone }), now);
+    return nextTick(parseSchedule({ cron, timeZone }), after);
   } catch {
     return undefined;
   }

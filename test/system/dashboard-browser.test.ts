@@ -7,8 +7,9 @@ import { runByName, waitFor } from "../support/runs";
 
 /**
  * The dashboard in a real headless Chromium, during a real run worked by a real worker process:
- * progress moves without a reload, a hostile run name stays text, pause and resume work with
- * the token once confirmed. With DASHBOARD_SCREENSHOT=path it saves the run page mid-run there
+ * progress moves without a reload, a hostile run name stays text, a scheduled job shows its
+ * ticks, pause and resume work with the token once confirmed, a dry run from the start form
+ * reports and writes nothing. With DASHBOARD_SCREENSHOT=path it saves the run page mid-run there
  * (docs/dashboard.png).
  */
 
@@ -44,6 +45,14 @@ describeWithBrowser("the dashboard in a browser", () => {
     await seed(["enqueue", "--batch-name", HOSTILE_NAME], { DATABASE_URL: db.url });
     expect((await startWorker(["--once"], { DATABASE_URL: db.url }).exited).code).toBe(0);
     hostileId = (await runByName(db.pool, HOSTILE_NAME)).id;
+    // a paused schedule of the job, whose older tick started the run named as markup
+    await db.pool.query(
+      `INSERT INTO batch_schedules (job, cron, time_zone, overlap, catch_up, last_tick, paused, paused_at, paused_by)
+       VALUES ('users', '0 3 * * *', 'Europe/Paris', 'skip', 'latest', '2026-12-06T02:00Z', true, now(), 'ops');
+       INSERT INTO batch_schedule_ticks (job, tick, outcome, run_id, decided_by)
+       VALUES ('users', '2026-12-05T02:00Z', 'started', ${hostileId}, 'pod-a'),
+              ('users', '2026-12-06T02:00Z', 'skipped-overlap', NULL, 'pod-a')`,
+    );
     await insertUsers(db.pool, LIVE_ROWS, 201);
     await seed(["enqueue", "--batch-name", LIVE_NAME], { DATABASE_URL: db.url, ...WORKER_ENV });
     liveId = (await runByName(db.pool, LIVE_NAME)).id;
@@ -89,6 +98,29 @@ describeWithBrowser("the dashboard in a browser", () => {
     expect(await page.title()).toBe(`pg-batch: ${HOSTILE_NAME}`);
     expect(await page.$$eval("main img", (images) => images.length)).toBe(0);
     expect(unexpectedDialogs).toEqual([]);
+  });
+
+  it("shows a scheduled job: its cron, next tick, paused state and last ticks, their runs linked", async () => {
+    await page.goto(`${dashboard.url}/`);
+    await page.waitForFunction(() => document.querySelectorAll("#schedules tbody tr").length === 1, {
+      timeout: STEP_MS,
+    });
+    const cells = await page.$$eval("#schedules tbody td", (tds) => tds.map((td) => td.textContent));
+    expect(cells).toEqual([
+      "users",
+      "0 3 * * *",
+      "Europe/Paris",
+      "skip",
+      "latest",
+      "paused by ops",
+      expect.stringMatching(/^\d{4}-\d\d-\d\d 03:00 \+0[12]:00$/),
+      expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/),
+      expect.stringMatching(/^[\d-]+ [\d:]+ skipped-overlap, [\d-]+ [\d:]+ <img src=x onerror=alert\(1\)>$/),
+    ]);
+    expect(await page.$$eval("#schedules a", (links) => links.map((link) => link.getAttribute("href")))).toEqual([
+      `/runs/${hostileId}`,
+    ]);
+    expect(await page.$$eval("#schedules img", (images) => images.length)).toBe(0);
   });
 
   it("follows the live run without reloading: the percentage grows, the chart and workers fill in", async () => {
@@ -219,6 +251,29 @@ describeWithBrowser("the dashboard in a browser", () => {
       await tab.$eval("#param-priceChangePct", (input) => {
         (input as HTMLInputElement).value = "10";
       });
+
+      // a dry run first: its report, and nothing written
+      const written = () =>
+        db.pool.query(
+          "SELECT (SELECT count(*)::int FROM batch_jobs) AS runs, (SELECT md5(string_agg(o::text, ',' ORDER BY order_id)) FROM orders o) AS orders",
+        );
+      const before = (await written()).rows;
+      await tab.click("#dry-run");
+      await tab.waitForFunction(() => document.getElementById("start-message")?.textContent?.startsWith("Dry run of"), {
+        timeout: STEP_MS,
+      });
+      const report = await tab.$eval("#start-message", (node) =>
+        // its lines, between <br>s
+        Array.from(node.childNodes, (line) => line.textContent).filter((line) => line),
+      );
+      const sampled = Number(
+        /^Dry run of job orders-reprice: (\d+) sampled rows, nothing written\.$/.exec(report[0] ?? "")?.[1],
+      );
+      expect(sampled).toBeGreaterThan(0);
+      const outcomes = /^Would complete (\d+), would fail (\d+); \d+(\.\d+)? records\/s\.$/.exec(report[1] ?? "");
+      expect(Number(outcomes?.[1]) + Number(outcomes?.[2])).toBe(sampled);
+      expect((await written()).rows).toEqual(before);
+
       await tab.click("#start");
       await tab.waitForFunction(() => document.getElementById("start-message")?.textContent?.startsWith("Started"), {
         timeout: STEP_MS,

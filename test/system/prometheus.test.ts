@@ -73,12 +73,13 @@ describe("the alerts of k8s/monitoring", () => {
       "PgBatchPodPending",
       "PgBatchRunFailed",
       "PgBatchRunThrottledLong",
+      "PgBatchScheduleTickUndecided",
     ]);
   });
 
   it("pass promtool check rules", () => {
     const { code, output } = promtool(["check", "rules", "rules.yaml"], dir);
-    expect(output).toContain("SUCCESS: 7 rules found");
+    expect(output).toContain("SUCCESS: 8 rules found");
     expect(code).toBe(0);
   });
 

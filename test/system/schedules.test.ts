@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { usersJobSource } from "../../bench/schedules";
 import { tickRunName } from "../../src/jobs/schedule";
+import { startDashboard } from "../support/dashboard";
 import { useTestDatabase } from "../support/database";
 import { batch, lastJsonLine, ROOT, type Running, run, startWorker, status, stopAll } from "../support/processes";
 import { waitFor } from "../support/runs";
@@ -10,9 +11,16 @@ import { waitFor } from "../support/runs";
 /**
  * A scheduled job with real worker processes: two start together after every worker was down
  * across the job's ticks, and the latest tick starts one run, which they work through; status
- * shows the schedule, and `batch schedule pause` pauses it for every pod. The ticks' decisions
- * themselves, with the clock driven, are test/db/schedules.test.ts's.
+ * shows the schedule, the dashboard's /metrics its ticks, and `batch schedule pause` pauses it for
+ * every pod. The ticks' decisions themselves, with the clock driven, are test/db/schedules.test.ts's.
  */
+
+/** The `batch_schedule_` samples of a Prometheus text exposition, sorted. */
+const scheduleSamples = (text: string) =>
+  text
+    .split("\n")
+    .filter((line) => line.startsWith("batch_schedule_"))
+    .sort();
 
 const JOB = usersJobSource("nightly", '{ cron: "0 3 * * *", timeZone: "Europe/Paris" }');
 
@@ -70,9 +78,33 @@ describe("a scheduled job, with two worker processes", () => {
     expect(schedule?.nextTickInZone).toMatch(/^\d{4}-\d\d-\d\d 03:00 \+0[12]:00$/);
     expect(schedule?.lastTicks).toEqual([expect.objectContaining({ outcome: "started", run: started.batch_name })]);
 
-    const paused = await batch(["schedule", "pause", "nightly"], { DATABASE_URL: db.url });
-    expect(paused.code).toBe(0);
-    expect(lastJsonLine(paused.stdout)).toMatchObject({ job: "nightly", paused: true, changed: true });
+    const dashboard = await startDashboard({ DATABASE_URL: db.url });
+    const scrape = async () => scheduleSamples(await (await fetch(`${dashboard.url}/metrics`)).text());
+    try {
+      const { rows: due } = await db.pool.query<{ at: Date }>(
+        "SELECT run_at AS at FROM graphile_worker.jobs WHERE key = 'schedule:nightly'",
+      );
+      const unix = (at: Date | undefined) => (at as Date).getTime() / 1000;
+      expect(await scrape()).toEqual([
+        `batch_schedule_last_tick_timestamp_seconds{job="nightly"} ${unix(ticks[0].tick)}`,
+        // the next tick to decide is the one its queue job waits for
+        `batch_schedule_next_tick_timestamp_seconds{job="nightly"} ${unix(due[0]?.at)}`,
+        'batch_schedule_paused{job="nightly"} 0',
+        'batch_schedule_tick_queued{job="nightly"} 0',
+        'batch_schedule_ticks_total{job="nightly",outcome="skipped-missed"} 0',
+        'batch_schedule_ticks_total{job="nightly",outcome="skipped-nothing"} 0',
+        'batch_schedule_ticks_total{job="nightly",outcome="skipped-overlap"} 0',
+        'batch_schedule_ticks_total{job="nightly",outcome="skipped-paused"} 0',
+        'batch_schedule_ticks_total{job="nightly",outcome="started"} 1',
+      ]);
+
+      const paused = await batch(["schedule", "pause", "nightly"], { DATABASE_URL: db.url });
+      expect(paused.code).toBe(0);
+      expect(lastJsonLine(paused.stdout)).toMatchObject({ job: "nightly", paused: true, changed: true });
+      expect(await scrape()).toContain('batch_schedule_paused{job="nightly"} 1');
+    } finally {
+      await dashboard.stop();
+    }
     const text = await status([], { DATABASE_URL: db.url });
     expect(text.stdout).toMatch(/nightly +0 3 \* \* \* +Europe\/Paris +skip +latest +yes, by /);
     expect(text.stdout).toContain(`started  ${started.batch_name}`);
