@@ -451,7 +451,7 @@ async function measure(
       addedPerMinute: round(added, 1),
       // a tick a minute
       addedPerTick: ticks.length > 0 ? round(added, 1) : null,
-      tickToStartMs: started.filter((s) => ticks.includes(s.tick)).map((s) => s.startedAt - s.tick),
+      tickToStartMs: started.filter((s) => ticks.includes(s.tick)).map((s) => round(s.startedAt - s.tick)),
     });
   }
   return {
