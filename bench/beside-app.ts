@@ -3,6 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
+import { MAX_SLICE_ROWS } from "../src/chunks/slice-sizer";
+import { twinClient, twinStatement, usersIdRange } from "./ceiling";
 import { type Bench, DIST, exec, FULL_SPEED, median, mustSucceed, type Ran, round } from "./harness";
 
 /**
@@ -11,8 +13,10 @@ import { type Bench, DIST, exec, FULL_SPEED, median, mustSucceed, type Ran, roun
  * without I/O and with PROCESS_DELAY_MS of I/O per record, for each profile of settings below.
  * Reported: the application's latencies (pgbench's per-transaction log), its waits on locks
  * held by the run's sessions (pg_locks sampled every 20 ms) and the run's rate over the
- * application's window. Then the cost of the health reads: the same run with throttling on and
- * off, alternated on the same rows, with every signal healthy.
+ * application's window. Then what the database itself does to the application at the pace the
+ * busy-primary run reached: the job's SQL twin, with no worker process, beside the same
+ * application. Then the cost of the health reads: the same run with throttling on and off,
+ * alternated on the same rows, with every signal healthy.
  */
 
 /**
@@ -70,6 +74,9 @@ const LOCK_WAITS_SQL = `
    GROUP BY l.pid`;
 const LOCK_SAMPLE_MS = 20;
 
+/** The twin's ids per statement: the most rows a slice claims. */
+const TWIN_RANGE_ROWS = MAX_SLICE_ROWS;
+
 export interface BesideAppSizes {
   /** Rows of the run without I/O, and with it: enough that the run outlasts the application's window. */
   noIoRows: number;
@@ -95,17 +102,31 @@ export interface AppFigures {
   longestLockWaitMs: number;
 }
 
-export interface BesideCase {
-  profile: string;
-  delayMs: number;
+/** The application alone and beside a writer, and the writer's rate over its window. */
+export interface BesideFigures {
   rows: number;
   alone: AppFigures;
   beside: AppFigures;
   p99Ratio: number;
-  /** Rows the run completed or failed over the application's window, per second. */
+  /** Rows the writer completed or failed over the application's window, per second. */
   runRowsPerSecond: number;
-  /** Whether the run was still going when the application's window ended. */
+  /** Whether the writer was still going when the application's window ended. */
   covered: boolean;
+}
+
+/** Beside a run of a profile's settings, without or with I/O. */
+export interface BesideCase extends BesideFigures {
+  profile: string;
+  delayMs: number;
+}
+
+/** The SQL twin beside the application, held to the busy-primary run's rate without I/O. */
+export interface TwinCase extends BesideFigures {
+  /** The pace it was held to, rows/s, and the ids per statement. */
+  paceRowsPerSecond: number;
+  rangeRows: number;
+  /** Its rate over the window against the full-speed run's without I/O, when that ran. */
+  ofFullSpeed: number | undefined;
 }
 
 export interface ThrottleCost {
@@ -121,6 +142,8 @@ export interface BesideApp {
   app: typeof APP & { seconds: number };
   profiles: Record<string, NodeJS.ProcessEnv>;
   cases: BesideCase[];
+  /** "SQL twin at the busy-primary pace": no I/O, the rows of the runs without it. */
+  sqlTwin: TwinCase;
   throttle: ThrottleCost;
 }
 
@@ -223,7 +246,46 @@ async function runProgress(pool: pg.Pool, name: string): Promise<{ done: number;
   return { done: Number(rows[0]?.done ?? 0), status: rows[0]?.status ?? "missing" };
 }
 
-/** Alone, then beside a run of the profile: one fresh table of `rows` users for both. */
+/** What writes beside the application: a run's worker process, or the job's SQL twin. */
+interface Writer {
+  /** Rows it has completed or failed so far. */
+  written(): Promise<number>;
+  /** Whether it has ended on its own (its rows all done, or it failed). */
+  ended(): boolean;
+  /** Stops it once the application's window has ended; whether it was still going until then. */
+  stop(): Promise<boolean>;
+}
+
+/** Alone, then beside what `start` starts writing: one fresh table of `rows` users for both. */
+async function alongside(
+  bench: Bench,
+  rows: number,
+  seconds: number,
+  workDir: string,
+  start: () => Promise<Writer>,
+): Promise<BesideFigures> {
+  await bench.freshUsers(rows);
+  const alone = await runApp(bench, rows, seconds, workDir);
+  const writer = await start();
+  // the application's window begins once the writer is writing
+  while ((await writer.written()) === 0 && !writer.ended()) await sleep(50);
+  const before = await writer.written();
+  const started = performance.now();
+  const beside = await runApp(bench, rows, seconds, workDir);
+  const after = await writer.written();
+  const windowSeconds = (performance.now() - started) / 1000;
+  const covered = await writer.stop();
+  return {
+    rows,
+    alone,
+    beside,
+    p99Ratio: round(beside.p99Ms / alone.p99Ms, 1),
+    runRowsPerSecond: round((after - before) / windowSeconds),
+    covered,
+  };
+}
+
+/** Alone, then beside a run of the profile (one worker process). */
 async function besideCase(
   bench: Bench,
   profile: string,
@@ -232,39 +294,106 @@ async function besideCase(
   seconds: number,
   workDir: string,
 ): Promise<BesideCase> {
-  await bench.freshUsers(rows);
-  const alone = await runApp(bench, rows, seconds, workDir);
   const name = `beside-${profile.replace(/\W+/g, "-")}-${delayMs}ms`;
   const env = { ...FROM_DEFAULTS, ...PROFILES[profile], PROCESS_DELAY_MS: String(delayMs) };
-  await bench.enqueue(name, env);
-  let exited = false;
-  const worker = bench.worker(env).then((ran) => {
-    exited = true;
-    return ran;
+  const figures = await alongside(bench, rows, seconds, workDir, async () => {
+    await bench.enqueue(name, env);
+    let exited = false;
+    const worker = bench.worker(env).then((ran) => {
+      exited = true;
+      return ran;
+    });
+    return {
+      written: async () => (await runProgress(bench.pool, name)).done,
+      ended: () => exited,
+      async stop() {
+        const { status } = await runProgress(bench.pool, name);
+        if (status === "running" || status === "pending") {
+          const cancelled = await bench.node([path.join(DIST, "cli/batch.js"), "cancel", name]);
+          // a run that completed in between has nothing to cancel
+          if (cancelled.code !== 0 && (await runProgress(bench.pool, name)).status !== "completed")
+            mustSucceed("cancel", cancelled);
+        }
+        mustSucceed("worker", await worker);
+        return status === "running";
+      },
+    };
   });
-  // the application's window begins once the run is writing
-  while ((await runProgress(bench.pool, name)).done === 0 && !exited) await sleep(50);
-  const before = await runProgress(bench.pool, name);
-  const started = performance.now();
-  const beside = await runApp(bench, rows, seconds, workDir);
-  const after = await runProgress(bench.pool, name);
-  const windowSeconds = (performance.now() - started) / 1000;
-  if (after.status === "running" || after.status === "pending") {
-    const cancelled = await bench.node([path.join(DIST, "cli/batch.js"), "cancel", name]);
-    // a run that completed in between has nothing to cancel
-    if (cancelled.code !== 0 && (await runProgress(bench.pool, name)).status !== "completed")
-      mustSucceed("cancel", cancelled);
-  }
-  mustSucceed("worker", await worker);
+  return { profile, delayMs, ...figures };
+}
+
+/**
+ * The job's SQL twin (bench/sql-twin/users.ts) from one connection, a slice-sized id range per
+ * statement, held to `rowsPerSecond` by a pause after each statement: the same row versions and
+ * WAL as a run at that pace, with no worker process and no bookkeeping of a run.
+ */
+function pacedTwin(url: string, rowsPerSecond: number): Writer {
+  const stopping = new AbortController();
+  let written = 0;
+  let ended = false;
+  let ranOut = false;
+  const client = twinClient(url);
+  const statements = (async () => {
+    await client.connect();
+    try {
+      const { first, last } = await usersIdRange(client);
+      const started = performance.now();
+      for (let lo = first - 1; !stopping.signal.aborted; lo += TWIN_RANGE_ROWS) {
+        if (lo >= last) {
+          ranOut = true;
+          break;
+        }
+        written += (await client.query(twinStatement(lo, lo + TWIN_RANGE_ROWS))).rowCount ?? 0;
+        const due = started + (written / rowsPerSecond) * 1000 - performance.now();
+        // only the stop rejects the pause
+        if (due > 0) await sleep(due, undefined, { signal: stopping.signal }).catch(() => undefined);
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  // a failure is thrown by stop(), not left unhandled meanwhile
+  const outcome = statements
+    .then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    .finally(() => {
+      ended = true;
+    });
   return {
-    profile,
-    delayMs,
-    rows,
-    alone,
-    beside,
-    p99Ratio: round(beside.p99Ms / alone.p99Ms, 1),
-    runRowsPerSecond: round((after.done - before.done) / windowSeconds),
-    covered: after.status === "running",
+    written: async () => written,
+    ended: () => ended,
+    async stop() {
+      stopping.abort();
+      const error = await outcome;
+      if (error) throw error;
+      return !ranOut;
+    },
+  };
+}
+
+/**
+ * The database's own share of what a run costs the application: the twin beside the same
+ * application at the pace the busy-primary run reached without I/O in this section.
+ */
+async function twinCase(
+  bench: Bench,
+  cases: BesideCase[],
+  rows: number,
+  seconds: number,
+  workDir: string,
+): Promise<TwinCase> {
+  const noIo = (profile: string) => cases.find((c) => c.profile === profile && c.delayMs === 0);
+  const pace = noIo("busy primary")?.runRowsPerSecond ?? 0;
+  if (!(pace > 0)) throw new Error("the busy-primary run wrote nothing in its window: no pace for the SQL twin");
+  const figures = await alongside(bench, rows, seconds, workDir, async () => pacedTwin(bench.url, pace));
+  const fullSpeed = noIo("full speed")?.runRowsPerSecond;
+  return {
+    paceRowsPerSecond: pace,
+    rangeRows: TWIN_RANGE_ROWS,
+    ...figures,
+    ofFullSpeed: fullSpeed ? round(figures.runRowsPerSecond / fullSpeed, 2) : undefined,
   };
 }
 
@@ -300,8 +429,9 @@ export async function besideApp(bench: Bench, sizes: BesideAppSizes): Promise<Be
       cases.push(await besideCase(bench, profile, 0, sizes.noIoRows, sizes.appSeconds, workDir));
       cases.push(await besideCase(bench, profile, sizes.ioDelayMs, sizes.ioRows, sizes.appSeconds, workDir));
     }
+    const sqlTwin = await twinCase(bench, cases, sizes.noIoRows, sizes.appSeconds, workDir);
     const throttle = await throttleCost(bench, sizes.throttleRows, sizes.throttleRounds);
-    return { app: { ...APP, seconds: sizes.appSeconds }, profiles: PROFILES, cases, throttle };
+    return { app: { ...APP, seconds: sizes.appSeconds }, profiles: PROFILES, cases, sqlTwin, throttle };
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
   }

@@ -2,6 +2,22 @@ import pg from "pg";
 import users from "../jobs/users";
 import { USERS_SQL_TWIN } from "./sql-twin/users";
 
+/** The twin's statement over the ids in (lo, hi], writing `runId` as the rows' batch_id. */
+export function twinStatement(lo: number, hi: number, runId = 0): pg.QueryConfig {
+  return { name: "users-sql-twin", text: USERS_SQL_TWIN, values: [lo, hi, runId, users.defaults.maxAttempts] };
+}
+
+/** A connection of the twin's: its statements are told apart from the application's by its name. */
+export const twinClient = (url: string) => new pg.Client({ connectionString: url, application_name: "bench-sql-twin" });
+
+/** The users table's first and last id (an empty table: 1 and 0). */
+export async function usersIdRange(client: pg.Client): Promise<{ first: number; last: number }> {
+  const { rows } = await client.query<{ first: string | null; last: string | null }>(
+    "SELECT min(id) AS first, max(id) AS last FROM users",
+  );
+  return { first: Number(rows[0]?.first ?? 1), last: Number(rows[0]?.last ?? 0) };
+}
+
 /**
  * The pure-SQL ceiling on our own schema: the default job's SQL twin (bench/sql-twin/users.ts)
  * run over the users table by `clients` connections, each repeatedly taking the next `rangeSize`
@@ -15,31 +31,22 @@ export async function runSqlTwin(
 ): Promise<{ rows: number; seconds: number; rowsPerSecond: number }> {
   const clients = options.clients ?? 4;
   const rangeSize = options.rangeSize ?? 10_000;
-  const maxAttempts = users.defaults.maxAttempts;
-  const probe = new pg.Client({ connectionString: url });
+  const probe = twinClient(url);
   await probe.connect();
-  const { rows: bounds } = await probe.query<{ first: string | null; last: string | null }>(
-    "SELECT min(id) AS first, max(id) AS last FROM users",
-  );
+  const { first, last } = await usersIdRange(probe);
   await probe.end();
-  const first = Number(bounds[0]?.first ?? 1);
-  const last = Number(bounds[0]?.last ?? 0);
   let next = 0;
   let rows = 0;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
-      const client = new pg.Client({ connectionString: url, application_name: "bench-sql-twin" });
+      const client = twinClient(url);
       await client.connect();
       try {
         for (;;) {
           const lo = first - 1 + next++ * rangeSize;
           if (lo >= last) break;
-          const result = await client.query({
-            name: "users-sql-twin",
-            text: USERS_SQL_TWIN,
-            values: [lo, lo + rangeSize, options.runId ?? 0, maxAttempts],
-          });
+          const result = await client.query(twinStatement(lo, lo + rangeSize, options.runId));
           rows += result.rowCount ?? 0;
         }
       } finally {

@@ -1,7 +1,7 @@
 import { table } from "../src/terminal/output";
 import type { AtScale } from "./at-scale";
 import type { queryCost } from "./autoscaling-query";
-import type { BesideApp } from "./beside-app";
+import type { BesideApp, BesideFigures } from "./beside-app";
 import type { IoResult } from "./io-bound";
 import type { peers } from "./peers";
 import type { processingRounds } from "./processing";
@@ -34,6 +34,34 @@ export interface Results {
 
 const ratio = (ours: number, reference: number | undefined) =>
   reference ? `${Math.round((ours / reference) * 100) / 100}x` : "n/a";
+
+/**
+ * The application beside a writer (`who`: a run, or the SQL twin): its latencies against alone,
+ * then its waits on the writer's locks and the writer's rate, with the targets of each.
+ */
+function besideRows(
+  title: string,
+  who: string,
+  k: BesideFigures,
+  targets: { p99: string; waitsAndRate: string; pace?: string; ofFull?: string },
+): string[][] {
+  return [
+    [
+      `${title}: app p50 / p99 / slowest (ms)`,
+      `${k.beside.p50Ms} / ${k.beside.p99Ms} / ${k.beside.maxMs}`,
+      `alone ${k.alone.p50Ms} / ${k.alone.p99Ms} / ${k.alone.maxMs}`,
+      `p99 ${k.p99Ratio}x`,
+      targets.p99,
+    ],
+    [
+      `  app waits on the ${who}'s locks: count, longest (ms); ${who} (rows/s)`,
+      `${k.beside.lockWaits}, ${k.beside.longestLockWaitMs}; ${k.runRowsPerSecond}`,
+      `${targets.pace ?? ""}${k.rows} rows${k.covered ? "" : ", ended inside the window"}`,
+      targets.ofFull ?? "",
+      targets.waitsAndRate,
+    ],
+  ];
+}
 
 export function printReport(results: Results): void {
   const rows: string[][] = [];
@@ -186,22 +214,21 @@ export function printReport(results: Results): void {
   if (b) {
     for (const k of b.cases) {
       rows.push(
-        [
-          `beside an app, ${k.profile}, ${k.delayMs} ms I/O: app p50 / p99 / slowest (ms)`,
-          `${k.beside.p50Ms} / ${k.beside.p99Ms} / ${k.beside.maxMs}`,
-          `alone ${k.alone.p50Ms} / ${k.alone.p99Ms} / ${k.alone.maxMs}`,
-          `p99 ${k.p99Ratio}x`,
-          k.profile === "busy primary" ? "p99 <= 2x" : k.profile === "defaults" ? "p99 <= 5x" : "",
-        ],
-        [
-          "  app waits on the run's locks: count, longest (ms); run (rows/s)",
-          `${k.beside.lockWaits}, ${k.beside.longestLockWaitMs}; ${k.runRowsPerSecond}`,
-          `${k.rows} rows${k.covered ? "" : ", ended inside the window"}`,
-          "",
-          k.profile === "defaults" ? "wait <= bound + 100 ms" : "",
-        ],
+        ...besideRows(`beside an app, ${k.profile}, ${k.delayMs} ms I/O`, "run", k, {
+          p99: k.profile === "busy primary" ? "p99 <= 2x" : k.profile === "defaults" ? "p99 <= 5x" : "",
+          waitsAndRate: k.profile === "defaults" ? "wait <= bound + 100 ms" : "",
+        }),
       );
     }
+    const w = b.sqlTwin;
+    rows.push(
+      ...besideRows("SQL twin at the busy-primary pace, no I/O", "twin", w, {
+        p99: "p99 <= 2x",
+        pace: `pace ${w.paceRowsPerSecond}, ${w.rangeRows} ids a statement, `,
+        ofFull: w.ofFullSpeed === undefined ? "" : `${Math.round(w.ofFullSpeed * 100)}% of full`,
+        waitsAndRate: ">= 30% of full",
+      }),
+    );
     const t = b.throttle;
     rows.push([
       `throttling on, signals healthy, ${t.rows} rows (rows/s)`,

@@ -1,7 +1,7 @@
 import { column, defineJob } from "#pg-batch";
 
 /**
- * The original job, and the default of `npm start` and the commands: validates each user,
+ * The default job of `npm start` and the commands: validates each user,
  * normalises its email and derives its customer segment.
  */
 
@@ -35,7 +35,7 @@ export default defineJob({
     emailNormalized: column.text("email_normalized"),
     segment: column.text(),
   },
-  // the original's columns (sql/migrations/001_users.sql)
+  // each state column named, as sql/migrations/001_users.sql created them, rather than a prefix
   state: {
     status: "batch_status",
     attempts: "attempts",

@@ -41,7 +41,8 @@ const generateOptions = <T>(cmd: Argv<T>) =>
     .option("status-mix", {
       choices: ["pending", "original"] as const,
       default: "pending" as const,
-      describe: "pending: every row waits to be processed; original: the original's uniform status mix",
+      describe:
+        "pending: every row waits to be processed; original: each row pending, completed, failed or cancelled at random, with a batch id",
     })
     .option("as-of", {
       type: "string",

@@ -8,7 +8,7 @@ export interface FileSpec {
   firstId: number;
   rows: number;
   seed: number;
-  /** "pending": every row waits to be processed; "original": the original's uniform mix. */
+  /** "pending": every row waits to be processed; "original": each row's status drawn evenly from four, with a batch id. */
   statusMix: StatusMix;
   /** created_at falls within the year before this instant. */
   asOf: string;

@@ -1,10 +1,11 @@
 -- Monitoring queries for psql. Run one, or all: psql "$DATABASE_URL" -f sql/monitoring.sql
 
--- Queue depth: the work left in running batch runs (pending plus retryable rows). This is what
--- the autoscaler reads; it costs the same at 50M rows as at 50.
+-- Queue depth: the work a pod started now could take up, in chunks (with the workflow steps and
+-- schedule ticks due) and in rows. chunks_left is what the autoscaler reads; it costs the same
+-- at 50M rows as at 50.
 SELECT chunks_left, rows_left, runs FROM batch_backlog;
 
--- The original's queue depth, row by row: rows waiting or failed (retryable or not). It reads
+-- The queue depth of users, row by row: rows waiting or failed (retryable or not). It reads
 -- the whole table: prefer batch_backlog on large tables.
 SELECT count(1) FROM users WHERE batch_status IN ('pending', 'failed');
 
@@ -47,7 +48,7 @@ SELECT id, batch_name, kind, status, total_records, processed_records, failed_re
        started_at, completed_at, error_message
   FROM batch_jobs ORDER BY started_at DESC LIMIT 10;
 
--- Active runs (the original's "active workers" query).
+-- Active runs.
 SELECT DISTINCT id AS batch_id, batch_name FROM batch_jobs WHERE status = 'running';
 
 -- Chunks being worked on now (their job is locked: a chunk handed back stays 'running' until

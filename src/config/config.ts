@@ -35,7 +35,7 @@ const wholeNumber = (min: number, max: number) =>
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** "30", "30s", "1.5m", "500ms" (Go-style, as the original accepted) to milliseconds. */
+/** "30", "30s", "1.5m", "500ms" (Go-style durations; a bare number is seconds) to milliseconds. */
 const duration = (maxMs: number) =>
   z
     .string()
@@ -311,7 +311,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
     const value = env[key];
     raw[key] = value === undefined || value.trim() === "" ? undefined : value.trim();
   }
-  // PG_DSN is the original's name for the connection string.
+  // PG_DSN: the connection string's other name, read when DATABASE_URL is not set.
   const urlVariable = raw.DATABASE_URL === undefined && env.PG_DSN?.trim() ? "PG_DSN" : "DATABASE_URL";
   if (urlVariable === "PG_DSN") raw.DATABASE_URL = env.PG_DSN?.trim();
 

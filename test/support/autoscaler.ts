@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { readWorkload, renderOverlay, type ScaledJobWorkload } from "../../autoscaler/manifests";
-import { statusCounts, type TestDatabase, useTestDatabase } from "./database";
+import { insertUsers, statusCounts, type TestDatabase, useTestDatabase } from "./database";
 import { type Finished, lastJsonLine, ROOT, run, seed } from "./processes";
 import { lockedJobs, runByName } from "./runs";
 
@@ -67,5 +67,21 @@ export function useAutoscalerDatabase() {
     expect(await lockedJobs(db.pool)).toBe(0);
   }
 
-  return { db, enqueue, expectCompleted };
+  /**
+   * Adds `rows` users, enqueues them as run `name` (`env` for the enqueue), runs the autoscaler
+   * on the local overlay polling each second with `flags` up to its cap, and checks the run's
+   * books; resolves with the autoscaler's summary.
+   */
+  async function scaleRunToCompletion(name: string, rows: number, env: Record<string, string>, flags: string[]) {
+    await insertUsers(db.pool, rows);
+    await enqueue(name, rows, env);
+    const summary = await autoscale(
+      ["k8s/overlays/local", ...ONE_SECOND_POLLS, ...flags, "--duration", LONGEST_RUN_S],
+      { DATABASE_URL: db.url },
+    );
+    await expectCompleted(name, rows);
+    return summary;
+  }
+
+  return { db, enqueue, expectCompleted, scaleRunToCompletion };
 }

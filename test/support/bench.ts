@@ -7,7 +7,10 @@ export interface BenchReport extends Record<string, unknown> {
   ioBound: { cases: ({ delayMs: number } & Record<string, unknown>)[] };
   scaleOut: { rows: ({ processes: number } & Record<string, unknown>)[] };
   peers: Record<string, Record<string, unknown>>;
-  besideApp: { cases: ({ profile: string; delayMs: number } & Record<string, unknown>)[] } & Record<string, unknown>;
+  besideApp: {
+    cases: ({ profile: string; delayMs: number } & Record<string, unknown>)[];
+    sqlTwin: { beside: { transactions: number } } & Record<string, unknown>;
+  } & Record<string, unknown>;
   sectionSeconds: Record<string, number>;
 }
 

@@ -5,7 +5,6 @@ import {
   UP_TO_THE_CAP_MS,
   useAutoscalerDatabase,
 } from "../support/autoscaler";
-import { insertUsers } from "../support/database";
 import { runByName } from "../support/runs";
 
 /**
@@ -15,42 +14,32 @@ import { runByName } from "../support/runs";
  */
 
 describe("the local autoscaler against a database, through faults", () => {
-  const { db, enqueue, expectCompleted } = useAutoscalerDatabase();
+  const { db, scaleRunToCompletion } = useAutoscalerDatabase();
 
   it(
     "rides out an image pulled slowly, a pod that never starts and a lost node: exact books, no backoffLimit spent",
     async () => {
       // 20 chunks, each waiting on its records about as long as 1,000 rows at 1 ms
       const rows = 8000;
-      await insertUsers(db.pool, rows);
-      await enqueue("faults", rows, { CHUNK_SIZE: "400" });
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
-          "--env",
-          "PROCESS_DELAY_MS=3",
-          "--env",
-          "WORKER_DEAD_AFTER_S=2",
-          "--pull-delay",
-          "0.5",
-          "--never-start",
-          "1",
-          "--freeze",
-          "1@2",
-          // past the run's end: the stuck pod's Job holds its place until then, the others finish first
-          "--active-deadline",
-          "20",
-          "--toleration-seconds",
-          "2",
-          "--until-idle",
-          "3",
-          "--duration",
-          LONGEST_RUN_S,
-        ],
-        { DATABASE_URL: db.url },
-      );
-      await expectCompleted("faults", rows);
+      const summary = await scaleRunToCompletion("faults", rows, { CHUNK_SIZE: "400" }, [
+        "--env",
+        "PROCESS_DELAY_MS=3",
+        "--env",
+        "WORKER_DEAD_AFTER_S=2",
+        "--pull-delay",
+        "0.5",
+        "--never-start",
+        "1",
+        "--freeze",
+        "1@2",
+        // past the run's end: the stuck pod's Job holds its place until then, the others finish first
+        "--active-deadline",
+        "20",
+        "--toleration-seconds",
+        "2",
+        "--until-idle",
+        "3",
+      ]);
       expect(summary.stoppedBecause).toBe("idle");
       // the pod that never started: its Job counted as running until its deadline failed it
       const stuck = summary.pods.filter((pod: any) => pod.neverRan);
@@ -74,19 +63,16 @@ describe("the local autoscaler against a database, through faults", () => {
     "starts no pod while a retry round waits for its delay",
     async () => {
       const rows = 8000;
-      await insertUsers(db.pool, rows);
-      await enqueue("retried", rows, { CHUNK_SIZE: "400", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" });
-      const summary = await autoscale(
+      const summary = await scaleRunToCompletion(
+        "retried",
+        rows,
+        { CHUNK_SIZE: "400", RETRY_DELAY_S: "3", MAX_ATTEMPTS: "2" },
         [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
           ...["--env", "PROCESS_DELAY_MS=5", "--env", "FAIL_RATE=0.1", "--env", "FAIL_FIRST_ATTEMPTS=1"],
           // longer than the retry delay: the query reads 0 while the round waits
-          ...["--until-idle", "6", "--duration", LONGEST_RUN_S],
+          ...["--until-idle", "6"],
         ],
-        { DATABASE_URL: db.url },
       );
-      await expectCompleted("retried", rows);
       expect((await runByName(db.pool, "retried")).round).toBe(1);
       expect(summary.stoppedBecause).toBe("idle");
       // a pod for each round, each of which found work

@@ -184,29 +184,19 @@ describe("the manifests, as the local autoscaler reads them", () => {
 
 describe("the local autoscaler against a database", () => {
   const workload = localScaledJob();
-  const { db, enqueue, expectCompleted } = useAutoscalerDatabase();
+  const { db, enqueue, expectCompleted, scaleRunToCompletion } = useAutoscalerDatabase();
 
   it(
     "runs the local overlay's ScaledJob: pods as KEDA starts them, the run completed, a JSON summary",
     async () => {
       // 60 chunks, as many as 120,000 rows in chunks of 2,000: the same decisions, a fifth of the rows
       const rows = 24_000;
-      await insertUsers(db.pool, rows);
-      await enqueue("scaled", rows, { CHUNK_SIZE: "400" });
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
-          "--env",
-          "PROCESS_DELAY_MS=2",
-          "--until-idle",
-          "2",
-          "--duration",
-          LONGEST_RUN_S,
-        ],
-        { DATABASE_URL: db.url },
-      );
-      await expectCompleted("scaled", rows);
+      const summary = await scaleRunToCompletion("scaled", rows, { CHUNK_SIZE: "400" }, [
+        "--env",
+        "PROCESS_DELAY_MS=2",
+        "--until-idle",
+        "2",
+      ]);
 
       expect(summary).toMatchObject({
         overlay: "k8s/overlays/local",
@@ -248,26 +238,16 @@ describe("the local autoscaler against a database", () => {
     async () => {
       // 60 chunks, each waiting as long on its records as 2,000 rows at 5 ms: the tail lasts polls
       const rows = 24_000;
-      await insertUsers(db.pool, rows);
-      await enqueue("killed", rows, { CHUNK_SIZE: "400" });
-      const summary = await autoscale(
-        [
-          "k8s/overlays/local",
-          ...ONE_SECOND_POLLS,
-          "--env",
-          "PROCESS_DELAY_MS=25",
-          "--env",
-          "WORKER_DEAD_AFTER_S=2",
-          "--kill-at-tail",
-          "50%",
-          "--until-idle",
-          "3",
-          "--duration",
-          LONGEST_RUN_S,
-        ],
-        { DATABASE_URL: db.url },
-      );
-      await expectCompleted("killed", rows);
+      const summary = await scaleRunToCompletion("killed", rows, { CHUNK_SIZE: "400" }, [
+        "--env",
+        "PROCESS_DELAY_MS=25",
+        "--env",
+        "WORKER_DEAD_AFTER_S=2",
+        "--kill-at-tail",
+        "50%",
+        "--until-idle",
+        "3",
+      ]);
       expect(summary.stoppedBecause).toBe("idle");
       expect(summary.podsKilled).toBeGreaterThan(0);
       const killedAt = summary.timeline.find((poll: any) => poll.faults.length > 0).t;

@@ -56,6 +56,22 @@ describe("npm run bench -- --quick --only at-scale,beside-app,rate-limit", () =>
         expect((c.alone as { transactions: number }).transactions).toBeGreaterThan(0);
         expect((c.beside as { transactions: number }).transactions).toBeGreaterThan(0);
       }
+      // the database's own reference: the job's SQL twin beside the same application, at the pace
+      // the busy-primary run reached without I/O
+      const busyPrimary = report.besideApp.cases.find((c) => c.profile === "busy primary" && c.delayMs === 0);
+      expect(report.besideApp.sqlTwin).toMatchObject({
+        paceRowsPerSecond: busyPrimary?.runRowsPerSecond,
+        rangeRows: expect.any(Number),
+        rows: 20_000,
+        alone: app,
+        beside: app,
+        p99Ratio: expect.any(Number),
+        runRowsPerSecond: expect.any(Number),
+        ofFullSpeed: expect.any(Number),
+        covered: expect.any(Boolean),
+      });
+      expect(report.besideApp.sqlTwin.beside.transactions).toBeGreaterThan(0);
+      expect(result.stderr).toMatch(/SQL twin at the busy-primary pace/);
       // throttling on against off, the same rows, alternated
       expect(report.besideApp.throttle).toMatchObject({
         rows: 5_000,

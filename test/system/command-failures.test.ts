@@ -1,13 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import {
-  createMigratedDatabase,
-  createTestDatabase,
-  insertUsers,
-  type TestDatabase,
-  useTestDatabase,
-} from "../support/database";
+import { createTestDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 import { BATCH_CLI, type Finished, MAIN, run, seed, status, batch as steer } from "../support/processes";
 
 /** Expected failures of the commands: exactly one line on stderr, no stack, and the documented status. */
@@ -71,12 +65,10 @@ describe("a database without the pg-batch schema", () => {
 });
 
 describe("a database whose schema lacks the newest migration", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase();
   beforeAll(async () => {
-    db = await createMigratedDatabase();
     await db.pool.query("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)");
   });
-  afterAll(() => db.drop());
 
   it("status says to apply it, in one line, with status 75 (EX_TEMPFAIL: the release's migration may yet run)", async () => {
     const result = await status([], { DATABASE_URL: db.url });
@@ -112,10 +104,8 @@ describe("directories that cannot be used", () => {
 });
 
 describe("output to a reader that stops reading", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: 100 });
   beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 100);
     expect((await seed(["enqueue", "--batch-name", "long-history"], { DATABASE_URL: db.url })).code).toBe(0);
     // a history far longer than a pipe's buffer
     await db.pool.query(
@@ -123,7 +113,6 @@ describe("output to a reader that stops reading", () => {
        SELECT id, 'note', 'control', 'test', repeat('x', 200) FROM batch_jobs, generate_series(1, 2000)`,
     );
   });
-  afterAll(() => db.drop());
 
   it("batch history --json | head -c 600 ends quietly, with status 0", async () => {
     const pipeline = `"${process.execPath}" "${BATCH_CLI}" history long-history --json | head -c 600 >/dev/null; exit \${PIPESTATUS[0]}`;

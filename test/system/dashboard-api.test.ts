@@ -6,6 +6,7 @@ import { DASHBOARD_CLI, type Dashboard, startDashboard } from "../support/dashbo
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { run, seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
+import { settledTableScans, tableScans } from "../support/table-scans";
 
 const ROWS = 3000;
 const TOKEN = "a-token-of-the-operators-0123456789";
@@ -315,35 +316,13 @@ describe("the dashboard's JSON", () => {
   });
 
   it("reads no users row, however often its pages poll", async () => {
-    /** Scans of a table so far, once the statistics of earlier sessions have all arrived. */
-    const scans = async (table: string, settled: boolean): Promise<number> => {
-      const count = async () => {
-        const client = await db.pool.connect();
-        try {
-          await client.query("SELECT pg_stat_clear_snapshot()");
-          const { rows } = await client.query(
-            "SELECT (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::int AS n FROM pg_stat_user_tables WHERE relname = $1",
-            [table],
-          );
-          return rows[0].n as number;
-        } finally {
-          client.release();
-        }
-      };
-      for (;;) {
-        const before = await count();
-        if (!settled) return before;
-        await new Promise((resolve) => setTimeout(resolve, 1200));
-        if ((await count()) === before) return before;
-      }
-    };
-    const users = await scans("users", true);
-    const runs = await scans("batch_jobs", false);
+    const users = await settledTableScans(db.pool, "users");
+    const runs = await tableScans(db.pool, "batch_jobs");
     for (const path of ["/api/runs", `/api/runs/${runId}`, `/api/runs/${runId}/samples`, `/api/runs/${runId}/events`]) {
       for (let i = 0; i < 3; i++) expect((await get(readOnly, path)).status).toBe(200);
     }
-    await waitFor("statistics to arrive", async () => (await scans("batch_jobs", false)) > runs);
-    expect(await scans("users", false)).toBe(users);
+    await waitFor("statistics to arrive", async () => (await tableScans(db.pool, "batch_jobs")) > runs);
+    expect(await tableScans(db.pool, "users")).toBe(users);
   });
 
   it("sends no connection string, password or token to the browser, and logs none", async () => {

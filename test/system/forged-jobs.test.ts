@@ -1,4 +1,4 @@
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { batch, seed, startWorker } from "../support/processes";
 import { runByName, tally, waitFor } from "../support/runs";
 
@@ -7,15 +7,12 @@ const ENV = { CHUNK_SIZE: "500", RETRY_DELAY_S: "0" };
 
 /** Jobs nobody asked the workflow for, as a hostile or unlucky user adds them by hand. */
 describe("forged and duplicated workflow jobs", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: ROWS, each: true });
   let runId: number;
   beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
     expect((await seed(["enqueue", "--batch-name", "target"], { DATABASE_URL: db.url, ...ENV })).code).toBe(0);
     runId = (await runByName(db.pool, "target")).id;
   });
-  afterEach(() => db.drop());
 
   const addQueueJob = (task: string, payload: object, key: string | null = null, priority = 0) =>
     db.pool.query("SELECT graphile_worker.add_job($1, $2::json, job_key := $3, priority := $4)", [

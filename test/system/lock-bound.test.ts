@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { freePort } from "../../src/base/free-port";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { seed, startWorker, status } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 import { checkInvariants } from "../support/workflow-invariants";
@@ -17,12 +17,7 @@ const BOUND_MS = 500;
 const MARGIN_MS = 2000;
 
 describe("bounded lock holding", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ users: ROWS, each: true });
 
   async function enqueue(name: string, env: Record<string, string>): Promise<void> {
     const result = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...env });

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { insertUsers, useTestDatabase } from "../support/database";
 import { lastJsonLine, ROOT, run, seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
@@ -22,13 +22,11 @@ const EXPECTED_TOTALS = `
     FROM priced`;
 
 describe("a job of one's own: jobs/orders-reprice.ts over the example's orders table", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ each: true });
   let env: Record<string, string>;
   beforeEach(async () => {
-    db = await createMigratedDatabase();
     env = { DATABASE_URL: db.url, RETRY_DELAY_S: "0", LOG_LEVEL: "warn" };
   });
-  afterEach(() => db.drop());
 
   /** `seed enqueue --job` and `jobs check` exit 1 with `lines` alone, and no run is created. */
   async function expectRefused(job: string, lines: string[]): Promise<void> {

@@ -3,7 +3,7 @@ import { withPool } from "../../src/db/pool";
 import { listEvents } from "../../src/runs/events";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { insertUsers, type TestDatabase, useTestDatabase } from "../support/database";
 import { usersJob } from "../support/jobs";
 import { startWorker, status } from "../support/processes";
 import { runByName } from "../support/runs";
@@ -53,13 +53,11 @@ async function startSampled(db: TestDatabase, name: string, env: Record<string, 
 }
 
 describe("a sampled plan", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ each: true });
   let claimable: number;
   beforeEach(async () => {
-    db = await createMigratedDatabase();
     claimable = await prepare(db);
   });
-  afterEach(() => db.drop());
 
   it("tiles the key's span with chunks, each claimable row in one, and the run makes every count exact", async () => {
     const env = { CHUNK_SIZE: "2000", MAX_ATTEMPTS: String(MAX_ATTEMPTS), WORKERS: "4" };

@@ -1,6 +1,6 @@
 import { freePort } from "../../src/base/free-port";
 import { EXIT_POOL_LOST } from "../../src/worker/pool-watchdog";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { logLines, seed, startWorker } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
@@ -11,10 +11,8 @@ import { runByName, waitFor } from "../support/runs";
  * worker does next can be seen.
  */
 describe("a worker whose job pool stops by itself", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: 200 });
   beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 200);
     await db.pool.query(`
       CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'completions refused by the test'; END $$;
@@ -30,7 +28,6 @@ describe("a worker whose job pool stops by itself", () => {
       CREATE TRIGGER refuse_unlock BEFORE UPDATE ON graphile_worker._private_jobs
         FOR EACH ROW EXECUTE FUNCTION refuse_unlock();`);
   });
-  afterAll(() => db.drop());
 
   it("turns unhealthy, releases its jobs once the database lets it, and exits for a restart", async () => {
     const port = await freePort();

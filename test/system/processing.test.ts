@@ -1,17 +1,12 @@
 import { failsOnAttempt, rowFraction } from "../../src/processing/fault-injection";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { seed, startWorker } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
 const ROWS = 3000;
 
 describe("processing a batch run with graphile-worker", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ users: ROWS, each: true });
 
   async function enqueue(name: string, env: Record<string, string> = {}): Promise<number> {
     const result = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url, ...env });

@@ -1,5 +1,5 @@
 import os from "node:os";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { batch, seed, startWorker, status } from "../support/processes";
 import { runByName } from "../support/runs";
 
@@ -13,13 +13,10 @@ const ROWS = 200;
 const ENV = { CHUNK_SIZE: "100", MAX_ATTEMPTS: "2", RETRY_DELAY_S: "0" };
 
 describe("batch retry", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: ROWS });
   beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
     await db.pool.query("UPDATE users SET salary = NULL WHERE id % 10 = 0");
   });
-  afterAll(() => db.drop());
 
   const env = () => ({ DATABASE_URL: db.url, ...ENV });
   const worker = async () => expect((await startWorker(["--once"], env()).exited).code).toBe(0);

@@ -1,5 +1,5 @@
 import { type Dashboard, startDashboard } from "../support/dashboard";
-import { createMigratedDatabase, type TestDatabase } from "../support/database";
+import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
 import { lastJsonLine, seed, startWorker, status } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
 
@@ -16,14 +16,12 @@ const WRONG_TOTALS = `
     FROM net`;
 
 describe("a run's parameters from the command line: orders-reprice --param priceChangePct=10", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase();
   let env: Record<string, string>;
   beforeAll(async () => {
-    db = await createMigratedDatabase();
     env = { DATABASE_URL: db.url, RETRY_DELAY_S: "0", MAX_ATTEMPTS: "1", LOG_LEVEL: "warn" };
     expect((await seed(["orders", "--rows", "1500", "--seed", "3"], env)).code).toBe(0);
   });
-  afterAll(() => db.drop());
 
   it("refuses bad parameters with a usage error, a line a problem, and starts nothing", async () => {
     const refused = await seed(

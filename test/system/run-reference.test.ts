@@ -1,12 +1,10 @@
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { batch, seed, status } from "../support/processes";
 import { runByName } from "../support/runs";
 
 describe("naming a run on the command line", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: 100 });
   beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 100);
     // run 1 "first", run 2 "nightly", run 3 named "2": each cancelled before the next starts
     for (const name of ["first", "nightly", "2"]) {
       const started = await seed(["enqueue", "--batch-name", name], { DATABASE_URL: db.url });
@@ -14,7 +12,6 @@ describe("naming a run on the command line", () => {
       expect((await batch(["cancel", `#${run}`], { DATABASE_URL: db.url })).code).toBe(0);
     }
   });
-  afterAll(() => db.drop());
 
   const env = () => ({ DATABASE_URL: db.url });
 

@@ -1,16 +1,12 @@
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { STATUS_CLI, seed, start, startWorker, status } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
+import { settledTableScans, tableScans } from "../support/table-scans";
 
 const ROWS = 3000;
 
 describe("status", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ users: ROWS, each: true });
 
   /**
    * The whole seconds left until `due`, as the database's clock reads them now: after status
@@ -161,45 +157,18 @@ describe("status", () => {
 });
 
 describe("the cost of watching", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: 1000 });
   beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, 1000);
     await seed(["enqueue", "--batch-name", "cheap"], { DATABASE_URL: db.url, CHUNK_SIZE: "100" });
   });
-  afterAll(() => db.drop());
-
-  /** Scans of a table so far, as the statistics system counts them. */
-  async function scans(table: string): Promise<number> {
-    const client = await db.pool.connect();
-    try {
-      await client.query("SELECT pg_stat_clear_snapshot()");
-      const { rows } = await client.query(
-        "SELECT (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::int AS n FROM pg_stat_user_tables WHERE relname = $1",
-        [table],
-      );
-      return rows[0].n;
-    } finally {
-      client.release();
-    }
-  }
-
-  /** The count once the statistics of earlier sessions have all arrived. */
-  async function settledScans(table: string): Promise<number> {
-    for (;;) {
-      const before = await scans(table);
-      await new Promise((resolve) => setTimeout(resolve, 1200));
-      if ((await scans(table)) === before) return before;
-    }
-  }
 
   it("status reads no users row, however often it is asked", async () => {
-    const users = await settledScans("users");
-    const runs = await scans("batch_jobs");
+    const users = await settledTableScans(db.pool, "users");
+    const runs = await tableScans(db.pool, "batch_jobs");
     for (const args of [["cheap", "--json"], ["cheap"], ["--json"]]) {
       expect((await status(args, { DATABASE_URL: db.url })).code).toBe(0);
     }
-    await waitFor("statistics to arrive", async () => (await scans("batch_jobs")) > runs);
-    expect(await scans("users")).toBe(users);
+    await waitFor("statistics to arrive", async () => (await tableScans(db.pool, "batch_jobs")) > runs);
+    expect(await tableScans(db.pool, "users")).toBe(users);
   });
 });

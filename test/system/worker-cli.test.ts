@@ -1,13 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import {
-  createMigratedDatabase,
-  createTestDatabase,
-  insertUsers,
-  statusCounts,
-  type TestDatabase,
-} from "../support/database";
+import { createTestDatabase, statusCounts, type TestDatabase, useTestDatabase } from "../support/database";
 import { ROOT, run, seed, WORKER_BIN } from "../support/processes";
 import { runByName } from "../support/runs";
 
@@ -24,12 +18,7 @@ function stderrLines(stderr: string): string[] {
 }
 
 describe("graphile-worker without flags, from the project root", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
-  });
-  afterAll(() => db.drop());
+  const db = useTestDatabase({ users: ROWS });
 
   it("finds the project's configuration and tasks, and --once drains an enqueued run", async () => {
     const env = { DATABASE_URL: db.url, CHUNK_SIZE: "500" };

@@ -6,7 +6,7 @@ import { runChunkQueueJob } from "../../workflows/chunk-activity";
 import { finishRound } from "../../workflows/finish-round";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, type TestDatabase, useTestDatabase } from "../support/database";
 import { inProcessDeps } from "../support/in-process";
 import { usersJob } from "../support/jobs";
 import { seed, startWorker } from "../support/processes";
@@ -32,12 +32,7 @@ async function steps(db: TestDatabase, runId: number) {
 }
 
 describe("the batch-run workflow", () => {
-  let db: TestDatabase;
-  beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
-  });
-  afterEach(() => db.drop());
+  const db = useTestDatabase({ users: ROWS, each: true });
 
   it("records every state change of a run in its history, with who and the counts", async () => {
     const env = { CHUNK_SIZE: "500", FAIL_RATE: "0.05", RETRY_DELAY_S: "0", POD_NAME: "pod-a" };
