@@ -20,6 +20,7 @@ import { queueLatency } from "./queue-latency";
 import { type RateLimitSizes, rateLimitCost } from "./rate-limit";
 import { printReport, type Results } from "./report";
 import { type ScaleOutOptions, scaleOut } from "./scale-out";
+import { type ScheduleSizes, schedules } from "./schedules";
 import { withScratchDatabase } from "./scratch-database";
 
 /**
@@ -46,7 +47,11 @@ import { withScratchDatabase } from "./scratch-database";
  *    each profile of settings, and beside the job's SQL twin at the busy-primary run's pace;
  *    throttling on against off (bench/beside-app.ts);
  *  - rate-limit: one worker process at 20 ms per record without a rate limit, under one far above
- *    what it does and under one near it (bench/rate-limit.ts).
+ *    what it does and under one near it (bench/rate-limit.ts);
+ *  - schedules: a schedule every minute, ours against graphile-worker's crontab, with 1, 2 and 4
+ *    worker processes over 3 ticks: runs per tick, transactions added, tick to start; every
+ *    worker down across a tick; a `--once` pod after one (bench/schedules.ts). Some 10 minutes of
+ *    wall clock; `--quick` starts the runners and reads their transactions, without a tick.
  */
 
 export const SECTIONS = [
@@ -61,6 +66,7 @@ export const SECTIONS = [
   "at-scale",
   "beside-app",
   "rate-limit",
+  "schedules",
 ] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -81,6 +87,7 @@ interface Sizes {
   scaleRows: number;
   besideApp: BesideAppSizes;
   rateLimit: RateLimitSizes;
+  schedules: ScheduleSizes;
 }
 
 const FULL: Sizes = {
@@ -111,6 +118,8 @@ const FULL: Sizes = {
   },
   // 100,000 rows at about 6,000 rows/s: some 17 s a run
   rateLimit: { rows: 100_000, delayMs: 20, rounds: 3, farAbove: 1_000_000, nearShare: 0.9 },
+  // 1 and 2, then 4: some 36 connections at a time
+  schedules: { phases: [[1, 2], [4]], ticks: 3, idleWindowSeconds: 0 },
 };
 const QUICK: Sizes = {
   rows: 20_000,
@@ -129,6 +138,7 @@ const QUICK: Sizes = {
   scaleRows: 20_000,
   besideApp: { noIoRows: 20_000, ioRows: 2_000, ioDelayMs: 20, appSeconds: 1, throttleRows: 5_000, throttleRounds: 1 },
   rateLimit: { rows: 2_000, delayMs: 20, rounds: 1, farAbove: 1_000_000, nearShare: 0.9 },
+  schedules: { phases: [[1]], ticks: 0, idleWindowSeconds: 5 },
 };
 
 function parseSections(only: string | undefined): Set<Section> {
@@ -285,6 +295,11 @@ async function measure(
   if (sections.has("rate-limit")) {
     log("rate limit: none, far above the worker's pace, near it");
     results.rateLimit = await timed("rate-limit", () => rateLimitCost(bench, sizes.rateLimit));
+  }
+
+  if (sections.has("schedules")) {
+    log(`schedules: ours against graphile-worker's crontab, ${sizes.schedules.phases.flat().join(", ")} processes`);
+    results.schedules = await timed("schedules", () => schedules(bench, sizes.schedules));
   }
 
   printReport(results);

@@ -11,6 +11,7 @@ import { insertSyntheticUsers } from "./synthetic-users";
 /** The processes and database chores every section of `npm run bench` uses. */
 
 export const DIST = path.join(PROJECT_ROOT, "dist");
+export const WORKER_CLI = path.join(PROJECT_ROOT, "node_modules/graphile-worker/dist/cli.js");
 export const BASELINES = process.env.BASELINES_SCRIPT ?? path.resolve(PROJECT_ROOT, "../shared/baselines/run.sh");
 
 /**
@@ -34,8 +35,17 @@ export interface Ran {
   peakRssMb?: number;
 }
 
-/** Runs a command to its end; with `measureRss`, a node command reports its peak RSS. */
-export function exec(command: string, args: string[], env: NodeJS.ProcessEnv, measureRss = false): Promise<Ran> {
+/**
+ * Runs a command to its end; with `measureRss`, a node command reports its peak RSS. Aborting
+ * `stop` ends it with SIGTERM (a long-running worker, stopped as Kubernetes stops a pod).
+ */
+export function exec(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  measureRss = false,
+  stop?: AbortSignal,
+): Promise<Ran> {
   const rssFile = path.join(os.tmpdir(), `peak-rss-${randomBytes(4).toString("hex")}`);
   const nodeArgs = measureRss ? ["--require", path.join(DIST, "bench/peak-rss.js"), ...args] : args;
   const startedAt = Date.now();
@@ -44,9 +54,15 @@ export function exec(command: string, args: string[], env: NodeJS.ProcessEnv, me
     cwd: PROJECT_ROOT,
     env: { ...env, ...(measureRss ? { PEAK_RSS_FILE: rssFile } : {}) },
     stdio: ["ignore", "pipe", "pipe"],
+    signal: stop,
+    killSignal: "SIGTERM",
   });
   let stdout = "";
   let stderr = "";
+  // a failed spawn is reported here, then closes; a stop, wanted, is reported here too
+  child.on("error", (error) => {
+    if (error.name !== "AbortError") stderr += `${error.message}\n`;
+  });
   child.stdout.on("data", (chunk) => {
     stdout += chunk;
   });
@@ -99,8 +115,7 @@ export class Bench {
   }
 
   worker(extra: NodeJS.ProcessEnv = {}, measureRss = false) {
-    const cli = path.join(PROJECT_ROOT, "node_modules/graphile-worker/dist/cli.js");
-    return this.node([cli, "-C", path.join(DIST, ".graphile-worker.config.js"), "--once"], extra, measureRss);
+    return this.node([WORKER_CLI, "-C", path.join(DIST, ".graphile-worker.config.js"), "--once"], extra, measureRss);
   }
 
   /** Files of `rows` generated users, made once per size. */

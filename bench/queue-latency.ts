@@ -1,14 +1,12 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { PROJECT_ROOT } from "../src/base/paths";
-import { type Bench, DIST, mustSucceed, round } from "./harness";
+import { type Bench, DIST, mustSucceed, round, WORKER_CLI } from "./harness";
 
 /** Milliseconds from a run's start to its first chunk starting, a worker already listening. */
 export async function queueLatency(bench: Bench): Promise<number> {
   await bench.reset();
   await bench.insertUsers(10_000);
-  const cli = path.join(PROJECT_ROOT, "node_modules/graphile-worker/dist/cli.js");
-  const worker = spawn(process.execPath, [cli, "-C", path.join(DIST, ".graphile-worker.config.js")], {
+  const worker = spawn(process.execPath, [WORKER_CLI, "-C", path.join(DIST, ".graphile-worker.config.js")], {
     env: bench.env,
     stdio: "ignore",
   });

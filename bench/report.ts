@@ -7,6 +7,7 @@ import type { peers } from "./peers";
 import type { processingRounds } from "./processing";
 import type { RateLimitCost } from "./rate-limit";
 import type { ScaleOutOptions, ScaleOutRow } from "./scale-out";
+import type { ScheduleOutcome, Schedules } from "./schedules";
 
 type Rounds = Awaited<ReturnType<typeof processingRounds>>;
 
@@ -28,6 +29,7 @@ export interface Results {
   atScale?: AtScale;
   besideApp?: BesideApp;
   rateLimit?: RateLimitCost;
+  schedules?: Schedules;
 }
 
 const ratio = (ours: number, reference: number | undefined) =>
@@ -255,8 +257,65 @@ export function printReport(results: Results): void {
       ],
     );
   }
+  if (results.schedules) rows.push(...scheduleRows(results.schedules));
   const times = Object.entries(results.sectionSeconds)
     .map(([section, seconds]) => `${section} ${seconds} s (load ${results.loadAverage[section]?.join(" ")})`)
     .join(", ");
   process.stderr.write(`\n${table(["measure", "ours", "reference", "ratio", "target"], rows)}\n\n${times}\n\n`);
+}
+
+/** What a case's ticks started: the runs of each tick, and when the first started. */
+const started = (o: ScheduleOutcome | undefined) =>
+  o?.ticks
+    .map(
+      (t) =>
+        `${t.runs}${t.startedAfterS === null ? "" : ` at +${t.startedAfterS} s${t.backfilled ? " (backfill)" : ""}`}`,
+    )
+    .join(", ") ?? "n/a";
+
+function scheduleRows(s: Schedules): string[][] {
+  const rows: string[][] = [];
+  const delay = (d: { medianMs: number; maxMs: number } | null) => (d ? `${d.medianMs} / ${d.maxMs}` : "-");
+  for (const ours of s.cases.filter((c) => c.approach === "ours")) {
+    const crontab = s.cases.find((c) => c.approach === "crontab" && c.processes === ours.processes);
+    rows.push(
+      [
+        `"${s.cron}", ${ours.processes} process(es), ${s.ticksPerCase} ticks: runs per tick`,
+        ours.runsPerTick.join(" ") || "-",
+        `crontab ${crontab?.runsPerTick.join(" ") || "-"}`,
+        "",
+        "1 each",
+      ],
+      [
+        "  transactions added per minute (per tick)",
+        `${ours.addedPerMinute} (${ours.addedPerTick ?? "-"})`,
+        `crontab ${crontab?.addedPerMinute} (${crontab?.addedPerTick ?? "-"}); none ${ours.baselineCommitsPerMinute}/min`,
+        "",
+        "",
+      ],
+    );
+  }
+  rows.push([
+    "schedule: tick to start, median / max (ms)",
+    delay(s.tickToStart.ours),
+    `crontab ${delay(s.tickToStart.crontab)}`,
+    "",
+    "",
+  ]);
+  if (s.outage) {
+    const [ours, ...crontabs] = s.outage.cases;
+    rows.push(["every worker down across a tick, back 30 s after: started per tick", started(ours), "", "", ""]);
+    for (const c of crontabs) rows.push(["", "", `${c.case} ${started(c)}`, "", ""]);
+  }
+  if (s.once) {
+    const [ours, crontab] = s.once.cases;
+    rows.push([
+      "a --once pod after a tick, none up: started (backlog first)",
+      `${started(ours)} (${ours?.backlogChunks})`,
+      `crontab ${started(crontab)} (${crontab?.queuedJobs} queued)`,
+      "",
+      "",
+    ]);
+  }
+  return rows;
 }

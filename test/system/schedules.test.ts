@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { usersJobSource } from "../../bench/schedules";
 import { tickRunName } from "../../src/jobs/schedule";
 import { startDashboard } from "../support/dashboard";
 import { useTestDatabase } from "../support/database";
@@ -21,17 +22,7 @@ const scheduleSamples = (text: string) =>
     .filter((line) => line.startsWith("batch_schedule_"))
     .sort();
 
-const JOB = `const { defineJob } = require(${JSON.stringify(path.join(ROOT, "dist/src/index.js"))});
-module.exports = defineJob({
-  name: "nightly",
-  table: "users",
-  key: "id",
-  reads: {},
-  state: { status: "batch_status", attempts: "attempts", error: "last_error", runId: "batch_id", processedAt: "processed_at" },
-  schedule: { cron: "0 3 * * *", timeZone: "Europe/Paris" },
-  async process() {},
-});
-`;
+const JOB = usersJobSource("nightly", '{ cron: "0 3 * * *", timeZone: "Europe/Paris" }');
 
 describe("a scheduled job, with two worker processes", () => {
   const db = useTestDatabase({ users: 300 });
