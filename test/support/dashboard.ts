@@ -1,7 +1,6 @@
 import path from "node:path";
 import { freePort } from "../../src/base/free-port";
-import { ROOT, type Running, start } from "./processes";
-import { waitFor } from "./runs";
+import { ROOT, type Running, start, untilAnswering } from "./processes";
 
 /** The dashboard as `npm run dashboard` starts it, in a process of its own. */
 export const DASHBOARD_CLI = path.join(ROOT, "dist/app/dashboard.js");
@@ -17,23 +16,11 @@ export async function startDashboard(env: Record<string, string | undefined>): P
   const port = await freePort();
   const running = start(process.execPath, [DASHBOARD_CLI], { DASHBOARD_PORT: String(port), ...env });
   const url = `http://127.0.0.1:${port}`;
-  let exited = false;
-  void running.exited.then(() => {
-    exited = true;
-  });
-  await waitFor("the dashboard to answer", async () => {
-    if (exited) throw new Error(`the dashboard exited: ${running.output.stderr}`);
-    return fetch(`${url}/api/dashboard`).then(
+  const stop = await untilAnswering(running, "the dashboard", () =>
+    fetch(`${url}/api/dashboard`).then(
       (response) => response.ok,
       () => false,
-    );
-  });
-  return {
-    url,
-    process: running,
-    async stop() {
-      if (!exited) running.child.kill("SIGTERM");
-      await running.exited;
-    },
-  };
+    ),
+  );
+  return { url, process: running, stop };
 }

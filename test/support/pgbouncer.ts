@@ -3,8 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { freePort } from "../../src/base/free-port";
-import { type Running, start } from "./processes";
-import { waitFor } from "./runs";
+import { type Running, start, untilAnswering } from "./processes";
 
 /** Where Debian's pgbouncer package puts the program (CI installs it: .ci/run). */
 const PGBOUNCER = "/usr/sbin/pgbouncer";
@@ -68,14 +67,9 @@ export async function startPgBouncer(databaseUrl: string, mode: PoolMode): Promi
   );
   const runAs = unprivilegedUser();
   const running = start(PGBOUNCER, [...(runAs ? ["-u", runAs] : []), path.join(dir, "pgbouncer.ini")], {});
-  let exited = false;
-  void running.exited.then(() => {
-    exited = true;
-  });
   const credentials = `${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ""}`;
   const url = `postgres://${credentials}@127.0.0.1:${port}/${database}`;
-  await waitFor("PgBouncer to answer", async () => {
-    if (exited) throw new Error(`pgbouncer exited: ${running.output.stderr}`);
+  const stopPgBouncer = await untilAnswering(running, "PgBouncer", async () => {
     const client = new pg.Client({ connectionString: url });
     try {
       await client.connect();
@@ -91,8 +85,7 @@ export async function startPgBouncer(databaseUrl: string, mode: PoolMode): Promi
     url,
     process: running,
     async stop() {
-      if (!exited) running.child.kill("SIGTERM");
-      await running.exited;
+      await stopPgBouncer();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

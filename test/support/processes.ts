@@ -109,6 +109,29 @@ export async function stopAll(processes: Running[], signal: NodeJS.Signals): Pro
   );
 }
 
+/**
+ * Waits until a server started by `start` answers (`answers`), failing at once with its stderr
+ * if it exits first. Resolves with its stop: SIGTERM unless it has exited, then its exit.
+ */
+export async function untilAnswering(
+  server: Running,
+  name: string,
+  answers: () => Promise<boolean>,
+): Promise<() => Promise<void>> {
+  let exited = false;
+  void server.exited.then(() => {
+    exited = true;
+  });
+  await waitFor(`${name} to answer`, async () => {
+    if (exited) throw new Error(`${name} exited: ${server.output.stderr}`);
+    return answers();
+  });
+  return async () => {
+    if (!exited) server.child.kill("SIGTERM");
+    await server.exited;
+  };
+}
+
 /** SIGTERMs a worker and waits up to `waitMs` for it to exit: undefined if it did not. */
 export function terminate(worker: Running, waitMs: number): Promise<Finished | undefined> {
   worker.child.kill("SIGTERM");

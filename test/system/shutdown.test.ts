@@ -1,4 +1,4 @@
-import { createMigratedDatabase, insertUsers, statusCounts, type TestDatabase } from "../support/database";
+import { statusCounts, useTestDatabase } from "../support/database";
 import { logLines, type Running, seed, start, startWorker } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
 
@@ -14,13 +14,10 @@ const SLOW = {
 };
 
 describe("SIGTERM to a worker in the middle of a run", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ users: ROWS, each: true });
   beforeEach(async () => {
-    db = await createMigratedDatabase();
-    await insertUsers(db.pool, ROWS);
     expect((await seed(["enqueue", "--batch-name", "interrupted"], { DATABASE_URL: db.url, ...SLOW })).code).toBe(0);
   });
-  afterEach(() => db.drop());
 
   async function interruptMidRun(worker: Running, signal: () => void, afterRows = 300, ready = async () => true) {
     await waitFor(
