@@ -160,6 +160,11 @@ export async function startMeasuredWorker(
   return metrics;
 }
 
+/** The non-empty lines of a process's stderr. */
+export function stderrLines(stderr: string): string[] {
+  return stderr.split("\n").filter((line) => line.trim() !== "");
+}
+
 /** Parses the JSON log lines of a process's stderr, skipping anything else. */
 export function logLines(stderr: string): Record<string, unknown>[] {
   return stderr

@@ -2,16 +2,11 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { createTestDatabase, type TestDatabase, useTestDatabase } from "../support/database";
-import { BATCH_CLI, type Finished, MAIN, run, seed, status, batch as steer } from "../support/processes";
+import { BATCH_CLI, type Finished, MAIN, run, seed, status, stderrLines, batch as steer } from "../support/processes";
 
 /** Expected failures of the commands: exactly one line on stderr, no stack, and the documented status. */
 
 const UNREACHABLE = "postgres://postgres@127.0.0.1:1/postgres";
-
-/** The non-empty lines of a process's stderr. */
-function stderrLines(result: Finished): string[] {
-  return result.stderr.split("\n").filter((line) => line.trim() !== "");
-}
 
 describe("a database that cannot be reached", () => {
   const env = { DATABASE_URL: UNREACHABLE };
@@ -24,7 +19,7 @@ describe("a database that cannot be reached", () => {
   ])("%s says so in one line, with status 1", async (_name, command) => {
     const result = await command();
     expect(result.code).toBe(1);
-    expect(stderrLines(result)).toEqual([
+    expect(stderrLines(result.stderr)).toEqual([
       "error: cannot connect to the database at 127.0.0.1:1/postgres: connect ECONNREFUSED 127.0.0.1:1",
     ]);
   });
@@ -54,7 +49,7 @@ describe("a database without the pg-batch schema", () => {
   ])("%s says to create it, in one line, with status 1, writing nothing", async (_name, args, command) => {
     const result = await command(args[0] === "import" ? [...args, "--dir", dir] : args, { DATABASE_URL: empty.url });
     expect(result.code).toBe(1);
-    expect(stderrLines(result)).toEqual([
+    expect(stderrLines(result.stderr)).toEqual([
       expect.stringMatching(
         /^error: the database at 127\.0\.0\.1:\d+\/test_\w+ lacks the pg-batch schema \(no table \w+\): run npm run seed -- schema$/,
       ),
@@ -73,7 +68,7 @@ describe("a database whose schema lacks the newest migration", () => {
   it("status says to apply it, in one line, with status 75 (EX_TEMPFAIL: the release's migration may yet run)", async () => {
     const result = await status([], { DATABASE_URL: db.url });
     expect(result.code).toBe(75);
-    expect(stderrLines(result)).toEqual([
+    expect(stderrLines(result.stderr)).toEqual([
       expect.stringMatching(
         /^error: the database at .+ has the pg-batch schema without migration \d+_\w+, which this program needs: run this release's migration \(npm run seed -- schema\)$/,
       ),
@@ -87,7 +82,7 @@ describe("directories that cannot be used", () => {
   it("seed generate --out under a file is a bad argument: one line, status 2", async () => {
     const result = await seed(["generate", "--rows", "10", "--out", "/dev/null/x"], {});
     expect(result.code).toBe(2);
-    expect(stderrLines(result)).toEqual([
+    expect(stderrLines(result.stderr)).toEqual([
       "error: cannot create the output directory /dev/null/x: ENOTDIR: not a directory, mkdir '/dev/null/x'",
     ]);
   });
@@ -95,7 +90,7 @@ describe("directories that cannot be used", () => {
   it("seed import --dir of a missing directory is a bad argument: one line, status 2, nothing recorded", async () => {
     const result = await seed(["import", "--dir", "/missing"], { DATABASE_URL: db.url });
     expect(result.code).toBe(2);
-    expect(stderrLines(result)).toEqual([
+    expect(stderrLines(result.stderr)).toEqual([
       "error: cannot read the directory /missing: ENOENT: no such file or directory, scandir '/missing'",
     ]);
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM batch_jobs");

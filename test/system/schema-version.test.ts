@@ -1,11 +1,7 @@
 import { readMigrations } from "../../src/db/migrate";
 import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
 import { dropLogin, type Login, loginAs } from "../support/logins";
-import { seed, startWorker } from "../support/processes";
-
-function stderrLines(stderr: string): string[] {
-  return stderr.split("\n").filter((line) => line.trim() !== "");
-}
+import { seed, startWorker, stderrLines } from "../support/processes";
 
 /** A worker pod's command, as the worker role: it may not read schema_migrations. */
 const runWorker = (login: Login) => startWorker(["--once"], { DATABASE_URL: login.url, CHUNK_SIZE: "100" }).exited;

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createTestDatabase, statusCounts, type TestDatabase, useTestDatabase } from "../support/database";
-import { ROOT, run, seed, WORKER_BIN } from "../support/processes";
+import { ROOT, run, seed, stderrLines, WORKER_BIN } from "../support/processes";
 import { runByName } from "../support/runs";
 
 const ROWS = 1500;
@@ -10,11 +10,6 @@ const ROWS = 1500;
 /** graphile-worker as a newcomer runs it: no flags, from the project root unless told otherwise. */
 function worker(env: Record<string, string | undefined>, cwd = ROOT) {
   return run(WORKER_BIN, ["--once"], env, cwd);
-}
-
-/** The non-empty lines of a process's stderr. */
-function stderrLines(stderr: string): string[] {
-  return stderr.split("\n").filter((line) => line.trim() !== "");
 }
 
 describe("graphile-worker without flags, from the project root", () => {
