@@ -1,5 +1,7 @@
+import type pg from "pg";
 import { type TestDatabase, useTestDatabase } from "./database";
-import { type Running, stopAll } from "./processes";
+import { type Running, stopAll, terminate } from "./processes";
+import { lockedJobs } from "./runs";
 
 /**
  * A database of its own for each test of the enclosing describe (`users` pending users), and
@@ -15,4 +17,19 @@ export function useWorkersAndDatabase(
   afterEach(() => stopAll(workers, signal));
   const db = useTestDatabase({ ...options, each: true });
   return { db, workers };
+}
+
+/**
+ * SIGTERMs the test's one worker (taking it out of `workers`) while its chunks wait, and checks
+ * that it shut down gracefully and handed them back: nothing locked, a hand-back recorded.
+ */
+export async function expectWorkerHandsBackOnSigterm(workers: Running[], pool: pg.Pool, waitMs: number) {
+  const first = workers.splice(0)[0] as Running;
+  const exited = await terminate(first, waitMs);
+  // graphile-worker ends a graceful shutdown by re-raising the signal it received
+  expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
+  expect(exited?.stderr).toContain("Global graceful shutdown complete");
+  expect(await lockedJobs(pool)).toBe(0);
+  const { rows } = await pool.query("SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-handed-back'");
+  expect(rows[0].n).toBeGreaterThan(0);
 }

@@ -2,9 +2,9 @@ import { defineJob } from "#pg-batch";
 import { parseConfig } from "../../src/config/config";
 import { insertUsers } from "../support/database";
 import { metricSample } from "../support/metric-sample";
-import { batch, type Running, seed, startMeasuredWorker, terminate } from "../support/processes";
+import { batch, seed, startMeasuredWorker } from "../support/processes";
 import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
-import { useWorkersAndDatabase } from "../support/workers";
+import { expectWorkerHandsBackOnSigterm, useWorkersAndDatabase } from "../support/workers";
 
 const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", RETRY_DELAY_S: "0" };
 /** Generous: the machine is shared and busy. */
@@ -89,16 +89,7 @@ describe("a run whose chunks pause after each slice", () => {
         );
       await pausing(await measuredWorker(env));
 
-      const first = workers.splice(0)[0] as Running;
-      const exited = await terminate(first, WAIT_MS);
-      // graphile-worker ends a graceful shutdown by re-raising the signal it received
-      expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
-      expect(exited?.stderr).toContain("Global graceful shutdown complete");
-      expect(await lockedJobs(db.pool)).toBe(0);
-      const handedBack = await db.pool.query(
-        "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-handed-back'",
-      );
-      expect(handedBack.rows[0].n).toBeGreaterThan(0);
+      await expectWorkerHandsBackOnSigterm(workers, db.pool, WAIT_MS);
 
       // another worker takes the chunk back and pauses as the first did, until the run is cancelled
       await pausing(await measuredWorker(env));

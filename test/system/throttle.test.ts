@@ -20,9 +20,9 @@ import { describeThrottle, type ThrottleReading } from "../../src/runs/throttle-
 import { insertUsers, quietLogger } from "../support/database";
 import { usersJob } from "../support/jobs";
 import { metricSample } from "../support/metric-sample";
-import { batch, ROOT, type Running, seed, startMeasuredWorker, status, terminate } from "../support/processes";
-import { lockedJobs, runByName, tally, waitFor } from "../support/runs";
-import { useWorkersAndDatabase } from "../support/workers";
+import { batch, ROOT, seed, startMeasuredWorker, status } from "../support/processes";
+import { runByName, tally, waitFor } from "../support/runs";
+import { expectWorkerHandsBackOnSigterm, useWorkersAndDatabase } from "../support/workers";
 
 const RUN_ENV = { CHUNK_SIZE: "500", ROW_CONCURRENCY: "4", HEALTH_CHECK_INTERVAL_S: "0.5", RETRY_DELAY_S: "0" };
 /** Generous: the machine is shared and busy. */
@@ -489,16 +489,7 @@ module.exports = defineJob({
       expect(enqueued.code).toBe(0);
       await expectHeldBack(metrics, "gated_held", "condition", claimed, "held");
 
-      const first = workers.splice(0)[0] as Running;
-      const exited = await terminate(first, WAIT_MS);
-      // graphile-worker ends a graceful shutdown by re-raising the signal it received
-      expect(exited?.signal ?? exited?.code).toBe("SIGTERM");
-      expect(exited?.stderr).toContain("Global graceful shutdown complete");
-      expect(await lockedJobs(db.pool)).toBe(0);
-      const { rows } = await db.pool.query(
-        "SELECT count(*)::int AS n FROM batch_events WHERE event = 'chunk-handed-back'",
-      );
-      expect(rows[0].n).toBeGreaterThan(0);
+      await expectWorkerHandsBackOnSigterm(workers, db.pool, WAIT_MS);
 
       // another worker takes the chunks back, and waits as the first did, until the run is cancelled
       metrics = await measuredWorker(env);
