@@ -8,7 +8,7 @@ import { checkJobAgainstDatabase } from "../../src/jobs/catalog-check";
 import { stateMigrationSql } from "../../src/jobs/state-migration";
 import { planRun } from "../../workflows/plan-run";
 import { runSettings, startRun } from "../../workflows/start-run";
-import { createMigratedDatabase, insertUsers, type TestDatabase } from "../support/database";
+import { insertUsers, useTestDatabase } from "../support/database";
 import { runDueJobs } from "../support/one-job";
 import { SEED_CLI, start } from "../support/processes";
 import { runByName, waitFor } from "../support/runs";
@@ -19,14 +19,8 @@ import { runByName, waitFor } from "../support/runs";
  * may be NULL. Each row ends with what its own result and key call for; no row fails another.
  */
 
-let db: TestDatabase;
-beforeEach(async () => {
-  db = await createMigratedDatabase();
-});
-afterEach(async () => {
-  useCatalog(loadCatalog(JOBS_DIR).jobs);
-  await db.drop();
-});
+const db = useTestDatabase({ each: true });
+afterEach(() => useCatalog(loadCatalog(JOBS_DIR).jobs));
 
 /** Gives the job's table its state columns, makes the job this process's, and runs it to its end in-process. */
 async function runToEnd(job: JobDefinition, env: Record<string, string> = {}) {

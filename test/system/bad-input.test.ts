@@ -2,22 +2,18 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../../seed/user-rows";
-import { createMigratedDatabase, type TestDatabase, useTestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { batch, MAIN, run, seed, startWorker, status } from "../support/processes";
 
 const GOOD_ROW = (id: number) => `${id},User ${id},user.${id}@example.com,30,50000,2025-06-01 12:00:00,pending,`;
 
 describe("bad CSV input", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase();
   let dir: string;
   beforeAll(async () => {
-    db = await createMigratedDatabase();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "bad-csv-"));
   });
-  afterAll(async () => {
-    await db.drop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fs.rm(dir, { recursive: true, force: true }));
 
   /** Text files get the header and hold one bad line (line 3) after a good one; byte files are taken as they are. */
   const cases: [string, string | Buffer, RegExp][] = [

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { createTestDatabase, type TestDatabase, useTestDatabase } from "../support/database";
+import { useTestDatabase } from "../support/database";
 import { BATCH_CLI, type Finished, MAIN, run, seed, status, stderrLines, batch as steer } from "../support/processes";
 
 /** Expected failures of the commands: exactly one line on stderr, no stack, and the documented status. */
@@ -26,17 +26,13 @@ describe("a database that cannot be reached", () => {
 });
 
 describe("a database without the pg-batch schema", () => {
-  let empty: TestDatabase;
+  const empty = useTestDatabase({ migrated: false });
   let dir: string;
   beforeAll(async () => {
-    empty = await createTestDatabase();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "no-schema-"));
     await fs.writeFile(path.join(dir, "users.csv"), "id,name,email,age,salary,created_at,batch_status,batch_id\n");
   });
-  afterAll(async () => {
-    await empty.drop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fs.rm(dir, { recursive: true, force: true }));
 
   it.each<[string, string[], (args: string[], env: Record<string, string>) => Promise<Finished>]>([
     ["seed enqueue", ["enqueue"], seed],

@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CSV_HEADER } from "../../seed/user-rows";
-import { createMigratedDatabase, type TestDatabase } from "../support/database";
+import { type TestDatabase, useTestDatabase } from "../support/database";
 import { dropLogin, loginAs } from "../support/logins";
 import { logLines, SEED_CLI, seed, start, startWorker } from "../support/processes";
 import { waitFor } from "../support/runs";
@@ -37,16 +37,12 @@ async function countRows(db: TestDatabase, where = "true"): Promise<number> {
 }
 
 describe("seed import", () => {
-  let db: TestDatabase;
+  const db = useTestDatabase({ each: true });
   let dir: string;
   beforeEach(async () => {
-    db = await createMigratedDatabase();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "import-"));
   });
-  afterEach(async () => {
-    await db.drop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  afterEach(() => fs.rm(dir, { recursive: true, force: true }));
 
   const importDir = () => seed(["import", "--dir", dir, "--concurrency", "3"], { DATABASE_URL: db.url });
 
