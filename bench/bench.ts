@@ -43,9 +43,9 @@ import { withScratchDatabase } from "./scratch-database";
  *  - at-scale: generate, import into an empty table (against load-then-index, rounds as many as
  *    processing's, interleaved), plan and two worker processes at `--scale-rows` (the proof of
  *    concept's size: 50,000,000) (bench/at-scale.ts);
- *  - beside-app: an application of pgbench clients at a fixed rate, alone and beside a run, for
- *    each profile of settings, and beside the job's SQL twin at the busy-primary run's pace;
- *    throttling on against off (bench/beside-app.ts);
+ *  - beside-app: an application of pgbench clients at a fixed rate, alone, beside a run and alone
+ *    again, for each profile of settings, and beside the job's SQL twin at the busy-primary run's
+ *    pace and slice size; throttling on against off (bench/beside-app.ts);
  *  - rate-limit: one worker process at 20 ms per record without a rate limit, under one far above
  *    what it does and under one near it (bench/rate-limit.ts);
  *  - schedules: a schedule every minute, ours against graphile-worker's crontab, with 1, 2 and 4

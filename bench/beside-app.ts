@@ -3,19 +3,25 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
+import { freePort } from "../src/base/free-port";
 import { MAX_SLICE_ROWS } from "../src/chunks/slice-sizer";
 import { twinClient, twinStatement, usersIdRange } from "./ceiling";
 import { type Bench, DIST, exec, FULL_SPEED, median, mustSucceed, type Ran, round } from "./harness";
 
 /**
  * Beside an application: an "application" of pgbench clients reads and updates random users rows
- * at a fixed rate, alone and then beside a run (one real worker process on the same table),
- * without I/O and with PROCESS_DELAY_MS of I/O per record, for each profile of settings below.
- * Reported: the application's latencies (pgbench's per-transaction log), its waits on locks
- * held by the run's sessions (pg_locks sampled every 20 ms) and the run's rate over the
- * application's window. Then what the database itself does to the application at the pace the
- * busy-primary run reached: the job's SQL twin, with no worker process, beside the same
- * application. Then the cost of the health reads: the same run with throttling on and off,
+ * at a fixed rate, alone, then beside a run (one real worker process on the same table), then
+ * alone again on the same table once the run is stopped, without I/O and with PROCESS_DELAY_MS
+ * of I/O per record, for each profile of settings below. At a fixed rate one stall (a
+ * checkpoint's writes, a scheduler hiccup) delays every transaction scheduled behind it, so the
+ * p99 of a short window is its worst stall: the two alone windows, pooled, see the machine as
+ * the beside window does, and each window counts the checkpoints that ended in it. Reported:
+ * the application's latencies (pgbench's per-transaction log), from the scheduled start and
+ * from the transaction's own start, its waits on locks held by the run's sessions (pg_locks
+ * sampled every 20 ms), the run's rate over the application's window and the rows of its
+ * slices. Then what the database itself does to the application at the pace the busy-primary
+ * run reached: the job's SQL twin, with no worker process, a statement per slice of that run,
+ * beside the same application. Then the cost of the health reads: the same run with throttling on and off,
  * alternated on the same rows, with every signal healthy.
  */
 
@@ -74,8 +80,16 @@ const LOCK_WAITS_SQL = `
    GROUP BY l.pid`;
 const LOCK_SAMPLE_MS = 20;
 
-/** The twin's ids per statement: the most rows a slice claims. */
-const TWIN_RANGE_ROWS = MAX_SLICE_ROWS;
+/** Checkpoints the server has ended since its statistics were reset, timed or requested. */
+const CHECKPOINTS_SQL = "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter";
+
+/** Autovacuum workers busy in this database (on a table of a previous case, say). */
+const AUTOVACUUMS_SQL = `SELECT count(*)::int AS n FROM pg_stat_activity
+   WHERE backend_type = 'autovacuum worker' AND datname = current_database()`;
+/** How long an alone window waits for them at most, then starts beside them (its figures show it). */
+const AUTOVACUUM_WAIT_MS = 60_000;
+/** How long a window waits at most for the checkpoint before it to be counted. */
+const CHECKPOINT_COUNT_WAIT_MS = 5_000;
 
 export interface BesideAppSizes {
   /** Rows of the run without I/O, and with it: enough that the run outlasts the application's window. */
@@ -100,16 +114,26 @@ export interface AppFigures {
   /** Waits on the run's locks seen by sampling, and the longest (to within a sample). */
   lockWaits: number;
   longestLockWaitMs: number;
+  /** Checkpoints that ended in the window: a stall they cause explains a bad p99. */
+  checkpoints: number;
 }
 
 /** The application alone and beside a writer, and the writer's rate over its window. */
 export interface BesideFigures {
   rows: number;
+  /** The two alone windows, just before and just after the beside one, pooled. */
   alone: AppFigures;
+  /** Each of them, so that a disturbed one shows. */
+  aloneBefore: AppFigures;
+  aloneAfter: AppFigures;
   beside: AppFigures;
+  /** beside / alone (pooled), of the p99 from the scheduled start and from the transaction's own. */
   p99Ratio: number;
+  p99FromStartRatio: number;
   /** Rows the writer completed or failed over the application's window, per second. */
   runRowsPerSecond: number;
+  /** Rows a slice (a statement of the twin) wrote on average over the window, when known. */
+  rowsPerSlice: number | undefined;
   /** Whether the writer was still going when the application's window ended. */
   covered: boolean;
 }
@@ -125,6 +149,11 @@ export interface TwinCase extends BesideFigures {
   /** The pace it was held to, rows/s, and the ids per statement. */
   paceRowsPerSecond: number;
   rangeRows: number;
+  /**
+   * Where the ids per statement come from: the busy-primary run's slices over its window
+   * (its worker's metrics), or, when they could not be read, the most rows a slice claims.
+   */
+  rangeFrom: "busy-primary slices" | "MAX_SLICE_ROWS";
   /** Its rate over the window against the full-speed run's without I/O, when that ran. */
   ofFullSpeed: number | undefined;
 }
@@ -199,13 +228,41 @@ async function sampleLockWaits(pool: pg.Pool, stop: AbortSignal): Promise<number
   return [...waits.values()];
 }
 
-/** The application for `seconds`, its lock waits sampled meanwhile. */
-async function runApp(bench: Bench, users: number, seconds: number, workDir: string): Promise<AppFigures> {
+/** One window of the application: its transactions' latencies, its lock waits and the checkpoints. */
+interface AppWindow {
+  latencies: number[];
+  fromStart: number[];
+  waits: number[];
+  checkpoints: number;
+}
+
+const checkpointsSoFar = async (pool: pg.Pool) => Number((await pool.query(CHECKPOINTS_SQL)).rows[0].n);
+
+/** The figures of one window, or of several pooled into one distribution. */
+function appFigures(windows: AppWindow[]): AppFigures {
+  const latencies = windows.flatMap((w) => w.latencies).sort((a, b) => a - b);
+  const fromStart = windows.flatMap((w) => w.fromStart).sort((a, b) => a - b);
+  const waits = windows.flatMap((w) => w.waits);
+  return {
+    transactions: latencies.length,
+    p50Ms: round(percentile(latencies, 0.5), 1),
+    p99Ms: round(percentile(latencies, 0.99), 1),
+    maxMs: round(latencies.at(-1) ?? Number.NaN, 1),
+    p99FromStartMs: round(percentile(fromStart, 0.99), 1),
+    lockWaits: waits.length,
+    longestLockWaitMs: round(Math.max(0, ...waits)),
+    checkpoints: windows.reduce((sum, w) => sum + w.checkpoints, 0),
+  };
+}
+
+/** The application for `seconds`, its lock waits sampled and the checkpoints counted meanwhile. */
+async function runApp(bench: Bench, users: number, seconds: number, workDir: string): Promise<AppWindow> {
   const logDir = path.join(workDir, "log");
   fs.rmSync(logDir, { recursive: true, force: true });
   fs.mkdirSync(logDir);
   const script = path.join(workDir, "app.sql");
   fs.writeFileSync(script, APP_SCRIPT);
+  const checkpointsBefore = await checkpointsSoFar(bench.pool);
   const stop = new AbortController();
   const sampling = sampleLockWaits(bench.pool, stop.signal);
   let ran: Ran;
@@ -223,17 +280,36 @@ async function runApp(bench: Bench, users: number, seconds: number, workDir: str
     stop.abort();
   }
   const waits = await sampling;
+  const checkpoints = (await checkpointsSoFar(bench.pool)) - checkpointsBefore;
   mustSucceed("pgbench", ran);
-  const { latencies, fromStart } = readTransactionLog(logDir);
-  return {
-    transactions: latencies.length,
-    p50Ms: round(percentile(latencies, 0.5), 1),
-    p99Ms: round(percentile(latencies, 0.99), 1),
-    maxMs: round(latencies.at(-1) ?? Number.NaN, 1),
-    p99FromStartMs: round(percentile(fromStart, 0.99), 1),
-    lockWaits: waits.length,
-    longestLockWaitMs: round(Math.max(0, ...waits)),
-  };
+  return { ...readTransactionLog(logDir), waits, checkpoints };
+}
+
+/**
+ * Runs `settle` (which ends in a CHECKPOINT), waits until the checkpointer has counted that
+ * checkpoint (it reports one a moment after it ends: the next window would count it else), then
+ * waits (a minute at most) for this database's autovacuum workers, such as a previous case left.
+ */
+async function settled(pool: pg.Pool, settle: () => Promise<void>): Promise<void> {
+  const checkpoints = await checkpointsSoFar(pool);
+  await settle();
+  const counted = performance.now() + CHECKPOINT_COUNT_WAIT_MS;
+  while ((await checkpointsSoFar(pool)) === checkpoints && performance.now() < counted) await sleep(50);
+  const deadline = performance.now() + AUTOVACUUM_WAIT_MS;
+  while ((await pool.query(AUTOVACUUMS_SQL)).rows[0].n > 0 && performance.now() < deadline) await sleep(500);
+}
+
+/** Rows and slices a worker's metrics count so far; undefined once it has ended (it serves none). */
+async function sliceCounters(port: number): Promise<Slices | undefined> {
+  let text: string;
+  try {
+    text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  } catch {
+    return undefined;
+  }
+  const total = (name: string) =>
+    [...text.matchAll(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
+  return { rows: total("batch_rows_total"), slices: total("batch_slices_total") };
 }
 
 async function runProgress(pool: pg.Pool, name: string): Promise<{ done: number; status: string }> {
@@ -246,17 +322,36 @@ async function runProgress(pool: pg.Pool, name: string): Promise<{ done: number;
   return { done: Number(rows[0]?.done ?? 0), status: rows[0]?.status ?? "missing" };
 }
 
+/** Rows written so far, and in how many slices (statements of the twin). */
+interface Slices {
+  rows: number;
+  slices: number;
+}
+
+/** Rows per slice between two readings of the counters, when both were read and slices ended between. */
+const rowsPerSlice = (from: Slices | undefined, to: Slices | undefined) =>
+  from && to && to.slices > from.slices ? round((to.rows - from.rows) / (to.slices - from.slices)) : undefined;
+
 /** What writes beside the application: a run's worker process, or the job's SQL twin. */
 interface Writer {
   /** Rows it has completed or failed so far. */
   written(): Promise<number>;
+  /** Its rows and slices so far, when it can tell. */
+  slices(): Promise<Slices | undefined>;
   /** Whether it has ended on its own (its rows all done, or it failed). */
   ended(): boolean;
   /** Stops it once the application's window has ended; whether it was still going until then. */
   stop(): Promise<boolean>;
 }
 
-/** Alone, then beside what `start` starts writing: one fresh table of `rows` users for both. */
+/**
+ * Alone, beside what `start` starts writing, then alone again once it is stopped: one fresh
+ * table of `rows` users for the three windows. Each alone window starts on the table vacuumed
+ * and checkpointed (after the import, then after the writer) with no autovacuum running in the
+ * database, and autovacuum stays off on the table throughout (disabling it takes a lock that
+ * cancels one already on it), so that what the import or the writer left behind runs into no
+ * window and one window is not spared what the others see.
+ */
 async function alongside(
   bench: Bench,
   rows: number,
@@ -264,25 +359,38 @@ async function alongside(
   workDir: string,
   start: () => Promise<Writer>,
 ): Promise<BesideFigures> {
-  await bench.freshUsers(rows);
-  const alone = await runApp(bench, rows, seconds, workDir);
-  const writer = await start();
-  // the application's window begins once the writer is writing
-  while ((await writer.written()) === 0 && !writer.ended()) await sleep(50);
-  const before = await writer.written();
-  const started = performance.now();
-  const beside = await runApp(bench, rows, seconds, workDir);
-  const after = await writer.written();
-  const windowSeconds = (performance.now() - started) / 1000;
-  const covered = await writer.stop();
-  return {
-    rows,
-    alone,
-    beside,
-    p99Ratio: round(beside.p99Ms / alone.p99Ms, 1),
-    runRowsPerSecond: round((after - before) / windowSeconds),
-    covered,
-  };
+  await bench.pool.query("ALTER TABLE users SET (autovacuum_enabled = off)");
+  try {
+    await settled(bench.pool, () => bench.freshUsers(rows));
+    const aloneBefore = await runApp(bench, rows, seconds, workDir);
+    const writer = await start();
+    // the application's window begins once the writer is writing
+    while ((await writer.written()) === 0 && !writer.ended()) await sleep(50);
+    const before = { rows: await writer.written(), slices: await writer.slices() };
+    const started = performance.now();
+    const beside = await runApp(bench, rows, seconds, workDir);
+    const after = { rows: await writer.written(), slices: await writer.slices() };
+    const windowSeconds = (performance.now() - started) / 1000;
+    const covered = await writer.stop();
+    await settled(bench.pool, () => bench.settle());
+    const aloneAfter = await runApp(bench, rows, seconds, workDir);
+    const alone = appFigures([aloneBefore, aloneAfter]);
+    const besideFigures = appFigures([beside]);
+    return {
+      rows,
+      alone,
+      aloneBefore: appFigures([aloneBefore]),
+      aloneAfter: appFigures([aloneAfter]),
+      beside: besideFigures,
+      p99Ratio: round(besideFigures.p99Ms / alone.p99Ms, 1),
+      p99FromStartRatio: round(besideFigures.p99FromStartMs / alone.p99FromStartMs, 1),
+      runRowsPerSecond: round((after.rows - before.rows) / windowSeconds),
+      rowsPerSlice: rowsPerSlice(before.slices, after.slices),
+      covered,
+    };
+  } finally {
+    await bench.pool.query("ALTER TABLE users RESET (autovacuum_enabled)");
+  }
 }
 
 /** Alone, then beside a run of the profile (one worker process). */
@@ -298,13 +406,16 @@ async function besideCase(
   const env = { ...FROM_DEFAULTS, ...PROFILES[profile], PROCESS_DELAY_MS: String(delayMs) };
   const figures = await alongside(bench, rows, seconds, workDir, async () => {
     await bench.enqueue(name, env);
+    // its metrics count the slices it commits
+    const metricsPort = await freePort();
     let exited = false;
-    const worker = bench.worker(env).then((ran) => {
+    const worker = bench.worker({ ...env, METRICS_PORT: String(metricsPort) }).then((ran) => {
       exited = true;
       return ran;
     });
     return {
       written: async () => (await runProgress(bench.pool, name)).done,
+      slices: () => sliceCounters(metricsPort),
       ended: () => exited,
       async stop() {
         const { status } = await runProgress(bench.pool, name);
@@ -323,13 +434,14 @@ async function besideCase(
 }
 
 /**
- * The job's SQL twin (bench/sql-twin/users.ts) from one connection, a slice-sized id range per
- * statement, held to `rowsPerSecond` by a pause after each statement: the same row versions and
- * WAL as a run at that pace, with no worker process and no bookkeeping of a run.
+ * The job's SQL twin (bench/sql-twin/users.ts) from one connection, `rangeRows` ids (a slice's)
+ * per statement, held to `rowsPerSecond` by a pause after each statement: the same row versions
+ * and WAL as a run at that pace, with no worker process and no bookkeeping of a run.
  */
-function pacedTwin(url: string, rowsPerSecond: number): Writer {
+function pacedTwin(url: string, rowsPerSecond: number, rangeRows: number): Writer {
   const stopping = new AbortController();
   let written = 0;
+  let statementsRun = 0;
   let ended = false;
   let ranOut = false;
   const client = twinClient(url);
@@ -338,12 +450,13 @@ function pacedTwin(url: string, rowsPerSecond: number): Writer {
     try {
       const { first, last } = await usersIdRange(client);
       const started = performance.now();
-      for (let lo = first - 1; !stopping.signal.aborted; lo += TWIN_RANGE_ROWS) {
+      for (let lo = first - 1; !stopping.signal.aborted; lo += rangeRows) {
         if (lo >= last) {
           ranOut = true;
           break;
         }
-        written += (await client.query(twinStatement(lo, lo + TWIN_RANGE_ROWS))).rowCount ?? 0;
+        written += (await client.query(twinStatement(lo, lo + rangeRows))).rowCount ?? 0;
+        statementsRun++;
         const due = started + (written / rowsPerSecond) * 1000 - performance.now();
         // only the stop rejects the pause
         if (due > 0) await sleep(due, undefined, { signal: stopping.signal }).catch(() => undefined);
@@ -363,6 +476,7 @@ function pacedTwin(url: string, rowsPerSecond: number): Writer {
     });
   return {
     written: async () => written,
+    slices: async () => ({ rows: written, slices: statementsRun }),
     ended: () => ended,
     async stop() {
       stopping.abort();
@@ -375,7 +489,8 @@ function pacedTwin(url: string, rowsPerSecond: number): Writer {
 
 /**
  * The database's own share of what a run costs the application: the twin beside the same
- * application at the pace the busy-primary run reached without I/O in this section.
+ * application at the pace the busy-primary run reached without I/O in this section, in
+ * statements of that run's slices.
  */
 async function twinCase(
   bench: Bench,
@@ -387,11 +502,14 @@ async function twinCase(
   const noIo = (profile: string) => cases.find((c) => c.profile === profile && c.delayMs === 0);
   const pace = noIo("busy primary")?.runRowsPerSecond ?? 0;
   if (!(pace > 0)) throw new Error("the busy-primary run wrote nothing in its window: no pace for the SQL twin");
-  const figures = await alongside(bench, rows, seconds, workDir, async () => pacedTwin(bench.url, pace));
+  const sliceRows = noIo("busy primary")?.rowsPerSlice;
+  const rangeRows = sliceRows ?? MAX_SLICE_ROWS;
+  const figures = await alongside(bench, rows, seconds, workDir, async () => pacedTwin(bench.url, pace, rangeRows));
   const fullSpeed = noIo("full speed")?.runRowsPerSecond;
   return {
     paceRowsPerSecond: pace,
-    rangeRows: TWIN_RANGE_ROWS,
+    rangeRows,
+    rangeFrom: sliceRows === undefined ? "MAX_SLICE_ROWS" : "busy-primary slices",
     ...figures,
     ofFullSpeed: fullSpeed ? round(figures.runRowsPerSecond / fullSpeed, 2) : undefined,
   };

@@ -36,8 +36,10 @@ const ratio = (ours: number, reference: number | undefined) =>
   reference ? `${Math.round((ours / reference) * 100) / 100}x` : "n/a";
 
 /**
- * The application beside a writer (`who`: a run, or the SQL twin): its latencies against alone,
- * then its waits on the writer's locks and the writer's rate, with the targets of each.
+ * The application beside a writer (`who`: a run, or the SQL twin): its latencies against alone
+ * (the two alone windows pooled, and each), the same from the transactions' own start, the
+ * checkpoints in each window, then its waits on the writer's locks and the writer's rate, with
+ * the targets of each.
  */
 function besideRows(
   title: string,
@@ -45,18 +47,26 @@ function besideRows(
   k: BesideFigures,
   targets: { p99: string; waitsAndRate: string; pace?: string; ofFull?: string },
 ): string[][] {
+  const slices = k.rowsPerSlice === undefined ? "" : `, ${k.rowsPerSlice} rows a slice`;
   return [
     [
       `${title}: app p50 / p99 / slowest (ms)`,
       `${k.beside.p50Ms} / ${k.beside.p99Ms} / ${k.beside.maxMs}`,
-      `alone ${k.alone.p50Ms} / ${k.alone.p99Ms} / ${k.alone.maxMs}`,
+      `alone ${k.alone.p50Ms} / ${k.alone.p99Ms} / ${k.alone.maxMs} (p99 before ${k.aloneBefore.p99Ms}, after ${k.aloneAfter.p99Ms})`,
       `p99 ${k.p99Ratio}x`,
       targets.p99,
     ],
     [
+      "  app p99 from its own start (ms); checkpoints in the window",
+      `${k.beside.p99FromStartMs}; ${k.beside.checkpoints}`,
+      `alone ${k.alone.p99FromStartMs}; before ${k.aloneBefore.checkpoints}, after ${k.aloneAfter.checkpoints}`,
+      `${k.p99FromStartRatio}x`,
+      "",
+    ],
+    [
       `  app waits on the ${who}'s locks: count, longest (ms); ${who} (rows/s)`,
       `${k.beside.lockWaits}, ${k.beside.longestLockWaitMs}; ${k.runRowsPerSecond}`,
-      `${targets.pace ?? ""}${k.rows} rows${k.covered ? "" : ", ended inside the window"}`,
+      `${targets.pace ?? ""}${k.rows} rows${slices}${k.covered ? "" : ", ended inside the window"}`,
       targets.ofFull ?? "",
       targets.waitsAndRate,
     ],
@@ -224,7 +234,7 @@ export function printReport(results: Results): void {
     rows.push(
       ...besideRows("SQL twin at the busy-primary pace, no I/O", "twin", w, {
         p99: "p99 <= 2x",
-        pace: `pace ${w.paceRowsPerSecond}, ${w.rangeRows} ids a statement, `,
+        pace: `pace ${w.paceRowsPerSecond}, ${w.rangeRows} ids a statement (${w.rangeFrom}), `,
         ofFull: w.ofFullSpeed === undefined ? "" : `${Math.round(w.ofFullSpeed * 100)}% of full`,
         waitsAndRate: ">= 30% of full",
       }),

@@ -1,4 +1,5 @@
 import path from "node:path";
+import type { BesideCase, TwinCase } from "../../bench/beside-app";
 import { type Finished, lastJsonLine, ROOT, run } from "./processes";
 
 /** The parts of the bench's report that test/system/bench*.test.ts read. */
@@ -7,10 +8,7 @@ export interface BenchReport extends Record<string, unknown> {
   ioBound: { cases: ({ delayMs: number } & Record<string, unknown>)[] };
   scaleOut: { rows: ({ processes: number } & Record<string, unknown>)[] };
   peers: Record<string, Record<string, unknown>>;
-  besideApp: {
-    cases: ({ profile: string; delayMs: number } & Record<string, unknown>)[];
-    sqlTwin: { beside: { transactions: number } } & Record<string, unknown>;
-  } & Record<string, unknown>;
+  besideApp: { cases: BesideCase[]; sqlTwin: TwinCase } & Record<string, unknown>;
   sectionSeconds: Record<string, number>;
 }
 

@@ -48,28 +48,46 @@ describe("npm run bench -- --quick --only at-scale,beside-app,rate-limit", () =>
         p50Ms: expect.any(Number),
         p99Ms: expect.any(Number),
         maxMs: expect.any(Number),
+        p99FromStartMs: expect.any(Number),
         lockWaits: expect.any(Number),
         longestLockWaitMs: expect.any(Number),
+        checkpoints: expect.any(Number),
+      };
+      // alone before and after the beside window, pooled: the pooled window holds both halves'
+      // transactions and the checkpoints of both
+      const windows = {
+        alone: app,
+        aloneBefore: app,
+        aloneAfter: app,
+        beside: app,
+        p99Ratio: expect.any(Number),
+        p99FromStartRatio: expect.any(Number),
       };
       for (const c of report.besideApp.cases) {
-        expect(c).toMatchObject({ alone: app, beside: app, runRowsPerSecond: expect.any(Number) });
-        expect((c.alone as { transactions: number }).transactions).toBeGreaterThan(0);
-        expect((c.beside as { transactions: number }).transactions).toBeGreaterThan(0);
+        expect(c).toMatchObject({ ...windows, runRowsPerSecond: expect.any(Number) });
+        expect(c.aloneBefore.transactions).toBeGreaterThan(0);
+        expect(c.aloneAfter.transactions).toBeGreaterThan(0);
+        expect(c.beside.transactions).toBeGreaterThan(0);
+        expect(c.alone.transactions).toBe(c.aloneBefore.transactions + c.aloneAfter.transactions);
+        expect(c.alone.checkpoints).toBe(c.aloneBefore.checkpoints + c.aloneAfter.checkpoints);
+        // rows a slice, from the worker's metrics, when it served them at both ends of the window
+        if (c.rowsPerSlice !== undefined) expect(c.rowsPerSlice).toBeGreaterThan(0);
       }
       // the database's own reference: the job's SQL twin beside the same application, at the pace
       // the busy-primary run reached without I/O
       const busyPrimary = report.besideApp.cases.find((c) => c.profile === "busy primary" && c.delayMs === 0);
+      // in statements of that run's slices (rows a slice, from its worker's metrics)
       expect(report.besideApp.sqlTwin).toMatchObject({
         paceRowsPerSecond: busyPrimary?.runRowsPerSecond,
-        rangeRows: expect.any(Number),
         rows: 20_000,
-        alone: app,
-        beside: app,
-        p99Ratio: expect.any(Number),
+        ...windows,
         runRowsPerSecond: expect.any(Number),
         ofFullSpeed: expect.any(Number),
         covered: expect.any(Boolean),
       });
+      const twin = report.besideApp.sqlTwin;
+      if (busyPrimary?.rowsPerSlice === undefined) expect(twin).toMatchObject({ rangeFrom: "MAX_SLICE_ROWS" });
+      else expect(twin).toMatchObject({ rangeFrom: "busy-primary slices", rangeRows: busyPrimary.rowsPerSlice });
       expect(report.besideApp.sqlTwin.beside.transactions).toBeGreaterThan(0);
       expect(result.stderr).toMatch(/SQL twin at the busy-primary pace/);
       // throttling on against off, the same rows, alternated
