@@ -80,8 +80,14 @@ const LOCK_WAITS_SQL = `
    GROUP BY l.pid`;
 const LOCK_SAMPLE_MS = 20;
 
-/** Checkpoints the server has ended since its statistics were reset, timed or requested. */
-const CHECKPOINTS_SQL = "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter";
+/**
+ * Checkpoints the server has ended since its statistics were reset, timed or requested: counted
+ * in pg_stat_checkpointer from PostgreSQL 17 (the embedded server), in pg_stat_bgwriter before.
+ */
+const CHECKPOINTS_SQL = {
+  since17: "SELECT num_timed + num_requested AS n FROM pg_stat_checkpointer",
+  before17: "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter",
+};
 
 /** Autovacuum workers busy in this database (on a table of a previous case, say). */
 const AUTOVACUUMS_SQL = `SELECT count(*)::int AS n FROM pg_stat_activity
@@ -236,7 +242,11 @@ interface AppWindow {
   checkpoints: number;
 }
 
-const checkpointsSoFar = async (pool: pg.Pool) => Number((await pool.query(CHECKPOINTS_SQL)).rows[0].n);
+const checkpointsSoFar = async (pool: pg.Pool) => {
+  const { rows } = await pool.query<{ version: string }>("SELECT current_setting('server_version_num') AS version");
+  const sql = Number(rows[0]?.version) >= 170000 ? CHECKPOINTS_SQL.since17 : CHECKPOINTS_SQL.before17;
+  return Number((await pool.query(sql)).rows[0].n);
+};
 
 /** The figures of one window, or of several pooled into one distribution. */
 function appFigures(windows: AppWindow[]): AppFigures {
