@@ -124,17 +124,21 @@ interface Start {
   backfilled: boolean;
 }
 
-/** The source of a job file over the users table whose function does nothing, with `schedule` (an object's source) or none. */
+/**
+ * The source of a job file over the users table whose function does nothing, with `schedule` (an
+ * object's source) or none; its state columns are the users job's.
+ */
 export const usersJobSource = (
   name: string,
   schedule?: string,
 ) => `const { defineJob } = require(${JSON.stringify(path.join(DIST, "src/index.js"))});
+const users = require(${JSON.stringify(path.join(DIST, "jobs/users.js"))}).default;
 module.exports = defineJob({
   name: "${name}",
   table: "users",
   key: "id",
   reads: {},
-  state: { status: "batch_status", attempts: "attempts", error: "last_error", runId: "batch_id", processedAt: "processed_at" },
+  state: users.state,
   ${schedule ? `schedule: ${schedule},` : ""}
   async process() {},
 });
